@@ -1,0 +1,133 @@
+//! Storage of vexil: the traits the service talks to, and the backends that implement them.
+//!
+//! The service never touches a database directly; it holds an `Arc<dyn Store>` and uses four
+//! capabilities:
+//!
+//! - [`ConfigStore`]: versioned configuration documents (flags, segments, experiments, …) with
+//!   optimistic concurrency, atomic multi-document writes and change notification;
+//! - [`AuditLog`]: the append-only record of every change;
+//! - [`KeyStore`]: API keys, stored as hashes;
+//! - [`AssignmentStore`]: sticky experiment assignments, written insert-if-absent.
+//!
+//! Every backend must behave identically, so none of the traits assumes it is the only process
+//! on the data: versions and revisions live in the database, conflicts are detected by the
+//! database, and [`ConfigStore::watch`] reports changes committed by any process.
+//!
+//! Backends: [`sqlite::SqliteStore`] for the embedded mode. The `testkit` feature exposes the
+//! conformance suite ([`testkit`]) that every backend runs unchanged.
+
+mod error;
+mod model;
+mod secret;
+pub mod sqlite;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
+
+pub use error::StoreError;
+pub use model::now;
+pub use model::{
+    ApiKey, Assignment, AuditQuery, AuditRecord, ChangeMeta, EntityKind, KeyKind, NewAuditRecord, StoredDocument,
+    Timestamp, UnknownName, Write, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT,
+};
+
+use tokio::sync::watch;
+
+/// Versioned configuration documents, one namespace of keys per [`EntityKind`].
+#[async_trait::async_trait]
+pub trait ConfigStore: Send + Sync {
+    /// The current document, if there is one.
+    async fn get(&self, kind: EntityKind, key: &str) -> Result<Option<StoredDocument>, StoreError>;
+
+    /// All documents of one kind, ordered by key (bytewise).
+    async fn list(&self, kind: EntityKind) -> Result<Vec<StoredDocument>, StoreError>;
+
+    /// Applies all writes atomically — all or nothing, which flag import relies on — and appends
+    /// one audit record per write in the same transaction, so the log can never disagree with
+    /// the data. Later writes see the effect of earlier ones in the same batch.
+    ///
+    /// Returns, for each write in order, the stored document afterwards (`None` for deletes).
+    async fn apply(&self, writes: Vec<Write>, meta: &ChangeMeta) -> Result<Vec<Option<StoredDocument>>, StoreError>;
+
+    /// A global revision that grows with every committed change of documents, whichever
+    /// process committed it. Nodes compare it to know whether their cached configuration is
+    /// current.
+    async fn revision(&self) -> Result<u64, StoreError>;
+
+    /// Carries the latest known [`revision`](Self::revision). It has moved by the time
+    /// [`apply`](Self::apply) returns for changes made through this handle, and within about a
+    /// second for changes committed by other processes on the same data.
+    fn watch(&self) -> watch::Receiver<u64>;
+}
+
+/// The append-only audit log. Document writes are audited by [`ConfigStore::apply`] itself;
+/// this trait records the other actions and answers queries. Nothing updates or deletes a
+/// record.
+#[async_trait::async_trait]
+pub trait AuditLog: Send + Sync {
+    /// Appends a record for an action that is not a document write (a rollout step, an
+    /// emergency stop, …) and returns it with its id and time.
+    async fn record(&self, entry: NewAuditRecord) -> Result<AuditRecord, StoreError>;
+
+    /// Records matching the query, newest first.
+    async fn query(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
+}
+
+/// API keys. Only a hash of each secret is stored; creation and revocation are audited.
+#[async_trait::async_trait]
+pub trait KeyStore: Send + Sync {
+    /// Creates a key with a fresh random secret. The secret is returned here and never again.
+    async fn create_key(&self, kind: KeyKind, name: &str, meta: &ChangeMeta) -> Result<(ApiKey, String), StoreError>;
+
+    /// Stores a key whose secret the operator chose (`VEXIL_ADMIN_KEY` on a fresh store).
+    /// Fails with [`StoreError::AlreadyExists`] if a key with that secret exists.
+    async fn import_key(
+        &self,
+        kind: KeyKind,
+        name: &str,
+        secret: &str,
+        meta: &ChangeMeta,
+    ) -> Result<ApiKey, StoreError>;
+
+    /// All keys, revoked ones included, oldest first.
+    async fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError>;
+
+    /// Revokes a key. Revoking a revoked key changes nothing and returns it as it is.
+    async fn revoke_key(&self, id: &str, meta: &ChangeMeta) -> Result<ApiKey, StoreError>;
+
+    /// The active (unrevoked) key with this secret, if any.
+    async fn authenticate(&self, secret: &str) -> Result<Option<ApiKey>, StoreError>;
+
+    /// Whether any key was ever created, revoked ones included: a store is "fresh" (and gets a
+    /// generated admin key) only once, so revoking every key cannot be undone by a restart.
+    async fn has_keys(&self) -> Result<bool, StoreError>;
+}
+
+/// Sticky experiment assignments, keyed by (experiment id, unit).
+#[async_trait::async_trait]
+pub trait AssignmentStore: Send + Sync {
+    /// The unexpired assignment of `unit` in the experiment, if any.
+    async fn get_assignment(
+        &self,
+        experiment_id: &str,
+        unit: &str,
+        now: Timestamp,
+    ) -> Result<Option<Assignment>, StoreError>;
+
+    /// Stores `a` unless an unexpired assignment for its (experiment, unit) exists, atomically
+    /// in the database (never read-then-write, which would race across nodes), and returns the
+    /// record stored afterwards: `a` if it was first, the existing one otherwise. An assignment
+    /// that expired at or before `a.assigned_at` is replaced.
+    async fn assign_if_absent(&self, a: Assignment) -> Result<Assignment, StoreError>;
+
+    /// [`assign_if_absent`](Self::assign_if_absent) for many assignments in one transaction,
+    /// so the service can group-commit first assignments. Results are in input order.
+    async fn assign_many_if_absent(&self, batch: Vec<Assignment>) -> Result<Vec<Assignment>, StoreError>;
+
+    /// Deletes assignments that expired at or before `now`; returns how many.
+    async fn purge_expired_assignments(&self, now: Timestamp) -> Result<u64, StoreError>;
+}
+
+/// Everything the service needs from storage, as one object.
+pub trait Store: ConfigStore + AuditLog + KeyStore + AssignmentStore {}
+
+impl<T: ConfigStore + AuditLog + KeyStore + AssignmentStore> Store for T {}

@@ -1,0 +1,299 @@
+//! The values that cross the storage traits. They are backend-neutral: every backend stores
+//! and returns exactly these shapes, and they serialise the way the admin API shows them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A point in time; stored and shown in UTC. Stores keep timestamps to the microsecond, the
+/// finest precision every backend (PostgreSQL's `timestamptz` included) can hold, so a value
+/// reads back exactly as it was written whichever backend holds it.
+pub type Timestamp = chrono::DateTime<chrono::Utc>;
+
+/// The current time at the precision stores keep.
+pub fn now() -> Timestamp {
+    use chrono::SubsecRound;
+    chrono::Utc::now().trunc_subsecs(6)
+}
+
+/// The error of parsing a name that is not one of an enum's names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} {name:?}")]
+pub struct UnknownName {
+    what: &'static str,
+    name: String,
+}
+
+/// Defines an enum whose variants have one canonical snake_case name, used alike in JSON, in
+/// the database and in messages, so the mapping is written exactly once.
+macro_rules! named_enum {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident as $what:literal { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(into = "&'static str", try_from = "String")]
+        $vis enum $name { $($variant),+ }
+
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The canonical name.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownName;
+            fn from_str(s: &str) -> Result<Self, UnknownName> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(UnknownName { what: $what, name: s.to_owned() }),
+                }
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = UnknownName;
+            fn try_from(s: String) -> Result<Self, UnknownName> {
+                s.parse()
+            }
+        }
+
+        impl From<$name> for &'static str {
+            fn from(value: $name) -> Self {
+                value.as_str()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+named_enum! {
+    /// What a document or an audit record is about.
+    pub enum EntityKind as "entity kind" {
+        Flag = "flag",
+        Segment = "segment",
+        Experiment = "experiment",
+        Key = "key",
+        EmergencyStop = "emergency_stop",
+        Budget = "budget",
+        RolloutPlan = "rollout_plan",
+    }
+}
+
+named_enum! {
+    /// What an API key may do (SPEC §4): `admin` everything, `server` evaluation plus SDK
+    /// config, `client` evaluation, assignment and events only.
+    pub enum KeyKind as "key kind" {
+        Admin = "admin",
+        Server = "server",
+        Client = "client",
+    }
+}
+
+/// A versioned configuration document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredDocument {
+    pub kind: EntityKind,
+    pub key: String,
+    /// Generated on creation, never changes; a document deleted and created again gets a new one.
+    pub id: String,
+    /// 1 on creation, +1 per change: the value of `If-Match`.
+    pub version: u64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// The entity's JSON without the server-managed fields above.
+    pub body: Value,
+}
+
+impl StoredDocument {
+    /// The document as the API shows it: the body with `id`, `version`, `created_at` and
+    /// `updated_at` added. A body that is not an object is returned as it is.
+    pub fn to_json(&self) -> Value {
+        let mut json = self.body.clone();
+        if let Value::Object(fields) = &mut json {
+            fields.insert("id".into(), Value::from(self.id.clone()));
+            fields.insert("version".into(), Value::from(self.version));
+            fields.insert("created_at".into(), timestamp_json(&self.created_at));
+            fields.insert("updated_at".into(), timestamp_json(&self.updated_at));
+        }
+        json
+    }
+}
+
+fn timestamp_json(t: &Timestamp) -> Value {
+    Value::from(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+}
+
+/// Who makes a change, and why; carried into the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeMeta {
+    /// A key id, or a name for the server's own actors: `system:rollout`, `cli`, …
+    pub actor: String,
+    pub reason: Option<String>,
+}
+
+impl ChangeMeta {
+    pub fn new(actor: impl Into<String>) -> Self {
+        ChangeMeta { actor: actor.into(), reason: None }
+    }
+
+    pub fn with_reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+}
+
+/// One write of a [`ConfigStore::apply`](crate::ConfigStore::apply) batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// Fails with `AlreadyExists` if the document exists.
+    Create { kind: EntityKind, key: String, body: Value },
+    /// Fails with `NotFound` if the document does not exist, and with `VersionMismatch` if
+    /// `expected_version` is given and is not the current version (`If-Match`).
+    Update { kind: EntityKind, key: String, body: Value, expected_version: Option<u64> },
+    /// Creates or replaces, whatever the current version (flag import).
+    Upsert { kind: EntityKind, key: String, body: Value },
+    /// Fails like `Update` does.
+    Delete { kind: EntityKind, key: String, expected_version: Option<u64> },
+}
+
+/// One entry of the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Grows with every record: later records have larger ids.
+    pub id: u64,
+    pub at: Timestamp,
+    pub actor: String,
+    /// What happened: `create`, `update`, `delete` for documents and keys, `revoke` for keys,
+    /// and whatever [`NewAuditRecord::action`] other actions name.
+    pub action: String,
+    pub entity: EntityKind,
+    pub key: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+    pub reason: Option<String>,
+}
+
+/// An audit record to append; the store assigns `id` and `at`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAuditRecord {
+    /// Becomes the record's `actor` and `reason`.
+    pub meta: ChangeMeta,
+    pub action: String,
+    pub entity: EntityKind,
+    pub key: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+}
+
+/// How many audit records a query returns when it names no limit.
+pub const DEFAULT_AUDIT_LIMIT: u32 = 100;
+/// The most audit records one query returns; page with [`AuditQuery::before`].
+pub const MAX_AUDIT_LIMIT: u32 = 1000;
+
+/// A filter over the audit log. The default matches everything, newest 100 first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub entity: Option<EntityKind>,
+    pub key: Option<String>,
+    /// At most [`MAX_AUDIT_LIMIT`]; larger values are capped.
+    pub limit: Option<u32>,
+    /// Only records with a smaller id: pass the last id of a page to get the next one.
+    pub before: Option<u64>,
+}
+
+impl AuditQuery {
+    /// The number of records to return at most.
+    pub fn effective_limit(&self) -> u32 {
+        self.limit.unwrap_or(DEFAULT_AUDIT_LIMIT).min(MAX_AUDIT_LIMIT)
+    }
+}
+
+/// An API key as listed; the secret itself is never stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub id: String,
+    pub kind: KeyKind,
+    pub name: String,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// The sticky variant of one unit (a user id, usually) in one experiment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub experiment_id: String,
+    pub unit: String,
+    pub variant: String,
+    pub assignment_id: String,
+    pub assigned_at: Timestamp,
+    /// `None`: sticky for the life of the experiment.
+    pub expires_at: Option<Timestamp>,
+}
+
+impl Assignment {
+    /// Whether the assignment still holds at `now`.
+    pub fn is_active(&self, now: Timestamp) -> bool {
+        self.expires_at.is_none_or(|expiry| expiry > now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn names_round_trip_through_json_and_strings() {
+        for kind in EntityKind::ALL {
+            let json = serde_json::to_value(kind).unwrap();
+            assert_eq!(json, Value::from(kind.as_str()));
+            assert_eq!(serde_json::from_value::<EntityKind>(json).unwrap(), *kind);
+            assert_eq!(kind.as_str().parse::<EntityKind>().unwrap(), *kind);
+        }
+        for kind in KeyKind::ALL {
+            assert_eq!(kind.to_string().parse::<KeyKind>().unwrap(), *kind);
+        }
+        assert_eq!(EntityKind::EmergencyStop.as_str(), "emergency_stop", "names are snake_case");
+        let err = "flags".parse::<EntityKind>().unwrap_err();
+        assert_eq!(err.to_string(), "unknown entity kind \"flags\"");
+        assert!(serde_json::from_str::<KeyKind>("\"root\"").is_err());
+    }
+
+    #[test]
+    fn document_json_adds_server_managed_fields() {
+        let at = chrono::Utc.with_ymd_and_hms(2026, 11, 21, 10, 0, 0).unwrap();
+        let doc = StoredDocument {
+            kind: EntityKind::Flag,
+            key: "new_checkout".into(),
+            id: "abc".into(),
+            version: 3,
+            created_at: at,
+            updated_at: at,
+            body: serde_json::json!({"key": "new_checkout", "enabled": true}),
+        };
+        assert_eq!(
+            doc.to_json(),
+            serde_json::json!({
+                "key": "new_checkout", "enabled": true, "id": "abc", "version": 3,
+                "created_at": "2026-11-21T10:00:00Z", "updated_at": "2026-11-21T10:00:00Z",
+            })
+        );
+    }
+
+    #[test]
+    fn audit_limit_defaults_and_caps() {
+        assert_eq!(AuditQuery::default().effective_limit(), 100);
+        let q = AuditQuery { limit: Some(5000), ..AuditQuery::default() };
+        assert_eq!(q.effective_limit(), 1000);
+    }
+}

@@ -1,0 +1,194 @@
+//! [`ConfigStore`] on the `documents` and `revision` tables.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde_json::Value;
+use tokio::sync::watch;
+
+use super::audit::append;
+use super::codec::{Json, Time};
+use super::SqliteStore;
+use crate::secret::new_id;
+use crate::{ChangeMeta, ConfigStore, EntityKind, NewAuditRecord, StoreError, StoredDocument, Timestamp, Write};
+
+const SELECT: &str = "SELECT kind, key, id, version, created_at, updated_at, body FROM documents";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<StoredDocument> {
+    Ok(StoredDocument {
+        kind: row.get(0)?,
+        key: row.get(1)?,
+        id: row.get(2)?,
+        version: row.get(3)?,
+        created_at: row.get::<_, Time>(4)?.0,
+        updated_at: row.get::<_, Time>(5)?.0,
+        body: row.get::<_, Json>(6)?.0,
+    })
+}
+
+fn load(conn: &Connection, kind: EntityKind, key: &str) -> Result<Option<StoredDocument>, StoreError> {
+    let doc = conn
+        .prepare_cached(&format!("{SELECT} WHERE kind = ?1 AND key = ?2"))?
+        .query_row(params![kind, key], from_row)
+        .optional()?;
+    Ok(doc)
+}
+
+pub(super) fn read_revision(conn: &Connection) -> Result<u64, StoreError> {
+    let revision = conn.query_row("SELECT value FROM revision WHERE id = 1", [], |row| row.get(0))?;
+    Ok(revision)
+}
+
+#[async_trait::async_trait]
+impl ConfigStore for SqliteStore {
+    async fn get(&self, kind: EntityKind, key: &str) -> Result<Option<StoredDocument>, StoreError> {
+        let key = key.to_owned();
+        self.read(move |conn| load(conn, kind, &key)).await
+    }
+
+    async fn list(&self, kind: EntityKind) -> Result<Vec<StoredDocument>, StoreError> {
+        self.read(move |conn| {
+            let docs = conn
+                .prepare_cached(&format!("{SELECT} WHERE kind = ?1 ORDER BY key"))?
+                .query_map([kind], from_row)?
+                .collect::<Result<_, _>>()?;
+            Ok(docs)
+        })
+        .await
+    }
+
+    async fn apply(&self, writes: Vec<Write>, meta: &ChangeMeta) -> Result<Vec<Option<StoredDocument>>, StoreError> {
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let meta = meta.clone();
+        let (docs, revision) = self
+            .write(move |tx| {
+                // One time for the whole batch: it is one change.
+                let now = crate::now();
+                let docs =
+                    writes.into_iter().map(|write| apply_one(tx, write, now, &meta)).collect::<Result<Vec<_>, _>>()?;
+                let revision: u64 =
+                    tx.query_row("UPDATE revision SET value = value + 1 WHERE id = 1 RETURNING value", [], |row| {
+                        row.get(0)
+                    })?;
+                Ok((docs, revision))
+            })
+            .await?;
+        self.publish(revision);
+        Ok(docs)
+    }
+
+    async fn revision(&self) -> Result<u64, StoreError> {
+        self.read(read_revision).await
+    }
+
+    fn watch(&self) -> watch::Receiver<u64> {
+        self.inner.revision.subscribe()
+    }
+}
+
+/// One write inside the batch's transaction. The write lock is held from BEGIN, so reading
+/// the current version and then writing cannot race with another writer.
+fn apply_one(
+    conn: &Connection,
+    write: Write,
+    now: Timestamp,
+    meta: &ChangeMeta,
+) -> Result<Option<StoredDocument>, StoreError> {
+    match write {
+        Write::Create { kind, key, body } => match load(conn, kind, &key)? {
+            Some(_) => Err(StoreError::AlreadyExists { kind, key }),
+            None => insert(conn, kind, key, body, now, meta).map(Some),
+        },
+        Write::Update { kind, key, body, expected_version } => {
+            let current = load_expected(conn, kind, key, expected_version)?;
+            replace(conn, current, body, now, meta).map(Some)
+        }
+        Write::Upsert { kind, key, body } => match load(conn, kind, &key)? {
+            Some(current) => replace(conn, current, body, now, meta),
+            None => insert(conn, kind, key, body, now, meta),
+        }
+        .map(Some),
+        Write::Delete { kind, key, expected_version } => {
+            let current = load_expected(conn, kind, key, expected_version)?;
+            conn.prepare_cached("DELETE FROM documents WHERE kind = ?1 AND key = ?2")?
+                .execute(params![current.kind, current.key])?;
+            audit(conn, meta, now, Change::Deleted(&current))?;
+            Ok(None)
+        }
+    }
+}
+
+/// The current document, checked against `If-Match`.
+fn load_expected(
+    conn: &Connection,
+    kind: EntityKind,
+    key: String,
+    expected: Option<u64>,
+) -> Result<StoredDocument, StoreError> {
+    let Some(current) = load(conn, kind, &key)? else {
+        return Err(StoreError::NotFound { kind, key });
+    };
+    match expected {
+        Some(expected) if expected != current.version => {
+            Err(StoreError::VersionMismatch { kind, key, expected, actual: current.version })
+        }
+        _ => Ok(current),
+    }
+}
+
+fn insert(
+    conn: &Connection,
+    kind: EntityKind,
+    key: String,
+    body: Value,
+    now: Timestamp,
+    meta: &ChangeMeta,
+) -> Result<StoredDocument, StoreError> {
+    let doc = StoredDocument { kind, key, id: new_id(), version: 1, created_at: now, updated_at: now, body };
+    conn.prepare_cached(
+        "INSERT INTO documents (kind, key, id, version, created_at, updated_at, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
+    )?
+    .execute(params![doc.kind, doc.key, doc.id, doc.version, Time(now), Json(doc.body.clone())])?;
+    audit(conn, meta, now, Change::Created(&doc))?;
+    Ok(doc)
+}
+
+fn replace(
+    conn: &Connection,
+    current: StoredDocument,
+    body: Value,
+    now: Timestamp,
+    meta: &ChangeMeta,
+) -> Result<StoredDocument, StoreError> {
+    let doc = StoredDocument { version: current.version + 1, updated_at: now, body, ..current.clone() };
+    conn.prepare_cached("UPDATE documents SET version = ?3, updated_at = ?4, body = ?5 WHERE kind = ?1 AND key = ?2")?
+        .execute(params![doc.kind, doc.key, doc.version, Time(now), Json(doc.body.clone())])?;
+    audit(conn, meta, now, Change::Updated(&current, &doc))?;
+    Ok(doc)
+}
+
+enum Change<'a> {
+    Created(&'a StoredDocument),
+    Updated(&'a StoredDocument, &'a StoredDocument),
+    Deleted(&'a StoredDocument),
+}
+
+/// Audits a document write, showing the documents as the API does.
+fn audit(conn: &Connection, meta: &ChangeMeta, now: Timestamp, change: Change<'_>) -> Result<(), StoreError> {
+    let (action, doc, before, after) = match change {
+        Change::Created(doc) => ("create", doc, None, Some(doc)),
+        Change::Updated(before, after) => ("update", after, Some(before), Some(after)),
+        Change::Deleted(doc) => ("delete", doc, Some(doc), None),
+    };
+    let entry = NewAuditRecord {
+        meta: meta.clone(),
+        action: action.to_owned(),
+        entity: doc.kind,
+        key: doc.key.clone(),
+        before: before.map(StoredDocument::to_json),
+        after: after.map(StoredDocument::to_json),
+    };
+    append(conn, now, &entry)?;
+    Ok(())
+}

@@ -1,0 +1,148 @@
+//! [`KeyStore`] on the `api_keys` table. Secrets are generated and hashed by
+//! [`crate::secret`], shared with every backend.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::audit::append;
+use super::codec::Time;
+use super::SqliteStore;
+use crate::secret::{new_id, new_secret, secret_hash};
+use crate::{ApiKey, ChangeMeta, EntityKind, KeyKind, KeyStore, NewAuditRecord, StoreError, Timestamp};
+
+const SELECT: &str = "SELECT id, kind, name, created_at, revoked_at FROM api_keys";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<ApiKey> {
+    Ok(ApiKey {
+        id: row.get(0)?,
+        kind: row.get(1)?,
+        name: row.get(2)?,
+        created_at: row.get::<_, Time>(3)?.0,
+        revoked_at: row.get::<_, Option<Time>>(4)?.map(|t| t.0),
+    })
+}
+
+fn key_json(key: &ApiKey) -> serde_json::Value {
+    serde_json::to_value(key).expect("an API key serialises to JSON")
+}
+
+fn audit(
+    conn: &Connection,
+    meta: &ChangeMeta,
+    now: Timestamp,
+    action: &str,
+    before: Option<&ApiKey>,
+    after: &ApiKey,
+) -> Result<(), StoreError> {
+    let entry = NewAuditRecord {
+        meta: meta.clone(),
+        action: action.to_owned(),
+        entity: EntityKind::Key,
+        key: after.id.clone(),
+        before: before.map(key_json),
+        after: Some(key_json(after)),
+    };
+    append(conn, now, &entry)?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Stores a new key with the hash of `secret`, audited in the same transaction.
+    async fn insert_key(
+        &self,
+        kind: KeyKind,
+        name: &str,
+        secret: &str,
+        meta: &ChangeMeta,
+    ) -> Result<ApiKey, StoreError> {
+        let now = crate::now();
+        let key = ApiKey { id: new_id(), kind, name: name.to_owned(), created_at: now, revoked_at: None };
+        let hash = secret_hash(secret);
+        let meta = meta.clone();
+        self.write(move |tx| {
+            let existing: Option<String> = tx
+                .query_row("SELECT id FROM api_keys WHERE secret_sha256 = ?1", [&hash[..]], |row| row.get(0))
+                .optional()?;
+            if let Some(id) = existing {
+                return Err(StoreError::AlreadyExists { kind: EntityKind::Key, key: id });
+            }
+            tx.execute(
+                "INSERT INTO api_keys (id, kind, name, secret_sha256, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![key.id, key.kind, key.name, &hash[..], Time(now)],
+            )?;
+            audit(tx, &meta, now, "create", None, &key)?;
+            Ok(key)
+        })
+        .await
+    }
+}
+
+#[async_trait::async_trait]
+impl KeyStore for SqliteStore {
+    async fn create_key(&self, kind: KeyKind, name: &str, meta: &ChangeMeta) -> Result<(ApiKey, String), StoreError> {
+        let secret = new_secret(kind);
+        let key = self.insert_key(kind, name, &secret, meta).await?;
+        Ok((key, secret))
+    }
+
+    async fn import_key(
+        &self,
+        kind: KeyKind,
+        name: &str,
+        secret: &str,
+        meta: &ChangeMeta,
+    ) -> Result<ApiKey, StoreError> {
+        self.insert_key(kind, name, secret, meta).await
+    }
+
+    async fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        self.read(|conn| {
+            let keys = conn
+                .prepare_cached(&format!("{SELECT} ORDER BY created_at, id"))?
+                .query_map([], from_row)?
+                .collect::<Result<_, _>>()?;
+            Ok(keys)
+        })
+        .await
+    }
+
+    async fn revoke_key(&self, id: &str, meta: &ChangeMeta) -> Result<ApiKey, StoreError> {
+        let id = id.to_owned();
+        let meta = meta.clone();
+        self.write(move |tx| {
+            let current = tx
+                .query_row(&format!("{SELECT} WHERE id = ?1"), [&id], from_row)
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound { kind: EntityKind::Key, key: id.clone() })?;
+            if current.revoked_at.is_some() {
+                return Ok(current);
+            }
+            let now = crate::now();
+            tx.execute("UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1", params![id, Time(now)])?;
+            let revoked = ApiKey { revoked_at: Some(now), ..current.clone() };
+            audit(tx, &meta, now, "revoke", Some(&current), &revoked)?;
+            Ok(revoked)
+        })
+        .await
+    }
+
+    async fn authenticate(&self, secret: &str) -> Result<Option<ApiKey>, StoreError> {
+        let hash = secret_hash(secret);
+        self.read(move |conn| {
+            let key = conn
+                .prepare_cached(&format!("{SELECT} WHERE secret_sha256 = ?1 AND revoked_at IS NULL"))?
+                .query_row([&hash[..]], from_row)
+                .optional()?;
+            Ok(key)
+        })
+        .await
+    }
+
+    async fn has_keys(&self) -> Result<bool, StoreError> {
+        self.read(|conn| {
+            let any = conn.query_row("SELECT EXISTS (SELECT 1 FROM api_keys)", [], |row| row.get(0))?;
+            Ok(any)
+        })
+        .await
+    }
+}

@@ -1,0 +1,127 @@
+//! The conformance suite: the behaviour every [`Store`] backend must show, written once against
+//! the traits so that each backend runs it unchanged.
+//!
+//! A backend provides a [`TestBackend`] — one empty data set that can be opened several times,
+//! the way several processes open one database — and instantiates the suite in a test file:
+//!
+//! ```text
+//! async fn backend() -> MyBackend { MyBackend::new_empty().await }
+//! vexil_store::conformance_suite!(backend);
+//! ```
+//!
+//! That expands to one `#[tokio::test]` per check (the test crate needs `tokio` with the
+//! `macros` and `rt-multi-thread` features), each on a fresh backend. The checks are public
+//! too, for a backend that wants to call them its own way.
+
+mod assignments;
+mod audit;
+mod documents;
+mod keys;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use crate::{ChangeMeta, EntityKind, Store, StoredDocument, Write};
+
+pub use assignments::*;
+pub use audit::*;
+pub use documents::*;
+pub use keys::*;
+
+/// One empty data set of a backend, for one check.
+#[async_trait::async_trait]
+pub trait TestBackend: Send + Sync {
+    /// Opens a new handle on the data set. Handles must share nothing in memory, exactly as
+    /// two processes would not, so what one sees of another's changes went through storage.
+    async fn open(&self) -> Arc<dyn Store>;
+
+    /// Whether `needle` occurs anywhere in what the backend persisted (files, tables): the
+    /// suite checks that secrets never do.
+    async fn persisted_data_contains(&self, needle: &str) -> bool;
+}
+
+/// Expands to one `#[tokio::test]` per conformance check, each given a fresh backend by
+/// `$new_backend`, an async function (a path) returning a [`TestBackend`].
+#[macro_export]
+macro_rules! conformance_suite {
+    ($new_backend:path) => {
+        $crate::__conformance_checks!(
+            $new_backend;
+            documents_round_trip,
+            documents_list_by_kind_in_key_order,
+            create_of_an_existing_document_fails,
+            expected_version_guards_updates_and_deletes,
+            missing_documents_are_not_found,
+            upsert_creates_then_replaces,
+            recreated_document_gets_a_new_identity,
+            batch_writes_see_earlier_writes,
+            failed_batch_changes_nothing,
+            writes_are_audited_with_before_and_after,
+            audit_query_filters_limits_and_pages,
+            audit_records_other_actions,
+            revision_grows_with_each_change,
+            watch_sees_own_changes_at_once,
+            watch_sees_changes_of_another_handle,
+            keys_create_list_authenticate_revoke,
+            key_secrets_are_stored_only_hashed,
+            imported_key_authenticates,
+            first_assignment_wins,
+            expired_assignment_is_replaced_and_purged,
+            assign_many_keeps_input_order,
+            concurrent_first_assignments_agree,
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_checks {
+    ($new_backend:path; $($check:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $check() {
+                let backend = $new_backend().await;
+                $crate::testkit::$check(&backend).await;
+            }
+        )+
+    };
+}
+
+/// How long a change committed through another handle may take to be noticed. The spec gives
+/// a configuration change 1 s to reach every node; the slack is for loaded CI machines.
+const CROSS_PROCESS_NOTICE: Duration = Duration::from_secs(3);
+
+fn meta() -> ChangeMeta {
+    ChangeMeta::new("key_tester").with_reason("conformance")
+}
+
+fn body(key: &str, n: u64) -> Value {
+    json!({"key": key, "n": n, "tags": ["t"]})
+}
+
+fn create(kind: EntityKind, key: &str, n: u64) -> Write {
+    Write::Create { kind, key: key.into(), body: body(key, n) }
+}
+
+/// Applies one write that must succeed and return a document.
+async fn apply_one(store: &dyn Store, write: Write) -> StoredDocument {
+    let mut docs = store.apply(vec![write], &meta()).await.expect("write");
+    assert_eq!(docs.len(), 1, "one result per write");
+    docs.pop().unwrap().expect("a stored document")
+}
+
+/// Waits until the watched revision reaches `target`.
+async fn wait_for_revision(rx: &mut watch::Receiver<u64>, target: u64) {
+    let reached =
+        tokio::time::timeout(CROSS_PROCESS_NOTICE, rx.wait_for(|r| *r >= target)).await.map(|waited| waited.is_ok());
+    match reached {
+        Ok(true) => {}
+        Ok(false) => panic!("the watch channel closed while its store was alive"),
+        Err(_) => {
+            panic!("watch showed revision {} and did not reach {target} within {CROSS_PROCESS_NOTICE:?}", *rx.borrow())
+        }
+    }
+}
