@@ -184,7 +184,7 @@ fn covariate_variance(n: u64, c: Covariate, binary: bool) -> Option<f64> {
 
 fn proportion_variance(n: u64, sum: f64) -> Option<f64> {
     let p = finite(sum / n as f64)?;
-    Some(p * (1.0 - p))
+    finite(p * (1.0 - p))
 }
 
 /// Unbiased sample variance from Σv and Σv²; undefined below two users.
