@@ -1,1 +1,35 @@
-//! placeholder
+//! The pure evaluation core of vexil: no I/O, no async.
+//!
+//! - [`model`]: flags, segments and conditions as users write them (SPEC 1.1, 1.2, 1.5);
+//! - [`decode`]: JSON/YAML values into the model, with every problem reported by path;
+//! - [`hash`] and [`allocation`]: the exact bucketing of SPEC 2, shared with experiments;
+//! - [`FlagSet`]: a validated, compiled document that evaluates flags as SPEC 3 says.
+//!
+//! ```
+//! use vexil_core::{Context, FlagSet, Format, Reason};
+//! let flags = FlagSet::from_text(r#"{"flags": [{"key": "dark_mode", "enabled": true,
+//!     "default": {"variant": "on"}}]}"#, Format::Json).unwrap();
+//! let result = flags.evaluate("dark_mode", &Context::user("user_1")).unwrap();
+//! assert_eq!((result.variant, result.reason), ("on", Reason::Static));
+//! ```
+
+pub mod allocation;
+mod compile;
+mod condition;
+mod context;
+pub mod decode;
+mod error;
+mod evaluate;
+mod flagset;
+pub mod hash;
+pub mod model;
+
+pub use compile::MAX_PREREQUISITE_DEPTH;
+pub use context::{Attribute, AttributePath, Context};
+pub use error::{ValidationError, ValidationErrors};
+pub use evaluate::{
+    validate_user_id, EvalEnv, EvalError, Evaluation, EvaluationRecord, ExperimentResolver, ExperimentVariant,
+    NoExperiments, Reason,
+};
+pub use flagset::{parse_text, FlagSet, Format};
+pub use model::{Condition, Flag, FlagType, FlagsDocument, Operator, Percent, Segment, Serve};

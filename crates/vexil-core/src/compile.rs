@@ -1,0 +1,375 @@
+//! Checks the meaning of a flags document and builds its compiled form.
+//!
+//! [`crate::decode`] has already checked shapes; here we check what needs the whole document
+//! (unknown variants and segments, prerequisite cycles and depth, duplicate keys and rule ids)
+//! and prepare everything evaluation needs: regexes, sets and dates parsed, segments resolved,
+//! split ranges computed and each flag's salt pre-hashed.
+
+use crate::allocation::Allocation;
+use crate::condition::{self, Matcher};
+use crate::context::AttributePath;
+use crate::error::{index, join, ValidationErrors};
+use crate::hash::SaltedHasher;
+use crate::model::{Flag, FlagType, FlagsDocument, Segment, Serve};
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Longest allowed chain of prerequisites (SPEC 3 step 4).
+pub const MAX_PREREQUISITE_DEPTH: usize = 8;
+
+#[derive(Debug)]
+pub(crate) struct CompiledFlag {
+    pub(crate) source: Flag,
+    pub(crate) variant_names: Box<[Box<str>]>,
+    pub(crate) variant_values: Box<[Value]>,
+    pub(crate) off: usize,
+    pub(crate) salt: SaltedHasher,
+    pub(crate) bucket_by: AttributePath,
+    pub(crate) schedule: Option<(Option<i64>, Option<i64>)>,
+    pub(crate) prerequisites: Box<[CompiledPrerequisite]>,
+    pub(crate) disabled_for: FxHashSet<Box<str>>,
+    pub(crate) pinned: FxHashMap<Box<str>, usize>,
+    pub(crate) rules: Box<[CompiledRule]>,
+    pub(crate) default: CompiledServe,
+    /// No rules and no overrides: a fixed default is then reported as `STATIC`.
+    pub(crate) is_static: bool,
+    /// Under an emergency stop: evaluates as disabled whatever `enabled` says.
+    pub(crate) stopped: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct CompiledPrerequisite {
+    pub(crate) flag: usize,
+    pub(crate) variants: Box<[Box<str>]>,
+}
+
+#[derive(Debug)]
+pub(crate) struct CompiledRule {
+    pub(crate) id: Box<str>,
+    pub(crate) when: Matcher,
+    pub(crate) serve: CompiledServe,
+}
+
+#[derive(Debug)]
+pub(crate) enum CompiledServe {
+    Variant(usize),
+    /// Allocation over indices into the flag's variants.
+    Split(Allocation, Box<[usize]>),
+    Experiment(Box<str>),
+}
+
+/// The compiled flags and segments of one document, in key order.
+#[derive(Debug)]
+pub(crate) struct Compiled {
+    pub(crate) flags: Vec<CompiledFlag>,
+    pub(crate) segments: Vec<Segment>,
+}
+
+/// `broken_keys` name items that failed to decode: references to them are not reported again.
+pub(crate) fn compile(doc: FlagsDocument, broken_keys: &[String]) -> Result<Compiled, ValidationErrors> {
+    let mut errors = ValidationErrors::default();
+    let FlagsDocument { mut flags, mut segments } = doc;
+    flags.sort_by(|a, b| a.key.cmp(&b.key));
+    segments.sort_by(|a, b| a.key.cmp(&b.key));
+    report_duplicates(flags.iter().map(|f| f.key.as_str()), "flags", "flag", &mut errors);
+    report_duplicates(segments.iter().map(|s| s.key.as_str()), "segments", "segment", &mut errors);
+
+    let mut segment_table = SegmentTable::new(&segments, broken_keys);
+    for s in &segments {
+        segment_table.resolve(&s.key, &join("segments", &s.key), &mut errors);
+    }
+
+    let flag_index: HashMap<&str, usize> = flags.iter().enumerate().map(|(i, f)| (f.key.as_str(), i)).collect();
+    check_prerequisite_graph(&flags, &flag_index, &mut errors);
+
+    let mut compiled = Vec::with_capacity(flags.len());
+    for flag in &flags {
+        let path = join("flags", &flag.key);
+        let mut flag_errors = ValidationErrors::default();
+        let result = compile_flag(flag, &flags, &flag_index, broken_keys, &mut segment_table, &mut flag_errors);
+        errors.extend_within(&path, flag_errors);
+        compiled.extend(result);
+    }
+    drop(segment_table);
+    errors.into_result(())?;
+    for (flag, source) in compiled.iter_mut().zip(flags) {
+        flag.source = source;
+    }
+    Ok(Compiled { flags: compiled, segments })
+}
+
+fn report_duplicates<'a>(
+    keys: impl Iterator<Item = &'a str>,
+    collection: &str,
+    what: &str,
+    errors: &mut ValidationErrors,
+) {
+    let mut seen = FxHashSet::default();
+    for key in keys {
+        if !seen.insert(key) {
+            errors.push(join(collection, key), format!("duplicate {what} key \"{key}\""));
+        }
+    }
+}
+
+/// Compiles segments on demand, detecting cycles between segments that reference each other.
+struct SegmentTable<'a> {
+    sources: HashMap<&'a str, &'a Segment>,
+    broken_keys: &'a [String],
+    compiled: HashMap<String, Option<Arc<Matcher>>>,
+    in_progress: Vec<String>,
+}
+
+impl<'a> SegmentTable<'a> {
+    fn new(segments: &'a [Segment], broken_keys: &'a [String]) -> Self {
+        Self {
+            sources: segments.iter().map(|s| (s.key.as_str(), s)).collect(),
+            broken_keys,
+            compiled: HashMap::new(),
+            in_progress: Vec::new(),
+        }
+    }
+
+    /// The compiled condition of segment `key`, reporting problems at `path` (the reference).
+    fn resolve(&mut self, key: &str, path: &str, errors: &mut ValidationErrors) -> Option<Arc<Matcher>> {
+        if let Some(done) = self.compiled.get(key) {
+            return done.clone();
+        }
+        let Some(segment) = self.sources.get(key).copied() else {
+            if !self.broken_keys.iter().any(|k| k == key) {
+                errors.push(path, format!("unknown segment \"{key}\""));
+            }
+            return None;
+        };
+        if self.in_progress.iter().any(|k| k == key) {
+            let cycle = self.in_progress.join(" -> ");
+            errors.push(path, format!("segment cycle: {cycle} -> {key}"));
+            return None;
+        }
+        self.in_progress.push(key.to_string());
+        let when_path = join(&join("segments", key), "when");
+        let mut own_errors = ValidationErrors::default();
+        let matcher =
+            condition::compile(&segment.when, &when_path, &mut |k, p, e| self.resolve(k, p, e), &mut own_errors)
+                .map(Arc::new);
+        self.in_progress.pop();
+        // Segments are compiled once, up front, so their own problems are reported once, at
+        // their definition; references from flags then only hit the memo.
+        errors.0.extend(own_errors.0);
+        self.compiled.insert(key.to_string(), matcher.clone());
+        matcher
+    }
+}
+
+fn check_prerequisite_graph(flags: &[Flag], index_of: &HashMap<&str, usize>, errors: &mut ValidationErrors) {
+    // Depth of the longest prerequisite chain below each flag; None while being visited.
+    fn depth(
+        i: usize,
+        flags: &[Flag],
+        index_of: &HashMap<&str, usize>,
+        memo: &mut Vec<Option<Option<usize>>>,
+        stack: &mut Vec<usize>,
+        errors: &mut ValidationErrors,
+    ) -> usize {
+        match memo[i] {
+            Some(Some(d)) => return d,
+            Some(None) => {
+                let start = stack.iter().position(|s| *s == i).unwrap_or(0);
+                let mut names: Vec<&str> = stack[start..].iter().map(|s| flags[*s].key.as_str()).collect();
+                names.push(&flags[i].key);
+                errors.push(
+                    join(&join("flags", &flags[stack[stack.len() - 1]].key), "prerequisites"),
+                    format!("prerequisite cycle: {}", names.join(" -> ")),
+                );
+                return 0;
+            }
+            None => {}
+        }
+        memo[i] = Some(None);
+        stack.push(i);
+        let mut deepest = 0;
+        for p in &flags[i].prerequisites {
+            if let Some(&j) = index_of.get(p.flag.as_str()) {
+                deepest = deepest.max(1 + depth(j, flags, index_of, memo, stack, errors));
+            }
+        }
+        stack.pop();
+        memo[i] = Some(Some(deepest));
+        deepest
+    }
+    let mut memo = vec![None; flags.len()];
+    for i in 0..flags.len() {
+        let d = depth(i, flags, index_of, &mut memo, &mut Vec::new(), errors);
+        if d > MAX_PREREQUISITE_DEPTH {
+            errors.push(
+                join(&join("flags", &flags[i].key), "prerequisites"),
+                format!("prerequisite chain is {d} deep; at most {MAX_PREREQUISITE_DEPTH} is allowed"),
+            );
+        }
+    }
+}
+
+fn compile_flag(
+    flag: &Flag,
+    flags: &[Flag],
+    index_of: &HashMap<&str, usize>,
+    broken_keys: &[String],
+    segments: &mut SegmentTable<'_>,
+    errors: &mut ValidationErrors,
+) -> Option<CompiledFlag> {
+    let before = errors.0.len();
+    check_variants(flag, errors);
+    let names: Vec<&str> = flag.variants.keys().map(String::as_str).collect();
+    let variant_index = |name: &str| names.binary_search(&name).ok();
+    let lookup = |name: &str, path: &str, errors: &mut ValidationErrors| {
+        let found = variant_index(name);
+        if found.is_none() {
+            errors.push(path, format!("unknown variant \"{name}\""));
+        }
+        found
+    };
+
+    let off = lookup(&flag.off_variant, "off_variant", errors);
+
+    let overrides = &flag.overrides;
+    if flag.kind != FlagType::Boolean && !overrides.enabled_for.is_empty() {
+        errors.push("overrides.enabled_for", "is only for boolean flags; pin users with overrides.variants");
+    }
+    let mut pinned = FxHashMap::default();
+    if flag.kind == FlagType::Boolean {
+        if let Some(on) = variant_index("on") {
+            pinned.extend(overrides.enabled_for.iter().map(|u| (Box::<str>::from(u.as_str()), on)));
+        }
+    }
+    for (user, variant) in &overrides.variants {
+        let path = join("overrides.variants", user);
+        if let Some(i) = lookup(variant, &path, errors) {
+            if pinned.get(user.as_str()).is_some_and(|on| *on != i) {
+                errors.push(path, format!("user \"{user}\" is also in enabled_for"));
+            }
+            pinned.insert(user.as_str().into(), i);
+        }
+    }
+
+    let mut rule_ids = FxHashSet::default();
+    let mut rules = Vec::with_capacity(flag.rules.len());
+    for (i, rule) in flag.rules.iter().enumerate() {
+        let path = index("rules", i);
+        if rule.id.trim().is_empty() {
+            errors.push(join(&path, "id"), "must not be empty");
+        } else if !rule_ids.insert(rule.id.as_str()) {
+            errors.push(join(&path, "id"), format!("duplicate rule id \"{}\"", rule.id));
+        }
+        let when =
+            condition::compile(&rule.when, &join(&path, "when"), &mut |k, p, e| segments.resolve(k, p, e), errors);
+        let serve = compile_serve(&rule.serve, &join(&path, "serve"), &lookup, errors);
+        if let (Some(when), Some(serve)) = (when, serve) {
+            rules.push(CompiledRule { id: rule.id.as_str().into(), when, serve });
+        }
+    }
+    let default = compile_serve(&flag.default, "default", &lookup, errors);
+
+    if let (Some(enable), Some(disable)) = (flag.schedule.enable_at, flag.schedule.disable_at) {
+        if enable >= disable {
+            errors.push("schedule.disable_at", "must be after schedule.enable_at");
+        }
+    }
+
+    let mut prerequisites = Vec::new();
+    for (i, p) in flag.prerequisites.iter().enumerate() {
+        let path = index("prerequisites", i);
+        if p.flag == flag.key {
+            errors.push(join(&path, "flag"), "a flag cannot be its own prerequisite");
+            continue;
+        }
+        let Some(&target) = index_of.get(p.flag.as_str()) else {
+            if broken_keys.contains(&p.flag) {
+                errors.push(join(&path, "flag"), format!("flag \"{}\" is invalid", p.flag));
+            } else {
+                errors.push(join(&path, "flag"), format!("unknown flag \"{}\"", p.flag));
+            }
+            continue;
+        };
+        for (j, v) in p.variants.iter().enumerate() {
+            if !flags[target].variants.contains_key(v) {
+                errors.push(index(&join(&path, "variants"), j), format!("flag \"{}\" has no variant \"{v}\"", p.flag));
+            }
+        }
+        prerequisites.push(CompiledPrerequisite {
+            flag: target,
+            variants: p.variants.iter().map(|v| v.as_str().into()).collect(),
+        });
+    }
+
+    if errors.0.len() != before {
+        return None;
+    }
+    let schedule = (flag.schedule.enable_at.is_some() || flag.schedule.disable_at.is_some()).then(|| {
+        (flag.schedule.enable_at.map(|t| t.timestamp_millis()), flag.schedule.disable_at.map(|t| t.timestamp_millis()))
+    });
+    Some(CompiledFlag {
+        source: flag.clone(),
+        variant_names: names.iter().map(|n| Box::<str>::from(*n)).collect(),
+        variant_values: flag.variants.values().cloned().collect(),
+        off: off?,
+        salt: SaltedHasher::new(&flag.salt),
+        bucket_by: AttributePath::parse(&flag.bucket_by),
+        schedule,
+        prerequisites: prerequisites.into(),
+        disabled_for: overrides.disabled_for.iter().map(|u| u.as_str().into()).collect(),
+        pinned,
+        rules: rules.into(),
+        default: default?,
+        is_static: flag.rules.is_empty() && overrides.is_empty(),
+        stopped: false,
+    })
+}
+
+fn check_variants(flag: &Flag, errors: &mut ValidationErrors) {
+    if flag.variants.is_empty() {
+        errors.push("variants", "must define at least one variant");
+    }
+    if flag.kind == FlagType::Boolean {
+        let expected = [("off", false), ("on", true)];
+        let exact = flag.variants.len() == 2
+            && expected.iter().all(|(name, value)| flag.variants.get(*name) == Some(&Value::Bool(*value)));
+        if !exact {
+            errors.push("variants", "a boolean flag has exactly the variants on (true) and off (false)");
+        }
+        return;
+    }
+    for (name, value) in &flag.variants {
+        if name.is_empty() {
+            errors.push("variants", "variant names must not be empty");
+        } else if !flag.kind.accepts(value) {
+            errors
+                .push(join("variants", name), format!("value {value} is not of the flag's type {}", flag.kind.name()));
+        }
+    }
+}
+
+fn compile_serve(
+    serve: &Serve,
+    path: &str,
+    lookup: &dyn Fn(&str, &str, &mut ValidationErrors) -> Option<usize>,
+    errors: &mut ValidationErrors,
+) -> Option<CompiledServe> {
+    match serve {
+        Serve::Variant(name) => lookup(name, &join(path, "variant"), errors).map(CompiledServe::Variant),
+        Serve::Experiment(key) => Some(CompiledServe::Experiment(key.as_str().into())),
+        Serve::Split { weights, rollout } => {
+            let split_path = join(path, "split");
+            let indices: Vec<Option<usize>> =
+                weights.keys().map(|name| lookup(name, &join(&split_path, name), errors)).collect();
+            let indices: Option<Box<[usize]>> = indices.into_iter().collect();
+            let weight_list: Vec<u32> = weights.values().copied().collect();
+            let allocation = Allocation::new(&weight_list, rollout.basis_points());
+            if allocation.is_none() {
+                errors.push(split_path, "weights must have a positive sum");
+            }
+            Some(CompiledServe::Split(allocation?, indices?))
+        }
+    }
+}

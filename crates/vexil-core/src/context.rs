@@ -1,0 +1,121 @@
+//! The evaluation context: who is asking (`user_id`) and what we know about them.
+
+use serde_json::{Map, Value};
+use std::io::Write;
+
+/// A user and their attributes. Borrowed, so building one costs nothing.
+#[derive(Clone, Copy, Debug)]
+pub struct Context<'a> {
+    user_id: &'a str,
+    attributes: Option<&'a Map<String, Value>>,
+}
+
+static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+
+impl<'a> Context<'a> {
+    pub fn new(user_id: &'a str, attributes: &'a Map<String, Value>) -> Self {
+        Self { user_id, attributes: Some(attributes) }
+    }
+
+    /// A context that knows only the user id.
+    pub fn user(user_id: &'a str) -> Self {
+        Self { user_id, attributes: None }
+    }
+
+    pub fn user_id(&self) -> &'a str {
+        self.user_id
+    }
+
+    pub fn attributes(&self) -> &'a Map<String, Value> {
+        self.attributes.unwrap_or_else(|| EMPTY.get_or_init(Map::new))
+    }
+
+    /// Looks up an attribute. `user_id` is always the context's user id; other paths walk
+    /// nested objects by their dot-separated names. JSON `null` counts as missing.
+    pub fn lookup(&self, path: &AttributePath) -> Option<Attribute<'a>> {
+        if path.is_user_id {
+            return Some(Attribute::Str(self.user_id));
+        }
+        let mut names = path.names.iter();
+        let mut current = self.attributes?.get(names.next()?.as_ref())?;
+        for name in names {
+            current = current.as_object()?.get(name.as_ref())?;
+        }
+        (!current.is_null()).then_some(Attribute::Json(current))
+    }
+}
+
+/// A dotted attribute path split once at compile time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttributePath {
+    names: Box<[Box<str>]>,
+    is_user_id: bool,
+}
+
+impl AttributePath {
+    pub fn parse(path: &str) -> Self {
+        Self { names: path.split('.').map(Into::into).collect(), is_user_id: path == "user_id" }
+    }
+}
+
+/// An attribute value as found in the context.
+#[derive(Clone, Copy, Debug)]
+pub enum Attribute<'a> {
+    Str(&'a str),
+    Json(&'a Value),
+}
+
+impl<'a> Attribute<'a> {
+    pub fn as_str(self) -> Option<&'a str> {
+        match self {
+            Attribute::Str(s) => Some(s),
+            Attribute::Json(v) => v.as_str(),
+        }
+    }
+
+    /// Numbers, and strings that parse as finite numbers (`"30"` is 30).
+    pub fn as_number(self) -> Option<f64> {
+        let n = match self {
+            Attribute::Json(Value::Number(n)) => n.as_f64()?,
+            other => other.as_str()?.parse::<f64>().ok()?,
+        };
+        n.is_finite().then_some(n)
+    }
+
+    /// Booleans, and the strings `"true"` and `"false"`.
+    pub fn as_bool(self) -> Option<bool> {
+        match self {
+            Attribute::Json(Value::Bool(b)) => Some(*b),
+            other => match other.as_str()? {
+                "true" => Some(true),
+                "false" => Some(false),
+                _ => None,
+            },
+        }
+    }
+
+    /// The elements when the attribute is a JSON array.
+    pub fn as_array(self) -> Option<&'a [Value]> {
+        match self {
+            Attribute::Json(Value::Array(items)) => Some(items),
+            _ => None,
+        }
+    }
+}
+
+/// The bucketing unit as bytes: strings as they are, numbers and booleans as JSON writes them.
+/// Formats into the caller's stack buffer so evaluation does not allocate.
+pub(crate) fn unit_bytes<'b>(attr: Attribute<'b>, buf: &'b mut [u8; 40]) -> Option<&'b [u8]> {
+    match attr {
+        Attribute::Str(s) => Some(s.as_bytes()),
+        Attribute::Json(Value::String(s)) => Some(s.as_bytes()),
+        Attribute::Json(Value::Bool(b)) => Some(if *b { b"true" } else { b"false" }),
+        Attribute::Json(Value::Number(n)) => {
+            let mut cursor = std::io::Cursor::new(&mut buf[..]);
+            write!(cursor, "{n}").ok()?;
+            let len = cursor.position() as usize;
+            Some(&buf[..len])
+        }
+        Attribute::Json(_) => None,
+    }
+}

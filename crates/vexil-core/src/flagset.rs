@@ -1,0 +1,146 @@
+//! A validated, compiled set of flags and segments that answers evaluations.
+
+use crate::compile::{self, CompiledFlag};
+use crate::context::Context;
+use crate::decode;
+use crate::error::{ValidationError, ValidationErrors};
+use crate::evaluate::{self, validate_user_id, EvalEnv, EvalError, Evaluation};
+use crate::model::{Flag, FlagsDocument, Segment};
+use rustc_hash::FxHashMap;
+use serde_json::Value;
+
+/// Text formats of a flags file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Yaml,
+}
+
+impl Format {
+    /// Guesses from a file name: `.yaml`/`.yml` are YAML, everything else JSON.
+    pub fn from_file_name(name: &str) -> Format {
+        let lower = name.to_ascii_lowercase();
+        if lower.ends_with(".yaml") || lower.ends_with(".yml") {
+            Format::Yaml
+        } else {
+            Format::Json
+        }
+    }
+}
+
+/// Parses JSON or YAML text into a JSON value, reporting syntax errors as a validation problem.
+pub fn parse_text(text: &str, format: Format) -> Result<Value, ValidationErrors> {
+    let parsed = match format {
+        Format::Json => serde_json::from_str::<Value>(text).map_err(|e| format!("invalid JSON: {e}")),
+        Format::Yaml => serde_yaml_ng::from_str::<Value>(text).map_err(|e| format!("invalid YAML: {e}")),
+    };
+    parsed.map_err(|message| ValidationErrors(vec![ValidationError::new("", message)]))
+}
+
+/// Flags and segments, validated as a whole and compiled for evaluation.
+#[derive(Debug)]
+pub struct FlagSet {
+    flags: Vec<CompiledFlag>,
+    index: FxHashMap<Box<str>, usize>,
+    segments: Vec<Segment>,
+}
+
+impl FlagSet {
+    /// Validates a document as a whole and compiles it; reports every problem found.
+    pub fn compile(doc: FlagsDocument) -> Result<FlagSet, ValidationErrors> {
+        compile::compile(doc, &[]).map(FlagSet::from_compiled)
+    }
+
+    fn from_compiled(compiled: compile::Compiled) -> FlagSet {
+        let index = compiled.flags.iter().enumerate().map(|(i, f)| (f.source.key.as_str().into(), i)).collect();
+        FlagSet { flags: compiled.flags, index, segments: compiled.segments }
+    }
+
+    /// Parses, decodes and compiles a flags file.
+    pub fn from_text(text: &str, format: Format) -> Result<FlagSet, ValidationErrors> {
+        FlagSet::from_value(&parse_text(text, format)?)
+    }
+
+    /// Decodes and compiles a flags document, reporting every problem: the meaning of the items
+    /// that decoded is checked even when others did not.
+    pub fn from_value(value: &Value) -> Result<FlagSet, ValidationErrors> {
+        let partial = decode::decode_document_partially(value);
+        let compiled = compile::compile(partial.document, &partial.broken_keys);
+        match (partial.errors, compiled) {
+            (errors, Ok(compiled)) if errors.is_empty() => Ok(FlagSet::from_compiled(compiled)),
+            (mut errors, compiled) => {
+                errors.0.extend(compiled.err().into_iter().flat_map(|e| e.0));
+                Err(errors)
+            }
+        }
+    }
+
+    pub fn empty() -> FlagSet {
+        FlagSet { flags: Vec::new(), index: FxHashMap::default(), segments: Vec::new() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.flags.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.flags.is_empty()
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Flag> {
+        self.index.get(key).map(|i| &self.flags[*i].source)
+    }
+
+    /// The flags in key order.
+    pub fn flags(&self) -> impl ExactSizeIterator<Item = &Flag> {
+        self.flags.iter().map(|f| &f.source)
+    }
+
+    /// The segments in key order.
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    /// The document this set was compiled from (what `vexil flags export` writes).
+    pub fn document(&self) -> FlagsDocument {
+        FlagsDocument { flags: self.flags().cloned().collect(), segments: self.segments.clone() }
+    }
+
+    /// Puts flags under an emergency stop (they evaluate as `DISABLED`) or lifts it.
+    pub fn set_stopped(&mut self, mut stopped: impl FnMut(&Flag) -> bool) {
+        for f in &mut self.flags {
+            f.stopped = stopped(&f.source);
+        }
+    }
+
+    /// Evaluates one flag now, with no experiments.
+    pub fn evaluate(&self, key: &str, ctx: &Context<'_>) -> Result<Evaluation<'_>, EvalError> {
+        self.evaluate_in(key, ctx, &EvalEnv::default())
+    }
+
+    /// Evaluates one flag in `env` (a given time, an experiment resolver).
+    pub fn evaluate_in<'a>(
+        &'a self,
+        key: &str,
+        ctx: &Context<'_>,
+        env: &EvalEnv<'a>,
+    ) -> Result<Evaluation<'a>, EvalError> {
+        validate_user_id(ctx.user_id())?;
+        let i = *self.index.get(key).ok_or_else(|| EvalError::FlagNotFound(key.to_string()))?;
+        Ok(evaluate::evaluate(&self.flags, i, ctx, env))
+    }
+
+    /// Evaluates every flag, in key order.
+    pub fn evaluate_all(&self, ctx: &Context<'_>) -> Result<Vec<Evaluation<'_>>, EvalError> {
+        self.evaluate_all_in(ctx, &EvalEnv::default())
+    }
+
+    pub fn evaluate_all_in<'a>(
+        &'a self,
+        ctx: &Context<'_>,
+        env: &EvalEnv<'a>,
+    ) -> Result<Vec<Evaluation<'a>>, EvalError> {
+        validate_user_id(ctx.user_id())?;
+        Ok((0..self.flags.len()).map(|i| evaluate::evaluate(&self.flags, i, ctx, env)).collect())
+    }
+}
