@@ -14,7 +14,7 @@
 //! database, and [`ConfigStore::watch`] reports changes committed by any process.
 //!
 //! Backends: [`sqlite::SqliteStore`] for the embedded mode. The `testkit` feature exposes the
-//! conformance suite ([`testkit`]) that every backend runs unchanged.
+//! conformance suite (the `testkit` module) that every backend runs unchanged.
 
 mod error;
 mod model;

@@ -240,13 +240,6 @@ pub struct Assignment {
     pub expires_at: Option<Timestamp>,
 }
 
-impl Assignment {
-    /// Whether the assignment still holds at `now`.
-    pub fn is_active(&self, now: Timestamp) -> bool {
-        self.expires_at.is_none_or(|expiry| expiry > now)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
