@@ -1,7 +1,7 @@
 //! The evaluation context: who is asking (`user_id`) and what we know about them.
 
 use serde_json::{Map, Value};
-use std::io::Write;
+use std::fmt::Write;
 
 /// A user and their attributes. Borrowed, so building one costs nothing.
 #[derive(Clone, Copy, Debug)]
@@ -111,11 +111,26 @@ pub(crate) fn unit_bytes<'b>(attr: Attribute<'b>, buf: &'b mut [u8; 40]) -> Opti
         Attribute::Json(Value::String(s)) => Some(s.as_bytes()),
         Attribute::Json(Value::Bool(b)) => Some(if *b { b"true" } else { b"false" }),
         Attribute::Json(Value::Number(n)) => {
-            let mut cursor = std::io::Cursor::new(&mut buf[..]);
-            write!(cursor, "{n}").ok()?;
-            let len = cursor.position() as usize;
+            let mut writer = StackWriter { buf, len: 0 };
+            write!(writer, "{n}").ok()?;
+            let len = writer.len;
             Some(&buf[..len])
         }
         Attribute::Json(_) => None,
+    }
+}
+
+/// Formats into a fixed buffer; fails (rather than allocating) when the text does not fit.
+struct StackWriter<'b> {
+    buf: &'b mut [u8; 40],
+    len: usize,
+}
+
+impl Write for StackWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
