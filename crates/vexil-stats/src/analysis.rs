@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::bayesian::{posterior, Prior, Risk};
 use crate::correction::Correction;
 use crate::difference::{Difference, Scale};
-use crate::frequentist::{t_interval, t_test, welch_df, Inference};
+use crate::frequentist::{t_critical, t_interval, t_test, welch_df, Inference};
 use crate::sequential::{confidence_sequence, sequential_interval, DEFAULT_TUNING};
 use crate::statistic::{arms, Arm, VariantStats};
 
@@ -65,6 +65,9 @@ pub struct Effect {
     /// What is needed to recompute `ci` at another alpha after correction.
     #[serde(skip)]
     basis: Basis,
+    /// `ci` at the metric's own alpha, restored when a correction leaves alpha as is.
+    #[serde(skip)]
+    uncorrected_ci: [f64; 2],
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -75,14 +78,21 @@ enum Basis {
 }
 
 impl Effect {
+    fn new(effect: f64, ci: [f64; 2], p_value: Option<f64>, basis: Basis) -> Self {
+        Self { effect, ci, p_value, basis, uncorrected_ci: ci }
+    }
+
     fn frequentist(difference: Difference, basis: Basis, inference: Inference) -> Self {
-        Self { effect: difference.estimate, ci: inference.ci, p_value: Some(inference.p_value), basis }
+        Self::new(difference.estimate, inference.ci, Some(inference.p_value), basis)
     }
 
     /// The interval at level `alpha`; posterior intervals are not adjusted.
-    fn interval_at(&self, alpha: f64) -> Option<[f64; 2]> {
+    /// `critical` memoises t_{1−α/2, df}, which both scales of a comparison share.
+    fn interval_at(&self, alpha: f64, critical: &mut Option<Option<f64>>) -> Option<[f64; 2]> {
         match self.basis {
-            Basis::Welch { difference, df } => t_interval(&difference, df, alpha),
+            Basis::Welch { difference, df } => {
+                t_interval(&difference, (*critical.get_or_insert_with(|| t_critical(df, alpha)))?)
+            }
             Basis::Sequential { difference, total_n, tuning } => {
                 sequential_interval(&difference, total_n, alpha, tuning)
             }
@@ -145,7 +155,12 @@ pub fn analyze(variants: &[VariantStats], config: &AnalysisConfig) -> MetricAnal
 
 fn compare(control: &VariantStats, treatment: &VariantStats, config: &AnalysisConfig) -> Comparison {
     let pair = arms(control, treatment);
-    let effect = |scale| pair.and_then(|(a, b)| effect(&a, &b, scale, config));
+    // Welch's df and critical value depend on the arms only, not on the scale.
+    let welch = pair.filter(|_| config.method == Method::Frequentist).and_then(|(a, b)| {
+        let df = welch_df(&a, &b)?;
+        Some((df, t_critical(df, config.alpha)?))
+    });
+    let effect = |scale| pair.and_then(|(a, b)| effect(&a, &b, scale, welch, config));
     let absolute = effect(Scale::Absolute);
     let relative = effect(Scale::Relative);
     let bayes = match (config.method, pair) {
@@ -171,13 +186,13 @@ fn compare(control: &VariantStats, treatment: &VariantStats, config: &AnalysisCo
     }
 }
 
-fn effect(a: &Arm, b: &Arm, scale: Scale, config: &AnalysisConfig) -> Option<Effect> {
+fn effect(a: &Arm, b: &Arm, scale: Scale, welch: Option<(f64, f64)>, config: &AnalysisConfig) -> Option<Effect> {
     let difference = Difference::between(a, b, scale)?;
     let alpha = config.alpha;
     match config.method {
         Method::Frequentist => {
-            let df = welch_df(a, b)?;
-            let inference = t_test(&difference, df, alpha)?;
+            let (df, critical) = welch?;
+            let inference = t_test(&difference, df, critical)?;
             Some(Effect::frequentist(difference, Basis::Welch { difference, df }, inference))
         }
         Method::Sequential => {
@@ -195,7 +210,7 @@ fn effect(a: &Arm, b: &Arm, scale: Scale, config: &AnalysisConfig) -> Option<Eff
                 alpha,
                 config.direction == Direction::Decrease,
             )?;
-            Some(Effect { effect: post.mean, ci: post.credible_interval, p_value: None, basis: Basis::Posterior })
+            Some(Effect::new(post.mean, post.credible_interval, None, Basis::Posterior))
         }
     }
 }
@@ -238,10 +253,13 @@ pub fn apply_correction(metrics: &mut [MetricAnalysis], correction: Correction) 
         };
         comparison.p_value_adjusted = Some(p_adj);
         comparison.significant = p_adj < alpha;
+        let mut critical = None;
         for effect in [&mut comparison.absolute, &mut comparison.relative].into_iter().flatten() {
-            if let Some(ci) = effect.interval_at(interval_alpha) {
-                effect.ci = ci;
-            }
+            effect.ci = if interval_alpha == alpha {
+                effect.uncorrected_ci
+            } else {
+                effect.interval_at(interval_alpha, &mut critical).unwrap_or(effect.uncorrected_ci)
+            };
         }
     }
 }

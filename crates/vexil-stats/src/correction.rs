@@ -49,11 +49,11 @@ impl Correction {
         adjusted
     }
 
-    /// Alpha at which to recompute intervals for `m` tests. Holm has no compatible
-    /// simultaneous intervals of its own, so, as GrowthBook does, its intervals use the
-    /// Bonferroni level α/m (they cover jointly, and agree with every Holm rejection
-    /// of the smallest p-value). FDR control has no per-interval analogue that does
-    /// not depend on which results are selected, so BH (and no correction) leave the
+    /// Alpha at which to recompute intervals for `m` tests. Holm's step-down procedure
+    /// has no per-comparison intervals of its own, so, as GrowthBook does, its intervals
+    /// use the Bonferroni level α/m, which cover all m effects simultaneously with
+    /// probability ≥ 1 − α. FDR control has no per-interval analogue that does not
+    /// depend on which results were selected, so BH (and no correction) leave the
     /// intervals at α.
     pub fn interval_alpha(self, alpha: f64, m: usize) -> f64 {
         match self {

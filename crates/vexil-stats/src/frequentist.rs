@@ -26,20 +26,24 @@ pub fn welch_df(a: &Arm, b: &Arm) -> Option<f64> {
     finite(df).filter(|df| *df > 0.0)
 }
 
-/// Two-sided t-test of H₀: effect = 0 and the (1 − alpha) confidence interval
-/// estimate ± t_{1−α/2, df} · se.
-pub fn t_test(d: &Difference, df: f64, alpha: f64) -> Option<Inference> {
+/// The two-sided critical value t_{1−α/2, df}. It is the expensive part of a t-test
+/// (an inverse incomplete beta function), and the absolute and relative effects of one
+/// comparison share it, so callers compute it once.
+pub fn t_critical(df: f64, alpha: f64) -> Option<f64> {
     let t = StudentsT::new(0.0, 1.0, df).ok()?;
-    let se = d.std_error();
-    let stat = d.estimate / se;
-    // sf(|t|) rather than 1 − cdf(|t|) keeps precision for tiny p-values.
-    let p_value = 2.0 * t.cdf(-stat.abs());
-    Some(Inference { ci: t_interval(d, df, alpha)?, p_value: finite(p_value)? })
+    finite(t.inverse_cdf(1.0 - alpha / 2.0))
 }
 
-/// estimate ± t_{1−α/2, df} · se.
-pub fn t_interval(d: &Difference, df: f64, alpha: f64) -> Option<[f64; 2]> {
+/// Two-sided t-test of H₀: effect = 0 with the interval estimate ± `critical` · se.
+pub fn t_test(d: &Difference, df: f64, critical: f64) -> Option<Inference> {
     let t = StudentsT::new(0.0, 1.0, df).ok()?;
-    let width = finite(t.inverse_cdf(1.0 - alpha / 2.0) * d.std_error())?;
+    // 2·F(−|t|) rather than 2·(1 − F(|t|)) keeps precision for tiny p-values.
+    let p_value = 2.0 * t.cdf(-(d.estimate / d.std_error()).abs());
+    Some(Inference { ci: t_interval(d, critical)?, p_value: finite(p_value)? })
+}
+
+/// estimate ± critical · se.
+pub fn t_interval(d: &Difference, critical: f64) -> Option<[f64; 2]> {
+    let width = finite(critical * d.std_error())?;
     Some([d.estimate - width, d.estimate + width])
 }
