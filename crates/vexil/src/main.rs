@@ -1,1 +1,40 @@
-fn main() {}
+//! `vexil`: the command-line entry point. Each subcommand lives in its own module under
+//! `commands/`; this file only parses arguments and dispatches.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "vexil", version, about = "Feature flags, experiments and event analysis in one service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Evaluate one flag (or every flag) from a flags file, printing the result as JSON.
+    Eval(commands::eval::Args),
+    /// Check a flags file and list every problem in it (exit 1 when there are any).
+    Validate(commands::validate::Args),
+    /// Print the bucketing hash `h` and `bucket` of a salt and a unit (SPEC 2).
+    Hash(commands::hash::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Eval(args) => commands::eval::run(args),
+        Command::Validate(args) => commands::validate::run(args),
+        Command::Hash(args) => commands::hash::run(args),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! The subcommands. Each returns its exit code, or a message for a usage or I/O failure
+//! (reported as exit code 2).
+
+pub mod eval;
+pub mod hash;
+pub mod validate;
+
+use std::path::Path;
+use vexil_core::{FlagSet, Format, ValidationErrors};
+
+pub type Outcome = Result<std::process::ExitCode, String>;
+
+/// Reads and compiles a flags file, JSON or YAML by its extension.
+pub fn load_flags(path: &Path) -> Result<Result<FlagSet, ValidationErrors>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(FlagSet::from_text(&text, Format::from_file_name(&path.to_string_lossy())))
+}
