@@ -74,7 +74,7 @@ pub struct Effect {
 enum Basis {
     Welch { difference: Difference, df: f64 },
     Sequential { difference: Difference, total_n: f64, tuning: f64 },
-    Posterior,
+    Posterior { chance_to_win: f64, risk: Risk },
 }
 
 impl Effect {
@@ -96,7 +96,7 @@ impl Effect {
             Basis::Sequential { difference, total_n, tuning } => {
                 sequential_interval(&difference, total_n, alpha, tuning)
             }
-            Basis::Posterior => Some(self.ci),
+            Basis::Posterior { .. } => Some(self.ci),
         }
     }
 }
@@ -163,27 +163,12 @@ fn compare(control: &VariantStats, treatment: &VariantStats, config: &AnalysisCo
     let effect = |scale| pair.and_then(|(a, b)| effect(&a, &b, scale, welch, config));
     let absolute = effect(Scale::Absolute);
     let relative = effect(Scale::Relative);
-    let bayes = match (config.method, pair) {
-        (Method::Bayesian, Some((a, b))) => Difference::between(&a, &b, Scale::Relative).and_then(|d| {
-            posterior(
-                &d,
-                Scale::Relative,
-                a.unadjusted_mean,
-                &config.prior,
-                config.alpha,
-                config.direction == Direction::Decrease,
-            )
-        }),
-        _ => None,
+    // Chance to win and risk come from the relative-scale posterior, gbstats' default.
+    let (chance_to_win, risk) = match relative.map(|e| e.basis) {
+        Some(Basis::Posterior { chance_to_win, risk }) => (Some(chance_to_win), Some(risk)),
+        _ => (None, None),
     };
-    Comparison {
-        absolute,
-        relative,
-        p_value_adjusted: None,
-        significant: false,
-        chance_to_win: bayes.map(|p| p.chance_to_win),
-        risk: bayes.map(|p| p.risk),
-    }
+    Comparison { absolute, relative, p_value_adjusted: None, significant: false, chance_to_win, risk }
 }
 
 fn effect(a: &Arm, b: &Arm, scale: Scale, welch: Option<(f64, f64)>, config: &AnalysisConfig) -> Option<Effect> {
@@ -210,7 +195,8 @@ fn effect(a: &Arm, b: &Arm, scale: Scale, welch: Option<(f64, f64)>, config: &An
                 alpha,
                 config.direction == Direction::Decrease,
             )?;
-            Some(Effect::new(post.mean, post.credible_interval, None, Basis::Posterior))
+            let basis = Basis::Posterior { chance_to_win: post.chance_to_win, risk: post.risk };
+            Some(Effect::new(post.mean, post.credible_interval, None, basis))
         }
     }
 }
