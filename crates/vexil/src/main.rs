@@ -21,6 +21,12 @@ enum Command {
     Validate(commands::validate::Args),
     /// Print the bucketing hash `h` and `bucket` of a salt and a unit (SPEC 2).
     Hash(commands::hash::Args),
+    /// Run the service: admin, evaluation, OFREP and SDK APIs over embedded storage.
+    Serve(commands::serve::Args),
+    /// Export or import flags files (through a server or on a data directory).
+    Flags(commands::flags::Args),
+    /// Create, list and revoke API keys.
+    Keys(commands::keys::Args),
 }
 
 fn main() -> ExitCode {
@@ -29,6 +35,9 @@ fn main() -> ExitCode {
         Command::Eval(args) => commands::eval::run(args),
         Command::Validate(args) => commands::validate::run(args),
         Command::Hash(args) => commands::hash::run(args),
+        Command::Serve(args) => commands::serve::run(args),
+        Command::Flags(args) => commands::flags::run(args),
+        Command::Keys(args) => commands::keys::run(args),
     };
     match outcome {
         Ok(code) => code,

@@ -2,7 +2,10 @@
 //! (reported as exit code 2).
 
 pub mod eval;
+pub mod flags;
 pub mod hash;
+pub mod keys;
+pub mod serve;
 pub mod validate;
 
 use std::path::Path;

@@ -1,0 +1,291 @@
+//! Service configuration: `vexil.toml`, overridden by `VEXIL_*` environment variables,
+//! overridden by command-line flags (SPEC 8). Every layer is a [`PartialConfig`]; the merged
+//! result is validated once into a [`ServerConfig`], and any problem stops the start with a
+//! message naming the setting and where it came from.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The configuration file read when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "vexil.toml";
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Tokio worker threads.
+    pub workers: usize,
+    pub max_body_bytes: usize,
+    /// A `tracing` filter directive (`info`, `vexil_server=debug,info`).
+    pub log_level: String,
+    pub log_format: LogFormat,
+    pub cors: CorsConfig,
+    /// The secret of the admin key created on a fresh store; generated when absent.
+    pub admin_key: Option<String>,
+    /// How long an authenticated key is trusted without asking the store again.
+    pub auth_cache_ttl: Duration,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_timeout: Duration,
+    /// The interval of SSE heartbeat comments.
+    pub sse_heartbeat: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Cross-origin access to the evaluation and OFREP routes (the admin API never allows it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorsConfig {
+    pub enabled: bool,
+    /// `*` or exact origins (`https://app.example.com`).
+    pub allowed_origins: Vec<String>,
+}
+
+/// Defines [`PartialConfig`] once: its fields, their TOML names, their environment variables,
+/// and the overlay of one layer over another.
+macro_rules! partial_config {
+    ($($field:ident: $ty:ty = $env:literal, $help:literal;)*) => {
+        /// One layer of configuration: every setting optional. Unknown keys in the file are errors.
+        #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct PartialConfig {
+            $(#[doc = $help] pub $field: Option<$ty>,)*
+        }
+
+        impl PartialConfig {
+            /// Every setting: (TOML key, environment variable, description), for docs and errors.
+            pub const SETTINGS: &'static [(&'static str, &'static str, &'static str)] =
+                &[$((stringify!($field), $env, $help)),*];
+
+            /// `over` wins wherever it sets a value.
+            pub fn overlay(self, over: PartialConfig) -> PartialConfig {
+                PartialConfig { $($field: over.$field.or(self.$field),)* }
+            }
+
+            /// Reads the `VEXIL_*` variables among `vars`, each parsed as its TOML type.
+            pub fn from_env(vars: impl IntoIterator<Item = (String, String)>) -> Result<PartialConfig, String> {
+                let mut layer = PartialConfig::default();
+                for (name, value) in vars {
+                    $(if name == $env {
+                        layer.$field = Some(parse_env::<$ty>($env, &value)?);
+                        continue;
+                    })*
+                }
+                Ok(layer)
+            }
+        }
+    };
+}
+
+partial_config! {
+    listen: String = "VEXIL_LISTEN", "Address and port to listen on (default 127.0.0.1:8080).";
+    data_dir: PathBuf = "VEXIL_DATA_DIR", "Directory of the embedded database (default ./vexil-data).";
+    workers: usize = "VEXIL_WORKERS", "Worker threads (default: one per CPU).";
+    max_body_bytes: usize = "VEXIL_MAX_BODY_BYTES", "Largest accepted request body in bytes (default 5242880).";
+    log_level: String = "VEXIL_LOG_LEVEL", "Log filter: error, warn, info, debug, trace or a tracing directive (default info).";
+    log_format: String = "VEXIL_LOG_FORMAT", "json or text (default json).";
+    cors_enabled: bool = "VEXIL_CORS_ENABLED", "CORS on the evaluation and OFREP routes (default true).";
+    cors_allowed_origins: Vec<String> = "VEXIL_CORS_ALLOWED_ORIGINS", "Allowed origins; * for any (default [\"*\"]).";
+    admin_key: String = "VEXIL_ADMIN_KEY", "Secret of the admin key created on a fresh store (default: generated and printed).";
+    auth_cache_ttl_secs: u64 = "VEXIL_AUTH_CACHE_TTL_SECS", "Seconds an authenticated key is cached (default 10).";
+    shutdown_timeout_secs: u64 = "VEXIL_SHUTDOWN_TIMEOUT_SECS", "Seconds shutdown waits for in-flight requests (default 30).";
+    sse_heartbeat_secs: u64 = "VEXIL_SSE_HEARTBEAT_SECS", "Seconds between SSE heartbeat comments (default 15).";
+}
+
+/// How a setting's type reads from an environment variable.
+trait FromEnv: Sized {
+    fn from_env(raw: &str) -> Option<Self>;
+}
+
+impl FromEnv for String {
+    fn from_env(raw: &str) -> Option<Self> {
+        Some(raw.to_string())
+    }
+}
+
+impl FromEnv for PathBuf {
+    fn from_env(raw: &str) -> Option<Self> {
+        Some(PathBuf::from(raw))
+    }
+}
+
+impl FromEnv for usize {
+    fn from_env(raw: &str) -> Option<Self> {
+        raw.trim().parse().ok()
+    }
+}
+
+impl FromEnv for u64 {
+    fn from_env(raw: &str) -> Option<Self> {
+        raw.trim().parse().ok()
+    }
+}
+
+impl FromEnv for bool {
+    fn from_env(raw: &str) -> Option<Self> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Some(true),
+            "false" | "0" | "no" | "off" => Some(false),
+            _ => None,
+        }
+    }
+}
+
+/// Lists are comma-separated.
+impl FromEnv for Vec<String> {
+    fn from_env(raw: &str) -> Option<Self> {
+        Some(raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
+    }
+}
+
+fn parse_env<T: FromEnv>(name: &str, raw: &str) -> Result<T, String> {
+    T::from_env(raw).ok_or_else(|| format!("environment variable {name}: cannot use the value {raw:?}"))
+}
+
+impl PartialConfig {
+    /// Reads a TOML configuration file.
+    pub fn from_file(path: &Path) -> Result<PartialConfig, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the configuration file {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("configuration file {}: {}", path.display(), e.message()))
+    }
+}
+
+impl ServerConfig {
+    /// Layers file < environment < flags and validates the result. The file is `config_file`
+    /// if given (it must exist), else `vexil.toml` in the working directory if present.
+    pub fn load(
+        config_file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: PartialConfig,
+    ) -> Result<ServerConfig, String> {
+        let file = match config_file {
+            Some(path) => PartialConfig::from_file(path)?,
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                PartialConfig::from_file(Path::new(DEFAULT_CONFIG_FILE))?
+            }
+            None => PartialConfig::default(),
+        };
+        let merged = file.overlay(PartialConfig::from_env(env)?).overlay(flags);
+        ServerConfig::validate(merged)
+    }
+
+    /// Fills defaults and checks every setting.
+    pub fn validate(c: PartialConfig) -> Result<ServerConfig, String> {
+        let listen_text = c.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen = listen_text
+            .parse::<SocketAddr>()
+            .map_err(|_| format!("listen: {listen_text:?} is not an ADDRESS:PORT such as 127.0.0.1:8080"))?;
+        let workers = c.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if !(1..=1024).contains(&workers) {
+            return Err(format!("workers: {workers} is not between 1 and 1024"));
+        }
+        let max_body_bytes = c.max_body_bytes.unwrap_or(5 * 1024 * 1024);
+        if max_body_bytes < 1024 {
+            return Err(format!("max_body_bytes: {max_body_bytes} is below the minimum of 1024"));
+        }
+        let log_level = c.log_level.unwrap_or_else(|| "info".into());
+        tracing_subscriber::EnvFilter::try_new(&log_level)
+            .map_err(|e| format!("log_level: {log_level:?} is not a log filter ({e})"))?;
+        let log_format = match c.log_format.as_deref().unwrap_or("json") {
+            "json" => LogFormat::Json,
+            "text" => LogFormat::Text,
+            other => return Err(format!("log_format: {other:?} is neither json nor text")),
+        };
+        let allowed_origins = c.cors_allowed_origins.unwrap_or_else(|| vec!["*".into()]);
+        for origin in &allowed_origins {
+            if origin != "*" && axum::http::HeaderValue::from_str(origin).is_err() {
+                return Err(format!("cors_allowed_origins: {origin:?} is not a valid origin"));
+            }
+        }
+        if let Some(key) = &c.admin_key {
+            if key.len() < 16 || key.chars().any(char::is_whitespace) {
+                return Err("admin_key: must be at least 16 characters without white space".into());
+            }
+        }
+        let seconds = |value: Option<u64>, default: u64, name: &str, min: u64| match value.unwrap_or(default) {
+            s if s < min => Err(format!("{name}: must be at least {min}")),
+            s => Ok(Duration::from_secs(s)),
+        };
+        Ok(ServerConfig {
+            listen,
+            data_dir: c.data_dir.unwrap_or_else(|| PathBuf::from("./vexil-data")),
+            workers,
+            max_body_bytes,
+            log_level,
+            log_format,
+            cors: CorsConfig { enabled: c.cors_enabled.unwrap_or(true), allowed_origins },
+            admin_key: c.admin_key,
+            auth_cache_ttl: seconds(c.auth_cache_ttl_secs, 10, "auth_cache_ttl_secs", 0)?,
+            shutdown_timeout: seconds(c.shutdown_timeout_secs, 30, "shutdown_timeout_secs", 0)?,
+            sse_heartbeat: seconds(c.sse_heartbeat_secs, 15, "sse_heartbeat_secs", 1)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn flags_override_env_override_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("vexil.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:1000\"\nworkers = 3\nlog_level = \"warn\"\n").unwrap();
+        let flags = PartialConfig { listen: Some("127.0.0.1:3000".into()), ..Default::default() };
+        let config = ServerConfig::load(
+            Some(&file),
+            env(&[("VEXIL_LISTEN", "127.0.0.1:2000"), ("VEXIL_WORKERS", "2"), ("HOME", "/")]),
+            flags,
+        )
+        .unwrap();
+        assert_eq!(config.listen.port(), 3000);
+        assert_eq!(config.workers, 2);
+        assert_eq!(config.log_level, "warn");
+    }
+
+    #[test]
+    fn env_values_are_typed_and_lists_are_comma_separated() {
+        let layer = PartialConfig::from_env(env(&[
+            ("VEXIL_CORS_ENABLED", "false"),
+            ("VEXIL_CORS_ALLOWED_ORIGINS", "https://a.example, https://b.example"),
+            ("VEXIL_DATA_DIR", "/var/lib/vexil"),
+            ("VEXIL_LOG_LEVEL", "vexil_server=debug,info"),
+        ]))
+        .unwrap();
+        assert_eq!(layer.cors_enabled, Some(false));
+        assert_eq!(layer.cors_allowed_origins.unwrap(), vec!["https://a.example", "https://b.example"]);
+        assert_eq!(layer.data_dir.unwrap(), PathBuf::from("/var/lib/vexil"));
+        assert_eq!(layer.log_level.unwrap(), "vexil_server=debug,info");
+        let err = PartialConfig::from_env(env(&[("VEXIL_WORKERS", "many")])).unwrap_err();
+        assert!(err.contains("VEXIL_WORKERS"), "{err}");
+    }
+
+    #[test]
+    fn bad_settings_fail_with_their_name() {
+        let check = |c: PartialConfig, needle: &str| {
+            let err = ServerConfig::validate(c).unwrap_err();
+            assert!(err.contains(needle), "{err}");
+        };
+        check(PartialConfig { listen: Some("localhost".into()), ..Default::default() }, "listen");
+        check(PartialConfig { workers: Some(0), ..Default::default() }, "workers");
+        check(PartialConfig { log_format: Some("xml".into()), ..Default::default() }, "log_format");
+        check(PartialConfig { admin_key: Some("short".into()), ..Default::default() }, "admin_key");
+        check(PartialConfig { max_body_bytes: Some(10), ..Default::default() }, "max_body_bytes");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("vexil.toml");
+        std::fs::write(&file, "listn = \"x\"\n").unwrap();
+        let err = ServerConfig::load(Some(&file), Vec::new(), PartialConfig::default()).unwrap_err();
+        assert!(err.contains("unknown field"), "{err}");
+    }
+}

@@ -1,0 +1,28 @@
+//! The vexil service: a thin HTTP layer (axum on tokio) over `vexil-core` (evaluation) and
+//! `vexil-store` (state). Each concern has its own module:
+//!
+//! - [`config`]: settings from `vexil.toml`, `VEXIL_*` variables and flags, validated at start;
+//! - [`server`]: start-up, the first admin key, graceful shutdown;
+//! - [`snapshot`]: the compiled configuration evaluation reads, swapped atomically on change;
+//! - [`catalog`]: whole-configuration checks for writes, deletes and imports;
+//! - [`auth`]: API keys, their kinds, and the authentication cache;
+//! - [`error`]: the one error shape, including axum's own rejections;
+//! - [`middleware`]: request ids, security headers, body limit, panic guard, CORS;
+//! - [`metrics`]: Prometheus metrics; [`logging`]: structured logs; [`openapi`]: the API description;
+//! - [`routes`]: the route table and one module per group of endpoints.
+
+pub mod auth;
+pub mod catalog;
+pub mod config;
+pub mod error;
+pub mod logging;
+pub mod metrics;
+pub mod middleware;
+pub mod openapi;
+pub mod routes;
+pub mod server;
+pub mod snapshot;
+pub mod state;
+
+pub use config::{PartialConfig, ServerConfig};
+pub use server::run;

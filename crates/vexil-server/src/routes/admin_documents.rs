@@ -1,0 +1,142 @@
+//! `/v1/admin/flags` and `/v1/admin/segments`: create, read, list, replace and delete, with
+//! validation against the whole configuration and optimistic concurrency.
+//!
+//! One set of handlers serves both collections; the route table tells each which
+//! [`EntityKind`] it serves through a request extension.
+
+use crate::auth::Caller;
+use crate::catalog::{canonical, collection, Catalog};
+use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::routes::{ChangeReason, IfMatch};
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use vexil_store::{EntityKind, StoredDocument, Write};
+
+fn not_found(kind: EntityKind, key: &str) -> ApiError {
+    ApiError::from(vexil_store::StoreError::NotFound { kind, key: key.to_string() })
+}
+
+/// The canonical body of a posted document, or the validation error of its own problems.
+fn decode(kind: EntityKind, body: &Value) -> Result<Value, ApiError> {
+    canonical(kind, body).map_err(ApiError::validation)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    tag: Option<String>,
+}
+
+/// `GET /v1/admin/{flags|segments}[?tag=]` → `{"flags": [...]}` / `{"segments": [...]}`.
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(kind): Extension<EntityKind>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let has_tag = |doc: &StoredDocument| {
+        query.tag.as_ref().is_none_or(|tag| {
+            doc.body.get("tags").and_then(Value::as_array).is_some_and(|tags| tags.iter().any(|t| t == tag.as_str()))
+        })
+    };
+    let items: Vec<Value> =
+        state.store.list(kind).await?.iter().filter(|d| has_tag(d)).map(StoredDocument::to_json).collect();
+    Ok(Json(json!({ collection(kind): items })))
+}
+
+/// `GET /v1/admin/{flags|segments}/{key}`
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(kind): Extension<EntityKind>,
+    Path(key): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let doc = state.store.get(kind, &key).await?.ok_or_else(|| not_found(kind, &key))?;
+    Ok(Json(doc.to_json()))
+}
+
+/// `POST /v1/admin/{flags|segments}` → 201 with the stored document.
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(kind): Extension<EntityKind>,
+    Extension(caller): Extension<Caller>,
+    ChangeReason(reason): ChangeReason,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body = decode(kind, &body)?;
+    let key = body["key"].as_str().expect("decoded documents have a key").to_string();
+    let catalog = Catalog::load(state.store.as_ref()).await?;
+    if catalog.version(kind, &key).is_some() {
+        return Err(ApiError::from(vexil_store::StoreError::AlreadyExists { kind, key }));
+    }
+    catalog.with(kind, &key, Some(body.clone())).check_write(kind, &key)?;
+    let stored = state.store.apply(vec![Write::Create { kind, key, body }], &caller.change(reason)).await?;
+    Ok((StatusCode::CREATED, Json(stored_json(stored))))
+}
+
+/// `PUT /v1/admin/{flags|segments}/{key}` with optional `If-Match: <version>`. The body's key
+/// must be the path's key (it may be left out).
+pub async fn replace(
+    State(state): State<AppState>,
+    Extension(kind): Extension<EntityKind>,
+    Extension(caller): Extension<Caller>,
+    ChangeReason(reason): ChangeReason,
+    IfMatch(expected_version): IfMatch,
+    Path(key): Path<String>,
+    ApiJson(mut body): ApiJson<Value>,
+) -> Result<Json<Value>, ApiError> {
+    if let Some(object) = body.as_object_mut() {
+        match object.get("key") {
+            None => {
+                object.insert("key".into(), Value::String(key.clone()));
+            }
+            Some(k) if *k == key.as_str() => {}
+            Some(k) => {
+                return Err(ApiError::bad_request(
+                    "key_mismatch",
+                    format!("the body's key {k} is not the path's key \"{key}\""),
+                )
+                .with_field("key"))
+            }
+        }
+    }
+    let body = decode(kind, &body)?;
+    let catalog = Catalog::load(state.store.as_ref()).await?;
+    if catalog.version(kind, &key).is_none() {
+        return Err(not_found(kind, &key));
+    }
+    catalog.with(kind, &key, Some(body.clone())).check_write(kind, &key)?;
+    let write = Write::Update { kind, key, body, expected_version };
+    let stored = state.store.apply(vec![write], &caller.change(reason)).await?;
+    Ok(Json(stored_json(stored)))
+}
+
+/// `DELETE /v1/admin/{flags|segments}/{key}` with optional `If-Match` → 204; 409 naming the
+/// referrers while a flag or segment still refers to it.
+pub async fn delete(
+    State(state): State<AppState>,
+    Extension(kind): Extension<EntityKind>,
+    Extension(caller): Extension<Caller>,
+    ChangeReason(reason): ChangeReason,
+    IfMatch(expected_version): IfMatch,
+    Path(key): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let catalog = Catalog::load(state.store.as_ref()).await?;
+    if catalog.version(kind, &key).is_none() {
+        return Err(not_found(kind, &key));
+    }
+    let referrers = catalog.referrers(kind, &key);
+    if !referrers.is_empty() {
+        return Err(ApiError::conflict(
+            "referenced",
+            format!("{kind} \"{key}\" is still referenced by {}", referrers.join(", ")),
+        ));
+    }
+    state.store.apply(vec![Write::Delete { kind, key, expected_version }], &caller.change(reason)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn stored_json(mut stored: Vec<Option<StoredDocument>>) -> Value {
+    stored.pop().flatten().expect("a create or update returns the stored document").to_json()
+}

@@ -1,0 +1,34 @@
+//! Flags files over the API: `POST /v1/admin/import[?dry_run=true]` applies one atomically
+//! (see [`crate::catalog::import`]), `GET /v1/admin/export` returns the stored configuration as
+//! one (without server-managed fields, so it diffs cleanly under version control).
+
+use crate::auth::Caller;
+use crate::catalog::{import, Catalog, ImportReport};
+use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::routes::ChangeReason;
+use crate::state::AppState;
+use axum::extract::State;
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Debug, Deserialize)]
+pub struct ImportQuery {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+pub async fn import_file(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ChangeReason(reason): ChangeReason,
+    ApiQuery(query): ApiQuery<ImportQuery>,
+    ApiJson(file): ApiJson<Value>,
+) -> Result<Json<ImportReport>, ApiError> {
+    let meta = caller.change(reason.or_else(|| Some("import".into())));
+    Ok(Json(import(state.store.as_ref(), &file, query.dry_run, &meta).await?))
+}
+
+pub async fn export(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(Catalog::load(state.store.as_ref()).await?.document()))
+}

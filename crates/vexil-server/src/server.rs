@@ -1,0 +1,106 @@
+//! `vexil serve`: opens the store, creates the first admin key on a fresh store, loads the
+//! configuration snapshot, follows the store's changes, and serves HTTP until SIGINT or
+//! SIGTERM, then drains in-flight requests (up to `shutdown_timeout_secs`).
+
+use crate::auth::{bootstrap_admin_key, KeyCache};
+use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+use crate::snapshot::{LoadError, Snapshot, Snapshots};
+use crate::state::AppState;
+use std::future::IntoFuture;
+use std::io::Write;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use vexil_store::sqlite::SqliteStore;
+use vexil_store::Store;
+
+/// Opens the embedded store in `data_dir`.
+pub async fn open_store(data_dir: &std::path::Path) -> Result<Arc<dyn Store>, String> {
+    let dir = data_dir.to_path_buf();
+    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&dir))
+        .await
+        .map_err(|e| format!("opening the store failed: {e}"))?
+        .map_err(|e| format!("cannot open the store in {}: {e}", data_dir.display()))?;
+    Ok(Arc::new(store))
+}
+
+/// Builds the shared state over an open store: the first snapshot is loaded before serving.
+pub async fn state(config: ServerConfig, store: Arc<dyn Store>) -> Result<AppState, String> {
+    let metrics = Metrics::new();
+    let initial = match Snapshot::load(store.as_ref(), &metrics).await {
+        Ok(snapshot) => snapshot,
+        Err(LoadError::Store(e)) => return Err(format!("cannot read the configuration: {e}")),
+        Err(e @ LoadError::Invalid(_)) => {
+            tracing::error!(error = %e, "starting without configuration; /ready answers 503 until it is fixed");
+            Snapshot::unloaded()
+        }
+    };
+    Ok(AppState {
+        keys: Arc::new(KeyCache::new(config.auth_cache_ttl)),
+        snapshots: Arc::new(Snapshots::new(initial, metrics.clone())),
+        metrics,
+        store,
+        config: Arc::new(config),
+        shutdown: CancellationToken::new(),
+    })
+}
+
+/// Runs the service until a shutdown signal.
+pub async fn run(config: ServerConfig) -> Result<(), String> {
+    let store = open_store(&config.data_dir).await?;
+    if let Some(secret) = bootstrap_admin_key(store.as_ref(), config.admin_key.as_deref())
+        .await
+        .map_err(|e| format!("cannot create the first admin key: {e}"))?
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "Created the first admin key; it is shown only this once:\n{secret}");
+        let _ = out.flush();
+    }
+    let listen = config.listen;
+    let shutdown_timeout = config.shutdown_timeout;
+    let state = state(config, store.clone()).await?;
+    tokio::spawn(state.snapshots.clone().follow(store, state.shutdown.clone()));
+    let app = crate::middleware::apply(crate::routes::router(state.clone()), &state);
+
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(%address, version = env!("CARGO_PKG_VERSION"), "listening");
+
+    let shutdown = state.shutdown.clone();
+    let signalled = shutdown.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: draining in-flight requests");
+        signalled.cancel();
+    });
+    tokio::select! {
+        result = server.into_future() => result.map_err(|e| format!("the server failed: {e}"))?,
+        () = async { shutdown.cancelled().await; tokio::time::sleep(shutdown_timeout).await } => {
+            tracing::warn!(seconds = shutdown_timeout.as_secs(), "requests still running after the shutdown timeout were cut");
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}
