@@ -1,0 +1,247 @@
+//! The archive: every accepted event once, as gzip-compressed JSON lines partitioned by event
+//! time (UTC):
+//!
+//! ```text
+//! <archive>/events/year=YYYY/month=MM/day=DD/hour=HH/<first offset, 20 digits>.jsonl.gz
+//! ```
+//!
+//! Events are buffered per partition (compressed as they arrive) and a file is closed at 1,000
+//! events, 5 MiB of JSON, or 60 s after its first event entered the log. The 60 s rule is
+//! measured on the log's receive times of the records being processed, not on the wall clock,
+//! so replaying the same records after a crash closes files at the same places; only when the
+//! processor is idle does the wall clock close a file, and the processor commits right after.
+//! A file is named by the log offset of its first event, so a file rewritten after a crash
+//! replaces the earlier one with the same events instead of duplicating them.
+//!
+//! Where files go is behind [`ArchiveStore`]: [`LocalArchive`] writes a temporary file, syncs it
+//! and renames it into place, so no partial file is ever visible; an object store
+//! implementation (S3) will follow.
+
+use crate::log::sync_dir;
+use chrono::{DateTime, Datelike, Timelike, Utc};
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// Where archive files are stored.
+pub trait ArchiveStore: Send {
+    /// Stores `bytes` as `<partition>/<name>` atomically, replacing an existing file.
+    fn put(&self, partition: &str, name: &str, bytes: &[u8]) -> io::Result<()>;
+}
+
+/// The archive on the local file system.
+pub struct LocalArchive {
+    root: PathBuf,
+}
+
+impl LocalArchive {
+    /// Opens the archive under `root`, removing temporary files a crash left behind.
+    pub fn open(root: impl Into<PathBuf>) -> io::Result<LocalArchive> {
+        let root = root.into();
+        fs::create_dir_all(&root)?;
+        remove_temporaries(&root)?;
+        Ok(LocalArchive { root })
+    }
+
+    /// Every archive file, in path order.
+    pub fn files(&self) -> io::Result<Vec<PathBuf>> {
+        let mut files = Vec::new();
+        collect_files(&self.root.join("events"), &mut files)?;
+        files.sort();
+        Ok(files)
+    }
+}
+
+impl ArchiveStore for LocalArchive {
+    fn put(&self, partition: &str, name: &str, bytes: &[u8]) -> io::Result<()> {
+        let dir = self.root.join(partition);
+        fs::create_dir_all(&dir)?;
+        let temp = dir.join(format!(".{name}.tmp"));
+        let mut file = File::create(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&temp, dir.join(name))?;
+        sync_dir(&dir)
+    }
+}
+
+fn remove_temporaries(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            remove_temporaries(&path)?;
+        } else if path.extension().is_some_and(|e| e == "tmp") {
+            fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            collect_files(&path, out)?;
+        } else if path.to_str().is_some_and(|p| p.ends_with(".jsonl.gz")) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// When archive files are closed.
+#[derive(Clone, Debug)]
+pub struct ArchiveOptions {
+    pub max_events: usize,
+    /// Uncompressed JSON bytes.
+    pub max_bytes: usize,
+    /// Milliseconds after the first event's receive time.
+    pub max_age_millis: i64,
+}
+
+impl Default for ArchiveOptions {
+    fn default() -> Self {
+        ArchiveOptions { max_events: 1000, max_bytes: 5 * 1024 * 1024, max_age_millis: 60_000 }
+    }
+}
+
+/// A file that was closed and stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClosedFile {
+    pub partition: String,
+    pub name: String,
+    pub events: usize,
+    pub bytes: usize,
+}
+
+/// A partition's buffer that is not yet a file: where it starts, to resume after a restart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenFile {
+    pub partition: String,
+    pub first_offset: u64,
+    pub first_received: i64,
+}
+
+struct Buffer {
+    first_offset: u64,
+    first_received: i64,
+    events: usize,
+    raw_bytes: usize,
+    encoder: GzEncoder<Vec<u8>>,
+}
+
+/// Buffers events per partition and closes files by the rules above.
+pub struct Archiver {
+    store: Box<dyn ArchiveStore>,
+    options: ArchiveOptions,
+    buffers: HashMap<String, Buffer>,
+    /// After a restart: where each partition's open buffer started. Replayed records of a
+    /// partition before that point are already in closed files.
+    resume: HashMap<String, u64>,
+}
+
+/// The partition of an event time.
+pub fn partition_of(t: DateTime<Utc>) -> String {
+    format!("events/year={:04}/month={:02}/day={:02}/hour={:02}", t.year(), t.month(), t.day(), t.hour())
+}
+
+impl Archiver {
+    pub fn new(store: Box<dyn ArchiveStore>, options: ArchiveOptions) -> Archiver {
+        Archiver { store, options, buffers: HashMap::new(), resume: HashMap::new() }
+    }
+
+    /// Starts over from what the state database says was open at the last checkpoint.
+    pub fn restore(&mut self, open: &[OpenFile]) {
+        self.buffers.clear();
+        self.resume = open.iter().map(|o| (o.partition.clone(), o.first_offset)).collect();
+    }
+
+    /// The open buffers, to be saved with the checkpoint.
+    pub fn open_files(&self) -> Vec<OpenFile> {
+        let mut open: Vec<OpenFile> = self
+            .buffers
+            .iter()
+            .map(|(partition, b)| OpenFile {
+                partition: partition.clone(),
+                first_offset: b.first_offset,
+                first_received: b.first_received,
+            })
+            .collect();
+        open.sort_by_key(|o| o.first_offset);
+        open
+    }
+
+    /// Whether a record replayed from before the checkpoint still belongs in an open buffer.
+    pub fn wants_replayed(&self, partition: &str, offset: u64) -> bool {
+        self.resume.get(partition).is_some_and(|&start| offset >= start)
+    }
+
+    /// Adds one event line (without newline). Returns the files this closed.
+    pub fn add(
+        &mut self,
+        partition: String,
+        offset: u64,
+        received: i64,
+        line: &[u8],
+    ) -> io::Result<Vec<ClosedFile>> {
+        let max_age = self.options.max_age_millis;
+        let mut closed = self.close_where(|b| received >= b.first_received + max_age)?;
+        let buffer = self.buffers.entry(partition.clone()).or_insert_with(|| Buffer {
+            first_offset: offset,
+            first_received: received,
+            events: 0,
+            raw_bytes: 0,
+            encoder: GzEncoder::new(Vec::new(), Compression::fast()),
+        });
+        buffer.encoder.write_all(line)?;
+        buffer.encoder.write_all(b"\n")?;
+        buffer.events += 1;
+        buffer.raw_bytes += line.len() + 1;
+        if buffer.events >= self.options.max_events || buffer.raw_bytes >= self.options.max_bytes {
+            let buffer = self.buffers.remove(&partition).expect("present");
+            closed.push(self.close(partition, buffer)?);
+        }
+        Ok(closed)
+    }
+
+    /// Closes buffers whose first event is older than the age limit at wall-clock `now_millis`
+    /// (used only when idle; the caller commits right after).
+    pub fn close_idle(&mut self, now_millis: i64) -> io::Result<Vec<ClosedFile>> {
+        let max_age = self.options.max_age_millis;
+        self.close_where(|b| now_millis >= b.first_received + max_age)
+    }
+
+    /// Closes every buffer (at shutdown).
+    pub fn close_all(&mut self) -> io::Result<Vec<ClosedFile>> {
+        self.close_where(|_| true)
+    }
+
+    fn close_where(&mut self, due: impl Fn(&Buffer) -> bool) -> io::Result<Vec<ClosedFile>> {
+        let mut partitions: Vec<String> =
+            self.buffers.iter().filter(|(_, b)| due(b)).map(|(p, _)| p.clone()).collect();
+        partitions.sort();
+        let mut closed = Vec::with_capacity(partitions.len());
+        for partition in partitions {
+            let buffer = self.buffers.remove(&partition).expect("present");
+            closed.push(self.close(partition, buffer)?);
+        }
+        Ok(closed)
+    }
+
+    fn close(&mut self, partition: String, buffer: Buffer) -> io::Result<ClosedFile> {
+        let name = format!("{:020}.jsonl.gz", buffer.first_offset);
+        let bytes = buffer.encoder.finish()?;
+        self.store.put(&partition, &name, &bytes)?;
+        Ok(ClosedFile { partition, name, events: buffer.events, bytes: bytes.len() })
+    }
+}

@@ -1,0 +1,426 @@
+//! Ingest: decoding request bodies into events, validating each one, and appending the valid
+//! ones to the durable log before answering.
+//!
+//! Accepted bodies (SPEC 4): a JSON array of events, `{"events": [...]}`, NDJSON (one event per
+//! line), and Kinesis-shaped `{"Records": [{"kinesis": {"data": base64, "sequenceNumber"}}]}`.
+//! Every event is judged on its own (partial acceptance): a valid event is appended even when
+//! its neighbours are not, and each invalid one goes to the DLQ with its error and raw text.
+
+use crate::dlq::{Dlq, DlqFilter};
+use crate::event::{validate_text, Event, EventError, LogRecord, StoredEvent, ValidEvent};
+use crate::log::EventBus;
+use crate::metrics::Metrics;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+/// Most events in one batch (SPEC 5).
+pub const MAX_BATCH_EVENTS: usize = 10_000;
+/// Largest batch body in bytes (SPEC 5).
+pub const MAX_BATCH_BYTES: usize = 5 * 1024 * 1024;
+
+/// A request that is refused as a whole, with the HTTP status it maps to.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct IngestError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl IngestError {
+    fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        IngestError { status, code, message: message.into() }
+    }
+
+    fn invalid_body(message: impl Into<String>) -> Self {
+        IngestError::new(400, "invalid_body", message)
+    }
+
+    /// The error body of SPEC 4.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({"error": {"code": self.code, "message": self.message}})
+    }
+}
+
+/// How to read a body of `POST /v1/events`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// Decide from the body: an array, an `{"events"}` envelope, or else NDJSON.
+    #[default]
+    Auto,
+    /// NDJSON, whatever the body looks like (`Content-Type: application/x-ndjson`).
+    Ndjson,
+}
+
+/// One rejected event of a batch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Rejected {
+    pub index: usize,
+    pub error: EventError,
+}
+
+/// The answer to `POST /v1/events`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct IngestResponse {
+    pub accepted: usize,
+    pub duplicates: usize,
+    pub rejected: Vec<Rejected>,
+}
+
+/// The answer to `POST /v1/events/kinesis`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct KinesisResponse {
+    #[serde(rename = "batchItemFailures")]
+    pub batch_item_failures: Vec<KinesisFailure>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KinesisFailure {
+    #[serde(rename = "itemIdentifier")]
+    pub item_identifier: String,
+}
+
+/// The outcome of replaying DLQ entries.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReplayReport {
+    /// Entries that validated and were appended (and left the queue).
+    pub replayed: usize,
+    /// Entries whose event had already been accepted (they left the queue too).
+    pub duplicates: usize,
+    /// Entries that still fail; they stay, with their new error and one more attempt.
+    pub failed: usize,
+}
+
+/// Tuning of ingest.
+#[derive(Clone, Debug)]
+pub struct IngestOptions {
+    /// Refuse batches (429) while the processor is this many events behind.
+    pub max_lag_events: u64,
+    /// How many sender-given event ids are remembered to answer `duplicates` at the door.
+    pub recent_ids: usize,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        IngestOptions { max_lag_events: 20_000_000, recent_ids: 1_000_000 }
+    }
+}
+
+/// What happened to one item of a batch.
+enum Outcome {
+    Accepted,
+    Duplicate,
+    Rejected(EventError),
+}
+
+/// Validates batches and appends their valid events to the log.
+pub struct Ingestor {
+    bus: Arc<dyn EventBus>,
+    dlq: Arc<Dlq>,
+    metrics: Arc<Metrics>,
+    options: IngestOptions,
+    recent: Mutex<RecentIds>,
+}
+
+impl Ingestor {
+    pub fn new(bus: Arc<dyn EventBus>, dlq: Arc<Dlq>, metrics: Arc<Metrics>, options: IngestOptions) -> Self {
+        let recent = Mutex::new(RecentIds::new(options.recent_ids));
+        Ingestor { bus, dlq, metrics, options, recent }
+    }
+
+    /// The metrics ingest updates.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// `POST /v1/events`: decodes the body and accepts each valid event.
+    pub async fn ingest(&self, body: &[u8], format: BodyFormat) -> Result<IngestResponse, IngestError> {
+        let items = decode_body(body, format)?;
+        let outcomes = self.accept(items).await?;
+        let mut response = IngestResponse::default();
+        for (index, outcome) in outcomes.into_iter().enumerate() {
+            match outcome {
+                Outcome::Accepted => response.accepted += 1,
+                Outcome::Duplicate => response.duplicates += 1,
+                Outcome::Rejected(error) => response.rejected.push(Rejected { index, error }),
+            }
+        }
+        Ok(response)
+    }
+
+    /// `POST /v1/events/kinesis`: a record fails when its data is not base64, not JSON, or not a
+    /// valid event; redelivered records succeed (they were accepted before).
+    pub async fn ingest_kinesis(&self, body: &[u8]) -> Result<KinesisResponse, IngestError> {
+        let records = decode_kinesis(body)?;
+        let (ids, items): (Vec<String>, Vec<Item>) = records.into_iter().unzip();
+        let outcomes = self.accept(items).await?;
+        let batch_item_failures = ids
+            .into_iter()
+            .zip(outcomes)
+            .filter(|(_, outcome)| matches!(outcome, Outcome::Rejected(_)))
+            .map(|(item_identifier, _)| KinesisFailure { item_identifier })
+            .collect();
+        Ok(KinesisResponse { batch_item_failures })
+    }
+
+    /// Appends events built inside the server (exposures from assignment, tracked evaluations).
+    pub async fn ingest_events(&self, events: &[Event]) -> Result<IngestResponse, IngestError> {
+        let items = events.iter().map(|e| Ok(serde_json::to_string(e).expect("events serialize"))).collect();
+        let outcomes = self.accept(items).await?;
+        let mut response = IngestResponse::default();
+        for (index, outcome) in outcomes.into_iter().enumerate() {
+            match outcome {
+                Outcome::Accepted => response.accepted += 1,
+                Outcome::Duplicate => response.duplicates += 1,
+                Outcome::Rejected(error) => response.rejected.push(Rejected { index, error }),
+            }
+        }
+        Ok(response)
+    }
+
+    /// Validates the selected DLQ entries again; the ones that pass are appended and removed.
+    pub async fn replay_dlq(&self, filter: &DlqFilter) -> Result<ReplayReport, IngestError> {
+        let entries = self.dlq.list(filter).map_err(unavailable)?;
+        let now = Utc::now();
+        let mut report = ReplayReport::default();
+        let mut valid = Vec::new();
+        let mut done = Vec::new();
+        for entry in entries {
+            match validate_text(&entry.payload, now) {
+                Ok(event) => valid.push((entry.id, event)),
+                Err(error) => {
+                    report.failed += 1;
+                    self.dlq.record_failed_replay(entry.id, &error).map_err(unavailable)?;
+                }
+            }
+        }
+        let (ids, events): (Vec<i64>, Vec<ValidEvent>) = valid.into_iter().unzip();
+        let outcomes = self.append_valid(events, now).await?;
+        for (id, duplicate) in ids.into_iter().zip(outcomes) {
+            if duplicate {
+                report.duplicates += 1;
+            } else {
+                report.replayed += 1;
+            }
+            done.push(id);
+        }
+        if !done.is_empty() {
+            self.dlq.purge(&DlqFilter { ids: Some(done), ..DlqFilter::default() }).map_err(unavailable)?;
+        }
+        Ok(report)
+    }
+
+    async fn accept(&self, items: Vec<Item>) -> Result<Vec<Outcome>, IngestError> {
+        if Metrics::get(&self.metrics.lag_events) > self.options.max_lag_events {
+            return Err(IngestError::new(429, "backpressure", "the event pipeline is behind; retry later"));
+        }
+        let now = Utc::now();
+        let mut outcomes = Vec::with_capacity(items.len());
+        let mut valid = Vec::with_capacity(items.len());
+        let mut dead = Vec::new();
+        for item in items {
+            let checked = item.and_then(|raw| validate_text(&raw, now).map_err(|e| (e, raw)));
+            match checked {
+                Ok(event) => {
+                    outcomes.push(None);
+                    valid.push(event);
+                }
+                Err((error, raw)) => {
+                    outcomes.push(Some(Outcome::Rejected(error.clone())));
+                    dead.push((error, raw));
+                }
+            }
+        }
+        self.dlq.push_rejected(&dead).map_err(unavailable)?;
+        Metrics::add(&self.metrics.rejected_total, dead.len() as u64);
+        let mut duplicates = self.append_valid(valid, now).await?.into_iter();
+        Ok(outcomes
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or_else(|| {
+                    if duplicates.next() == Some(true) {
+                        Outcome::Duplicate
+                    } else {
+                        Outcome::Accepted
+                    }
+                })
+            })
+            .collect())
+    }
+
+    /// Appends valid events durably; returns, per event, whether it was a known redelivery
+    /// (and therefore not appended).
+    async fn append_valid(&self, events: Vec<ValidEvent>, now: DateTime<Utc>) -> Result<Vec<bool>, IngestError> {
+        let received_at = now.timestamp_millis();
+        let mut duplicate = Vec::with_capacity(events.len());
+        let mut records = Vec::with_capacity(events.len());
+        let mut given_ids = Vec::new();
+        {
+            let recent = self.recent.lock().expect("recent ids poisoned");
+            let mut in_batch = HashSet::new();
+            for event in events {
+                let ValidEvent { event, id_given } = event;
+                // A generated id is a fresh UUID: only a sender-given id can come back.
+                let seen = id_given && (recent.contains(&event.event_id) || !in_batch.insert(event.event_id.clone()));
+                duplicate.push(seen);
+                if seen {
+                    continue;
+                }
+                if id_given {
+                    given_ids.push(event.event_id.clone());
+                }
+                records.push(LogRecord::Event(StoredEvent { event, received_at, id_given }).to_bytes());
+            }
+        }
+        let appended = records.len() as u64;
+        if !records.is_empty() {
+            self.bus.append(records).await.map_err(|e| IngestError::new(503, "unavailable", e.to_string()))?;
+        }
+        self.recent.lock().expect("recent ids poisoned").remember(given_ids);
+        Metrics::add(&self.metrics.ingested_total, appended);
+        Metrics::add(&self.metrics.ingest_duplicates_total, duplicate.iter().filter(|d| **d).count() as u64);
+        Ok(duplicate)
+    }
+}
+
+fn unavailable(e: crate::Error) -> IngestError {
+    IngestError::new(503, "unavailable", e.to_string())
+}
+
+/// The most recently accepted sender-given event ids, to recognise redeliveries at the door.
+/// The processor's dedupe stage is the authority; this only lets ingest answer `duplicates`.
+struct RecentIds {
+    set: HashSet<String>,
+    order: VecDeque<String>,
+    capacity: usize,
+}
+
+impl RecentIds {
+    fn new(capacity: usize) -> Self {
+        RecentIds { set: HashSet::new(), order: VecDeque::new(), capacity }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.set.contains(id)
+    }
+
+    fn remember(&mut self, ids: Vec<String>) {
+        for id in ids {
+            if self.set.insert(id.clone()) {
+                self.order.push_back(id);
+            }
+            while self.order.len() > self.capacity {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+/// One item of a batch: its raw JSON text, or why it could not even be read.
+type Item = Result<String, (EventError, String)>;
+
+/// Splits a `POST /v1/events` body into the raw text of each event.
+pub fn decode_body(body: &[u8], format: BodyFormat) -> Result<Vec<Item>, IngestError> {
+    check_size(body)?;
+    let text = std::str::from_utf8(body).map_err(|_| IngestError::invalid_body("the body is not UTF-8"))?;
+    let start = text.trim_start();
+    let items = if format == BodyFormat::Ndjson {
+        ndjson(text)
+    } else if start.starts_with('[') {
+        let raw: Vec<&RawValue> = serde_json::from_str(text)
+            .map_err(|e| IngestError::new(400, "invalid_json", format!("the body is not a JSON array: {e}")))?;
+        raw.into_iter().map(|r| Ok(r.get().to_owned())).collect()
+    } else {
+        match serde_json::from_str::<HashMap<String, &RawValue>>(text) {
+            Ok(object) if object.contains_key("events") => {
+                if let Some(other) = object.keys().find(|k| *k != "events") {
+                    return Err(IngestError::invalid_body(format!("unknown field \"{other}\" beside \"events\"")));
+                }
+                let raw: Vec<&RawValue> = serde_json::from_str(object["events"].get())
+                    .map_err(|_| IngestError::invalid_body("\"events\" must be an array of events"))?;
+                raw.into_iter().map(|r| Ok(r.get().to_owned())).collect()
+            }
+            // A single object or anything else: one event per line.
+            _ => ndjson(text),
+        }
+    };
+    check_count(items.len())?;
+    Ok(items)
+}
+
+fn ndjson(text: &str) -> Vec<Item> {
+    text.lines().map(str::trim).filter(|line| !line.is_empty()).map(|line| Ok(line.to_owned())).collect()
+}
+
+fn check_size(body: &[u8]) -> Result<(), IngestError> {
+    if body.len() > MAX_BATCH_BYTES {
+        return Err(IngestError::new(
+            413,
+            "payload_too_large",
+            format!("the body is {} bytes; at most {MAX_BATCH_BYTES} are allowed", body.len()),
+        ));
+    }
+    Ok(())
+}
+
+fn check_count(n: usize) -> Result<(), IngestError> {
+    if n > MAX_BATCH_EVENTS {
+        return Err(IngestError::new(
+            413,
+            "too_many_events",
+            format!("the batch has {n} events; at most {MAX_BATCH_EVENTS} are allowed"),
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct KinesisBody {
+    #[serde(rename = "Records")]
+    records: Vec<KinesisRecord>,
+}
+
+#[derive(Deserialize)]
+struct KinesisRecord {
+    kinesis: KinesisData,
+}
+
+#[derive(Deserialize)]
+struct KinesisData {
+    data: String,
+    #[serde(rename = "sequenceNumber")]
+    sequence_number: String,
+}
+
+/// Splits a Kinesis-shaped body into (sequence number, the record's event text).
+pub fn decode_kinesis(body: &[u8]) -> Result<Vec<(String, Item)>, IngestError> {
+    check_size(body)?;
+    let parsed: KinesisBody = serde_json::from_slice(body).map_err(|e| {
+        IngestError::invalid_body(format!(
+            "expected {{\"Records\": [{{\"kinesis\": {{\"data\", \"sequenceNumber\"}}}}]}}: {e}"
+        ))
+    })?;
+    check_count(parsed.records.len())?;
+    Ok(parsed
+        .records
+        .into_iter()
+        .map(|record| {
+            let KinesisData { data, sequence_number } = record.kinesis;
+            let item = base64::engine::general_purpose::STANDARD
+                .decode(data.as_bytes())
+                .map_err(|e| EventError::new("invalid_base64", Some("data"), format!("data is not base64: {e}")))
+                .and_then(|bytes| {
+                    String::from_utf8(bytes)
+                        .map_err(|_| EventError::new("invalid_json", Some("data"), "data is not UTF-8 text"))
+                })
+                .map_err(|error| (error, data));
+            (sequence_number, item)
+        })
+        .collect())
+}

@@ -1,0 +1,38 @@
+//! The event pipeline of vexil (SPEC 1.4 and 5), as a library the server wires to HTTP.
+//!
+//! Stages, each in the module of its name:
+//!
+//! - [`event`]: the event model and its validation;
+//! - [`ingest`]: request bodies (JSON array, `{"events"}`, NDJSON, Kinesis) → validated events
+//!   → the durable log, with partial acceptance;
+//! - [`log`]: the durable append-only log with group commit, behind the [`EventBus`] trait;
+//! - [`dlq`]: the dead-letter queue (list, replay, purge);
+//! - [`pipeline`]: the consumer loop that reads the log through bounded queues and runs
+//!   [`dedupe`] → [`enrich`] → [`aggregate`] and [`counters`] → [`archive`] → checkpoint,
+//!   with retries, backoff and poison handling;
+//! - [`tracking`]: flag evaluation counts and raw evaluation events, never blocking an evaluation;
+//! - [`metrics`]: the atomic counters the server exposes.
+//!
+//! `docs/events.md` explains the design and the exactly-once argument.
+
+pub mod aggregate;
+pub mod archive;
+pub mod counters;
+pub mod dedupe;
+pub mod dlq;
+pub mod enrich;
+mod error;
+pub mod event;
+pub mod ingest;
+pub mod log;
+pub mod metrics;
+pub mod pipeline;
+mod state;
+pub mod tracking;
+
+pub use dlq::{Dlq, DlqEntry, DlqFilter, DlqStage};
+pub use error::Error;
+pub use event::{Event, EventError, EventType};
+pub use ingest::{BodyFormat, IngestError, IngestOptions, IngestResponse, Ingestor, KinesisResponse, ReplayReport};
+pub use log::{BusReader, EventBus, FileLog, LogError, LogOptions};
+pub use metrics::Metrics;

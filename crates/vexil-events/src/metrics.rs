@@ -1,0 +1,52 @@
+//! Counters and gauges of the pipeline, as plain atomics the server reads for `/metrics`.
+//!
+//! Nothing here allocates or locks, so any stage may update them on its hot path.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Every figure the pipeline reports. Totals only grow; gauges (`lag_*`, `dlq_size`) are set.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Events appended to the log (acknowledged durably).
+    pub ingested_total: AtomicU64,
+    /// Events refused at ingest for failing validation (they went to the DLQ).
+    pub rejected_total: AtomicU64,
+    /// Redeliveries recognised at ingest and not appended again.
+    pub ingest_duplicates_total: AtomicU64,
+    /// Redeliveries recognised by the processor's dedupe stage.
+    pub processed_duplicates_total: AtomicU64,
+    /// Events that went through aggregation.
+    pub processed_total: AtomicU64,
+    /// Records that could not be processed after every attempt and went to the DLQ.
+    pub poison_total: AtomicU64,
+    /// Retries of a failed processing step.
+    pub retries_total: AtomicU64,
+    /// Entries currently in the DLQ.
+    pub dlq_size: AtomicU64,
+    /// Records in the log not yet processed.
+    pub lag_events: AtomicU64,
+    /// Age in seconds of the oldest unprocessed record, 0 when caught up.
+    pub lag_seconds: AtomicU64,
+    /// Archive files written, and their compressed bytes.
+    pub archive_files_total: AtomicU64,
+    pub archive_bytes_total: AtomicU64,
+    /// Evaluation events dropped because the tracking queue was full.
+    pub dropped_total: AtomicU64,
+    /// Exposures naming a different variant than the user's recorded one (the first one stays).
+    pub variant_conflicts_total: AtomicU64,
+}
+
+impl Metrics {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set(gauge: &AtomicU64, n: u64) {
+        gauge.store(n, Ordering::Relaxed);
+    }
+
+    /// Reads any counter or gauge.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,155 @@
+//! Evaluation tracking (SPEC 5): it must never slow an evaluation down.
+//!
+//! - Counts per flag × variant live in atomics. The hot path loads a snapshot of the map
+//!   (lock-free) and increments one counter; only the first evaluation of a new flag × variant
+//!   takes a lock, to publish a new snapshot. A flusher swaps the counts out periodically and at
+//!   every hour boundary, and appends them to the durable log, from which the pipeline adds them
+//!   to the `$evaluation:<flag>` counters exactly once.
+//! - Raw `evaluation` events (flags with `track_events`) go through a bounded queue. When it is
+//!   full the event is dropped and counted in `dropped_total`, instead of blocking.
+
+use crate::event::{EvaluationCounts, Event, EventType, LogRecord};
+use crate::ingest::Ingestor;
+use crate::log::{EventBus, LogError};
+use crate::metrics::Metrics;
+use arc_swap::ArcSwap;
+use chrono::Utc;
+use serde_json::{json, Map};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+type Slots = HashMap<String, HashMap<String, Arc<AtomicU64>>>;
+
+/// Counts evaluations and queues raw evaluation events.
+pub struct Tracker {
+    slots: ArcSwap<Slots>,
+    grow: Mutex<()>,
+    raw: mpsc::Sender<Event>,
+    metrics: Arc<Metrics>,
+    /// Start (Unix seconds) of the hour the counts being gathered belong to.
+    hour: Mutex<i64>,
+}
+
+/// The receiving end of the raw evaluation events queue; drain it with [`TrackedEvents::run`].
+pub struct TrackedEvents(mpsc::Receiver<Event>);
+
+fn hour_of(unix_seconds: i64) -> i64 {
+    unix_seconds.div_euclid(3600) * 3600
+}
+
+impl Tracker {
+    /// A tracker whose raw-event queue holds `capacity` events.
+    pub fn new(metrics: Arc<Metrics>, capacity: usize) -> (Arc<Tracker>, TrackedEvents) {
+        let (raw, receiver) = mpsc::channel(capacity);
+        let tracker = Tracker {
+            slots: ArcSwap::from_pointee(Slots::new()),
+            grow: Mutex::new(()),
+            raw,
+            metrics,
+            hour: Mutex::new(hour_of(Utc::now().timestamp())),
+        };
+        (Arc::new(tracker), TrackedEvents(receiver))
+    }
+
+    /// Counts one evaluation of `flag` that served `variant`.
+    pub fn record(&self, flag: &str, variant: &str) {
+        if let Some(slot) = self.slots.load().get(flag).and_then(|v| v.get(variant)) {
+            slot.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let _guard = self.grow.lock().expect("tracker lock poisoned");
+        let mut slots = Slots::clone(&self.slots.load());
+        let slot = slots.entry(flag.to_owned()).or_default().entry(variant.to_owned()).or_default().clone();
+        self.slots.store(Arc::new(slots));
+        slot.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Queues a raw evaluation event; false (and counted as dropped) when the queue is full.
+    pub fn track(&self, event: Event) -> bool {
+        let queued = self.raw.try_send(event).is_ok();
+        if !queued {
+            Metrics::add(&self.metrics.dropped_total, 1);
+        }
+        queued
+    }
+
+    /// Appends the counts gathered so far to the log; returns how many flag × variant pairs had
+    /// counts. On failure the counts are put back, to go with the next flush.
+    pub async fn flush(&self, bus: &dyn EventBus) -> Result<usize, LogError> {
+        let now = Utc::now();
+        let hour = std::mem::replace(&mut *self.hour.lock().expect("tracker lock poisoned"), hour_of(now.timestamp()));
+        let slots = self.slots.load_full();
+        let mut taken = Vec::new();
+        for (flag, variants) in slots.iter() {
+            for (variant, slot) in variants {
+                let n = slot.swap(0, Ordering::Relaxed);
+                if n > 0 {
+                    taken.push((flag.clone(), variant.clone(), n, slot.clone()));
+                }
+            }
+        }
+        if taken.is_empty() {
+            return Ok(0);
+        }
+        let counts = taken.iter().map(|(f, v, n, _)| (f.clone(), v.clone(), *n)).collect();
+        let record = LogRecord::EvaluationCounts(EvaluationCounts { hour, counts, flushed_at: now.timestamp_millis() });
+        match bus.append(vec![record.to_bytes()]).await {
+            Ok(_) => Ok(taken.len()),
+            Err(e) => {
+                for (_, _, n, slot) in taken {
+                    slot.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Flushes every `interval` and at each hour boundary, so counts land in the right hour.
+    pub async fn run_flusher(self: Arc<Self>, bus: Arc<dyn EventBus>, interval: Duration) {
+        loop {
+            let now = Utc::now();
+            let to_hour = Duration::from_millis((3_600_000 - now.timestamp_millis().rem_euclid(3_600_000)) as u64);
+            tokio::time::sleep(interval.min(to_hour)).await;
+            // A failed flush keeps its counts for the next one; the log reports its own errors.
+            let _ = self.flush(bus.as_ref()).await;
+        }
+    }
+
+    /// The raw event of one evaluation: `event` is the flag key, `type` is `evaluation`.
+    pub fn evaluation_event(record: &vexil_core::EvaluationRecord<'_>) -> Event {
+        let mut properties = Map::new();
+        properties.insert("reason".into(), json!(record.reason.name()));
+        properties.insert("value".into(), record.value.clone());
+        if let Some(version) = record.flag_version {
+            properties.insert("flag_version".into(), json!(version));
+        }
+        Event {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            event: record.flag_key.to_owned(),
+            kind: EventType::Evaluation,
+            user_id: record.user_id.to_owned(),
+            timestamp: Utc::now(),
+            value: None,
+            properties,
+            experiment_key: None,
+            variant: Some(record.variant.to_owned()),
+        }
+    }
+}
+
+impl TrackedEvents {
+    /// Appends queued evaluation events in batches of up to `batch` until the tracker is gone.
+    pub async fn run(mut self, ingestor: Arc<Ingestor>, batch: usize) {
+        let mut events = Vec::with_capacity(batch);
+        while self.0.recv_many(&mut events, batch).await > 0 {
+            // Events that cannot be appended now are dropped and counted, like a full queue.
+            if ingestor.ingest_events(&events).await.is_err() {
+                Metrics::add(&ingestor.metrics().dropped_total, events.len() as u64);
+            }
+            events.clear();
+        }
+    }
+}
