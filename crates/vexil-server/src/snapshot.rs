@@ -157,6 +157,8 @@ pub struct Snapshots {
     latest_revision: AtomicU64,
     changes: watch::Sender<Arc<Snapshot>>,
     metrics: Arc<Metrics>,
+    /// One rebuild at a time, so an older snapshot is never published over a newer one.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl Snapshots {
@@ -167,6 +169,7 @@ impl Snapshots {
             changes: watch::Sender::new(initial.clone()),
             current: ArcSwap::new(initial),
             metrics,
+            reloading: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -197,8 +200,21 @@ impl Snapshots {
         self.changes.send_replace(snapshot);
     }
 
+    /// Brings the snapshot up to the store's current revision before returning, so a client
+    /// that changed the configuration through this node reads its own write.
+    pub async fn catch_up(&self, store: &dyn Store) {
+        match store.revision().await {
+            Ok(revision) => {
+                self.latest_revision.fetch_max(revision, Ordering::Relaxed);
+                self.refresh(store).await;
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read the store's revision"),
+        }
+    }
+
     /// Rebuilds the snapshot if the store has moved past it.
     pub async fn refresh(&self, store: &dyn Store) {
+        let _one_at_a_time = self.reloading.lock().await;
         let current = self.current.load();
         if current.loaded && current.revision >= self.latest_revision.load(Ordering::Relaxed) {
             return;

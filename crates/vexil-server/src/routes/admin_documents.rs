@@ -72,6 +72,7 @@ pub async fn create(
     }
     catalog.with(kind, &key, Some(body.clone())).check_write(kind, &key)?;
     let stored = state.store.apply(vec![Write::Create { kind, key, body }], &caller.change(reason)).await?;
+    state.snapshots.catch_up(state.store.as_ref()).await;
     Ok((StatusCode::CREATED, Json(stored_json(stored))))
 }
 
@@ -109,6 +110,7 @@ pub async fn replace(
     catalog.with(kind, &key, Some(body.clone())).check_write(kind, &key)?;
     let write = Write::Update { kind, key, body, expected_version };
     let stored = state.store.apply(vec![write], &caller.change(reason)).await?;
+    state.snapshots.catch_up(state.store.as_ref()).await;
     Ok(Json(stored_json(stored)))
 }
 
@@ -134,6 +136,7 @@ pub async fn delete(
         ));
     }
     state.store.apply(vec![Write::Delete { kind, key, expected_version }], &caller.change(reason)).await?;
+    state.snapshots.catch_up(state.store.as_ref()).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -26,7 +26,9 @@ pub async fn import_file(
     ApiJson(file): ApiJson<Value>,
 ) -> Result<Json<ImportReport>, ApiError> {
     let meta = caller.change(reason.or_else(|| Some("import".into())));
-    Ok(Json(import(state.store.as_ref(), &file, query.dry_run, &meta).await?))
+    let report = import(state.store.as_ref(), &file, query.dry_run, &meta).await?;
+    state.snapshots.catch_up(state.store.as_ref()).await;
+    Ok(Json(report))
 }
 
 pub async fn export(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {

@@ -21,7 +21,6 @@ use axum::http::{HeaderMap, Method};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Extension, Router};
 use std::collections::BTreeMap;
-use tower_http::cors::CorsLayer;
 use vexil_store::EntityKind;
 
 /// One route as the OpenAPI document describes it.
@@ -244,17 +243,24 @@ pub fn specs(state: AppState) -> Vec<RouteSpec> {
 pub fn router(state: AppState) -> Router {
     let cors = crate::middleware::cors(&state.config.cors);
     let table = table(state.clone());
-    let mut router = Router::new();
+    let (mut plain, mut browser) = (Router::new(), Router::new());
     for (path, (route, allows_cors)) in table.paths {
-        let route = match (&cors, allows_cors) {
-            (Some(cors), true) => route.layer::<_, std::convert::Infallible>(CorsLayer::clone(cors)),
-            _ => route,
-        };
-        router = router.route(path, route);
+        if allows_cors && cors.is_some() {
+            browser = browser.route(path, route);
+        } else {
+            plain = plain.route(path, route);
+        }
     }
-    router
-        .fallback(crate::error::not_found)
+    // The 405 answer is set before CORS is layered on, so preflight (OPTIONS) requests, which
+    // no route serves, reach the CORS layer wrapped around it rather than a bare 405.
+    browser = browser.method_not_allowed_fallback(crate::error::method_not_allowed);
+    if let Some(cors) = cors {
+        browser = browser.layer(cors);
+    }
+    plain
         .method_not_allowed_fallback(crate::error::method_not_allowed)
+        .merge(browser)
+        .fallback(crate::error::not_found)
         .with_state(state)
 }
 

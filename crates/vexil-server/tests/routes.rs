@@ -1,0 +1,34 @@
+//! The route table, the router and the OpenAPI document agree: every described route is
+//! served (neither 404 nor 405), and every route is in the document with its method.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use tower::ServiceExt;
+use vexil_server::config::{PartialConfig, ServerConfig};
+use vexil_server::routes::{router, specs};
+
+#[tokio::test]
+async fn every_route_is_served_and_described() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = vexil_server::server::open_store(dir.path()).await.unwrap();
+    let config = ServerConfig::validate(PartialConfig::default()).unwrap();
+    let state = vexil_server::server::state(config, store).await.unwrap();
+    let document = vexil_server::openapi::document(&specs(state.clone()));
+    let app = router(state.clone());
+    let specs = specs(state);
+    assert!(specs.len() >= 25, "{} routes", specs.len());
+    for spec in specs {
+        let operation = &document["paths"][spec.path][spec.method.as_str().to_ascii_lowercase()];
+        assert!(operation["summary"].is_string(), "{} {} is not described", spec.method, spec.path);
+        let uri = spec.path.replace("{key}", "some_key").replace("{id}", "some_id");
+        let request = Request::builder().method(spec.method.clone()).uri(&uri).body(Body::empty()).unwrap();
+        let status = app.clone().oneshot(request).await.unwrap().status();
+        let expected_unauthenticated = if spec.access.is_some() { StatusCode::UNAUTHORIZED } else { status };
+        assert_eq!(status, expected_unauthenticated, "{} {uri}", spec.method);
+        assert!(
+            status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
+            "{} {uri}: {status}",
+            spec.method
+        );
+    }
+}

@@ -1,0 +1,132 @@
+//! `vexil flags import|export` and `vexil keys`, against a running server and directly on its
+//! data directory.
+
+use crate::harness::{vexil, Server, ADMIN_KEY};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// Runs the CLI and returns (success, stdout, stderr).
+async fn run(args: &[&str]) -> (bool, String, String) {
+    let output = vexil().args(args).output().await.unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into(),
+        String::from_utf8_lossy(&output.stderr).into(),
+    )
+}
+
+const FILE: &str = r#"
+flags:
+  - key: dark_mode
+    enabled: true
+    default: {variant: "on"}
+  - key: beta_banner
+    enabled: true
+    rules:
+      - id: testers
+        when: {segment: testers}
+        serve: {variant: "on"}
+segments:
+  - key: testers
+    when: {attr: email, op: ends_with, value: "@example.com"}
+"#;
+
+#[tokio::test]
+async fn import_through_the_server_is_atomic_and_has_a_dry_run() {
+    let server = Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("flags.yaml");
+    std::fs::write(&file, FILE).unwrap();
+    let file = file.to_str().unwrap();
+    let remote = ["--server", &server.base, "--key", ADMIN_KEY];
+
+    let (ok, out, err) = run(&[&["flags", "import", file, "--dry-run"][..], &remote].concat()).await;
+    assert!(ok, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["flags"]["created"], json!(["dark_mode", "beta_banner"]));
+    assert_eq!(
+        server.call(Method::GET, "/v1/admin/flags", None).await.1["flags"],
+        json!([]),
+        "a dry run changes nothing"
+    );
+
+    let (ok, _, err) = run(&[&["flags", "import", file, "--reason", "initial load"][..], &remote].concat()).await;
+    assert!(ok, "{err}");
+    assert_eq!(server.call(Method::GET, "/v1/admin/flags", None).await.1["flags"].as_array().unwrap().len(), 2);
+    let (_, again, _) = run(&[&["flags", "import", file][..], &remote].concat()).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&again).unwrap()["flags"]["unchanged"],
+        json!(["dark_mode", "beta_banner"])
+    );
+    let (_, audit) = server.call(Method::GET, "/v1/admin/audit?entity=flag&key=dark_mode", None).await;
+    assert_eq!(audit["records"][0]["reason"], "initial load");
+
+    let broken = dir.path().join("broken.json");
+    std::fs::write(&broken, r#"{"flags": [{"key": "fine", "enabled": true},
+        {"key": "dark_mode", "enabled": false, "rules": [{"id": "r", "when": {"segment": "ghost"}, "serve": {"variant": "on"}}]}]}"#).unwrap();
+    let (ok, _, err) = run(&[&["flags", "import", broken.to_str().unwrap()][..], &remote].concat()).await;
+    assert!(!ok);
+    assert!(err.contains("ghost"), "{err}");
+    let (status, _) = server.call(Method::GET, "/v1/admin/flags/fine", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing of a failed import is stored");
+    assert_eq!(server.call(Method::GET, "/v1/admin/flags/dark_mode", None).await.1["enabled"], true);
+
+    let (ok, exported, err) = run(&[&["flags", "export"][..], &remote].concat()).await;
+    assert!(ok, "{err}");
+    assert!(exported.contains("key: beta_banner") && !exported.contains("version:"), "{exported}");
+}
+
+#[tokio::test]
+async fn data_dir_mode_reaches_a_running_server_and_keys_work_both_ways() {
+    let server = Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("flags.yaml");
+    std::fs::write(&file, FILE).unwrap();
+    let data_dir = server.data_dir.to_str().unwrap().to_string();
+    let local = ["--data-dir", data_dir.as_str()];
+
+    let (ok, _, err) = run(&[&["flags", "import", file.to_str().unwrap()][..], &local].concat()).await;
+    assert!(ok, "{err}");
+    let mut seen = false;
+    for _ in 0..20 {
+        let (status, result) =
+            Server::send(server.admin(Method::POST, "/v1/flags/dark_mode/evaluate").json(&json!({"user_id": "u"})))
+                .await;
+        if status == StatusCode::OK {
+            assert_eq!(result["value"], true);
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen, "the server picks up a change made by another process within 2 s");
+    let (ok, exported, _) = run(&[&["flags", "export", "--format", "json"][..], &local].concat()).await;
+    assert!(ok);
+    assert_eq!(serde_json::from_str::<Value>(&exported).unwrap()["segments"][0]["key"], "testers");
+
+    let (ok, created, err) =
+        run(&[&["keys", "create", "--kind", "client", "--name", "web"][..], &local].concat()).await;
+    assert!(ok, "{err}");
+    let created: Value = serde_json::from_str(&created).unwrap();
+    let secret = created["key"].as_str().unwrap();
+    let (status, _) = Server::send(
+        server.with_key(Method::POST, "/v1/flags/dark_mode/evaluate", secret).json(&json!({"user_id": "u"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "a key created on the data directory works at once");
+
+    let remote = ["--server", &server.base, "--key", ADMIN_KEY];
+    let (ok, listed, _) = run(&[&["keys", "list"][..], &remote].concat()).await;
+    assert!(ok && listed.contains("\"web\"") && !listed.contains(secret), "{listed}");
+    let id = created["id"].as_str().unwrap();
+    let (ok, _, err) = run(&[&["keys", "revoke", id][..], &remote].concat()).await;
+    assert!(ok, "{err}");
+    let (status, _) = Server::send(
+        server.with_key(Method::POST, "/v1/flags/dark_mode/evaluate", secret).json(&json!({"user_id": "u"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (ok, _, err) = run(&["keys", "list", "--server", &server.base, "--key", "vx_wrong"]).await;
+    assert!(!ok && err.contains("401"), "{err}");
+}

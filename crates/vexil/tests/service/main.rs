@@ -1,0 +1,13 @@
+//! End-to-end tests of `vexil serve` over real HTTP on loopback: one test binary, one module
+//! per area, all sharing the harness.
+
+mod harness;
+
+mod admin;
+mod auth;
+mod cli;
+mod config;
+mod evaluation;
+mod http;
+mod ofrep;
+mod sdk;

@@ -1,0 +1,69 @@
+use crate::harness::{checkout_flag, Server};
+use futures_util::StreamExt;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+#[tokio::test]
+async fn sdk_document_has_an_etag() {
+    let server = Server::start().await;
+    server.create("flags", checkout_flag()).await;
+    let response = server.admin(Method::GET, "/v1/sdk/flags").send().await.unwrap();
+    let etag = response.headers()["etag"].to_str().unwrap().to_string();
+    let document: Value = response.json().await.unwrap();
+    assert_eq!(document["flags"][0]["key"], "new_checkout");
+    assert_eq!(document["flags"][0]["version"], 1);
+    let again = server.admin(Method::GET, "/v1/sdk/flags").header("if-none-match", &etag).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+}
+
+/// Reads SSE events (name, data) from a byte stream until `count` arrived or `within` passed.
+async fn next_events<B: AsRef<[u8]>>(
+    stream: &mut (impl futures_util::Stream<Item = reqwest::Result<B>> + Unpin),
+    buffer: &mut String,
+    count: usize,
+    within: Duration,
+) -> Vec<(String, Value)> {
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    while events.len() < count {
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let field =
+                |name: &str| block.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim_start().to_string());
+            if let (Some(event), Some(data)) = (field("event:"), field("data:")) {
+                events.push((event, serde_json::from_str(&data).unwrap()));
+            }
+        }
+        if events.len() >= count {
+            break;
+        }
+        let chunk = tokio::time::timeout_at(deadline, stream.next()).await.expect("events in time").unwrap().unwrap();
+        buffer.push_str(&String::from_utf8_lossy(chunk.as_ref()));
+    }
+    events
+}
+
+#[tokio::test]
+async fn stream_sends_put_then_changes_within_a_second() {
+    let server = Server::start().await;
+    server.create("segments", json!({"key": "beta", "when": {"attr": "beta", "op": "eq", "value": true}})).await;
+    let response = server.admin(Method::GET, "/v1/sdk/stream").send().await.unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut stream = response.bytes_stream();
+    let mut buffer = String::new();
+    let put = next_events(&mut stream, &mut buffer, 1, Duration::from_secs(2)).await;
+    assert_eq!(put[0].0, "put");
+    assert_eq!(put[0].1["segments"][0]["key"], "beta");
+
+    server.create("flags", checkout_flag()).await;
+    let patch = next_events(&mut stream, &mut buffer, 1, Duration::from_secs(1)).await;
+    assert_eq!(patch[0].0, "patch");
+    assert_eq!((patch[0].1["kind"].as_str(), patch[0].1["key"].as_str()), (Some("flag"), Some("new_checkout")));
+    assert_eq!(patch[0].1["object"]["version"], 1);
+
+    let (status, _) = server.call(Method::DELETE, "/v1/admin/segments/beta", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let delete = next_events(&mut stream, &mut buffer, 1, Duration::from_secs(1)).await;
+    assert_eq!(delete[0], ("delete".to_string(), json!({"kind": "segment", "key": "beta"})));
+}
