@@ -65,6 +65,8 @@ pub(crate) enum CompiledServe {
 pub(crate) struct Compiled {
     pub(crate) flags: Vec<CompiledFlag>,
     pub(crate) segments: Vec<Segment>,
+    /// Compiled segment conditions, for experiments' targeting.
+    pub(crate) segment_matchers: FxHashMap<String, Arc<Matcher>>,
 }
 
 /// `broken_keys` name items that failed to decode: references to them are not reported again.
@@ -92,12 +94,12 @@ pub(crate) fn compile(doc: FlagsDocument, broken_keys: &[String]) -> Result<Comp
         errors.extend_within(&path, flag_errors);
         compiled.extend(result);
     }
-    drop(segment_table);
+    let segment_matchers = segment_table.into_compiled();
     errors.into_result(())?;
     for (flag, source) in compiled.iter_mut().zip(flags) {
         flag.source = source;
     }
-    Ok(Compiled { flags: compiled, segments })
+    Ok(Compiled { flags: compiled, segments, segment_matchers })
 }
 
 fn report_duplicates<'a>(
@@ -130,6 +132,10 @@ impl<'a> SegmentTable<'a> {
             compiled: HashMap::new(),
             in_progress: Vec::new(),
         }
+    }
+
+    fn into_compiled(self) -> FxHashMap<String, Arc<Matcher>> {
+        self.compiled.into_iter().filter_map(|(k, m)| Some((k, m?))).collect()
     }
 
     /// The compiled condition of segment `key`, reporting problems at `path` (the reference).

@@ -106,6 +106,17 @@ fn lowercase(s: &str) -> Cow<'_, str> {
     }
 }
 
+/// A condition compiled for matching, e.g. an experiment's targeting or a metric's filter over
+/// event properties (pass the properties as the context's attributes).
+#[derive(Debug)]
+pub struct CompiledCondition(pub(crate) Matcher);
+
+impl CompiledCondition {
+    pub fn matches(&self, ctx: &Context<'_>) -> bool {
+        self.0.matches(ctx)
+    }
+}
+
 impl Matcher {
     pub(crate) fn matches(&self, ctx: &Context<'_>) -> bool {
         match self {

@@ -101,26 +101,27 @@ const FLAG_FIELDS: &[&str] = &[
 ];
 const SEGMENT_FIELDS: &[&str] = &["key", "id", "version", "created_at", "updated_at", "description", "tags", "when"];
 
+/// Reads JSON values into model types, collecting every problem instead of stopping at one.
 #[derive(Default)]
-struct Reader {
-    errors: ValidationErrors,
+pub(crate) struct Reader {
+    pub(crate) errors: ValidationErrors,
 }
 
-type Obj<'a> = &'a Map<String, Value>;
+pub(crate) type Obj<'a> = &'a Map<String, Value>;
 
 impl Reader {
-    fn finish<T>(self, value: Option<T>) -> Result<T, ValidationErrors> {
+    pub(crate) fn finish<T>(self, value: Option<T>) -> Result<T, ValidationErrors> {
         match value {
             Some(v) if self.errors.is_empty() => Ok(v),
             _ => Err(self.errors),
         }
     }
 
-    fn error(&mut self, path: &str, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, path: &str, message: impl Into<String>) {
         self.errors.push(path, message);
     }
 
-    fn object<'a>(&mut self, v: &'a Value, path: &str, allowed: &[&str]) -> Option<Obj<'a>> {
+    pub(crate) fn object<'a>(&mut self, v: &'a Value, path: &str, allowed: &[&str]) -> Option<Obj<'a>> {
         let Some(map) = v.as_object() else {
             self.error(path, format!("must be an object, found {}", kind_of(v)));
             return None;
@@ -134,7 +135,7 @@ impl Reader {
     }
 
     /// Decodes an optional array field; each element by `item`, keeping the ones that decode.
-    fn list<T>(
+    pub(crate) fn list<T>(
         &mut self,
         v: Option<&Value>,
         path: &str,
@@ -152,7 +153,7 @@ impl Reader {
         }
     }
 
-    fn string(&mut self, v: Option<&Value>, path: &str) -> Option<String> {
+    pub(crate) fn string(&mut self, v: Option<&Value>, path: &str) -> Option<String> {
         match v {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone()),
@@ -163,7 +164,7 @@ impl Reader {
         }
     }
 
-    fn required_string(&mut self, v: Option<&Value>, path: &str) -> Option<String> {
+    pub(crate) fn required_string(&mut self, v: Option<&Value>, path: &str) -> Option<String> {
         if v.is_none_or(Value::is_null) {
             self.error(path, "is required");
             return None;
@@ -171,7 +172,7 @@ impl Reader {
         self.string(v, path)
     }
 
-    fn key(&mut self, v: Option<&Value>, path: &str) -> Option<String> {
+    pub(crate) fn key(&mut self, v: Option<&Value>, path: &str) -> Option<String> {
         let key = self.required_string(v, path)?;
         if is_valid_key(&key) {
             Some(key)
@@ -181,7 +182,7 @@ impl Reader {
         }
     }
 
-    fn bool(&mut self, v: Option<&Value>, path: &str) -> Option<bool> {
+    pub(crate) fn bool(&mut self, v: Option<&Value>, path: &str) -> Option<bool> {
         match v {
             None | Some(Value::Null) => None,
             Some(Value::Bool(b)) => Some(*b),
@@ -192,11 +193,11 @@ impl Reader {
         }
     }
 
-    fn strings(&mut self, v: Option<&Value>, path: &str) -> Vec<String> {
+    pub(crate) fn strings(&mut self, v: Option<&Value>, path: &str) -> Vec<String> {
         self.list(v, path, |r, v, p| r.required_string(Some(v), p))
     }
 
-    fn timestamp(&mut self, v: Option<&Value>, path: &str) -> Option<DateTime<Utc>> {
+    pub(crate) fn timestamp(&mut self, v: Option<&Value>, path: &str) -> Option<DateTime<Utc>> {
         let s = self.string(v, path)?;
         match DateTime::parse_from_rfc3339(&s) {
             Ok(t) => Some(t.with_timezone(&Utc)),
@@ -207,7 +208,7 @@ impl Reader {
         }
     }
 
-    fn meta(&mut self, obj: Obj<'_>, path: &str) -> Meta {
+    pub(crate) fn meta(&mut self, obj: Obj<'_>, path: &str) -> Meta {
         let version = match obj.get("version") {
             None | Some(Value::Null) => None,
             Some(v) => match v.as_u64() {
@@ -229,7 +230,7 @@ impl Reader {
     }
 
     /// In a document, an item is addressed by its key once it has one (`flags.new_checkout`).
-    fn item_path(v: &Value, path: &str, in_document: bool) -> String {
+    pub(crate) fn item_path(v: &Value, path: &str, in_document: bool) -> String {
         match v.get("key").and_then(Value::as_str) {
             Some(key) if in_document && is_valid_key(key) => {
                 let collection = path.rsplit_once('[').map_or(path, |(c, _)| c);
@@ -385,7 +386,7 @@ impl Reader {
         Some(Rule { id: id?, when: when?, serve: serve? })
     }
 
-    fn serve(&mut self, v: &Value, path: &str) -> Option<Serve> {
+    pub(crate) fn serve(&mut self, v: &Value, path: &str) -> Option<Serve> {
         let o = self.object(v, path, &["variant", "split", "rollout", "experiment"])?;
         let forms = ["variant", "split", "experiment"].iter().filter(|f| o.contains_key(**f)).count();
         if forms != 1 {
@@ -424,20 +425,25 @@ impl Reader {
                 None
             }
         };
-        let rollout = match o.get("rollout") {
+        let rollout = self.percent(o.get("rollout"), &join(path, "rollout"));
+        Some(Serve::Split { weights: weights?, rollout: rollout? })
+    }
+
+    /// A percentage 0–100 with at most two decimals; 100 when absent.
+    pub(crate) fn percent(&mut self, v: Option<&Value>, path: &str) -> Option<Percent> {
+        match v {
             None | Some(Value::Null) => Some(Percent::ALL),
-            Some(r) => match r.as_f64().and_then(Percent::from_percent) {
-                Some(p) => Some(p),
-                None => {
+            Some(r) => {
+                let percent = r.as_f64().and_then(Percent::from_percent);
+                if percent.is_none() {
                     self.error(
-                        &join(path, "rollout"),
+                        path,
                         format!("must be a percentage from 0 to 100 with at most two decimals, found {r}"),
                     );
-                    None
                 }
-            },
-        };
-        Some(Serve::Split { weights: weights?, rollout: rollout? })
+                percent
+            }
+        }
     }
 
     fn segment(&mut self, v: &Value, path: &str, in_document: bool) -> Option<Segment> {
@@ -455,7 +461,7 @@ impl Reader {
         Some(Segment { key: key?, meta, when: when? })
     }
 
-    fn condition(&mut self, v: &Value, path: &str) -> Option<Condition> {
+    pub(crate) fn condition(&mut self, v: &Value, path: &str) -> Option<Condition> {
         let Some(o) = v.as_object() else {
             self.error(path, format!("must be a condition object, found {}", kind_of(v)));
             return None;

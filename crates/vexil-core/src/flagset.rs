@@ -1,13 +1,16 @@
 //! A validated, compiled set of flags and segments that answers evaluations.
 
 use crate::compile::{self, CompiledFlag};
+use crate::condition::{self, CompiledCondition, Matcher};
 use crate::context::Context;
 use crate::decode;
 use crate::error::{ValidationError, ValidationErrors};
 use crate::evaluate::{self, validate_user_id, EvalEnv, EvalError, Evaluation};
+use crate::model::Condition;
 use crate::model::{Flag, FlagsDocument, Segment};
 use rustc_hash::FxHashMap;
 use serde_json::Value;
+use std::sync::Arc;
 
 /// Text formats of a flags file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +46,7 @@ pub struct FlagSet {
     flags: Vec<CompiledFlag>,
     index: FxHashMap<Box<str>, usize>,
     segments: Vec<Segment>,
+    segment_matchers: FxHashMap<String, Arc<Matcher>>,
 }
 
 impl FlagSet {
@@ -53,7 +57,12 @@ impl FlagSet {
 
     fn from_compiled(compiled: compile::Compiled) -> FlagSet {
         let index = compiled.flags.iter().enumerate().map(|(i, f)| (f.source.key.as_str().into(), i)).collect();
-        FlagSet { flags: compiled.flags, index, segments: compiled.segments }
+        FlagSet {
+            flags: compiled.flags,
+            index,
+            segments: compiled.segments,
+            segment_matchers: compiled.segment_matchers,
+        }
     }
 
     /// Parses, decodes and compiles a flags file.
@@ -76,7 +85,12 @@ impl FlagSet {
     }
 
     pub fn empty() -> FlagSet {
-        FlagSet { flags: Vec::new(), index: FxHashMap::default(), segments: Vec::new() }
+        FlagSet {
+            flags: Vec::new(),
+            index: FxHashMap::default(),
+            segments: Vec::new(),
+            segment_matchers: FxHashMap::default(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -104,6 +118,24 @@ impl FlagSet {
     /// The document this set was compiled from (what `vexil flags export` writes).
     pub fn document(&self) -> FlagsDocument {
         FlagsDocument { flags: self.flags().cloned().collect(), segments: self.segments.clone() }
+    }
+
+    /// Compiles a condition (an experiment's targeting, a metric's filter) against this set's
+    /// segments; problems are reported with paths relative to `path`.
+    pub fn compile_condition(&self, condition: &Condition, path: &str) -> Result<CompiledCondition, ValidationErrors> {
+        let mut errors = ValidationErrors::default();
+        let mut resolve = |key: &str, at: &str, errors: &mut ValidationErrors| {
+            let found = self.segment_matchers.get(key).cloned();
+            if found.is_none() {
+                errors.push(at, format!("unknown segment \"{key}\""));
+            }
+            found
+        };
+        let matcher = condition::compile(condition, path, &mut resolve, &mut errors);
+        match matcher {
+            Some(m) if errors.is_empty() => Ok(CompiledCondition(m)),
+            _ => Err(errors),
+        }
     }
 
     /// Puts flags under an emergency stop (they evaluate as `DISABLED`) or lifts it.

@@ -3,7 +3,8 @@
 //! - [`model`]: flags, segments and conditions as users write them (SPEC 1.1, 1.2, 1.5);
 //! - [`decode`]: JSON/YAML values into the model, with every problem reported by path;
 //! - [`hash`] and [`allocation`]: the exact bucketing of SPEC 2, shared with experiments;
-//! - [`FlagSet`]: a validated, compiled document that evaluates flags as SPEC 3 says.
+//! - [`FlagSet`]: a validated, compiled document that evaluates flags as SPEC 3 says;
+//! - [`experiment`]: experiments (SPEC 1.3), their lifecycle and deterministic placement.
 //!
 //! ```
 //! use vexil_core::{Context, FlagSet, Format, Reason};
@@ -20,11 +21,13 @@ mod context;
 pub mod decode;
 mod error;
 mod evaluate;
+pub mod experiment;
 mod flagset;
 pub mod hash;
 pub mod model;
 
 pub use compile::MAX_PREREQUISITE_DEPTH;
+pub use condition::CompiledCondition;
 pub use context::{Attribute, AttributePath, Context};
 pub use error::{ValidationError, ValidationErrors};
 pub use evaluate::{
