@@ -349,21 +349,23 @@ impl Processor {
     fn session(&mut self) -> Result<(), Failure> {
         let mut state = State::load(&self.conn)?;
         self.archiver.restore(&state.open_files);
-        let batches = self.spawn_reader(state.replay_from())?;
-        let result = self.process(&mut state, &batches.1);
-        drop(batches.1);
-        // The reader notices the closed queue at its next send or poll.
-        let _ = batches.0.join();
+        let done = Arc::new(AtomicBool::new(false));
+        let (reader, batches) = self.spawn_reader(state.replay_from(), done.clone())?;
+        let result = self.process(&mut state, &batches);
+        done.store(true, Ordering::SeqCst);
+        drop(batches);
+        // The reader stops at its next poll, or at once if it is waiting to send.
+        let _ = reader.join();
         result
     }
 
-    fn spawn_reader(&self, from: u64) -> Result<(JoinHandle<()>, Receiver<Batch>), Failure> {
+    fn spawn_reader(&self, from: u64, done: Arc<AtomicBool>) -> Result<(JoinHandle<()>, Receiver<Batch>), Failure> {
         let (sender, receiver) = sync_channel::<Batch>(self.options.queue_batches);
         let mut reader = self.sink.bus.reader(from).map_err(Error::from)?;
         let (max, wait) = (self.options.batch_records, self.options.idle_poll);
         let shared = self.sink.shared.clone();
         let handle = std::thread::Builder::new().name("vexil-pipeline-reader".into()).spawn(move || {
-            while !shared.stop.load(Ordering::SeqCst) {
+            while !shared.stop.load(Ordering::SeqCst) && !done.load(Ordering::SeqCst) {
                 let batch = reader.poll(max, wait).map_err(Error::from).map(|records| {
                     records
                         .into_iter()

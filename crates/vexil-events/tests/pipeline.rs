@@ -1,0 +1,174 @@
+//! Processing: enrichment window, exact aggregates against a brute-force recomputation,
+//! counters, torn log tails, poison records, and crashes with SIGKILL.
+mod common;
+
+use common::{assert_sums_match, brute_force, committed_sums, experiments, unique_ids, Env};
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::time::Duration;
+use vexil_events::counters::Window;
+use vexil_events::{BodyFormat, DlqFilter, EventBus, FileLog, LogOptions, Metrics};
+
+fn at(base: chrono::DateTime<chrono::Utc>, minutes: i64) -> String {
+    (base + chrono::Duration::minutes(minutes)).to_rfc3339()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_before_the_first_exposure_do_not_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::open(dir.path(), experiments());
+    let t0 = chrono::Utc::now() - chrono::Duration::days(1);
+    let batch = json!([
+        {"event": "purchase", "user_id": "u1", "value": 100, "timestamp": at(t0, 0)},
+        {"event": "exposure", "type": "exposure", "user_id": "u1", "experiment_key": "exp_a", "variant": "treatment", "timestamp": at(t0, 10)},
+        {"event": "purchase", "user_id": "u1", "value": 30, "timestamp": at(t0, 20), "properties": {"currency": "EUR"}},
+        {"event": "exposure", "type": "exposure", "user_id": "u2", "experiment_key": "exp_a", "variant": "treatment", "timestamp": at(t0, 10)},
+        {"event": "purchase", "user_id": "u3", "value": 7, "timestamp": at(t0, 30)},
+    ]);
+    env.ingestor.ingest(batch.to_string().as_bytes(), BodyFormat::Auto).await.unwrap();
+    env.settle();
+    let sums = committed_sums(&env, &experiments());
+    let get = |m: &str| sums[&("exp_a".to_owned(), "treatment".to_owned(), m.to_owned())];
+    // Two users entered (u2 with no events counts as 0); only the post-exposure purchase counts.
+    assert_eq!((get("converted").n, get("converted").sum_x), (2, 1.0));
+    assert_eq!((get("revenue").sum_x, get("revenue").sum_x2), (30.0, 900.0));
+    assert_eq!(get("orders_eur").sum_x, 1.0);
+    let archived = env.archive();
+    assert_eq!(archived.len(), 5);
+    let late = archived.iter().find(|e| e["value"] == 30.0).unwrap();
+    assert_eq!(late["experiments"], json!({"exp_a": "treatment"}));
+    assert!(archived.iter().find(|e| e["value"] == 100.0).unwrap().get("experiments").is_none());
+    let stats = env.pipeline.stats().unwrap();
+    let (from, to) = (t0 - chrono::Duration::days(1), t0 + chrono::Duration::days(1));
+    let day: Vec<_> = stats.event_counters("purchase", Window::Day, from, to).unwrap();
+    let total: u64 = day.iter().map(|r| r.counter.count).sum();
+    assert_eq!(total, 3);
+    let per_variant = stats.variant_counters("purchase", "exp_a", Window::Hour, from, to).unwrap();
+    assert_eq!(per_variant.iter().map(|r| r.counter.count).sum::<u64>(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn aggregates_equal_a_brute_force_recomputation_from_the_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let defs = experiments();
+    let env = Env::open(dir.path(), defs.clone());
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let t0 = chrono::Utc::now() - chrono::Duration::days(2);
+    let mut events: Vec<(i64, Value)> = Vec::new();
+    for u in 0..1200 {
+        let user = format!("user_{u}");
+        for (exp, share) in [("exp_a", 0.9), ("exp_b", 0.5)] {
+            if rng.gen_bool(share) {
+                let variant = if rng.gen_bool(0.5) { "control" } else { "treatment" };
+                let minute = rng.gen_range(0..600);
+                events.push((minute, json!({"event": "exposure", "type": "exposure", "user_id": user,
+                    "experiment_key": exp, "variant": variant, "timestamp": at(t0, minute),
+                    "event_id": format!("x-{exp}-{u}")})));
+            }
+        }
+    }
+    for i in 0..100_000 {
+        let minute = rng.gen_range(0..1200);
+        let user = format!("user_{}", rng.gen_range(0..1200));
+        let mut event = match rng.gen_range(0..3) {
+            0 => json!({"event": "purchase", "value": rng.gen_range(1.0..200.0f64).round(),
+                        "properties": {"currency": if rng.gen_bool(0.5) { "EUR" } else { "USD" }}}),
+            1 => json!({"event": "page_load", "value": rng.gen_range(0.1..3.0f64)}),
+            _ => json!({"event": "scroll"}),
+        };
+        event["user_id"] = json!(user);
+        event["timestamp"] = json!(at(t0, minute));
+        event["event_id"] = json!(format!("e{i}"));
+        events.push((minute, event));
+    }
+    // Arrival follows event time, and about a fifth of the batches are delivered twice.
+    events.sort_by_key(|(minute, _)| *minute);
+    let all: Vec<Value> = events.into_iter().map(|(_, e)| e).collect();
+    for chunk in all.chunks(5000) {
+        let body = serde_json::to_vec(chunk).unwrap();
+        let response = env.ingestor.ingest(&body, BodyFormat::Auto).await.unwrap();
+        assert!(response.rejected.is_empty());
+        if rng.gen_bool(0.2) {
+            assert_eq!(env.ingestor.ingest(&body, BodyFormat::Auto).await.unwrap().duplicates, chunk.len());
+        }
+    }
+    env.settle();
+    let archived = env.archive();
+    assert_eq!(archived.len(), all.len(), "every accepted event is archived exactly once");
+    assert_eq!(unique_ids(&archived).len(), archived.len());
+    assert_sums_match(&committed_sums(&env, &defs), &brute_force(&archived, &defs));
+
+    // Counters: per day, events, value sums and exact unique users of `purchase`.
+    let purchases: Vec<&Value> = archived.iter().filter(|e| e["event"] == "purchase").collect();
+    let stats = env.pipeline.stats().unwrap();
+    let rows = stats.event_counters("purchase", Window::Hour, t0 - chrono::Duration::days(1), t0 + chrono::Duration::days(2)).unwrap();
+    assert_eq!(rows.iter().map(|r| r.counter.count).sum::<u64>(), purchases.len() as u64);
+    let first_hour = rows[0].start;
+    let users: std::collections::HashSet<&str> = purchases
+        .iter()
+        .filter(|e| {
+            let t = chrono::DateTime::parse_from_rfc3339(e["timestamp"].as_str().unwrap()).unwrap();
+            t >= first_hour && t < first_hour + chrono::Duration::hours(1)
+        })
+        .map(|e| e["user_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(rows[0].counter.unique_users, users.len() as u64);
+    assert_eq!(Metrics::get(&env.metrics.lag_events), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_torn_log_tail_is_cut_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    {
+        let log = FileLog::open(&path, LogOptions::default()).unwrap();
+        assert_eq!(log.append(vec![b"one".to_vec(), b"two".to_vec()]).await.unwrap(), 0..2);
+        assert_eq!(log.append(vec![b"three".to_vec()]).await.unwrap(), 2..3);
+    }
+    let segment = path.join(format!("{:020}.log", 0));
+    let full = std::fs::metadata(&segment).unwrap().len();
+    // Half of the last record reached the disk, then garbage.
+    std::fs::OpenOptions::new().write(true).open(&segment).unwrap().set_len(full - 2).unwrap();
+    std::fs::OpenOptions::new().append(true).open(&segment).unwrap().write_all(b"\x07\x00").unwrap();
+    let log = FileLog::open(&path, LogOptions::default()).unwrap();
+    assert_eq!(log.recovery().end_offset, 2);
+    assert_eq!(log.recovery().truncated_bytes, 8 + 5);
+    assert_eq!(log.append(vec![b"four".to_vec()]).await.unwrap(), 2..3);
+    let mut reader = log.reader(0).unwrap();
+    let read: Vec<Vec<u8>> = reader.poll(10, Duration::ZERO).unwrap().into_iter().map(|r| r.payload).collect();
+    assert_eq!(read, [b"one".to_vec(), b"two".to_vec(), b"four".to_vec()]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn segments_roll_and_readers_follow_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = FileLog::open(dir.path(), LogOptions { segment_bytes: 100, ..LogOptions::default() }).unwrap();
+    for i in 0..50u32 {
+        log.append(vec![i.to_le_bytes().to_vec(); 3]).await.unwrap();
+    }
+    let segments = std::fs::read_dir(dir.path()).unwrap().count();
+    assert!(segments > 5, "{segments}");
+    let records = log.reader(70).unwrap().poll(1000, Duration::ZERO).unwrap();
+    assert_eq!(records.len(), 80);
+    assert_eq!(records[0].payload, 23u32.to_le_bytes());
+    log.commit("c", 120).unwrap();
+    assert_eq!(log.committed("c").unwrap(), Some(120));
+    assert_eq!(log.reader(120).unwrap().poll(1000, Duration::ZERO).unwrap().len(), 30);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_undecodable_record_goes_to_the_dlq_after_its_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::open(dir.path(), experiments());
+    env.log.append(vec![b"not a record".to_vec()]).await.unwrap();
+    let body = json!([{"event": "purchase", "user_id": "u1"}]).to_string();
+    env.ingestor.ingest(body.as_bytes(), BodyFormat::Auto).await.unwrap();
+    env.settle();
+    let dead = env.dlq.list(&DlqFilter::default()).unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!((dead[0].error.code.as_str(), dead[0].source_offset, dead[0].attempts), ("undecodable_record", Some(0), 5));
+    assert_eq!(dead[0].payload, "not a record");
+    assert_eq!(Metrics::get(&env.metrics.retries_total), 4);
+    assert_eq!(env.archive().len(), 1);
+}
