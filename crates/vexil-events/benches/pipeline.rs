@@ -1,1 +1,143 @@
-fn main(){}
+//! Durable ingest (500-event batches from many concurrent appenders, with batch latency
+//! percentiles) and processing throughput (dedupe → enrich → aggregate → counters → archive →
+//! commit) of the embedded pipeline.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use serde_json::json;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use vexil_events::aggregate::ExperimentDef;
+use vexil_events::archive::LocalArchive;
+use vexil_events::pipeline::{Pipeline, PipelineOptions};
+use vexil_events::{BodyFormat, Dlq, EventBus, FileLog, IngestOptions, Ingestor, LogOptions, Metrics};
+
+const BATCH: usize = 500;
+const APPENDERS: usize = 32;
+
+/// A batch; with `ids`, sender-given event ids (unique per seed), else generated ones, so a
+/// body sent again is appended again.
+fn body(seed: usize, ids: bool) -> Vec<u8> {
+    let events: Vec<_> = (0..BATCH)
+        .map(|i| {
+            let mut e = json!({"event": if i % 3 == 0 { "purchase" } else { "page_load" },
+                   "user_id": format!("user_{}", (seed * 7 + i) % 10_000), "value": (i % 50) as f64,
+                   "timestamp": "2026-01-01T10:00:00Z", "properties": {"currency": "EUR", "path": "/checkout"}});
+            if ids {
+                e["event_id"] = json!(format!("{seed}-{i}"));
+            }
+            e
+        })
+        .collect();
+    serde_json::to_vec(&events).unwrap()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+fn ingest(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let log: Arc<dyn EventBus> = Arc::new(FileLog::open(dir.path().join("log"), LogOptions::default()).unwrap());
+    let dlq = Arc::new(Dlq::open(&dir.path().join("dlq.sqlite"), metrics.clone()).unwrap());
+    let ingestor = Arc::new(Ingestor::new(log, dlq, metrics, IngestOptions::default()));
+    let bodies: Arc<Vec<Vec<u8>>> = Arc::new((0..64).map(|seed| body(seed, false)).collect());
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let mut group = c.benchmark_group("ingest");
+    group.throughput(Throughput::Elements((BATCH * APPENDERS) as u64));
+    group.sample_size(20);
+    group.bench_function(BenchmarkId::new("durable_500_event_batches", APPENDERS), |b| {
+        b.iter_custom(|iters| {
+            let (ingestor, bodies, latencies) = (ingestor.clone(), bodies.clone(), latencies.clone());
+            runtime.block_on(async move {
+                let start = Instant::now();
+                let tasks: Vec<_> = (0..APPENDERS)
+                    .map(|a| {
+                        let (ingestor, bodies, latencies) = (ingestor.clone(), bodies.clone(), latencies.clone());
+                        tokio::spawn(async move {
+                            for i in 0..iters as usize {
+                                let t = Instant::now();
+                                let r =
+                                    ingestor.ingest(&bodies[(a + i) % bodies.len()], BodyFormat::Auto).await.unwrap();
+                                assert!(r.rejected.is_empty());
+                                latencies.lock().unwrap().push(t.elapsed());
+                            }
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await.unwrap();
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.finish();
+    let mut all = latencies.lock().unwrap().clone();
+    all.sort();
+    eprintln!(
+        "ingest batch latency over {} batches: p50 {:?}, p99 {:?}",
+        all.len(),
+        percentile(&all, 0.5),
+        percentile(&all, 0.99)
+    );
+}
+
+fn experiments() -> Vec<ExperimentDef> {
+    serde_json::from_value(json!([{"key": "exp", "metrics": [
+        {"key": "conv", "kind": "conversion", "event": "purchase"},
+        {"key": "revenue", "kind": "sum", "event": "purchase"},
+        {"key": "load", "kind": "mean", "event": "page_load"}]}]))
+    .unwrap()
+}
+
+fn process(c: &mut Criterion) {
+    const EVENTS: usize = 100_000;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let mut group = c.benchmark_group("process");
+    group.throughput(Throughput::Elements(EVENTS as u64));
+    group.sample_size(10);
+    group.bench_function("events", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let dir = tempfile::tempdir().unwrap();
+                let metrics = Arc::new(Metrics::default());
+                let log = Arc::new(FileLog::open(dir.path().join("log"), LogOptions::default()).unwrap());
+                let dlq = Arc::new(Dlq::open(&dir.path().join("dlq.sqlite"), metrics.clone()).unwrap());
+                let bus: Arc<dyn EventBus> = log.clone();
+                let ingestor = Ingestor::new(bus.clone(), dlq.clone(), metrics.clone(), IngestOptions::default());
+                runtime.block_on(async {
+                    let exposures: Vec<_> = (0..10_000)
+                        .map(|u| {
+                            json!({"event_id": format!("x{u}"), "event": "exposure", "type": "exposure",
+                            "user_id": format!("user_{u}"), "experiment_key": "exp",
+                            "variant": if u % 2 == 0 { "a" } else { "b" }, "timestamp": "2026-01-01T09:00:00Z"})
+                        })
+                        .collect();
+                    for chunk in exposures.chunks(5000) {
+                        ingestor.ingest(&serde_json::to_vec(chunk).unwrap(), BodyFormat::Auto).await.unwrap();
+                    }
+                    for seed in 0..(EVENTS - 10_000) / BATCH {
+                        ingestor.ingest(&body(seed, true), BodyFormat::Auto).await.unwrap();
+                    }
+                });
+                let end = bus.end_offset();
+                let archive = Box::new(LocalArchive::open(dir.path().join("archive")).unwrap());
+                let start = Instant::now();
+                let pipeline =
+                    Pipeline::start(dir.path(), bus, dlq, archive, experiments(), metrics, PipelineOptions::default())
+                        .unwrap();
+                assert!(pipeline.wait_for(end, Duration::from_secs(300)));
+                total += start.elapsed();
+                pipeline.stop();
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, ingest, process);
+criterion_main!(benches);

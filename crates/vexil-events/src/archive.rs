@@ -187,13 +187,7 @@ impl Archiver {
     }
 
     /// Adds one event line (without newline). Returns the files this closed.
-    pub fn add(
-        &mut self,
-        partition: String,
-        offset: u64,
-        received: i64,
-        line: &[u8],
-    ) -> io::Result<Vec<ClosedFile>> {
+    pub fn add(&mut self, partition: String, offset: u64, received: i64, line: &[u8]) -> io::Result<Vec<ClosedFile>> {
         let max_age = self.options.max_age_millis;
         let mut closed = self.close_where(|b| received >= b.first_received + max_age)?;
         let buffer = self.buffers.entry(partition.clone()).or_insert_with(|| Buffer {
@@ -227,8 +221,7 @@ impl Archiver {
     }
 
     fn close_where(&mut self, due: impl Fn(&Buffer) -> bool) -> io::Result<Vec<ClosedFile>> {
-        let mut partitions: Vec<String> =
-            self.buffers.iter().filter(|(_, b)| due(b)).map(|(p, _)| p.clone()).collect();
+        let mut partitions: Vec<String> = self.buffers.iter().filter(|(_, b)| due(b)).map(|(p, _)| p.clone()).collect();
         partitions.sort();
         let mut closed = Vec::with_capacity(partitions.len());
         for partition in partitions {

@@ -137,7 +137,11 @@ impl Counters {
                  WHERE window = ?1 AND start = ?2 AND event = ?3 AND experiment = ?4 AND variant = ?5",
             )?
             .query_row(args, |r| {
-                Ok(Counter { count: r.get::<_, i64>(0)? as u64, sum: r.get(1)?, unique_users: r.get::<_, i64>(2)? as u64 })
+                Ok(Counter {
+                    count: r.get::<_, i64>(0)? as u64,
+                    sum: r.get(1)?,
+                    unique_users: r.get::<_, i64>(2)? as u64,
+                })
             })
             .optional()?
             .unwrap_or_default();

@@ -168,23 +168,15 @@ fn validate_value(value: &Value, now: DateTime<Utc>) -> Result<ValidEvent, Event
             }
             trimmed.to_owned()
         }
-        None | Some(Value::Null) => {
-            return Err(EventError::field("invalid_user_id", "user_id", "user_id is required"))
-        }
+        None | Some(Value::Null) => return Err(EventError::field("invalid_user_id", "user_id", "user_id is required")),
         Some(_) => return Err(EventError::field("invalid_user_id", "user_id", "user_id must be a string")),
     };
     let event = match object.get("event") {
         Some(Value::String(name)) if is_valid_event_name(name) => name.clone(),
         Some(Value::String(_)) => {
-            return Err(EventError::field(
-                "invalid_event_name",
-                "event",
-                "event must match ^[A-Za-z0-9_.:-]{1,128}$",
-            ))
+            return Err(EventError::field("invalid_event_name", "event", "event must match ^[A-Za-z0-9_.:-]{1,128}$"))
         }
-        None | Some(Value::Null) => {
-            return Err(EventError::field("invalid_event_name", "event", "event is required"))
-        }
+        None | Some(Value::Null) => return Err(EventError::field("invalid_event_name", "event", "event is required")),
         Some(_) => return Err(EventError::field("invalid_event_name", "event", "event must be a string")),
     };
     let timestamp = match object.get("timestamp") {
@@ -254,7 +246,9 @@ fn optional_string(object: &Map<String, Value>, field: &str, code: &str) -> Resu
     match object.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if !s.is_empty() && s.len() <= 256 => Ok(Some(s.clone())),
-        Some(_) => Err(EventError::field(code, field, format!("{field} must be a non-empty string of at most 256 bytes"))),
+        Some(_) => {
+            Err(EventError::field(code, field, format!("{field} must be a non-empty string of at most 256 bytes")))
+        }
     }
 }
 

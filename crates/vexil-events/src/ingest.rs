@@ -241,13 +241,15 @@ impl Ingestor {
         Ok(outcomes
             .into_iter()
             .map(|o| {
-                o.unwrap_or_else(|| {
-                    if duplicates.next() == Some(true) {
-                        Outcome::Duplicate
-                    } else {
-                        Outcome::Accepted
-                    }
-                })
+                o.unwrap_or_else(
+                    || {
+                        if duplicates.next() == Some(true) {
+                            Outcome::Duplicate
+                        } else {
+                            Outcome::Accepted
+                        }
+                    },
+                )
             })
             .collect())
     }

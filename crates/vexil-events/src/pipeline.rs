@@ -439,7 +439,8 @@ impl Processor {
                     if *attempts < self.options.max_attempts {
                         return Err(Failure::Record(offset, cause));
                     }
-                    let error = EventError::new("undecodable_record", None, format!("cannot decode log record: {cause}"));
+                    let error =
+                        EventError::new("undecodable_record", None, format!("cannot decode log record: {cause}"));
                     self.dlq.push_poison(offset, &error, &String::from_utf8_lossy(&payload), *attempts)?;
                     Metrics::add(&self.sink.metrics.poison_total, 1);
                     self.poisoned.insert(offset);

@@ -93,8 +93,8 @@ impl State {
             users.insert(row.get(0)?, serde_json::from_str(&state)?);
         }
         let mut sums = HashMap::new();
-        let mut stmt =
-            conn.prepare("SELECT experiment, variant, metric, n, sum_x, sum_x2, sum_y, sum_y2, sum_xy FROM aggregates")?;
+        let mut stmt = conn
+            .prepare("SELECT experiment, variant, metric, n, sum_x, sum_x2, sum_y, sum_y2, sum_xy FROM aggregates")?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
             let key = (r.get(0)?, r.get(1)?, r.get(2)?);
@@ -111,7 +111,11 @@ impl State {
         let mut stmt = conn.prepare("SELECT partition, first_offset, first_received FROM archive_open")?;
         let open_files = stmt
             .query_map([], |r| {
-                Ok(OpenFile { partition: r.get(0)?, first_offset: r.get::<_, i64>(1)? as u64, first_received: r.get(2)? })
+                Ok(OpenFile {
+                    partition: r.get(0)?,
+                    first_offset: r.get::<_, i64>(1)? as u64,
+                    first_received: r.get(2)?,
+                })
             })?
             .collect::<Result<_, _>>()?;
         Ok(State {
@@ -259,15 +263,7 @@ impl State {
             for key in self.dirty_sums.drain() {
                 let s = self.sums[&key];
                 put_sums.execute(params![
-                    key.0,
-                    key.1,
-                    key.2,
-                    s.n as i64,
-                    s.sum_x,
-                    s.sum_x2,
-                    s.sum_y,
-                    s.sum_y2,
-                    s.sum_xy
+                    key.0, key.1, key.2, s.n as i64, s.sum_x, s.sum_x2, s.sum_y, s.sum_y2, s.sum_xy
                 ])?;
             }
             self.counters.commit(&tx)?;

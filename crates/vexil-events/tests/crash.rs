@@ -88,10 +88,7 @@ fn sigkill_mid_stream_neither_loses_nor_double_counts() {
     assert_eq!(archived.len(), BATCHES * PER_BATCH, "an acknowledged event is missing from the archive");
     let defs = experiments();
     assert_sums_match(&committed_sums(&env, &defs), &brute_force(&archived, &defs));
-    let orders: u64 = committed_sums(&env, &defs)
-        .iter()
-        .filter(|((_, _, m), _)| m == "orders")
-        .map(|(_, s)| s.sum_x as u64)
-        .sum();
+    let orders: u64 =
+        committed_sums(&env, &defs).iter().filter(|((_, _, m), _)| m == "orders").map(|(_, s)| s.sum_x as u64).sum();
     assert_eq!(orders, (BATCHES * PER_BATCH - 150) as u64);
 }

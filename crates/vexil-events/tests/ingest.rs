@@ -32,9 +32,21 @@ fn every_validation_error_has_its_code_and_field() {
         (json!({"event": "e", "user_id": "u", "colour": "red"}), "unknown_field", Some("colour")),
         (json!({"event": "e", "user_id": "u", "type": "click"}), "invalid_type", Some("type")),
         (json!({"event": "e", "user_id": "u", "event_id": 7}), "invalid_event_id", Some("event_id")),
-        (json!({"event": "e", "user_id": "u", "type": "exposure", "variant": "a"}), "invalid_experiment_key", Some("experiment_key")),
-        (json!({"event": "e", "user_id": "u", "type": "exposure", "experiment_key": "x"}), "invalid_variant", Some("variant")),
-        (json!({"event": "e", "user_id": "u", "experiment_key": "Bad-Key"}), "invalid_experiment_key", Some("experiment_key")),
+        (
+            json!({"event": "e", "user_id": "u", "type": "exposure", "variant": "a"}),
+            "invalid_experiment_key",
+            Some("experiment_key"),
+        ),
+        (
+            json!({"event": "e", "user_id": "u", "type": "exposure", "experiment_key": "x"}),
+            "invalid_variant",
+            Some("variant"),
+        ),
+        (
+            json!({"event": "e", "user_id": "u", "experiment_key": "Bad-Key"}),
+            "invalid_experiment_key",
+            Some("experiment_key"),
+        ),
         (json!({"event": "e", "user_id": "u", "properties": {"blob": "x".repeat(70_000)}}), "event_too_large", None),
         (json!([1]), "invalid_event", None),
     ];
@@ -140,7 +152,8 @@ async fn dlq_entries_can_be_listed_replayed_and_purged() {
             r#"{"event": "purchase", "user_id": "u9", "event_id": "r1"}"#.to_owned(),
         )])
         .unwrap();
-    let report = env.ingestor.replay_dlq(&DlqFilter { code: Some("unavailable".into()), ..DlqFilter::default() }).await.unwrap();
+    let report =
+        env.ingestor.replay_dlq(&DlqFilter { code: Some("unavailable".into()), ..DlqFilter::default() }).await.unwrap();
     assert_eq!((report.replayed, report.failed), (1, 0));
     assert_eq!(env.log.end_offset(), 1);
     assert_eq!(env.dlq.len().unwrap(), 2);

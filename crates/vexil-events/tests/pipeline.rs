@@ -62,9 +62,12 @@ async fn aggregates_equal_a_brute_force_recomputation_from_the_archive() {
             if rng.gen_bool(share) {
                 let variant = if rng.gen_bool(0.5) { "control" } else { "treatment" };
                 let minute = rng.gen_range(0..600);
-                events.push((minute, json!({"event": "exposure", "type": "exposure", "user_id": user,
+                events.push((
+                    minute,
+                    json!({"event": "exposure", "type": "exposure", "user_id": user,
                     "experiment_key": exp, "variant": variant, "timestamp": at(t0, minute),
-                    "event_id": format!("x-{exp}-{u}")})));
+                    "event_id": format!("x-{exp}-{u}")}),
+                ));
             }
         }
     }
@@ -102,7 +105,9 @@ async fn aggregates_equal_a_brute_force_recomputation_from_the_archive() {
     // Counters: per day, events, value sums and exact unique users of `purchase`.
     let purchases: Vec<&Value> = archived.iter().filter(|e| e["event"] == "purchase").collect();
     let stats = env.pipeline.stats().unwrap();
-    let rows = stats.event_counters("purchase", Window::Hour, t0 - chrono::Duration::days(1), t0 + chrono::Duration::days(2)).unwrap();
+    let rows = stats
+        .event_counters("purchase", Window::Hour, t0 - chrono::Duration::days(1), t0 + chrono::Duration::days(2))
+        .unwrap();
     assert_eq!(rows.iter().map(|r| r.counter.count).sum::<u64>(), purchases.len() as u64);
     let first_hour = rows[0].start;
     let users: std::collections::HashSet<&str> = purchases
@@ -167,7 +172,10 @@ async fn an_undecodable_record_goes_to_the_dlq_after_its_attempts() {
     env.settle();
     let dead = env.dlq.list(&DlqFilter::default()).unwrap();
     assert_eq!(dead.len(), 1);
-    assert_eq!((dead[0].error.code.as_str(), dead[0].source_offset, dead[0].attempts), ("undecodable_record", Some(0), 5));
+    assert_eq!(
+        (dead[0].error.code.as_str(), dead[0].source_offset, dead[0].attempts),
+        ("undecodable_record", Some(0), 5)
+    );
     assert_eq!(dead[0].payload, "not a record");
     assert_eq!(Metrics::get(&env.metrics.retries_total), 4);
     assert_eq!(env.archive().len(), 1);

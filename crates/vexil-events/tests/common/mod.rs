@@ -38,7 +38,11 @@ impl Env {
 
     /// Waits until everything appended so far is processed, then closes open archive files.
     pub fn settle(&self) {
-        assert!(self.pipeline.wait_for(self.log.end_offset(), Duration::from_secs(120)), "{:?}", self.pipeline.last_error());
+        assert!(
+            self.pipeline.wait_for(self.log.end_offset(), Duration::from_secs(120)),
+            "{:?}",
+            self.pipeline.last_error()
+        );
         assert!(self.pipeline.flush(Duration::from_secs(60)));
     }
 
@@ -78,7 +82,8 @@ pub fn experiments() -> Vec<ExperimentDef> {
 
 /// Recomputes every aggregate from archived events, straight from the definitions.
 pub fn brute_force(events: &[Value], defs: &[ExperimentDef]) -> HashMap<(String, String, String), Sums> {
-    let ts = |e: &Value| chrono::DateTime::parse_from_rfc3339(e["timestamp"].as_str().unwrap()).unwrap().timestamp_millis();
+    let ts =
+        |e: &Value| chrono::DateTime::parse_from_rfc3339(e["timestamp"].as_str().unwrap()).unwrap().timestamp_millis();
     // (user, experiment) -> (variant, first exposure)
     let mut exposures: HashMap<(String, String), (String, i64)> = HashMap::new();
     for e in events.iter().filter(|e| e["type"] == "exposure") {
@@ -148,7 +153,10 @@ pub fn brute_force(events: &[Value], defs: &[ExperimentDef]) -> HashMap<(String,
     out
 }
 
-pub fn assert_sums_match(actual: &HashMap<(String, String, String), Sums>, expected: &HashMap<(String, String, String), Sums>) {
+pub fn assert_sums_match(
+    actual: &HashMap<(String, String, String), Sums>,
+    expected: &HashMap<(String, String, String), Sums>,
+) {
     let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0);
     assert_eq!(actual.len(), expected.len(), "aggregate keys differ");
     for (key, want) in expected {
