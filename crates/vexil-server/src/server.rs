@@ -6,7 +6,7 @@ use crate::auth::{bootstrap_admin_key, KeyCache};
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::snapshot::{LoadError, Snapshot, Snapshots};
-use crate::state::AppState;
+use crate::state::{AppState, Services};
 use std::future::IntoFuture;
 use std::io::Write;
 use std::sync::Arc;
@@ -35,14 +35,14 @@ pub async fn state(config: ServerConfig, store: Arc<dyn Store>) -> Result<AppSta
             Snapshot::unloaded()
         }
     };
-    Ok(AppState {
-        keys: Arc::new(KeyCache::new(config.auth_cache_ttl)),
+    Ok(AppState::new(Services {
+        keys: KeyCache::new(config.auth_cache_ttl),
         snapshots: Arc::new(Snapshots::new(initial, metrics.clone())),
         metrics,
         store,
-        config: Arc::new(config),
+        config,
         shutdown: CancellationToken::new(),
-    })
+    }))
 }
 
 /// Runs the service until a shutdown signal.

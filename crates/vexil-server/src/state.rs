@@ -1,21 +1,39 @@
 //! What every handler shares: the store, the live snapshot, the key cache, metrics and the
-//! shutdown signal. Cloning it clones a handful of `Arc`s.
+//! shutdown signal. Axum clones the state for every request and middleware, so it is one
+//! `Arc` (a single atomic increment) rather than a struct of them.
 
 use crate::auth::KeyCache;
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshots;
+use std::ops::Deref;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use vexil_store::Store;
 
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+pub struct Services {
     pub store: Arc<dyn Store>,
-    pub config: Arc<ServerConfig>,
+    pub config: ServerConfig,
     pub snapshots: Arc<Snapshots>,
-    pub keys: Arc<KeyCache>,
+    pub keys: KeyCache,
     pub metrics: Arc<Metrics>,
     /// Cancelled when shutdown begins: long-lived responses (SSE) end so draining can finish.
     pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    pub fn new(services: Services) -> AppState {
+        AppState(Arc::new(services))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
 }

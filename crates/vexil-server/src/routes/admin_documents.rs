@@ -9,12 +9,45 @@ use crate::catalog::{canonical, collection, Catalog};
 use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::routes::{ChangeReason, IfMatch};
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use vexil_store::{EntityKind, StoredDocument, Write};
+use vexil_store::{ChangeMeta, EntityKind, StoredDocument, Write};
+
+/// What every change request carries: the kind it is about, who makes it and why (for the
+/// audit log), and the version it expects (`If-Match`).
+pub struct Change {
+    kind: EntityKind,
+    meta: ChangeMeta,
+    expected_version: Option<u64>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Change {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Extension(kind) = Extension::<EntityKind>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let Extension(caller) =
+            Extension::<Caller>::from_request_parts(parts, state).await.map_err(|_| ApiError::unauthorized())?;
+        let ChangeReason(reason) = ChangeReason::from_request_parts(parts, state).await?;
+        let IfMatch(expected_version) = IfMatch::from_request_parts(parts, state).await?;
+        Ok(Change { kind, meta: caller.change(reason), expected_version })
+    }
+}
+
+/// The catalog, provided the document exists.
+async fn catalog_with(state: &AppState, kind: EntityKind, key: &str) -> Result<Catalog, ApiError> {
+    let catalog = Catalog::load(state.store.as_ref()).await?;
+    match catalog.version(kind, key) {
+        Some(_) => Ok(catalog),
+        None => Err(not_found(kind, key)),
+    }
+}
 
 fn not_found(kind: EntityKind, key: &str) -> ApiError {
     ApiError::from(vexil_store::StoreError::NotFound { kind, key: key.to_string() })
@@ -59,9 +92,7 @@ pub async fn get(
 /// `POST /v1/admin/{flags|segments}` → 201 with the stored document.
 pub async fn create(
     State(state): State<AppState>,
-    Extension(kind): Extension<EntityKind>,
-    Extension(caller): Extension<Caller>,
-    ChangeReason(reason): ChangeReason,
+    Change { kind, meta, .. }: Change,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let body = decode(kind, &body)?;
@@ -71,7 +102,7 @@ pub async fn create(
         return Err(ApiError::from(vexil_store::StoreError::AlreadyExists { kind, key }));
     }
     catalog.with(kind, &key, Some(body.clone())).check_write(kind, &key)?;
-    let stored = state.store.apply(vec![Write::Create { kind, key, body }], &caller.change(reason)).await?;
+    let stored = state.store.apply(vec![Write::Create { kind, key, body }], &meta).await?;
     state.snapshots.catch_up(state.store.as_ref()).await;
     Ok((StatusCode::CREATED, Json(stored_json(stored))))
 }
@@ -80,10 +111,7 @@ pub async fn create(
 /// must be the path's key (it may be left out).
 pub async fn replace(
     State(state): State<AppState>,
-    Extension(kind): Extension<EntityKind>,
-    Extension(caller): Extension<Caller>,
-    ChangeReason(reason): ChangeReason,
-    IfMatch(expected_version): IfMatch,
+    Change { kind, meta, expected_version }: Change,
     Path(key): Path<String>,
     ApiJson(mut body): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
@@ -103,13 +131,9 @@ pub async fn replace(
         }
     }
     let body = decode(kind, &body)?;
-    let catalog = Catalog::load(state.store.as_ref()).await?;
-    if catalog.version(kind, &key).is_none() {
-        return Err(not_found(kind, &key));
-    }
-    catalog.with(kind, &key, Some(body.clone())).check_write(kind, &key)?;
+    catalog_with(&state, kind, &key).await?.with(kind, &key, Some(body.clone())).check_write(kind, &key)?;
     let write = Write::Update { kind, key, body, expected_version };
-    let stored = state.store.apply(vec![write], &caller.change(reason)).await?;
+    let stored = state.store.apply(vec![write], &meta).await?;
     state.snapshots.catch_up(state.store.as_ref()).await;
     Ok(Json(stored_json(stored)))
 }
@@ -118,24 +142,17 @@ pub async fn replace(
 /// referrers while a flag or segment still refers to it.
 pub async fn delete(
     State(state): State<AppState>,
-    Extension(kind): Extension<EntityKind>,
-    Extension(caller): Extension<Caller>,
-    ChangeReason(reason): ChangeReason,
-    IfMatch(expected_version): IfMatch,
+    Change { kind, meta, expected_version }: Change,
     Path(key): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let catalog = Catalog::load(state.store.as_ref()).await?;
-    if catalog.version(kind, &key).is_none() {
-        return Err(not_found(kind, &key));
-    }
-    let referrers = catalog.referrers(kind, &key);
+    let referrers = catalog_with(&state, kind, &key).await?.referrers(kind, &key);
     if !referrers.is_empty() {
         return Err(ApiError::conflict(
             "referenced",
             format!("{kind} \"{key}\" is still referenced by {}", referrers.join(", ")),
         ));
     }
-    state.store.apply(vec![Write::Delete { kind, key, expected_version }], &caller.change(reason)).await?;
+    state.store.apply(vec![Write::Delete { kind, key, expected_version }], &meta).await?;
     state.snapshots.catch_up(state.store.as_ref()).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -14,6 +14,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use vexil_core::{Context, EvalError, Evaluation};
@@ -82,25 +83,49 @@ impl Request {
     }
 }
 
-fn success(result: &Evaluation<'_>) -> Value {
-    let mut metadata = Map::new();
-    metadata.insert("reason".into(), result.reason.name().into());
-    if let Some(id) = &result.flag.meta.id {
-        metadata.insert("flag_id".into(), id.as_str().into());
+/// A successful OFREP evaluation, serialised straight from the borrowed result.
+#[derive(Serialize)]
+struct Success<'a> {
+    key: &'a str,
+    value: &'a Value,
+    reason: &'static str,
+    variant: &'a str,
+    metadata: Metadata<'a>,
+}
+
+/// `metadata`: the native reason and where the answer came from.
+#[derive(Serialize)]
+struct Metadata<'a> {
+    reason: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flag_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flag_version: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule_id: Option<&'a str>,
+}
+
+fn success<'a>(result: &Evaluation<'a>) -> Success<'a> {
+    Success {
+        key: &result.flag.key,
+        value: result.value,
+        reason: result.reason.ofrep(),
+        variant: result.variant,
+        metadata: Metadata {
+            reason: result.reason.name(),
+            flag_id: result.flag.meta.id.as_deref(),
+            flag_version: result.flag.meta.version,
+            rule_id: result.rule_id,
+        },
     }
-    if let Some(version) = result.flag.meta.version {
-        metadata.insert("flag_version".into(), version.into());
-    }
-    if let Some(rule) = result.rule_id {
-        metadata.insert("rule_id".into(), rule.into());
-    }
-    json!({
-        "key": result.flag.key,
-        "value": result.value,
-        "reason": result.reason.ofrep(),
-        "variant": result.variant,
-        "metadata": metadata,
-    })
+}
+
+/// One entry of a bulk answer.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum BulkEntry<'a> {
+    Success(Success<'a>),
+    Failure(Value),
 }
 
 /// `POST /ofrep/v1/evaluate/flags/{key}`
@@ -149,15 +174,15 @@ pub async fn bulk(State(state): State<AppState>, headers: HeaderMap, body: Bytes
     if if_none_match(&headers, &etag) {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
     }
-    let flags: Vec<Value> = snapshot
+    let flags: Vec<BulkEntry> = snapshot
         .flags
         .flags()
         .map(|flag| match snapshot.flags.evaluate(&flag.key, &ctx) {
             Ok(result) => {
                 snapshot.count(&flag.key, result.reason);
-                success(&result)
+                BulkEntry::Success(success(&result))
             }
-            Err(e) => eval_failure(&e).for_flag(&flag.key),
+            Err(e) => BulkEntry::Failure(eval_failure(&e).for_flag(&flag.key)),
         })
         .collect();
     ([(header::ETAG, etag)], Json(json!({ "flags": flags }))).into_response()
