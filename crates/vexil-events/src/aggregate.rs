@@ -165,6 +165,18 @@ pub struct Sums {
 }
 
 impl Sums {
+    /// Reads n, Σx, Σx², Σy, Σy², Σxy from `row`, starting at column `first`.
+    pub(crate) fn from_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Sums> {
+        Ok(Sums {
+            n: row.get::<_, i64>(first)? as u64,
+            sum_x: row.get(first + 1)?,
+            sum_x2: row.get(first + 2)?,
+            sum_y: row.get(first + 3)?,
+            sum_y2: row.get(first + 4)?,
+            sum_xy: row.get(first + 5)?,
+        })
+    }
+
     /// Adds (sign = 1) or removes (sign = -1) one user's contribution, without touching n.
     pub fn apply(&mut self, (x, y): (f64, f64), sign: f64) {
         self.sum_x += sign * x;
@@ -192,19 +204,7 @@ pub fn read_aggregates(conn: &rusqlite::Connection, experiment: &str) -> Result<
          WHERE experiment = ?1 ORDER BY variant, metric",
     )?;
     let rows = stmt.query_map([experiment], |r| {
-        Ok(AggregateRow {
-            experiment: r.get(0)?,
-            variant: r.get(1)?,
-            metric: r.get(2)?,
-            sums: Sums {
-                n: r.get::<_, i64>(3)? as u64,
-                sum_x: r.get(4)?,
-                sum_x2: r.get(5)?,
-                sum_y: r.get(6)?,
-                sum_y2: r.get(7)?,
-                sum_xy: r.get(8)?,
-            },
-        })
+        Ok(AggregateRow { experiment: r.get(0)?, variant: r.get(1)?, metric: r.get(2)?, sums: Sums::from_row(r, 3)? })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

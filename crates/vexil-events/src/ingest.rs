@@ -140,16 +140,7 @@ impl Ingestor {
     /// `POST /v1/events`: decodes the body and accepts each valid event.
     pub async fn ingest(&self, body: &[u8], format: BodyFormat) -> Result<IngestResponse, IngestError> {
         let items = decode_body(body, format)?;
-        let outcomes = self.accept(items).await?;
-        let mut response = IngestResponse::default();
-        for (index, outcome) in outcomes.into_iter().enumerate() {
-            match outcome {
-                Outcome::Accepted => response.accepted += 1,
-                Outcome::Duplicate => response.duplicates += 1,
-                Outcome::Rejected(error) => response.rejected.push(Rejected { index, error }),
-            }
-        }
-        Ok(response)
+        Ok(summarise(self.accept(items).await?))
     }
 
     /// `POST /v1/events/kinesis`: a record fails when its data is not base64, not JSON, or not a
@@ -170,16 +161,7 @@ impl Ingestor {
     /// Appends events built inside the server (exposures from assignment, tracked evaluations).
     pub async fn ingest_events(&self, events: &[Event]) -> Result<IngestResponse, IngestError> {
         let items = events.iter().map(|e| Ok(serde_json::to_string(e).expect("events serialize"))).collect();
-        let outcomes = self.accept(items).await?;
-        let mut response = IngestResponse::default();
-        for (index, outcome) in outcomes.into_iter().enumerate() {
-            match outcome {
-                Outcome::Accepted => response.accepted += 1,
-                Outcome::Duplicate => response.duplicates += 1,
-                Outcome::Rejected(error) => response.rejected.push(Rejected { index, error }),
-            }
-        }
-        Ok(response)
+        Ok(summarise(self.accept(items).await?))
     }
 
     /// Validates the selected DLQ entries again; the ones that pass are appended and removed.
@@ -287,6 +269,18 @@ impl Ingestor {
         Metrics::add(&self.metrics.ingest_duplicates_total, duplicate.iter().filter(|d| **d).count() as u64);
         Ok(duplicate)
     }
+}
+
+fn summarise(outcomes: Vec<Outcome>) -> IngestResponse {
+    let mut response = IngestResponse::default();
+    for (index, outcome) in outcomes.into_iter().enumerate() {
+        match outcome {
+            Outcome::Accepted => response.accepted += 1,
+            Outcome::Duplicate => response.duplicates += 1,
+            Outcome::Rejected(error) => response.rejected.push(Rejected { index, error }),
+        }
+    }
+    response
 }
 
 fn unavailable(e: crate::Error) -> IngestError {

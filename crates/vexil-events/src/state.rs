@@ -98,15 +98,7 @@ impl State {
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
             let key = (r.get(0)?, r.get(1)?, r.get(2)?);
-            let s = Sums {
-                n: r.get::<_, i64>(3)? as u64,
-                sum_x: r.get(4)?,
-                sum_x2: r.get(5)?,
-                sum_y: r.get(6)?,
-                sum_y2: r.get(7)?,
-                sum_xy: r.get(8)?,
-            };
-            sums.insert(key, s);
+            sums.insert(key, Sums::from_row(r, 3)?);
         }
         let mut stmt = conn.prepare("SELECT partition, first_offset, first_received FROM archive_open")?;
         let open_files = stmt
