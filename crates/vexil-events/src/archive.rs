@@ -21,7 +21,7 @@ use crate::log::sync_dir;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -145,9 +145,11 @@ pub struct Archiver {
     store: Box<dyn ArchiveStore>,
     options: ArchiveOptions,
     buffers: HashMap<String, Buffer>,
-    /// After a restart: where each partition's open buffer started. Replayed records of a
-    /// partition before that point are already in closed files.
-    resume: HashMap<String, u64>,
+    /// After a restart: the buffers that were open at the checkpoint. Replayed records of a
+    /// partition before its buffer's start are already in closed files.
+    resume: HashMap<String, OpenFile>,
+    /// Partitions of `resume` whose buffer replay has begun to rebuild.
+    rebuilt: HashSet<String>,
 }
 
 /// The partition of an event time.
@@ -157,17 +159,24 @@ pub fn partition_of(t: DateTime<Utc>) -> String {
 
 impl Archiver {
     pub fn new(store: Box<dyn ArchiveStore>, options: ArchiveOptions) -> Archiver {
-        Archiver { store, options, buffers: HashMap::new(), resume: HashMap::new() }
+        Archiver { store, options, buffers: HashMap::new(), resume: HashMap::new(), rebuilt: HashSet::new() }
     }
 
     /// Starts over from what the state database says was open at the last checkpoint.
     pub fn restore(&mut self, open: &[OpenFile]) {
         self.buffers.clear();
-        self.resume = open.iter().map(|o| (o.partition.clone(), o.first_offset)).collect();
+        self.rebuilt.clear();
+        self.resume = open.iter().map(|o| (o.partition.clone(), o.clone())).collect();
     }
 
-    /// The open buffers, to be saved with the checkpoint.
+    /// The open buffers, to be saved with the checkpoint. While a replay is under way this
+    /// includes the buffers it has not reached yet: forgetting them in a checkpoint taken
+    /// mid-replay would make a second crash skip their events for good.
     pub fn open_files(&self) -> Vec<OpenFile> {
+        let not_yet_rebuilt = self
+            .resume
+            .values()
+            .filter(|o| !self.rebuilt.contains(&o.partition) && !self.buffers.contains_key(&o.partition));
         let mut open: Vec<OpenFile> = self
             .buffers
             .iter()
@@ -176,6 +185,7 @@ impl Archiver {
                 first_offset: b.first_offset,
                 first_received: b.first_received,
             })
+            .chain(not_yet_rebuilt.cloned())
             .collect();
         open.sort_by_key(|o| o.first_offset);
         open
@@ -183,13 +193,16 @@ impl Archiver {
 
     /// Whether a record replayed from before the checkpoint still belongs in an open buffer.
     pub fn wants_replayed(&self, partition: &str, offset: u64) -> bool {
-        self.resume.get(partition).is_some_and(|&start| offset >= start)
+        self.resume.get(partition).is_some_and(|open| offset >= open.first_offset)
     }
 
     /// Adds one event line (without newline). Returns the files this closed.
     pub fn add(&mut self, partition: String, offset: u64, received: i64, line: &[u8]) -> io::Result<Vec<ClosedFile>> {
         let max_age = self.options.max_age_millis;
         let mut closed = self.close_where(|b| received >= b.first_received + max_age)?;
+        if self.resume.contains_key(&partition) && !self.rebuilt.contains(&partition) {
+            self.rebuilt.insert(partition.clone());
+        }
         let buffer = self.buffers.entry(partition.clone()).or_insert_with(|| Buffer {
             first_offset: offset,
             first_received: received,
@@ -236,5 +249,28 @@ impl Archiver {
         let bytes = buffer.encoder.finish()?;
         self.store.put(&partition, &name, &bytes)?;
         Ok(ClosedFile { partition, name, events: buffer.events, bytes: bytes.len() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_taken_mid_replay_keeps_the_buffers_replay_has_not_reached() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut archiver = Archiver::new(Box::new(LocalArchive::open(dir.path()).unwrap()), ArchiveOptions::default());
+        let open =
+            |partition: &str, first_offset| OpenFile { partition: partition.into(), first_offset, first_received: 0 };
+        archiver.restore(&[open("p0", 10), open("p1", 20)]);
+        // Replay has rebuilt p0's buffer but not yet reached p1's first record.
+        assert!(archiver.wants_replayed("p0", 10));
+        archiver.add("p0".into(), 10, 0, b"{}").unwrap();
+        assert_eq!(archiver.open_files(), vec![open("p0", 10), open("p1", 20)]);
+        // Once p1's buffer is rebuilt it is reported from the buffer itself, once.
+        archiver.add("p1".into(), 20, 0, b"{}").unwrap();
+        assert_eq!(archiver.open_files(), vec![open("p0", 10), open("p1", 20)]);
+        archiver.close_all().unwrap();
+        assert_eq!(archiver.open_files(), vec![]);
     }
 }

@@ -69,9 +69,17 @@ fn sigkill_mid_stream_neither_loses_nor_double_counts() {
             .spawn()
             .unwrap()
     };
-    for kill_after in [150u64, 250, 200, 300, 180] {
+    // Each run is killed once it has acknowledged a few more batches, a few milliseconds into
+    // the next one: progress, not wall-clock sleeps, decides when, so the kills land mid-stream
+    // however fast or loaded the machine is.
+    for (run, delay_ms) in [3u64, 7, 1, 11, 5].into_iter().enumerate() {
+        let target = (run + 1) * BATCHES / 8;
         let mut child = spawn();
-        std::thread::sleep(Duration::from_millis(kill_after));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while acked(dir.path()).len() < target && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(delay_ms));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
     }
