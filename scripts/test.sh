@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: the README's test command. Installs what the tests need first, runs every
-# test, and ends with one total line ("N passed, N failed") over all test binaries.
+# test, and ends with one total line ("N passed, N failed") over all of them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,9 +8,14 @@ log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 
 status=0
+# The Rust suites: unit, property, golden, end-to-end over HTTP against real `vexil serve` processes.
 cargo test --workspace 2>&1 | tee "$log" || status=$?
+# An unmodified OpenFeature client (the published Python SDK and OFREP provider) against the service.
+bash scripts/ofrep-test.sh 2>&1 | tee -a "$log" || status=$?
 
 passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')
 failed=$(grep -Eo '; [0-9]+ failed' "$log" | awk '{s += $2} END {print s + 0}')
-echo "tests: ${passed} passed, ${failed} failed"
+ofrep_passed=$(grep -Eo '^ofrep: [0-9]+ passed' "$log" | awk '{s += $2} END {print s + 0}')
+ofrep_failed=$(grep -Eo '^ofrep: [0-9]+ passed, [0-9]+ failed' "$log" | awk '{s += $4} END {print s + 0}')
+echo "tests: $((passed + ofrep_passed)) passed, $((failed + ofrep_failed)) failed"
 exit "$status"

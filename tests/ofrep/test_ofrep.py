@@ -3,7 +3,7 @@ real `vexil serve`: boolean, string, number and object flags resolve with the ex
 variants and reasons; FLAG_NOT_FOUND and TARGETING_KEY_MISSING behave as OpenFeature says.
 
 Usage: python test_ofrep.py PATH_TO_VEXIL_BINARY
-Prints each check, then "N passed, N failed"; exits non-zero when any check failed.
+Prints each check, then "ofrep: N passed, N failed"; exits non-zero when any check failed.
 """
 
 import json
@@ -127,7 +127,7 @@ def main():
         finally:
             process.terminate()
             process.wait(timeout=10)
-    print(f"{checks.passed} passed, {checks.failed} failed")
+    print(f"ofrep: {checks.passed} passed, {checks.failed} failed")
     sys.exit(1 if checks.failed else 0)
 
 
