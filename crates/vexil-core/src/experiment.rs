@@ -620,6 +620,14 @@ impl CompiledExperiment {
         }
     }
 
+    /// The bucketing unit of `ctx` as text — what a sticky assignment is stored under — or
+    /// `None` when the attribute is missing (the same rule as [`place`](Self::place)).
+    pub fn unit(&self, ctx: &Context<'_>) -> Option<String> {
+        let mut buf = [0u8; 40];
+        let unit = ctx.lookup(&self.bucket_by).and_then(|attr| unit_bytes(attr, &mut buf))?;
+        Some(String::from_utf8_lossy(unit).into_owned())
+    }
+
     /// Whether an event with `properties` counts for metric `metric` (its `filter`, if any).
     pub fn metric_accepts(&self, metric: usize, user_id: &str, properties: &Map<String, Value>) -> bool {
         match self.filters.get(metric) {

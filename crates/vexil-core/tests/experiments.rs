@@ -186,6 +186,9 @@ fn targeting_and_missing_bucketing_attribute() {
     assert_eq!(e.place(&Context::new("u", &not_beta)), Placement::NotTargeted);
     let no_account = attrs(json!({"beta": true}));
     assert_eq!(e.place(&Context::new("u", &no_account)), Placement::MissingBucketingAttribute);
+    assert_eq!(e.unit(&Context::new("u", &beta)).as_deref(), Some("acme"));
+    assert_eq!(e.unit(&Context::new("u", &attrs(json!({"account_id": 42})))).as_deref(), Some("42"));
+    assert_eq!(e.unit(&Context::new("u", &no_account)), None);
 }
 
 #[test]
