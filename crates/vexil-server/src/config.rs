@@ -31,6 +31,10 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// The interval of SSE heartbeat comments.
     pub sse_heartbeat: Duration,
+    /// How often the safety scheduler advances rollout plans, checks guards and budgets.
+    pub safety_check_interval: Duration,
+    /// Where notifications of the safety rails are POSTed, if anywhere.
+    pub webhook: Option<crate::notify::WebhookConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +100,9 @@ partial_config! {
     auth_cache_ttl_secs: u64 = "VEXIL_AUTH_CACHE_TTL_SECS", "Seconds an authenticated key is cached (default 10).";
     shutdown_timeout_secs: u64 = "VEXIL_SHUTDOWN_TIMEOUT_SECS", "Seconds shutdown waits for in-flight requests (default 30).";
     sse_heartbeat_secs: u64 = "VEXIL_SSE_HEARTBEAT_SECS", "Seconds between SSE heartbeat comments (default 15).";
+    safety_check_interval_ms: u64 = "VEXIL_SAFETY_CHECK_INTERVAL_MS", "Milliseconds between checks of rollout plans, guards and budgets (default 10000).";
+    webhook_url: String = "VEXIL_WEBHOOK_URL", "URL that notifications of the safety rails are POSTed to (default: none, log only).";
+    webhook_secret: String = "VEXIL_WEBHOOK_SECRET", "Secret of the X-Vexil-Signature HMAC-SHA256 header of webhooks (default: unsigned).";
 }
 
 /// How a setting's type reads from an environment variable.
@@ -213,7 +220,25 @@ impl ServerConfig {
             s if s < min => Err(format!("{name}: must be at least {min}")),
             s => Ok(Duration::from_secs(s)),
         };
+        let safety_check_interval = match c.safety_check_interval_ms.unwrap_or(10_000) {
+            ms if (10..=3_600_000).contains(&ms) => Duration::from_millis(ms),
+            ms => return Err(format!("safety_check_interval_ms: {ms} is not between 10 and 3600000")),
+        };
+        if c.webhook_secret.is_some() && c.webhook_url.is_none() {
+            return Err("webhook_secret: set webhook_url too, or the secret has no use".into());
+        }
+        let webhook = match c.webhook_url {
+            Some(url) => match reqwest::Url::parse(&url) {
+                Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {
+                    Some(crate::notify::WebhookConfig { url, secret: c.webhook_secret })
+                }
+                _ => return Err(format!("webhook_url: {url:?} is not an http:// or https:// URL")),
+            },
+            None => None,
+        };
         Ok(ServerConfig {
+            safety_check_interval,
+            webhook,
             listen,
             data_dir: c.data_dir.unwrap_or_else(|| PathBuf::from("./vexil-data")),
             workers,

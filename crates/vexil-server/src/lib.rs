@@ -9,7 +9,8 @@
 //! - [`error`]: the one error shape, including axum's own rejections;
 //! - [`middleware`]: request ids, security headers, body limit, panic guard, CORS;
 //! - [`metrics`]: Prometheus metrics; [`logging`]: structured logs; [`openapi`]: the API description;
-//! - [`routes`]: the route table and one module per group of endpoints.
+//! - [`routes`]: the route table and one module per group of endpoints;
+//! - [`safety`]: emergency stops, rollout plans, guards and budgets; [`notify`]: their webhooks.
 
 pub mod auth;
 pub mod catalog;
@@ -18,8 +19,10 @@ pub mod error;
 pub mod logging;
 pub mod metrics;
 pub mod middleware;
+pub mod notify;
 pub mod openapi;
 pub mod routes;
+pub mod safety;
 pub mod server;
 pub mod snapshot;
 pub mod state;

@@ -115,6 +115,11 @@ impl Metrics {
         Arc::new(metrics)
     }
 
+    /// Adds metrics kept by another part of the service (the safety rails) to `/metrics`.
+    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) {
+        self.registry.register(collector).expect("metric names are unique");
+    }
+
     /// The counters of one flag, resolved once when a snapshot is built.
     pub fn flag_counters(&self, flag: &str) -> FlagCounters {
         FlagCounters(Reason::ALL.map(|reason| self.evaluations.with_label_values(&[flag, reason.name()])))

@@ -35,7 +35,9 @@ pub async fn state(config: ServerConfig, store: Arc<dyn Store>) -> Result<AppSta
             Snapshot::unloaded()
         }
     };
+    let safety = Arc::new(crate::safety::Safety::new(&config, &metrics));
     Ok(AppState::new(Services {
+        safety,
         keys: KeyCache::new(config.auth_cache_ttl),
         snapshots: Arc::new(Snapshots::new(initial, metrics.clone())),
         metrics,

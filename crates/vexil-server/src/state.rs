@@ -20,6 +20,8 @@ pub struct Services {
     pub snapshots: Arc<Snapshots>,
     pub keys: KeyCache,
     pub metrics: Arc<Metrics>,
+    /// Emergency stops, rollout plans and budgets: their metrics and notifier.
+    pub safety: Arc<crate::safety::Safety>,
     /// Cancelled when shutdown begins: long-lived responses (SSE) end so draining can finish.
     pub shutdown: CancellationToken,
 }

@@ -5,6 +5,7 @@
 pub mod admin_documents;
 pub mod admin_import;
 pub mod audit;
+pub mod emergency_stop;
 pub mod evaluate;
 pub mod health;
 pub mod keys;
@@ -230,6 +231,30 @@ fn table(state: AppState) -> Table {
             "The audit log, newest first (?entity=&key=&limit=&before=).",
         ),
         audit::list,
+    )
+    .add(
+        spec(
+            M::POST,
+            "/v1/admin/emergency-stop",
+            Some(Admin),
+            "safety",
+            "Emergency stop: {\"scope\": \"all\"|\"tag\"|\"flags\", \"tag\", \"flags\", \"reason\"}; stopped flags evaluate as DISABLED.",
+        ),
+        emergency_stop::stop,
+    )
+    .add(
+        spec(M::GET, "/v1/admin/emergency-stop", Some(Admin), "safety", "The active emergency stops and the flags they cover."),
+        emergency_stop::list,
+    )
+    .add(
+        spec(
+            M::POST,
+            "/v1/admin/emergency-stop/resume",
+            Some(Admin),
+            "safety",
+            "Lift every active emergency stop; flags return to their previous state.",
+        ),
+        emergency_stop::resume,
     );
     t
 }

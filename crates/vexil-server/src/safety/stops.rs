@@ -1,0 +1,132 @@
+//! Emergency stops (SPEC 7): one call puts every flag, the flags with a tag, or listed flags
+//! under a stop, and they evaluate as `DISABLED` until the stops are lifted.
+//!
+//! A stop is a document of its own ([`EntityKind::EmergencyStop`]), never a change to a flag:
+//! the snapshot overlays active stops on the compiled flags with
+//! [`FlagSet::set_stopped`](vexil_core::FlagSet::set_stopped). Lifting the stops therefore
+//! restores exactly the previous state, and because stops are documents they survive restarts,
+//! move the store's revision (so every node picks them up through its watch) and are audited
+//! like every other write.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use vexil_core::{Flag, FlagSet};
+use vexil_store::{ChangeMeta, EntityKind, Store, StoreError, StoredDocument, Timestamp, Write};
+
+/// Which flags a stop covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    All,
+    Tag,
+    Flags,
+}
+
+/// `POST /v1/admin/emergency-stop`, as sent (and as stored, with `stopped_at`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stop {
+    pub scope: Scope,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Set by the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<Timestamp>,
+}
+
+impl Stop {
+    /// Whether this stop covers `flag`.
+    pub fn covers(&self, flag: &Flag) -> bool {
+        match self.scope {
+            Scope::All => true,
+            Scope::Tag => self.tag.as_ref().is_some_and(|tag| flag.meta.tags.contains(tag)),
+            Scope::Flags => self.flags.contains(&flag.key),
+        }
+    }
+
+    /// The stop in a stored document; documents that are not stops cover nothing.
+    pub fn from_document(doc: &StoredDocument) -> Option<Stop> {
+        serde_json::from_value(doc.body.clone()).ok()
+    }
+}
+
+/// A stop request that cannot be carried out: the field at fault and why.
+#[derive(Debug, thiserror::Error)]
+pub enum StopError {
+    #[error("{message}")]
+    Invalid { field: String, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> StopError {
+    StopError::Invalid { field: field.into(), message: message.into() }
+}
+
+/// The active stops, oldest first, as the API shows them (with `id` and `created_at`).
+pub async fn active(store: &dyn Store) -> Result<Vec<StoredDocument>, StoreError> {
+    let mut stops = store.list(EntityKind::EmergencyStop).await?;
+    stops.sort_by_key(|d| d.created_at);
+    Ok(stops)
+}
+
+/// The keys of the flags in `flags` that any of `stops` covers.
+pub fn stopped_flags(stops: &[Stop], flags: &FlagSet) -> Vec<String> {
+    flags.flags().filter(|f| stops.iter().any(|s| s.covers(f))).map(|f| f.key.clone()).collect()
+}
+
+/// Checks `stop` against the stored flags and stores it; returns the stored document.
+pub async fn stop(store: &dyn Store, mut stop: Stop, meta: &ChangeMeta) -> Result<StoredDocument, StopError> {
+    match stop.scope {
+        Scope::All => {
+            if stop.tag.is_some() || !stop.flags.is_empty() {
+                return Err(invalid("scope", "scope \"all\" takes neither tag nor flags"));
+            }
+        }
+        Scope::Tag => {
+            if stop.tag.as_deref().is_none_or(|t| t.trim().is_empty()) {
+                return Err(invalid("tag", "scope \"tag\" needs a non-empty tag"));
+            }
+            if !stop.flags.is_empty() {
+                return Err(invalid("flags", "scope \"tag\" takes no flags"));
+            }
+        }
+        Scope::Flags => {
+            if stop.flags.is_empty() {
+                return Err(invalid("flags", "scope \"flags\" needs at least one flag key"));
+            }
+            if stop.tag.is_some() {
+                return Err(invalid("tag", "scope \"flags\" takes no tag"));
+            }
+            let known: BTreeSet<String> = store.list(EntityKind::Flag).await?.into_iter().map(|d| d.key).collect();
+            if let Some((i, key)) = stop.flags.iter().enumerate().find(|(_, k)| !known.contains(*k)) {
+                return Err(invalid(format!("flags[{i}]"), format!("flag \"{key}\" does not exist")));
+            }
+        }
+    }
+    stop.stopped_at = Some(vexil_store::now());
+    let key = format!("stop_{}", uuid::Uuid::new_v4().simple());
+    let body = serde_json::to_value(&stop).expect("stops serialise");
+    let mut meta = meta.clone();
+    meta.reason = meta.reason.or_else(|| stop.reason.clone());
+    let stored = store.apply(vec![Write::Create { kind: EntityKind::EmergencyStop, key, body }], &meta).await?;
+    Ok(stored.into_iter().flatten().next().expect("a create returns the stored document"))
+}
+
+/// Lifts every active stop (one audited delete each, in one transaction); returns them.
+pub async fn resume(store: &dyn Store, meta: &ChangeMeta) -> Result<Vec<StoredDocument>, StoreError> {
+    let stops = active(store).await?;
+    if stops.is_empty() {
+        return Ok(stops);
+    }
+    let writes = stops
+        .iter()
+        .map(|d| Write::Delete { kind: EntityKind::EmergencyStop, key: d.key.clone(), expected_version: Some(d.version) })
+        .collect();
+    store.apply(writes, meta).await?;
+    Ok(stops)
+}
