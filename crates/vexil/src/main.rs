@@ -27,6 +27,8 @@ enum Command {
     Flags(commands::flags::Args),
     /// Create, list and revoke API keys.
     Keys(commands::keys::Args),
+    /// Plan an experiment: users per variant for an effect, or the effect for a number of users.
+    Power(commands::power::Args),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => commands::serve::run(args),
         Command::Flags(args) => commands::flags::run(args),
         Command::Keys(args) => commands::keys::run(args),
+        Command::Power(args) => commands::power::run(args),
     };
     match outcome {
         Ok(code) => code,

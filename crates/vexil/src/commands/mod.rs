@@ -5,6 +5,7 @@ pub mod eval;
 pub mod flags;
 pub mod hash;
 pub mod keys;
+pub mod power;
 pub mod serve;
 pub mod validate;
 
