@@ -18,7 +18,8 @@ fn sample_size_and_mde_for_a_conversion_metric() {
 
 #[test]
 fn bad_plans_are_refused_with_a_message() {
-    let out = Command::new(env!("CARGO_BIN_EXE_vexil")).args(["power", "--rate", "1.5", "--mde", "0.1"]).output().unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_vexil")).args(["power", "--rate", "1.5", "--mde", "0.1"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("rates are in (0, 1)"));
 }
