@@ -118,8 +118,7 @@ async fn deliver_all(config: WebhookConfig, mut queue: mpsc::Receiver<Notificati
 async fn deliver(client: &reqwest::Client, config: &WebhookConfig, body: &[u8]) -> bool {
     let mut wait = FIRST_RETRY;
     for attempt in 1..=ATTEMPTS {
-        let mut request =
-            client.post(&config.url).header("Content-Type", "application/json").body(body.to_vec());
+        let mut request = client.post(&config.url).header("Content-Type", "application/json").body(body.to_vec());
         if let Some(secret) = &config.secret {
             request = request.header("X-Vexil-Signature", signature(secret, body));
         }

@@ -16,7 +16,9 @@ use vexil_store::StoredDocument;
 impl From<StopError> for ApiError {
     fn from(e: StopError) -> Self {
         match e {
-            StopError::Invalid { field, message } => ApiError::bad_request("invalid_request", message).with_field(field),
+            StopError::Invalid { field, message } => {
+                ApiError::bad_request("invalid_request", message).with_field(field)
+            }
             StopError::Store(e) => e.into(),
         }
     }

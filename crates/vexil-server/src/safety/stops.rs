@@ -125,7 +125,11 @@ pub async fn resume(store: &dyn Store, meta: &ChangeMeta) -> Result<Vec<StoredDo
     }
     let writes = stops
         .iter()
-        .map(|d| Write::Delete { kind: EntityKind::EmergencyStop, key: d.key.clone(), expected_version: Some(d.version) })
+        .map(|d| Write::Delete {
+            kind: EntityKind::EmergencyStop,
+            key: d.key.clone(),
+            expected_version: Some(d.version),
+        })
         .collect();
     store.apply(writes, meta).await?;
     Ok(stops)
