@@ -62,6 +62,7 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
     let shutdown_timeout = config.shutdown_timeout;
     let state = state(config, store.clone()).await?;
     tokio::spawn(state.snapshots.clone().follow(store, state.shutdown.clone()));
+    tokio::spawn(crate::safety::scheduler::run(state.clone(), state.shutdown.clone()));
     let app = crate::middleware::apply(crate::routes::router(state.clone()), &state);
 
     let listener =

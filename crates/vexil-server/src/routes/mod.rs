@@ -5,11 +5,13 @@
 pub mod admin_documents;
 pub mod admin_import;
 pub mod audit;
+pub mod budgets;
 pub mod emergency_stop;
 pub mod evaluate;
 pub mod health;
 pub mod keys;
 pub mod ofrep;
+pub mod rollout_plans;
 pub mod sdk;
 
 use crate::auth::{self, Access};
@@ -256,6 +258,34 @@ fn table(state: AppState) -> Table {
         ),
         emergency_stop::resume,
     );
+    let plan = "/v1/admin/flags/{key}/rollout-plan";
+    t.add(
+        spec(
+            M::PUT,
+            plan,
+            Some(Admin),
+            "safety",
+            "Write a flag's progressive rollout plan: steps [{percent, hold}], target, guards, start_at, rollback.",
+        ),
+        rollout_plans::put,
+    )
+    .add(spec(M::GET, plan, Some(Admin), "safety", "The rollout plan, its state and guard readings."), rollout_plans::get)
+    .add(
+        spec(
+            M::POST,
+            "/v1/admin/flags/{key}/rollout-plan/{action}",
+            Some(Admin),
+            "safety",
+            "start, pause, resume or cancel the rollout plan (409 in the wrong state).",
+        ),
+        rollout_plans::act,
+    );
+    let (budgets, budget) = ("/v1/admin/budgets", "/v1/admin/budgets/{key}");
+    t.add(spec(M::POST, budgets, Some(Admin), "safety", "Create a cost budget."), budgets::create)
+        .add(spec(M::GET, budgets, Some(Admin), "safety", "Budgets with their spend and remaining."), budgets::list)
+        .add(spec(M::GET, budget, Some(Admin), "safety", "One budget with its spend and remaining."), budgets::get)
+        .add(spec(M::PUT, budget, Some(Admin), "safety", "Replace a budget (optional If-Match)."), budgets::replace)
+        .add(spec(M::DELETE, budget, Some(Admin), "safety", "Delete a budget."), budgets::delete);
     t
 }
 

@@ -1,0 +1,108 @@
+//! Health and cost signals read from the event pipeline's counters, behind the [`Signals`]
+//! trait so the scheduler can be tested with made-up numbers.
+//!
+//! The pipeline keeps hourly and daily counters per event name (count, sum of values) and the
+//! evaluation counts of every flag × variant under `$evaluation:<flag>`. Events are attributed
+//! to a flag by their name: a guard or budget names an event that the guarded code path emits
+//! (`checkout_error`, `llm_cost_summaries`), and a rate divides its count by the evaluations
+//! that served the flag's rolled-out variants. Counters are hourly, so a window is widened to
+//! the whole hours it touches.
+
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::path::PathBuf;
+use vexil_events::counters::{Window, EVALUATION_PREFIX};
+use vexil_events::pipeline::Stats;
+
+/// The count and the sum of values of an event over a time range.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Totals {
+    pub count: u64,
+    pub sum: f64,
+}
+
+/// Where the scheduler reads its signals.
+pub trait Signals: Send + Sync {
+    /// Totals of `event` over the hours starting in `[from, to)`; with `variants`, only those
+    /// variants' rows (the `$evaluation:<flag>` counters have one row per variant).
+    fn totals(
+        &self,
+        event: &str,
+        variants: Option<&[String]>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Totals, String>;
+
+    /// Whether the pipeline has ever counted `event` (guards and budgets must name a real one).
+    fn seen(&self, event: &str) -> Result<bool, String>;
+}
+
+/// The evaluation counter name of `flag`.
+pub fn evaluations_of(flag: &str) -> String {
+    format!("{EVALUATION_PREFIX}{flag}")
+}
+
+/// The pipeline's committed counters, in `<data_dir>/events/state.sqlite`.
+pub struct PipelineSignals {
+    state_path: PathBuf,
+}
+
+impl PipelineSignals {
+    pub fn new(data_dir: &std::path::Path) -> PipelineSignals {
+        PipelineSignals { state_path: data_dir.join("events").join("state.sqlite") }
+    }
+
+    /// `None` until the pipeline has created its state (no event was ever processed).
+    fn stats(&self) -> Result<Option<Stats>, String> {
+        if !self.state_path.exists() {
+            return Ok(None);
+        }
+        Stats::open(&self.state_path).map(Some).map_err(|e| e.to_string())
+    }
+}
+
+impl Signals for PipelineSignals {
+    fn totals(
+        &self,
+        event: &str,
+        variants: Option<&[String]>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Totals, String> {
+        let Some(stats) = self.stats()? else { return Ok(Totals::default()) };
+        let from = from.duration_trunc(Duration::hours(1)).map_err(|e| e.to_string())?;
+        let rows = stats.event_counters(event, Window::Hour, from, to).map_err(|e| e.to_string())?;
+        Ok(rows
+            .iter()
+            .filter(|r| variants.is_none_or(|v| v.contains(&r.variant)))
+            .fold(Totals::default(), |t, r| Totals { count: t.count + r.counter.count, sum: t.sum + r.counter.sum }))
+    }
+
+    fn seen(&self, event: &str) -> Result<bool, String> {
+        let Some(stats) = self.stats()? else { return Ok(false) };
+        let rows = stats
+            .event_counters(event, Window::Day, DateTime::<Utc>::UNIX_EPOCH, Utc::now() + Duration::days(2))
+            .map_err(|e| e.to_string())?;
+        Ok(!rows.is_empty())
+    }
+}
+
+/// A non-negative duration written as seconds (`600`) or a humantime string (`"10m"`, `"1h 30m"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Seconds(pub u64);
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Seconds, D::Error> {
+        use serde::de::Error;
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::Number(n) => match n.as_f64() {
+                Some(s) if s >= 0.0 && s.is_finite() => Ok(Seconds(s.round() as u64)),
+                _ => Err(D::Error::custom("must be a non-negative number of seconds")),
+            },
+            serde_json::Value::String(s) => humantime::parse_duration(&s)
+                .map(|d| Seconds(d.as_secs()))
+                .map_err(|e| D::Error::custom(format!("{s:?} is not a duration such as \"10m\" ({e})"))),
+            _ => Err(D::Error::custom("must be seconds or a duration string such as \"10m\"")),
+        }
+    }
+}
