@@ -91,7 +91,7 @@ struct Shared {
 /// The running pipeline. Dropping it stops it (after closing open archive files).
 pub struct Pipeline {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
     state_path: PathBuf,
 }
 
@@ -131,7 +131,7 @@ impl Pipeline {
             last_expiry: None,
         };
         let thread = std::thread::Builder::new().name("vexil-pipeline".into()).spawn(move || processor.run())?;
-        Ok(Pipeline { shared, thread: Some(thread), state_path })
+        Ok(Pipeline { shared, thread: Mutex::new(Some(thread)), state_path })
     }
 
     /// Replaces the experiment definitions; applies from the next batch on.
@@ -181,14 +181,10 @@ impl Pipeline {
         Stats::open(&self.state_path)
     }
 
-    /// Stops after closing open archive files and committing.
-    pub fn stop(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
+    /// Stops after closing open archive files and committing; later calls do nothing.
+    pub fn stop(&self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
+        if let Some(thread) = self.thread.lock().expect("pipeline thread poisoned").take() {
             // The processor reports its failures through `last_error`; a panic has nothing to add.
             let _ = thread.join();
         }
@@ -197,7 +193,7 @@ impl Pipeline {
 
 impl Drop for Pipeline {
     fn drop(&mut self) {
-        self.shutdown();
+        self.stop();
     }
 }
 

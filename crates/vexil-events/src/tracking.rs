@@ -5,8 +5,9 @@
 //!   takes a lock, to publish a new snapshot. A flusher swaps the counts out periodically and at
 //!   every hour boundary, and appends them to the durable log, from which the pipeline adds them
 //!   to the `$evaluation:<flag>` counters exactly once.
-//! - Raw `evaluation` events (flags with `track_events`) go through a bounded queue. When it is
-//!   full the event is dropped and counted in `dropped_total`, instead of blocking.
+//! - Raw events built inside the server (`evaluation` events of flags with `track_events`,
+//!   `exposure` events of assignments) go through a bounded queue. When it is full the event is
+//!   dropped and counted in `dropped_total`, instead of blocking.
 
 use crate::event::{EvaluationCounts, Event, EventType, LogRecord};
 use crate::ingest::Ingestor;
@@ -16,6 +17,7 @@ use arc_swap::ArcSwap;
 use chrono::Utc;
 use serde_json::{json, Map};
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -67,7 +69,8 @@ impl Tracker {
         slot.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Queues a raw evaluation event; false (and counted as dropped) when the queue is full.
+    /// Queues a raw event (an evaluation or an exposure); false (and counted as dropped) when the
+    /// queue is full or closed.
     pub fn track(&self, event: Event) -> bool {
         let queued = self.raw.try_send(event).is_ok();
         if !queued {
@@ -107,14 +110,22 @@ impl Tracker {
         }
     }
 
-    /// Flushes every `interval` and at each hour boundary, so counts land in the right hour.
-    pub async fn run_flusher(self: Arc<Self>, bus: Arc<dyn EventBus>, interval: Duration) {
+    /// Flushes every `interval` and at each hour boundary, so counts land in the right hour,
+    /// and once more when `stop` completes.
+    pub async fn run_flusher(self: Arc<Self>, bus: Arc<dyn EventBus>, interval: Duration, stop: impl Future<Output = ()>) {
+        let mut stop = std::pin::pin!(stop);
         loop {
             let now = Utc::now();
             let to_hour = Duration::from_millis((3_600_000 - now.timestamp_millis().rem_euclid(3_600_000)) as u64);
-            tokio::time::sleep(interval.min(to_hour)).await;
+            let stopping = tokio::select! {
+                () = tokio::time::sleep(interval.min(to_hour)) => false,
+                () = &mut stop => true,
+            };
             // A failed flush keeps its counts for the next one; the log reports its own errors.
             let _ = self.flush(bus.as_ref()).await;
+            if stopping {
+                return;
+            }
         }
     }
 
@@ -141,10 +152,28 @@ impl Tracker {
 }
 
 impl TrackedEvents {
-    /// Appends queued evaluation events in batches of up to `batch` until the tracker is gone.
-    pub async fn run(mut self, ingestor: Arc<Ingestor>, batch: usize) {
+    /// Appends queued events in batches of up to `batch` until the tracker is gone or `stop`
+    /// completes; then the queue is closed and what it still holds is appended.
+    pub async fn run(mut self, ingestor: Arc<Ingestor>, batch: usize, stop: impl Future<Output = ()>) {
+        let mut stop = std::pin::pin!(stop);
         let mut events = Vec::with_capacity(batch);
-        while self.0.recv_many(&mut events, batch).await > 0 {
+        let mut stopping = false;
+        loop {
+            let received = if stopping {
+                self.0.recv_many(&mut events, batch).await
+            } else {
+                tokio::select! {
+                    n = self.0.recv_many(&mut events, batch) => n,
+                    () = &mut stop => {
+                        self.0.close();
+                        stopping = true;
+                        continue;
+                    }
+                }
+            };
+            if received == 0 {
+                return;
+            }
             // Events that cannot be appended now are dropped and counted, like a full queue.
             if ingestor.ingest_events(&events).await.is_err() {
                 Metrics::add(&ingestor.metrics().dropped_total, events.len() as u64);

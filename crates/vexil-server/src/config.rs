@@ -31,6 +31,8 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// The interval of SSE heartbeat comments.
     pub sse_heartbeat: Duration,
+    /// Where the event archive is written (default `<data_dir>/archive`).
+    pub archive_dir: PathBuf,
     /// How often the safety scheduler advances rollout plans, checks guards and budgets.
     pub safety_check_interval: Duration,
     /// Where notifications of the safety rails are POSTed, if anywhere.
@@ -100,6 +102,7 @@ partial_config! {
     auth_cache_ttl_secs: u64 = "VEXIL_AUTH_CACHE_TTL_SECS", "Seconds an authenticated key is cached (default 10).";
     shutdown_timeout_secs: u64 = "VEXIL_SHUTDOWN_TIMEOUT_SECS", "Seconds shutdown waits for in-flight requests (default 30).";
     sse_heartbeat_secs: u64 = "VEXIL_SSE_HEARTBEAT_SECS", "Seconds between SSE heartbeat comments (default 15).";
+    archive_dir: PathBuf = "VEXIL_ARCHIVE_DIR", "Directory of the event archive (default <data_dir>/archive).";
     safety_check_interval_ms: u64 = "VEXIL_SAFETY_CHECK_INTERVAL_MS", "Milliseconds between checks of rollout plans, guards and budgets (default 10000).";
     webhook_url: String = "VEXIL_WEBHOOK_URL", "URL that notifications of the safety rails are POSTed to (default: none, log only).";
     webhook_secret: String = "VEXIL_WEBHOOK_SECRET", "Secret of the X-Vexil-Signature HMAC-SHA256 header of webhooks (default: unsigned).";
@@ -236,11 +239,13 @@ impl ServerConfig {
             },
             None => None,
         };
+        let data_dir = c.data_dir.unwrap_or_else(|| PathBuf::from("./vexil-data"));
         Ok(ServerConfig {
             safety_check_interval,
             webhook,
             listen,
-            data_dir: c.data_dir.unwrap_or_else(|| PathBuf::from("./vexil-data")),
+            archive_dir: c.archive_dir.unwrap_or_else(|| data_dir.join("archive")),
+            data_dir,
             workers,
             max_body_bytes,
             log_level,

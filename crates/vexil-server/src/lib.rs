@@ -7,6 +7,7 @@
 //! - [`catalog`]: whole-configuration checks for writes, deletes and imports;
 //! - [`auth`]: API keys, their kinds, and the authentication cache;
 //! - [`error`]: the one error shape, including axum's own rejections;
+//! - [`events`]: the event pipeline as the service runs it;
 //! - [`middleware`]: request ids, security headers, body limit, panic guard, CORS;
 //! - [`metrics`]: Prometheus metrics; [`logging`]: structured logs; [`openapi`]: the API description;
 //! - [`routes`]: the route table and one module per group of endpoints;
@@ -16,6 +17,7 @@ pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod logging;
 pub mod metrics;
 pub mod middleware;

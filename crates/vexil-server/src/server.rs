@@ -36,7 +36,9 @@ pub async fn state(config: ServerConfig, store: Arc<dyn Store>) -> Result<AppSta
         }
     };
     let safety = Arc::new(crate::safety::Safety::new(&config, &metrics));
+    let events = crate::events::Events::start(&config.data_dir, &config.archive_dir)?;
     Ok(AppState::new(Services {
+        events,
         safety,
         keys: KeyCache::new(config.auth_cache_ttl),
         snapshots: Arc::new(Snapshots::new(initial, metrics.clone())),
@@ -83,6 +85,7 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
             tracing::warn!(seconds = shutdown_timeout.as_secs(), "requests still running after the shutdown timeout were cut");
         }
     }
+    state.events.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -24,6 +24,8 @@ pub struct Services {
     pub safety: Arc<crate::safety::Safety>,
     /// Cancelled when shutdown begins: long-lived responses (SSE) end so draining can finish.
     pub shutdown: CancellationToken,
+    /// The event pipeline: ingest, processing, DLQ, evaluation tracking.
+    pub events: crate::events::Events,
 }
 
 impl AppState {

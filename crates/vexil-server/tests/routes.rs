@@ -11,7 +11,8 @@ use vexil_server::routes::{router, specs};
 async fn every_route_is_served_and_described() {
     let dir = tempfile::tempdir().unwrap();
     let store = vexil_server::server::open_store(dir.path()).await.unwrap();
-    let config = ServerConfig::validate(PartialConfig::default()).unwrap();
+    let config =
+        ServerConfig::validate(PartialConfig { data_dir: Some(dir.path().into()), ..Default::default() }).unwrap();
     let state = vexil_server::server::state(config, store).await.unwrap();
     let document = vexil_server::openapi::document(&specs(state.clone()));
     let app = router(state.clone());

@@ -17,6 +17,9 @@ pub struct Args {
     /// Directory of the embedded database [default: ./vexil-data].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Directory of the event archive [default: <data-dir>/archive].
+    #[arg(long, value_name = "DIR")]
+    archive_dir: Option<PathBuf>,
     /// Worker threads [default: one per CPU].
     #[arg(long)]
     workers: Option<usize>,
@@ -35,6 +38,7 @@ pub fn run(args: Args) -> Outcome {
     let flags = PartialConfig {
         listen: args.listen,
         data_dir: args.data_dir,
+        archive_dir: args.archive_dir,
         workers: args.workers,
         max_body_bytes: args.max_body_bytes,
         log_level: args.log_level,
