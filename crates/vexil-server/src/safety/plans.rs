@@ -134,6 +134,12 @@ fn serve_mut<'a>(flag: &'a mut Value, target: &str) -> Option<&'a mut Value> {
     Some(at)
 }
 
+/// A rollout percentage as flags store it (`25`, `12.5`), validated plans' percentages being
+/// 0–100 with at most two decimals.
+pub fn rollout_json(percent: f64) -> Value {
+    serde_json::to_value(Percent::from_percent(percent).unwrap_or(Percent::ALL)).expect("percentages serialise")
+}
+
 /// The variants of the target split that users are rolled out to (weight > 0, not the off
 /// variant): the denominator of rate guards.
 pub fn rolled_out_variants(flag: &Value, target: &str) -> Vec<String> {
@@ -239,7 +245,7 @@ impl Loaded {
     pub fn flag_at(&self, percent: f64) -> Value {
         let mut body = self.flag.body.clone();
         if let Some(serve) = serve_mut(&mut body, &self.plan.target) {
-            serve["rollout"] = Value::from(percent);
+            serve["rollout"] = rollout_json(percent);
         }
         body
     }

@@ -12,7 +12,6 @@ use crate::notify::Notification;
 use crate::state::AppState;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
-use vexil_core::Percent;
 use vexil_store::{ChangeMeta, EntityKind, StoreError, StoredDocument, Timestamp, Write};
 
 /// Checks every interval until `shutdown`.
@@ -186,7 +185,7 @@ fn cap_rollouts(body: &mut Value, cap: f64) -> bool {
     let serves: Vec<&mut Value> = rules.filter_map(|r| r.get_mut("serve")).collect();
     let mut cap_one = |serve: &mut Value| {
         if serve.get("split").is_some() && serve.get("rollout").and_then(Value::as_f64).unwrap_or(100.0) > cap {
-            serve["rollout"] = Value::from(cap);
+            serve["rollout"] = plans::rollout_json(cap);
             changed = true;
         }
     };
@@ -230,7 +229,7 @@ async fn fire(
             return Ok(keys);
         }
         BudgetAction::Throttle | BudgetAction::Disable => {
-            let cap = threshold.rollout.and_then(Percent::from_percent).map(|p| f64::from(p.basis_points()) / 100.0);
+            let cap = threshold.rollout;
             for flag in &flags {
                 let mut body = flag.body.clone();
                 let changed = match cap {

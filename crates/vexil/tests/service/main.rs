@@ -10,4 +10,5 @@ mod config;
 mod evaluation;
 mod http;
 mod ofrep;
+mod safety;
 mod sdk;
