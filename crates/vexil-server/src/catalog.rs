@@ -11,7 +11,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use vexil_core::decode::{decode_flag, decode_segment};
-use vexil_core::model::{Condition, Meta};
+use vexil_core::experiment::decode_experiment;
+use vexil_core::model::{Condition, Meta, Serve};
 use vexil_core::{FlagSet, ValidationError, ValidationErrors};
 use vexil_store::{ChangeMeta, EntityKind, Store, StoreError, Write};
 
@@ -20,7 +21,8 @@ pub fn collection(kind: EntityKind) -> String {
     format!("{kind}s")
 }
 
-/// Decodes a flag or segment and returns its canonical body, without server-managed fields.
+/// Decodes a flag, segment or experiment and returns its canonical body, without
+/// server-managed fields.
 pub fn canonical(kind: EntityKind, value: &Value) -> Result<Value, ValidationErrors> {
     let strip = |meta: &mut Meta| {
         meta.id = None;
@@ -29,6 +31,7 @@ pub fn canonical(kind: EntityKind, value: &Value) -> Result<Value, ValidationErr
         meta.updated_at = None;
     };
     let body = match kind {
+        EntityKind::Experiment => return crate::experiments::canonical(value),
         EntityKind::Segment => decode_segment(value).map(|mut s| {
             strip(&mut s.meta);
             serde_json::to_value(s)
@@ -48,7 +51,7 @@ struct Item {
     version: u64,
 }
 
-/// Every stored flag and segment, by kind and key.
+/// Every stored flag, segment and experiment, by kind and key.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     items: BTreeMap<(EntityKind, String), Item>,
@@ -57,7 +60,7 @@ pub struct Catalog {
 impl Catalog {
     pub async fn load(store: &dyn Store) -> Result<Catalog, StoreError> {
         let mut items = BTreeMap::new();
-        for kind in [EntityKind::Flag, EntityKind::Segment] {
+        for kind in [EntityKind::Flag, EntityKind::Segment, EntityKind::Experiment] {
             for doc in store.list(kind).await? {
                 items.insert((kind, doc.key), Item { body: doc.body, version: doc.version });
             }
@@ -83,21 +86,26 @@ impl Catalog {
         self.items.get(&(kind, key.to_string())).map(|i| i.version)
     }
 
-    fn body(&self, kind: EntityKind, key: &str) -> Option<&Value> {
+    pub fn body(&self, kind: EntityKind, key: &str) -> Option<&Value> {
         self.items.get(&(kind, key.to_string())).map(|i| &i.body)
     }
 
     /// The flags file of this catalog (SPEC 1.5), without server-managed fields.
     pub fn document(&self) -> Value {
-        let of = |kind: EntityKind| {
-            self.items.iter().filter(move |((k, _), _)| *k == kind).map(|(_, i)| i.body.clone()).collect::<Vec<_>>()
-        };
+        let of = |kind: EntityKind| self.bodies(kind).cloned().collect::<Vec<_>>();
         json!({"flags": of(EntityKind::Flag), "segments": of(EntityKind::Segment)})
     }
 
-    /// Compiles the whole catalog; the problems carry document paths (`flags.a.rules[0]`).
+    fn bodies(&self, kind: EntityKind) -> impl Iterator<Item = &Value> {
+        self.items.iter().filter(move |((k, _), _)| *k == kind).map(|(_, i)| &i.body)
+    }
+
+    /// Compiles the whole catalog, experiments included; the problems carry document paths
+    /// (`flags.a.rules[0]`, `experiments.b.targeting`).
     pub fn compile(&self) -> Result<FlagSet, ValidationErrors> {
-        FlagSet::from_value(&self.document())
+        let flags = FlagSet::from_value(&self.document())?;
+        crate::experiments::compile(&flags, self.bodies(EntityKind::Experiment))?;
+        Ok(flags)
     }
 
     /// Checks the catalog after a write of `kind`/`key`: problems inside that item get paths
@@ -118,8 +126,8 @@ impl Catalog {
         Err(ApiError::validation(ValidationErrors(relative)))
     }
 
-    /// Who refers to a flag (as a prerequisite) or a segment (in a condition), as
-    /// `flag new_checkout` / `segment beta`.
+    /// Who refers to a flag (as a prerequisite), a segment (in a condition) or an experiment
+    /// (a flag serving it), as `flag new_checkout` / `segment beta` / `experiment checkout`.
     pub fn referrers(&self, kind: EntityKind, key: &str) -> Vec<String> {
         let mut found = Vec::new();
         for ((item_kind, item_key), item) in &self.items {
@@ -133,6 +141,19 @@ impl Catalog {
                 (EntityKind::Flag, EntityKind::Flag) => {
                     decode_flag(&item.body).is_ok_and(|f| f.prerequisites.iter().any(|p| p.flag == key))
                 }
+                (EntityKind::Segment, EntityKind::Experiment) => decode_experiment(&item.body).is_ok_and(|e| {
+                    e.targeting
+                        .iter()
+                        .chain(e.metrics.iter().filter_map(|m| m.filter.as_ref()))
+                        .any(|c| mentions_segment(c, key))
+                }),
+                (EntityKind::Experiment, EntityKind::Flag) => decode_flag(&item.body).is_ok_and(|f| {
+                    f.rules
+                        .iter()
+                        .map(|r| &r.serve)
+                        .chain([&f.default])
+                        .any(|s| matches!(s, Serve::Experiment(k) if k == key))
+                }),
                 _ => false,
             };
             if refers && !(kind == *item_kind && key == item_key) {

@@ -31,6 +31,10 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// The interval of SSE heartbeat comments.
     pub sse_heartbeat: Duration,
+    /// How long a sticky experiment assignment lasts; `None`: as long as the experiment.
+    pub assignment_ttl: Option<Duration>,
+    /// Sticky assignments kept in the in-memory cache in front of the store.
+    pub assignment_cache_entries: usize,
     /// Where the event archive is written (default `<data_dir>/archive`).
     pub archive_dir: PathBuf,
     /// How often the safety scheduler advances rollout plans, checks guards and budgets.
@@ -102,6 +106,8 @@ partial_config! {
     auth_cache_ttl_secs: u64 = "VEXIL_AUTH_CACHE_TTL_SECS", "Seconds an authenticated key is cached (default 10).";
     shutdown_timeout_secs: u64 = "VEXIL_SHUTDOWN_TIMEOUT_SECS", "Seconds shutdown waits for in-flight requests (default 30).";
     sse_heartbeat_secs: u64 = "VEXIL_SSE_HEARTBEAT_SECS", "Seconds between SSE heartbeat comments (default 15).";
+    assignment_ttl_secs: u64 = "VEXIL_ASSIGNMENT_TTL_SECS", "Seconds a sticky experiment assignment lasts; 0 keeps it for the experiment's life (default 7776000, 90 days).";
+    assignment_cache_entries: usize = "VEXIL_ASSIGNMENT_CACHE_ENTRIES", "Sticky assignments cached in memory (default 100000).";
     archive_dir: PathBuf = "VEXIL_ARCHIVE_DIR", "Directory of the event archive (default <data_dir>/archive).";
     safety_check_interval_ms: u64 = "VEXIL_SAFETY_CHECK_INTERVAL_MS", "Milliseconds between checks of rollout plans, guards and budgets (default 10000).";
     webhook_url: String = "VEXIL_WEBHOOK_URL", "URL that notifications of the safety rails are POSTed to (default: none, log only).";
@@ -255,6 +261,9 @@ impl ServerConfig {
             auth_cache_ttl: seconds(c.auth_cache_ttl_secs, 10, "auth_cache_ttl_secs", 0)?,
             shutdown_timeout: seconds(c.shutdown_timeout_secs, 30, "shutdown_timeout_secs", 0)?,
             sse_heartbeat: seconds(c.sse_heartbeat_secs, 15, "sse_heartbeat_secs", 1)?,
+            assignment_ttl: Some(seconds(c.assignment_ttl_secs, 90 * 24 * 3600, "assignment_ttl_secs", 0)?)
+                .filter(|ttl| !ttl.is_zero()),
+            assignment_cache_entries: c.assignment_cache_entries.unwrap_or(100_000),
         })
     }
 }

@@ -5,6 +5,8 @@
 //! - [`server`]: start-up, the first admin key, graceful shutdown;
 //! - [`snapshot`]: the compiled configuration evaluation reads, swapped atomically on change;
 //! - [`catalog`]: whole-configuration checks for writes, deletes and imports;
+//! - [`experiments`]: experiment validation, lifecycle and the compiled set; [`assignment`]:
+//!   sticky assignment with its cache and group-commit writer;
 //! - [`auth`]: API keys, their kinds, and the authentication cache;
 //! - [`error`]: the one error shape, including axum's own rejections;
 //! - [`events`]: the event pipeline as the service runs it;
@@ -13,11 +15,13 @@
 //! - [`routes`]: the route table and one module per group of endpoints;
 //! - [`safety`]: emergency stops, rollout plans, guards and budgets; [`notify`]: their webhooks.
 
+pub mod assignment;
 pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod experiments;
 pub mod logging;
 pub mod metrics;
 pub mod middleware;

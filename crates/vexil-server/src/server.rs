@@ -14,6 +14,9 @@ use tokio_util::sync::CancellationToken;
 use vexil_store::sqlite::SqliteStore;
 use vexil_store::Store;
 
+/// The longest time between purges of expired assignments (shorter TTLs purge more often).
+const ASSIGNMENT_PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Opens the embedded store in `data_dir`.
 pub async fn open_store(data_dir: &std::path::Path) -> Result<Arc<dyn Store>, String> {
     let dir = data_dir.to_path_buf();
@@ -39,6 +42,11 @@ pub async fn state(config: ServerConfig, store: Arc<dyn Store>) -> Result<AppSta
     let events = crate::events::Events::start(&config.data_dir, &config.archive_dir)?;
     Ok(AppState::new(Services {
         events,
+        assigner: crate::assignment::Assigner::new(
+            store.clone(),
+            config.assignment_ttl,
+            config.assignment_cache_entries,
+        ),
         safety,
         keys: KeyCache::new(config.auth_cache_ttl),
         snapshots: Arc::new(Snapshots::new(initial, metrics.clone())),
@@ -63,6 +71,9 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
     let listen = config.listen;
     let shutdown_timeout = config.shutdown_timeout;
     let state = state(config, store.clone()).await?;
+    let purge_every =
+        state.config.assignment_ttl.map_or(ASSIGNMENT_PURGE_INTERVAL, |ttl| ttl.min(ASSIGNMENT_PURGE_INTERVAL));
+    tokio::spawn(crate::assignment::purge_expired(store.clone(), purge_every, state.shutdown.clone()));
     tokio::spawn(state.snapshots.clone().follow(store, state.shutdown.clone()));
     tokio::spawn(crate::safety::scheduler::run(state.clone(), state.shutdown.clone()));
     let app = crate::middleware::apply(crate::routes::router(state.clone()), &state);

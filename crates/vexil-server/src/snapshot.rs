@@ -9,6 +9,7 @@
 //! counted in `vexil_config_reloads_total{result="error"}`. Active emergency stops (documents
 //! of their own) are overlaid on the compiled flags here, so a stop never changes a flag.
 
+use crate::experiments::Experiments;
 use crate::metrics::{FlagCounters, Metrics};
 use arc_swap::{ArcSwap, Guard};
 use axum::body::Bytes;
@@ -36,6 +37,8 @@ pub struct Snapshot {
     pub documents: BTreeMap<(EntityKind, String), Value>,
     /// `{"flags": [...], "segments": [...]}`, serialised once for `GET /v1/sdk/flags` and SSE.
     pub sdk_document: Bytes,
+    /// The compiled experiments, so assignment never reads configuration from the store.
+    pub experiments: Experiments,
     counters: HashMap<String, FlagCounters>,
 }
 
@@ -73,6 +76,7 @@ impl Snapshot {
             loaded,
             built_at: Instant::now(),
             etag: format!("\"{revision}\""),
+            experiments: Experiments::default(),
             sdk_document: Bytes::from(serde_json::to_vec(&sdk).expect("JSON values serialise")),
             documents,
             counters,
@@ -88,6 +92,7 @@ impl Snapshot {
             let revision = store.revision().await?;
             let flags = store.list(EntityKind::Flag).await?;
             let segments = store.list(EntityKind::Segment).await?;
+            let experiments = store.list(EntityKind::Experiment).await?;
             let stops = store.list(EntityKind::EmergencyStop).await?;
             attempts += 1;
             if store.revision().await? != revision && attempts < 5 {
@@ -100,7 +105,11 @@ impl Snapshot {
             let stops: Vec<_> = stops.iter().filter_map(crate::safety::stops::Stop::from_document).collect();
             compiled.set_stopped(|flag| stops.iter().any(|stop| stop.covers(flag)));
             let counters = compiled.flags().map(|f| (f.key.clone(), metrics.flag_counters(&f.key))).collect();
-            return Ok(Snapshot::build(revision, true, documents, compiled, &counters));
+            let compiled_experiments = crate::experiments::compile(&compiled, experiments.iter().map(|d| &d.body))
+                .map_err(LoadError::Invalid)?;
+            let experiments =
+                Experiments::new(&compiled, experiments.iter().map(|d| d.id.clone()).zip(compiled_experiments));
+            return Ok(Snapshot { experiments, ..Snapshot::build(revision, true, documents, compiled, &counters) });
         }
     }
 

@@ -26,6 +26,8 @@ pub struct Services {
     pub shutdown: CancellationToken,
     /// The event pipeline: ingest, processing, DLQ, evaluation tracking.
     pub events: crate::events::Events,
+    /// Sticky experiment assignment: cache, group-commit writer, TTL.
+    pub assigner: crate::assignment::Assigner,
 }
 
 impl AppState {

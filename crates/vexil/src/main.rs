@@ -27,6 +27,8 @@ enum Command {
     Flags(commands::flags::Args),
     /// Create, list and revoke API keys.
     Keys(commands::keys::Args),
+    /// Assign a user to an experiment's variant (sticky), through a server or on a data directory.
+    Assign(commands::assign::Args),
     /// Plan an experiment: users per variant for an effect, or the effect for a number of users.
     Power(commands::power::Args),
 }
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
         Command::Flags(args) => commands::flags::run(args),
         Command::Keys(args) => commands::keys::run(args),
         Command::Power(args) => commands::power::run(args),
+        Command::Assign(args) => commands::assign::run(args),
     };
     match outcome {
         Ok(code) => code,

@@ -1,7 +1,8 @@
-//! `/v1/admin/flags` and `/v1/admin/segments`: create, read, list, replace and delete, with
-//! validation against the whole configuration and optimistic concurrency.
+//! `/v1/admin/flags`, `/v1/admin/segments` and `/v1/admin/experiments`: create, read, list,
+//! replace and delete, with validation against the whole configuration and optimistic
+//! concurrency. Experiments add their own rules (see [`crate::experiments`]).
 //!
-//! One set of handlers serves both collections; the route table tells each which
+//! One set of handlers serves every collection; the route table tells each which
 //! [`EntityKind`] it serves through a request extension.
 
 use crate::auth::Caller;
@@ -20,9 +21,9 @@ use vexil_store::{ChangeMeta, EntityKind, StoredDocument, Write};
 /// What every change request carries: the kind it is about, who makes it and why (for the
 /// audit log), and the version it expects (`If-Match`).
 pub struct Change {
-    kind: EntityKind,
-    meta: ChangeMeta,
-    expected_version: Option<u64>,
+    pub kind: EntityKind,
+    pub meta: ChangeMeta,
+    pub expected_version: Option<u64>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Change {
@@ -41,7 +42,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Change {
 }
 
 /// The catalog, provided the document exists.
-async fn catalog_with(state: &AppState, kind: EntityKind, key: &str) -> Result<Catalog, ApiError> {
+pub async fn catalog_with(state: &AppState, kind: EntityKind, key: &str) -> Result<Catalog, ApiError> {
     let catalog = Catalog::load(state.store.as_ref()).await?;
     match catalog.version(kind, key) {
         Some(_) => Ok(catalog),
@@ -96,6 +97,9 @@ pub async fn create(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let body = decode(kind, &body)?;
+    if kind == EntityKind::Experiment {
+        crate::experiments::check_new(&body)?;
+    }
     let key = body["key"].as_str().expect("decoded documents have a key").to_string();
     let catalog = Catalog::load(state.store.as_ref()).await?;
     if catalog.version(kind, &key).is_some() {
@@ -108,10 +112,11 @@ pub async fn create(
 }
 
 /// `PUT /v1/admin/{flags|segments}/{key}` with optional `If-Match: <version>`. The body's key
-/// must be the path's key (it may be left out).
+/// must be the path's key (it may be left out). An experiment's replacement is checked
+/// against the stored one it replaces, and written only if that is still the stored version.
 pub async fn replace(
     State(state): State<AppState>,
-    Change { kind, meta, expected_version }: Change,
+    Change { kind, meta, mut expected_version }: Change,
     Path(key): Path<String>,
     ApiJson(mut body): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
@@ -130,8 +135,17 @@ pub async fn replace(
             }
         }
     }
+    let catalog = catalog_with(&state, kind, &key).await?;
+    let stored = catalog.body(kind, &key).cloned().unwrap_or_default();
+    if kind == EntityKind::Experiment {
+        crate::experiments::keep_lifecycle_fields(&stored, &mut body);
+    }
     let body = decode(kind, &body)?;
-    catalog_with(&state, kind, &key).await?.with(kind, &key, Some(body.clone())).check_write(kind, &key)?;
+    if kind == EntityKind::Experiment {
+        crate::experiments::check_replace(&stored, &body)?;
+        expected_version = expected_version.or(catalog.version(kind, &key));
+    }
+    catalog.with(kind, &key, Some(body.clone())).check_write(kind, &key)?;
     let write = Write::Update { kind, key, body, expected_version };
     let stored = state.store.apply(vec![write], &meta).await?;
     state.snapshots.catch_up(state.store.as_ref()).await;
@@ -157,6 +171,6 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn stored_json(mut stored: Vec<Option<StoredDocument>>) -> Value {
+pub fn stored_json(mut stored: Vec<Option<StoredDocument>>) -> Value {
     stored.pop().flatten().expect("a create or update returns the stored document").to_json()
 }

@@ -1,6 +1,8 @@
 //! Flag evaluation (SPEC 3 and 4): one flag by path, the query form, and batches. All of it
-//! reads the in-memory snapshot; nothing here touches the store.
+//! reads the in-memory snapshot; only flags that serve an experiment reach the store, through
+//! sticky assignment ([`FlagExperiments`]).
 
+use crate::assignment::FlagExperiments;
 use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody, OptionalJson};
 use crate::snapshot::Snapshot;
 use crate::state::AppState;
@@ -11,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
-use vexil_core::{Context, EvaluationRecord};
+use vexil_core::{Context, EvalEnv, EvaluationRecord};
 
 /// `{"user_id", "context"}`. Other fields are ignored, as evaluation clients of other services
 /// send extras; a `user_id` that is missing or not a string is `invalid_user_id`.
@@ -43,9 +45,14 @@ pub fn attributes(value: Option<&Value>) -> Result<&Map<String, Value>, ApiError
     }
 }
 
-/// Evaluates one flag and counts it.
-fn evaluate_one<'a>(snapshot: &'a Snapshot, key: &str, ctx: &Context<'a>) -> Result<EvaluationRecord<'a>, ApiError> {
-    let evaluation = snapshot.flags.evaluate(key, ctx)?;
+/// Evaluates one flag in `env` and counts it.
+fn evaluate_one<'a>(
+    snapshot: &'a Snapshot,
+    key: &str,
+    ctx: &Context<'a>,
+    env: &EvalEnv<'a>,
+) -> Result<EvaluationRecord<'a>, ApiError> {
+    let evaluation = snapshot.flags.evaluate_in(key, ctx, env)?;
     snapshot.count(key, evaluation.reason);
     Ok(evaluation.record(ctx.user_id()))
 }
@@ -58,7 +65,11 @@ pub async fn flag(
 ) -> Result<Response, ApiError> {
     let ctx = Context::new(user_id(request.user_id.as_ref())?, attributes(request.context.as_ref())?);
     let snapshot = state.snapshots.read();
-    Ok(Json(evaluate_one(&snapshot, &key, &ctx)?).into_response())
+    let experiments = FlagExperiments::resolve(&state, &snapshot, &ctx, |env| {
+        let _ = snapshot.flags.evaluate_in(&key, &ctx, env);
+    })
+    .await;
+    Ok(Json(evaluate_one(&snapshot, &key, &ctx, &experiments.env())?).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,7 +91,11 @@ pub async fn query(
     let body = body.unwrap_or_default();
     let ctx = Context::new(user_id(user.as_ref())?, attributes(body.context.as_ref())?);
     let snapshot = state.snapshots.read();
-    Ok(Json(evaluate_one(&snapshot, &key, &ctx)?).into_response())
+    let experiments = FlagExperiments::resolve(&state, &snapshot, &ctx, |env| {
+        let _ = snapshot.flags.evaluate_in(&key, &ctx, env);
+    })
+    .await;
+    Ok(Json(evaluate_one(&snapshot, &key, &ctx, &experiments.env())?).into_response())
 }
 
 #[derive(Serialize)]
@@ -99,11 +114,23 @@ pub async fn batch(
     vexil_core::validate_user_id(user)?;
     let ctx = Context::new(user, attributes(request.context.as_ref())?);
     let snapshot = state.snapshots.read();
+    let experiments = FlagExperiments::resolve(&state, &snapshot, &ctx, |env| match &request.flag_keys {
+        Some(keys) => {
+            for key in keys {
+                let _ = snapshot.flags.evaluate_in(key, &ctx, env);
+            }
+        }
+        None => {
+            let _ = snapshot.flags.evaluate_all_in(&ctx, env);
+        }
+    })
+    .await;
+    let env = experiments.env();
     let mut response = BatchResponse { flags: BTreeMap::new(), errors: BTreeMap::new() };
     match &request.flag_keys {
         Some(keys) => {
             for key in keys {
-                match evaluate_one(&snapshot, key, &ctx) {
+                match evaluate_one(&snapshot, key, &ctx, &env) {
                     Ok(record) => {
                         response.flags.insert(key, record);
                     }
@@ -115,7 +142,7 @@ pub async fn batch(
         }
         None => {
             for flag in snapshot.flags.flags() {
-                let record = evaluate_one(&snapshot, &flag.key, &ctx)?;
+                let record = evaluate_one(&snapshot, &flag.key, &ctx, &env)?;
                 response.flags.insert(&flag.key, record);
             }
         }

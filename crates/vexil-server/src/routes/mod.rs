@@ -3,7 +3,9 @@
 //! route cannot exist without being described.
 
 pub mod admin_documents;
+pub mod admin_experiments;
 pub mod admin_import;
+pub mod assign;
 pub mod audit;
 pub mod budgets;
 pub mod emergency_stop;
@@ -90,7 +92,8 @@ fn spec(
     tag: &'static str,
     summary: &'static str,
 ) -> RouteSpec {
-    let cors = path.starts_with("/v1/flags/") || path == "/v1/evaluate" || path.starts_with("/ofrep/");
+    let cors =
+        path.starts_with("/v1/flags/") || path == "/v1/evaluate" || path == "/v1/assign" || path.starts_with("/ofrep/");
     RouteSpec { method, path, access, cors, tag, summary }
 }
 
@@ -176,10 +179,11 @@ fn table(state: AppState) -> Table {
             ),
             sdk::stream,
         );
-    for kind in [EntityKind::Flag, EntityKind::Segment] {
+    for kind in [EntityKind::Flag, EntityKind::Segment, EntityKind::Experiment] {
         let (collection, item) = match kind {
             EntityKind::Flag => ("/v1/admin/flags", "/v1/admin/flags/{key}"),
-            _ => ("/v1/admin/segments", "/v1/admin/segments/{key}"),
+            EntityKind::Segment => ("/v1/admin/segments", "/v1/admin/segments/{key}"),
+            _ => ("/v1/admin/experiments", "/v1/admin/experiments/{key}"),
         };
         let tag = "admin";
         t.add_document(
@@ -204,6 +208,7 @@ fn table(state: AppState) -> Table {
             admin_documents::delete,
         );
     }
+    experiment_routes(&mut t);
     t.add(
         spec(
             M::POST,
@@ -287,6 +292,53 @@ fn table(state: AppState) -> Table {
         .add(spec(M::PUT, budget, Some(Admin), "safety", "Replace a budget (optional If-Match)."), budgets::replace)
         .add(spec(M::DELETE, budget, Some(Admin), "safety", "Delete a budget."), budgets::delete);
     t
+}
+
+/// Assignment, and the experiment lifecycle calls.
+fn experiment_routes(t: &mut Table) {
+    use Access::*;
+    use Method as M;
+    let kind = EntityKind::Experiment;
+    t.add(
+        spec(M::POST, "/v1/assign", Some(Client), "assignment", "Assign a user to an experiment's variant (sticky)."),
+        assign::post,
+    )
+    .add(
+        spec(
+            M::GET,
+            "/v1/assign",
+            Some(Client),
+            "assignment",
+            "Assignment, query form (?experiment_key=&user_id=, optional JSON body {\"context\"}).",
+        ),
+        assign::query,
+    )
+    .add_document(
+        kind,
+        spec(M::POST, "/v1/admin/experiments/{key}/start", Some(Admin), "admin", "Start (draft or paused → running)."),
+        admin_experiments::start,
+    )
+    .add_document(
+        kind,
+        spec(M::POST, "/v1/admin/experiments/{key}/pause", Some(Admin), "admin", "Pause (running → paused)."),
+        admin_experiments::pause,
+    )
+    .add_document(
+        kind,
+        spec(
+            M::POST,
+            "/v1/admin/experiments/{key}/complete",
+            Some(Admin),
+            "admin",
+            "Complete (running or paused → completed), optionally with {\"winner\": variant}.",
+        ),
+        admin_experiments::complete,
+    )
+    .add_document(
+        kind,
+        spec(M::POST, "/v1/admin/experiments/{key}/archive", Some(Admin), "admin", "Archive (completed → archived)."),
+        admin_experiments::archive,
+    );
 }
 
 /// Every route the service serves.

@@ -7,6 +7,7 @@
 //! answers `ETag` and honours `If-None-Match`: the tag covers the configuration revision and
 //! the request's context, so a changed context never gets a stale 304.
 
+use crate::assignment::FlagExperiments;
 use crate::routes::if_none_match;
 use crate::state::AppState;
 use axum::body::Bytes;
@@ -139,7 +140,11 @@ pub async fn flag(State(state): State<AppState>, Path(key): Path<String>, body: 
         Err(failure) => return failure.response(Some(&key)),
     };
     let snapshot = state.snapshots.read();
-    match snapshot.flags.evaluate(&key, &ctx) {
+    let experiments = FlagExperiments::resolve(&state, &snapshot, &ctx, |env| {
+        let _ = snapshot.flags.evaluate_in(&key, &ctx, env);
+    })
+    .await;
+    match snapshot.flags.evaluate_in(&key, &ctx, &experiments.env()) {
         Ok(result) => {
             snapshot.count(&key, result.reason);
             Json(success(&result)).into_response()
@@ -174,10 +179,15 @@ pub async fn bulk(State(state): State<AppState>, headers: HeaderMap, body: Bytes
     if if_none_match(&headers, &etag) {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
     }
+    let experiments = FlagExperiments::resolve(&state, &snapshot, &ctx, |env| {
+        let _ = snapshot.flags.evaluate_all_in(&ctx, env);
+    })
+    .await;
+    let env = experiments.env();
     let flags: Vec<BulkEntry> = snapshot
         .flags
         .flags()
-        .map(|flag| match snapshot.flags.evaluate(&flag.key, &ctx) {
+        .map(|flag| match snapshot.flags.evaluate_in(&flag.key, &ctx, &env) {
             Ok(result) => {
                 snapshot.count(&flag.key, result.reason);
                 BulkEntry::Success(success(&result))

@@ -1,6 +1,7 @@
 //! The subcommands. Each returns its exit code, or a message for a usage or I/O failure
 //! (reported as exit code 2).
 
+pub mod assign;
 pub mod eval;
 pub mod flags;
 pub mod hash;

@@ -4,10 +4,12 @@
 mod harness;
 
 mod admin;
+mod assign;
 mod auth;
 mod cli;
 mod config;
 mod evaluation;
+mod experiments;
 mod http;
 mod ofrep;
 mod safety;

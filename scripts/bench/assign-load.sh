@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# HTTP load benchmark of sticky experiment assignment (`vexil serve`, release build) on
+# loopback with wrk, over a running two-arm experiment:
+#   1. new users: every request a first assignment, stored (target >= 20,000 req/s,
+#      p99 <= 5 ms);
+#   2. repeat users: 10,000 users already assigned, answered from the cache (target >= 50,000
+#      req/s, p99 <= 2 ms).
+# Results and their discussion: docs/benchmarks/assign.md. Environment as scripts/bench/serve.sh.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/serve.sh"
+
+curl -sf "$url/v1/admin/experiments" -H "Authorization: Bearer $key" -H 'Content-Type: application/json' \
+    -d '{"key": "bench", "variants": [{"key": "control", "weight": 1}, {"key": "treatment", "weight": 1}]}' > /dev/null
+curl -sf -X POST "$url/v1/admin/experiments/bench/start" -H "Authorization: Bearer $key" > /dev/null
+
+run "POST /v1/assign, a new user on every request" assign-new.lua
+wrk -t1 -c8 -d3s -s "$root/scripts/bench/assign-repeat.lua" -H "Authorization: Bearer $key" \
+    -H "Content-Type: application/json" "$url" > /dev/null
+run "POST /v1/assign, 10,000 assigned users" assign-repeat.lua
+stored="$(sqlite3 "$work/data/vexil.db" 'SELECT count(*) FROM assignments' 2> /dev/null || echo '?')"
+echo "== stored assignments: $stored"
+report_machine

@@ -1,0 +1,45 @@
+# Sourced by the load benchmarks: builds the release binary, starts `vexil serve` on a free
+# loopback port in a temporary data directory (stopped and removed on exit), and sets
+# $root, $vexil, $key, $work, $server (pid) and $url. Extra `serve` arguments: "$@".
+# Environment: WORKERS (server worker threads, default 2), THREADS/CONNECTIONS (wrk, default
+# 1/32), DURATION (default 10s).
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+workers="${WORKERS:-2}"
+threads="${THREADS:-1}"
+connections="${CONNECTIONS:-32}"
+duration="${DURATION:-10s}"
+key="vx_bench_admin_key_0123456789"
+
+command -v wrk > /dev/null || { apt-get update -q > /dev/null && apt-get install -y -q wrk > /dev/null; }
+cargo build --quiet --release --manifest-path "$root/Cargo.toml" -p vexil
+vexil="$root/target/release/vexil"
+
+work="$(mktemp -d)"
+trap 'kill "$server" 2> /dev/null || true; wait "$server" 2> /dev/null || true; rm -rf "$work"' EXIT
+
+VEXIL_ADMIN_KEY="$key" "$vexil" serve --listen 127.0.0.1:0 --data-dir "$work/data" \
+    --workers "$workers" --log-level warn,vexil_server::server=info "$@" > /dev/null 2> "$work/log" &
+server=$!
+for _ in $(seq 100); do
+    grep -q '"listening"' "$work/log" 2> /dev/null && break
+    sleep 0.1
+done
+address="$(grep -o '"address":"[^"]*"' "$work/log" | head -1 | cut -d'"' -f4)"
+url="http://$address"
+
+# run NAME SCRIPT: a wrk run of scripts/bench/SCRIPT with the admin key, summarised.
+run() {
+    local name="$1" script="$2"
+    echo "== $name: wrk -t$threads -c$connections -d$duration --latency (server workers: $workers)"
+    wrk -t"$threads" -c"$connections" -d"$duration" --latency -s "$root/scripts/bench/$script" \
+        -H "Authorization: Bearer $key" -H "Content-Type: application/json" "$url" \
+        | grep -E 'Requests/sec|Non-2xx|Socket errors|^ +(50|75|90|99)%|Latency '
+}
+
+# The server's peak RSS so far, and the machine.
+report_machine() {
+    echo "== server peak RSS: $(awk '/VmHWM/ {printf "%.1f MiB", $2 / 1024}' "/proc/$server/status")"
+    echo "== machine: $(nproc) cores, $(awk '/model name/ {sub(/.*: /, ""); print; exit}' /proc/cpuinfo)"
+}
