@@ -32,8 +32,8 @@ pub struct Snapshot {
     pub built_at: Instant,
     /// `"<revision>"`: the ETag of everything derived from this snapshot alone.
     pub etag: String,
-    /// Flags and segments as the API shows them, by (kind, key): the SDK document and the
-    /// base of the stream's diffs.
+    /// Flags and segments as the API shows them, by (kind, key), with the flags under an
+    /// emergency stop shown `enabled: false`: the SDK document and the base of the stream's diffs.
     pub documents: BTreeMap<(EntityKind, String), Value>,
     /// `{"flags": [...], "segments": [...]}`, serialised once for `GET /v1/sdk/flags` and SSE.
     pub sdk_document: Bytes,
@@ -100,10 +100,17 @@ impl Snapshot {
             }
             let as_json = |docs: &[vexil_store::StoredDocument]| docs.iter().map(|d| d.to_json()).collect::<Vec<_>>();
             let document = json!({"flags": as_json(&flags), "segments": as_json(&segments)});
-            let documents = flags.iter().chain(&segments).map(|d| ((d.kind, d.key.clone()), d.to_json())).collect();
+            let mut documents: BTreeMap<_, _> =
+                flags.iter().chain(&segments).map(|d| ((d.kind, d.key.clone()), d.to_json())).collect();
             let mut compiled = FlagSet::from_value(&document).map_err(LoadError::Invalid)?;
             let stops: Vec<_> = stops.iter().filter_map(crate::safety::stops::Stop::from_document).collect();
             compiled.set_stopped(|flag| stops.iter().any(|stop| stop.covers(flag)));
+            // SDKs evaluate the documents themselves: a stopped flag is served disabled there too.
+            for key in crate::safety::stops::stopped_flags(&stops, &compiled) {
+                if let Some(document) = documents.get_mut(&(EntityKind::Flag, key)) {
+                    document["enabled"] = Value::Bool(false);
+                }
+            }
             let counters = compiled.flags().map(|f| (f.key.clone(), metrics.flag_counters(&f.key))).collect();
             let compiled_experiments = crate::experiments::compile(&compiled, experiments.iter().map(|d| &d.body))
                 .map_err(LoadError::Invalid)?;
@@ -141,13 +148,14 @@ pub enum Change<'a> {
 }
 
 /// What changed from `old` to `new`: segments before flags among the patches (a flag may
-/// start referring to a new segment), flags before segments among the deletes.
+/// start referring to a new segment), flags before segments among the deletes. Documents are
+/// compared whole, not by version: a stop or a resume changes a flag's document and not its
+/// version.
 pub fn diff<'a>(old: &'a Snapshot, new: &'a Snapshot) -> Vec<Change<'a>> {
-    let version = |doc: &Value| doc.get("version").and_then(Value::as_u64);
     let mut patches: Vec<Change<'a>> = new
         .documents
         .iter()
-        .filter(|(id, doc)| old.documents.get(*id).is_none_or(|before| version(before) != version(doc)))
+        .filter(|(id, doc)| old.documents.get(*id) != Some(*doc))
         .map(|((kind, key), object)| Change::Patch { kind: *kind, key, object })
         .collect();
     patches.sort_by_key(|c| matches!(c, Change::Patch { kind: EntityKind::Flag, .. }));

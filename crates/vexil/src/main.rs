@@ -31,6 +31,12 @@ enum Command {
     Assign(commands::assign::Args),
     /// Plan an experiment: users per variant for an effect, or the effect for a number of users.
     Power(commands::power::Args),
+    /// Emergency stop: every flag (--all), the flags with a tag, or listed flags evaluate as DISABLED.
+    Stop(commands::stop::Args),
+    /// Lift every emergency stop: flags return to their previous state exactly.
+    Resume(commands::stop::ResumeArgs),
+    /// Show, start, pause, resume or cancel a flag's progressive rollout plan.
+    Rollout(commands::rollout::Args),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +49,9 @@ fn main() -> ExitCode {
         Command::Flags(args) => commands::flags::run(args),
         Command::Keys(args) => commands::keys::run(args),
         Command::Power(args) => commands::power::run(args),
+        Command::Stop(args) => commands::stop::run(args),
+        Command::Resume(args) => commands::stop::resume(args),
+        Command::Rollout(args) => commands::rollout::run(args),
         Command::Assign(args) => commands::assign::run(args),
     };
     match outcome {

@@ -64,12 +64,13 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
 
 /// `GET /v1/admin/budgets/{key}`
 pub async fn get(State(state): State<AppState>, Path(key): Path<String>) -> Result<Json<Value>, ApiError> {
-    let doc = state
-        .store
-        .get(EntityKind::Budget, &key)
-        .await?
-        .ok_or(StoreError::NotFound { kind: EntityKind::Budget, key })?;
-    Ok(Json(with_status(&state, &doc)))
+    Ok(Json(with_status(&state, &load(&state, &key).await?)))
+}
+
+/// The stored budget `key`, or 404.
+async fn load(state: &AppState, key: &str) -> Result<StoredDocument, ApiError> {
+    let doc = state.store.get(EntityKind::Budget, key).await?;
+    Ok(doc.ok_or_else(|| StoreError::NotFound { kind: EntityKind::Budget, key: key.to_string() })?)
 }
 
 /// `PUT /v1/admin/budgets/{key}` (+ optional `If-Match`): replaces the budget, keeping which
@@ -90,11 +91,7 @@ pub async fn replace(
         .with_field("key"));
     }
     checked(&state, &budget).await?;
-    let current = state
-        .store
-        .get(EntityKind::Budget, &key)
-        .await?
-        .ok_or(StoreError::NotFound { kind: EntityKind::Budget, key: key.clone() })?;
+    let current = load(&state, &key).await?;
     let progress = parse_budget(&current).map(|(_, p)| p).unwrap_or_default();
     let write = Write::Update {
         kind: EntityKind::Budget,

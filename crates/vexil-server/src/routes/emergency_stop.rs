@@ -28,8 +28,7 @@ impl From<StopError> for ApiError {
 async fn status(state: &AppState) -> Result<(Vec<StoredDocument>, Vec<String>), ApiError> {
     state.snapshots.catch_up(state.store.as_ref()).await;
     let active = stops::active(state.store.as_ref()).await?;
-    let parsed: Vec<Stop> = active.iter().filter_map(Stop::from_document).collect();
-    let stopped = stops::stopped_flags(&parsed, &state.snapshots.current().flags);
+    let stopped = stops::covered(&active, &state.snapshots.current().flags);
     state.safety.metrics.active_stops.set(i64::try_from(active.len()).unwrap_or(i64::MAX));
     Ok((active, stopped))
 }

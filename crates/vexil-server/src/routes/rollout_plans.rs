@@ -8,7 +8,7 @@ use crate::safety::plans::{self, Action, Loaded, Plan, PlanError, PlanRequest, S
 use crate::state::AppState;
 use axum::extract::{Path, State as AxumState};
 use axum::{Extension, Json};
-use serde_json::{json, Value};
+use serde_json::Value;
 use vexil_store::{EntityKind, StoreError, Write};
 
 impl From<PlanError> for ApiError {
@@ -23,26 +23,6 @@ impl From<PlanError> for ApiError {
 
 fn no_plan(key: &str) -> ApiError {
     ApiError::from(StoreError::NotFound { kind: EntityKind::RolloutPlan, key: key.to_string() })
-}
-
-/// The plan with its flag's current percentage and a reading of every guard.
-fn status(state: &AppState, loaded: &Loaded) -> Value {
-    let variants = plans::rolled_out_variants(&loaded.flag.body, &loaded.plan.target);
-    let now = vexil_store::now();
-    let guards: Vec<Value> = loaded
-        .plan
-        .guards
-        .iter()
-        .map(|g| match g.read(state.safety.signals.as_ref(), &loaded.flag.key, &variants, now) {
-            Ok(reading) => json!({"guard": g, "reading": reading}),
-            Err(e) => json!({"guard": g, "error": e}),
-        })
-        .collect();
-    let mut body = loaded.doc.to_json();
-    body["flag"] = json!(loaded.flag.key);
-    body["flag_version"] = json!(loaded.flag.version);
-    body["guard_readings"] = json!(guards);
-    body
 }
 
 /// `PUT /v1/admin/flags/{key}/rollout-plan`: creates or replaces the plan (not while it runs
@@ -86,7 +66,7 @@ pub async fn put(
 /// `GET /v1/admin/flags/{key}/rollout-plan`: the plan, where it stands and its guard readings.
 pub async fn get(AxumState(state): AxumState<AppState>, Path(key): Path<String>) -> Result<Json<Value>, ApiError> {
     let loaded = Loaded::load(state.store.as_ref(), &key).await?.ok_or_else(|| no_plan(&key))?;
-    Ok(Json(status(&state, &loaded)))
+    Ok(Json(loaded.status(state.safety.signals.as_ref(), vexil_store::now())))
 }
 
 /// `POST /v1/admin/flags/{key}/rollout-plan/{action}`, action `start` (apply the first step now;

@@ -5,6 +5,8 @@
 //! difference to the previous one: `patch` `{"kind", "key", "object"}` per created or updated
 //! flag or segment and `delete` `{"kind", "key"}` per removed one. Each event's `id` is the
 //! revision it brings the client to. A comment line `: heartbeat` keeps idle connections open.
+//! Flags under an emergency stop are served `enabled: false` (see [`crate::snapshot`]), so SDKs
+//! that evaluate locally honour stops without knowing about them.
 
 use crate::routes::if_none_match;
 use crate::snapshot::{diff, Change, Snapshot};

@@ -8,7 +8,7 @@
 use super::guards::Guard;
 use super::signals::{Seconds, Signals};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{json, Value};
 use vexil_core::{Percent, ValidationError, ValidationErrors};
 use vexil_store::{ChangeMeta, EntityKind, Store, StoreError, StoredDocument, Timestamp, Write};
 
@@ -247,6 +247,26 @@ impl Loaded {
         if let Some(serve) = serve_mut(&mut body, &self.plan.target) {
             serve["rollout"] = rollout_json(percent);
         }
+        body
+    }
+
+    /// The plan as the API and the CLI show it: the stored document with its flag's key and
+    /// version, and a live reading of every guard.
+    pub fn status(&self, signals: &dyn Signals, now: Timestamp) -> Value {
+        let variants = rolled_out_variants(&self.flag.body, &self.plan.target);
+        let guards: Vec<Value> = self
+            .plan
+            .guards
+            .iter()
+            .map(|g| match g.read(signals, &self.flag.key, &variants, now) {
+                Ok(reading) => json!({"guard": g, "reading": reading}),
+                Err(e) => json!({"guard": g, "error": e}),
+            })
+            .collect();
+        let mut body = self.doc.to_json();
+        body["flag"] = json!(self.flag.key);
+        body["flag_version"] = json!(self.flag.version);
+        body["guard_readings"] = json!(guards);
         body
     }
 

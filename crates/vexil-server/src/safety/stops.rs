@@ -79,6 +79,12 @@ pub fn stopped_flags(stops: &[Stop], flags: &FlagSet) -> Vec<String> {
     flags.flags().filter(|f| stops.iter().any(|s| s.covers(f))).map(|f| f.key.clone()).collect()
 }
 
+/// The keys of the flags in `flags` under any of the stored stops `active`.
+pub fn covered(active: &[StoredDocument], flags: &FlagSet) -> Vec<String> {
+    let stops: Vec<Stop> = active.iter().filter_map(Stop::from_document).collect();
+    stopped_flags(&stops, flags)
+}
+
 /// Checks `stop` against the stored flags and stores it; returns the stored document.
 pub async fn stop(store: &dyn Store, mut stop: Stop, meta: &ChangeMeta) -> Result<StoredDocument, StopError> {
     match stop.scope {

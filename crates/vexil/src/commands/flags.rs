@@ -1,7 +1,8 @@
 //! `vexil flags export|import`: flags files in and out of a vexil installation, either through
 //! a running server's admin API (`--server`/`--key`, or `VEXIL_URL`/`VEXIL_KEY`) or directly on
 //! a data directory (`--data-dir`, safe while a server runs on it: it sees the change within a
-//! second). Import is all or nothing in both modes. [`Target`] is shared with `vexil keys`.
+//! second). Import is all or nothing in both modes. [`Target`] is shared with the other admin
+//! commands (`vexil keys`, `vexil stop`, `vexil rollout`, …).
 
 use super::Outcome;
 use serde_json::Value;
@@ -46,11 +47,13 @@ impl Target {
                     key,
                 })
             }
-            None => {
-                let dir = self.data_dir.clone().unwrap_or_else(|| PathBuf::from("./vexil-data"));
-                Ok(Connection::Store(vexil_server::server::open_store(&dir).await?))
-            }
+            None => Ok(Connection::Store(vexil_server::server::open_store(&self.data_dir()).await?)),
         }
+    }
+
+    /// The data directory acted on when no server is given.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| PathBuf::from("./vexil-data"))
     }
 }
 
@@ -189,7 +192,7 @@ async fn import_file(document: &Value, dry_run: bool, reason: Option<String>, co
 }
 
 /// Percent-encodes a query value.
-fn form_encode(text: &str) -> String {
+pub fn form_encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),

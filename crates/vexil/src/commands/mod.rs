@@ -7,7 +7,9 @@ pub mod flags;
 pub mod hash;
 pub mod keys;
 pub mod power;
+pub mod rollout;
 pub mod serve;
+pub mod stop;
 pub mod validate;
 
 use std::path::Path;

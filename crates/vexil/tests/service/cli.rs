@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 /// Runs the CLI and returns (success, stdout, stderr).
-async fn run(args: &[&str]) -> (bool, String, String) {
+pub async fn run(args: &[&str]) -> (bool, String, String) {
     let output = vexil().args(args).output().await.unwrap();
     (
         output.status.success(),

@@ -142,6 +142,11 @@ impl Server {
         created["key"].as_str().unwrap().to_string()
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.client.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap()
+    }
+
     /// Stops with SIGTERM and returns whether the process exited successfully.
     pub async fn stop(mut self) -> bool {
         let pid = self.child.id().unwrap().to_string();

@@ -1,10 +1,19 @@
-//! Safety rails over HTTP: emergency stops across a restart, rollout plans stepping on a short
-//! check interval, and plan validation and state errors.
+//! Safety rails over HTTP: emergency stops across a restart and in the SDK document, rollout
+//! plans stepping on a short check interval and rolled back by a burst of error events, budgets
+//! throttling then disabling, signed webhooks received on loopback, the `vexil stop`, `resume`
+//! and `rollout` commands, and plan validation and state errors.
 
+use crate::cli::run;
 use crate::harness::{checkout_flag, Options, Server};
+use crate::sdk::next_events;
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use hmac::{Hmac, Mac};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use std::time::Duration;
+use sha2::Sha256;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
 async fn reason_of(server: &Server, flag: &str) -> Value {
     let body = json!({"user_id": "user_1", "context": {"country": "US"}});
@@ -48,7 +57,7 @@ async fn emergency_stop_and_resume_round_trip_across_a_restart() {
     assert_eq!(reason_of(&server, "new_checkout").await, "DISABLED", "stops survive a restart");
     let (_, active) = server.call(Method::GET, "/v1/admin/emergency-stop", None).await;
     assert_eq!(active["stops"].as_array().unwrap().len(), 1);
-    let metrics = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = server.metrics().await;
     assert!(metrics.contains("vexil_emergency_stops_active 1"), "{metrics}");
 
     let (status, body) = server.call(Method::POST, "/v1/admin/emergency-stop/resume", Some(json!({}))).await;
@@ -64,15 +73,28 @@ async fn emergency_stop_and_resume_round_trip_across_a_restart() {
     assert_eq!(audit["records"][1]["reason"], "incident");
 }
 
-async fn plan_state(server: &Server, until: &str) -> Value {
-    for _ in 0..100 {
-        let (_, plan) = server.call(Method::GET, "/v1/admin/flags/new_checkout/rollout-plan", None).await;
-        if plan["state"] == until {
-            return plan;
+/// Polls `check` every 20 ms until it gives a value, for at most `within`.
+async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    within: Duration,
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(Instant::now() < deadline, "{what} did not happen within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("the plan never reached {until}");
+}
+
+async fn plan_state(server: &Server, until: &str) -> Value {
+    eventually(Duration::from_secs(5), &format!("the plan reaching {until}"), || async {
+        let (_, plan) = server.call(Method::GET, "/v1/admin/flags/new_checkout/rollout-plan", None).await;
+        (plan["state"] == until).then_some(plan)
+    })
+    .await
 }
 
 #[tokio::test]
@@ -99,7 +121,7 @@ async fn a_plan_steps_through_its_percentages_as_holds_elapse() {
         .collect();
     assert_eq!(rollouts, [&json!(100), &json!(25), &json!(5), &json!(1)], "one flag version per step, newest first");
     assert!(audit["records"][0]["actor"] == "system:rollout");
-    let metrics = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = server.metrics().await;
     assert!(metrics.contains("vexil_rollout_plan_state{flag=\"new_checkout\",state=\"completed\"} 1"), "{metrics}");
 
     let (status, body) = server.call(Method::POST, "/v1/admin/flags/new_checkout/rollout-plan/pause", None).await;
@@ -135,4 +157,279 @@ async fn invalid_plans_name_the_field() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, body) = server.call(Method::POST, "/v1/admin/flags/new_checkout/rollout-plan/start", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
+
+const WEBHOOK_SECRET: &str = "whsec_test_0123";
+
+/// A webhook receiver on loopback: the `X-Vexil-Signature` and the raw body of every POST.
+struct Webhooks {
+    url: String,
+    received: mpsc::UnboundedReceiver<(Option<String>, Vec<u8>)>,
+}
+
+impl Webhooks {
+    async fn start() -> Webhooks {
+        let (sender, received) = mpsc::unbounded_channel();
+        let receive = move |headers: HeaderMap, body: Bytes| {
+            let signature = headers.get("x-vexil-signature").and_then(|v| v.to_str().ok()).map(str::to_string);
+            sender.send((signature, body.to_vec())).unwrap();
+            std::future::ready(StatusCode::NO_CONTENT)
+        };
+        let app = axum::Router::new().route("/hooks/vexil", axum::routing::post(receive));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hooks/vexil", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Webhooks { url, received }
+    }
+
+    /// Server options that deliver signed webhooks here and check safety every `interval_ms`.
+    fn options(&self, interval_ms: u64) -> Options {
+        let env = [
+            ("VEXIL_SAFETY_CHECK_INTERVAL_MS", interval_ms.to_string()),
+            ("VEXIL_WEBHOOK_URL", self.url.clone()),
+            ("VEXIL_WEBHOOK_SECRET", WEBHOOK_SECRET.to_string()),
+        ];
+        Options { env: env.into_iter().map(|(k, v)| (k.to_string(), v)).collect(), ..Options::default() }
+    }
+
+    /// The next notification of type `kind`, skipping others; every signature is verified.
+    async fn next(&mut self, kind: &str) -> Value {
+        loop {
+            let received = tokio::time::timeout(Duration::from_secs(10), self.received.recv()).await;
+            let (signature, body) = received.unwrap_or_else(|_| panic!("no {kind} webhook")).unwrap();
+            assert!(verified(WEBHOOK_SECRET.as_bytes(), &body, signature.as_deref().unwrap_or("")), "bad signature");
+            let notification: Value = serde_json::from_slice(&body).unwrap();
+            if notification["type"] == kind {
+                return notification;
+            }
+        }
+    }
+}
+
+/// Checks `sha256=<hex>` against the HMAC-SHA256 of the exact body, in constant time, as a
+/// receiver should.
+fn verified(secret: &[u8], body: &[u8], header: &str) -> bool {
+    let Some(hex) = header.strip_prefix("sha256=") else { return false };
+    let digest: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| hex.get(i..i + 2).and_then(|byte| u8::from_str_radix(byte, 16).ok()))
+        .collect();
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
+    mac.update(body);
+    digest.is_some_and(|digest| mac.verify_slice(&digest).is_ok())
+}
+
+/// Posts events (`{"event", "value"}` pairs, one user each) and checks all were accepted.
+async fn send_events(server: &Server, name: &str, values: impl IntoIterator<Item = f64>) {
+    let events: Vec<Value> = values
+        .into_iter()
+        .enumerate()
+        .map(|(i, value)| json!({"event": name, "user_id": format!("user_{i}"), "value": value}))
+        .collect();
+    let (status, answer) = server.call(Method::POST, "/v1/events", Some(json!(events))).await;
+    assert!(status.is_success(), "{status} {answer}");
+    assert_eq!(answer["accepted"].as_u64(), Some(events.len() as u64), "{answer}");
+}
+
+/// Sends one `event` and retries `request` until the pipeline has counted it (guards and
+/// budgets refuse events never received) and the request succeeds.
+async fn once_event_counted(server: &Server, event: &str, method: Method, path: &str, body: Value) -> Value {
+    send_events(server, event, [1.0]).await;
+    eventually(Duration::from_secs(10), &format!("{event} counted"), || async {
+        let (status, answer) = server.call(method.clone(), path, Some(body.clone())).await;
+        status.is_success().then_some(answer)
+    })
+    .await
+}
+
+fn metric_line(metrics: &str, line: &str) -> bool {
+    metrics.lines().any(|l| l == line)
+}
+
+#[tokio::test]
+async fn an_error_burst_breaks_a_guard_and_rolls_back_within_one_check_interval() {
+    let mut webhooks = Webhooks::start().await;
+    let interval = Duration::from_millis(300);
+    let server = Server::start_with(webhooks.options(interval.as_millis() as u64)).await;
+    server.create("flags", checkout_flag()).await;
+    let guard = json!({"signal": "count", "event": "checkout_error", "window": "1h", "op": "lt",
+        "threshold": 20, "min_sample": 1});
+    let plan = json!({"steps": [{"percent": 5, "hold": "1h"}, {"percent": 100, "hold": 0}], "guards": [guard]});
+    let path = "/v1/admin/flags/new_checkout/rollout-plan";
+    once_event_counted(&server, "checkout_error", Method::PUT, path, plan).await;
+    let (status, plan) = server.call(Method::POST, &format!("{path}/start"), None).await;
+    assert_eq!((status, &plan["state"]), (StatusCode::OK, &json!("running")), "{plan}");
+    let (_, flag) = server.call(Method::GET, "/v1/admin/flags/new_checkout", None).await;
+    assert_eq!(flag["default"]["rollout"], 5);
+
+    send_events(&server, "checkout_error", (0..30).map(|_| 1.0)).await;
+    // From the first moment the broken guard can be read, the next check rolls back.
+    let broken_at = eventually(Duration::from_secs(10), "the guard reading broken", || async {
+        let (_, plan) = server.call(Method::GET, path, None).await;
+        let broken = plan["guard_readings"][0]["reading"]["verdict"] == "broken" || plan["state"] == "rolled_back";
+        broken.then(Instant::now)
+    })
+    .await;
+    let plan = plan_state(&server, "rolled_back").await;
+    let took = broken_at.elapsed();
+    assert!(took <= interval + Duration::from_millis(500), "rolled back {took:?} after the guard broke");
+    assert!(plan["cause"].as_str().unwrap().starts_with("guard broken: count of checkout_error"), "{plan}");
+
+    let (_, flag) = server.call(Method::GET, "/v1/admin/flags/new_checkout", None).await;
+    assert_eq!((&flag["default"]["rollout"], &flag["enabled"]), (&json!(0), &json!(true)));
+    let (_, audit) = server.call(Method::GET, "/v1/admin/audit?entity=flag&key=new_checkout&limit=1", None).await;
+    let record = &audit["records"][0];
+    assert_eq!((&record["actor"], &record["after"]["default"]["rollout"]), (&json!("system:rollout"), &json!(0)));
+    assert!(record["reason"].as_str().unwrap().starts_with("guard broken"), "{record}");
+
+    let notification = webhooks.next("rollout.rolled_back").await;
+    assert_eq!(notification["details"]["flag"], "new_checkout");
+    assert_eq!(notification["details"]["cause"], plan["cause"]);
+
+    let metrics = eventually(Duration::from_secs(5), "the delivery counted", || async {
+        let metrics = server.metrics().await;
+        metric_line(&metrics, "vexil_webhook_deliveries_total{result=\"ok\"} 1").then_some(metrics)
+    })
+    .await;
+    assert!(metric_line(&metrics, "vexil_rollout_guard_breaks_total{flag=\"new_checkout\"} 1"), "{metrics}");
+    assert!(metric_line(&metrics, "vexil_rollout_plan_state{flag=\"new_checkout\",state=\"rolled_back\"} 1"));
+    assert!(metric_line(&metrics, "vexil_rollout_plan_percent{flag=\"new_checkout\"} 5"), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_budget_throttles_then_disables_its_flag() {
+    let mut webhooks = Webhooks::start().await;
+    let server = Server::start_with(webhooks.options(100)).await;
+    let flag = json!({"key": "ai_summaries", "enabled": true, "default": {"split": {"on": 1}, "rollout": 100}});
+    server.create("flags", flag).await;
+    let budget = json!({"key": "summaries_daily", "event": "llm_cost", "flag": "ai_summaries", "period": "day",
+        "limit": 100, "thresholds": [{"at": 50, "action": "throttle", "rollout": 10}, {"at": 100, "action": "disable"}]});
+    once_event_counted(&server, "llm_cost", Method::POST, "/v1/admin/budgets", budget).await;
+
+    let flag_once = |check: fn(&Value) -> bool| {
+        let server = &server;
+        async move {
+            eventually(Duration::from_secs(10), "the budget's action", || async {
+                let (_, flag) = server.call(Method::GET, "/v1/admin/flags/ai_summaries", None).await;
+                check(&flag).then_some(flag)
+            })
+            .await
+        }
+    };
+    send_events(&server, "llm_cost", [30.0, 29.5]).await;
+    let flag = flag_once(|f| f["default"]["rollout"] == 10).await;
+    assert_eq!(flag["enabled"], true, "throttled, not disabled, at 60.5 %");
+    let crossed = webhooks.next("budget.threshold_crossed").await;
+    assert_eq!(crossed["details"]["threshold"]["action"], "throttle");
+    assert_eq!(crossed["details"]["flags"], json!(["ai_summaries"]));
+    let metrics = server.metrics().await;
+    assert!(metric_line(&metrics, "vexil_budget_spend{budget=\"summaries_daily\"} 60.5"), "{metrics}");
+    assert!(metric_line(&metrics, "vexil_budget_remaining{budget=\"summaries_daily\"} 39.5"), "{metrics}");
+
+    send_events(&server, "llm_cost", [40.0]).await;
+    flag_once(|f| f["enabled"] == false).await;
+    assert_eq!(webhooks.next("budget.threshold_crossed").await["details"]["threshold"]["action"], "disable");
+    let (_, budget) = server.call(Method::GET, "/v1/admin/budgets/summaries_daily", None).await;
+    assert_eq!(budget["status"]["spend"], 100.5, "{budget}");
+    let (_, audit) = server.call(Method::GET, "/v1/admin/audit?entity=flag&key=ai_summaries", None).await;
+    let actors: Vec<&Value> = audit["records"].as_array().unwrap().iter().map(|r| &r["actor"]).collect();
+    assert_eq!(actors[..2], [&json!("system:budget"), &json!("system:budget")], "{audit}");
+
+    // Each threshold fires once per period: more spend changes nothing.
+    send_events(&server, "llm_cost", [10.0]).await;
+    eventually(Duration::from_secs(10), "the spend counted", || async {
+        let metrics = server.metrics().await;
+        metric_line(&metrics, "vexil_budget_spend{budget=\"summaries_daily\"} 110.5").then_some(())
+    })
+    .await;
+    let (_, flag) = server.call(Method::GET, "/v1/admin/flags/ai_summaries", None).await;
+    assert_eq!(flag["version"], 3, "one change per threshold: {flag}");
+}
+
+#[tokio::test]
+async fn the_stop_and_resume_commands_reach_the_sdk_document_and_stream() {
+    let server = Server::start().await;
+    server.create("flags", checkout_flag()).await;
+    server.create("flags", json!({"key": "dark_mode", "enabled": true, "default": {"variant": "on"}})).await;
+    let response = server.admin(Method::GET, "/v1/sdk/stream").send().await.unwrap();
+    let (mut stream, mut buffer) = (response.bytes_stream(), String::new());
+    next_events(&mut stream, &mut buffer, 1, Duration::from_secs(2)).await;
+
+    let data_dir = server.data_dir.to_str().unwrap();
+    let through_server = ["--server", server.base.as_str(), "--key", server.key.as_str()];
+    let stop = [&["stop", "--tag", "payments", "--reason", "incident 7"], &through_server[..]].concat();
+    let (ok, stdout, stderr) = run(&stop).await;
+    assert!(ok, "{stderr}");
+    assert_eq!(serde_json::from_str::<Value>(&stdout).unwrap()["stopped_flags"], json!(["new_checkout"]));
+
+    let patch = next_events(&mut stream, &mut buffer, 1, Duration::from_secs(2)).await;
+    assert_eq!(patch[0].0, "patch");
+    assert_eq!(patch[0].1["key"], "new_checkout");
+    assert_eq!((&patch[0].1["object"]["enabled"], &patch[0].1["object"]["version"]), (&json!(false), &json!(1)));
+    let (_, document) = server.call(Method::GET, "/v1/sdk/flags", None).await;
+    let enabled: Vec<(&Value, &Value)> =
+        document["flags"].as_array().unwrap().iter().map(|f| (&f["key"], &f["enabled"])).collect();
+    assert_eq!(enabled, [(&json!("dark_mode"), &json!(true)), (&json!("new_checkout"), &json!(false))]);
+
+    // On the data directory, while the server runs: the server follows within a second.
+    let (ok, stdout, stderr) = run(&["resume", "--reason", "fixed", "--data-dir", data_dir]).await;
+    assert!(ok, "{stderr}");
+    let resumed: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!((resumed["resumed"].as_array().unwrap().len(), &resumed["stopped_flags"]), (1, &json!([])));
+    let patch = next_events(&mut stream, &mut buffer, 1, Duration::from_secs(3)).await;
+    assert_eq!((&patch[0].1["key"], &patch[0].1["object"]["enabled"]), (&json!("new_checkout"), &json!(true)));
+    assert_eq!(reason_of(&server, "new_checkout").await, "TARGETING_MATCH");
+    let (_, audit) = server.call(Method::GET, "/v1/admin/audit?entity=emergency_stop", None).await;
+    let records: Vec<(&Value, &Value)> =
+        audit["records"].as_array().unwrap().iter().map(|r| (&r["actor"], &r["reason"])).collect();
+    assert_eq!(records[0], (&json!("cli"), &json!("fixed")));
+    assert_eq!(records[1].1, "incident 7");
+
+    let (ok, _, stderr) = run(&["stop", "--tag", "payments", "--flags", "dark_mode", "--data-dir", data_dir]).await;
+    assert!(!ok && stderr.contains("cannot be used with"), "{stderr}");
+    let (ok, _, stderr) = run(&["stop", "--flags", "dark_mode,ghost", "--data-dir", data_dir]).await;
+    assert!(!ok && stderr.contains("flags[1]: flag \"ghost\" does not exist"), "{stderr}");
+}
+
+#[tokio::test]
+async fn the_rollout_command_drives_a_plan_through_a_server_or_a_data_directory() {
+    let server = Server::start().await;
+    server.create("flags", checkout_flag()).await;
+    let plan = json!({"steps": [{"percent": 10, "hold": "1h"}, {"percent": 100, "hold": 0}]});
+    put(&server, "new_checkout", plan).await;
+    let data_dir = server.data_dir.to_str().unwrap();
+    let through_server = ["--server", server.base.as_str(), "--key", server.key.as_str()];
+    let rollout = |action: &'static str, target: &[&str]| {
+        let args = [&["rollout", action, "new_checkout"], target].concat().iter().map(|a| a.to_string()).collect();
+        async move {
+            let args: Vec<String> = args;
+            let (ok, stdout, stderr) = run(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+            if ok {
+                Ok(serde_json::from_str::<Value>(&stdout).unwrap())
+            } else {
+                Err(stderr)
+            }
+        }
+    };
+
+    let started = rollout("start", &through_server).await.unwrap();
+    assert_eq!((&started["state"], &started["step"]), (&json!("running"), &json!(0)));
+    let (_, flag) = server.call(Method::GET, "/v1/admin/flags/new_checkout", None).await;
+    assert_eq!(flag["default"]["rollout"], 10);
+
+    let paused = rollout("pause", &["--data-dir", data_dir]).await.unwrap();
+    assert_eq!((&paused["state"], &paused["flag_version"]), (&json!("paused"), &json!(2)));
+    let status = rollout("status", &through_server).await.unwrap();
+    assert_eq!(status["state"], "paused", "the server reads what the CLI wrote");
+    let (_, audit) = server.call(Method::GET, "/v1/admin/audit?entity=rollout_plan&limit=1", None).await;
+    assert_eq!(
+        (&audit["records"][0]["actor"], &audit["records"][0]["reason"]),
+        (&json!("cli"), &json!("rollout plan pause"))
+    );
+
+    assert_eq!(rollout("cancel", &through_server).await.unwrap()["state"], "cancelled");
+    let refused = rollout("resume", &["--data-dir", data_dir]).await.unwrap_err();
+    assert!(refused.contains("cannot resume"), "{refused}");
+    let refused = rollout("start", &through_server).await.unwrap_err();
+    assert!(refused.contains("409"), "{refused}");
 }

@@ -18,7 +18,7 @@ async fn sdk_document_has_an_etag() {
 }
 
 /// Reads SSE events (name, data) from a byte stream until `count` arrived or `within` passed.
-async fn next_events<B: AsRef<[u8]>>(
+pub async fn next_events<B: AsRef<[u8]>>(
     stream: &mut (impl futures_util::Stream<Item = reqwest::Result<B>> + Unpin),
     buffer: &mut String,
     count: usize,
