@@ -31,6 +31,8 @@ use tokio::sync::oneshot;
 /// Largest record the log accepts; a longer length field can only be a torn or corrupt header.
 pub const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
 const HEADER: usize = 8;
+/// Held locked (advisory, released when the process ends) while a [`FileLog`] is open.
+const LOCK_FILE: &str = "lock";
 
 /// A failure of the log or of the broker behind it.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,8 @@ pub enum LogError {
     Closed,
     #[error("corrupt record at offset {0}")]
     Corrupt(u64),
+    #[error("the event log in {0} is in use by another process")]
+    InUse(PathBuf),
 }
 
 /// One record read back from the log.
@@ -143,6 +147,7 @@ pub struct FileLog {
     sender: Mutex<Option<mpsc::Sender<Request>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     recovery: Recovery,
+    _lock: File,
 }
 
 impl FileLog {
@@ -150,6 +155,13 @@ impl FileLog {
     pub fn open(dir: impl Into<PathBuf>, options: LogOptions) -> Result<FileLog, LogError> {
         let dir = dir.into();
         fs::create_dir_all(&dir)?;
+        // One writer per log: a second process appending would interleave records.
+        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(LOCK_FILE))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(LogError::InUse(dir)),
+            Err(fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
         let mut segments = list_segments(&dir)?;
         if segments.is_empty() {
             File::create(segment_path(&dir, 0))?.sync_all()?;
@@ -171,7 +183,13 @@ impl FileLog {
         let (sender, receiver) = mpsc::channel();
         let writer = Writer { shared: shared.clone(), options, file, size: valid_len, next: end, buf: Vec::new() };
         let handle = std::thread::Builder::new().name("vexil-log-writer".into()).spawn(move || writer.run(receiver))?;
-        Ok(FileLog { shared, sender: Mutex::new(Some(sender)), writer: Mutex::new(Some(handle)), recovery })
+        Ok(FileLog {
+            shared,
+            sender: Mutex::new(Some(sender)),
+            writer: Mutex::new(Some(handle)),
+            recovery,
+            _lock: lock,
+        })
     }
 
     /// What opening the log found.

@@ -359,9 +359,10 @@ impl Processor {
         let (sender, receiver) = sync_channel::<Batch>(self.options.queue_batches);
         let mut reader = self.sink.bus.reader(from).map_err(Error::from)?;
         let (max, wait) = (self.options.batch_records, self.options.idle_poll);
-        let shared = self.sink.shared.clone();
+        // The reader runs until the processor is done with it (not until `stop`): a reader that
+        // stopped first would end the processor's session before it closed the archive files.
         let handle = std::thread::Builder::new().name("vexil-pipeline-reader".into()).spawn(move || {
-            while !shared.stop.load(Ordering::SeqCst) && !done.load(Ordering::SeqCst) {
+            while !done.load(Ordering::SeqCst) {
                 let batch = reader.poll(max, wait).map_err(Error::from).map(|records| {
                     records
                         .into_iter()

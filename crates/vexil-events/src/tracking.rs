@@ -112,7 +112,12 @@ impl Tracker {
 
     /// Flushes every `interval` and at each hour boundary, so counts land in the right hour,
     /// and once more when `stop` completes.
-    pub async fn run_flusher(self: Arc<Self>, bus: Arc<dyn EventBus>, interval: Duration, stop: impl Future<Output = ()>) {
+    pub async fn run_flusher(
+        self: Arc<Self>,
+        bus: Arc<dyn EventBus>,
+        interval: Duration,
+        stop: impl Future<Output = ()>,
+    ) {
         let mut stop = std::pin::pin!(stop);
         loop {
             let now = Utc::now();

@@ -146,7 +146,8 @@ fn unsupported_media_type() -> ApiError {
     )
 }
 
-fn from_bytes_rejection(e: BytesRejection) -> ApiError {
+/// A body that could not be read: 413 past the size limit, 400 otherwise.
+pub fn from_bytes_rejection(e: BytesRejection) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body exceeds the size limit")
     } else {

@@ -9,11 +9,14 @@
 //! Shutdown (after the HTTP server has drained its requests) flushes the evaluation counts,
 //! appends what the queue still holds, closes open archive files, commits and closes the log.
 
+use prometheus::{Encoder, IntCounter, IntGauge, Registry};
 use std::path::Path;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use vexil_core::Evaluation;
 use vexil_events::archive::LocalArchive;
 use vexil_events::pipeline::{Pipeline, PipelineOptions};
 use vexil_events::tracking::Tracker;
@@ -40,6 +43,99 @@ pub struct Events {
     log: Arc<FileLog>,
     stop: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    exported: Exported,
+}
+
+/// Reads one of the pipeline's atomics.
+type Reading = fn(&EventMetrics) -> &AtomicU64;
+
+/// The pipeline's atomics as Prometheus metrics, brought up to date at scrape time.
+struct Exported {
+    registry: Registry,
+    counters: Vec<(IntCounter, Reading)>,
+    gauges: Vec<(IntGauge, Reading)>,
+}
+
+impl Exported {
+    fn new() -> Exported {
+        let counters: [(&str, &str, Reading); 11] = [
+            ("vexil_events_ingested_total", "Events appended durably to the log (rate: ingest rate).", |m| {
+                &m.ingested_total
+            }),
+            (
+                "vexil_events_rejected_total",
+                "Events refused at ingest for failing validation (sent to the DLQ).",
+                |m| &m.rejected_total,
+            ),
+            ("vexil_events_ingest_duplicates_total", "Redeliveries recognised at ingest and not appended.", |m| {
+                &m.ingest_duplicates_total
+            }),
+            (
+                "vexil_events_processed_duplicates_total",
+                "Redeliveries recognised by the processor's dedupe stage.",
+                |m| &m.processed_duplicates_total,
+            ),
+            ("vexil_events_processed_total", "Events aggregated, counted and archived.", |m| &m.processed_total),
+            ("vexil_events_poison_total", "Log records sent to the DLQ after failing every processing attempt.", |m| {
+                &m.poison_total
+            }),
+            ("vexil_events_retries_total", "Retries of a failed processing step.", |m| &m.retries_total),
+            ("vexil_events_archive_files_total", "Archive files written.", |m| &m.archive_files_total),
+            ("vexil_events_archive_bytes_total", "Compressed bytes of archive files written.", |m| {
+                &m.archive_bytes_total
+            }),
+            (
+                "vexil_events_dropped_total",
+                "Server-emitted events (exposures, tracked evaluations) dropped because the pipeline was saturated.",
+                |m| &m.dropped_total,
+            ),
+            (
+                "vexil_events_variant_conflicts_total",
+                "Exposures naming another variant than the user's first one (ignored).",
+                |m| &m.variant_conflicts_total,
+            ),
+        ];
+        let gauges: [(&str, &str, Reading); 3] = [
+            ("vexil_events_dlq_size", "Entries in the dead-letter queue.", |m| &m.dlq_size),
+            ("vexil_events_lag_events", "Records in the log not yet processed.", |m| &m.lag_events),
+            (
+                "vexil_events_lag_seconds",
+                "Age in seconds of the newest record being processed while behind; 0 when caught up.",
+                |m| &m.lag_seconds,
+            ),
+        ];
+        let registry = Registry::new();
+        let counters = counters
+            .into_iter()
+            .map(|(name, help, read)| {
+                let counter = IntCounter::new(name, help).expect("valid metric");
+                registry.register(Box::new(counter.clone())).expect("metric names are unique");
+                (counter, read)
+            })
+            .collect();
+        let gauges = gauges
+            .into_iter()
+            .map(|(name, help, read)| {
+                let gauge = IntGauge::new(name, help).expect("valid metric");
+                registry.register(Box::new(gauge.clone())).expect("metric names are unique");
+                (gauge, read)
+            })
+            .collect();
+        Exported { registry, counters, gauges }
+    }
+
+    fn render(&self, metrics: &EventMetrics) -> String {
+        for (counter, read) in &self.counters {
+            // The atomics only grow, so the difference is never negative.
+            counter.inc_by(EventMetrics::get(read(metrics)).saturating_sub(counter.get()));
+        }
+        for (gauge, read) in &self.gauges {
+            gauge.set(i64::try_from(EventMetrics::get(read(metrics))).unwrap_or(i64::MAX));
+        }
+        let mut out = Vec::new();
+        prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding never fails");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
 }
 
 impl Events {
@@ -76,13 +172,28 @@ impl Events {
             tokio::spawn(queued.run(ingestor.clone(), QUEUE_BATCH, stop.clone().cancelled_owned())),
             tokio::spawn(tracker.clone().run_flusher(bus, COUNTS_FLUSH, stop.clone().cancelled_owned())),
         ];
-        Ok(Events { ingestor, dlq, pipeline, tracker, metrics, log, stop, tasks: Mutex::new(tasks) })
+        let exported = Exported::new();
+        Ok(Events { ingestor, dlq, pipeline, tracker, metrics, log, stop, tasks: Mutex::new(tasks), exported })
+    }
+
+    /// The pipeline's metrics in the Prometheus text format, for `/metrics`.
+    pub fn render_metrics(&self) -> String {
+        self.exported.render(&self.metrics)
     }
 
     /// Queues an exposure event for the log; never waits, never fails (a full queue drops it
     /// and counts the drop).
     pub fn emit_exposure(&self, event: Event) {
         self.tracker.track(event);
+    }
+
+    /// Counts one evaluation (one atomic increment) and, for a flag with `track_events`, queues
+    /// its raw `evaluation` event; never waits, a full queue drops and counts.
+    pub fn track<'a>(&self, evaluation: &Evaluation<'a>, user_id: &'a str) {
+        self.tracker.record(&evaluation.flag.key, evaluation.variant);
+        if evaluation.flag.track_events {
+            self.tracker.track(Tracker::evaluation_event(&evaluation.record(user_id)));
+        }
     }
 
     /// Flushes and stops everything, in order: the server's queued events and evaluation

@@ -4,6 +4,7 @@
 
 use crate::assignment::FlagExperiments;
 use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody, OptionalJson};
+use crate::events::Events;
 use crate::snapshot::Snapshot;
 use crate::state::AppState;
 use axum::extract::{Path, State};
@@ -47,6 +48,7 @@ pub fn attributes(value: Option<&Value>) -> Result<&Map<String, Value>, ApiError
 
 /// Evaluates one flag in `env` and counts it.
 fn evaluate_one<'a>(
+    events: &Events,
     snapshot: &'a Snapshot,
     key: &str,
     ctx: &Context<'a>,
@@ -54,6 +56,7 @@ fn evaluate_one<'a>(
 ) -> Result<EvaluationRecord<'a>, ApiError> {
     let evaluation = snapshot.flags.evaluate_in(key, ctx, env)?;
     snapshot.count(key, evaluation.reason);
+    events.track(&evaluation, ctx.user_id());
     Ok(evaluation.record(ctx.user_id()))
 }
 
@@ -69,7 +72,7 @@ pub async fn flag(
         let _ = snapshot.flags.evaluate_in(&key, &ctx, env);
     })
     .await;
-    Ok(Json(evaluate_one(&snapshot, &key, &ctx, &experiments.env())?).into_response())
+    Ok(Json(evaluate_one(&state.events, &snapshot, &key, &ctx, &experiments.env())?).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,7 +98,7 @@ pub async fn query(
         let _ = snapshot.flags.evaluate_in(&key, &ctx, env);
     })
     .await;
-    Ok(Json(evaluate_one(&snapshot, &key, &ctx, &experiments.env())?).into_response())
+    Ok(Json(evaluate_one(&state.events, &snapshot, &key, &ctx, &experiments.env())?).into_response())
 }
 
 #[derive(Serialize)]
@@ -130,7 +133,7 @@ pub async fn batch(
     match &request.flag_keys {
         Some(keys) => {
             for key in keys {
-                match evaluate_one(&snapshot, key, &ctx, &env) {
+                match evaluate_one(&state.events, &snapshot, key, &ctx, &env) {
                     Ok(record) => {
                         response.flags.insert(key, record);
                     }
@@ -142,7 +145,7 @@ pub async fn batch(
         }
         None => {
             for flag in snapshot.flags.flags() {
-                let record = evaluate_one(&snapshot, &flag.key, &ctx, &env)?;
+                let record = evaluate_one(&state.events, &snapshot, &flag.key, &ctx, &env)?;
                 response.flags.insert(&flag.key, record);
             }
         }

@@ -8,13 +8,16 @@ pub mod admin_import;
 pub mod assign;
 pub mod audit;
 pub mod budgets;
+pub mod dlq;
 pub mod emergency_stop;
 pub mod evaluate;
+pub mod events;
 pub mod health;
 pub mod keys;
 pub mod ofrep;
 pub mod rollout_plans;
 pub mod sdk;
+pub mod stats;
 
 use crate::auth::{self, Access};
 use crate::error::ApiError;
@@ -92,8 +95,11 @@ fn spec(
     tag: &'static str,
     summary: &'static str,
 ) -> RouteSpec {
-    let cors =
-        path.starts_with("/v1/flags/") || path == "/v1/evaluate" || path == "/v1/assign" || path.starts_with("/ofrep/");
+    let cors = path.starts_with("/v1/flags/")
+        || path == "/v1/evaluate"
+        || path == "/v1/assign"
+        || path.starts_with("/ofrep/")
+        || path == "/v1/events";
     RouteSpec { method, path, access, cors, tag, summary }
 }
 
@@ -291,6 +297,7 @@ fn table(state: AppState) -> Table {
         .add(spec(M::GET, budget, Some(Admin), "safety", "One budget with its spend and remaining."), budgets::get)
         .add(spec(M::PUT, budget, Some(Admin), "safety", "Replace a budget (optional If-Match)."), budgets::replace)
         .add(spec(M::DELETE, budget, Some(Admin), "safety", "Delete a budget."), budgets::delete);
+    event_routes(&mut t);
     t
 }
 
@@ -338,6 +345,72 @@ fn experiment_routes(t: &mut Table) {
         kind,
         spec(M::POST, "/v1/admin/experiments/{key}/archive", Some(Admin), "admin", "Archive (completed → archived)."),
         admin_experiments::archive,
+    );
+}
+
+/// The event pipeline's routes: ingest, counters and the dead-letter queue.
+fn event_routes(t: &mut Table) {
+    use Access::*;
+    use Method as M;
+    t.add(
+        spec(
+            M::POST,
+            "/v1/events",
+            Some(Client),
+            "events",
+            "Ingest a batch: JSON array, {\"events\": [...]}, or NDJSON (application/x-ndjson); partial acceptance.",
+        ),
+        events::ingest,
+    )
+    .add(
+        spec(
+            M::POST,
+            "/v1/events/kinesis",
+            Some(Server),
+            "events",
+            "Ingest a Kinesis-shaped batch; answers the records to retry in batchItemFailures.",
+        ),
+        events::kinesis,
+    )
+    .add(
+        spec(
+            M::GET,
+            "/v1/stats/events",
+            Some(Server),
+            "events",
+            "Hourly or daily counters of an event (?event=&window=hour|day&from=&to=&experiment=).",
+        ),
+        stats::events,
+    )
+    .add(
+        spec(
+            M::GET,
+            "/v1/admin/dlq",
+            Some(Admin),
+            "events",
+            "List dead letters (?code=&stage=&since=&after_id=&ids=&limit=).",
+        ),
+        dlq::list,
+    )
+    .add(
+        spec(
+            M::POST,
+            "/v1/admin/dlq/replay",
+            Some(Admin),
+            "events",
+            "Validate the selected dead letters again; re-ingest those that pass.",
+        ),
+        dlq::replay,
+    )
+    .add(
+        spec(
+            M::DELETE,
+            "/v1/admin/dlq",
+            Some(Admin),
+            "events",
+            "Purge the selected dead letters (all without filters).",
+        ),
+        dlq::purge,
     );
 }
 

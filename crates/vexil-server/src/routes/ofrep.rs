@@ -147,6 +147,7 @@ pub async fn flag(State(state): State<AppState>, Path(key): Path<String>, body: 
     match snapshot.flags.evaluate_in(&key, &ctx, &experiments.env()) {
         Ok(result) => {
             snapshot.count(&key, result.reason);
+            state.events.track(&result, ctx.user_id());
             Json(success(&result)).into_response()
         }
         Err(e) => eval_failure(&e).response(Some(&key)),
@@ -190,6 +191,7 @@ pub async fn bulk(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         .map(|flag| match snapshot.flags.evaluate_in(&flag.key, &ctx, &env) {
             Ok(result) => {
                 snapshot.count(&flag.key, result.reason);
+                state.events.track(&result, ctx.user_id());
                 BulkEntry::Success(success(&result))
             }
             Err(e) => BulkEntry::Failure(eval_failure(&e).for_flag(&flag.key)),

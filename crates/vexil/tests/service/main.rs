@@ -9,6 +9,7 @@ mod auth;
 mod cli;
 mod config;
 mod evaluation;
+mod events;
 mod experiments;
 mod http;
 mod ofrep;
