@@ -25,6 +25,8 @@ enum Command {
     Serve(commands::serve::Args),
     /// Export or import flags files (through a server or on a data directory).
     Flags(commands::flags::Args),
+    /// List, replay or purge the event pipeline's dead-letter queue.
+    Dlq(commands::dlq::Args),
     /// Create, list and revoke API keys.
     Keys(commands::keys::Args),
     /// Assign a user to an experiment's variant (sticky), through a server or on a data directory.
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         Command::Hash(args) => commands::hash::run(args),
         Command::Serve(args) => commands::serve::run(args),
         Command::Flags(args) => commands::flags::run(args),
+        Command::Dlq(args) => commands::dlq::run(args),
         Command::Keys(args) => commands::keys::run(args),
         Command::Power(args) => commands::power::run(args),
         Command::Stop(args) => commands::stop::run(args),

@@ -2,6 +2,7 @@
 //! (reported as exit code 2).
 
 pub mod assign;
+pub mod dlq;
 pub mod eval;
 pub mod flags;
 pub mod hash;

@@ -8,6 +8,7 @@ mod assign;
 mod auth;
 mod cli;
 mod config;
+mod dlq;
 mod evaluation;
 mod events;
 mod experiments;

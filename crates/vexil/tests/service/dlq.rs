@@ -1,0 +1,79 @@
+//! The dead-letter queue over HTTP and through `vexil dlq`: list with filters, replay (entries
+//! that now validate are ingested and leave the queue, the others stay with one more attempt),
+//! purge with filters.
+
+use crate::cli::run;
+use crate::events::{post_json, settle};
+use crate::harness::Server;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// An event whose timestamp is just over the 24 h limit now, and valid a moment later.
+fn soon_valid(user: &str) -> Value {
+    let at = chrono::Utc::now() + chrono::Duration::hours(24) + chrono::Duration::milliseconds(1500);
+    json!({"event": "signup", "user_id": user, "timestamp": at.to_rfc3339()})
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_replayed_and_purged() {
+    let server = Server::start().await;
+    let answer = post_json(
+        &server,
+        &[
+            json!({"event": "ok", "user_id": "u0"}),
+            soon_valid("u1"),
+            json!({"event": "no good", "user_id": "u2"}),
+            soon_valid("u3"),
+        ],
+    )
+    .await;
+    assert_eq!(answer["accepted"], 1, "{answer}");
+    let (status, all) = server.call(Method::GET, "/v1/admin/dlq", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(all["total"], 3);
+    let (_, page) = server.call(Method::GET, "/v1/admin/dlq?limit=2", None).await;
+    assert_eq!(page["entries"].as_array().unwrap().len(), 2);
+    let after = page["next_after_id"].as_i64().unwrap();
+    let (_, rest) = server.call(Method::GET, &format!("/v1/admin/dlq?after_id={after}"), None).await;
+    assert_eq!((rest["entries"].as_array().unwrap().len(), &rest["next_after_id"]), (1, &Value::Null));
+    let (_, timestamps) = server.call(Method::GET, "/v1/admin/dlq?code=invalid_timestamp&stage=ingest", None).await;
+    assert_eq!(timestamps["entries"].as_array().unwrap().len(), 2, "{timestamps}");
+
+    // Too early: everything still fails, and stays with one more attempt.
+    let (status, report) = server.call(Method::POST, "/v1/admin/dlq/replay?code=invalid_timestamp", None).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report, json!({"replayed": 0, "duplicates": 0, "failed": 2}));
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let first_id = timestamps["entries"][0]["id"].as_i64().unwrap();
+    let (_, report) = server.call(Method::POST, &format!("/v1/admin/dlq/replay?ids={first_id}"), None).await;
+    assert_eq!(report, json!({"replayed": 1, "duplicates": 0, "failed": 0}));
+
+    // The CLI, through the server: replay the rest, list, purge.
+    let base = server.base.clone();
+    let target = ["--server", base.as_str(), "--key", server.key.as_str()];
+    let (ok, out, err) = run(&[&["dlq", "replay"][..], &target[..]].concat()).await;
+    assert!(ok, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), json!({"replayed": 1, "duplicates": 0, "failed": 1}));
+    let (ok, out, err) = run(&[&["dlq", "list", "--code", "invalid_event_name"][..], &target[..]].concat()).await;
+    assert!(ok, "{err}");
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed["entries"][0]["attempts"], 1, "{listed}");
+    assert_eq!(listed["entries"][0]["error"]["field"], "event");
+    settle(&server, 3.0).await;
+
+    // On the data directory while the server runs: list and purge work, replay refuses.
+    let data_dir = server.data_dir.to_str().unwrap().to_owned();
+    let (ok, out, err) = run(&["dlq", "list", "--data-dir", &data_dir]).await;
+    assert!(ok, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["total"], 1);
+    let (ok, _, err) = run(&["dlq", "replay", "--data-dir", &data_dir]).await;
+    assert!(!ok && err.contains("--server"), "{err}");
+    let (ok, out, _) = run(&["dlq", "purge", "--code", "nothing_like_this", "--data-dir", &data_dir]).await;
+    assert!(ok);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), json!({"purged": 0}));
+    let (status, purged) = server.call(Method::DELETE, "/v1/admin/dlq?stage=ingest", None).await;
+    assert_eq!((status, purged), (StatusCode::OK, json!({"purged": 1})));
+    let (_, empty) = server.call(Method::GET, "/v1/admin/dlq", None).await;
+    assert_eq!(empty["total"], 0);
+}
