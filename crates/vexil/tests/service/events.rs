@@ -45,8 +45,10 @@ pub fn read_archive(root: &Path) -> Vec<Value> {
 
 /// The value of a metric line in the Prometheus text `/metrics` answers.
 pub async fn metric(server: &Server, name: &str) -> f64 {
-    let text = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    text.lines()
+    server
+        .metrics()
+        .await
+        .lines()
         .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
         .unwrap_or_else(|| panic!("no {name} in /metrics"))
         .parse()
@@ -344,6 +346,7 @@ async fn counters_equal_a_recomputation_from_the_archive() {
     assert_eq!(seen, expected.len());
 }
 
-fn enc(text: &str) -> String {
+/// Percent-encodes the `+` and `:` of an RFC 3339 time for a query string.
+pub fn enc(text: &str) -> String {
     text.replace('+', "%2B").replace(':', "%3A")
 }

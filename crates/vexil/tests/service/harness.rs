@@ -147,6 +147,11 @@ impl Server {
         self.client.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap()
     }
 
+    /// Kills the process with SIGKILL, giving it no chance to flush or shut down.
+    pub async fn kill(mut self) {
+        self.child.kill().await.unwrap();
+    }
+
     /// Stops with SIGTERM and returns whether the process exited successfully.
     pub async fn stop(mut self) -> bool {
         let pid = self.child.id().unwrap().to_string();

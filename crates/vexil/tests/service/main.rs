@@ -8,6 +8,7 @@ mod assign;
 mod auth;
 mod cli;
 mod config;
+mod crash;
 mod dlq;
 mod evaluation;
 mod events;
