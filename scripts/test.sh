@@ -5,7 +5,26 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
+# The engines of the distributed mode, as throwaway loopback instances (scripts/services/); each
+# start prints the variables the tests read. Under CI=true an engine that cannot start fails the run,
+# so CI never passes without its tests; elsewhere its tests are skipped with a note.
+stops=()
+cleanup() {
+    for stop in "${stops[@]}"; do bash scripts/services/"$stop".sh stop || true; done
+    rm -f "$log"
+}
+trap cleanup EXIT
+for engine in postgres; do
+    if env="$(bash scripts/services/"$engine".sh start)"; then
+        eval "$env"
+        stops+=("$engine")
+    elif [[ "${CI:-}" == true ]]; then
+        echo "test.sh: $engine is required (CI=true) and did not start" >&2
+        exit 1
+    else
+        echo "test.sh: $engine did not start; the tests that need it are skipped" >&2
+    fi
+done
 
 status=0
 # The Rust suites: unit, property, golden, end-to-end over HTTP against real `vexil serve` processes.

@@ -13,11 +13,14 @@
 //! on the data: versions and revisions live in the database, conflicts are detected by the
 //! database, and [`ConfigStore::watch`] reports changes committed by any process.
 //!
-//! Backends: [`sqlite::SqliteStore`] for the embedded mode. The `testkit` feature exposes the
+//! Backends: [`sqlite::SqliteStore`] for the embedded mode, [`postgres::PostgresStore`] for
+//! the distributed one. The `testkit` feature exposes the
 //! conformance suite (the `testkit` module) that every backend runs unchanged.
 
+mod change;
 mod error;
 mod model;
+pub mod postgres;
 mod secret;
 pub mod sqlite;
 #[cfg(any(test, feature = "testkit"))]

@@ -27,17 +27,7 @@ pub(super) fn append(conn: &Connection, at: Timestamp, entry: &NewAuditRecord) -
             ],
             |row| row.get(0),
         )?;
-    Ok(AuditRecord {
-        id,
-        at,
-        actor: entry.meta.actor.clone(),
-        action: entry.action.clone(),
-        entity: entry.entity,
-        key: entry.key.clone(),
-        before: entry.before.clone(),
-        after: entry.after.clone(),
-        reason: entry.meta.reason.clone(),
-    })
+    Ok(crate::change::appended(id, at, entry))
 }
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {

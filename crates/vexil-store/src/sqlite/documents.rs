@@ -7,8 +7,9 @@ use tokio::sync::watch;
 use super::audit::append;
 use super::codec::{Json, Time};
 use super::SqliteStore;
+use crate::change::DocumentChange;
 use crate::secret::new_id;
-use crate::{ChangeMeta, ConfigStore, EntityKind, NewAuditRecord, StoreError, StoredDocument, Timestamp, Write};
+use crate::{ChangeMeta, ConfigStore, EntityKind, StoreError, StoredDocument, Timestamp, Write};
 
 const SELECT: &str = "SELECT kind, key, id, version, created_at, updated_at, body FROM documents";
 
@@ -112,7 +113,7 @@ fn apply_one(
             let current = load_expected(conn, kind, key, expected_version)?;
             conn.prepare_cached("DELETE FROM documents WHERE kind = ?1 AND key = ?2")?
                 .execute(params![current.kind, current.key])?;
-            audit(conn, meta, now, Change::Deleted(&current))?;
+            audit(conn, meta, now, DocumentChange::Deleted(&current))?;
             Ok(None)
         }
     }
@@ -150,7 +151,7 @@ fn insert(
          VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
     )?
     .execute(params![doc.kind, doc.key, doc.id, doc.version, Time(now), Json(doc.body.clone())])?;
-    audit(conn, meta, now, Change::Created(&doc))?;
+    audit(conn, meta, now, DocumentChange::Created(&doc))?;
     Ok(doc)
 }
 
@@ -164,31 +165,12 @@ fn replace(
     let doc = StoredDocument { version: current.version + 1, updated_at: now, body, ..current.clone() };
     conn.prepare_cached("UPDATE documents SET version = ?3, updated_at = ?4, body = ?5 WHERE kind = ?1 AND key = ?2")?
         .execute(params![doc.kind, doc.key, doc.version, Time(now), Json(doc.body.clone())])?;
-    audit(conn, meta, now, Change::Updated(&current, &doc))?;
+    audit(conn, meta, now, DocumentChange::Updated(&current, &doc))?;
     Ok(doc)
 }
 
-enum Change<'a> {
-    Created(&'a StoredDocument),
-    Updated(&'a StoredDocument, &'a StoredDocument),
-    Deleted(&'a StoredDocument),
-}
-
-/// Audits a document write, showing the documents as the API does.
-fn audit(conn: &Connection, meta: &ChangeMeta, now: Timestamp, change: Change<'_>) -> Result<(), StoreError> {
-    let (action, doc, before, after) = match change {
-        Change::Created(doc) => ("create", doc, None, Some(doc)),
-        Change::Updated(before, after) => ("update", after, Some(before), Some(after)),
-        Change::Deleted(doc) => ("delete", doc, Some(doc), None),
-    };
-    let entry = NewAuditRecord {
-        meta: meta.clone(),
-        action: action.to_owned(),
-        entity: doc.kind,
-        key: doc.key.clone(),
-        before: before.map(StoredDocument::to_json),
-        after: after.map(StoredDocument::to_json),
-    };
-    append(conn, now, &entry)?;
+/// Audits a document write in the write's transaction.
+fn audit(conn: &Connection, meta: &ChangeMeta, now: Timestamp, change: DocumentChange<'_>) -> Result<(), StoreError> {
+    append(conn, now, &change.audit_record(meta))?;
     Ok(())
 }

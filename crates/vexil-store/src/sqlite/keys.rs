@@ -6,8 +6,9 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use super::audit::append;
 use super::codec::Time;
 use super::SqliteStore;
+use crate::change::key_audit_record;
 use crate::secret::{new_id, new_secret, secret_hash};
-use crate::{ApiKey, ChangeMeta, EntityKind, KeyKind, KeyStore, NewAuditRecord, StoreError, Timestamp};
+use crate::{ApiKey, ChangeMeta, EntityKind, KeyKind, KeyStore, StoreError, Timestamp};
 
 const SELECT: &str = "SELECT id, kind, name, created_at, revoked_at FROM api_keys";
 
@@ -21,10 +22,6 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<ApiKey> {
     })
 }
 
-fn key_json(key: &ApiKey) -> serde_json::Value {
-    serde_json::to_value(key).expect("an API key serialises to JSON")
-}
-
 fn audit(
     conn: &Connection,
     meta: &ChangeMeta,
@@ -33,15 +30,7 @@ fn audit(
     before: Option<&ApiKey>,
     after: &ApiKey,
 ) -> Result<(), StoreError> {
-    let entry = NewAuditRecord {
-        meta: meta.clone(),
-        action: action.to_owned(),
-        entity: EntityKind::Key,
-        key: after.id.clone(),
-        before: before.map(key_json),
-        after: Some(key_json(after)),
-    };
-    append(conn, now, &entry)?;
+    append(conn, now, &key_audit_record(meta, action, before, after))?;
     Ok(())
 }
 

@@ -150,7 +150,7 @@ impl SqliteStore {
 
     /// Tells watchers about a revision this handle committed.
     fn publish(&self, revision: u64) {
-        publish(&self.inner.revision, revision);
+        crate::change::publish_revision(&self.inner.revision, revision);
     }
 }
 
@@ -182,21 +182,9 @@ fn poll_revision(conn: &Connection, revision: &watch::Sender<u64>, stop: &mpsc::
         // A failed read (say, the file briefly locked while another process recovers its WAL)
         // only delays notification to the next tick.
         if let Ok(current) = documents::read_revision(conn) {
-            publish(revision, current);
+            crate::change::publish_revision(revision, current);
         }
     }
-}
-
-/// Raises the published revision, never lowers it: the poller and the writer race, and an
-/// older value read by one must not undo a newer one published by the other.
-fn publish(sender: &watch::Sender<u64>, revision: u64) {
-    sender.send_if_modified(|current| {
-        let newer = revision > *current;
-        if newer {
-            *current = revision;
-        }
-        newer
-    });
 }
 
 async fn blocking<T, F>(f: F) -> Result<T, StoreError>

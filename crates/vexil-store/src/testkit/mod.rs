@@ -17,6 +17,7 @@ mod assignments;
 mod audit;
 mod documents;
 mod keys;
+pub mod postgres;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,11 +46,20 @@ pub trait TestBackend: Send + Sync {
 
 /// Expands to one `#[tokio::test]` per conformance check, each given a fresh backend by
 /// `$new_backend`, an async function (a path) returning a [`TestBackend`].
+///
+/// `conformance_suite!(optional $new_backend)` takes a function returning an `Option` instead,
+/// for a backend on an external server: `None` skips the checks (the function says why).
 #[macro_export]
 macro_rules! conformance_suite {
     ($new_backend:path) => {
+        $crate::conformance_suite!(@checks $new_backend, ::std::option::Option::Some);
+    };
+    (optional $new_backend:path) => {
+        $crate::conformance_suite!(@checks $new_backend, ::std::convert::identity);
+    };
+    (@checks $new_backend:path, $as_option:path) => {
         $crate::__conformance_checks!(
-            $new_backend;
+            $new_backend, $as_option;
             documents_round_trip,
             documents_list_by_kind_in_key_order,
             create_of_an_existing_document_fails,
@@ -79,11 +89,13 @@ macro_rules! conformance_suite {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __conformance_checks {
-    ($new_backend:path; $($check:ident),+ $(,)?) => {
+    ($new_backend:path, $as_option:path; $($check:ident),+ $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $check() {
-                let backend = $new_backend().await;
+                let ::std::option::Option::Some(backend) = $as_option($new_backend().await) else {
+                    return;
+                };
                 $crate::testkit::$check(&backend).await;
             }
         )+

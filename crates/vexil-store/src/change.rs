@@ -1,0 +1,77 @@
+//! What every backend does the same around a change: the audit record a document or key
+//! write produces, and the raise-only publication of a new revision.
+
+use tokio::sync::watch;
+
+use crate::{ApiKey, ChangeMeta, EntityKind, NewAuditRecord, StoredDocument};
+
+/// A document write, as the audit log describes it.
+pub(crate) enum DocumentChange<'a> {
+    Created(&'a StoredDocument),
+    Updated(&'a StoredDocument, &'a StoredDocument),
+    Deleted(&'a StoredDocument),
+}
+
+impl DocumentChange<'_> {
+    /// The audit record of this write, showing the documents as the API does.
+    pub(crate) fn audit_record(&self, meta: &ChangeMeta) -> NewAuditRecord {
+        let (action, doc, before, after) = match *self {
+            DocumentChange::Created(doc) => ("create", doc, None, Some(doc)),
+            DocumentChange::Updated(before, after) => ("update", after, Some(before), Some(after)),
+            DocumentChange::Deleted(doc) => ("delete", doc, Some(doc), None),
+        };
+        NewAuditRecord {
+            meta: meta.clone(),
+            action: action.to_owned(),
+            entity: doc.kind,
+            key: doc.key.clone(),
+            before: before.map(StoredDocument::to_json),
+            after: after.map(StoredDocument::to_json),
+        }
+    }
+}
+
+/// The audit record of a key's creation (`before` is `None`) or revocation.
+pub(crate) fn key_audit_record(
+    meta: &ChangeMeta,
+    action: &str,
+    before: Option<&ApiKey>,
+    after: &ApiKey,
+) -> NewAuditRecord {
+    let json = |key: &ApiKey| serde_json::to_value(key).expect("an API key serialises to JSON");
+    NewAuditRecord {
+        meta: meta.clone(),
+        action: action.to_owned(),
+        entity: EntityKind::Key,
+        key: after.id.clone(),
+        before: before.map(json),
+        after: Some(json(after)),
+    }
+}
+
+/// The stored record of an appended entry, once the store has given it an id and a time.
+pub(crate) fn appended(id: u64, at: crate::Timestamp, entry: &NewAuditRecord) -> crate::AuditRecord {
+    crate::AuditRecord {
+        id,
+        at,
+        actor: entry.meta.actor.clone(),
+        action: entry.action.clone(),
+        entity: entry.entity,
+        key: entry.key.clone(),
+        before: entry.before.clone(),
+        after: entry.after.clone(),
+        reason: entry.meta.reason.clone(),
+    }
+}
+
+/// Raises the published revision, never lowers it: a store's own commits, its poller and its
+/// listener race, and an older value seen by one must not undo a newer one from another.
+pub(crate) fn publish_revision(sender: &watch::Sender<u64>, revision: u64) {
+    sender.send_if_modified(|current| {
+        let newer = revision > *current;
+        if newer {
+            *current = revision;
+        }
+        newer
+    });
+}

@@ -1,0 +1,165 @@
+//! [`ConfigStore`] on the `documents` and `revision` tables.
+
+use deadpool_postgres::GenericClient;
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio_postgres::Row;
+
+use super::audit::append;
+use super::{unsigned, PostgresStore, CHANNEL};
+use crate::change::DocumentChange;
+use crate::secret::new_id;
+use crate::{ChangeMeta, ConfigStore, EntityKind, StoreError, StoredDocument, Timestamp, Write};
+
+const SELECT: &str = "SELECT kind, key, id, version, created_at, updated_at, body FROM documents";
+
+fn from_row(row: &Row) -> Result<StoredDocument, StoreError> {
+    Ok(StoredDocument {
+        kind: row.get::<_, &str>(0).parse().map_err(|e| StoreError::Backend(format!("documents: {e}")))?,
+        key: row.get(1),
+        id: row.get(2),
+        version: unsigned(row.get(3))?,
+        created_at: row.get(4),
+        updated_at: row.get(5),
+        body: row.get(6),
+    })
+}
+
+async fn load(client: &impl GenericClient, kind: EntityKind, key: &str) -> Result<Option<StoredDocument>, StoreError> {
+    let statement = client.prepare_cached(&format!("{SELECT} WHERE kind = $1 AND key = $2")).await?;
+    client.query_opt(&statement, &[&kind.as_str(), &key]).await?.as_ref().map(from_row).transpose()
+}
+
+pub(super) async fn read_revision(client: &impl GenericClient) -> Result<u64, StoreError> {
+    let statement = client.prepare_cached("SELECT value FROM revision WHERE id = 1").await?;
+    unsigned(client.query_one(&statement, &[]).await?.get(0))
+}
+
+#[async_trait::async_trait]
+impl ConfigStore for PostgresStore {
+    async fn get(&self, kind: EntityKind, key: &str) -> Result<Option<StoredDocument>, StoreError> {
+        load(&self.client().await?, kind, key).await
+    }
+
+    async fn list(&self, kind: EntityKind) -> Result<Vec<StoredDocument>, StoreError> {
+        let client = self.client().await?;
+        // The column collates "C", so this order is bytewise.
+        let statement = client.prepare_cached(&format!("{SELECT} WHERE kind = $1 ORDER BY key")).await?;
+        client.query(&statement, &[&kind.as_str()]).await?.iter().map(from_row).collect()
+    }
+
+    async fn apply(&self, writes: Vec<Write>, meta: &ChangeMeta) -> Result<Vec<Option<StoredDocument>>, StoreError> {
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // First the revision row: its lock queues concurrent changes, so each batch below reads
+        // the versions it then writes without another writer in between.
+        let bump = tx.prepare_cached("UPDATE revision SET value = value + 1 WHERE id = 1 RETURNING value").await?;
+        let revision = unsigned(tx.query_one(&bump, &[]).await?.get(0))?;
+        // One time for the whole batch: it is one change.
+        let now = crate::now();
+        let mut docs = Vec::with_capacity(writes.len());
+        for write in writes {
+            docs.push(apply_one(&tx, write, now, meta).await?);
+        }
+        // Delivered to every listening node when, and only if, the transaction commits.
+        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &revision.to_string()]).await?;
+        tx.commit().await?;
+        self.publish(revision);
+        Ok(docs)
+    }
+
+    async fn revision(&self) -> Result<u64, StoreError> {
+        read_revision(&self.client().await?).await
+    }
+
+    fn watch(&self) -> watch::Receiver<u64> {
+        self.inner.revision.subscribe()
+    }
+}
+
+async fn apply_one(
+    tx: &impl GenericClient,
+    write: Write,
+    now: Timestamp,
+    meta: &ChangeMeta,
+) -> Result<Option<StoredDocument>, StoreError> {
+    match write {
+        Write::Create { kind, key, body } => match load(tx, kind, &key).await? {
+            Some(_) => Err(StoreError::AlreadyExists { kind, key }),
+            None => insert(tx, kind, key, body, now, meta).await.map(Some),
+        },
+        Write::Update { kind, key, body, expected_version } => {
+            let current = load_expected(tx, kind, key, expected_version).await?;
+            replace(tx, current, body, now, meta).await.map(Some)
+        }
+        Write::Upsert { kind, key, body } => match load(tx, kind, &key).await? {
+            Some(current) => replace(tx, current, body, now, meta).await.map(Some),
+            None => insert(tx, kind, key, body, now, meta).await.map(Some),
+        },
+        Write::Delete { kind, key, expected_version } => {
+            let current = load_expected(tx, kind, key, expected_version).await?;
+            let statement = tx.prepare_cached("DELETE FROM documents WHERE kind = $1 AND key = $2").await?;
+            tx.execute(&statement, &[&current.kind.as_str(), &current.key]).await?;
+            append(tx, now, &DocumentChange::Deleted(&current).audit_record(meta)).await?;
+            Ok(None)
+        }
+    }
+}
+
+/// The current document, checked against `If-Match`.
+async fn load_expected(
+    tx: &impl GenericClient,
+    kind: EntityKind,
+    key: String,
+    expected: Option<u64>,
+) -> Result<StoredDocument, StoreError> {
+    let Some(current) = load(tx, kind, &key).await? else {
+        return Err(StoreError::NotFound { kind, key });
+    };
+    match expected {
+        Some(expected) if expected != current.version => {
+            Err(StoreError::VersionMismatch { kind, key, expected, actual: current.version })
+        }
+        _ => Ok(current),
+    }
+}
+
+async fn insert(
+    tx: &impl GenericClient,
+    kind: EntityKind,
+    key: String,
+    body: Value,
+    now: Timestamp,
+    meta: &ChangeMeta,
+) -> Result<StoredDocument, StoreError> {
+    let doc = StoredDocument { kind, key, id: new_id(), version: 1, created_at: now, updated_at: now, body };
+    let statement = tx
+        .prepare_cached(
+            "INSERT INTO documents (kind, key, id, version, created_at, updated_at, body)
+             VALUES ($1, $2, $3, 1, $4, $4, $5)",
+        )
+        .await?;
+    tx.execute(&statement, &[&doc.kind.as_str(), &doc.key, &doc.id, &now, &doc.body]).await?;
+    append(tx, now, &DocumentChange::Created(&doc).audit_record(meta)).await?;
+    Ok(doc)
+}
+
+async fn replace(
+    tx: &impl GenericClient,
+    current: StoredDocument,
+    body: Value,
+    now: Timestamp,
+    meta: &ChangeMeta,
+) -> Result<StoredDocument, StoreError> {
+    let doc = StoredDocument { version: current.version + 1, updated_at: now, body, ..current.clone() };
+    let version = i64::try_from(doc.version).map_err(|_| StoreError::Backend("version overflow".into()))?;
+    let statement = tx
+        .prepare_cached("UPDATE documents SET version = $3, updated_at = $4, body = $5 WHERE kind = $1 AND key = $2")
+        .await?;
+    tx.execute(&statement, &[&doc.kind.as_str(), &doc.key, &version, &now, &doc.body]).await?;
+    append(tx, now, &DocumentChange::Updated(&current, &doc).audit_record(meta)).await?;
+    Ok(doc)
+}

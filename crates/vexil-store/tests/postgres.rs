@@ -1,0 +1,93 @@
+//! The conformance suite against the PostgreSQL backend, on a real server: the one
+//! `VEXIL_TEST_DATABASE_URL` names (`scripts/test.sh` starts a throwaway cluster and sets it).
+//! Each check gets a database of its own on that server, so checks run in parallel without
+//! seeing each other's rows or notifications.
+//!
+//! Without the variable the checks are skipped with a note, except under `CI=true`, where a
+//! missing database is a failure: CI must never pass without having run them
+//! (`vexil_store::testkit::postgres::fresh_database`).
+
+use std::sync::Arc;
+
+use vexil_store::postgres::PostgresStore;
+use vexil_store::testkit::TestBackend;
+use vexil_store::Store;
+
+/// One fresh database; each `open` is a separate `PostgresStore`, as a separate node's.
+struct PostgresBackend {
+    url: String,
+}
+
+async fn postgres_backend() -> Option<PostgresBackend> {
+    Some(PostgresBackend { url: vexil_store::testkit::postgres::fresh_database().await? })
+}
+
+#[async_trait::async_trait]
+impl TestBackend for PostgresBackend {
+    async fn open(&self) -> Arc<dyn Store> {
+        Arc::new(PostgresStore::connect(&self.url).await.expect("open the store"))
+    }
+
+    /// Looks through every row of every table, as text, the way someone with a dump would.
+    async fn persisted_data_contains(&self, needle: &str) -> bool {
+        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let tables = client
+            .query("SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'", &[])
+            .await
+            .unwrap();
+        for table in tables {
+            let table: String = table.get(0);
+            let sql = format!("SELECT EXISTS (SELECT 1 FROM \"{table}\" t WHERE strpos(row_to_json(t)::text, $1) > 0)");
+            if client.query_one(&sql, &[&needle]).await.unwrap().get::<_, bool>(0) {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+vexil_store::conformance_suite!(optional postgres_backend);
+
+/// A raw connection to a backend's database, beside the store.
+async fn raw(backend: &PostgresBackend) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&backend.url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_starting_together_migrate_once_and_a_newer_schema_is_refused() {
+    let Some(backend) = postgres_backend().await else { return };
+    let mut nodes = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let url = backend.url.clone();
+        nodes.spawn(async move { PostgresStore::connect(&url).await.map(drop) });
+    }
+    while let Some(node) = nodes.join_next().await {
+        node.unwrap().expect("every node starts");
+    }
+    let client = raw(&backend).await;
+    let applied: i64 = client.query_one("SELECT count(*) FROM schema_version", &[]).await.unwrap().get(0);
+    let latest: i32 = client.query_one("SELECT max(version) FROM schema_version", &[]).await.unwrap().get(0);
+    assert_eq!(applied, i64::from(latest), "each migration applied once");
+
+    client.execute("INSERT INTO schema_version (version) VALUES ($1)", &[&(latest + 1)]).await.unwrap();
+    let err = PostgresStore::connect(&backend.url).await.err().expect("a newer schema is refused");
+    assert!(err.to_string().contains("newer"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_table_rejects_updates_and_deletes() {
+    let Some(backend) = postgres_backend().await else { return };
+    PostgresStore::connect(&backend.url).await.unwrap();
+    let client = raw(&backend).await;
+    client
+        .execute("INSERT INTO audit (at, actor, action, entity, key) VALUES (now(), 'a', 'b', 'flag', 'k')", &[])
+        .await
+        .unwrap();
+    for sql in ["UPDATE audit SET actor = 'x'", "DELETE FROM audit", "TRUNCATE audit"] {
+        let err = client.batch_execute(sql).await.unwrap_err();
+        assert!(format!("{:?}", err).contains("append-only"), "{sql}: {err:?}");
+    }
+}
