@@ -41,10 +41,6 @@ pub fn ingest_error(e: IngestError) -> Response {
     response
 }
 
-fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
-    body.map_err(|e| from_bytes_rejection(e).into_response())
-}
-
 /// `POST /v1/events`: a JSON array, `{"events": [...]}`, or NDJSON (`application/x-ndjson`) →
 /// `{"accepted", "duplicates", "rejected": [{"index", "error"}]}`.
 pub async fn ingest(State(state): State<AppState>, headers: HeaderMap, raw: Result<Bytes, BytesRejection>) -> Response {
@@ -52,9 +48,9 @@ pub async fn ingest(State(state): State<AppState>, headers: HeaderMap, raw: Resu
         Ok(format) => format,
         Err(e) => return e.into_response(),
     };
-    let raw = match body(raw) {
+    let raw = match raw {
         Ok(raw) => raw,
-        Err(response) => return response,
+        Err(e) => return from_bytes_rejection(e).into_response(),
     };
     match state.events.ingestor.ingest(&raw, format).await {
         Ok(answer) => Json(answer).into_response(),
@@ -73,9 +69,9 @@ pub async fn kinesis(
     if let Err(e) = body_format(&headers, false) {
         return e.into_response();
     }
-    let raw = match body(raw) {
+    let raw = match raw {
         Ok(raw) => raw,
-        Err(response) => return response,
+        Err(e) => return from_bytes_rejection(e).into_response(),
     };
     match state.events.ingestor.ingest_kinesis(&raw).await {
         Ok(answer) => Json(answer).into_response(),
