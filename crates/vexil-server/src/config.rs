@@ -16,6 +16,8 @@ pub const DEFAULT_CONFIG_FILE: &str = "vexil.toml";
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// The PostgreSQL database of the distributed mode; `None`: the embedded store in `data_dir`.
+    pub database_url: Option<String>,
     /// Tokio worker threads.
     pub workers: usize,
     pub max_body_bytes: usize,
@@ -96,6 +98,7 @@ macro_rules! partial_config {
 partial_config! {
     listen: String = "VEXIL_LISTEN", "Address and port to listen on (default 127.0.0.1:8080).";
     data_dir: PathBuf = "VEXIL_DATA_DIR", "Directory of the embedded database (default ./vexil-data).";
+    database_url: String = "VEXIL_DATABASE_URL", "postgres:// URL of the shared database of the distributed mode (default: the embedded one).";
     workers: usize = "VEXIL_WORKERS", "Worker threads (default: one per CPU).";
     max_body_bytes: usize = "VEXIL_MAX_BODY_BYTES", "Largest accepted request body in bytes (default 5242880).";
     log_level: String = "VEXIL_LOG_LEVEL", "Log filter: error, warn, info, debug, trace or a tracing directive (default info).";
@@ -246,12 +249,18 @@ impl ServerConfig {
             None => None,
         };
         let data_dir = c.data_dir.unwrap_or_else(|| PathBuf::from("./vexil-data"));
+        if let Some(url) = &c.database_url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err("database_url: must be a postgres:// or postgresql:// URL".into());
+            }
+        }
         Ok(ServerConfig {
             safety_check_interval,
             webhook,
             listen,
             archive_dir: c.archive_dir.unwrap_or_else(|| data_dir.join("archive")),
             data_dir,
+            database_url: c.database_url,
             workers,
             max_body_bytes,
             log_level,
@@ -274,6 +283,19 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn database_url_selects_postgres_and_must_be_one() {
+        let load = |url: &str| {
+            ServerConfig::load(None, env(&[("VEXIL_DATABASE_URL", url)]), PartialConfig::default())
+                .map(|c| c.database_url)
+        };
+        assert_eq!(load("postgres://vexil@db:5432/vexil").unwrap().as_deref(), Some("postgres://vexil@db:5432/vexil"));
+        assert!(load("postgresql://db/vexil").is_ok());
+        assert_eq!(load("mysql://db/vexil").unwrap_err(), "database_url: must be a postgres:// or postgresql:// URL");
+        let embedded = ServerConfig::load(None, env(&[]), PartialConfig::default()).unwrap();
+        assert_eq!(embedded.database_url, None);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::future::IntoFuture;
 use std::io::Write;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+use vexil_store::postgres::PostgresStore;
 use vexil_store::sqlite::SqliteStore;
 use vexil_store::Store;
 
@@ -25,6 +26,18 @@ pub async fn open_store(data_dir: &std::path::Path) -> Result<Arc<dyn Store>, St
         .map_err(|e| format!("opening the store failed: {e}"))?
         .map_err(|e| format!("cannot open the store in {}: {e}", data_dir.display()))?;
     Ok(Arc::new(store))
+}
+
+/// Opens the configured store: PostgreSQL when `database_url` is set (the distributed mode),
+/// else the embedded one in `data_dir`.
+pub async fn open_configured_store(config: &ServerConfig) -> Result<Arc<dyn Store>, String> {
+    match &config.database_url {
+        Some(url) => match PostgresStore::connect(url).await {
+            Ok(store) => Ok(Arc::new(store)),
+            Err(e) => Err(format!("cannot open the database: {e}")),
+        },
+        None => open_store(&config.data_dir).await,
+    }
 }
 
 /// Builds the shared state over an open store: the first snapshot is loaded before serving.
@@ -59,7 +72,7 @@ pub async fn state(config: ServerConfig, store: Arc<dyn Store>) -> Result<AppSta
 
 /// Runs the service until a shutdown signal.
 pub async fn run(config: ServerConfig) -> Result<(), String> {
-    let store = open_store(&config.data_dir).await?;
+    let store = open_configured_store(&config).await?;
     if let Some(secret) = bootstrap_admin_key(store.as_ref(), config.admin_key.as_deref())
         .await
         .map_err(|e| format!("cannot create the first admin key: {e}"))?

@@ -17,6 +17,10 @@ pub struct Args {
     /// Directory of the embedded database [default: ./vexil-data].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// PostgreSQL database shared by the nodes of the distributed mode (postgres://…)
+    /// [default: the embedded database in the data directory].
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
     /// Directory of the event archive [default: <data-dir>/archive].
     #[arg(long, value_name = "DIR")]
     archive_dir: Option<PathBuf>,
@@ -38,6 +42,7 @@ pub fn run(args: Args) -> Outcome {
     let flags = PartialConfig {
         listen: args.listen,
         data_dir: args.data_dir,
+        database_url: args.database_url,
         archive_dir: args.archive_dir,
         workers: args.workers,
         max_body_bytes: args.max_body_bytes,
