@@ -14,7 +14,7 @@ cleanup() {
     rm -f "$log"
 }
 trap cleanup EXIT
-for engine in postgres; do
+for engine in postgres broker s3; do
     if env="$(bash scripts/services/"$engine".sh start)"; then
         eval "$env"
         stops+=("$engine")
