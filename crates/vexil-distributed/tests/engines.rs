@@ -10,20 +10,7 @@ use vexil_distributed::kafka::{KafkaBus, KafkaTarget};
 use vexil_distributed::s3::{S3Archive, S3Target};
 use vexil_events::archive::ArchiveStore;
 use vexil_events::EventBus;
-
-/// The value of an engine's variable, or `None` to skip (a panic under `CI=true`).
-fn engine(variable: &str, script: &str) -> Option<String> {
-    match std::env::var(variable) {
-        Ok(value) if !value.is_empty() => Some(value),
-        _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
-            panic!("CI=true but {variable} is not set: run the tests with scripts/test.sh")
-        }
-        _ => {
-            eprintln!("skipped: {variable} is not set (scripts/services/{script} starts the engine)");
-            None
-        }
-    }
-}
+use vexil_store::testkit::postgres::engine_variable as engine;
 
 /// A name no other test run uses.
 fn unique(prefix: &str) -> String {

@@ -39,6 +39,12 @@ pub struct ServerConfig {
     pub assignment_cache_entries: usize,
     /// Where the event archive is written (default `<data_dir>/archive`).
     pub archive_dir: PathBuf,
+    /// The Kafka-protocol event bus of the distributed mode (`kafka://host:port/topic`);
+    /// `None`: the embedded log under `data_dir`.
+    pub event_bus: Option<String>,
+    /// The S3-compatible archive of the distributed mode (`s3://bucket/prefix`); `None`:
+    /// `archive_dir`.
+    pub archive_url: Option<String>,
     /// How often the safety scheduler advances rollout plans, checks guards and budgets.
     pub safety_check_interval: Duration,
     /// Where notifications of the safety rails are POSTed, if anywhere.
@@ -98,6 +104,8 @@ macro_rules! partial_config {
 partial_config! {
     listen: String = "VEXIL_LISTEN", "Address and port to listen on (default 127.0.0.1:8080).";
     data_dir: PathBuf = "VEXIL_DATA_DIR", "Directory of the embedded database (default ./vexil-data).";
+    event_bus: String = "VEXIL_EVENT_BUS", "kafka://host:port/topic of the distributed mode's event bus (default: the embedded log).";
+    archive_url: String = "VEXIL_ARCHIVE_URL", "s3://bucket/prefix of the distributed mode's archive (default: archive_dir).";
     database_url: String = "VEXIL_DATABASE_URL", "postgres:// URL of the shared database of the distributed mode (default: the embedded one).";
     workers: usize = "VEXIL_WORKERS", "Worker threads (default: one per CPU).";
     max_body_bytes: usize = "VEXIL_MAX_BODY_BYTES", "Largest accepted request body in bytes (default 5242880).";
@@ -249,6 +257,12 @@ impl ServerConfig {
             None => None,
         };
         let data_dir = c.data_dir.unwrap_or_else(|| PathBuf::from("./vexil-data"));
+        if let Some(url) = &c.event_bus {
+            vexil_distributed::kafka::KafkaTarget::parse(url).map_err(|e| format!("event_bus: {url:?} {e}"))?;
+        }
+        if let Some(url) = &c.archive_url {
+            vexil_distributed::s3::S3Target::parse(url).map_err(|e| format!("archive_url: {url:?} {e}"))?;
+        }
         if let Some(url) = &c.database_url {
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                 return Err("database_url: must be a postgres:// or postgresql:// URL".into());
@@ -261,6 +275,8 @@ impl ServerConfig {
             archive_dir: c.archive_dir.unwrap_or_else(|| data_dir.join("archive")),
             data_dir,
             database_url: c.database_url,
+            event_bus: c.event_bus,
+            archive_url: c.archive_url,
             workers,
             max_body_bytes,
             log_level,
@@ -296,6 +312,17 @@ mod tests {
         assert_eq!(load("mysql://db/vexil").unwrap_err(), "database_url: must be a postgres:// or postgresql:// URL");
         let embedded = ServerConfig::load(None, env(&[]), PartialConfig::default()).unwrap();
         assert_eq!(embedded.database_url, None);
+    }
+
+    #[test]
+    fn event_bus_and_archive_url_are_checked_at_load() {
+        let load = |pairs: &[(&str, &str)]| ServerConfig::load(None, env(pairs), PartialConfig::default());
+        let config =
+            load(&[("VEXIL_EVENT_BUS", "kafka://b:9092/events"), ("VEXIL_ARCHIVE_URL", "s3://bucket/vexil")]).unwrap();
+        assert_eq!(config.event_bus.as_deref(), Some("kafka://b:9092/events"));
+        assert_eq!(config.archive_url.as_deref(), Some("s3://bucket/vexil"));
+        assert!(load(&[("VEXIL_EVENT_BUS", "kafka://b:9092")]).unwrap_err().starts_with("event_bus:"));
+        assert!(load(&[("VEXIL_ARCHIVE_URL", "/tmp/archive")]).unwrap_err().starts_with("archive_url:"));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use vexil_core::Evaluation;
-use vexil_events::archive::LocalArchive;
+use vexil_events::archive::{ArchiveStore, LocalArchive};
 use vexil_events::pipeline::{Pipeline, PipelineOptions};
 use vexil_events::tracking::Tracker;
 use vexil_events::{Dlq, Event, EventBus, FileLog, IngestOptions, Ingestor, LogOptions};
@@ -40,7 +40,9 @@ pub struct Events {
     pub pipeline: Pipeline,
     pub tracker: Arc<Tracker>,
     pub metrics: Arc<EventMetrics>,
-    log: Arc<FileLog>,
+    /// The embedded log, closed at shutdown; `None` on a broker.
+    log: Option<Arc<FileLog>>,
+    bus: Arc<dyn EventBus>,
     stop: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     exported: Exported,
@@ -138,29 +140,51 @@ impl Exported {
     }
 }
 
+/// The distributed mode's engines, where configured; each one left `None` is the embedded one
+/// under the data directory.
+#[derive(Default)]
+pub struct Engines {
+    /// A Kafka-protocol broker instead of the file log.
+    pub bus: Option<Arc<dyn EventBus>>,
+    /// An object store instead of the archive directory.
+    pub archive: Option<Box<dyn ArchiveStore>>,
+}
+
 impl Events {
     /// Opens the log, the DLQ, the archive and the processing state, and starts processing and
     /// the tasks that drain the server's own events. Must run inside the tokio runtime.
-    pub fn start(data_dir: &Path, archive_dir: &Path) -> Result<Events, String> {
+    pub fn start(data_dir: &Path, archive_dir: &Path, engines: Engines) -> Result<Events, String> {
         let dir = data_dir.join("events");
         let metrics = Arc::new(EventMetrics::default());
-        let log = Arc::new(
-            FileLog::open(dir.join("log"), LogOptions::default())
-                .map_err(|e| format!("cannot open the event log in {}: {e}", dir.display()))?,
-        );
+        let (log, bus): (Option<Arc<FileLog>>, Arc<dyn EventBus>) = match engines.bus {
+            Some(bus) => (None, bus),
+            None => {
+                let log = Arc::new(
+                    FileLog::open(dir.join("log"), LogOptions::default())
+                        .map_err(|e| format!("cannot open the event log in {}: {e}", dir.display()))?,
+                );
+                (Some(log.clone()), log)
+            }
+        };
+        // The log creates it too, but on a broker there is no log.
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let dlq = Arc::new(
             Dlq::open(&dir.join("dlq.sqlite"), metrics.clone())
                 .map_err(|e| format!("cannot open the dead-letter queue in {}: {e}", dir.display()))?,
         );
-        let archive = LocalArchive::open(archive_dir)
-            .map_err(|e| format!("cannot open the event archive in {}: {e}", archive_dir.display()))?;
-        let bus: Arc<dyn EventBus> = log.clone();
+        let archive: Box<dyn ArchiveStore> = match engines.archive {
+            Some(archive) => archive,
+            None => Box::new(
+                LocalArchive::open(archive_dir)
+                    .map_err(|e| format!("cannot open the event archive in {}: {e}", archive_dir.display()))?,
+            ),
+        };
         let ingestor = Arc::new(Ingestor::new(bus.clone(), dlq.clone(), metrics.clone(), IngestOptions::default()));
         let pipeline = Pipeline::start(
             &dir,
             bus.clone(),
             dlq.clone(),
-            Box::new(archive),
+            archive,
             Vec::new(),
             metrics.clone(),
             PipelineOptions::default(),
@@ -170,10 +194,10 @@ impl Events {
         let stop = CancellationToken::new();
         let tasks = vec![
             tokio::spawn(queued.run(ingestor.clone(), QUEUE_BATCH, stop.clone().cancelled_owned())),
-            tokio::spawn(tracker.clone().run_flusher(bus, COUNTS_FLUSH, stop.clone().cancelled_owned())),
+            tokio::spawn(tracker.clone().run_flusher(bus.clone(), COUNTS_FLUSH, stop.clone().cancelled_owned())),
         ];
         let exported = Exported::new();
-        Ok(Events { ingestor, dlq, pipeline, tracker, metrics, log, stop, tasks: Mutex::new(tasks), exported })
+        Ok(Events { ingestor, dlq, pipeline, tracker, metrics, log, bus, stop, tasks: Mutex::new(tasks), exported })
     }
 
     /// The pipeline's metrics in the Prometheus text format, for `/metrics`.
@@ -206,7 +230,7 @@ impl Events {
             let _ = task.await;
         }
         tokio::task::block_in_place(|| {
-            let end = self.log.end_offset();
+            let end = self.bus.end_offset();
             if !self.pipeline.wait_for(end, DRAIN_TIMEOUT) {
                 tracing::warn!(
                     lag = end.saturating_sub(self.pipeline.committed()),
@@ -214,7 +238,9 @@ impl Events {
                 );
             }
             self.pipeline.stop();
-            self.log.close();
+            if let Some(log) = &self.log {
+                log.close();
+            }
         });
     }
 }

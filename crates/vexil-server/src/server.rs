@@ -40,6 +40,25 @@ pub async fn open_configured_store(config: &ServerConfig) -> Result<Arc<dyn Stor
     }
 }
 
+/// Connects the distributed mode's event engines that are configured: a Kafka-protocol broker
+/// (`event_bus`) and an S3-compatible archive (`archive_url`).
+async fn event_engines(config: &ServerConfig) -> Result<crate::events::Engines, String> {
+    use vexil_distributed::kafka::{KafkaBus, KafkaTarget};
+    use vexil_distributed::s3::{S3Archive, S3Target};
+    let mut engines = crate::events::Engines::default();
+    if let Some(url) = &config.event_bus {
+        let target = KafkaTarget::parse(url).map_err(|e| format!("event_bus: {e}"))?;
+        // A topic created here has one copy; create it beforehand for replication.
+        let bus = KafkaBus::connect(&target, 1).await.map_err(|e| format!("cannot reach the event bus {url}: {e}"))?;
+        engines.bus = Some(Arc::new(bus));
+    }
+    if let Some(url) = &config.archive_url {
+        let target = S3Target::parse(url).map_err(|e| format!("archive_url: {e}"))?;
+        engines.archive = Some(Box::new(S3Archive::connect(&target)?));
+    }
+    Ok(engines)
+}
+
 /// Builds the shared state over an open store: the first snapshot is loaded before serving.
 pub async fn state(config: ServerConfig, store: Arc<dyn Store>) -> Result<AppState, String> {
     let metrics = Metrics::new();
@@ -52,7 +71,7 @@ pub async fn state(config: ServerConfig, store: Arc<dyn Store>) -> Result<AppSta
         }
     };
     let safety = Arc::new(crate::safety::Safety::new(&config, &metrics));
-    let events = crate::events::Events::start(&config.data_dir, &config.archive_dir)?;
+    let events = crate::events::Events::start(&config.data_dir, &config.archive_dir, event_engines(&config).await?)?;
     Ok(AppState::new(Services {
         events,
         assigner: crate::assignment::Assigner::new(

@@ -1,4 +1,5 @@
-//! A database of its own for each test on the PostgreSQL server that `VEXIL_TEST_DATABASE_URL`
+//! The engines of the distributed mode as tests find them, and a database of its own for each
+//! test on the PostgreSQL server that `VEXIL_TEST_DATABASE_URL`
 //! names (`scripts/test.sh` starts a throwaway cluster and sets it), for the store's
 //! conformance checks and the distributed-mode tests alike.
 
@@ -8,16 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// standard error) when no server is configured, so the caller skips. Under `CI=true` a missing
 /// server panics instead: CI must never pass without having run the PostgreSQL tests.
 pub async fn fresh_database() -> Option<String> {
-    let server = match std::env::var("VEXIL_TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
-            panic!("CI=true but VEXIL_TEST_DATABASE_URL is not set: run the tests with scripts/test.sh")
-        }
-        _ => {
-            eprintln!("skipped: VEXIL_TEST_DATABASE_URL is not set (scripts/test.sh starts PostgreSQL and sets it)");
-            return None;
-        }
-    };
+    let server = engine_variable("VEXIL_TEST_DATABASE_URL", "postgres.sh")?;
     let (client, connection) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
         .await
         .unwrap_or_else(|e| panic!("cannot connect to VEXIL_TEST_DATABASE_URL: {e}"));
@@ -27,6 +19,24 @@ pub async fn fresh_database() -> Option<String> {
     let name = format!("vexil_test_{}_{nanos}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
     client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create a test database");
     Some(with_database(&server, &name))
+}
+
+/// The value of a variable naming a test engine that `scripts/services/<script>` starts (and
+/// `scripts/test.sh` runs), or `None` with a note on standard error, so the caller skips.
+/// Under `CI=true` a missing variable panics: CI must never pass without the engine's tests.
+pub fn engine_variable(variable: &str, script: &str) -> Option<String> {
+    match std::env::var(variable) {
+        Ok(value) if !value.is_empty() => Some(value),
+        _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
+            panic!("CI=true but {variable} is not set: run the tests with scripts/test.sh")
+        }
+        _ => {
+            eprintln!(
+                "skipped: {variable} is not set (scripts/services/{script} starts the engine; scripts/test.sh runs it)"
+            );
+            None
+        }
+    }
 }
 
 /// `url` with its database name replaced (`postgres://user@host:port/name?options`).

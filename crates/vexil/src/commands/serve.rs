@@ -21,6 +21,14 @@ pub struct Args {
     /// [default: the embedded database in the data directory].
     #[arg(long, value_name = "URL")]
     database_url: Option<String>,
+    /// Kafka-protocol event bus of the distributed mode (kafka://host:port/topic)
+    /// [default: the embedded log in the data directory].
+    #[arg(long, value_name = "URL")]
+    event_bus: Option<String>,
+    /// S3-compatible archive of the distributed mode (s3://bucket/prefix; endpoint and
+    /// credentials from the AWS_* environment) [default: the archive directory].
+    #[arg(long, value_name = "URL")]
+    archive_url: Option<String>,
     /// Directory of the event archive [default: <data-dir>/archive].
     #[arg(long, value_name = "DIR")]
     archive_dir: Option<PathBuf>,
@@ -43,6 +51,8 @@ pub fn run(args: Args) -> Outcome {
         listen: args.listen,
         data_dir: args.data_dir,
         database_url: args.database_url,
+        event_bus: args.event_bus,
+        archive_url: args.archive_url,
         archive_dir: args.archive_dir,
         workers: args.workers,
         max_body_bytes: args.max_body_bytes,
