@@ -8,6 +8,7 @@
 #
 # The server refuses to run as root, so as root the cluster belongs to the `postgres` user.
 # Durability is off (fsync=off): the cluster is thrown away, and tests should not wait on disks.
+# VEXIL_PG_DURABLE=1 keeps PostgreSQL's durable defaults (for benchmarks).
 set -euo pipefail
 
 log() { echo "postgres.sh: $*" >&2; }
@@ -69,11 +70,13 @@ start() {
     fi
     as_owner "$bin/initdb" -D "$dir/data" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
         { cat "$dir/initdb.log" >&2; exit 1; }
+    local durability="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    [[ -n "${VEXIL_PG_DURABLE:-}" ]] && durability=""
     local port
     for _ in 1 2 3; do
         port=$(free_port)
         if as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 start \
-            -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=500" \
+            -o "-c listen_addresses=127.0.0.1 -p $port -k $dir $durability -c max_connections=500" \
             >/dev/null; then
             echo "export VEXIL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:$port/postgres"
             echo "export VEXIL_PG_DIR=$dir"
