@@ -11,7 +11,7 @@
 # production), else tansu's in-memory engine (a throwaway broker for tests).
 set -euo pipefail
 
-log() { echo "broker.sh: $*" >&2; }
+source "$(dirname "$0")/lib.sh"
 
 TANSU_VERSION=0.6.0
 
@@ -24,19 +24,6 @@ tansu_bin() {
     log "building tansu $TANSU_VERSION (cargo install; several minutes on a fresh machine)"
     cargo install --quiet --locked tansu --version "$TANSU_VERSION" --features dynostore >&2
     echo "$bin"
-}
-
-free_port() {
-    local port
-    for _ in $(seq 50); do
-        port=$((20000 + RANDOM % 20000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return
-        fi
-    done
-    log "no free loopback port found"
-    exit 1
 }
 
 start() {
@@ -52,7 +39,7 @@ start() {
         >"$dir/broker.log" 2>&1 &
     echo $! >"$dir/pid"
     for _ in $(seq 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        if listening "$port"; then
             echo "export VEXIL_TEST_BROKER=127.0.0.1:$port"
             echo "export VEXIL_BROKER_DIR=$dir"
             log "tansu on 127.0.0.1:$port"

@@ -11,7 +11,7 @@
 # VEXIL_PG_DURABLE=1 keeps PostgreSQL's durable defaults (for benchmarks).
 set -euo pipefail
 
-log() { echo "postgres.sh: $*" >&2; }
+source "$(dirname "$0")/lib.sh"
 
 bin_dir() {
     local dir
@@ -40,19 +40,6 @@ as_owner() {
     else
         "$@"
     fi
-}
-
-free_port() {
-    local port
-    for _ in $(seq 50); do
-        port=$((20000 + RANDOM % 20000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return
-        fi
-    done
-    log "no free loopback port found"
-    exit 1
 }
 
 start() {

@@ -10,7 +10,7 @@
 # It listens on a free loopback port only. Its objects live in memory and vanish on stop.
 set -euo pipefail
 
-log() { echo "s3.sh: $*" >&2; }
+source "$(dirname "$0")/lib.sh"
 
 MOTO_VERSION=5.2.5
 VENV="${XDG_CACHE_HOME:-$HOME/.cache}/vexil/moto-$MOTO_VERSION"
@@ -26,19 +26,6 @@ moto_server() {
         "$VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" >&2
     fi
     echo "$VENV/bin/moto_server"
-}
-
-free_port() {
-    local port
-    for _ in $(seq 50); do
-        port=$((20000 + RANDOM % 20000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return
-        fi
-    done
-    log "no free loopback port found"
-    exit 1
 }
 
 start() {
