@@ -390,9 +390,7 @@ impl Processor {
                 let closed = self.archiver.close_all()?;
                 return self.commit(state, state.next_offset, closed, 0, None);
             }
-            if let Some(defs) = self.sink.shared.experiments.lock().expect("experiments poisoned").take() {
-                self.experiments = Experiments::compile(&defs)?;
-            }
+            self.take_new_experiments()?;
             let flush = {
                 let p = self.sink.shared.progress.lock().expect("progress poisoned");
                 (p.flushes_requested > p.flushes_done).then_some(p.flushes_requested)
@@ -404,7 +402,11 @@ impl Processor {
                 self.sink.shared.changed.notify_all();
             }
             match batches.recv_timeout(self.options.idle_poll) {
-                Ok(batch) => self.process_batch(state, batch?)?,
+                Ok(batch) => {
+                    // Definitions set before these records were appended apply to them.
+                    self.take_new_experiments()?;
+                    self.process_batch(state, batch?)?
+                }
                 Err(RecvTimeoutError::Timeout) => {
                     self.sink.update_lag(state.next_offset, None);
                     let closed = self.archiver.close_idle(Utc::now().timestamp_millis())?;
@@ -415,6 +417,13 @@ impl Processor {
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             }
         }
+    }
+
+    fn take_new_experiments(&mut self) -> Result<(), Failure> {
+        if let Some(defs) = self.sink.shared.experiments.lock().expect("experiments poisoned").take() {
+            self.experiments = Experiments::compile(&defs)?;
+        }
+        Ok(())
     }
 
     fn process_batch(&mut self, state: &mut State, batch: Vec<Decoded>) -> Result<(), Failure> {

@@ -9,6 +9,7 @@
 //! Shutdown (after the HTTP server has drained its requests) flushes the evaluation counts,
 //! appends what the queue still holds, closes open archive files, commits and closes the log.
 
+use crate::experiments::Experiments;
 use prometheus::{Encoder, IntCounter, IntGauge, Registry};
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use vexil_core::Evaluation;
+use vexil_events::aggregate::ExperimentDef;
 use vexil_events::archive::{ArchiveStore, LocalArchive};
 use vexil_events::pipeline::{Pipeline, PipelineOptions};
 use vexil_events::tracking::Tracker;
@@ -37,7 +39,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct Events {
     pub ingestor: Arc<Ingestor>,
     pub dlq: Arc<Dlq>,
-    pub pipeline: Pipeline,
+    pub pipeline: Arc<Pipeline>,
     pub tracker: Arc<Tracker>,
     pub metrics: Arc<EventMetrics>,
     /// The embedded log, closed at shutdown; `None` on a broker.
@@ -151,9 +153,15 @@ pub struct Engines {
 }
 
 impl Events {
-    /// Opens the log, the DLQ, the archive and the processing state, and starts processing and
-    /// the tasks that drain the server's own events. Must run inside the tokio runtime.
-    pub fn start(data_dir: &Path, archive_dir: &Path, engines: Engines) -> Result<Events, String> {
+    /// Opens the log, the DLQ, the archive and the processing state, and starts processing (with
+    /// the configuration's experiments from the first record on) and the tasks that drain the
+    /// server's own events. Must run inside the tokio runtime.
+    pub fn start(
+        data_dir: &Path,
+        archive_dir: &Path,
+        engines: Engines,
+        experiments: Vec<ExperimentDef>,
+    ) -> Result<Events, String> {
         let dir = data_dir.join("events");
         let metrics = Arc::new(EventMetrics::default());
         let (log, bus): (Option<Arc<FileLog>>, Arc<dyn EventBus>) = match engines.bus {
@@ -180,16 +188,18 @@ impl Events {
             ),
         };
         let ingestor = Arc::new(Ingestor::new(bus.clone(), dlq.clone(), metrics.clone(), IngestOptions::default()));
-        let pipeline = Pipeline::start(
-            &dir,
-            bus.clone(),
-            dlq.clone(),
-            archive,
-            Vec::new(),
-            metrics.clone(),
-            PipelineOptions::default(),
-        )
-        .map_err(|e| format!("cannot start the event pipeline in {}: {e}", dir.display()))?;
+        let pipeline = Arc::new(
+            Pipeline::start(
+                &dir,
+                bus.clone(),
+                dlq.clone(),
+                archive,
+                experiments,
+                metrics.clone(),
+                PipelineOptions::default(),
+            )
+            .map_err(|e| format!("cannot start the event pipeline in {}: {e}", dir.display()))?,
+        );
         let (tracker, queued) = Tracker::new(metrics.clone(), QUEUE_CAPACITY);
         let stop = CancellationToken::new();
         let tasks = vec![
@@ -243,4 +253,26 @@ impl Events {
             }
         });
     }
+}
+
+/// The experiments of a snapshot as the aggregator reads them. The pipeline's definition takes the
+/// fields of the experiment document that matter for aggregation, so the document converts as is.
+pub fn experiment_definitions(experiments: &Experiments) -> Vec<ExperimentDef> {
+    experiments
+        .iter()
+        .filter_map(|live| {
+            let document = serde_json::to_value(live.experiment()).ok()?;
+            serde_json::from_value(document).ok()
+        })
+        .collect()
+}
+
+/// Hands each new snapshot's experiments to the pipeline, so a new experiment counts from its
+/// first exposure and a changed metric from the change on.
+pub fn feed_experiments(pipeline: Arc<Pipeline>) -> crate::snapshot::PublishHook {
+    Box::new(move |snapshot| {
+        if let Err(e) = pipeline.set_experiments(experiment_definitions(&snapshot.experiments)) {
+            tracing::error!(error = %e, "the event pipeline refused the experiments; aggregates keep the previous ones");
+        }
+    })
 }

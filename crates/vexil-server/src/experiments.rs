@@ -124,6 +124,10 @@ impl Experiments {
         self.by_key.get(key)
     }
 
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<LiveExperiment>> {
+        self.by_key.values()
+    }
+
     pub fn delegated(&self) -> bool {
         self.delegated
     }

@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod notify;
 pub mod openapi;
+pub mod results;
 pub mod routes;
 pub mod safety;
 pub mod server;

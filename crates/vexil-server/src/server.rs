@@ -71,7 +71,14 @@ pub async fn state(config: ServerConfig, store: Arc<dyn Store>) -> Result<AppSta
         }
     };
     let safety = Arc::new(crate::safety::Safety::new(&config, &metrics));
-    let events = crate::events::Events::start(&config.data_dir, &config.archive_dir, event_engines(&config).await?)?;
+    let experiments = crate::events::experiment_definitions(&initial.experiments);
+    let events = crate::events::Events::start(
+        &config.data_dir,
+        &config.archive_dir,
+        event_engines(&config).await?,
+        experiments,
+    )?;
+    let feed_experiments = crate::events::feed_experiments(events.pipeline.clone());
     Ok(AppState::new(Services {
         events,
         assigner: crate::assignment::Assigner::new(
@@ -81,7 +88,7 @@ pub async fn state(config: ServerConfig, store: Arc<dyn Store>) -> Result<AppSta
         ),
         safety,
         keys: KeyCache::new(config.auth_cache_ttl),
-        snapshots: Arc::new(Snapshots::new(initial, metrics.clone())),
+        snapshots: Arc::new(Snapshots::new(initial, metrics.clone()).before_publish(feed_experiments)),
         metrics,
         store,
         config,

@@ -180,7 +180,12 @@ pub struct Snapshots {
     metrics: Arc<Metrics>,
     /// One rebuild at a time, so an older snapshot is never published over a newer one.
     reloading: tokio::sync::Mutex<()>,
+    /// Told about each snapshot before anyone can read it (see [`Snapshots::before_publish`]).
+    hook: Option<PublishHook>,
 }
+
+/// Runs before a snapshot becomes readable.
+pub type PublishHook = Box<dyn Fn(&Snapshot) + Send + Sync>;
 
 impl Snapshots {
     pub fn new(initial: Snapshot, metrics: Arc<Metrics>) -> Snapshots {
@@ -191,7 +196,16 @@ impl Snapshots {
             current: ArcSwap::new(initial),
             metrics,
             reloading: tokio::sync::Mutex::new(()),
+            hook: None,
         }
+    }
+
+    /// Calls `hook` with every later snapshot before it is published. The event pipeline learns
+    /// a new experiment this way before any request can assign a user to it, so the first
+    /// exposure is never processed without the experiment's metrics.
+    pub fn before_publish(mut self, hook: PublishHook) -> Snapshots {
+        self.hook = Some(hook);
+        self
     }
 
     /// The snapshot for one evaluation request, counted as a hit or a stale read.
@@ -216,6 +230,9 @@ impl Snapshots {
     }
 
     fn publish(&self, snapshot: Snapshot) {
+        if let Some(hook) = &self.hook {
+            hook(&snapshot);
+        }
         let snapshot = Arc::new(snapshot);
         self.current.store(snapshot.clone());
         self.changes.send_replace(snapshot);

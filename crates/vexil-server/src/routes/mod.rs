@@ -15,6 +15,7 @@ pub mod events;
 pub mod health;
 pub mod keys;
 pub mod ofrep;
+pub mod results;
 pub mod rollout_plans;
 pub mod sdk;
 pub mod stats;
@@ -280,7 +281,10 @@ fn table(state: AppState) -> Table {
         ),
         rollout_plans::put,
     )
-    .add(spec(M::GET, plan, Some(Admin), "safety", "The rollout plan, its state and guard readings."), rollout_plans::get)
+    .add(
+        spec(M::GET, plan, Some(Admin), "safety", "The rollout plan, its state and guard readings."),
+        rollout_plans::get,
+    )
     .add(
         spec(
             M::POST,
@@ -319,6 +323,27 @@ fn experiment_routes(t: &mut Table) {
             "Assignment, query form (?experiment_key=&user_id=, optional JSON body {\"context\"}).",
         ),
         assign::query,
+    )
+    .add(
+        spec(
+            M::GET,
+            "/v1/experiments/{key}/results",
+            Some(Server),
+            "analysis",
+            "Experiment results: effects, intervals, corrected p-values, SRM, series and a recommendation \
+             (?method=&correction= override the configuration).",
+        ),
+        results::results,
+    )
+    .add(
+        spec(
+            M::GET,
+            "/v1/experiments/{key}/power",
+            Some(Server),
+            "analysis",
+            "Planning from the control's data: users per variant for ?mde=, and the detectable effect.",
+        ),
+        results::power,
     )
     .add_document(
         kind,

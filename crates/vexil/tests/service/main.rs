@@ -15,5 +15,6 @@ mod events;
 mod experiments;
 mod http;
 mod ofrep;
+mod results;
 mod safety;
 mod sdk;

@@ -1,0 +1,146 @@
+//! `GET /v1/experiments/{key}/results` (SPEC 6) and `GET /v1/experiments/{key}/power`
+//! (planning from the experiment's own control data).
+
+use crate::error::{ApiError, ApiQuery};
+use crate::results::{compute, Overrides, EXPOSURE_EVENT};
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::Json;
+use chrono::{Duration, Utc};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use vexil_core::experiment::MetricKind;
+use vexil_events::counters::Window;
+use vexil_stats::{minimum_detectable_effect, sample_size, Baseline, Correction, Method, VariantStats};
+
+/// How far back the per-day series reaches when the experiment has no `start_at`.
+const SERIES_DAYS: i64 = 90;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultsQuery {
+    method: Option<Method>,
+    correction: Option<Correction>,
+}
+
+fn experiment(state: &AppState, key: &str) -> Result<Arc<crate::experiments::LiveExperiment>, ApiError> {
+    state
+        .snapshots
+        .read()
+        .experiments
+        .get(key)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("experiment_not_found", format!("experiment \"{key}\" does not exist")))
+}
+
+/// The results document, computed from what the pipeline has committed. `?method=` and
+/// `?correction=` override the configured analysis for this answer.
+pub async fn results(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    ApiQuery(q): ApiQuery<ResultsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let live = experiment(&state, &key)?;
+    let now = Utc::now();
+    let from = live.experiment().start_at.unwrap_or(now - Duration::days(SERIES_DAYS));
+    let reader = state.clone();
+    let (rows, exposures) = tokio::task::spawn_blocking(move || {
+        let stats = reader.events.pipeline.stats()?;
+        let rows = stats.aggregates(&key)?;
+        let exposures = stats.variant_counters(EXPOSURE_EVENT, &key, Window::Day, from, now + Duration::days(1))?;
+        Ok::<_, vexil_events::Error>((rows, exposures))
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(|e| ApiError::internal(format!("cannot read the aggregates: {e}")))?;
+    let overrides = Overrides { method: q.method, correction: q.correction };
+    let results = compute(live.experiment(), &rows, &exposures, overrides, now);
+    Ok(Json(serde_json::to_value(results).map_err(|e| ApiError::internal(e.to_string()))?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PowerQuery {
+    /// The metric to plan for; the first primary metric (or the first metric) by default.
+    metric: Option<String>,
+    /// Relative minimum detectable effect: answers the users needed per variant.
+    mde: Option<f64>,
+    /// Users per variant: answers the minimum detectable effect (default: the current users).
+    users: Option<u64>,
+    alpha: Option<f64>,
+    power: Option<f64>,
+}
+
+/// Planning from the control variant's current data: users per variant for `mde`, and the
+/// effect detectable with `users` (or with the users the experiment has now).
+pub async fn power(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    ApiQuery(q): ApiQuery<PowerQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let live = experiment(&state, &key)?;
+    let exp = live.experiment();
+    let metric = match &q.metric {
+        Some(name) => exp.metrics.iter().find(|m| &m.key == name).ok_or_else(|| {
+            ApiError::bad_request("invalid_query", format!("the experiment has no metric \"{name}\""))
+                .with_field("metric")
+        })?,
+        None => exp
+            .metrics
+            .iter()
+            .find(|m| m.role == vexil_core::experiment::MetricRole::Primary)
+            .or(exp.metrics.first())
+            .ok_or_else(|| ApiError::bad_request("invalid_query", "the experiment has no metrics to plan for"))?,
+    };
+    let alpha = q.alpha.unwrap_or(exp.analysis.alpha);
+    let power = q.power.unwrap_or(0.8);
+    for (name, value) in [("alpha", alpha), ("power", power)] {
+        if !(value > 0.0 && value < 1.0) {
+            return Err(
+                ApiError::bad_request("invalid_query", format!("{name} must be between 0 and 1")).with_field(name)
+            );
+        }
+    }
+    let (key_for_read, metric_key, control) = (key.clone(), metric.key.clone(), exp.variants[0].key.clone());
+    let reader = state.clone();
+    let rows = tokio::task::spawn_blocking(move || reader.events.pipeline.stats()?.aggregates(&key_for_read))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(format!("cannot read the aggregates: {e}")))?;
+    let sums = rows.iter().find(|r| r.variant == control && r.metric == metric_key).map(|r| r.sums).unwrap_or_default();
+    let stats = match metric.kind {
+        MetricKind::Conversion => VariantStats::Proportion { n: sums.n, sum: sums.sum_x, covariate: None },
+        _ => VariantStats::Mean { n: sums.n, sum: sums.sum_x, sum_squares: sums.sum_x2, covariate: None },
+    };
+    let baseline = match (metric.kind, stats.mean(), stats.variance()) {
+        (MetricKind::Conversion, Some(rate), _) => Baseline::Proportion { rate },
+        (MetricKind::Count | MetricKind::Sum, Some(mean), Some(variance)) => Baseline::Mean { mean, variance },
+        (MetricKind::Mean | MetricKind::Ratio, _, _) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "planning supports conversion, count and sum metrics; use `vexil power` with a mean and variance",
+            )
+            .with_field("metric"))
+        }
+        _ => {
+            return Err(ApiError::conflict(
+                "not_enough_data",
+                format!("the control variant has no data for \"{metric_key}\" yet; use `vexil power` with a baseline"),
+            ))
+        }
+    };
+    let users = q.users.unwrap_or(sums.n);
+    Ok(Json(json!({
+        "experiment_key": key,
+        "metric": metric_key,
+        "baseline": baseline,
+        "alpha": alpha,
+        "power": power,
+        "users_per_variant": users,
+        "mde": minimum_detectable_effect(&baseline, users as f64, alpha, power),
+        "sample_size": q.mde.and_then(|mde| sample_size(&baseline, mde, alpha, power)).map(|n| json!({
+            "mde": q.mde, "users_per_variant": n.users_per_variant
+        })),
+    })))
+}

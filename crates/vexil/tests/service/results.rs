@@ -1,0 +1,116 @@
+//! Experiment results over HTTP: simulated users with a known true effect, assigned through
+//! `/v1/assign` and converting through `/v1/events`, must show that effect with the right sign
+//! and an interval that covers it; an A/A experiment must not be called.
+
+use crate::events::{post_json, settle};
+use crate::harness::Server;
+use futures_util::StreamExt;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+const USERS: usize = 4_000;
+
+async fn start_experiment(server: &Server, key: &str) {
+    server
+        .create(
+            "experiments",
+            json!({"key": key,
+                   "variants": [{"key": "control", "weight": 50}, {"key": "treatment", "weight": 50}],
+                   "metrics": [{"key": "purchase_rate", "kind": "conversion", "event": "purchase", "role": "primary"}],
+                   "analysis": {"method": "frequentist", "min_sample_per_variant": 100}}),
+        )
+        .await;
+    let (status, body) = server.call(Method::POST, &format!("/v1/admin/experiments/{key}/start"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// Assigns every user through the API and returns each user's variant.
+async fn assign_all(server: &Server, key: &str) -> Vec<(String, String)> {
+    futures_util::stream::iter(0..USERS)
+        .map(|i| async move {
+            let user = format!("{key}_user_{i}");
+            let (status, body) =
+                server.call(Method::POST, "/v1/assign", Some(json!({"user_id": user, "experiment_key": key}))).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            (user, body["variant"].as_str().unwrap().to_string())
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await
+}
+
+/// Makes exactly `rate` of each variant's users convert, so the observed effect is the true one
+/// (up to rounding) and the test cannot fail by chance.
+fn purchases(assigned: &[(String, String)], rates: [(&str, f64); 2]) -> Vec<Value> {
+    let mut events = Vec::new();
+    for (variant, rate) in rates {
+        let users: Vec<&String> = assigned.iter().filter(|(_, v)| v == variant).map(|(u, _)| u).collect();
+        let converters = (users.len() as f64 * rate).round() as usize;
+        events.extend(users[..converters].iter().map(|u| json!({"event": "purchase", "user_id": u, "value": 10.0})));
+    }
+    events
+}
+
+async fn results(server: &Server, key: &str) -> Value {
+    let (status, body) = server.call(Method::GET, &format!("/v1/experiments/{key}/results"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+#[tokio::test]
+async fn a_true_ten_percent_lift_is_found_and_an_a_a_test_is_not_called() {
+    let server = Server::start().await;
+    start_experiment(&server, "lift").await;
+    start_experiment(&server, "same").await;
+    let lift = assign_all(&server, "lift").await;
+    let same = assign_all(&server, "same").await;
+    let mut events = purchases(&lift, [("control", 0.20), ("treatment", 0.22)]);
+    events.extend(purchases(&same, [("control", 0.20), ("treatment", 0.20)]));
+    for chunk in events.chunks(1_000) {
+        post_json(&server, chunk).await;
+    }
+    // Exposures (one per user) and purchases are all processed before results are read.
+    settle(&server, (2 * USERS + events.len()) as f64).await;
+
+    let lift = results(&server, "lift").await;
+    assert_eq!(lift["experiment_key"], "lift");
+    assert_eq!(lift["status"], "running");
+    assert!(lift["srm"]["ok"].as_bool().unwrap(), "{}", lift["srm"]);
+    let users: u64 = lift["variants"].as_array().unwrap().iter().map(|v| v["users"].as_u64().unwrap()).sum();
+    assert_eq!(users, USERS as u64);
+    let treatment = &lift["metrics"][0]["variants"][1];
+    let relative = treatment["relative"]["effect"].as_f64().unwrap();
+    let ci: Vec<f64> = treatment["relative"]["ci"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert!((relative - 0.10).abs() < 0.01, "observed lift {relative}");
+    assert!(ci[0] < 0.10 && 0.10 < ci[1], "interval {ci:?} misses the true lift");
+    assert!(treatment["absolute"]["effect"].as_f64().unwrap() > 0.0);
+    assert!(treatment["p_value_adjusted"].is_number());
+    let series_users: u64 = lift["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|day| day["variants"].as_object().unwrap().values().map(|v| v["users"].as_u64().unwrap()))
+        .sum();
+    assert_eq!(series_users, USERS as u64);
+
+    let same = results(&server, "same").await;
+    let treatment = &same["metrics"][0]["variants"][1];
+    assert_eq!(treatment["significant"], false, "{treatment}");
+    assert_ne!(same["recommendation"]["decision"], "ship", "{}", same["recommendation"]);
+
+    // Overrides for one answer, and bad input.
+    let (status, bayes) = server.call(Method::GET, "/v1/experiments/lift/results?method=bayesian", None).await;
+    assert_eq!(status, StatusCode::OK, "{bayes}");
+    assert_eq!(bayes["method"], "bayesian");
+    assert!(bayes["metrics"][0]["variants"][1]["chance_to_win"].as_f64().unwrap() > 0.5);
+    let (status, bad) = server.call(Method::GET, "/v1/experiments/lift/results?method=magic", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    let (status, missing) = server.call(Method::GET, "/v1/experiments/nope/results", None).await;
+    assert_eq!((status, missing["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("experiment_not_found")));
+
+    // Planning from the control's data: 20 % baseline.
+    let (status, plan) = server.call(Method::GET, "/v1/experiments/lift/power?mde=0.1", None).await;
+    assert_eq!(status, StatusCode::OK, "{plan}");
+    assert!((plan["baseline"]["rate"].as_f64().unwrap() - 0.20).abs() < 0.005, "{plan}");
+    assert!(plan["sample_size"]["users_per_variant"].as_u64().unwrap() > 5_000, "{plan}");
+}
