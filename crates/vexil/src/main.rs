@@ -33,6 +33,8 @@ enum Command {
     Assign(commands::assign::Args),
     /// Plan an experiment: users per variant for an effect, or the effect for a number of users.
     Power(commands::power::Args),
+    /// An experiment's results from a running server: effects, intervals, SRM and a recommendation.
+    Results(commands::results::Args),
     /// Emergency stop: every flag (--all), the flags with a tag, or listed flags evaluate as DISABLED.
     Stop(commands::stop::Args),
     /// Lift every emergency stop: flags return to their previous state exactly.
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         Command::Dlq(args) => commands::dlq::run(args),
         Command::Keys(args) => commands::keys::run(args),
         Command::Power(args) => commands::power::run(args),
+        Command::Results(args) => commands::results::run(args),
         Command::Stop(args) => commands::stop::run(args),
         Command::Resume(args) => commands::stop::resume(args),
         Command::Rollout(args) => commands::rollout::run(args),

@@ -8,6 +8,7 @@ pub mod flags;
 pub mod hash;
 pub mod keys;
 pub mod power;
+pub mod results;
 pub mod rollout;
 pub mod serve;
 pub mod stop;

@@ -108,6 +108,13 @@ async fn a_true_ten_percent_lift_is_found_and_an_a_a_test_is_not_called() {
     let (status, missing) = server.call(Method::GET, "/v1/experiments/nope/results", None).await;
     assert_eq!((status, missing["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("experiment_not_found")));
 
+    // The CLI shows the same document as a table.
+    let (ok, table, stderr) =
+        crate::cli::run(&["results", "lift", "--server", &server.base, "--key", &server.key]).await;
+    assert!(ok, "{stderr}");
+    assert!(table.starts_with("lift: running, frequentist analysis, holm correction; SRM ok"), "{table}");
+    assert!(table.contains("purchase_rate (primary)") && table.contains("recommendation: "), "{table}");
+
     // Planning from the control's data: 20 % baseline.
     let (status, plan) = server.call(Method::GET, "/v1/experiments/lift/power?mde=0.1", None).await;
     assert_eq!(status, StatusCode::OK, "{plan}");
