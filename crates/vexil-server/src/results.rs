@@ -1,20 +1,32 @@
 //! Experiment results (SPEC 6): the pipeline's committed sufficient statistics mapped onto the
 //! statistics library's report, plus what only the service knows — keys, status, the time of
-//! computation and the per-day series of exposed users.
+//! computation and the per-day series of exposed users — and `auto_conclude`, which completes
+//! an experiment with its winner once the analysis may decide (at any time for the sequential
+//! method, whose intervals are valid under continuous monitoring; at `end_at` for the others).
 
-use chrono::{DateTime, Utc};
+use crate::experiments::{self, LiveExperiment};
+use crate::state::AppState;
+use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use tokio_util::sync::CancellationToken;
 use vexil_core::experiment::{
     AnalysisMethod, Correction as ConfiguredCorrection, Direction as ConfiguredDirection, Experiment, ExperimentStatus,
-    MetricKind, MetricRole,
+    LifecycleAction, MetricKind, MetricRole,
 };
 use vexil_events::aggregate::{AggregateRow, Sums};
-use vexil_events::counters::CounterRow;
+use vexil_events::counters::{CounterRow, Window};
 use vexil_stats::{
     report, Correction, Direction, ExperimentInput, ExperimentReport, Method, MetricInput, Moments, Role, VariantInput,
     VariantStats,
 };
+use vexil_store::{ChangeMeta, EntityKind, Write};
+
+/// How far back the per-day series reaches when the experiment has no `start_at`.
+const SERIES_DAYS: i64 = 90;
+
+/// The actor of the audit records `auto_conclude` writes.
+pub const AUTO_CONCLUDE_ACTOR: &str = "system:auto_conclude";
 
 /// The event name of exposures (emitted by assignment); its daily unique users per variant make
 /// the series.
@@ -152,4 +164,67 @@ pub fn compute(
         report: report(&input),
         series: series.into_values().collect(),
     }
+}
+
+/// The current results of `live`, from what the pipeline has committed.
+pub async fn current(state: &AppState, live: &LiveExperiment, overrides: Overrides) -> Result<Results, String> {
+    let now = Utc::now();
+    let key = live.experiment().key.clone();
+    let from = live.experiment().start_at.unwrap_or(now - Duration::days(SERIES_DAYS));
+    let reader = state.clone();
+    let (rows, exposures) = tokio::task::spawn_blocking(move || {
+        let stats = reader.events.pipeline.stats()?;
+        let rows = stats.aggregates(&key)?;
+        let exposures = stats.variant_counters(EXPOSURE_EVENT, &key, Window::Day, from, now + Duration::days(1))?;
+        Ok::<_, vexil_events::Error>((rows, exposures))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("cannot read the aggregates: {e}"))?;
+    Ok(compute(live.experiment(), &rows, &exposures, overrides, now))
+}
+
+/// Every `safety_check_interval`, completes running experiments with `auto_conclude` whose
+/// analysis recommends shipping a variant and may decide now.
+pub async fn auto_conclude(state: AppState, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(state.config.safety_check_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        let snapshot = state.snapshots.current();
+        for live in snapshot.experiments.iter() {
+            if let Err(e) = conclude_if_decided(&state, live).await {
+                tracing::error!(experiment = %live.experiment().key, error = %e, "auto-conclude failed; retrying");
+            }
+        }
+    }
+}
+
+async fn conclude_if_decided(state: &AppState, live: &LiveExperiment) -> Result<(), String> {
+    let experiment = live.experiment();
+    let may_decide = method_of(experiment.analysis.method) == Method::Sequential
+        || experiment.end_at.is_some_and(|end| end <= Utc::now());
+    if experiment.status != ExperimentStatus::Running || !experiment.analysis.auto_conclude || !may_decide {
+        return Ok(());
+    }
+    let results = current(state, live, Overrides::default()).await?;
+    let recommendation = &results.report.recommendation;
+    let Some(winner) = recommendation.variant.clone().filter(|_| recommendation.decision == "ship") else {
+        return Ok(());
+    };
+    let kind = EntityKind::Experiment;
+    let stored = state.store.get(kind, &experiment.key).await.map_err(|e| e.to_string())?;
+    let Some(stored) = stored else { return Ok(()) };
+    let body = experiments::transition(&stored.body, LifecycleAction::Complete, Some(winner.clone()))
+        .map_err(|e| e.message)?;
+    let meta = ChangeMeta::new(AUTO_CONCLUDE_ACTOR)
+        .with_reason(format!("auto-concluded: {}", recommendation.reasons.join("; ")));
+    let write = Write::Update { kind, key: experiment.key.clone(), body, expected_version: Some(stored.version) };
+    state.store.apply(vec![write], &meta).await.map_err(|e| e.to_string())?;
+    tracing::info!(experiment = %experiment.key, winner = %winner, "experiment auto-concluded");
+    state.snapshots.catch_up(state.store.as_ref()).await;
+    Ok(())
 }

@@ -2,20 +2,15 @@
 //! (planning from the experiment's own control data).
 
 use crate::error::{ApiError, ApiQuery};
-use crate::results::{compute, Overrides, EXPOSURE_EVENT};
+use crate::results::{current, Overrides};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::Json;
-use chrono::{Duration, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use vexil_core::experiment::MetricKind;
-use vexil_events::counters::Window;
 use vexil_stats::{minimum_detectable_effect, sample_size, Baseline, Correction, Method, VariantStats};
-
-/// How far back the per-day series reaches when the experiment has no `start_at`.
-const SERIES_DAYS: i64 = 90;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,20 +37,8 @@ pub async fn results(
     ApiQuery(q): ApiQuery<ResultsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let live = experiment(&state, &key)?;
-    let now = Utc::now();
-    let from = live.experiment().start_at.unwrap_or(now - Duration::days(SERIES_DAYS));
-    let reader = state.clone();
-    let (rows, exposures) = tokio::task::spawn_blocking(move || {
-        let stats = reader.events.pipeline.stats()?;
-        let rows = stats.aggregates(&key)?;
-        let exposures = stats.variant_counters(EXPOSURE_EVENT, &key, Window::Day, from, now + Duration::days(1))?;
-        Ok::<_, vexil_events::Error>((rows, exposures))
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))?
-    .map_err(|e| ApiError::internal(format!("cannot read the aggregates: {e}")))?;
     let overrides = Overrides { method: q.method, correction: q.correction };
-    let results = compute(live.experiment(), &rows, &exposures, overrides, now);
+    let results = current(&state, &live, overrides).await.map_err(ApiError::internal)?;
     Ok(Json(serde_json::to_value(results).map_err(|e| ApiError::internal(e.to_string()))?))
 }
 

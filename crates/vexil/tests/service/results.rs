@@ -3,21 +3,21 @@
 //! and an interval that covers it; an A/A experiment must not be called.
 
 use crate::events::{post_json, settle};
-use crate::harness::Server;
+use crate::harness::{Options, Server};
 use futures_util::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 const USERS: usize = 4_000;
 
-async fn start_experiment(server: &Server, key: &str) {
+async fn start_experiment(server: &Server, key: &str, analysis: Value) {
     server
         .create(
             "experiments",
             json!({"key": key,
                    "variants": [{"key": "control", "weight": 50}, {"key": "treatment", "weight": 50}],
                    "metrics": [{"key": "purchase_rate", "kind": "conversion", "event": "purchase", "role": "primary"}],
-                   "analysis": {"method": "frequentist", "min_sample_per_variant": 100}}),
+                   "analysis": analysis}),
         )
         .await;
     let (status, body) = server.call(Method::POST, &format!("/v1/admin/experiments/{key}/start"), None).await;
@@ -60,8 +60,9 @@ async fn results(server: &Server, key: &str) -> Value {
 #[tokio::test]
 async fn a_true_ten_percent_lift_is_found_and_an_a_a_test_is_not_called() {
     let server = Server::start().await;
-    start_experiment(&server, "lift").await;
-    start_experiment(&server, "same").await;
+    let analysis = json!({"method": "frequentist", "min_sample_per_variant": 100});
+    start_experiment(&server, "lift", analysis.clone()).await;
+    start_experiment(&server, "same", analysis).await;
     let lift = assign_all(&server, "lift").await;
     let same = assign_all(&server, "same").await;
     let mut events = purchases(&lift, [("control", 0.20), ("treatment", 0.22)]);
@@ -120,4 +121,41 @@ async fn a_true_ten_percent_lift_is_found_and_an_a_a_test_is_not_called() {
     assert_eq!(status, StatusCode::OK, "{plan}");
     assert!((plan["baseline"]["rate"].as_f64().unwrap() - 0.20).abs() < 0.005, "{plan}");
     assert!(plan["sample_size"]["users_per_variant"].as_u64().unwrap() > 5_000, "{plan}");
+}
+
+#[tokio::test]
+async fn auto_conclude_completes_a_decided_sequential_experiment_with_its_winner() {
+    let options = Options { env: vec![("VEXIL_SAFETY_CHECK_INTERVAL_MS".into(), "200".into())], ..Options::default() };
+    let server = Server::start_with(options).await;
+    start_experiment(
+        &server,
+        "auto",
+        json!({"method": "sequential", "auto_conclude": true, "min_sample_per_variant": 100}),
+    )
+    .await;
+    let assigned = assign_all(&server, "auto").await;
+    let events = purchases(&assigned, [("control", 0.10), ("treatment", 0.20)]);
+    for chunk in events.chunks(1_000) {
+        post_json(&server, chunk).await;
+    }
+    settle(&server, (USERS + events.len()) as f64).await;
+
+    let mut concluded = Value::Null;
+    for _ in 0..100 {
+        let (_, experiment) = server.call(Method::GET, "/v1/admin/experiments/auto", None).await;
+        if experiment["status"] == "completed" {
+            concluded = experiment;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(concluded["winner"], "treatment", "not concluded: {concluded}");
+    let (_, audit) = server.call(Method::GET, "/v1/admin/audit?entity=experiment&key=auto&limit=1", None).await;
+    assert_eq!(audit["records"][0]["actor"], "system:auto_conclude", "{audit}");
+    let (_, answer) =
+        server.call(Method::POST, "/v1/assign", Some(json!({"user_id": "newcomer", "experiment_key": "auto"}))).await;
+    assert_eq!(
+        (answer["variant"].as_str(), answer["reason"].as_str()),
+        (Some("treatment"), Some("EXPERIMENT_CONCLUDED"))
+    );
 }
