@@ -6,7 +6,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use vexil_events::aggregate::ExperimentDef;
+use vexil_core::experiment::{decode_experiment, CompiledExperiment};
+use vexil_core::FlagSet;
 use vexil_events::archive::LocalArchive;
 use vexil_events::pipeline::{Pipeline, PipelineOptions};
 use vexil_events::{BodyFormat, Dlq, EventBus, FileLog, IngestOptions, Ingestor, LogOptions, Metrics};
@@ -84,12 +85,13 @@ fn ingest(c: &mut Criterion) {
     );
 }
 
-fn experiments() -> Vec<ExperimentDef> {
-    serde_json::from_value(json!([{"key": "exp", "metrics": [
+fn experiments() -> Vec<Arc<CompiledExperiment>> {
+    let experiment = decode_experiment(&json!({"key": "exp", "variants": [{"key": "a"}, {"key": "b"}], "metrics": [
         {"key": "conv", "kind": "conversion", "event": "purchase"},
         {"key": "revenue", "kind": "sum", "event": "purchase"},
-        {"key": "load", "kind": "mean", "event": "page_load"}]}]))
-    .unwrap()
+        {"key": "load", "kind": "mean", "event": "page_load"}]}))
+    .unwrap();
+    vec![Arc::new(CompiledExperiment::compile(experiment, &FlagSet::empty()).unwrap())]
 }
 
 fn process(c: &mut Criterion) {

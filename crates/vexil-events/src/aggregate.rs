@@ -16,127 +16,54 @@
 //! | `mean`       | Σ value                             | matching events          |
 //! | `ratio`      | numerator agg (sum of value or count) | denominator agg        |
 //!
-//! `cap` winsorises x (for `mean` and `ratio`, the numerator) at the cap; `filter` is a condition
-//! over the event's properties (and `user_id`), evaluated with the core's condition semantics.
+//! `cap` winsorises x (for `mean` and `ratio`, the numerator) at the cap. The experiments are the
+//! core's ([`CompiledExperiment`]): `filter` is evaluated by
+//! [`CompiledExperiment::metric_accepts`], against the flag set the experiment was compiled
+//! with, so a filter may reference segments.
 
 use crate::error::Error;
 use crate::event::Event;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
-use vexil_core::{Context, FlagSet};
-
-/// The metric kinds of SPEC 1.3.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MetricKind {
-    Conversion,
-    Count,
-    Sum,
-    Mean,
-    Ratio,
-}
-
-/// How a ratio component aggregates its events per user.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Agg {
-    Sum,
-    Count,
-}
-
-/// One side of a ratio metric.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Component {
-    pub event: String,
-    pub agg: Agg,
-}
-
-/// A metric as the aggregator needs it (the fields of SPEC 1.3 that affect aggregation; other
-/// fields of the experiment document, like `role` or `direction`, are ignored here).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct MetricDef {
-    pub key: String,
-    pub kind: MetricKind,
-    #[serde(default)]
-    pub event: Option<String>,
-    #[serde(default)]
-    pub numerator: Option<Component>,
-    #[serde(default)]
-    pub denominator: Option<Component>,
-    #[serde(default)]
-    pub filter: Option<Value>,
-    #[serde(default)]
-    pub cap: Option<f64>,
-}
-
-/// An experiment's key and metrics, as the aggregator needs them.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ExperimentDef {
-    pub key: String,
-    #[serde(default)]
-    pub metrics: Vec<MetricDef>,
-}
+use vexil_core::experiment::{Aggregation, CompiledExperiment, Metric, MetricKind, MetricSource};
 
 /// A metric ready to be applied to events.
 pub(crate) struct CompiledMetric {
     pub key: String,
+    /// The metric's position in its experiment, which [`CompiledExperiment::metric_accepts`] takes.
+    index: usize,
     kind: MetricKind,
-    /// Event names feeding x and y, and how each aggregates.
-    x: Component,
-    y: Option<Component>,
+    /// Event names feeding x and y, and how each aggregates. `decode_experiment` guarantees the
+    /// events each kind needs; a metric built without them matches no event.
+    x: Option<MetricSource>,
+    y: Option<MetricSource>,
     cap: Option<f64>,
-    /// A one-flag set whose only rule is the filter: the flag serves `on` when it matches.
-    filter: Option<FlagSet>,
 }
 
 impl CompiledMetric {
-    pub fn compile(def: &MetricDef) -> Result<CompiledMetric, Error> {
-        let invalid = |message: String| Error::InvalidFilter { metric: def.key.clone(), message };
-        let event = |c: &Option<Component>, what: &str| {
-            c.clone().ok_or_else(|| invalid(format!("a {:?} metric needs \"{what}\"", def.kind)))
+    /// The `index`-th metric of an experiment.
+    pub fn new(index: usize, metric: &Metric) -> CompiledMetric {
+        let named = |agg| metric.event.clone().map(|event| MetricSource { event, agg });
+        let (x, y) = match metric.kind {
+            MetricKind::Conversion | MetricKind::Count => (named(Aggregation::Count), None),
+            MetricKind::Sum => (named(Aggregation::Sum), None),
+            MetricKind::Mean => (named(Aggregation::Sum), named(Aggregation::Count)),
+            MetricKind::Ratio => (metric.numerator.clone(), metric.denominator.clone()),
         };
-        let named = |agg| {
-            def.event
-                .clone()
-                .map(|event| Component { event, agg })
-                .ok_or_else(|| invalid(format!("a {:?} metric needs \"event\"", def.kind)))
-        };
-        let (x, y) = match def.kind {
-            MetricKind::Conversion | MetricKind::Count => (named(Agg::Count)?, None),
-            MetricKind::Sum => (named(Agg::Sum)?, None),
-            MetricKind::Mean => (named(Agg::Sum)?, Some(named(Agg::Count)?)),
-            MetricKind::Ratio => (event(&def.numerator, "numerator")?, Some(event(&def.denominator, "denominator")?)),
-        };
-        let filter = match &def.filter {
-            None => None,
-            Some(condition) => {
-                vexil_core::decode::decode_condition(condition).map_err(|e| invalid(e.to_string()))?;
-                let doc = json!({"flags": [{"key": "filter", "enabled": true,
-                    "rules": [{"id": "filter", "when": condition, "serve": {"variant": "on"}}],
-                    "default": {"variant": "off"}}]});
-                Some(FlagSet::from_value(&doc).map_err(|e| invalid(e.to_string()))?)
-            }
-        };
-        Ok(CompiledMetric { key: def.key.clone(), kind: def.kind, x, y, cap: def.cap, filter })
+        CompiledMetric { key: metric.key.clone(), index, kind: metric.kind, x, y, cap: metric.cap }
     }
 
-    fn matches_filter(&self, event: &Event) -> bool {
-        let Some(filter) = &self.filter else { return true };
-        let ctx = Context::new(&event.user_id, &event.properties);
-        filter.evaluate("filter", &ctx).is_ok_and(|e| e.variant == "on")
-    }
-
-    /// How `event` changes a user's raw (x, y); `None` when it does not concern this metric.
-    pub fn delta(&self, event: &Event) -> Option<(f64, f64)> {
-        let amount = |c: Option<&Component>| match c {
+    /// How `event` changes a user's raw (x, y) in `experiment` (the experiment this metric
+    /// belongs to); `None` when it does not concern this metric.
+    pub fn delta(&self, experiment: &CompiledExperiment, event: &Event) -> Option<(f64, f64)> {
+        let amount = |c: Option<&MetricSource>| match c {
             Some(c) if c.event == event.event => Some(match c.agg {
-                Agg::Sum => event.value.unwrap_or(0.0),
-                Agg::Count => 1.0,
+                Aggregation::Sum => event.value.unwrap_or(0.0),
+                Aggregation::Count => 1.0,
             }),
             _ => None,
         };
-        let (dx, dy) = (amount(Some(&self.x)), amount(self.y.as_ref()));
-        if dx.is_none() && dy.is_none() || !self.matches_filter(event) {
+        let (dx, dy) = (amount(self.x.as_ref()), amount(self.y.as_ref()));
+        if dx.is_none() && dy.is_none() || !experiment.metric_accepts(self.index, &event.user_id, &event.properties) {
             return None;
         }
         Some((dx.unwrap_or(0.0), dy.unwrap_or(0.0)))

@@ -13,6 +13,4 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("JSON error: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("invalid filter of metric {metric}: {message}")]
-    InvalidFilter { metric: String, message: String },
 }

@@ -14,7 +14,7 @@
 //! exactly what happens after a crash. A record that cannot be decoded is retried the same way
 //! and, after `max_attempts`, goes to the DLQ with its cause (a poison record) and is skipped.
 
-use crate::aggregate::{read_aggregates, AggregateRow, ExperimentDef};
+use crate::aggregate::{read_aggregates, AggregateRow};
 use crate::archive::{partition_of, ArchiveOptions, ArchiveStore, Archiver, ClosedFile, OpenFile};
 use crate::counters::{read_counters, CounterRow, Window};
 use crate::dedupe;
@@ -34,6 +34,7 @@ use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use vexil_core::experiment::CompiledExperiment;
 
 /// The consumer name under which the pipeline commits to the bus (for log retention).
 pub const CONSUMER: &str = "pipeline";
@@ -85,7 +86,7 @@ struct Shared {
     stop: AtomicBool,
     progress: Mutex<Progress>,
     changed: Condvar,
-    experiments: Mutex<Option<Vec<ExperimentDef>>>,
+    experiments: Mutex<Option<Vec<Arc<CompiledExperiment>>>>,
 }
 
 /// The running pipeline. Dropping it stops it (after closing open archive files).
@@ -96,21 +97,21 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Starts processing `bus` with state kept in `data_dir`. Fails fast on a bad metric
-    /// definition or an unreadable state database.
+    /// Starts processing `bus` with state kept in `data_dir`, aggregating `experiments` (the
+    /// core's, compiled against the flag set whose segments their metric filters use). Fails
+    /// fast on an unreadable state database.
     pub fn start(
         data_dir: &Path,
         bus: Arc<dyn EventBus>,
         dlq: Arc<Dlq>,
         archive: Box<dyn ArchiveStore>,
-        experiments: Vec<ExperimentDef>,
+        experiments: Vec<Arc<CompiledExperiment>>,
         metrics: Arc<Metrics>,
         options: PipelineOptions,
     ) -> Result<Pipeline, Error> {
         std::fs::create_dir_all(data_dir)?;
         let state_path = data_dir.join(STATE_FILE);
         let conn = open_db(&state_path)?;
-        let compiled = Experiments::compile(&experiments)?;
         let committed = State::load(&conn)?.next_offset;
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
@@ -125,7 +126,7 @@ impl Pipeline {
             options,
             conn,
             archiver,
-            experiments: compiled,
+            experiments: Experiments::new(&experiments),
             attempts: HashMap::new(),
             poisoned: HashSet::new(),
             last_expiry: None,
@@ -134,11 +135,9 @@ impl Pipeline {
         Ok(Pipeline { shared, thread: Mutex::new(Some(thread)), state_path })
     }
 
-    /// Replaces the experiment definitions; applies from the next batch on.
-    pub fn set_experiments(&self, experiments: Vec<ExperimentDef>) -> Result<(), Error> {
-        Experiments::compile(&experiments)?;
+    /// Replaces the experiments being aggregated; applies from the next batch on.
+    pub fn set_experiments(&self, experiments: Vec<Arc<CompiledExperiment>>) {
         *self.shared.experiments.lock().expect("experiments poisoned") = Some(experiments);
-        Ok(())
     }
 
     /// The offset below which everything is processed and committed.
@@ -390,7 +389,7 @@ impl Processor {
                 let closed = self.archiver.close_all()?;
                 return self.commit(state, state.next_offset, closed, 0, None);
             }
-            self.take_new_experiments()?;
+            self.take_new_experiments();
             let flush = {
                 let p = self.sink.shared.progress.lock().expect("progress poisoned");
                 (p.flushes_requested > p.flushes_done).then_some(p.flushes_requested)
@@ -404,7 +403,7 @@ impl Processor {
             match batches.recv_timeout(self.options.idle_poll) {
                 Ok(batch) => {
                     // Definitions set before these records were appended apply to them.
-                    self.take_new_experiments()?;
+                    self.take_new_experiments();
                     self.process_batch(state, batch?)?
                 }
                 Err(RecvTimeoutError::Timeout) => {
@@ -419,11 +418,10 @@ impl Processor {
         }
     }
 
-    fn take_new_experiments(&mut self) -> Result<(), Failure> {
-        if let Some(defs) = self.sink.shared.experiments.lock().expect("experiments poisoned").take() {
-            self.experiments = Experiments::compile(&defs)?;
+    fn take_new_experiments(&mut self) {
+        if let Some(experiments) = self.sink.shared.experiments.lock().expect("experiments poisoned").take() {
+            self.experiments = Experiments::new(&experiments);
         }
-        Ok(())
     }
 
     fn process_batch(&mut self, state: &mut State, batch: Vec<Decoded>) -> Result<(), Failure> {

@@ -7,7 +7,7 @@
 //! is read again from the checkpoint: the only recovery path there is, shared by crashes and
 //! retries.
 
-use crate::aggregate::{CompiledMetric, ExperimentDef, Sums};
+use crate::aggregate::{CompiledMetric, Sums};
 use crate::archive::OpenFile;
 use crate::counters::{CounterKey, Counters, Window, EVALUATION_PREFIX};
 use crate::enrich::{Exposure, MetricValue, UserState};
@@ -17,6 +17,8 @@ use crate::metrics::Metrics;
 use rusqlite::{params, Connection, Transaction};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
+use vexil_core::experiment::CompiledExperiment;
 
 const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
@@ -54,17 +56,31 @@ pub(crate) fn open_db(path: &Path) -> Result<Connection, Error> {
 
 type AggregateKey = (String, String, String);
 
-/// The experiments being aggregated, compiled.
-pub(crate) struct Experiments(HashMap<String, Vec<CompiledMetric>>);
+/// One experiment being aggregated: the core's compiled experiment (for metric filters) and its
+/// metrics ready to apply.
+struct Aggregated {
+    experiment: Arc<CompiledExperiment>,
+    metrics: Vec<CompiledMetric>,
+}
+
+/// The experiments being aggregated, by key.
+pub(crate) struct Experiments(HashMap<String, Aggregated>);
 
 impl Experiments {
-    pub fn compile(defs: &[ExperimentDef]) -> Result<Experiments, Error> {
-        let mut map = HashMap::new();
-        for def in defs {
-            let metrics = def.metrics.iter().map(CompiledMetric::compile).collect::<Result<_, _>>()?;
-            map.insert(def.key.clone(), metrics);
-        }
-        Ok(Experiments(map))
+    pub fn new(experiments: &[Arc<CompiledExperiment>]) -> Experiments {
+        let by_key = experiments
+            .iter()
+            .map(|compiled| {
+                let experiment = compiled.experiment();
+                let metrics = experiment.metrics.iter().enumerate().map(|(i, m)| CompiledMetric::new(i, m)).collect();
+                (experiment.key.clone(), Aggregated { experiment: compiled.clone(), metrics })
+            })
+            .collect();
+        Experiments(by_key)
+    }
+
+    fn metrics(&self, experiment: &str) -> &[CompiledMetric] {
+        self.0.get(experiment).map_or(&[], |a| &a.metrics)
     }
 }
 
@@ -145,7 +161,7 @@ impl State {
             match user.expose(experiment, variant, at) {
                 Exposure::New => {
                     changed = true;
-                    for metric in experiments.0.get(experiment).into_iter().flatten() {
+                    for metric in experiments.metrics(experiment) {
                         let key = (experiment.clone(), variant.clone(), metric.key.clone());
                         self.sums.entry(key.clone()).or_default().n += 1;
                         self.dirty_sums.insert(key);
@@ -160,8 +176,9 @@ impl State {
         for i in active {
             let assignment = &mut user.assignments[i];
             attribution.push((assignment.experiment.clone(), assignment.variant.clone()));
-            for metric in experiments.0.get(&assignment.experiment).into_iter().flatten() {
-                let Some((dx, dy)) = metric.delta(event) else { continue };
+            let Some(aggregated) = experiments.0.get(&assignment.experiment) else { continue };
+            for metric in &aggregated.metrics {
+                let Some((dx, dy)) = metric.delta(&aggregated.experiment, event) else { continue };
                 let value = match assignment.values.iter_mut().position(|v| v.metric == metric.key) {
                     Some(j) => &mut assignment.values[j],
                     None => {

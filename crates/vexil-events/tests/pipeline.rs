@@ -34,6 +34,7 @@ async fn events_before_the_first_exposure_do_not_count() {
     assert_eq!((get("converted").n, get("converted").sum_x), (2, 1.0));
     assert_eq!((get("revenue").sum_x, get("revenue").sum_x2), (30.0, 900.0));
     assert_eq!(get("orders_eur").sum_x, 1.0);
+    assert_eq!(get("orders_eur_segment").sum_x, 1.0);
     let archived = env.archive();
     assert_eq!(archived.len(), 5);
     let late = archived.iter().find(|e| e["value"] == 30.0).unwrap();

@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use vexil_core::experiment::CompiledExperiment;
 use vexil_core::Evaluation;
-use vexil_events::aggregate::ExperimentDef;
 use vexil_events::archive::{ArchiveStore, LocalArchive};
 use vexil_events::pipeline::{Pipeline, PipelineOptions};
 use vexil_events::tracking::Tracker;
@@ -160,7 +160,7 @@ impl Events {
         data_dir: &Path,
         archive_dir: &Path,
         engines: Engines,
-        experiments: Vec<ExperimentDef>,
+        experiments: Vec<Arc<CompiledExperiment>>,
     ) -> Result<Events, String> {
         let dir = data_dir.join("events");
         let metrics = Arc::new(EventMetrics::default());
@@ -255,24 +255,14 @@ impl Events {
     }
 }
 
-/// The experiments of a snapshot as the aggregator reads them. The pipeline's definition takes the
-/// fields of the experiment document that matter for aggregation, so the document converts as is.
-pub fn experiment_definitions(experiments: &Experiments) -> Vec<ExperimentDef> {
-    experiments
-        .iter()
-        .filter_map(|live| {
-            let document = serde_json::to_value(live.experiment()).ok()?;
-            serde_json::from_value(document).ok()
-        })
-        .collect()
+/// The experiments of a snapshot as the pipeline aggregates them: the snapshot's compiled
+/// experiments themselves, so metric filters see the snapshot's segments.
+pub fn experiment_definitions(experiments: &Experiments) -> Vec<Arc<CompiledExperiment>> {
+    experiments.iter().map(|live| live.compiled.clone()).collect()
 }
 
 /// Hands each new snapshot's experiments to the pipeline, so a new experiment counts from its
-/// first exposure and a changed metric from the change on.
+/// first exposure and a changed metric (or a changed segment its filter uses) from the change on.
 pub fn feed_experiments(pipeline: Arc<Pipeline>) -> crate::snapshot::PublishHook {
-    Box::new(move |snapshot| {
-        if let Err(e) = pipeline.set_experiments(experiment_definitions(&snapshot.experiments)) {
-            tracing::error!(error = %e, "the event pipeline refused the experiments; aggregates keep the previous ones");
-        }
-    })
+    Box::new(move |snapshot| pipeline.set_experiments(experiment_definitions(&snapshot.experiments)))
 }

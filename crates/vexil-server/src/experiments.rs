@@ -84,11 +84,12 @@ pub fn compile<'a>(
     }
 }
 
-/// One experiment as assignment sees it: its compiled form and the stored document's id.
+/// One experiment as assignment sees it: its compiled form (shared with the event pipeline,
+/// which aggregates its metrics) and the stored document's id.
 #[derive(Debug)]
 pub struct LiveExperiment {
     pub id: Arc<str>,
-    pub compiled: CompiledExperiment,
+    pub compiled: Arc<CompiledExperiment>,
 }
 
 impl LiveExperiment {
@@ -111,6 +112,7 @@ impl Experiments {
         let by_key = experiments
             .into_iter()
             .map(|(id, compiled)| {
+                let compiled = Arc::new(compiled);
                 (compiled.experiment().key.clone(), Arc::new(LiveExperiment { id: id.into(), compiled }))
             })
             .collect();

@@ -3,13 +3,15 @@
 #![allow(dead_code)]
 
 use flate2::read::GzDecoder;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use vexil_events::aggregate::{ExperimentDef, Sums};
+use vexil_core::experiment::{decode_experiment, Aggregation, CompiledExperiment, MetricKind, MetricSource};
+use vexil_core::FlagSet;
+use vexil_events::aggregate::Sums;
 use vexil_events::archive::LocalArchive;
 use vexil_events::pipeline::{Pipeline, PipelineOptions};
 use vexil_events::{Dlq, EventBus, FileLog, IngestOptions, Ingestor, LogOptions, Metrics};
@@ -24,7 +26,7 @@ pub struct Env {
 }
 
 impl Env {
-    pub fn open(dir: &Path, experiments: Vec<ExperimentDef>) -> Env {
+    pub fn open(dir: &Path, experiments: Vec<Arc<CompiledExperiment>>) -> Env {
         let metrics = Arc::new(Metrics::default());
         let log = Arc::new(FileLog::open(dir.join("log"), LogOptions::default()).unwrap());
         let dlq = Arc::new(Dlq::open(&dir.join("dlq.sqlite"), metrics.clone()).unwrap());
@@ -61,27 +63,54 @@ pub fn read_archive(root: &Path) -> Vec<Value> {
     lines
 }
 
-pub fn experiments() -> Vec<ExperimentDef> {
-    serde_json::from_value(serde_json::json!([
-        {"key": "exp_a", "metrics": [
+/// The segment the fixtures' metric filters reference: purchases paid in euros.
+fn segments() -> Value {
+    json!([{"key": "eur_buyers", "when": {"attr": "currency", "op": "eq", "value": "EUR"}}])
+}
+
+/// Compiles experiment documents the way the server does: decoded, then compiled against a flag
+/// set whose segments their filters may use.
+pub fn compile(documents: Value) -> Vec<Arc<CompiledExperiment>> {
+    let flags = FlagSet::from_value(&json!({"flags": [], "segments": segments()})).unwrap();
+    let documents = documents.as_array().unwrap().iter();
+    documents.map(|d| Arc::new(CompiledExperiment::compile(decode_experiment(d).unwrap(), &flags).unwrap())).collect()
+}
+
+pub fn experiments() -> Vec<Arc<CompiledExperiment>> {
+    let variants = json!([{"key": "control"}, {"key": "treatment"}]);
+    compile(json!([
+        {"key": "exp_a", "variants": variants, "metrics": [
             {"key": "converted", "kind": "conversion", "event": "purchase"},
             {"key": "orders", "kind": "count", "event": "purchase"},
             {"key": "orders_eur", "kind": "count", "event": "purchase",
              "filter": {"attr": "currency", "op": "eq", "value": "EUR"}},
+            {"key": "orders_eur_segment", "kind": "count", "event": "purchase",
+             "filter": {"segment": "eur_buyers"}},
             {"key": "revenue", "kind": "sum", "event": "purchase", "cap": 150.0},
             {"key": "load_time", "kind": "mean", "event": "page_load"},
             {"key": "revenue_per_view", "kind": "ratio",
              "numerator": {"event": "purchase", "agg": "sum"},
              "denominator": {"event": "page_load", "agg": "count"}}]},
-        {"key": "exp_b", "metrics": [
+        {"key": "exp_b", "variants": variants, "metrics": [
             {"key": "views", "kind": "count", "event": "page_load"},
             {"key": "spend", "kind": "sum", "event": "purchase"}]}
     ]))
-    .unwrap()
 }
 
-/// Recomputes every aggregate from archived events, straight from the definitions.
-pub fn brute_force(events: &[Value], defs: &[ExperimentDef]) -> HashMap<(String, String, String), Sums> {
+/// The `eq` condition a fixture filter stands for, with a segment reference resolved.
+fn filter_condition(filter: &Value) -> Value {
+    match filter.get("segment").and_then(Value::as_str) {
+        Some(key) => segments().as_array().unwrap().iter().find(|s| s["key"] == key).unwrap()["when"].clone(),
+        None => filter.clone(),
+    }
+}
+
+/// Recomputes every aggregate from archived events, straight from the definitions (filters read
+/// from their JSON form, not through the core's evaluation).
+pub fn brute_force(
+    events: &[Value],
+    experiments: &[Arc<CompiledExperiment>],
+) -> HashMap<(String, String, String), Sums> {
     let ts =
         |e: &Value| chrono::DateTime::parse_from_rfc3339(e["timestamp"].as_str().unwrap()).unwrap().timestamp_millis();
     // (user, experiment) -> (variant, first exposure)
@@ -92,7 +121,7 @@ pub fn brute_force(events: &[Value], defs: &[ExperimentDef]) -> HashMap<(String,
         entry.1 = entry.1.min(ts(e));
     }
     let mut out: HashMap<(String, String, String), Sums> = HashMap::new();
-    for def in defs {
+    for def in experiments.iter().map(|e| e.experiment()) {
         for metric in &def.metrics {
             let mut per_user: HashMap<&str, (f64, f64)> = HashMap::new();
             for ((user, exp), _) in exposures.iter().filter(|((_, x), _)| *x == def.key) {
@@ -106,6 +135,8 @@ pub fn brute_force(events: &[Value], defs: &[ExperimentDef]) -> HashMap<(String,
                     continue;
                 }
                 if let Some(filter) = &metric.filter {
+                    let filter = filter_condition(&serde_json::to_value(filter).unwrap());
+                    assert_eq!(filter["op"], "eq", "the brute force knows only eq filters");
                     let want = &filter["value"];
                     if e["properties"][filter["attr"].as_str().unwrap()] != *want {
                         continue;
@@ -114,10 +145,10 @@ pub fn brute_force(events: &[Value], defs: &[ExperimentDef]) -> HashMap<(String,
                 let name = e["event"].as_str().unwrap();
                 let value = e["value"].as_f64().unwrap_or(0.0);
                 let entry = per_user.get_mut(user).unwrap();
-                use vexil_events::aggregate::{Agg, MetricKind::*};
-                let agg = |c: &vexil_events::aggregate::Component| match c.agg {
-                    Agg::Sum => value,
-                    Agg::Count => 1.0,
+                use MetricKind::*;
+                let agg = |c: &MetricSource| match c.agg {
+                    Aggregation::Sum => value,
+                    Aggregation::Count => 1.0,
                 };
                 match metric.kind {
                     Conversion | Count if metric.event.as_deref() == Some(name) => entry.0 += 1.0,
@@ -141,7 +172,7 @@ pub fn brute_force(events: &[Value], defs: &[ExperimentDef]) -> HashMap<(String,
             for (user, (x, y)) in per_user {
                 let variant = &exposures[&(user.to_owned(), def.key.clone())].0;
                 let x = match metric.kind {
-                    vexil_events::aggregate::MetricKind::Conversion => f64::from(x > 0.0),
+                    MetricKind::Conversion => f64::from(x > 0.0),
                     _ => metric.cap.map_or(x, |c| x.min(c)),
                 };
                 let s = out.entry((def.key.clone(), variant.clone(), metric.key.clone())).or_default();
@@ -174,11 +205,11 @@ pub fn assert_sums_match(
     }
 }
 
-pub fn committed_sums(env: &Env, defs: &[ExperimentDef]) -> HashMap<(String, String, String), Sums> {
+pub fn committed_sums(env: &Env, experiments: &[Arc<CompiledExperiment>]) -> HashMap<(String, String, String), Sums> {
     let stats = env.pipeline.stats().unwrap();
     let mut out = HashMap::new();
-    for def in defs {
-        for row in stats.aggregates(&def.key).unwrap() {
+    for experiment in experiments {
+        for row in stats.aggregates(&experiment.experiment().key).unwrap() {
             out.insert((row.experiment, row.variant, row.metric), row.sums);
         }
     }

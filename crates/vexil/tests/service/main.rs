@@ -10,6 +10,7 @@ mod cli;
 mod config;
 mod crash;
 mod dlq;
+mod enrichment;
 mod evaluation;
 mod events;
 mod experiments;
