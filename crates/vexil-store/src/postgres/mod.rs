@@ -145,10 +145,19 @@ async fn poll(pool: Pool, revision: &watch::Sender<u64>) {
         // A failed read (the database restarting, say) only delays notification to the next tick.
         if let Ok(client) = pool.get().await {
             if let Ok(current) = documents::read_revision(&client).await {
-                crate::change::publish_revision(revision, current);
+                publish_off_worker(revision, current).await;
             }
         }
     }
+}
+
+/// Publishes from the blocking pool: publishing takes the channel's write lock, and a receiver
+/// that holds a borrow across an `.await` would otherwise block this runtime worker — and with
+/// it tasks queued on the worker that the borrower may be waiting for.
+async fn publish_off_worker(revision: &watch::Sender<u64>, value: u64) {
+    let sender = revision.clone();
+    // Only fails if the runtime is shutting down, and then nobody is watching.
+    let _ = tokio::task::spawn_blocking(move || crate::change::publish_revision(&sender, value)).await;
 }
 
 /// LISTENs on a dedicated connection, reconnecting whenever it drops. A notification's payload
@@ -171,7 +180,7 @@ async fn listen(config: tokio_postgres::Config, revision: &watch::Sender<u64>) {
                     message = messages.next() => match message {
                         Some(Ok(AsyncMessage::Notification(n))) => {
                             if let Ok(value) = n.payload().parse() {
-                                crate::change::publish_revision(revision, value);
+                                publish_off_worker(revision, value).await;
                             }
                         }
                         Some(Ok(_)) => {}

@@ -229,7 +229,9 @@ pub async fn watch_sees_own_changes_at_once(backend: &dyn TestBackend) {
     rx.mark_unchanged();
     apply_one(&*store, create(EntityKind::Flag, "a", 1)).await;
     assert!(rx.has_changed().unwrap(), "the watch moved before apply returned");
-    assert_eq!(*rx.borrow_and_update(), store.revision().await.unwrap());
+    // Read before awaiting: a borrow held across an await blocks every publisher.
+    let seen = *rx.borrow_and_update();
+    assert_eq!(seen, store.revision().await.unwrap());
 }
 
 pub async fn watch_sees_changes_of_another_handle(backend: &dyn TestBackend) {
