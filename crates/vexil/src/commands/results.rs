@@ -83,7 +83,7 @@ fn table(doc: &Value) -> String {
     let last = if bayesian { "chance to win" } else { "p (adjusted)" };
     let _ = writeln!(
         out,
-        "\n{:<20} {:<14} {:>9} {:>12} {:>10} {:>22} {:>14}",
+        "\n{:<28} {:<14} {:>9} {:>12} {:>10} {:>22} {:>14}",
         "metric", "variant", "users", "mean", "lift", "interval", last
     );
     for metric in doc["metrics"].as_array().into_iter().flatten() {
@@ -104,7 +104,7 @@ fn table(doc: &Value) -> String {
             };
             let _ = writeln!(
                 out,
-                "{:<20} {:<14} {:>9} {:>12} {:>10} {:>22} {:>14}",
+                "{:<28} {:<14} {:>9} {:>12} {:>10} {:>22} {:>14}",
                 if i == 0 { name.as_str() } else { "" },
                 v["key"].as_str().unwrap_or(""),
                 v["users"].as_u64().unwrap_or(0),
