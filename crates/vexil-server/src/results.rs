@@ -9,7 +9,6 @@ use crate::state::AppState;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use tokio_util::sync::CancellationToken;
 use vexil_core::experiment::{
     AnalysisMethod, Correction as ConfiguredCorrection, Direction as ConfiguredDirection, Experiment, ExperimentStatus,
     LifecycleAction, MetricKind, MetricRole,
@@ -184,21 +183,13 @@ pub async fn current(state: &AppState, live: &LiveExperiment, overrides: Overrid
     Ok(compute(live.experiment(), &rows, &exposures, overrides, now))
 }
 
-/// Every `safety_check_interval`, completes running experiments with `auto_conclude` whose
-/// analysis recommends shipping a variant and may decide now.
-pub async fn auto_conclude(state: AppState, shutdown: CancellationToken) {
-    let mut ticker = tokio::time::interval(state.config.safety_check_interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            () = shutdown.cancelled() => return,
-        }
-        let snapshot = state.snapshots.current();
-        for live in snapshot.experiments.iter() {
-            if let Err(e) = conclude_if_decided(&state, live).await {
-                tracing::error!(experiment = %live.experiment().key, error = %e, "auto-conclude failed; retrying");
-            }
+/// Completes running experiments with `auto_conclude` whose analysis recommends shipping a
+/// variant and may decide now; run by the safety scheduler every `safety_check_interval`.
+pub async fn conclude_decided(state: &AppState) {
+    let snapshot = state.snapshots.current();
+    for live in snapshot.experiments.iter() {
+        if let Err(e) = conclude_if_decided(state, live).await {
+            tracing::error!(experiment = %live.experiment().key, error = %e, "auto-conclude failed; retrying");
         }
     }
 }

@@ -114,7 +114,6 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         state.config.assignment_ttl.map_or(ASSIGNMENT_PURGE_INTERVAL, |ttl| ttl.min(ASSIGNMENT_PURGE_INTERVAL));
     tokio::spawn(crate::assignment::purge_expired(store.clone(), purge_every, state.shutdown.clone()));
     tokio::spawn(state.snapshots.clone().follow(store, state.shutdown.clone()));
-    tokio::spawn(crate::results::auto_conclude(state.clone(), state.shutdown.clone()));
     tokio::spawn(crate::safety::scheduler::run(state.clone(), state.shutdown.clone()));
     let app = crate::middleware::apply(crate::routes::router(state.clone()), &state);
 

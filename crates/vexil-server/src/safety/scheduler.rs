@@ -1,6 +1,7 @@
 //! The safety scheduler: every `safety_check_interval` it starts scheduled rollout plans,
 //! reads each running plan's guards (rolling back at once when one breaks), advances plans
-//! whose hold has elapsed, and checks budgets, firing threshold actions once per period.
+//! whose hold has elapsed, checks budgets, firing threshold actions once per period, and
+//! concludes experiments whose `auto_conclude` analysis has decided.
 //!
 //! Every node runs it. Each change is a store write conditional on the versions it read, so
 //! when two nodes act on the same plan or budget, one wins and the other's write is refused.
@@ -31,7 +32,7 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
     }
 }
 
-/// One round over plans and budgets.
+/// One round over plans, budgets and auto-concluding experiments.
 pub async fn tick(state: &AppState) -> Result<(), StoreError> {
     let now = vexil_store::now();
     let mut changed = false;
@@ -44,6 +45,7 @@ pub async fn tick(state: &AppState) -> Result<(), StoreError> {
     if changed {
         state.snapshots.catch_up(state.store.as_ref()).await;
     }
+    crate::results::conclude_decided(state).await;
     refresh_metrics(state).await
 }
 
