@@ -76,6 +76,10 @@ fn ingest(c: &mut Criterion) {
     });
     group.finish();
     let mut all = latencies.lock().unwrap().clone();
+    // Empty when a filter (`cargo bench -- process`) skipped this group.
+    if all.is_empty() {
+        return;
+    }
     all.sort();
     eprintln!(
         "ingest batch latency over {} batches: p50 {:?}, p99 {:?}",
