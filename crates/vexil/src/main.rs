@@ -3,6 +3,11 @@
 
 mod commands;
 
+/// mimalloc rather than the system allocator: under load the service spent about a sixth of its
+/// time in glibc's malloc and free (measured with perf; see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
