@@ -79,7 +79,12 @@ pub trait AuditLog: Send + Sync {
 #[async_trait::async_trait]
 pub trait KeyStore: Send + Sync {
     /// Creates a key with a fresh random secret. The secret is returned here and never again.
-    async fn create_key(&self, kind: KeyKind, name: &str, meta: &ChangeMeta) -> Result<(ApiKey, String), StoreError>;
+    /// Every backend stores it as it stores an imported one.
+    async fn create_key(&self, kind: KeyKind, name: &str, meta: &ChangeMeta) -> Result<(ApiKey, String), StoreError> {
+        let secret = secret::new_secret(kind);
+        let key = self.import_key(kind, name, &secret, meta).await?;
+        Ok((key, secret))
+    }
 
     /// Stores a key whose secret the operator chose (`VEXIL_ADMIN_KEY` on a fresh store).
     /// Fails with [`StoreError::AlreadyExists`] if a key with that secret exists.

@@ -7,7 +7,7 @@ use tokio_postgres::Row;
 use super::audit::append;
 use super::PostgresStore;
 use crate::change::key_audit_record;
-use crate::secret::{new_id, new_secret, secret_hash};
+use crate::secret::{new_id, secret_hash};
 use crate::{ApiKey, ChangeMeta, EntityKind, KeyKind, KeyStore, StoreError};
 
 const SELECT: &str = "SELECT id, kind, name, created_at, revoked_at FROM api_keys";
@@ -56,12 +56,6 @@ impl PostgresStore {
 
 #[async_trait::async_trait]
 impl KeyStore for PostgresStore {
-    async fn create_key(&self, kind: KeyKind, name: &str, meta: &ChangeMeta) -> Result<(ApiKey, String), StoreError> {
-        let secret = new_secret(kind);
-        let key = self.insert_key(kind, name, &secret, meta).await?;
-        Ok((key, secret))
-    }
-
     async fn import_key(
         &self,
         kind: KeyKind,

@@ -7,7 +7,7 @@ use super::audit::append;
 use super::codec::Time;
 use super::SqliteStore;
 use crate::change::key_audit_record;
-use crate::secret::{new_id, new_secret, secret_hash};
+use crate::secret::{new_id, secret_hash};
 use crate::{ApiKey, ChangeMeta, EntityKind, KeyKind, KeyStore, StoreError, Timestamp};
 
 const SELECT: &str = "SELECT id, kind, name, created_at, revoked_at FROM api_keys";
@@ -68,12 +68,6 @@ impl SqliteStore {
 
 #[async_trait::async_trait]
 impl KeyStore for SqliteStore {
-    async fn create_key(&self, kind: KeyKind, name: &str, meta: &ChangeMeta) -> Result<(ApiKey, String), StoreError> {
-        let secret = new_secret(kind);
-        let key = self.insert_key(kind, name, &secret, meta).await?;
-        Ok((key, secret))
-    }
-
     async fn import_key(
         &self,
         kind: KeyKind,
