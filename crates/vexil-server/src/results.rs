@@ -15,6 +15,7 @@ use vexil_core::experiment::{
 };
 use vexil_events::aggregate::{AggregateRow, Sums};
 use vexil_events::counters::{CounterRow, Window};
+use vexil_events::pipeline::Stats;
 use vexil_stats::{
     report, Correction, Direction, ExperimentInput, ExperimentReport, Method, MetricInput, Moments, Role, VariantInput,
     VariantStats,
@@ -79,7 +80,7 @@ fn correction_of(configured: ConfiguredCorrection) -> Correction {
 }
 
 /// The library's view of one metric's sums in one variant.
-fn variant_stats(kind: MetricKind, s: &Sums) -> VariantStats {
+pub fn variant_stats(kind: MetricKind, s: &Sums) -> VariantStats {
     match kind {
         MetricKind::Conversion => VariantStats::Proportion { n: s.n, sum: s.sum_x, covariate: None },
         MetricKind::Count | MetricKind::Sum => {
@@ -165,21 +166,29 @@ pub fn compute(
     }
 }
 
+/// Runs `read` on the pipeline's committed state, off the async runtime.
+pub async fn read_stats<T: Send + 'static>(
+    state: &AppState,
+    read: impl FnOnce(&Stats) -> Result<T, vexil_events::Error> + Send + 'static,
+) -> Result<T, String> {
+    let reader = state.clone();
+    tokio::task::spawn_blocking(move || read(&reader.events.pipeline.stats()?))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot read the aggregates: {e}"))
+}
+
 /// The current results of `live`, from what the pipeline has committed.
 pub async fn current(state: &AppState, live: &LiveExperiment, overrides: Overrides) -> Result<Results, String> {
     let now = Utc::now();
     let key = live.experiment().key.clone();
     let from = live.experiment().start_at.unwrap_or(now - Duration::days(SERIES_DAYS));
-    let reader = state.clone();
-    let (rows, exposures) = tokio::task::spawn_blocking(move || {
-        let stats = reader.events.pipeline.stats()?;
+    let (rows, exposures) = read_stats(state, move |stats| {
         let rows = stats.aggregates(&key)?;
         let exposures = stats.variant_counters(EXPOSURE_EVENT, &key, Window::Day, from, now + Duration::days(1))?;
-        Ok::<_, vexil_events::Error>((rows, exposures))
+        Ok((rows, exposures))
     })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| format!("cannot read the aggregates: {e}"))?;
+    .await?;
     Ok(compute(live.experiment(), &rows, &exposures, overrides, now))
 }
 

@@ -2,14 +2,13 @@
 //! (planning from the experiment's own control data).
 
 use crate::error::{ApiError, ApiQuery};
-use crate::results::{current, Overrides};
+use crate::results::{current, read_stats, variant_stats, Overrides};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
-use vexil_core::experiment::MetricKind;
 use vexil_stats::{minimum_detectable_effect, sample_size, Baseline, Correction, Method, VariantStats};
 
 #[derive(Deserialize)]
@@ -86,26 +85,19 @@ pub async fn power(
         }
     }
     let (key_for_read, metric_key, control) = (key.clone(), metric.key.clone(), exp.variants[0].key.clone());
-    let reader = state.clone();
-    let rows = tokio::task::spawn_blocking(move || reader.events.pipeline.stats()?.aggregates(&key_for_read))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::internal(format!("cannot read the aggregates: {e}")))?;
+    let rows = read_stats(&state, move |stats| stats.aggregates(&key_for_read)).await.map_err(ApiError::internal)?;
     let sums = rows.iter().find(|r| r.variant == control && r.metric == metric_key).map(|r| r.sums).unwrap_or_default();
-    let stats = match metric.kind {
-        MetricKind::Conversion => VariantStats::Proportion { n: sums.n, sum: sums.sum_x, covariate: None },
-        _ => VariantStats::Mean { n: sums.n, sum: sums.sum_x, sum_squares: sums.sum_x2, covariate: None },
-    };
-    let baseline = match (metric.kind, stats.mean(), stats.variance()) {
-        (MetricKind::Conversion, Some(rate), _) => Baseline::Proportion { rate },
-        (MetricKind::Count | MetricKind::Sum, Some(mean), Some(variance)) => Baseline::Mean { mean, variance },
-        (MetricKind::Mean | MetricKind::Ratio, _, _) => {
+    let stats = variant_stats(metric.kind, &sums);
+    let baseline = match (stats, stats.mean(), stats.variance()) {
+        (VariantStats::Ratio { .. }, _, _) => {
             return Err(ApiError::bad_request(
                 "invalid_query",
                 "planning supports conversion, count and sum metrics; use `vexil power` with a mean and variance",
             )
             .with_field("metric"))
         }
+        (VariantStats::Proportion { .. }, Some(rate), _) => Baseline::Proportion { rate },
+        (VariantStats::Mean { .. }, Some(mean), Some(variance)) => Baseline::Mean { mean, variance },
         _ => {
             return Err(ApiError::conflict(
                 "not_enough_data",
