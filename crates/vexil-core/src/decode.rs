@@ -78,14 +78,9 @@ pub fn decode_condition(value: &Value) -> Result<Condition, ValidationErrors> {
     r.finish(condition)
 }
 
+/// Fields every stored object has (SPEC 1): its key and the meta fields.
+const STORED_FIELDS: &[&str] = &["key", "id", "version", "created_at", "updated_at", "description", "tags"];
 const FLAG_FIELDS: &[&str] = &[
-    "key",
-    "id",
-    "version",
-    "created_at",
-    "updated_at",
-    "description",
-    "tags",
     "type",
     "enabled",
     "variants",
@@ -99,7 +94,7 @@ const FLAG_FIELDS: &[&str] = &[
     "prerequisites",
     "track_events",
 ];
-const SEGMENT_FIELDS: &[&str] = &["key", "id", "version", "created_at", "updated_at", "description", "tags", "when"];
+const SEGMENT_FIELDS: &[&str] = &["when"];
 
 /// Reads JSON values into model types, collecting every problem instead of stopping at one.
 #[derive(Default)]
@@ -122,12 +117,21 @@ impl Reader {
     }
 
     pub(crate) fn object<'a>(&mut self, v: &'a Value, path: &str, allowed: &[&str]) -> Option<Obj<'a>> {
+        self.object_with(v, path, |field| allowed.contains(&field))
+    }
+
+    /// An object of a stored kind: the fields every stored object has, plus `own`.
+    pub(crate) fn stored_object<'a>(&mut self, v: &'a Value, path: &str, own: &[&str]) -> Option<Obj<'a>> {
+        self.object_with(v, path, |field| STORED_FIELDS.contains(&field) || own.contains(&field))
+    }
+
+    fn object_with<'a>(&mut self, v: &'a Value, path: &str, allowed: impl Fn(&str) -> bool) -> Option<Obj<'a>> {
         let Some(map) = v.as_object() else {
             self.error(path, format!("must be an object, found {}", kind_of(v)));
             return None;
         };
         for field in map.keys() {
-            if !allowed.contains(&field.as_str()) {
+            if !allowed(field) {
                 self.error(&join(path, field), "unknown field");
             }
         }
@@ -242,7 +246,7 @@ impl Reader {
 
     fn flag(&mut self, v: &Value, path: &str, in_document: bool) -> Option<Flag> {
         let path = &Self::item_path(v, path, in_document);
-        let obj = self.object(v, path, FLAG_FIELDS)?;
+        let obj = self.stored_object(v, path, FLAG_FIELDS)?;
         let at = |field: &str| join(path, field);
         let key = self.key(obj.get("key"), &at("key"));
         let meta = self.meta(obj, path);
@@ -448,7 +452,7 @@ impl Reader {
 
     fn segment(&mut self, v: &Value, path: &str, in_document: bool) -> Option<Segment> {
         let path = &Self::item_path(v, path, in_document);
-        let obj = self.object(v, path, SEGMENT_FIELDS)?;
+        let obj = self.stored_object(v, path, SEGMENT_FIELDS)?;
         let key = self.key(obj.get("key"), &join(path, "key"));
         let meta = self.meta(obj, path);
         let when = match obj.get("when") {

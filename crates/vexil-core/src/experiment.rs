@@ -197,13 +197,6 @@ impl Experiment {
 }
 
 const EXPERIMENT_FIELDS: &[&str] = &[
-    "key",
-    "id",
-    "version",
-    "created_at",
-    "updated_at",
-    "description",
-    "tags",
     "status",
     "variants",
     "traffic_allocation",
@@ -231,7 +224,7 @@ pub fn decode_experiment(value: &Value) -> Result<Experiment, ValidationErrors> 
 }
 
 fn read_experiment(r: &mut Reader, value: &Value) -> Option<Experiment> {
-    let o = r.object(value, "", EXPERIMENT_FIELDS)?;
+    let o = r.stored_object(value, "", EXPERIMENT_FIELDS)?;
     let key = r.key(o.get("key"), "key");
     let meta = r.meta(o, "");
     let status = match r.string(o.get("status"), "status") {
