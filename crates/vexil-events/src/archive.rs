@@ -1,30 +1,39 @@
-//! The archive: every accepted event once, as gzip-compressed JSON lines partitioned by event
-//! time (UTC):
+//! The archive: every accepted event once, partitioned by event time (UTC), as gzip-compressed
+//! JSON lines or (with [`ArchiveFormat::Parquet`]) Parquet files:
 //!
 //! ```text
 //! <archive>/events/year=YYYY/month=MM/day=DD/hour=HH/<first offset, 20 digits>.jsonl.gz
+//! <archive>/events/year=YYYY/month=MM/day=DD/hour=HH/<first offset, 20 digits>.parquet
 //! ```
 //!
-//! Events are buffered per partition (compressed as they arrive) and a file is closed at 1,000
-//! events, 5 MiB of JSON, or 60 s after its first event entered the log. The 60 s rule is
-//! measured on the log's receive times of the records being processed, not on the wall clock,
-//! so replaying the same records after a crash closes files at the same places; only when the
-//! processor is idle does the wall clock close a file, and the processor commits right after.
-//! A file is named by the log offset of its first event, so a file rewritten after a crash
-//! replaces the earlier one with the same events instead of duplicating them.
+//! Both formats take the same JSON line per event and share everything but the encoding (an
+//! `Encoder` per open file), so what follows holds for both.
+//!
+//! Events are buffered per partition and a file is closed at 1,000 events, 5 MiB of JSON, or
+//! 60 s after its first event entered the log. The 60 s rule is measured on the log's receive
+//! times of the records being processed, not on the wall clock, so replaying the same records
+//! after a crash closes files at the same places; only when the processor is idle does the wall
+//! clock close a file, and the processor commits right after. A file is named by the log offset
+//! of its first event, so a file rewritten after a crash replaces the earlier one with the same
+//! events instead of duplicating them.
 //!
 //! Where files go is behind [`ArchiveStore`]: [`LocalArchive`] writes a temporary file, syncs it
-//! and renames it into place, so no partial file is ever visible; an object store
-//! implementation (S3) will follow.
+//! and renames it into place, so no partial file is ever visible; the distributed mode's S3
+//! store puts whole objects.
+
+mod parquet_file;
 
 use crate::log::sync_dir;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use flate2::write::GzEncoder;
 use flate2::Compression;
+use parquet_file::ParquetRows;
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 /// Where archive files are stored.
 pub trait ArchiveStore: Send {
@@ -46,7 +55,7 @@ impl LocalArchive {
         Ok(LocalArchive { root })
     }
 
-    /// Every archive file, in path order.
+    /// Every archive file (of either format), in path order.
     pub fn files(&self) -> io::Result<Vec<PathBuf>> {
         let mut files = Vec::new();
         collect_files(&self.root.join("events"), &mut files)?;
@@ -92,18 +101,71 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
         let path = entry.path();
         if entry.file_type()?.is_dir() {
             collect_files(&path, out)?;
-        } else if path.to_str().is_some_and(|p| p.ends_with(".jsonl.gz")) {
+        } else if ArchiveFormat::ALL.iter().any(|f| path.to_str().is_some_and(|p| p.ends_with(f.suffix()))) {
             out.push(path);
         }
     }
     Ok(())
 }
 
-/// When archive files are closed.
+/// The file format of the archive.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ArchiveFormat {
+    /// Gzip-compressed JSON lines (`.jsonl.gz`).
+    #[default]
+    Jsonl,
+    /// Parquet with a flat, typed schema (`.parquet`; see the `parquet_file` module).
+    Parquet,
+}
+
+impl ArchiveFormat {
+    pub const ALL: [ArchiveFormat; 2] = [ArchiveFormat::Jsonl, ArchiveFormat::Parquet];
+
+    /// What the names of its files end with.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            ArchiveFormat::Jsonl => ".jsonl.gz",
+            ArchiveFormat::Parquet => ".parquet",
+        }
+    }
+
+    /// The name it has in settings.
+    pub fn name(self) -> &'static str {
+        match self {
+            ArchiveFormat::Jsonl => "jsonl",
+            ArchiveFormat::Parquet => "parquet",
+        }
+    }
+}
+
+impl FromStr for ArchiveFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<ArchiveFormat, String> {
+        ArchiveFormat::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| format!("{s:?} is neither jsonl nor parquet"))
+    }
+}
+
+impl fmt::Display for ArchiveFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The name of an archive file: its first event's log offset, then the format's suffix.
+pub fn file_name(first_offset: u64, format: ArchiveFormat) -> String {
+    format!("{first_offset:020}{}", format.suffix())
+}
+
+/// The format of archive files and when they are closed.
 #[derive(Clone, Debug)]
 pub struct ArchiveOptions {
+    pub format: ArchiveFormat,
     pub max_events: usize,
-    /// Uncompressed JSON bytes.
+    /// Bytes of the events' JSON lines (the measure for either format).
     pub max_bytes: usize,
     /// Milliseconds after the first event's receive time.
     pub max_age_millis: i64,
@@ -111,7 +173,12 @@ pub struct ArchiveOptions {
 
 impl Default for ArchiveOptions {
     fn default() -> Self {
-        ArchiveOptions { max_events: 1000, max_bytes: 5 * 1024 * 1024, max_age_millis: 60_000 }
+        ArchiveOptions {
+            format: ArchiveFormat::default(),
+            max_events: 1000,
+            max_bytes: 5 * 1024 * 1024,
+            max_age_millis: 60_000,
+        }
     }
 }
 
@@ -137,11 +204,55 @@ struct Buffer {
     first_received: i64,
     events: usize,
     raw_bytes: usize,
-    /// Lines not yet handed to the encoder. Each write to a `GzEncoder` clears its whole 32 KiB
-    /// output buffer first, so writing every line on its own spent more time clearing memory
-    /// than compressing; the encoder gets [`CHUNK`] bytes at a time instead.
-    pending: Vec<u8>,
-    encoder: GzEncoder<Vec<u8>>,
+    encoder: Encoder,
+}
+
+/// An open file's contents in the archive's format.
+enum Encoder {
+    /// Lines not yet handed to gzip, and the gzip stream so far. Each write to a `GzEncoder`
+    /// clears its whole 32 KiB output buffer first, so writing every line on its own spent more
+    /// time clearing memory than compressing; gzip gets [`CHUNK`] bytes at a time instead.
+    Jsonl { pending: Vec<u8>, gzip: GzEncoder<Vec<u8>> },
+    /// Typed columns; Parquet writes a column at a time, so they are encoded at close.
+    Parquet(Box<ParquetRows>),
+}
+
+impl Encoder {
+    fn new(format: ArchiveFormat) -> Encoder {
+        match format {
+            ArchiveFormat::Jsonl => {
+                Encoder::Jsonl { pending: Vec::new(), gzip: GzEncoder::new(Vec::new(), Compression::fast()) }
+            }
+            ArchiveFormat::Parquet => Encoder::Parquet(Box::default()),
+        }
+    }
+
+    /// Adds one event line (without newline).
+    fn add(&mut self, line: &[u8]) -> io::Result<()> {
+        match self {
+            Encoder::Jsonl { pending, gzip } => {
+                pending.extend_from_slice(line);
+                pending.push(b'\n');
+                if pending.len() >= CHUNK {
+                    gzip.write_all(pending)?;
+                    pending.clear();
+                }
+                Ok(())
+            }
+            Encoder::Parquet(rows) => rows.add(line),
+        }
+    }
+
+    /// The file's bytes.
+    fn finish(self) -> io::Result<Vec<u8>> {
+        match self {
+            Encoder::Jsonl { pending, mut gzip } => {
+                gzip.write_all(&pending)?;
+                gzip.finish()
+            }
+            Encoder::Parquet(rows) => rows.finish(),
+        }
+    }
 }
 
 /// Uncompressed bytes collected per buffer before they are compressed.
@@ -215,15 +326,9 @@ impl Archiver {
             first_received: received,
             events: 0,
             raw_bytes: 0,
-            pending: Vec::new(),
-            encoder: GzEncoder::new(Vec::new(), Compression::fast()),
+            encoder: Encoder::new(self.options.format),
         });
-        buffer.pending.extend_from_slice(line);
-        buffer.pending.push(b'\n');
-        if buffer.pending.len() >= CHUNK {
-            buffer.encoder.write_all(&buffer.pending)?;
-            buffer.pending.clear();
-        }
+        buffer.encoder.add(line)?;
         buffer.events += 1;
         buffer.raw_bytes += line.len() + 1;
         if buffer.events >= self.options.max_events || buffer.raw_bytes >= self.options.max_bytes {
@@ -256,9 +361,8 @@ impl Archiver {
         Ok(closed)
     }
 
-    fn close(&mut self, partition: String, mut buffer: Buffer) -> io::Result<ClosedFile> {
-        let name = format!("{:020}.jsonl.gz", buffer.first_offset);
-        buffer.encoder.write_all(&buffer.pending)?;
+    fn close(&mut self, partition: String, buffer: Buffer) -> io::Result<ClosedFile> {
+        let name = file_name(buffer.first_offset, self.options.format);
         let bytes = buffer.encoder.finish()?;
         self.store.put(&partition, &name, &bytes)?;
         Ok(ClosedFile { partition, name, events: buffer.events, bytes: bytes.len() })
