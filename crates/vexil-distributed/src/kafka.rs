@@ -9,16 +9,14 @@
 //!   reads the whole topic into its own processing state (deduplicated by `event_id`,
 //!   checkpointed in the same commit as its aggregates), so every node holds the complete,
 //!   exactly-once aggregates and answers results for all events, whichever node took them.
-//! - **commit** keeps the consumer's position for this process only. Retention is the broker's
-//!   (`retention.ms` of the topic) rather than the consumers': deleting records one node has
-//!   processed would take them from the others. The pipeline's durable checkpoint is in its
-//!   state database, so nothing reads a commit back across a restart.
+//! - **commit** does nothing. Retention is the broker's (`retention.ms` of the topic) rather
+//!   than the consumers': deleting records one node has processed would take them from the
+//!   others. The pipeline's durable checkpoint is in its state database.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
-use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rskafka::client::partition::{Compression, OffsetAt, PartitionClient, UnknownTopicHandling};
@@ -26,7 +24,7 @@ use rskafka::client::ClientBuilder;
 use rskafka::record::Record as KafkaRecord;
 use tokio::runtime::Handle;
 use vexil_events::log::Record;
-use vexil_events::{BusReader, EventBus, LogError};
+use vexil_events::{BusReader, BusRecord, EventBus, LogError};
 
 /// The partition every event goes to (see the module docs).
 const PARTITION: i32 = 0;
@@ -73,7 +71,6 @@ pub struct KafkaBus {
     runtime: Handle,
     /// The next offset known to exist: raised by appends and by each fetch's high watermark.
     end: Arc<AtomicU64>,
-    committed: Mutex<HashMap<String, u64>>,
 }
 
 impl KafkaBus {
@@ -102,7 +99,6 @@ impl KafkaBus {
             partition: Arc::new(partition),
             runtime: Handle::current(),
             end: Arc::new(AtomicU64::new(offset(end)?)),
-            committed: Mutex::new(HashMap::new()),
         })
     }
 }
@@ -113,25 +109,27 @@ fn offset(value: i64) -> Result<u64, LogError> {
 
 #[async_trait::async_trait]
 impl EventBus for KafkaBus {
-    async fn append(&self, records: Vec<Vec<u8>>) -> Result<Range<u64>, LogError> {
+    fn partitions(&self) -> u32 {
+        1
+    }
+
+    async fn append(&self, records: Vec<BusRecord>) -> Result<(), LogError> {
         if records.is_empty() {
-            let end = self.end.load(Ordering::Acquire);
-            return Ok(end..end);
+            return Ok(());
         }
         let now = chrono::Utc::now();
         let batch = records
             .into_iter()
-            .map(|payload| KafkaRecord { key: None, value: Some(payload), headers: Default::default(), timestamp: now })
+            .map(|r| KafkaRecord { key: None, value: Some(r.payload), headers: Default::default(), timestamp: now })
             .collect();
         // Returns once the broker acknowledged the whole batch (acks = all).
         let offsets = self.partition.produce(batch, Compression::NoCompression).await.map_err(broker_error)?;
-        let first = offset(*offsets.first().expect("one offset per record"))?;
         let last = offset(*offsets.last().expect("one offset per record"))?;
         self.end.fetch_max(last + 1, Ordering::AcqRel);
-        Ok(first..last + 1)
+        Ok(())
     }
 
-    fn reader(&self, offset: u64) -> Result<Box<dyn BusReader>, LogError> {
+    fn reader(&self, _partition: u32, offset: u64) -> Result<Box<dyn BusReader>, LogError> {
         Ok(Box::new(KafkaReader {
             partition: Arc::clone(&self.partition),
             runtime: self.runtime.clone(),
@@ -141,16 +139,13 @@ impl EventBus for KafkaBus {
         }))
     }
 
-    fn commit(&self, consumer: &str, offset: u64) -> Result<(), LogError> {
-        self.committed.lock().map_err(|_| LogError::Closed)?.insert(consumer.to_owned(), offset);
+    /// Nothing to do: the pipeline's durable position is its checkpoint, and retention is the
+    /// broker's (see the module docs).
+    fn commit(&self, _partition: u32, _consumer: &str, _offset: u64) -> Result<(), LogError> {
         Ok(())
     }
 
-    fn committed(&self, consumer: &str) -> Result<Option<u64>, LogError> {
-        Ok(self.committed.lock().map_err(|_| LogError::Closed)?.get(consumer).copied())
-    }
-
-    fn end_offset(&self) -> u64 {
+    fn end_offset(&self, _partition: u32) -> u64 {
         self.end.load(Ordering::Acquire)
     }
 }

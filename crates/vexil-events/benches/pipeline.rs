@@ -129,7 +129,7 @@ fn process(c: &mut Criterion) {
                         ingestor.ingest(&body(seed, true), BodyFormat::Auto).await.unwrap();
                     }
                 });
-                let end = bus.end_offset();
+                let end = bus.end_offset(0);
                 let archive = Box::new(LocalArchive::open(dir.path().join("archive")).unwrap());
                 let start = Instant::now();
                 let pipeline =

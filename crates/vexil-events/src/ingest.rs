@@ -8,7 +8,7 @@
 
 use crate::dlq::{Dlq, DlqFilter};
 use crate::event::{validate_text, Event, EventError, LogRecord, StoredEvent, ValidEvent};
-use crate::log::EventBus;
+use crate::log::{BusRecord, EventBus};
 use crate::metrics::Metrics;
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -257,7 +257,12 @@ impl Ingestor {
                 if id_given {
                     given_ids.push(event.event_id.clone());
                 }
-                records.push(LogRecord::Event(StoredEvent { event, received_at, id_given }).to_bytes());
+                // Keyed by user: a user's events stay in order on one partition.
+                let key = event.user_id.clone();
+                records.push(BusRecord::keyed(
+                    key,
+                    LogRecord::Event(StoredEvent { event, received_at, id_given }).to_bytes(),
+                ));
             }
         }
         let appended = records.len() as u64;

@@ -34,5 +34,5 @@ pub use dlq::{Dlq, DlqEntry, DlqFilter, DlqStage};
 pub use error::Error;
 pub use event::{Event, EventError, EventType};
 pub use ingest::{BodyFormat, IngestError, IngestOptions, IngestResponse, Ingestor, KinesisResponse, ReplayReport};
-pub use log::{BusReader, EventBus, FileLog, LogError, LogOptions};
+pub use log::{BusReader, BusRecord, EventBus, FileLog, LogError, LogOptions};
 pub use metrics::Metrics;

@@ -47,6 +47,8 @@ pub enum LogError {
     Corrupt(u64),
     #[error("the event log in {0} is in use by another process")]
     InUse(PathBuf),
+    #[error("the event log has no partition {0}")]
+    NoPartition(u32),
 }
 
 /// One record read back from the log.
@@ -56,24 +58,49 @@ pub struct Record {
     pub payload: Vec<u8>,
 }
 
-/// A durable, ordered stream of records with consumer checkpoints.
+/// A record to append, with the key that chooses its partition.
 ///
-/// The embedded [`FileLog`] implements it; a Kafka-protocol broker will for the distributed mode.
-/// Appending is async because it waits for durability (the server calls it from request
-/// handlers); reading is blocking because the consumer runs on its own thread.
+/// Records with the same key go to the same partition, in the order they were appended: the
+/// pipeline keys events by `user_id`, so each user's events stay ordered and one processor sees
+/// all of them. A record without a key may go to any partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BusRecord {
+    pub key: Option<String>,
+    pub payload: Vec<u8>,
+}
+
+impl BusRecord {
+    pub fn keyed(key: impl Into<String>, payload: Vec<u8>) -> BusRecord {
+        BusRecord { key: Some(key.into()), payload }
+    }
+
+    pub fn unkeyed(payload: Vec<u8>) -> BusRecord {
+        BusRecord { key: None, payload }
+    }
+}
+
+/// A durable stream of records in one or more partitions, each an ordered sequence with its
+/// own offsets.
+///
+/// The embedded [`FileLog`] has one partition; a Kafka-protocol broker (in `vexil-distributed`)
+/// has the topic's partitions. Appending is async because it waits for durability (the server
+/// calls it from request handlers); reading is blocking because consumers run on their own
+/// threads.
 #[async_trait]
 pub trait EventBus: Send + Sync + 'static {
-    /// Appends `records` in order and returns their offsets once all of them are durable.
-    async fn append(&self, records: Vec<Vec<u8>>) -> Result<Range<u64>, LogError>;
-    /// A reader that yields durable records from `offset` on.
-    fn reader(&self, offset: u64) -> Result<Box<dyn BusReader>, LogError>;
-    /// Records that `consumer` has processed everything before `offset`; the log may then
-    /// discard what no consumer needs any more.
-    fn commit(&self, consumer: &str, offset: u64) -> Result<(), LogError>;
-    /// The offset `consumer` last committed.
-    fn committed(&self, consumer: &str) -> Result<Option<u64>, LogError>;
-    /// The offset the next appended record will get (everything below it is durable).
-    fn end_offset(&self) -> u64;
+    /// How many partitions there are (numbered from 0); fixed for the life of the bus.
+    fn partitions(&self) -> u32;
+    /// Appends `records`, each to the partition its key chooses, and returns once every one of
+    /// them is durable.
+    async fn append(&self, records: Vec<BusRecord>) -> Result<(), LogError>;
+    /// A reader that yields durable records of `partition` from `offset` on.
+    fn reader(&self, partition: u32, offset: u64) -> Result<Box<dyn BusReader>, LogError>;
+    /// Records that `consumer` has processed everything of `partition` before `offset`; the
+    /// bus may then discard what no consumer needs any more.
+    fn commit(&self, partition: u32, consumer: &str, offset: u64) -> Result<(), LogError>;
+    /// The offset the next record appended to `partition` will get (everything below it is
+    /// durable), as far as this node knows.
+    fn end_offset(&self, partition: u32) -> u64;
 }
 
 /// Reads records in offset order.
@@ -217,9 +244,9 @@ impl Drop for FileLog {
     }
 }
 
-#[async_trait]
-impl EventBus for FileLog {
-    async fn append(&self, records: Vec<Vec<u8>>) -> Result<Range<u64>, LogError> {
+impl FileLog {
+    /// Appends `records` in order and returns their offsets once all of them are durable.
+    pub async fn append_payloads(&self, records: Vec<Vec<u8>>) -> Result<Range<u64>, LogError> {
         if let Some(big) = records.iter().find(|r| r.len() > MAX_RECORD_BYTES) {
             return Err(LogError::TooLarge(big.len()));
         }
@@ -232,11 +259,40 @@ impl EventBus for FileLog {
         answer.await.map_err(|_| LogError::Closed)?
     }
 
-    fn reader(&self, offset: u64) -> Result<Box<dyn BusReader>, LogError> {
+    /// The offset `consumer` last committed.
+    pub fn committed(&self, consumer: &str) -> Result<Option<u64>, LogError> {
+        match fs::read_to_string(self.checkpoint_path(consumer)) {
+            Ok(text) => text.trim().parse().map(Some).map_err(|_| LogError::Corrupt(0)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The offset the next appended record will get (everything below it is durable).
+    pub fn end(&self) -> u64 {
+        self.shared.durable_hint.load(Ordering::Acquire)
+    }
+}
+
+/// The file log is one partition, 0: keys change nothing, every record keeps its place in
+/// one order.
+#[async_trait]
+impl EventBus for FileLog {
+    fn partitions(&self) -> u32 {
+        1
+    }
+
+    async fn append(&self, records: Vec<BusRecord>) -> Result<(), LogError> {
+        self.append_payloads(records.into_iter().map(|r| r.payload).collect()).await.map(drop)
+    }
+
+    fn reader(&self, partition: u32, offset: u64) -> Result<Box<dyn BusReader>, LogError> {
+        only_partition(partition)?;
         Ok(Box::new(FileReader { shared: self.shared.clone(), next: offset, current: None }))
     }
 
-    fn commit(&self, consumer: &str, offset: u64) -> Result<(), LogError> {
+    fn commit(&self, partition: u32, consumer: &str, offset: u64) -> Result<(), LogError> {
+        only_partition(partition)?;
         write_atomically(&self.checkpoint_path(consumer), offset.to_string().as_bytes())?;
         // Segments whose every record lies below the checkpoint are no longer needed.
         let obsolete: Vec<u64> = {
@@ -250,16 +306,20 @@ impl EventBus for FileLog {
         Ok(())
     }
 
-    fn committed(&self, consumer: &str) -> Result<Option<u64>, LogError> {
-        match fs::read_to_string(self.checkpoint_path(consumer)) {
-            Ok(text) => text.trim().parse().map(Some).map_err(|_| LogError::Corrupt(0)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
+    fn end_offset(&self, partition: u32) -> u64 {
+        if partition == 0 {
+            self.end()
+        } else {
+            0
         }
     }
+}
 
-    fn end_offset(&self) -> u64 {
-        self.shared.durable_hint.load(Ordering::Acquire)
+fn only_partition(partition: u32) -> Result<(), LogError> {
+    if partition == 0 {
+        Ok(())
+    } else {
+        Err(LogError::NoPartition(partition))
     }
 }
 

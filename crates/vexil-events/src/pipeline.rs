@@ -356,7 +356,7 @@ impl Processor {
 
     fn spawn_reader(&self, from: u64, done: Arc<AtomicBool>) -> Result<(JoinHandle<()>, Receiver<Batch>), Failure> {
         let (sender, receiver) = sync_channel::<Batch>(self.options.queue_batches);
-        let mut reader = self.sink.bus.reader(from).map_err(Error::from)?;
+        let mut reader = self.sink.bus.reader(0, from).map_err(Error::from)?;
         let (max, wait) = (self.options.batch_records, self.options.idle_poll);
         // The reader runs until the processor is done with it (not until `stop`): a reader that
         // stopped first would end the processor's session before it closed the archive files.
@@ -523,7 +523,7 @@ impl Sink {
         Metrics::add(&self.metrics.processed_total, processed);
         Metrics::add(&self.metrics.archive_files_total, closed.len() as u64);
         Metrics::add(&self.metrics.archive_bytes_total, closed.iter().map(|c| c.bytes as u64).sum());
-        self.bus.commit(CONSUMER, state.replay_from()).map_err(Error::from)?;
+        self.bus.commit(0, CONSUMER, state.replay_from()).map_err(Error::from)?;
         {
             let mut progress = self.shared.progress.lock().expect("progress poisoned");
             progress.committed = next;
@@ -535,7 +535,7 @@ impl Sink {
     }
 
     fn update_lag(&self, next: u64, newest_received: Option<i64>) {
-        let lag = self.bus.end_offset().saturating_sub(next);
+        let lag = self.bus.end_offset(0).saturating_sub(next);
         Metrics::set(&self.metrics.lag_events, lag);
         if lag == 0 {
             Metrics::set(&self.metrics.lag_seconds, 0);

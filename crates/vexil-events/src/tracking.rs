@@ -11,7 +11,7 @@
 
 use crate::event::{EvaluationCounts, Event, EventType, LogRecord};
 use crate::ingest::Ingestor;
-use crate::log::{EventBus, LogError};
+use crate::log::{BusRecord, EventBus, LogError};
 use crate::metrics::Metrics;
 use arc_swap::ArcSwap;
 use chrono::Utc;
@@ -99,7 +99,7 @@ impl Tracker {
         }
         let counts = taken.iter().map(|(f, v, n, _)| (f.clone(), v.clone(), *n)).collect();
         let record = LogRecord::EvaluationCounts(EvaluationCounts { hour, counts, flushed_at: now.timestamp_millis() });
-        match bus.append(vec![record.to_bytes()]).await {
+        match bus.append(vec![BusRecord::unkeyed(record.to_bytes())]).await {
             Ok(_) => Ok(taken.len()),
             Err(e) => {
                 for (_, _, n, slot) in taken {

@@ -4,7 +4,7 @@ mod common;
 use base64::Engine;
 use common::{experiments, Env};
 use serde_json::json;
-use vexil_events::{BodyFormat, DlqFilter, DlqStage, EventBus};
+use vexil_events::{BodyFormat, DlqFilter, DlqStage};
 
 fn rejected_code(body: serde_json::Value) -> (String, Option<String>) {
     let now = chrono::Utc::now();
@@ -71,7 +71,7 @@ async fn mixed_batches_accept_every_valid_event_and_dead_letter_the_rest() {
     assert_eq!(response.accepted, 2);
     let codes: Vec<(usize, &str)> = response.rejected.iter().map(|r| (r.index, r.error.code.as_str())).collect();
     assert_eq!(codes, [(1, "invalid_user_id"), (3, "invalid_value")]);
-    assert_eq!(env.log.end_offset(), 2);
+    assert_eq!(env.log.end(), 2);
     let answer = serde_json::to_value(&response).unwrap();
     assert_eq!(answer["rejected"][0]["error"]["field"], "user_id");
 
@@ -116,7 +116,7 @@ async fn kinesis_reports_each_failed_record_by_sequence_number() {
     // Redelivery of the whole batch: the good record is a success again, and is not appended twice.
     let again = env.ingestor.ingest_kinesis(body.to_string().as_bytes()).await.unwrap();
     assert_eq!(again.batch_item_failures.len(), 3);
-    assert_eq!(env.log.end_offset(), 1);
+    assert_eq!(env.log.end(), 1);
     let codes: Vec<String> = env.dlq.list(&DlqFilter::default()).unwrap().into_iter().map(|e| e.error.code).collect();
     assert_eq!(&codes[..3], ["invalid_base64", "invalid_json", "invalid_user_id"]);
     assert_eq!(env.ingestor.ingest_kinesis(b"{}").await.unwrap_err().code, "invalid_body");
@@ -155,7 +155,7 @@ async fn dlq_entries_can_be_listed_replayed_and_purged() {
     let report =
         env.ingestor.replay_dlq(&DlqFilter { code: Some("unavailable".into()), ..DlqFilter::default() }).await.unwrap();
     assert_eq!((report.replayed, report.failed), (1, 0));
-    assert_eq!(env.log.end_offset(), 1);
+    assert_eq!(env.log.end(), 1);
     assert_eq!(env.dlq.len().unwrap(), 2);
     assert_eq!(env.dlq.purge(&DlqFilter::default()).unwrap(), 2);
     assert!(env.dlq.is_empty().unwrap());

@@ -129,8 +129,8 @@ async fn a_torn_log_tail_is_cut_on_open() {
     let path = dir.path().join("log");
     {
         let log = FileLog::open(&path, LogOptions::default()).unwrap();
-        assert_eq!(log.append(vec![b"one".to_vec(), b"two".to_vec()]).await.unwrap(), 0..2);
-        assert_eq!(log.append(vec![b"three".to_vec()]).await.unwrap(), 2..3);
+        assert_eq!(log.append_payloads(vec![b"one".to_vec(), b"two".to_vec()]).await.unwrap(), 0..2);
+        assert_eq!(log.append_payloads(vec![b"three".to_vec()]).await.unwrap(), 2..3);
     }
     let segment = path.join(format!("{:020}.log", 0));
     let full = std::fs::metadata(&segment).unwrap().len();
@@ -140,8 +140,8 @@ async fn a_torn_log_tail_is_cut_on_open() {
     let log = FileLog::open(&path, LogOptions::default()).unwrap();
     assert_eq!(log.recovery().end_offset, 2);
     assert_eq!(log.recovery().truncated_bytes, 8 + 5);
-    assert_eq!(log.append(vec![b"four".to_vec()]).await.unwrap(), 2..3);
-    let mut reader = log.reader(0).unwrap();
+    assert_eq!(log.append_payloads(vec![b"four".to_vec()]).await.unwrap(), 2..3);
+    let mut reader = log.reader(0, 0).unwrap();
     let read: Vec<Vec<u8>> = reader.poll(10, Duration::ZERO).unwrap().into_iter().map(|r| r.payload).collect();
     assert_eq!(read, [b"one".to_vec(), b"two".to_vec(), b"four".to_vec()]);
 }
@@ -151,23 +151,23 @@ async fn segments_roll_and_readers_follow_them() {
     let dir = tempfile::tempdir().unwrap();
     let log = FileLog::open(dir.path(), LogOptions { segment_bytes: 100, ..LogOptions::default() }).unwrap();
     for i in 0..50u32 {
-        log.append(vec![i.to_le_bytes().to_vec(); 3]).await.unwrap();
+        log.append_payloads(vec![i.to_le_bytes().to_vec(); 3]).await.unwrap();
     }
     let segments = std::fs::read_dir(dir.path()).unwrap().count();
     assert!(segments > 5, "{segments}");
-    let records = log.reader(70).unwrap().poll(1000, Duration::ZERO).unwrap();
+    let records = log.reader(0, 70).unwrap().poll(1000, Duration::ZERO).unwrap();
     assert_eq!(records.len(), 80);
     assert_eq!(records[0].payload, 23u32.to_le_bytes());
-    log.commit("c", 120).unwrap();
+    log.commit(0, "c", 120).unwrap();
     assert_eq!(log.committed("c").unwrap(), Some(120));
-    assert_eq!(log.reader(120).unwrap().poll(1000, Duration::ZERO).unwrap().len(), 30);
+    assert_eq!(log.reader(0, 120).unwrap().poll(1000, Duration::ZERO).unwrap().len(), 30);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_undecodable_record_goes_to_the_dlq_after_its_attempts() {
     let dir = tempfile::tempdir().unwrap();
     let env = Env::open(dir.path(), experiments());
-    env.log.append(vec![b"not a record".to_vec()]).await.unwrap();
+    env.log.append_payloads(vec![b"not a record".to_vec()]).await.unwrap();
     let body = json!([{"event": "purchase", "user_id": "u1"}]).to_string();
     env.ingestor.ingest(body.as_bytes(), BodyFormat::Auto).await.unwrap();
     env.settle();

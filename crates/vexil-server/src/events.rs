@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use vexil_core::experiment::CompiledExperiment;
 use vexil_core::Evaluation;
-use vexil_events::archive::{ArchiveStore, LocalArchive};
+use vexil_events::archive::{ArchiveFormat, ArchiveOptions, ArchiveStore, LocalArchive};
 use vexil_events::pipeline::{Pipeline, PipelineOptions};
 use vexil_events::tracking::Tracker;
 use vexil_events::{Dlq, Event, EventBus, FileLog, IngestOptions, Ingestor, LogOptions};
@@ -153,12 +153,13 @@ pub struct Engines {
 }
 
 impl Events {
-    /// Opens the log, the DLQ, the archive and the processing state, and starts processing (with
-    /// the configuration's experiments from the first record on) and the tasks that drain the
-    /// server's own events. Must run inside the tokio runtime.
+    /// Opens the log, the DLQ, the archive (files in `archive_format`) and the processing state,
+    /// and starts processing (with the configuration's experiments from the first record on) and
+    /// the tasks that drain the server's own events. Must run inside the tokio runtime.
     pub fn start(
         data_dir: &Path,
         archive_dir: &Path,
+        archive_format: ArchiveFormat,
         engines: Engines,
         experiments: Vec<Arc<CompiledExperiment>>,
     ) -> Result<Events, String> {
@@ -196,7 +197,10 @@ impl Events {
                 archive,
                 experiments,
                 metrics.clone(),
-                PipelineOptions::default(),
+                PipelineOptions {
+                    archive: ArchiveOptions { format: archive_format, ..ArchiveOptions::default() },
+                    ..PipelineOptions::default()
+                },
             )
             .map_err(|e| format!("cannot start the event pipeline in {}: {e}", dir.display()))?,
         );
@@ -240,7 +244,7 @@ impl Events {
             let _ = task.await;
         }
         tokio::task::block_in_place(|| {
-            let end = self.bus.end_offset();
+            let end = self.bus.end_offset(0);
             if !self.pipeline.wait_for(end, DRAIN_TIMEOUT) {
                 tracing::warn!(
                     lag = end.saturating_sub(self.pipeline.committed()),

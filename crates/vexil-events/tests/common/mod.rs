@@ -41,7 +41,7 @@ impl Env {
     /// Waits until everything appended so far is processed, then closes open archive files.
     pub fn settle(&self) {
         assert!(
-            self.pipeline.wait_for(self.log.end_offset(), Duration::from_secs(120)),
+            self.pipeline.wait_for(self.log.end(), Duration::from_secs(120)),
             "{:?}",
             self.pipeline.last_error()
         );
