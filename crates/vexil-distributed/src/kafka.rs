@@ -1,24 +1,31 @@
-//! An [`EventBus`] on partition 0 of a Kafka topic, with `rskafka` (pure Rust; `rdkafka` would
-//! build librdkafka from C sources on every fresh CI machine).
+//! An [`EventBus`] on the partitions of a Kafka topic, with `rskafka` (pure Rust; `rdkafka`
+//! would build librdkafka from C sources on every fresh CI machine).
 //!
-//! - **append** produces the batch in one request and returns once the broker acknowledged it
-//!   (`acks = all`, rskafka's setting): the offsets it returns are the broker's.
-//! - **reader** fetches from an offset with long polling.
-//! - The topic has one partition, so every event keeps its place in one total order, a user's
-//!   events included, and a record's offset means the same on every node. Each node's pipeline
-//!   reads the whole topic into its own processing state (deduplicated by `event_id`,
-//!   checkpointed in the same commit as its aggregates), so every node holds the complete,
-//!   exactly-once aggregates and answers results for all events, whichever node took them.
-//! - **commit** does nothing. Retention is the broker's (`retention.ms` of the topic) rather
-//!   than the consumers': deleting records one node has processed would take them from the
-//!   others. The pipeline's durable checkpoint is in its state database.
+//! - **Partitions.** A record goes to the partition of its key by Kafka's default partitioner
+//!   (murmur2 of the key bytes, made positive, modulo the partition count; see
+//!   [`kafka_partition`]), so any other Kafka producer keying by user id agrees on where a
+//!   user's events are. Events are keyed by `user_id`: a user's events stay in order on one
+//!   partition, which is what lets one processor own a user's state (assignments, metric
+//!   values, unique-user sets) for the whole partition. Records without a key (evaluation
+//!   counts) take turns over the partitions.
+//! - **append** sends each involved partition its records at once (one produce request per
+//!   partition and up to [`MAX_PRODUCE_BYTES`]) and returns once the broker acknowledged every
+//!   one of them (`acks = all`, rskafka's setting).
+//! - **reader** fetches one partition from an offset with long polling.
+//! - **commit** does nothing. Retention is the broker's (`retention.ms` of the topic): the
+//!   consumers' durable positions are the pipeline's checkpoints, committed in its state
+//!   database together with what they processed.
+//! - A missing topic is created with the partition count the URL asks for
+//!   (`kafka://host:port/topic?partitions=N`, default [`DEFAULT_PARTITIONS`]); an existing
+//!   topic keeps its own count, which every node then reads from the broker.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::try_join_all;
 use rskafka::client::partition::{Compression, OffsetAt, PartitionClient, UnknownTopicHandling};
 use rskafka::client::ClientBuilder;
 use rskafka::record::Record as KafkaRecord;
@@ -26,8 +33,12 @@ use tokio::runtime::Handle;
 use vexil_events::log::Record;
 use vexil_events::{BusReader, BusRecord, EventBus, LogError};
 
-/// The partition every event goes to (see the module docs).
-const PARTITION: i32 = 0;
+/// Partitions of a topic created without `?partitions=`: one while every node processes the
+/// whole topic.
+pub const DEFAULT_PARTITIONS: u32 = 1;
+
+/// The most partitions `?partitions=` may ask for.
+const MAX_PARTITIONS: u32 = 1024;
 
 /// How long a new topic's leader may take to be elected before the first request.
 const CREATE_TIMEOUT_MS: i32 = 5_000;
@@ -36,70 +47,121 @@ const CREATE_TIMEOUT_MS: i32 = 5_000;
 /// most 64 KiB, typical batches of small events fit in one response.
 const MAX_FETCH_BYTES: i32 = 8 * 1024 * 1024;
 
-/// Where `--event-bus kafka://host:port/topic` points.
+/// The most payload bytes in one produce request: below the 1 MiB Kafka brokers accept in one
+/// record batch by default (`message.max.bytes`), so a 5 MiB ingest batch is split.
+pub const MAX_PRODUCE_BYTES: usize = 900 * 1024;
+
+/// Where `--event-bus kafka://host:port/topic?partitions=N` points.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaTarget {
     /// Bootstrap brokers, `host:port`.
     pub brokers: Vec<String>,
     pub topic: String,
+    /// Partitions to create the topic with if it does not exist.
+    pub partitions: u32,
 }
 
 impl KafkaTarget {
-    /// Parses `kafka://host:port[,host:port…]/topic`.
+    /// Parses `kafka://host:port[,host:port…]/topic[?partitions=N]`.
     pub fn parse(url: &str) -> Result<KafkaTarget, String> {
         let rest = url.strip_prefix("kafka://").ok_or("must start with kafka://")?;
-        let (hosts, topic) = rest.split_once('/').ok_or("must name a topic: kafka://host:port/topic")?;
+        let (hosts, path) = rest.split_once('/').ok_or("must name a topic: kafka://host:port/topic")?;
         let brokers: Vec<String> = hosts.split(',').filter(|h| !h.is_empty()).map(str::to_owned).collect();
         if brokers.is_empty() || brokers.iter().any(|b| !b.contains(':')) {
             return Err("must name brokers as host:port".into());
         }
+        let (topic, query) = path.split_once('?').unwrap_or((path, ""));
         let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
         if topic.is_empty() || topic.len() > 249 || !topic.chars().all(valid) {
             return Err(format!("{topic:?} is not a Kafka topic name (letters, digits, . _ -)"));
         }
-        Ok(KafkaTarget { brokers, topic: topic.to_owned() })
+        let mut partitions = DEFAULT_PARTITIONS;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("partitions", n)) => {
+                    partitions = n
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=MAX_PARTITIONS).contains(n))
+                        .ok_or(format!("partitions must be a number from 1 to {MAX_PARTITIONS}, not {n:?}"))?;
+                }
+                _ => return Err(format!("unknown option {pair:?}; the only one is partitions=N")),
+            }
+        }
+        Ok(KafkaTarget { brokers, topic: topic.to_owned(), partitions })
     }
+}
+
+/// The partition Kafka's default partitioner gives `key` among `partitions`:
+/// `toPositive(murmur2(key)) % partitions`, with Kafka's seed and its `toPositive` (the sign
+/// bit cleared, not the absolute value).
+pub fn kafka_partition(key: &[u8], partitions: u32) -> u32 {
+    (murmur2::murmur2(key, murmur2::KAFKA_SEED) & 0x7fff_ffff) % partitions
 }
 
 fn broker_error(e: impl std::fmt::Display) -> LogError {
     LogError::Io(io::Error::other(format!("Kafka: {e}")))
 }
 
-/// A Kafka topic as the pipeline's durable log.
-pub struct KafkaBus {
-    partition: Arc<PartitionClient>,
-    runtime: Handle,
+/// One partition of the topic.
+struct Partition {
+    client: Arc<PartitionClient>,
     /// The next offset known to exist: raised by appends and by each fetch's high watermark.
     end: Arc<AtomicU64>,
 }
 
+/// A Kafka topic as the pipeline's durable log.
+pub struct KafkaBus {
+    partitions: Vec<Partition>,
+    runtime: Handle,
+    /// Where the next record without a key goes.
+    unkeyed: AtomicU32,
+}
+
 impl KafkaBus {
-    /// Connects, creating the topic (one partition, `replication` copies) if it does not exist.
-    /// Must run inside the tokio runtime that will carry the bus's requests.
+    /// Connects, creating the topic (`target.partitions` partitions, `replication` copies) if
+    /// it does not exist. Must run inside the tokio runtime that will carry the bus's requests.
     pub async fn connect(target: &KafkaTarget, replication: i16) -> Result<KafkaBus, LogError> {
         let client =
             ClientBuilder::new(target.brokers.clone()).client_id("vexil").build().await.map_err(broker_error)?;
-        let topics = client.list_topics().await.map_err(broker_error)?;
-        if !topics.iter().any(|t| t.name == target.topic) {
+        let find = |topics: Vec<rskafka::topic::Topic>| topics.into_iter().find(|t| t.name == target.topic);
+        let mut topic = find(client.list_topics().await.map_err(broker_error)?);
+        if topic.is_none() {
             let controller = client.controller_client().map_err(broker_error)?;
+            let partitions = i32::try_from(target.partitions).map_err(broker_error)?;
             // Another node may create it at the same moment; its creation is as good as ours.
-            if let Err(e) = controller.create_topic(&target.topic, 1, replication, CREATE_TIMEOUT_MS).await {
-                let exists = client.list_topics().await.map_err(broker_error)?.iter().any(|t| t.name == target.topic);
-                if !exists {
-                    return Err(broker_error(e));
-                }
+            let created = controller.create_topic(&target.topic, partitions, replication, CREATE_TIMEOUT_MS).await;
+            topic = find(client.list_topics().await.map_err(broker_error)?);
+            if let (Err(e), None) = (created, &topic) {
+                return Err(broker_error(e));
             }
         }
-        let partition = client
-            .partition_client(&target.topic, PARTITION, UnknownTopicHandling::Retry)
-            .await
-            .map_err(broker_error)?;
-        let end = partition.get_offset(OffsetAt::Latest).await.map_err(broker_error)?;
-        Ok(KafkaBus {
-            partition: Arc::new(partition),
-            runtime: Handle::current(),
-            end: Arc::new(AtomicU64::new(offset(end)?)),
-        })
+        // A topic just created may list its partitions only once their leaders are elected.
+        let mut ids: Vec<i32> = topic.map(|t| t.partitions.into_iter().collect()).unwrap_or_default();
+        for _ in 0..50 {
+            if !ids.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            ids = find(client.list_topics().await.map_err(broker_error)?)
+                .map(|t| t.partitions.into_iter().collect())
+                .unwrap_or_default();
+        }
+        if ids.is_empty() || ids.iter().enumerate().any(|(i, id)| usize::try_from(*id).ok() != Some(i)) {
+            return Err(broker_error(format!("topic {} lists partitions {ids:?}, not 0..N", target.topic)));
+        }
+        let mut partitions = Vec::with_capacity(ids.len());
+        for id in ids {
+            let client =
+                client.partition_client(&target.topic, id, UnknownTopicHandling::Retry).await.map_err(broker_error)?;
+            let end = client.get_offset(OffsetAt::Latest).await.map_err(broker_error)?;
+            partitions.push(Partition { client: Arc::new(client), end: Arc::new(AtomicU64::new(offset(end)?)) });
+        }
+        Ok(KafkaBus { partitions, runtime: Handle::current(), unkeyed: AtomicU32::new(0) })
+    }
+
+    fn partition(&self, partition: u32) -> Result<&Partition, LogError> {
+        self.partitions.get(partition as usize).ok_or(LogError::NoPartition(partition))
     }
 }
 
@@ -107,46 +169,72 @@ fn offset(value: i64) -> Result<u64, LogError> {
     u64::try_from(value).map_err(|_| broker_error(format!("negative offset {value}")))
 }
 
+/// Produces `records` to one partition in order, in requests of at most [`MAX_PRODUCE_BYTES`],
+/// each awaited before the next so a failure leaves no later record ahead of an earlier one.
+async fn produce(partition: &Partition, records: Vec<KafkaRecord>) -> Result<(), LogError> {
+    let mut records = records.into_iter().peekable();
+    while records.peek().is_some() {
+        let mut bytes = 0;
+        let mut chunk = Vec::new();
+        while let Some(record) =
+            records.next_if(|r| chunk.is_empty() || bytes + r.approximate_size() <= MAX_PRODUCE_BYTES)
+        {
+            bytes += record.approximate_size();
+            chunk.push(record);
+        }
+        let offsets = partition.client.produce(chunk, Compression::NoCompression).await.map_err(broker_error)?;
+        if let Some(last) = offsets.last() {
+            partition.end.fetch_max(offset(*last)? + 1, Ordering::AcqRel);
+        }
+    }
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl EventBus for KafkaBus {
     fn partitions(&self) -> u32 {
-        1
+        self.partitions.len() as u32
     }
 
     async fn append(&self, records: Vec<BusRecord>) -> Result<(), LogError> {
-        if records.is_empty() {
-            return Ok(());
-        }
+        let count = self.partitions();
+        let spare = self.unkeyed.fetch_add(1, Ordering::Relaxed) % count;
         let now = chrono::Utc::now();
-        let batch = records
-            .into_iter()
-            .map(|r| KafkaRecord { key: None, value: Some(r.payload), headers: Default::default(), timestamp: now })
-            .collect();
-        // Returns once the broker acknowledged the whole batch (acks = all).
-        let offsets = self.partition.produce(batch, Compression::NoCompression).await.map_err(broker_error)?;
-        let last = offset(*offsets.last().expect("one offset per record"))?;
-        self.end.fetch_max(last + 1, Ordering::AcqRel);
+        let mut by_partition: BTreeMap<u32, Vec<KafkaRecord>> = BTreeMap::new();
+        for BusRecord { key, payload } in records {
+            let partition = key.as_deref().map_or(spare, |k| kafka_partition(k.as_bytes(), count));
+            let record = KafkaRecord {
+                key: key.map(String::into_bytes),
+                value: Some(payload),
+                headers: Default::default(),
+                timestamp: now,
+            };
+            by_partition.entry(partition).or_default().push(record);
+        }
+        // Every partition at once; the batch is acknowledged when all of them are.
+        try_join_all(by_partition.into_iter().map(|(p, records)| produce(&self.partitions[p as usize], records)))
+            .await?;
         Ok(())
     }
 
-    fn reader(&self, _partition: u32, offset: u64) -> Result<Box<dyn BusReader>, LogError> {
+    fn reader(&self, partition: u32, offset: u64) -> Result<Box<dyn BusReader>, LogError> {
+        let partition = self.partition(partition)?;
         Ok(Box::new(KafkaReader {
-            partition: Arc::clone(&self.partition),
+            partition: Arc::clone(&partition.client),
             runtime: self.runtime.clone(),
-            end: Arc::clone(&self.end),
+            end: Arc::clone(&partition.end),
             next: offset,
             buffered: VecDeque::new(),
         }))
     }
 
-    /// Nothing to do: the pipeline's durable position is its checkpoint, and retention is the
-    /// broker's (see the module docs).
+    /// Nothing to do (see the module docs).
     fn commit(&self, _partition: u32, _consumer: &str, _offset: u64) -> Result<(), LogError> {
         Ok(())
     }
 
-    fn end_offset(&self, _partition: u32) -> u64 {
-        self.end.load(Ordering::Acquire)
+    fn end_offset(&self, partition: u32) -> u64 {
+        self.partition(partition).map_or(0, |p| p.end.load(Ordering::Acquire))
     }
 }
 
@@ -215,16 +303,52 @@ impl BusReader for KafkaReader {
 
 #[cfg(test)]
 mod tests {
-    use super::KafkaTarget;
+    use super::{kafka_partition, KafkaTarget, DEFAULT_PARTITIONS};
 
     #[test]
     fn targets_parse_and_bad_ones_are_named() {
         let target = KafkaTarget::parse("kafka://127.0.0.1:9092,b2:9093/vexil.events").unwrap();
         assert_eq!(target.brokers, ["127.0.0.1:9092", "b2:9093"]);
         assert_eq!(target.topic, "vexil.events");
+        assert_eq!(target.partitions, DEFAULT_PARTITIONS);
+        assert_eq!(KafkaTarget::parse("kafka://h:1/t?partitions=3").unwrap().partitions, 3);
         assert!(KafkaTarget::parse("http://h:1/t").unwrap_err().contains("kafka://"));
         assert!(KafkaTarget::parse("kafka://h:1").unwrap_err().contains("topic"));
         assert!(KafkaTarget::parse("kafka://h/t").unwrap_err().contains("host:port"));
         assert!(KafkaTarget::parse("kafka://h:1/a b").unwrap_err().contains("topic name"));
+        assert!(KafkaTarget::parse("kafka://h:1/t?partitions=0").unwrap_err().contains("partitions must be"));
+        assert!(KafkaTarget::parse("kafka://h:1/t?partitions=x").unwrap_err().contains("partitions must be"));
+        assert!(KafkaTarget::parse("kafka://h:1/t?acks=1").unwrap_err().contains("unknown option"));
+    }
+
+    /// Golden values of Kafka's default partitioner: the murmur2 hashes are those of Kafka's
+    /// own `UtilsTest.testMurmur2` (as signed 32-bit integers) and agree with kafka-python's
+    /// `murmur2`; partitions are `(hash & 0x7fffffff) % n`.
+    #[test]
+    fn keys_go_where_kafkas_default_partitioner_puts_them() {
+        let hashes: [(&[u8], i32); 6] = [
+            (b"21", -973_932_308),
+            (b"foobar", -790_332_482),
+            (b"a-little-bit-long-string", -985_981_536),
+            (b"a-little-bit-longer-string", -1_486_304_829),
+            (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58_897_971),
+            (b"abc", 479_470_107),
+        ];
+        for (key, hash) in hashes {
+            assert_eq!(murmur2::murmur2(key, murmur2::KAFKA_SEED) as i32, hash, "{}", String::from_utf8_lossy(key));
+            assert_eq!(kafka_partition(key, 1 << 31), (hash & 0x7fff_ffff) as u32);
+        }
+        let partitions: [(&[u8], u32, u32); 7] = [
+            (b"21", 4, 0),
+            (b"foobar", 6, 0),
+            (b"a-little-bit-long-string", 0, 2),
+            (b"user_123", 7, 2),
+            (b"u-0", 5, 1),
+            (b"u-42", 1, 1),
+            (b"", 1, 0),
+        ];
+        for (key, of_8, of_3) in partitions {
+            assert_eq!((kafka_partition(key, 8), kafka_partition(key, 3)), (of_8, of_3));
+        }
     }
 }

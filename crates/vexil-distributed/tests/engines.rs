@@ -18,16 +18,16 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
-async fn bus(topic: &str) -> Option<KafkaBus> {
+async fn bus(topic: &str, partitions: u32) -> Option<KafkaBus> {
     let broker = engine("VEXIL_TEST_BROKER", "broker.sh")?;
-    let target = KafkaTarget::parse(&format!("kafka://{broker}/{topic}")).unwrap();
+    let target = KafkaTarget::parse(&format!("kafka://{broker}/{topic}?partitions={partitions}")).unwrap();
     Some(KafkaBus::connect(&target, 1).await.expect("connect to the broker"))
 }
 
-/// Reads from `offset` on a blocking thread (as the pipeline's reader thread does) until
-/// `count` records came.
-async fn read(bus: &KafkaBus, offset: u64, count: usize) -> Vec<(u64, Vec<u8>)> {
-    let mut reader = bus.reader(0, offset).unwrap();
+/// Reads `partition` from `offset` on a blocking thread (as the pipeline's reader thread does)
+/// until `count` records came.
+async fn read(bus: &KafkaBus, partition: u32, offset: u64, count: usize) -> Vec<(u64, Vec<u8>)> {
+    let mut reader = bus.reader(partition, offset).unwrap();
     tokio::task::spawn_blocking(move || {
         let mut records = Vec::new();
         for _ in 0..500 {
@@ -46,18 +46,18 @@ async fn read(bus: &KafkaBus, offset: u64, count: usize) -> Vec<(u64, Vec<u8>)> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appended_batches_are_read_back_in_order_by_every_node() {
     let topic = unique("vexil-test");
-    let Some(a) = bus(&topic).await else { return };
-    let b = bus(&topic).await.unwrap();
+    let Some(a) = bus(&topic, 1).await else { return };
+    let b = bus(&topic, 1).await.unwrap();
 
     let records = |payloads: Vec<Vec<u8>>| payloads.into_iter().map(BusRecord::unkeyed).collect::<Vec<_>>();
     a.append(records(vec![b"one".to_vec(), b"two".to_vec()])).await.unwrap();
     b.append(records((0..500).map(|i| format!("event {i}").into_bytes()).collect())).await.unwrap();
     a.append(Vec::new()).await.unwrap();
-    // A fresh topic: one partition, one order for every node's appends.
+    // A fresh topic of one partition: one order for every node's appends.
     let (first, second) = (0..2, 2..502);
 
     for node in [&a, &b] {
-        let records = read(node, first.start, 502).await;
+        let records = read(node, 0, first.start, 502).await;
         assert_eq!(records.len(), 502);
         assert_eq!(records[0], (first.start, b"one".to_vec()));
         assert_eq!(records[501], (second.end - 1, b"event 499".to_vec()));
@@ -65,8 +65,49 @@ async fn appended_batches_are_read_back_in_order_by_every_node() {
         assert!(node.end_offset(0) >= second.end);
     }
     // A reader may start anywhere, also inside a produced batch.
-    let tail = read(&a, second.start + 10, 490).await;
+    let tail = read(&a, 0, second.start + 10, 490).await;
     assert_eq!(tail.first().unwrap(), &(second.start + 10, b"event 10".to_vec()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_records_land_on_their_keys_partition_in_order() {
+    let topic = unique("vexil-keyed");
+    let Some(a) = bus(&topic, 3).await else { return };
+    // The topic exists now: a node asking for another count gets the topic's own.
+    let b = bus(&topic, 5).await.unwrap();
+    assert_eq!((a.partitions(), b.partitions()), (3, 3));
+
+    // 20 users, 30 records each, appended in batches from both nodes; the big batch is split
+    // into several produce requests (records of 50 KiB).
+    let user = |n: usize| format!("user-{}", n % 20);
+    let payload = |n: usize, pad: usize| format!("{n} {}", "x".repeat(pad)).into_bytes();
+    for (i, batch) in (0..600).collect::<Vec<usize>>().chunks(100).enumerate() {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let pad = if i == 3 { 50 * 1024 } else { 0 };
+        node.append(batch.iter().map(|&n| BusRecord::keyed(user(n), payload(n, pad))).collect()).await.unwrap();
+    }
+    b.append(vec![BusRecord::unkeyed(b"no key".to_vec())]).await.unwrap();
+
+    let mut seen = Vec::new();
+    for partition in 0..3 {
+        let end = a.end_offset(partition).max(b.end_offset(partition));
+        for (_, payload) in read(&a, partition, 0, end as usize).await {
+            let text = String::from_utf8(payload).unwrap();
+            let Some(n) = text.split(' ').next().and_then(|n| n.parse::<usize>().ok()) else {
+                assert_eq!(text, "no key");
+                seen.push((partition, usize::MAX));
+                continue;
+            };
+            let expected = vexil_distributed::kafka::kafka_partition(user(n).as_bytes(), 3);
+            assert_eq!(partition, expected, "record {n} of {} is on its key's partition", user(n));
+            seen.push((partition, n));
+        }
+    }
+    assert_eq!(seen.len(), 601, "every record once");
+    for u in 0..20 {
+        let order: Vec<usize> = seen.iter().filter(|(_, n)| *n != usize::MAX && n % 20 == u).map(|(_, n)| *n).collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "user-{u}'s records keep their order: {order:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
