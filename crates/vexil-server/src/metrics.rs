@@ -6,7 +6,7 @@
 //! relaxed `fetch_add`; values that are only interesting when scraped (snapshot age, hit ratio)
 //! are computed at scrape time.
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus::{Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
@@ -141,14 +141,40 @@ impl Metrics {
 
 /// Middleware: counts and times every request under its route pattern (not its raw path, so
 /// the label set stays small).
-pub async fn track_requests(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+pub async fn track_requests(
+    State((metrics, routes)): State<(Arc<Metrics>, Arc<RouteLabels>)>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
-    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let route = routes.label(request.uri().path());
     let response = next.run(request).await;
     let status = response.status();
-    let labels = [method.as_str(), route.as_deref().unwrap_or("unmatched"), status.as_str()];
+    let labels = [method.as_str(), route, status.as_str()];
     metrics.http_requests.with_label_values(&labels).inc();
     metrics.http_duration.with_label_values(&labels).observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// The route label of a request path: the route table's pattern it matches
+/// (`/v1/flags/{key}/evaluate`), or `unmatched`.
+///
+/// The metrics layer runs outside the router (see `middleware::apply`), where axum's
+/// `MatchedPath` is not known yet, so it matches paths itself with the router's own matcher.
+pub struct RouteLabels(matchit::Router<&'static str>);
+
+impl RouteLabels {
+    pub fn new(paths: impl IntoIterator<Item = &'static str>) -> RouteLabels {
+        let mut router = matchit::Router::new();
+        for path in paths {
+            // A path served by several methods is listed once per method; one entry is enough.
+            let _ = router.insert(path, path);
+        }
+        RouteLabels(router)
+    }
+
+    pub fn label(&self, path: &str) -> &'static str {
+        self.0.at(path).map_or("unmatched", |m| *m.value)
+    }
 }

@@ -6,13 +6,16 @@
 
 use crate::config::CorsConfig;
 use crate::error::ApiError;
+use crate::metrics::RouteLabels;
 use crate::state::AppState;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -21,17 +24,26 @@ use tracing::Instrument;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Wraps the routes in the service-wide layers (the last added runs first).
+/// Wraps the routes in the service-wide layers, outermost first.
+///
+/// The layers wrap the router once, as one concrete service, rather than through
+/// `Router::layer`, which wraps every route in every layer: each layer then boxes the route
+/// again, and the `from_fn` layers clone their inner service on every request, so a request
+/// paid for cloning the whole nest of boxes (about 40 % of the evaluation route's instructions
+/// measured with callgrind). Here a clone is a few reference counts.
 pub fn apply(router: Router, state: &AppState) -> Router {
-    router
-        .layer(CatchPanicLayer::custom(|_| ApiError::internal("the server failed unexpectedly").into_response()))
-        .layer(from_fn_with_state(state.metrics.clone(), crate::metrics::track_requests))
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
-        .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
-        .layer(from_fn(trace))
-        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
+    let routes = Arc::new(RouteLabels::new(crate::routes::specs(state.clone()).into_iter().map(|s| s.path)));
+    let service = ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
+        .layer(from_fn(trace))
+        .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(from_fn_with_state((state.metrics.clone(), routes), crate::metrics::track_requests))
+        .layer(CatchPanicLayer::custom(|_| ApiError::internal("the server failed unexpectedly").into_response()))
+        .service(router);
+    Router::new().fallback_service(service)
 }
 
 /// Runs the request inside a span holding its id, so every log line it causes carries it,
