@@ -26,6 +26,16 @@ for engine in postgres broker s3; do
     fi
 done
 
+# pyarrow, which the Parquet archive test reads the archive with; the same rule as for the engines.
+if env="$(bash scripts/pyarrow.sh)"; then
+    eval "$env"
+elif [[ "${CI:-}" == true ]]; then
+    echo "test.sh: pyarrow is required (CI=true) and could not be installed" >&2
+    exit 1
+else
+    echo "test.sh: pyarrow could not be installed; the Parquet archive test is skipped" >&2
+fi
+
 status=0
 # The Rust suites: unit, property, golden, end-to-end over HTTP against real `vexil serve` processes.
 cargo test --workspace 2>&1 | tee "$log" || status=$?

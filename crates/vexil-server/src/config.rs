@@ -7,6 +7,7 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use vexil_events::archive::ArchiveFormat;
 
 /// The configuration file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "vexil.toml";
@@ -39,6 +40,8 @@ pub struct ServerConfig {
     pub assignment_cache_entries: usize,
     /// Where the event archive is written (default `<data_dir>/archive`).
     pub archive_dir: PathBuf,
+    /// The event archive's file format (default gzip JSON lines).
+    pub archive_format: ArchiveFormat,
     /// The Kafka-protocol event bus of the distributed mode (`kafka://host:port/topic`);
     /// `None`: the embedded log under `data_dir`.
     pub event_bus: Option<String>,
@@ -120,6 +123,7 @@ partial_config! {
     assignment_ttl_secs: u64 = "VEXIL_ASSIGNMENT_TTL_SECS", "Seconds a sticky experiment assignment lasts; 0 keeps it for the experiment's life (default 7776000, 90 days).";
     assignment_cache_entries: usize = "VEXIL_ASSIGNMENT_CACHE_ENTRIES", "Sticky assignments cached in memory (default 100000).";
     archive_dir: PathBuf = "VEXIL_ARCHIVE_DIR", "Directory of the event archive (default <data_dir>/archive).";
+    archive_format: String = "VEXIL_ARCHIVE_FORMAT", "File format of the event archive: jsonl (gzip JSON lines) or parquet (default jsonl).";
     safety_check_interval_ms: u64 = "VEXIL_SAFETY_CHECK_INTERVAL_MS", "Milliseconds between checks of rollout plans, guards and budgets (default 10000).";
     webhook_url: String = "VEXIL_WEBHOOK_URL", "URL that notifications of the safety rails are POSTed to (default: none, log only).";
     webhook_secret: String = "VEXIL_WEBHOOK_SECRET", "Secret of the X-Vexil-Signature HMAC-SHA256 header of webhooks (default: unsigned).";
@@ -256,6 +260,10 @@ impl ServerConfig {
             },
             None => None,
         };
+        let archive_format = match &c.archive_format {
+            Some(name) => name.parse().map_err(|e| format!("archive_format: {e}"))?,
+            None => ArchiveFormat::default(),
+        };
         let data_dir = c.data_dir.unwrap_or_else(|| PathBuf::from("./vexil-data"));
         if let Some(url) = &c.event_bus {
             vexil_distributed::kafka::KafkaTarget::parse(url).map_err(|e| format!("event_bus: {url:?} {e}"))?;
@@ -273,6 +281,7 @@ impl ServerConfig {
             webhook,
             listen,
             archive_dir: c.archive_dir.unwrap_or_else(|| data_dir.join("archive")),
+            archive_format,
             data_dir,
             database_url: c.database_url,
             event_bus: c.event_bus,
@@ -323,6 +332,17 @@ mod tests {
         assert_eq!(config.archive_url.as_deref(), Some("s3://bucket/vexil"));
         assert!(load(&[("VEXIL_EVENT_BUS", "kafka://b:9092")]).unwrap_err().starts_with("event_bus:"));
         assert!(load(&[("VEXIL_ARCHIVE_URL", "/tmp/archive")]).unwrap_err().starts_with("archive_url:"));
+    }
+
+    #[test]
+    fn archive_format_is_jsonl_or_parquet() {
+        let load = |pairs: &[(&str, &str)]| ServerConfig::load(None, env(pairs), PartialConfig::default());
+        assert_eq!(load(&[]).unwrap().archive_format, ArchiveFormat::Jsonl);
+        assert_eq!(load(&[("VEXIL_ARCHIVE_FORMAT", "parquet")]).unwrap().archive_format, ArchiveFormat::Parquet);
+        assert_eq!(
+            load(&[("VEXIL_ARCHIVE_FORMAT", "csv")]).unwrap_err(),
+            "archive_format: \"csv\" is neither jsonl nor parquet"
+        );
     }
 
     #[test]

@@ -75,6 +75,7 @@ pub async fn state(config: ServerConfig, store: Arc<dyn Store>) -> Result<AppSta
     let events = crate::events::Events::start(
         &config.data_dir,
         &config.archive_dir,
+        config.archive_format,
         event_engines(&config).await?,
         experiments,
     )?;

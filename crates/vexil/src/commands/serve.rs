@@ -32,6 +32,9 @@ pub struct Args {
     /// Directory of the event archive [default: <data-dir>/archive].
     #[arg(long, value_name = "DIR")]
     archive_dir: Option<PathBuf>,
+    /// File format of the event archive: jsonl (gzip JSON lines) or parquet [default: jsonl].
+    #[arg(long, value_name = "FORMAT")]
+    archive_format: Option<String>,
     /// Worker threads [default: one per CPU].
     #[arg(long)]
     workers: Option<usize>,
@@ -54,6 +57,7 @@ pub fn run(args: Args) -> Outcome {
         event_bus: args.event_bus,
         archive_url: args.archive_url,
         archive_dir: args.archive_dir,
+        archive_format: args.archive_format,
         workers: args.workers,
         max_body_bytes: args.max_body_bytes,
         log_level: args.log_level,

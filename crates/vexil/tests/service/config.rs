@@ -47,8 +47,9 @@ async fn bad_configuration_fails_fast_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let bad_file = dir.path().join("bad.toml");
     std::fs::write(&bad_file, "listn = \"127.0.0.1:1\"\n").unwrap();
-    let cases: [Case; 5] = [
+    let cases: [Case; 6] = [
         (vec!["--config", bad_file.to_str().unwrap()], vec![], "unknown field"),
+        (vec!["--archive-format", "csv"], vec![], "archive_format: \"csv\" is neither jsonl nor parquet"),
         (vec!["--config", "/nonexistent/vexil.toml"], vec![], "cannot read the configuration file"),
         (vec![], vec![("VEXIL_WORKERS", "many")], "VEXIL_WORKERS"),
         (vec!["--listen", "localhost"], vec![], "listen"),

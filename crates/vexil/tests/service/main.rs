@@ -4,6 +4,7 @@
 mod harness;
 
 mod admin;
+mod archive;
 mod assign;
 mod auth;
 mod cli;
