@@ -5,6 +5,8 @@
 //! insert waits for a racing node's transaction to end, and the read that follows sees its
 //! committed row, so every racer returns the one record that was stored first.
 
+use std::collections::{HashMap, HashSet};
+
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
@@ -73,18 +75,81 @@ impl AssignmentStore for PostgresStore {
         insert_if_absent(&self.client().await?, a).await
     }
 
+    /// One upsert for the whole batch (`UNNEST` of column arrays) and one read of the records
+    /// that were there first, instead of two round trips per assignment: the group commit of
+    /// first assignments would otherwise wait on the network once per user.
     async fn assign_many_if_absent(&self, batch: Vec<Assignment>) -> Result<Vec<Assignment>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
+        // A unit listed twice is written once, by its first entry (one statement may not
+        // upsert a row twice); the later entries answer with what that one stored.
+        let mut first_of: HashMap<(&str, &str), usize> = HashMap::new();
+        let unique: Vec<&Assignment> = batch
+            .iter()
+            .enumerate()
+            .filter(|(i, a)| *first_of.entry((&a.experiment_id, &a.unit)).or_insert(*i) == *i)
+            .map(|(_, a)| a)
+            .collect();
+        let column = |f: fn(&Assignment) -> &str| unique.iter().map(|a| f(a)).collect::<Vec<&str>>();
+        let (experiments, units) = (column(|a| &a.experiment_id), column(|a| &a.unit));
+        let (variants, ids) = (column(|a| &a.variant), column(|a| &a.assignment_id));
+        let assigned: Vec<Timestamp> = unique.iter().map(|a| a.assigned_at).collect();
+        let expires: Vec<Option<Timestamp>> = unique.iter().map(|a| a.expires_at).collect();
+
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let mut stored = Vec::with_capacity(batch.len());
-        for a in batch {
-            stored.push(insert_if_absent(&tx, a).await?);
+        let upsert = tx
+            .prepare_cached(
+                "INSERT INTO assignments (experiment_id, unit, variant, assignment_id, assigned_at, expires_at)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[])
+                 ON CONFLICT (experiment_id, unit) DO UPDATE SET
+                     variant = excluded.variant,
+                     assignment_id = excluded.assignment_id,
+                     assigned_at = excluded.assigned_at,
+                     expires_at = excluded.expires_at
+                 WHERE assignments.expires_at IS NOT NULL
+                   AND assignments.expires_at <= excluded.assigned_at
+                 RETURNING experiment_id, unit",
+            )
+            .await?;
+        let written: HashSet<(String, String)> = tx
+            .query(&upsert, &[&experiments, &units, &variants, &ids, &assigned, &expires])
+            .await?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        let mut stored: HashMap<(String, String), Assignment> = HashMap::new();
+        let lost: Vec<&&Assignment> =
+            unique.iter().filter(|a| !written.contains(&(a.experiment_id.clone(), a.unit.clone()))).collect();
+        if !lost.is_empty() {
+            let (lost_experiments, lost_units): (Vec<&str>, Vec<&str>) =
+                lost.iter().map(|a| (a.experiment_id.as_str(), a.unit.as_str())).unzip();
+            let read = tx
+                .prepare_cached(&format!(
+                    "{SELECT} WHERE (experiment_id, unit) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))"
+                ))
+                .await?;
+            for row in tx.query(&read, &[&lost_experiments, &lost_units]).await? {
+                let existing = from_row(&row);
+                stored.insert((existing.experiment_id.clone(), existing.unit.clone()), existing);
+            }
         }
         tx.commit().await?;
-        Ok(stored)
+        batch
+            .iter()
+            .map(|a| {
+                let first = &batch[first_of[&(a.experiment_id.as_str(), a.unit.as_str())]];
+                match stored.get(&(a.experiment_id.clone(), a.unit.clone())) {
+                    Some(existing) => Ok(existing.clone()),
+                    None if written.contains(&(a.experiment_id.clone(), a.unit.clone())) => Ok(first.clone()),
+                    None => Err(StoreError::Backend(format!(
+                        "assignment of {} to {} was neither written nor found",
+                        a.unit, a.experiment_id
+                    ))),
+                }
+            })
+            .collect()
     }
 
     async fn purge_expired_assignments(&self, now: Timestamp) -> Result<u64, StoreError> {

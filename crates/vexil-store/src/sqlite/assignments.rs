@@ -23,26 +23,32 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Assignment> {
 /// Stores `a` unless an unexpired record exists, then returns whichever record is stored.
 fn insert_if_absent(conn: &Connection, a: Assignment) -> Result<Assignment, StoreError> {
     // The conflict branch overwrites only a record that had expired by the time of `a`.
-    conn.prepare_cached(
-        "INSERT INTO assignments (experiment_id, unit, variant, assignment_id, assigned_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (experiment_id, unit) DO UPDATE SET
-             variant = excluded.variant,
-             assignment_id = excluded.assignment_id,
-             assigned_at = excluded.assigned_at,
-             expires_at = excluded.expires_at
-         WHERE assignments.expires_at IS NOT NULL
-           AND assignments.expires_at <= excluded.assigned_at",
-    )?
-    .execute(params![
-        a.experiment_id,
-        a.unit,
-        a.variant,
-        a.assignment_id,
-        Time(a.assigned_at),
-        a.expires_at.map(Time),
-    ])?;
-    // Same transaction, write lock held: this reads exactly what the statement above left.
+    let written = conn
+        .prepare_cached(
+            "INSERT INTO assignments (experiment_id, unit, variant, assignment_id, assigned_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (experiment_id, unit) DO UPDATE SET
+                 variant = excluded.variant,
+                 assignment_id = excluded.assignment_id,
+                 assigned_at = excluded.assigned_at,
+                 expires_at = excluded.expires_at
+             WHERE assignments.expires_at IS NOT NULL
+               AND assignments.expires_at <= excluded.assigned_at",
+        )?
+        .execute(params![
+            a.experiment_id,
+            a.unit,
+            a.variant,
+            a.assignment_id,
+            Time(a.assigned_at),
+            a.expires_at.map(Time),
+        ])?;
+    // One row changed: `a` was inserted (or replaced an expired record) and is what is stored.
+    // None: an unexpired record was there first. Same transaction, write lock held, so the
+    // read sees exactly what the statement left.
+    if written == 1 {
+        return Ok(a);
+    }
     let stored = conn
         .prepare_cached(
             "SELECT experiment_id, unit, variant, assignment_id, assigned_at, expires_at
