@@ -10,6 +10,7 @@ use vexil_core::experiment::{decode_experiment, CompiledExperiment};
 use vexil_core::FlagSet;
 use vexil_events::archive::LocalArchive;
 use vexil_events::pipeline::{Pipeline, PipelineOptions};
+use vexil_events::sqlite::SqliteBackend;
 use vexil_events::{BodyFormat, Dlq, EventBus, FileLog, IngestOptions, Ingestor, LogOptions, Metrics};
 
 const BATCH: usize = 500;
@@ -129,13 +130,13 @@ fn process(c: &mut Criterion) {
                         ingestor.ingest(&body(seed, true), BodyFormat::Auto).await.unwrap();
                     }
                 });
-                let end = bus.end_offset(0);
-                let archive = Box::new(LocalArchive::open(dir.path().join("archive")).unwrap());
+                let archive = Arc::new(LocalArchive::open(dir.path().join("archive")).unwrap());
+                let state = Arc::new(SqliteBackend::open(dir.path().join("state.sqlite")).unwrap());
                 let start = Instant::now();
                 let pipeline =
-                    Pipeline::start(dir.path(), bus, dlq, archive, experiments(), metrics, PipelineOptions::default())
+                    Pipeline::start(bus, state, dlq, archive, experiments(), metrics, PipelineOptions::default())
                         .unwrap();
-                assert!(pipeline.wait_for(end, Duration::from_secs(300)));
+                assert!(pipeline.wait_caught_up(Duration::from_secs(300)));
                 total += start.elapsed();
                 pipeline.stop();
             }

@@ -21,7 +21,6 @@
 //! [`CompiledExperiment::metric_accepts`], against the flag set the experiment was compiled
 //! with, so a filter may reference segments.
 
-use crate::error::Error;
 use crate::event::Event;
 use serde::{Deserialize, Serialize};
 use vexil_core::experiment::{Aggregation, CompiledExperiment, Metric, MetricKind, MetricSource};
@@ -91,19 +90,10 @@ pub struct Sums {
     pub sum_xy: f64,
 }
 
-impl Sums {
-    /// Reads n, Σx, Σx², Σy, Σy², Σxy from `row`, starting at column `first`.
-    pub(crate) fn from_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Sums> {
-        Ok(Sums {
-            n: row.get::<_, i64>(first)? as u64,
-            sum_x: row.get(first + 1)?,
-            sum_x2: row.get(first + 2)?,
-            sum_y: row.get(first + 3)?,
-            sum_y2: row.get(first + 4)?,
-            sum_xy: row.get(first + 5)?,
-        })
-    }
+/// What one set of [`Sums`] is of: (experiment, variant, metric).
+pub type AggregateKey = (String, String, String);
 
+impl Sums {
     /// Adds (sign = 1) or removes (sign = -1) one user's contribution, without touching n.
     pub fn apply(&mut self, (x, y): (f64, f64), sign: f64) {
         self.sum_x += sign * x;
@@ -122,16 +112,4 @@ pub struct AggregateRow {
     pub metric: String,
     #[serde(flatten)]
     pub sums: Sums,
-}
-
-/// Reads the committed aggregates of one experiment, ordered by variant and metric.
-pub fn read_aggregates(conn: &rusqlite::Connection, experiment: &str) -> Result<Vec<AggregateRow>, Error> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT experiment, variant, metric, n, sum_x, sum_x2, sum_y, sum_y2, sum_xy FROM aggregates
-         WHERE experiment = ?1 ORDER BY variant, metric",
-    )?;
-    let rows = stmt.query_map([experiment], |r| {
-        Ok(AggregateRow { experiment: r.get(0)?, variant: r.get(1)?, metric: r.get(2)?, sums: Sums::from_row(r, 3)? })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
 }

@@ -2,8 +2,8 @@
 //! JSON lines or (with [`ArchiveFormat::Parquet`]) Parquet files:
 //!
 //! ```text
-//! <archive>/events/year=YYYY/month=MM/day=DD/hour=HH/<first offset, 20 digits>.jsonl.gz
-//! <archive>/events/year=YYYY/month=MM/day=DD/hour=HH/<first offset, 20 digits>.parquet
+//! <archive>/events/year=YYYY/month=MM/day=DD/hour=HH/<log partition, 5 digits>-<first offset, 20 digits>.jsonl.gz
+//! <archive>/events/year=YYYY/month=MM/day=DD/hour=HH/<log partition, 5 digits>-<first offset, 20 digits>.parquet
 //! ```
 //!
 //! Both formats take the same JSON line per event and share everything but the encoding (an
@@ -13,9 +13,10 @@
 //! 60 s after its first event entered the log. The 60 s rule is measured on the log's receive
 //! times of the records being processed, not on the wall clock, so replaying the same records
 //! after a crash closes files at the same places; only when the processor is idle does the wall
-//! clock close a file, and the processor commits right after. A file is named by the log offset
-//! of its first event, so a file rewritten after a crash replaces the earlier one with the same
-//! events instead of duplicating them.
+//! clock close a file, and the processor commits right after. A file is named by the log
+//! partition and offset of its first event, so a file rewritten after a crash — or by the node
+//! that took the partition over — replaces the earlier one with the same events instead of
+//! duplicating them, and the processors of different partitions share one archive.
 //!
 //! Where files go is behind [`ArchiveStore`]: [`LocalArchive`] writes a temporary file, syncs it
 //! and renames it into place, so no partial file is ever visible; the distributed mode's S3
@@ -34,9 +35,10 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 
-/// Where archive files are stored.
-pub trait ArchiveStore: Send {
+/// Where archive files are stored (shared by the processors of every partition).
+pub trait ArchiveStore: Send + Sync {
     /// Stores `bytes` as `<partition>/<name>` atomically, replacing an existing file.
     fn put(&self, partition: &str, name: &str, bytes: &[u8]) -> io::Result<()>;
 }
@@ -155,9 +157,10 @@ impl fmt::Display for ArchiveFormat {
     }
 }
 
-/// The name of an archive file: its first event's log offset, then the format's suffix.
-pub fn file_name(first_offset: u64, format: ArchiveFormat) -> String {
-    format!("{first_offset:020}{}", format.suffix())
+/// The name of an archive file: the log partition and offset of its first event, then the
+/// format's suffix.
+pub fn file_name(log_partition: u32, first_offset: u64, format: ArchiveFormat) -> String {
+    format!("{log_partition:05}-{first_offset:020}{}", format.suffix())
 }
 
 /// The format of archive files and when they are closed.
@@ -260,7 +263,9 @@ const CHUNK: usize = 64 * 1024;
 
 /// Buffers events per partition and closes files by the rules above.
 pub struct Archiver {
-    store: Box<dyn ArchiveStore>,
+    store: Arc<dyn ArchiveStore>,
+    /// The log partition whose events this archiver writes.
+    log_partition: u32,
     options: ArchiveOptions,
     buffers: HashMap<String, Buffer>,
     /// After a restart: the buffers that were open at the checkpoint. Replayed records of a
@@ -276,8 +281,16 @@ pub fn partition_of(t: DateTime<Utc>) -> String {
 }
 
 impl Archiver {
-    pub fn new(store: Box<dyn ArchiveStore>, options: ArchiveOptions) -> Archiver {
-        Archiver { store, options, buffers: HashMap::new(), resume: HashMap::new(), rebuilt: HashSet::new() }
+    /// Archives the events of `log_partition` into `store`.
+    pub fn new(store: Arc<dyn ArchiveStore>, log_partition: u32, options: ArchiveOptions) -> Archiver {
+        Archiver {
+            store,
+            log_partition,
+            options,
+            buffers: HashMap::new(),
+            resume: HashMap::new(),
+            rebuilt: HashSet::new(),
+        }
     }
 
     /// Starts over from what the state database says was open at the last checkpoint.
@@ -362,7 +375,7 @@ impl Archiver {
     }
 
     fn close(&mut self, partition: String, buffer: Buffer) -> io::Result<ClosedFile> {
-        let name = file_name(buffer.first_offset, self.options.format);
+        let name = file_name(self.log_partition, buffer.first_offset, self.options.format);
         let bytes = buffer.encoder.finish()?;
         self.store.put(&partition, &name, &bytes)?;
         Ok(ClosedFile { partition, name, events: buffer.events, bytes: bytes.len() })
@@ -376,7 +389,8 @@ mod tests {
     #[test]
     fn a_checkpoint_taken_mid_replay_keeps_the_buffers_replay_has_not_reached() {
         let dir = tempfile::tempdir().unwrap();
-        let mut archiver = Archiver::new(Box::new(LocalArchive::open(dir.path()).unwrap()), ArchiveOptions::default());
+        let mut archiver =
+            Archiver::new(Arc::new(LocalArchive::open(dir.path()).unwrap()), 0, ArchiveOptions::default());
         let open =
             |partition: &str, first_offset| OpenFile { partition: partition.into(), first_offset, first_received: 0 };
         archiver.restore(&[open("p0", 10), open("p1", 20)]);

@@ -1,16 +1,20 @@
 //! Hourly and daily counters per event name, per experiment variant, and per flag variant
 //! (evaluation counts): events, sum of values and exact unique users.
 //!
-//! Unique users are exact: the set of users seen in each window is kept (in memory while the
-//! window is recent, in the state database always), and a user adds to `unique_users` only the
-//! first time they appear in that window. Sets of old windows leave memory and are read back if
-//! a late event touches them.
+//! Unique users are exact: each counter's set of users is stored, and a user adds to
+//! `unique_users` only the first time they appear in that window. In memory, a counter keeps
+//! the users it is known to have: all of them for a counter this session created (a window's
+//! first event), else those seen or looked up so far. A batch's lookups are made together —
+//! one [`PartitionStore::counters`] call for the counters not in memory, one
+//! [`PartitionStore::known_members`] call for users a counter may already have — so processing
+//! pays one database round trip per batch, not one per event. Counters of old windows leave
+//! memory and are read back if a late event touches them.
 
 use crate::error::Error;
-use chrono::{DateTime, TimeZone, Utc};
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::store::PartitionStore;
+use chrono::{DateTime, Utc};
+use hashbrown::{Equivalent, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
 
 /// Prefix of the event name under which flag evaluation counts are kept (`$` cannot start a
 /// sent event's name, so these never mix with real events).
@@ -36,7 +40,8 @@ impl Window {
         }
     }
 
-    fn name(self) -> &'static str {
+    /// `hour` or `day`, as stored.
+    pub fn name(self) -> &'static str {
         match self {
             Window::Hour => "hour",
             Window::Day => "day",
@@ -90,143 +95,160 @@ pub struct CounterRow {
     pub counter: Counter,
 }
 
-/// Counters touched since the last commit, and the recent windows' user sets.
+/// A [`CounterKey`] of borrowed strings, to find a counter without allocating. Hashes exactly
+/// as the owned key (same fields in the same order; `&str` hashes as `String`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct CounterRef<'a> {
+    pub window: Window,
+    pub start: i64,
+    pub event: &'a str,
+    pub experiment: &'a str,
+    pub variant: &'a str,
+}
+
+impl Equivalent<CounterKey> for CounterRef<'_> {
+    fn equivalent(&self, key: &CounterKey) -> bool {
+        self.window == key.window
+            && self.start == key.start
+            && self.event == key.event
+            && self.experiment == key.experiment
+            && self.variant == key.variant
+    }
+}
+
+impl CounterRef<'_> {
+    fn to_owned(self) -> CounterKey {
+        CounterKey {
+            window: self.window,
+            start: self.start,
+            event: self.event.to_owned(),
+            experiment: self.experiment.to_owned(),
+            variant: self.variant.to_owned(),
+        }
+    }
+}
+
+/// One addition to a counter: `count` events with `value` in total, of `user` (none for
+/// evaluation counts).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Contribution<'a> {
+    pub key: CounterRef<'a>,
+    pub user: Option<&'a str>,
+    pub count: u64,
+    pub value: f64,
+}
+
+/// A counter in memory.
+struct Slot {
+    key: CounterKey,
+    counter: Counter,
+    users: HashSet<String>,
+    /// Whether `users` holds every user of the counter (it was created this session), so a
+    /// user not in it is new without asking the store.
+    complete: bool,
+    dirty: bool,
+}
+
+/// The counters in memory, and what changed since the last commit.
 #[derive(Default)]
 pub(crate) struct Counters {
-    values: HashMap<CounterKey, Counter>,
-    users: HashMap<CounterKey, HashSet<String>>,
-    dirty: HashSet<CounterKey>,
-    new_users: Vec<(CounterKey, String)>,
+    slots: Vec<Slot>,
+    index: HashMap<CounterKey, usize>,
+    /// New members since the last commit: (slot, user).
+    new_users: Vec<(usize, String)>,
     newest_start: i64,
 }
 
 impl Counters {
-    /// Counts one event of `user` with `value` into `key`.
-    pub fn add_event(&mut self, conn: &Connection, key: CounterKey, user: &str, value: f64) -> Result<(), Error> {
-        self.load(conn, &key)?;
-        let users = self.users.get_mut(&key).expect("loaded");
-        let counter = self.values.get_mut(&key).expect("loaded");
-        counter.count += 1;
-        counter.sum += value;
-        if !users.contains(user) {
-            users.insert(user.to_owned());
-            counter.unique_users += 1;
-            self.new_users.push((key.clone(), user.to_owned()));
+    /// Adds a batch's contributions, reading what memory lacks from `store` in two calls.
+    pub fn add(&mut self, store: &mut dyn PartitionStore, contributions: &[Contribution<'_>]) -> Result<(), Error> {
+        self.load_missing(store, contributions)?;
+        let slots: Vec<usize> = contributions.iter().map(|c| self.index[&c.key]).collect();
+        let mut unknown: HashSet<(usize, &str)> = HashSet::new();
+        for (c, &slot) in contributions.iter().zip(&slots) {
+            let s = &self.slots[slot];
+            if let Some(user) = c.user {
+                if !s.complete && !s.users.contains(user) {
+                    unknown.insert((slot, user));
+                }
+            }
         }
-        self.newest_start = self.newest_start.max(key.start);
-        self.dirty.insert(key);
+        if !unknown.is_empty() {
+            let asked: Vec<(&CounterKey, &str)> =
+                unknown.iter().map(|&(slot, user)| (&self.slots[slot].key, user)).collect();
+            let known = store.known_members(&asked)?;
+            for (key, user) in known {
+                let slot = self.index[&key];
+                self.slots[slot].users.insert(user);
+            }
+        }
+        for (c, &slot) in contributions.iter().zip(&slots) {
+            let s = &mut self.slots[slot];
+            s.counter.count += c.count;
+            s.counter.sum += c.value;
+            s.dirty = true;
+            if let Some(user) = c.user {
+                if !s.users.contains(user) {
+                    s.users.insert(user.to_owned());
+                    s.counter.unique_users += 1;
+                    self.new_users.push((slot, user.to_owned()));
+                }
+            }
+            self.newest_start = self.newest_start.max(c.key.start);
+        }
         Ok(())
     }
 
-    /// Adds `n` to a counter without users (evaluation counts).
-    pub fn add_count(&mut self, conn: &Connection, key: CounterKey, n: u64) -> Result<(), Error> {
-        self.load(conn, &key)?;
-        self.values.get_mut(&key).expect("loaded").count += n;
-        self.dirty.insert(key);
-        Ok(())
-    }
-
-    fn load(&mut self, conn: &Connection, key: &CounterKey) -> Result<(), Error> {
-        if self.values.contains_key(key) && self.users.contains_key(key) {
+    /// Brings every counter the contributions touch into memory.
+    fn load_missing(
+        &mut self,
+        store: &mut dyn PartitionStore,
+        contributions: &[Contribution<'_>],
+    ) -> Result<(), Error> {
+        let mut missing: Vec<CounterKey> = Vec::new();
+        let mut seen: HashSet<CounterRef<'_>> = HashSet::new();
+        for c in contributions {
+            if !self.index.contains_key(&c.key) && seen.insert(c.key) {
+                missing.push(c.key.to_owned());
+            }
+        }
+        if missing.is_empty() {
             return Ok(());
         }
-        let args = params![key.window.name(), key.start, key.event, key.experiment, key.variant];
-        let counter = conn
-            .prepare_cached(
-                "SELECT count, sum, users FROM counters
-                 WHERE window = ?1 AND start = ?2 AND event = ?3 AND experiment = ?4 AND variant = ?5",
-            )?
-            .query_row(args, |r| {
-                Ok(Counter {
-                    count: r.get::<_, i64>(0)? as u64,
-                    sum: r.get(1)?,
-                    unique_users: r.get::<_, i64>(2)? as u64,
-                })
-            })
-            .optional()?
-            .unwrap_or_default();
-        let users: HashSet<String> = if counter.count == 0 {
-            HashSet::new()
-        } else {
-            let mut stmt = conn.prepare_cached(
-                "SELECT user_id FROM counter_users
-                 WHERE window = ?1 AND start = ?2 AND event = ?3 AND experiment = ?4 AND variant = ?5",
-            )?;
-            let rows = stmt.query_map(args, |r| r.get(0))?;
-            rows.collect::<Result<_, _>>()?
-        };
-        self.values.insert(key.clone(), counter);
-        self.users.insert(key.clone(), users);
+        let stored: HashMap<CounterKey, Counter> =
+            store.counters(&missing.iter().collect::<Vec<_>>())?.into_iter().collect();
+        for key in missing {
+            let (counter, complete) = match stored.get(&key) {
+                Some(counter) => (*counter, false),
+                None => (Counter::default(), true),
+            };
+            self.index.insert(key.clone(), self.slots.len());
+            self.slots.push(Slot { key, counter, users: HashSet::new(), complete, dirty: false });
+        }
         Ok(())
     }
 
-    /// Writes the touched counters and new window members, then lets go of old windows.
-    pub fn commit(&mut self, conn: &Connection) -> Result<(), Error> {
-        let mut upsert = conn.prepare_cached(
-            "INSERT INTO counters (window, start, event, experiment, variant, count, sum, users)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT (window, start, event, experiment, variant)
-             DO UPDATE SET count = excluded.count, sum = excluded.sum, users = excluded.users",
-        )?;
-        for key in self.dirty.drain() {
-            let c = self.values[&key];
-            upsert.execute(params![
-                key.window.name(),
-                key.start,
-                key.event,
-                key.experiment,
-                key.variant,
-                c.count as i64,
-                c.sum,
-                c.unique_users as i64
-            ])?;
-        }
-        let mut member = conn.prepare_cached(
-            "INSERT OR IGNORE INTO counter_users (window, start, event, experiment, variant, user_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
-        for (key, user) in self.new_users.drain(..) {
-            member.execute(params![key.window.name(), key.start, key.event, key.experiment, key.variant, user])?;
-        }
-        // Windows more than two days older than the newest one rarely see events again.
+    /// The counters changed since the last commit.
+    pub fn changed(&self) -> Vec<(&CounterKey, &Counter)> {
+        self.slots.iter().filter(|s| s.dirty).map(|s| (&s.key, &s.counter)).collect()
+    }
+
+    /// The counters' new members since the last commit.
+    pub fn new_members(&self) -> Vec<(&CounterKey, &str)> {
+        self.new_users.iter().map(|(slot, user)| (&self.slots[*slot].key, user.as_str())).collect()
+    }
+
+    /// After a commit: nothing is changed any more, and counters of windows more than two days
+    /// older than the newest one (which rarely see events again) leave memory.
+    pub fn committed(&mut self) {
+        self.new_users.clear();
         let horizon = self.newest_start - 2 * 86_400;
-        self.values.retain(|k, _| k.start >= horizon);
-        self.users.retain(|k, _| k.start >= horizon);
-        Ok(())
+        if self.slots.iter().any(|s| s.key.start < horizon) {
+            self.slots.retain(|s| s.key.start >= horizon);
+            self.index = self.slots.iter().enumerate().map(|(i, s)| (s.key.clone(), i)).collect();
+        }
+        for slot in &mut self.slots {
+            slot.dirty = false;
+        }
     }
-}
-
-/// Reads committed counters: windows of `window` starting in `[from, to)`, for `event`, and
-/// either the per-event counter (`experiment` = None; for `$evaluation:<flag>` one row per
-/// flag variant) or every variant of `experiment`.
-pub fn read_counters(
-    conn: &Connection,
-    event: &str,
-    experiment: Option<&str>,
-    window: Window,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Result<Vec<CounterRow>, Error> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT start, event, experiment, variant, count, sum, users FROM counters
-         WHERE window = ?1 AND event = ?2 AND experiment = ?3 AND start >= ?4 AND start < ?5
-         ORDER BY start, variant",
-    )?;
-    let rows = stmt.query_map(
-        params![window.name(), event, experiment.unwrap_or(""), from.timestamp(), to.timestamp()],
-        |r| {
-            Ok(CounterRow {
-                start: Utc.timestamp_opt(r.get(0)?, 0).single().unwrap_or_default(),
-                event: r.get(1)?,
-                experiment: r.get(2)?,
-                variant: r.get(3)?,
-                counter: Counter {
-                    count: r.get::<_, i64>(4)? as u64,
-                    sum: r.get(5)?,
-                    unique_users: r.get::<_, i64>(6)? as u64,
-                },
-            })
-        },
-    )?;
-    Ok(rows.collect::<Result<_, _>>()?)
 }

@@ -6,27 +6,46 @@
 //! therefore either keeps all three or none: a redelivery can never be counted twice, and an
 //! event can never be marked seen without being counted. Only sender-given ids are stored; a
 //! generated id is a fresh UUID and cannot come back.
+//!
+//! Ids are remembered per log partition. A redelivered event carries the same `user_id` as its
+//! first delivery, so it lands on the same partition (the bus is keyed by user) and meets the
+//! id there. (Two events with one id but different users are different events to the pipeline.)
+//!
+//! The ids of a batch are looked up in the store together, before the batch is processed.
 
 use crate::error::Error;
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::store::{FirstDelivery, PartitionStore};
+use std::collections::HashMap;
 
-/// Whether the record at `offset` carries an id already delivered at another offset; records
-/// the id when it is new. Asking again for the same offset (a replay) answers `false`.
-pub fn is_duplicate(conn: &Connection, event_id: &str, offset: u64, received_at: i64) -> Result<bool, Error> {
-    let inserted = conn
-        .prepare_cached("INSERT OR IGNORE INTO dedupe (event_id, log_offset, seen_at) VALUES (?1, ?2, ?3)")?
-        .execute(params![event_id, offset as i64, received_at])?;
-    if inserted == 1 {
-        return Ok(false);
-    }
-    let first: Option<i64> = conn
-        .prepare_cached("SELECT log_offset FROM dedupe WHERE event_id = ?1")?
-        .query_row([event_id], |r| r.get(0))
-        .optional()?;
-    Ok(first != Some(offset as i64))
+/// The dedupe decisions of one batch.
+pub(crate) struct Deliveries {
+    /// First offsets of the batch's ids known so far: stored ones and this batch's new ones.
+    first: HashMap<String, u64>,
+    new: Vec<FirstDelivery>,
 }
 
-/// Forgets ids first delivered before `before` (Unix ms): the end of the dedupe window.
-pub fn expire(conn: &Connection, before: i64) -> Result<usize, Error> {
-    Ok(conn.prepare_cached("DELETE FROM dedupe WHERE seen_at < ?1")?.execute([before])?)
+impl Deliveries {
+    /// Looks up which of `ids` were delivered before.
+    pub fn lookup(store: &mut dyn PartitionStore, ids: &[&str]) -> Result<Deliveries, Error> {
+        let first = if ids.is_empty() { HashMap::new() } else { store.first_deliveries(ids)? };
+        Ok(Deliveries { first, new: Vec::new() })
+    }
+
+    /// Whether the record at `offset` carries an id first delivered at another offset; records
+    /// the id when it is new. Asking again for the same offset (a replay) answers `false`.
+    pub fn is_duplicate(&mut self, event_id: &str, offset: u64, received_at: i64) -> bool {
+        match self.first.get(event_id) {
+            Some(&first) => first != offset,
+            None => {
+                self.first.insert(event_id.to_owned(), offset);
+                self.new.push(FirstDelivery { event_id: event_id.to_owned(), offset, received_at });
+                false
+            }
+        }
+    }
+
+    /// The ids delivered for the first time, to be stored with the batch's commit.
+    pub fn new_ids(&self) -> &[FirstDelivery] {
+        &self.new
+    }
 }

@@ -13,4 +13,10 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("JSON error: {0}")]
     Json(#[from] serde_json::Error),
+    /// A state store other than SQLite failed (the distributed mode's PostgreSQL).
+    #[error("state database error: {0}")]
+    Store(String),
+    /// The commit was refused: another node has taken the partition over.
+    #[error("log partition {0} is now processed by another node")]
+    Fenced(u32),
 }

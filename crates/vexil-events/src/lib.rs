@@ -7,9 +7,11 @@
 //!   → the durable log, with partial acceptance;
 //! - [`log`]: the durable append-only log with group commit, behind the [`EventBus`] trait;
 //! - [`dlq`]: the dead-letter queue (list, replay, purge);
-//! - [`pipeline`]: the consumer loop that reads the log through bounded queues and runs
-//!   [`dedupe`] → [`enrich`] → [`aggregate`] and [`counters`] → [`archive`] → checkpoint,
-//!   with retries, backoff and poison handling;
+//! - [`pipeline`]: the consumer loop that reads each log partition it holds through bounded
+//!   queues and runs [`dedupe`] → [`enrich`] → [`aggregate`] and [`counters`] → [`archive`] →
+//!   checkpoint, with retries, backoff and poison handling;
+//! - [`store`]: where the processing state is kept, per log partition, and which partitions
+//!   a node processes; [`sqlite`] is the embedded mode's;
 //! - [`tracking`]: flag evaluation counts and raw evaluation events, never blocking an evaluation;
 //! - [`metrics`]: the atomic counters the server exposes.
 //!
@@ -27,7 +29,9 @@ pub mod ingest;
 pub mod log;
 pub mod metrics;
 pub mod pipeline;
+pub mod sqlite;
 mod state;
+pub mod store;
 pub mod tracking;
 
 pub use dlq::{Dlq, DlqEntry, DlqFilter, DlqStage};

@@ -6,10 +6,12 @@ mod common;
 
 use common::{assert_sums_match, brute_force, committed_sums, experiments, unique_ids, Env};
 use serde_json::json;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
+use vexil_events::counters::Window;
 use vexil_events::BodyFormat;
 
 const CHILD_DIR: &str = "VEXIL_EVENTS_CRASH_CHILD_DIR";
@@ -99,4 +101,26 @@ fn sigkill_mid_stream_neither_loses_nor_double_counts() {
     let orders: u64 =
         committed_sums(&env, &defs).iter().filter(|((_, _, m), _)| m == "orders").map(|(_, s)| s.sum_x as u64).sum();
     assert_eq!(orders, (BATCHES * PER_BATCH - 150) as u64);
+
+    // Hourly counters, whose unique-user sets each restart had to pick up from the store: the
+    // events and distinct users of every hour, as the archive has them.
+    let mut hours: BTreeMap<i64, (u64, HashSet<String>)> = BTreeMap::new();
+    for e in archived.iter().filter(|e| e["event"] == "purchase") {
+        let t = chrono::DateTime::parse_from_rfc3339(e["timestamp"].as_str().unwrap()).unwrap().timestamp();
+        let hour = hours.entry(t - t.rem_euclid(3600)).or_default();
+        hour.0 += 1;
+        hour.1.insert(e["user_id"].as_str().unwrap().to_owned());
+    }
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().to_utc();
+    let rows = env
+        .pipeline
+        .stats()
+        .unwrap()
+        .event_counters("purchase", Window::Hour, t0, t0 + chrono::Duration::days(1))
+        .unwrap();
+    let counted: BTreeMap<i64, (u64, u64)> =
+        rows.iter().map(|r| (r.start.timestamp(), (r.counter.count, r.counter.unique_users))).collect();
+    let expected: BTreeMap<i64, (u64, u64)> =
+        hours.iter().map(|(start, (count, users))| (*start, (*count, users.len() as u64))).collect();
+    assert_eq!(counted, expected);
 }

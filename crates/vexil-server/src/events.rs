@@ -21,6 +21,8 @@ use vexil_core::experiment::CompiledExperiment;
 use vexil_core::Evaluation;
 use vexil_events::archive::{ArchiveFormat, ArchiveOptions, ArchiveStore, LocalArchive};
 use vexil_events::pipeline::{Pipeline, PipelineOptions};
+use vexil_events::sqlite::SqliteBackend;
+use vexil_events::store::StateBackend;
 use vexil_events::tracking::Tracker;
 use vexil_events::{Dlq, Event, EventBus, FileLog, IngestOptions, Ingestor, LogOptions};
 
@@ -44,7 +46,6 @@ pub struct Events {
     pub metrics: Arc<EventMetrics>,
     /// The embedded log, closed at shutdown; `None` on a broker.
     log: Option<Arc<FileLog>>,
-    bus: Arc<dyn EventBus>,
     stop: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     exported: Exported,
@@ -149,7 +150,9 @@ pub struct Engines {
     /// A Kafka-protocol broker instead of the file log.
     pub bus: Option<Arc<dyn EventBus>>,
     /// An object store instead of the archive directory.
-    pub archive: Option<Box<dyn ArchiveStore>>,
+    pub archive: Option<Arc<dyn ArchiveStore>>,
+    /// Processing state shared by the nodes (PostgreSQL) instead of the data directory's.
+    pub state: Option<Arc<dyn StateBackend>>,
 }
 
 impl Events {
@@ -181,18 +184,25 @@ impl Events {
             Dlq::open(&dir.join("dlq.sqlite"), metrics.clone())
                 .map_err(|e| format!("cannot open the dead-letter queue in {}: {e}", dir.display()))?,
         );
-        let archive: Box<dyn ArchiveStore> = match engines.archive {
+        let archive: Arc<dyn ArchiveStore> = match engines.archive {
             Some(archive) => archive,
-            None => Box::new(
+            None => Arc::new(
                 LocalArchive::open(archive_dir)
                     .map_err(|e| format!("cannot open the event archive in {}: {e}", archive_dir.display()))?,
+            ),
+        };
+        let state: Arc<dyn StateBackend> = match engines.state {
+            Some(state) => state,
+            None => Arc::new(
+                SqliteBackend::open(dir.join("state.sqlite"))
+                    .map_err(|e| format!("cannot open the processing state in {}: {e}", dir.display()))?,
             ),
         };
         let ingestor = Arc::new(Ingestor::new(bus.clone(), dlq.clone(), metrics.clone(), IngestOptions::default()));
         let pipeline = Arc::new(
             Pipeline::start(
-                &dir,
                 bus.clone(),
+                state,
                 dlq.clone(),
                 archive,
                 experiments,
@@ -211,7 +221,7 @@ impl Events {
             tokio::spawn(tracker.clone().run_flusher(bus.clone(), COUNTS_FLUSH, stop.clone().cancelled_owned())),
         ];
         let exported = Exported::new();
-        Ok(Events { ingestor, dlq, pipeline, tracker, metrics, log, bus, stop, tasks: Mutex::new(tasks), exported })
+        Ok(Events { ingestor, dlq, pipeline, tracker, metrics, log, stop, tasks: Mutex::new(tasks), exported })
     }
 
     /// The pipeline's metrics in the Prometheus text format, for `/metrics`.
@@ -244,10 +254,9 @@ impl Events {
             let _ = task.await;
         }
         tokio::task::block_in_place(|| {
-            let end = self.bus.end_offset(0);
-            if !self.pipeline.wait_for(end, DRAIN_TIMEOUT) {
+            if !self.pipeline.wait_caught_up(DRAIN_TIMEOUT) {
                 tracing::warn!(
-                    lag = end.saturating_sub(self.pipeline.committed()),
+                    lag = self.pipeline.lag(),
                     "stopping before the event pipeline caught up; the rest is processed at the next start"
                 );
             }

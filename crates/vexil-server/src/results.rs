@@ -15,7 +15,7 @@ use vexil_core::experiment::{
 };
 use vexil_events::aggregate::{AggregateRow, Sums};
 use vexil_events::counters::{CounterRow, Window};
-use vexil_events::pipeline::Stats;
+use vexil_events::store::Stats;
 use vexil_stats::{
     report, Correction, Direction, ExperimentInput, ExperimentReport, Method, MetricInput, Moments, Role, VariantInput,
     VariantStats,
@@ -169,10 +169,10 @@ pub fn compute(
 /// Runs `read` on the pipeline's committed state, off the async runtime.
 pub async fn read_stats<T: Send + 'static>(
     state: &AppState,
-    read: impl FnOnce(&Stats) -> Result<T, vexil_events::Error> + Send + 'static,
+    read: impl FnOnce(&dyn Stats) -> Result<T, vexil_events::Error> + Send + 'static,
 ) -> Result<T, String> {
     let reader = state.clone();
-    tokio::task::spawn_blocking(move || read(&reader.events.pipeline.stats()?))
+    tokio::task::spawn_blocking(move || read(reader.events.pipeline.stats()?.as_ref()))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("cannot read the aggregates: {e}"))

@@ -54,7 +54,7 @@ async fn event_engines(config: &ServerConfig) -> Result<crate::events::Engines, 
     }
     if let Some(url) = &config.archive_url {
         let target = S3Target::parse(url).map_err(|e| format!("archive_url: {e}"))?;
-        engines.archive = Some(Box::new(S3Archive::connect(&target)?));
+        engines.archive = Some(Arc::new(S3Archive::connect(&target)?));
     }
     Ok(engines)
 }
@@ -70,7 +70,6 @@ pub async fn state(config: ServerConfig, store: Arc<dyn Store>) -> Result<AppSta
             Snapshot::unloaded()
         }
     };
-    let safety = Arc::new(crate::safety::Safety::new(&config, &metrics));
     let experiments = crate::events::experiment_definitions(&initial.experiments);
     let events = crate::events::Events::start(
         &config.data_dir,
@@ -79,6 +78,7 @@ pub async fn state(config: ServerConfig, store: Arc<dyn Store>) -> Result<AppSta
         event_engines(&config).await?,
         experiments,
     )?;
+    let safety = Arc::new(crate::safety::Safety::new(&config, &metrics, events.pipeline.clone()));
     let feed_experiments = crate::events::feed_experiments(events.pipeline.clone());
     Ok(AppState::new(Services {
         events,

@@ -351,7 +351,7 @@ mod tests {
 
     fn parquet_archiver(root: &Path, max_events: usize) -> Archiver {
         let options = ArchiveOptions { format: ArchiveFormat::Parquet, max_events, ..ArchiveOptions::default() };
-        Archiver::new(Box::new(LocalArchive::open(root).unwrap()), options)
+        Archiver::new(std::sync::Arc::new(LocalArchive::open(root).unwrap()), 0, options)
     }
 
     #[test]
@@ -390,9 +390,9 @@ mod tests {
         assert_eq!(
             names,
             [
-                "events/year=2026/month=11/day=21/hour=08/00000000000000000002.parquet",
-                "events/year=2026/month=11/day=21/hour=10/00000000000000000000.parquet",
-                "events/year=2026/month=11/day=21/hour=11/00000000000000000003.parquet",
+                "events/year=2026/month=11/day=21/hour=08/00000-00000000000000000002.parquet",
+                "events/year=2026/month=11/day=21/hour=10/00000-00000000000000000000.parquet",
+                "events/year=2026/month=11/day=21/hour=11/00000-00000000000000000003.parquet",
             ]
         );
         let files = LocalArchive::open(dir.path()).unwrap().files().unwrap();
@@ -441,7 +441,7 @@ mod tests {
             .collect();
         assert_eq!(
             written.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
-            ["00000000000000000010.parquet", "00000000000000000014.parquet"]
+            ["00000-00000000000000000010.parquet", "00000-00000000000000000014.parquet"]
         );
         drop(before);
 

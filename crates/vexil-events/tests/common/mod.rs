@@ -14,6 +14,7 @@ use vexil_core::FlagSet;
 use vexil_events::aggregate::Sums;
 use vexil_events::archive::LocalArchive;
 use vexil_events::pipeline::{Pipeline, PipelineOptions};
+use vexil_events::sqlite::SqliteBackend;
 use vexil_events::{Dlq, EventBus, FileLog, IngestOptions, Ingestor, LogOptions, Metrics};
 
 pub struct Env {
@@ -32,19 +33,17 @@ impl Env {
         let dlq = Arc::new(Dlq::open(&dir.join("dlq.sqlite"), metrics.clone()).unwrap());
         let bus: Arc<dyn EventBus> = log.clone();
         let ingestor = Ingestor::new(bus.clone(), dlq.clone(), metrics.clone(), IngestOptions::default());
-        let archive = Box::new(LocalArchive::open(dir.join("archive")).unwrap());
+        let archive = Arc::new(LocalArchive::open(dir.join("archive")).unwrap());
+        let state = Arc::new(SqliteBackend::open(dir.join("state.sqlite")).unwrap());
         let options = PipelineOptions { idle_poll: Duration::from_millis(20), ..PipelineOptions::default() };
-        let pipeline = Pipeline::start(dir, bus, dlq.clone(), archive, experiments, metrics.clone(), options).unwrap();
+        let pipeline =
+            Pipeline::start(bus, state, dlq.clone(), archive, experiments, metrics.clone(), options).unwrap();
         Env { dir: dir.to_owned(), log, dlq, metrics, ingestor, pipeline }
     }
 
     /// Waits until everything appended so far is processed, then closes open archive files.
     pub fn settle(&self) {
-        assert!(
-            self.pipeline.wait_for(self.log.end(), Duration::from_secs(120)),
-            "{:?}",
-            self.pipeline.last_error()
-        );
+        assert!(self.pipeline.wait_caught_up(Duration::from_secs(120)), "{:?}", self.pipeline.last_error());
         assert!(self.pipeline.flush(Duration::from_secs(60)));
     }
 

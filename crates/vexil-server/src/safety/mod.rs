@@ -14,6 +14,7 @@ use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use prometheus::{GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 use std::sync::Arc;
+use vexil_events::pipeline::Pipeline;
 
 /// The safety rails' shared parts, held in the service state.
 pub struct Safety {
@@ -23,13 +24,14 @@ pub struct Safety {
 }
 
 impl Safety {
-    /// Registers the metrics and starts webhook delivery when one is configured.
-    pub fn new(config: &ServerConfig, metrics: &Metrics) -> Safety {
+    /// Registers the metrics and starts webhook delivery when one is configured; signals come
+    /// from `pipeline`'s counters.
+    pub fn new(config: &ServerConfig, metrics: &Metrics, pipeline: Arc<Pipeline>) -> Safety {
         let safety_metrics = SafetyMetrics::new(metrics);
         Safety {
             notifier: Notifier::new(config.webhook.clone(), safety_metrics.webhook_deliveries.clone()),
             metrics: safety_metrics,
-            signals: Arc::new(signals::PipelineSignals::new(&config.data_dir)),
+            signals: Arc::new(signals::PipelineSignals::of(pipeline)),
         }
     }
 }

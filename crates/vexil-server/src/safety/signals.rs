@@ -10,9 +10,11 @@
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
-use std::path::PathBuf;
+use std::sync::Arc;
 use vexil_events::counters::{Window, EVALUATION_PREFIX};
-use vexil_events::pipeline::Stats;
+use vexil_events::pipeline::Pipeline;
+use vexil_events::sqlite::SqliteStats;
+use vexil_events::store::Stats;
 
 /// The count and the sum of values of an event over a time range.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -42,22 +44,39 @@ pub fn evaluations_of(flag: &str) -> String {
     format!("{EVALUATION_PREFIX}{flag}")
 }
 
-/// The pipeline's committed counters, in `<data_dir>/events/state.sqlite`.
+/// Opens a reader of the pipeline's committed counters; `None` when there is no state yet.
+type OpenStats = Box<dyn Fn() -> Result<Option<Box<dyn Stats>>, String> + Send + Sync>;
+
+/// The pipeline's committed counters.
 pub struct PipelineSignals {
-    state_path: PathBuf,
+    open: OpenStats,
 }
 
 impl PipelineSignals {
-    pub fn new(data_dir: &std::path::Path) -> PipelineSignals {
-        PipelineSignals { state_path: data_dir.join("events").join("state.sqlite") }
+    /// The counters of a running pipeline, wherever it keeps its state (summed over the
+    /// partitions of every node in the distributed mode).
+    pub fn of(pipeline: Arc<Pipeline>) -> PipelineSignals {
+        PipelineSignals { open: Box::new(move || pipeline.stats().map(Some).map_err(|e| e.to_string())) }
     }
 
-    /// `None` until the pipeline has created its state (no event was ever processed).
-    fn stats(&self) -> Result<Option<Stats>, String> {
-        if !self.state_path.exists() {
-            return Ok(None);
+    /// The counters in an embedded data directory (`<data_dir>/events/state.sqlite`), for the
+    /// CLI beside or without a server.
+    pub fn embedded(data_dir: &std::path::Path) -> PipelineSignals {
+        let path = data_dir.join("events").join("state.sqlite");
+        PipelineSignals {
+            open: Box::new(move || {
+                // No state yet: the pipeline never ran here.
+                if !path.exists() {
+                    return Ok(None);
+                }
+                let stats: Box<dyn Stats> = Box::new(SqliteStats::open(&path).map_err(|e| e.to_string())?);
+                Ok(Some(stats))
+            }),
         }
-        Stats::open(&self.state_path).map(Some).map_err(|e| e.to_string())
+    }
+
+    fn stats(&self) -> Result<Option<Box<dyn Stats>>, String> {
+        (self.open)()
     }
 }
 

@@ -72,7 +72,7 @@ pub fn run(args: Args) -> Outcome {
                     let meta = ChangeMeta { actor: CLI_ACTOR.into(), reason };
                     loaded.save(store, &plan, body, &meta).await.map_err(|e| e.to_string())?;
                 }
-                let signals = PipelineSignals::new(&target.data_dir());
+                let signals = PipelineSignals::embedded(&target.data_dir());
                 load(store, &flag).await?.status(&signals, vexil_store::now())
             }
         };

@@ -1,0 +1,312 @@
+//! The embedded mode's processing state: one SQLite database (`<data dir>/events/state.sqlite`)
+//! for the file log's one partition, always leased to this process.
+
+use crate::aggregate::{AggregateKey, AggregateRow, Sums};
+use crate::archive::OpenFile;
+use crate::counters::{Counter, CounterKey, CounterRow, Window};
+use crate::error::Error;
+use crate::store::{Changes, Committed, Lease, PartitionStore, StateBackend, Stats};
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+const SCHEMA: &str = "
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = FULL;
+CREATE TABLE IF NOT EXISTS checkpoint (id INTEGER PRIMARY KEY CHECK (id = 0), next_offset INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS dedupe (event_id TEXT PRIMARY KEY, log_offset INTEGER NOT NULL, seen_at INTEGER NOT NULL)
+    WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dedupe_seen_at ON dedupe (seen_at);
+CREATE TABLE IF NOT EXISTS users (user_id TEXT PRIMARY KEY, state TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS aggregates (
+    experiment TEXT NOT NULL, variant TEXT NOT NULL, metric TEXT NOT NULL,
+    n INTEGER NOT NULL, sum_x REAL NOT NULL, sum_x2 REAL NOT NULL,
+    sum_y REAL NOT NULL, sum_y2 REAL NOT NULL, sum_xy REAL NOT NULL,
+    PRIMARY KEY (experiment, variant, metric)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counters (
+    window TEXT NOT NULL, start INTEGER NOT NULL, event TEXT NOT NULL,
+    experiment TEXT NOT NULL, variant TEXT NOT NULL,
+    count INTEGER NOT NULL, sum REAL NOT NULL, users INTEGER NOT NULL,
+    PRIMARY KEY (window, event, experiment, start, variant)) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS counters_key ON counters (window, start, event, experiment, variant);
+CREATE TABLE IF NOT EXISTS counter_users (
+    window TEXT NOT NULL, start INTEGER NOT NULL, event TEXT NOT NULL,
+    experiment TEXT NOT NULL, variant TEXT NOT NULL, user_id TEXT NOT NULL,
+    PRIMARY KEY (window, start, event, experiment, variant, user_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS archive_open (
+    partition TEXT PRIMARY KEY, first_offset INTEGER NOT NULL, first_received INTEGER NOT NULL) WITHOUT ROWID;
+";
+
+/// The only partition of the embedded mode, never taken over.
+const LEASE: Lease = Lease { partition: 0, epoch: 0 };
+
+/// The embedded processing state in one SQLite file.
+pub struct SqliteBackend {
+    path: PathBuf,
+}
+
+impl SqliteBackend {
+    /// Opens (creating) the state database at `path`; fails fast when it is unreadable.
+    pub fn open(path: impl Into<PathBuf>) -> Result<SqliteBackend, Error> {
+        let path = path.into();
+        open_db(&path)?;
+        Ok(SqliteBackend { path })
+    }
+}
+
+fn open_db(path: &Path) -> Result<Connection, Error> {
+    let conn = Connection::open(path)?;
+    conn.execute_batch(SCHEMA)?;
+    Ok(conn)
+}
+
+impl StateBackend for SqliteBackend {
+    fn leases(&self) -> Vec<Lease> {
+        vec![LEASE]
+    }
+
+    fn open(&self, lease: Lease) -> Result<Box<dyn PartitionStore>, Error> {
+        if lease != LEASE {
+            return Err(Error::Log(crate::LogError::NoPartition(lease.partition)));
+        }
+        Ok(Box::new(SqliteState { conn: open_db(&self.path)? }))
+    }
+
+    fn released(&self, _lease: Lease) {}
+
+    fn stats(&self) -> Result<Box<dyn Stats>, Error> {
+        Ok(Box::new(SqliteStats::open(&self.path)?))
+    }
+}
+
+/// The processor's connection.
+struct SqliteState {
+    conn: Connection,
+}
+
+impl PartitionStore for SqliteState {
+    fn load(&mut self) -> Result<Committed, Error> {
+        let conn = &self.conn;
+        let next_offset: Option<i64> =
+            conn.query_row("SELECT next_offset FROM checkpoint WHERE id = 0", [], |r| r.get(0)).optional()?;
+        let mut users = HashMap::new();
+        let mut stmt = conn.prepare("SELECT user_id, state FROM users")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let state: String = row.get(1)?;
+            users.insert(row.get(0)?, serde_json::from_str(&state)?);
+        }
+        let mut sums = HashMap::new();
+        let mut stmt = conn
+            .prepare("SELECT experiment, variant, metric, n, sum_x, sum_x2, sum_y, sum_y2, sum_xy FROM aggregates")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let key: AggregateKey = (r.get(0)?, r.get(1)?, r.get(2)?);
+            sums.insert(key, sums_at(r, 3)?);
+        }
+        let mut stmt = conn.prepare("SELECT partition, first_offset, first_received FROM archive_open")?;
+        let open_files = stmt
+            .query_map([], |r| {
+                Ok(OpenFile {
+                    partition: r.get(0)?,
+                    first_offset: r.get::<_, i64>(1)? as u64,
+                    first_received: r.get(2)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(Committed { next_offset: next_offset.unwrap_or(0) as u64, open_files, users, sums })
+    }
+
+    // SQLite runs in this process: a point lookup per id costs about what a batched query
+    // would, without building one.
+    fn first_deliveries(&mut self, ids: &[&str]) -> Result<HashMap<String, u64>, Error> {
+        let mut stmt = self.conn.prepare_cached("SELECT log_offset FROM dedupe WHERE event_id = ?1")?;
+        let mut found = HashMap::new();
+        for id in ids {
+            if let Some(offset) = stmt.query_row([id], |r| r.get::<_, i64>(0)).optional()? {
+                found.insert((*id).to_owned(), offset as u64);
+            }
+        }
+        Ok(found)
+    }
+
+    fn counters(&mut self, keys: &[&CounterKey]) -> Result<Vec<(CounterKey, Counter)>, Error> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT count, sum, users FROM counters
+             WHERE window = ?1 AND start = ?2 AND event = ?3 AND experiment = ?4 AND variant = ?5",
+        )?;
+        let mut found = Vec::new();
+        for key in keys {
+            let args = params![key.window.name(), key.start, key.event, key.experiment, key.variant];
+            if let Some(counter) = stmt.query_row(args, |r| counter_at(r, 0)).optional()? {
+                found.push(((*key).clone(), counter));
+            }
+        }
+        Ok(found)
+    }
+
+    fn known_members(&mut self, members: &[(&CounterKey, &str)]) -> Result<HashSet<(CounterKey, String)>, Error> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT 1 FROM counter_users
+             WHERE window = ?1 AND start = ?2 AND event = ?3 AND experiment = ?4 AND variant = ?5 AND user_id = ?6",
+        )?;
+        let mut known = HashSet::new();
+        for (key, user) in members {
+            let args = params![key.window.name(), key.start, key.event, key.experiment, key.variant, user];
+            if stmt.exists(args)? {
+                known.insert(((*key).clone(), (*user).to_owned()));
+            }
+        }
+        Ok(known)
+    }
+
+    fn commit(&mut self, changes: Changes<'_>) -> Result<(), Error> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut put_user = tx.prepare_cached("INSERT OR REPLACE INTO users (user_id, state) VALUES (?1, ?2)")?;
+            for (user_id, state) in &changes.users {
+                put_user.execute(params![user_id, serde_json::to_string(state)?])?;
+            }
+            let mut put_sums = tx.prepare_cached(
+                "INSERT OR REPLACE INTO aggregates (experiment, variant, metric, n, sum_x, sum_x2, sum_y, sum_y2, sum_xy)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            for ((experiment, variant, metric), s) in &changes.sums {
+                put_sums.execute(params![
+                    experiment, variant, metric, s.n as i64, s.sum_x, s.sum_x2, s.sum_y, s.sum_y2, s.sum_xy
+                ])?;
+            }
+            let mut put_counter = tx.prepare_cached(
+                "INSERT INTO counters (window, start, event, experiment, variant, count, sum, users)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (window, start, event, experiment, variant)
+                 DO UPDATE SET count = excluded.count, sum = excluded.sum, users = excluded.users",
+            )?;
+            for (key, c) in &changes.counters {
+                put_counter.execute(params![
+                    key.window.name(),
+                    key.start,
+                    key.event,
+                    key.experiment,
+                    key.variant,
+                    c.count as i64,
+                    c.sum,
+                    c.unique_users as i64
+                ])?;
+            }
+            let mut put_member = tx.prepare_cached(
+                "INSERT OR IGNORE INTO counter_users (window, start, event, experiment, variant, user_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for (key, user) in &changes.counter_users {
+                put_member.execute(params![
+                    key.window.name(),
+                    key.start,
+                    key.event,
+                    key.experiment,
+                    key.variant,
+                    user
+                ])?;
+            }
+            let mut put_delivery =
+                tx.prepare_cached("INSERT OR IGNORE INTO dedupe (event_id, log_offset, seen_at) VALUES (?1, ?2, ?3)")?;
+            for d in changes.deliveries {
+                put_delivery.execute(params![d.event_id, d.offset as i64, d.received_at])?;
+            }
+            if let Some(before) = changes.expire_deliveries_before {
+                tx.prepare_cached("DELETE FROM dedupe WHERE seen_at < ?1")?.execute([before])?;
+            }
+            tx.execute("DELETE FROM archive_open", [])?;
+            let mut put_open = tx.prepare_cached(
+                "INSERT INTO archive_open (partition, first_offset, first_received) VALUES (?1, ?2, ?3)",
+            )?;
+            for open in changes.open_files {
+                put_open.execute(params![open.partition, open.first_offset as i64, open.first_received])?;
+            }
+            tx.execute(
+                "INSERT INTO checkpoint (id, next_offset) VALUES (0, ?1)
+                 ON CONFLICT (id) DO UPDATE SET next_offset = excluded.next_offset",
+                [changes.next_offset as i64],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// n, Σx, Σx², Σy, Σy², Σxy from `row`, starting at column `first`.
+fn sums_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Sums> {
+    Ok(Sums {
+        n: row.get::<_, i64>(first)? as u64,
+        sum_x: row.get(first + 1)?,
+        sum_x2: row.get(first + 2)?,
+        sum_y: row.get(first + 3)?,
+        sum_y2: row.get(first + 4)?,
+        sum_xy: row.get(first + 5)?,
+    })
+}
+
+/// count, sum, unique users from `row`, starting at column `first`.
+fn counter_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Counter> {
+    Ok(Counter {
+        count: row.get::<_, i64>(first)? as u64,
+        sum: row.get(first + 1)?,
+        unique_users: row.get::<_, i64>(first + 2)? as u64,
+    })
+}
+
+/// Read access to an embedded state database (a read-only connection; the processor keeps
+/// writing beside it, WAL lets both go on).
+pub struct SqliteStats {
+    conn: Connection,
+}
+
+impl SqliteStats {
+    /// Opens the state database at `path` for reading.
+    pub fn open(path: &Path) -> Result<SqliteStats, Error> {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        Ok(SqliteStats { conn })
+    }
+}
+
+impl Stats for SqliteStats {
+    fn aggregates(&self, experiment: &str) -> Result<Vec<AggregateRow>, Error> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT experiment, variant, metric, n, sum_x, sum_x2, sum_y, sum_y2, sum_xy FROM aggregates
+             WHERE experiment = ?1 ORDER BY variant, metric",
+        )?;
+        let rows = stmt.query_map([experiment], |r| {
+            Ok(AggregateRow { experiment: r.get(0)?, variant: r.get(1)?, metric: r.get(2)?, sums: sums_at(r, 3)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn counters(
+        &self,
+        event: &str,
+        experiment: Option<&str>,
+        window: Window,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<CounterRow>, Error> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT start, event, experiment, variant, count, sum, users FROM counters
+             WHERE window = ?1 AND event = ?2 AND experiment = ?3 AND start >= ?4 AND start < ?5
+             ORDER BY start, variant",
+        )?;
+        let rows = stmt.query_map(
+            params![window.name(), event, experiment.unwrap_or(""), from.timestamp(), to.timestamp()],
+            |r| {
+                Ok(CounterRow {
+                    start: Utc.timestamp_opt(r.get(0)?, 0).single().unwrap_or_default(),
+                    event: r.get(1)?,
+                    experiment: r.get(2)?,
+                    variant: r.get(3)?,
+                    counter: counter_at(r, 4)?,
+                })
+            },
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
