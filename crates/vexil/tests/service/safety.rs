@@ -121,8 +121,13 @@ async fn a_plan_steps_through_its_percentages_as_holds_elapse() {
         .collect();
     assert_eq!(rollouts, [&json!(100), &json!(25), &json!(5), &json!(1)], "one flag version per step, newest first");
     assert!(audit["records"][0]["actor"] == "system:rollout");
-    let metrics = server.metrics().await;
-    assert!(metrics.contains("vexil_rollout_plan_state{flag=\"new_checkout\",state=\"completed\"} 1"), "{metrics}");
+    // The gauges are refreshed from the store at each scheduler tick, so they may trail the
+    // plan's state by one tick.
+    let completed = "vexil_rollout_plan_state{flag=\"new_checkout\",state=\"completed\"} 1";
+    eventually(Duration::from_secs(5), "the plan's gauge saying completed", || async {
+        server.metrics().await.contains(completed).then_some(())
+    })
+    .await;
 
     let (status, body) = server.call(Method::POST, "/v1/admin/flags/new_checkout/rollout-plan/pause", None).await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("invalid_state")));
