@@ -7,13 +7,14 @@
 //! its neighbours are not, and each invalid one goes to the DLQ with its error and raw text.
 
 use crate::dlq::{Dlq, DlqFilter};
-use crate::event::{validate_text, Event, EventError, LogRecord, StoredEvent, ValidEvent};
+use crate::event::{validate_text, Event, EventError, Receipt, ValidEvent};
 use crate::log::{BusRecord, EventBus};
 use crate::metrics::Metrics;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
@@ -160,7 +161,7 @@ impl Ingestor {
 
     /// Appends events built inside the server (exposures from assignment, tracked evaluations).
     pub async fn ingest_events(&self, events: &[Event]) -> Result<IngestResponse, IngestError> {
-        let items = events.iter().map(|e| Ok(serde_json::to_string(e).expect("events serialize"))).collect();
+        let items = events.iter().map(|e| Ok(serde_json::to_string(e).expect("events serialize").into())).collect();
         Ok(summarise(self.accept(items).await?))
     }
 
@@ -171,7 +172,7 @@ impl Ingestor {
         let mut report = ReplayReport::default();
         let mut valid = Vec::new();
         let mut done = Vec::new();
-        for entry in entries {
+        for entry in &entries {
             match validate_text(&entry.payload, now) {
                 Ok(event) => valid.push((entry.id, event)),
                 Err(error) => {
@@ -181,7 +182,7 @@ impl Ingestor {
             }
         }
         let (ids, events): (Vec<i64>, Vec<ValidEvent>) = valid.into_iter().unzip();
-        let outcomes = self.append_valid(events, now).await?;
+        let outcomes = self.append_valid(&events, now).await?;
         for (id, duplicate) in ids.into_iter().zip(outcomes) {
             if duplicate {
                 report.duplicates += 1;
@@ -196,7 +197,7 @@ impl Ingestor {
         Ok(report)
     }
 
-    async fn accept(&self, items: Vec<Item>) -> Result<Vec<Outcome>, IngestError> {
+    async fn accept(&self, items: Vec<Item<'_>>) -> Result<Vec<Outcome>, IngestError> {
         if Metrics::get(&self.metrics.lag_events) > self.options.max_lag_events {
             return Err(IngestError::new(429, "backpressure", "the event pipeline is behind; retry later"));
         }
@@ -204,8 +205,11 @@ impl Ingestor {
         let mut outcomes = Vec::with_capacity(items.len());
         let mut valid = Vec::with_capacity(items.len());
         let mut dead = Vec::new();
-        for item in items {
-            let checked = item.and_then(|raw| validate_text(&raw, now).map_err(|e| (e, raw)));
+        for item in &items {
+            let checked = match item {
+                Ok(raw) => validate_text(raw, now).map_err(|e| (e, raw.as_ref())),
+                Err((error, raw)) => Err((error.clone(), raw.as_str())),
+            };
             match checked {
                 Ok(event) => {
                     outcomes.push(None);
@@ -213,13 +217,13 @@ impl Ingestor {
                 }
                 Err((error, raw)) => {
                     outcomes.push(Some(Outcome::Rejected(error.clone())));
-                    dead.push((error, raw));
+                    dead.push((error, raw.to_owned()));
                 }
             }
         }
         self.dlq.push_rejected(&dead).map_err(unavailable)?;
         Metrics::add(&self.metrics.rejected_total, dead.len() as u64);
-        let mut duplicates = self.append_valid(valid, now).await?.into_iter();
+        let mut duplicates = self.append_valid(&valid, now).await?.into_iter();
         Ok(outcomes
             .into_iter()
             .map(|o| {
@@ -238,33 +242,21 @@ impl Ingestor {
 
     /// Appends valid events durably; returns, per event, whether it was a known redelivery
     /// (and therefore not appended).
-    async fn append_valid(&self, events: Vec<ValidEvent>, now: DateTime<Utc>) -> Result<Vec<bool>, IngestError> {
-        let received_at = now.timestamp_millis();
-        let mut duplicate = Vec::with_capacity(events.len());
-        let mut records = Vec::with_capacity(events.len());
-        let mut given_ids = Vec::new();
-        {
+    async fn append_valid(&self, events: &[ValidEvent<'_>], now: DateTime<Utc>) -> Result<Vec<bool>, IngestError> {
+        // Only the lookups happen under the lock, so concurrent batches encode their records
+        // in parallel.
+        let duplicate: Vec<bool> = {
             let recent = self.recent.lock().expect("recent ids poisoned");
             let mut in_batch = HashSet::new();
-            for event in events {
-                let ValidEvent { event, id_given } = event;
-                // A generated id is a fresh UUID: only a sender-given id can come back.
-                let seen = id_given && (recent.contains(&event.event_id) || !in_batch.insert(event.event_id.clone()));
-                duplicate.push(seen);
-                if seen {
-                    continue;
-                }
-                if id_given {
-                    given_ids.push(event.event_id.clone());
-                }
-                // Keyed by user: a user's events stay in order on one partition.
-                let key = event.user_id.clone();
-                records.push(BusRecord::keyed(
-                    key,
-                    LogRecord::Event(StoredEvent { event, received_at, id_given }).to_bytes(),
-                ));
-            }
-        }
+            // A generated id is a fresh UUID: only a sender-given id can come back.
+            events.iter().map(|e| e.given_id().is_some_and(|id| recent.contains(id) || !in_batch.insert(id))).collect()
+        };
+        let fresh = || events.iter().zip(&duplicate).filter(|(_, seen)| !**seen).map(|(event, _)| event);
+        let receipt = Receipt::new(now);
+        // Keyed by user: a user's events stay in order on one partition.
+        let records: Vec<BusRecord> =
+            fresh().map(|event| BusRecord::keyed(event.user_id(), event.to_record(&receipt))).collect();
+        let given_ids = fresh().filter_map(|event| event.given_id().map(str::to_owned)).collect();
         let appended = records.len() as u64;
         if !records.is_empty() {
             self.bus.append(records).await.map_err(|e| IngestError::new(503, "unavailable", e.to_string()))?;
@@ -323,11 +315,12 @@ impl RecentIds {
     }
 }
 
-/// One item of a batch: its raw JSON text, or why it could not even be read.
-type Item = Result<String, (EventError, String)>;
+/// One item of a batch: its raw JSON text (borrowed from the body where it can be), or why it
+/// could not even be read.
+type Item<'a> = Result<Cow<'a, str>, (EventError, String)>;
 
 /// Splits a `POST /v1/events` body into the raw text of each event.
-pub fn decode_body(body: &[u8], format: BodyFormat) -> Result<Vec<Item>, IngestError> {
+pub fn decode_body(body: &[u8], format: BodyFormat) -> Result<Vec<Item<'_>>, IngestError> {
     check_size(body)?;
     let text = std::str::from_utf8(body).map_err(|_| IngestError::invalid_body("the body is not UTF-8"))?;
     let start = text.trim_start();
@@ -336,7 +329,7 @@ pub fn decode_body(body: &[u8], format: BodyFormat) -> Result<Vec<Item>, IngestE
     } else if start.starts_with('[') {
         let raw: Vec<&RawValue> = serde_json::from_str(text)
             .map_err(|e| IngestError::new(400, "invalid_json", format!("the body is not a JSON array: {e}")))?;
-        raw.into_iter().map(|r| Ok(r.get().to_owned())).collect()
+        raw.into_iter().map(|r| Ok(r.get().into())).collect()
     } else {
         match serde_json::from_str::<HashMap<String, &RawValue>>(text) {
             Ok(object) if object.contains_key("events") => {
@@ -345,7 +338,7 @@ pub fn decode_body(body: &[u8], format: BodyFormat) -> Result<Vec<Item>, IngestE
                 }
                 let raw: Vec<&RawValue> = serde_json::from_str(object["events"].get())
                     .map_err(|_| IngestError::invalid_body("\"events\" must be an array of events"))?;
-                raw.into_iter().map(|r| Ok(r.get().to_owned())).collect()
+                raw.into_iter().map(|r| Ok(r.get().into())).collect()
             }
             // A single object or anything else: one event per line.
             _ => ndjson(text),
@@ -355,8 +348,8 @@ pub fn decode_body(body: &[u8], format: BodyFormat) -> Result<Vec<Item>, IngestE
     Ok(items)
 }
 
-fn ndjson(text: &str) -> Vec<Item> {
-    text.lines().map(str::trim).filter(|line| !line.is_empty()).map(|line| Ok(line.to_owned())).collect()
+fn ndjson(text: &str) -> Vec<Item<'_>> {
+    text.lines().map(str::trim).filter(|line| !line.is_empty()).map(|line| Ok(line.into())).collect()
 }
 
 fn check_size(body: &[u8]) -> Result<(), IngestError> {
@@ -400,7 +393,7 @@ struct KinesisData {
 }
 
 /// Splits a Kinesis-shaped body into (sequence number, the record's event text).
-pub fn decode_kinesis(body: &[u8]) -> Result<Vec<(String, Item)>, IngestError> {
+pub fn decode_kinesis(body: &[u8]) -> Result<Vec<(String, Item<'static>)>, IngestError> {
     check_size(body)?;
     let parsed: KinesisBody = serde_json::from_slice(body).map_err(|e| {
         IngestError::invalid_body(format!(
@@ -418,6 +411,7 @@ pub fn decode_kinesis(body: &[u8]) -> Result<Vec<(String, Item)>, IngestError> {
                 .map_err(|e| EventError::new("invalid_base64", Some("data"), format!("data is not base64: {e}")))
                 .and_then(|bytes| {
                     String::from_utf8(bytes)
+                        .map(Cow::Owned)
                         .map_err(|_| EventError::new("invalid_json", Some("data"), "data is not UTF-8 text"))
                 })
                 .map_err(|error| (error, data));

@@ -193,3 +193,85 @@ async fn redelivered_events_are_counted_once() {
     assert_eq!(env.archive().len(), 2);
     assert_eq!(vexil_events::Metrics::get(&env.metrics.processed_duplicates_total), 2);
 }
+
+/// Ingest writes each event's log record straight from the validated text; the processor reads
+/// it with the derived `LogRecord` decoder. The two must agree byte for byte, and the values must
+/// be the validated ones (trimmed user id, UTC timestamp, escapes undone and redone).
+#[test]
+fn log_records_are_the_derived_encoding_of_the_validated_event() {
+    use chrono::{TimeZone, Utc};
+    use vexil_events::event::{validate_text, LogRecord, Receipt};
+
+    let now = Utc::now();
+    let receipt = Receipt::new(now);
+    let record = |raw: &str| {
+        let bytes = validate_text(raw, now).unwrap().to_record(&receipt);
+        let decoded: LogRecord = serde_json::from_slice(&bytes).unwrap();
+        let LogRecord::Event(stored) = decoded.clone() else { panic!("an event record: {decoded:?}") };
+        (bytes, decoded, stored)
+    };
+
+    let (bytes, decoded, stored) = record(r#"{"event": "purchase", "user_id": "u1"}"#);
+    assert_eq!(bytes, serde_json::to_vec(&decoded).unwrap());
+    assert!(uuid::Uuid::parse_str(&stored.event.event_id).is_ok());
+    assert!(!stored.id_given);
+    assert_eq!((stored.event.timestamp, stored.received_at), (now, now.timestamp_millis()));
+    assert_eq!((stored.event.value, stored.event.properties.len()), (None, 0));
+
+    let full = r#"{"variant": "con\"trol", "experiment_key": "exp_a", "type": "exposure",
+        "event_id": "e-1", "event": "checkout", "user_id": "  \u00fc \"q\"\t ",
+        "timestamp": "2026-01-01T02:00:00.5+02:00", "value": 1e2, "properties": {"a": [1, -2, 2.5, true, null, "x\ny"],
+        "b": {"c": "\u00e9", "d": {}}}}"#;
+    let (bytes, decoded, stored) = record(full);
+    assert_eq!(bytes, serde_json::to_vec(&decoded).unwrap());
+    let event = &stored.event;
+    assert!(stored.id_given);
+    assert_eq!((event.event_id.as_str(), event.event.as_str(), event.user_id.as_str()), ("e-1", "checkout", "ü \"q\""));
+    assert_eq!(event.kind, vexil_events::EventType::Exposure);
+    assert_eq!(
+        event.timestamp,
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::milliseconds(500)
+    );
+    assert_eq!(event.value, Some(100.0));
+    assert_eq!(
+        serde_json::Value::Object(event.properties.clone()),
+        json!({"a": [1, -2, 2.5, true, null, "x\ny"], "b": {"c": "é", "d": {}}})
+    );
+    assert_eq!((event.experiment_key.as_deref(), event.variant.as_deref()), (Some("exp_a"), Some("con\"trol")));
+
+    // Properties keep their meaning whatever their order or repeated keys: the last value wins,
+    // as in a parsed JSON object. An empty object is left out, as an empty map always was.
+    let (_, _, stored) = record(r#"{"event": "e", "user_id": "u", "properties": {"b": 1, "a": 2, "a": 3}}"#);
+    assert_eq!(serde_json::Value::Object(stored.event.properties), json!({"a": 3, "b": 1}));
+    let (bytes, _, _) = record(r#"{"event": "e", "user_id": "u", "properties": { }}"#);
+    assert!(!String::from_utf8(bytes).unwrap().contains("properties"));
+}
+
+/// JSON that a parser refuses inside one event (a number out of range, nesting past the limit, a
+/// lone surrogate) rejects that event alone; its neighbours are appended.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_whose_json_cannot_be_parsed_is_rejected_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::open(dir.path(), experiments());
+    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    let body = format!(
+        r#"[{{"event": "a", "user_id": "u1"}},
+            {{"event": "a", "user_id": "u2", "properties": {{"x": 1e400}}}},
+            {{"event": "a", "user_id": "u3", "properties": {{"x": {deep}}}}},
+            {{"event": "a", "user_id": "\ud800"}},
+            {{"event": "a", "user_id": "u5", "colour": [1e999]}},
+            {{"event": "a", "user_id": "u6"}}]"#
+    );
+    let response = env.ingestor.ingest(body.as_bytes(), BodyFormat::Auto).await.unwrap();
+    assert_eq!(response.accepted, 2);
+    let rejected: Vec<(usize, &str)> = response.rejected.iter().map(|r| (r.index, r.error.code.as_str())).collect();
+    assert_eq!(rejected, [(1, "invalid_json"), (2, "invalid_json"), (3, "invalid_json"), (4, "invalid_json")]);
+    for (rejected, cause) in
+        response.rejected.iter().zip(["number out of range", "recursion limit", "escape", "number"])
+    {
+        assert!(rejected.error.message.starts_with("the event is not valid JSON: "), "{:?}", rejected.error);
+        assert!(rejected.error.message.contains(cause), "{:?}", rejected.error);
+    }
+    assert_eq!(env.log.end(), 2);
+    assert_eq!(env.dlq.len().unwrap(), 4);
+}
