@@ -33,9 +33,9 @@ use tokio::runtime::Handle;
 use vexil_events::log::Record;
 use vexil_events::{BusReader, BusRecord, EventBus, LogError};
 
-/// Partitions of a topic created without `?partitions=`: one while every node processes the
-/// whole topic.
-pub const DEFAULT_PARTITIONS: u32 = 1;
+/// Partitions of a topic created without `?partitions=`: enough for several processing nodes
+/// to share the work, few enough that each keeps a useful batch size.
+pub const DEFAULT_PARTITIONS: u32 = 8;
 
 /// The most partitions `?partitions=` may ask for.
 const MAX_PARTITIONS: u32 = 1024;

@@ -216,6 +216,7 @@ impl Pipeline {
         if let Some(thread) = self.supervisor.lock().expect("supervisor poisoned").take() {
             // Processors report their failures through `last_error`; a panic has nothing to add.
             let _ = thread.join();
+            self.backend.leave();
         }
     }
 }

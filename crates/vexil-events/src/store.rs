@@ -91,6 +91,9 @@ pub trait StateBackend: Send + Sync {
     fn released(&self, lease: Lease);
     /// Read access to what every partition has committed.
     fn stats(&self) -> Result<Box<dyn Stats>, Error>;
+    /// The pipeline has stopped for good (every processor released): other nodes may take
+    /// everything over at once.
+    fn leave(&self) {}
 }
 
 /// Read access to the committed aggregates and counters, summed over partitions (for the

@@ -267,6 +267,11 @@ impl ServerConfig {
         let data_dir = c.data_dir.unwrap_or_else(|| PathBuf::from("./vexil-data"));
         if let Some(url) = &c.event_bus {
             vexil_distributed::kafka::KafkaTarget::parse(url).map_err(|e| format!("event_bus: {url:?} {e}"))?;
+            if c.database_url.is_none() {
+                return Err("event_bus: needs database_url too (the nodes keep their consumer group and \
+                            processing state in the shared PostgreSQL database)"
+                    .into());
+            }
         }
         if let Some(url) = &c.archive_url {
             vexil_distributed::s3::S3Target::parse(url).map_err(|e| format!("archive_url: {url:?} {e}"))?;
@@ -326,11 +331,14 @@ mod tests {
     #[test]
     fn event_bus_and_archive_url_are_checked_at_load() {
         let load = |pairs: &[(&str, &str)]| ServerConfig::load(None, env(pairs), PartialConfig::default());
+        let db = ("VEXIL_DATABASE_URL", "postgres://db/vexil");
         let config =
-            load(&[("VEXIL_EVENT_BUS", "kafka://b:9092/events"), ("VEXIL_ARCHIVE_URL", "s3://bucket/vexil")]).unwrap();
+            load(&[("VEXIL_EVENT_BUS", "kafka://b:9092/events"), ("VEXIL_ARCHIVE_URL", "s3://bucket/vexil"), db])
+                .unwrap();
         assert_eq!(config.event_bus.as_deref(), Some("kafka://b:9092/events"));
         assert_eq!(config.archive_url.as_deref(), Some("s3://bucket/vexil"));
-        assert!(load(&[("VEXIL_EVENT_BUS", "kafka://b:9092")]).unwrap_err().starts_with("event_bus:"));
+        assert!(load(&[("VEXIL_EVENT_BUS", "kafka://b:9092"), db]).unwrap_err().starts_with("event_bus:"));
+        assert!(load(&[("VEXIL_EVENT_BUS", "kafka://b:9092/events")]).unwrap_err().contains("needs database_url"));
         assert!(load(&[("VEXIL_ARCHIVE_URL", "/tmp/archive")]).unwrap_err().starts_with("archive_url:"));
     }
 

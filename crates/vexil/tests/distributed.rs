@@ -75,23 +75,34 @@ async fn a_change_on_one_node_is_served_by_the_others_within_a_second() {
     assert_eq!(Server::send(request).await.0, StatusCode::OK);
 }
 
+/// Users of the event test: `u-0` … `u-96`, half of them exposed to the experiment.
+const USERS: usize = 97;
+
 /// Events with ids `e-{first}` … for users `u-{n % 97}`, as one JSON batch.
 fn batch(first: usize, len: usize) -> serde_json::Value {
     let events: Vec<_> = (first..first + len)
-        .map(|n| json!({"event_id": format!("e-{n}"), "event": "purchase", "user_id": format!("u-{}", n % 97), "value": 2.0}))
+        .map(|n| json!({"event_id": format!("e-{n}"), "event": "purchase", "user_id": format!("u-{}", n % USERS), "value": 2.0}))
         .collect();
     serde_json::Value::Array(events)
 }
 
-/// The day's `purchase` count on a node, once it stops changing at `expected` (or the last seen).
-async fn purchases(node: &Server, expected: f64) -> f64 {
+/// The variant user `u` is exposed to, if any: even users, alternating.
+fn variant_of(u: usize) -> Option<&'static str> {
+    u.is_multiple_of(2).then_some(if u.is_multiple_of(4) { "control" } else { "treatment" })
+}
+
+/// The day's `purchase` counter on a node, summed over its buckets, once its count stops
+/// changing at `expected` (or the last seen): (count, sum of values, unique users).
+async fn purchases(node: &Server, expected: u64) -> (u64, f64, u64) {
     let from = (chrono::Utc::now() - chrono::Duration::days(2)).format("%Y-%m-%dT%H:%M:%SZ").to_string();
     let query = format!("/v1/stats/events?event=purchase&window=day&from={from}");
-    let mut counted = 0.0;
-    for _ in 0..500 {
+    let mut counted = (0, 0.0, 0);
+    for _ in 0..1500 {
         let (_, stats) = node.call(Method::GET, &query, None).await;
-        counted = stats["buckets"].as_array().map_or(0.0, |b| b.iter().map(|b| b["count"].as_f64().unwrap()).sum());
-        if counted >= expected {
+        let buckets = stats["buckets"].as_array().cloned().unwrap_or_default();
+        let sum = |field: &str| buckets.iter().map(|b| b[field].as_f64().unwrap()).sum::<f64>();
+        counted = (sum("count") as u64, sum("sum"), sum("unique_users") as u64);
+        if counted.0 >= expected {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -132,25 +143,48 @@ async fn events_sent_to_any_node_are_counted_once_and_survive_a_killed_node() {
         .map(|v| (v.to_string(), std::env::var(v).unwrap_or_default()))
         .chain([("AWS_ENDPOINT_URL".to_string(), endpoint)])
         .collect();
-    // One topic and database for all; an archive prefix per node (each node archives the whole
-    // stream it processes, see docs/deployment.md).
-    let prefix = |node: &str| format!("{bucket}/{run}/{node}");
-    let start = |node: &'static str| {
+    // One database, one topic of 4 partitions and one archive prefix shared by every node.
+    let prefix = format!("{bucket}/{run}");
+    let start = || {
         let args = vec![
             "--database-url".into(),
             database_url.clone(),
             "--event-bus".into(),
-            format!("kafka://{broker}/{run}"),
+            format!("kafka://{broker}/{run}?partitions=4"),
             "--archive-url".into(),
-            prefix(node),
+            prefix.clone(),
         ];
         Server::start_with(Options { args, env: aws.clone(), ..Options::default() })
     };
-    let a = start("a").await;
-    let (b, c) = tokio::join!(start("b"), start("c"));
-
-    // 3,000 events round-robin in batches of 100, then batch 0 again through another node.
+    let a = start().await;
+    let (b, c) = tokio::join!(start(), start());
     let nodes = [&a, &b, &c];
+
+    // An experiment every node knows before any exposure is sent.
+    let experiment = json!({"key": "checkout", "variants": [{"key": "control"}, {"key": "treatment"}],
+        "metrics": [{"key": "revenue", "kind": "sum", "event": "purchase", "role": "primary"}]});
+    a.create("experiments", experiment).await;
+    let (status, started) = a.call(Method::POST, "/v1/admin/experiments/checkout/start", None).await;
+    assert_eq!(status, StatusCode::OK, "{started}");
+    for node in nodes {
+        let since = Instant::now();
+        while node.call(Method::GET, "/v1/experiments/checkout/results", None).await.0 != StatusCode::OK {
+            assert!(since.elapsed() < Duration::from_secs(5), "{} never knew the experiment", node.base);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let exposed_at = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let exposures: Vec<_> = (0..USERS)
+        .filter_map(|u| variant_of(u).map(|v| (u, v)))
+        .map(|(u, v)| {
+            json!({"event_id": format!("x-{u}"), "event": "exposure", "type": "exposure",
+            "user_id": format!("u-{u}"), "experiment_key": "checkout", "variant": v, "timestamp": exposed_at})
+        })
+        .collect();
+    let (status, answer) = Server::send(b.admin(Method::POST, "/v1/events").json(&exposures)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+
+    // 3,000 purchases round-robin in batches of 100, then batch 0 again through another node.
     for (i, first) in (0..3000).step_by(100).enumerate() {
         let request = nodes[i % 3].admin(Method::POST, "/v1/events").json(&batch(first, 100));
         let (status, answer) = Server::send(request).await;
@@ -160,24 +194,55 @@ async fn events_sent_to_any_node_are_counted_once_and_survive_a_killed_node() {
     let (status, _) = Server::send(b.admin(Method::POST, "/v1/events").json(&batch(0, 100))).await;
     assert_eq!(status, StatusCode::OK);
 
-    // 1,000 more acknowledged by C, which is then killed without warning.
-    for first in (3000..4000).step_by(100) {
+    // 1,000 more through C, which is killed with SIGKILL in the middle of them; the batch it
+    // did not answer goes to A again, as a client retries. C's partitions pass to A and B.
+    for first in (3000..3500).step_by(100) {
         let (status, answer) = Server::send(c.admin(Method::POST, "/v1/events").json(&batch(first, 100))).await;
         assert_eq!(status, StatusCode::OK, "{answer}");
     }
+    let in_flight = batch(3500, 100);
+    let posted = tokio::spawn(c.admin(Method::POST, "/v1/events").json(&in_flight).send());
+    tokio::time::sleep(Duration::from_millis(2)).await;
     c.kill().await;
+    let answered = posted.await.unwrap().is_ok_and(|r| r.status() == StatusCode::OK);
+    if !answered {
+        let (status, answer) = Server::send(a.admin(Method::POST, "/v1/events").json(&in_flight)).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    for (i, first) in (3600..4000).step_by(100).enumerate() {
+        let node = [&a, &b][i % 2];
+        let (status, answer) = Server::send(node.admin(Method::POST, "/v1/events").json(&batch(first, 100))).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
 
+    // Every node that is left answers from the shared state: each purchase once.
     for node in [&a, &b] {
-        assert_eq!(purchases(node, 4000.0).await, 4000.0, "{} counts every acknowledged event once", node.base);
+        let (count, sum, users) = purchases(node, 4000).await;
+        assert_eq!((count, sum, users), (4000, 8000.0, USERS as u64), "{} counts every event once", node.base);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(purchases(&a, 4000.0).await, 4000.0, "and no more once processing is idle");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(purchases(&b, 4000).await.0, 4000, "and no more once processing is idle");
 
-    // A graceful stop closes the open archive files: each surviving node archived every event once.
-    assert!(a.stop().await && b.stop().await);
-    for node in ["a", "b"] {
-        let ids = archived_ids(&prefix(node)).await;
-        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
-        assert_eq!((ids.len(), distinct.len()), (4000, 4000), "archive of node {node}");
+    // The experiment's aggregates, against a brute-force count: the exposed users' purchases.
+    let (status, results) = a.call(Method::GET, "/v1/experiments/checkout/results", None).await;
+    assert_eq!(status, StatusCode::OK, "{results}");
+    let revenue = results["metrics"].as_array().unwrap().iter().find(|m| m["key"] == "revenue").unwrap().clone();
+    for variant in ["control", "treatment"] {
+        let users: Vec<usize> = (0..USERS).filter(|&u| variant_of(u) == Some(variant)).collect();
+        let purchases: usize = (0..4000).filter(|n| users.contains(&(n % USERS))).count();
+        let reported = revenue["variants"].as_array().unwrap().iter().find(|v| v["key"] == variant).unwrap();
+        assert_eq!(reported["users"].as_u64(), Some(users.len() as u64), "{reported}");
+        let mean = reported["mean"].as_f64().unwrap();
+        assert!((mean - 2.0 * purchases as f64 / users.len() as f64).abs() < 1e-9, "{variant}: {reported}");
     }
+    let (_, from_b) = b.call(Method::GET, "/v1/experiments/checkout/results", None).await;
+    assert_eq!(from_b["metrics"], results["metrics"], "every node reads the same aggregates");
+
+    // A graceful stop closes the open archive files: the one shared prefix holds every event
+    // once, the files C left open at its death rewritten by the nodes that took its partitions.
+    assert!(a.stop().await && b.stop().await);
+    let ids = archived_ids(&prefix).await;
+    let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+    let events = 4000 + exposures.len();
+    assert_eq!((ids.len(), distinct.len()), (events, events), "the shared archive");
 }

@@ -23,6 +23,8 @@ mod documents;
 mod keys;
 mod migrations;
 
+pub use migrations::{migrate, Schema};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,6 +72,24 @@ impl From<deadpool_postgres::PoolError> for StoreError {
     }
 }
 
+/// A pool of at most `size` connections to the database at `url`
+/// (`postgres://user:password@host:port/database`, or the key=value form), with the settings
+/// every PostgreSQL user of vexil shares, and the parsed configuration.
+pub fn connection_pool(url: &str, size: usize) -> Result<(Pool, tokio_postgres::Config), StoreError> {
+    let config: tokio_postgres::Config =
+        url.parse().map_err(|e| StoreError::Backend(format!("invalid PostgreSQL URL: {e}")))?;
+    let manager =
+        Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let pool = Pool::builder(manager)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(CONNECT_TIMEOUT))
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .build()
+        .map_err(|e| StoreError::Backend(format!("PostgreSQL connection pool: {e}")))?;
+    Ok((pool, config))
+}
+
 /// A stored `BIGINT` as the traits' unsigned numbers (versions, revisions, ids never go
 /// negative; a negative one means the data was edited by hand).
 fn unsigned(value: i64) -> Result<u64, StoreError> {
@@ -99,20 +119,9 @@ impl PostgresStore {
     /// or the key=value form), migrates its schema, and starts listening for changes made by
     /// other nodes. Needs a tokio runtime.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let config: tokio_postgres::Config =
-            url.parse().map_err(|e| StoreError::Backend(format!("invalid PostgreSQL URL: {e}")))?;
-        let manager =
-            Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(CONNECT_TIMEOUT))
-            .create_timeout(Some(CONNECT_TIMEOUT))
-            .build()
-            .map_err(|e| StoreError::Backend(format!("PostgreSQL connection pool: {e}")))?;
-
+        let (pool, config) = connection_pool(url, POOL_SIZE)?;
         let mut client = pool.get().await?;
-        migrations::migrate(&mut client).await?;
+        migrations::migrate(&mut client, &migrations::STORE).await?;
         let (revision, _) = watch::channel(documents::read_revision(&client).await?);
         drop(client);
 

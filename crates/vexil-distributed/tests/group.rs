@@ -1,0 +1,132 @@
+//! The consumer group and the PostgreSQL processing state against a real database
+//! (`VEXIL_TEST_DATABASE_URL`, which `scripts/services/postgres.sh` and `scripts/test.sh`
+//! start): nodes share the partitions fairly, a dead node's partitions are taken over when its
+//! leases expire, its late commits are fenced, and reads sum every partition.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use vexil_distributed::group::GroupOptions;
+use vexil_distributed::state::PostgresBackend;
+use vexil_events::aggregate::{AggregateKey, Sums};
+use vexil_events::store::{Changes, Lease, StateBackend};
+use vexil_events::Error;
+use vexil_store::testkit::postgres::fresh_database;
+
+const PARTITIONS: u32 = 8;
+
+fn options() -> GroupOptions {
+    GroupOptions { heartbeat: Duration::from_millis(100), lease: Duration::from_millis(1500) }
+}
+
+async fn node(url: &str) -> PostgresBackend {
+    PostgresBackend::connect(url, "events", PARTITIONS, options()).await.unwrap()
+}
+
+fn held(node: &PostgresBackend) -> BTreeSet<u32> {
+    node.leases().iter().map(|l| l.partition).collect()
+}
+
+/// Polls until the nodes hold `shares` partitions each, disjoint and covering all of them,
+/// releasing each lease a node stops offering, as the pipeline does once the partition's
+/// processor has stopped.
+async fn settle(nodes: &[&PostgresBackend], shares: &[usize]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut offered: Vec<Vec<Lease>> = nodes.iter().map(|n| n.leases()).collect();
+    loop {
+        for (node, before) in nodes.iter().zip(&mut offered) {
+            let now = node.leases();
+            before.iter().filter(|l| !now.contains(l)).for_each(|l| node.released(*l));
+            *before = now;
+        }
+        let sets: Vec<BTreeSet<u32>> = nodes.iter().map(|n| held(n)).collect();
+        let mut sizes: Vec<usize> = sets.iter().map(BTreeSet::len).collect();
+        sizes.sort_unstable_by(|a, b| b.cmp(a));
+        let all: BTreeSet<u32> = sets.iter().flatten().copied().collect();
+        let total: usize = sets.iter().map(BTreeSet::len).sum();
+        if sizes == shares && all.len() == PARTITIONS as usize && total == PARTITIONS as usize {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never settled on {shares:?}: {sets:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What a commit of `next_offset` with one aggregate row writes.
+fn changes<'a>(next_offset: u64, key: &'a AggregateKey, sums: &'a Sums) -> Changes<'a> {
+    Changes {
+        next_offset,
+        users: Vec::new(),
+        sums: vec![(key, sums)],
+        counters: Vec::new(),
+        counter_users: Vec::new(),
+        deliveries: &[],
+        expire_deliveries_before: None,
+        open_files: &[],
+    }
+}
+
+fn key() -> AggregateKey {
+    ("exp".to_owned(), "control".to_owned(), "m".to_owned())
+}
+
+/// A commit of `next_offset` with one aggregate row of `n` users.
+fn commit(node: &PostgresBackend, lease: Lease, next_offset: u64, n: u64) -> Result<(), Error> {
+    let sums = Sums { n, sum_x: n as f64, ..Sums::default() };
+    node.open(lease)?.commit(changes(next_offset, &key(), &sums))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_are_shared_taken_over_and_fenced() {
+    let Some(url) = fresh_database().await else { return };
+    let a = node(&url).await;
+    assert_eq!(held(&a).len(), PARTITIONS as usize, "a lone node takes every partition at once");
+    let (b, c) = tokio::join!(node(&url), node(&url));
+    settle(&[&a, &b, &c], &[3, 3, 2]).await;
+
+    // C commits on one of its partitions, then dies without a word (no heartbeat, no release).
+    let lease = c.leases()[0];
+    commit(&c, lease, 42, 2).unwrap();
+    let late = c.open(lease).unwrap();
+    drop(c);
+    settle(&[&a, &b], &[4, 4]).await;
+
+    // The new owner holds it under a higher epoch, starts from C's checkpoint, and C's late
+    // commit changes nothing.
+    let (owner, taken) = [&a, &b]
+        .into_iter()
+        .find_map(|n| n.leases().into_iter().find(|l| l.partition == lease.partition).map(|l| (n, l)))
+        .unwrap();
+    assert!(taken.epoch > lease.epoch);
+    assert_eq!(owner.open(taken).unwrap().load().unwrap().next_offset, 42);
+    let mut late = late;
+    let fenced = late.commit(changes(99, &key(), &Sums { n: 1000, ..Sums::default() }));
+    assert!(matches!(fenced, Err(Error::Fenced(p)) if p == lease.partition), "{fenced:?}");
+    assert_eq!(owner.open(taken).unwrap().load().unwrap().next_offset, 42);
+
+    // Reads sum the partitions, whichever node asks.
+    let other = a.leases().into_iter().find(|l| l.partition != lease.partition).unwrap();
+    commit(&a, other, 7, 3).unwrap();
+    for reader in [&a, &b] {
+        let rows = reader.stats().unwrap().aggregates("exp").unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].sums.n, rows[0].sums.sum_x), (5, 5.0));
+    }
+
+    // A node that leaves frees its partitions at once: the other takes them at its next
+    // heartbeats, well before the leases would have expired.
+    let left = Instant::now();
+    a.leave();
+    settle(&[&b], &[8]).await;
+    assert!(left.elapsed() < options().lease, "took {:?}", left.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_of_another_topic_or_partition_count_is_refused() {
+    let Some(url) = fresh_database().await else { return };
+    let _first = node(&url).await;
+    let other = PostgresBackend::connect(&url, "events", 4, options()).await.err().unwrap();
+    assert!(other.contains("topic events with 8 partitions"), "{other}");
+    let renamed = PostgresBackend::connect(&url, "other", 8, options()).await.err().unwrap();
+    assert!(renamed.contains("every node must read the same topic"), "{renamed}");
+}
