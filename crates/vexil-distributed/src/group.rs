@@ -25,13 +25,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 use vexil_events::store::Lease;
 use vexil_events::Error;
 
 use crate::state::db_error;
+
+/// The share of a lease this node counts on after sending its renewal: the rest is margin for
+/// the database's clock running faster than this node's, and for a write that started in time.
+const VALID_SHARE: f64 = 2.0 / 3.0;
 
 /// Timing of the group.
 #[derive(Clone, Debug)]
@@ -69,6 +73,12 @@ struct Held {
     /// Held partitions above the fair share: no longer offered to the pipeline, freed once
     /// their processor has stopped.
     releasing: BTreeSet<u32>,
+    /// Held partitions the pipeline was offered (and so may be processing): only the pipeline
+    /// frees those ([`Group::release`]); the others the group frees itself.
+    offered: BTreeSet<u32>,
+    /// Until when the leases surely hold, by this node's clock: the last renewal was sent
+    /// before this minus the lease, less a margin for the database's clock running faster.
+    valid_until: Option<Instant>,
 }
 
 /// One node's membership in the group.
@@ -96,12 +106,22 @@ impl Group {
 
     /// The partitions the pipeline should process now.
     pub fn leases(&self) -> Vec<Lease> {
-        let held = self.held.lock().expect("group poisoned");
-        held.leases
+        let mut held = self.held.lock().expect("group poisoned");
+        let Held { leases, releasing, offered, .. } = &mut *held;
+        let now: Vec<Lease> = leases
             .iter()
-            .filter(|(p, _)| !held.releasing.contains(p))
+            .filter(|(p, _)| !releasing.contains(p))
             .map(|(&partition, &epoch)| Lease { partition, epoch })
-            .collect()
+            .collect();
+        offered.extend(now.iter().map(|l| l.partition));
+        now
+    }
+
+    /// Whether this node holds `lease` and its renewal surely has not expired yet (see
+    /// `valid_until`): false once the database may let another node take it.
+    pub fn holds(&self, lease: Lease) -> bool {
+        let held = self.held.lock().expect("group poisoned");
+        held.leases.get(&lease.partition) == Some(&lease.epoch) && held.valid_until.is_some_and(|t| Instant::now() < t)
     }
 
     /// Gives `lease` back: its processor has stopped. Frees the partition unless another node
@@ -114,8 +134,13 @@ impl Group {
                 held.leases.remove(&lease.partition);
             }
             held.releasing.remove(&lease.partition);
+            held.offered.remove(&lease.partition);
         }
-        let client = self.pool.get().await.map_err(db_error)?;
+        self.free(&self.pool.get().await.map_err(db_error)?, lease).await
+    }
+
+    /// Frees a partition in the database, unless another node took it over meanwhile.
+    async fn free(&self, client: &deadpool_postgres::Client, lease: Lease) -> Result<(), Error> {
         client
             .execute(
                 "UPDATE event_partitions SET owner = NULL, lease_until = '-infinity'
@@ -147,6 +172,7 @@ impl Group {
     /// and moves towards the fair share (releasing above it, claiming below it).
     pub async fn tick(&self) -> Result<(), Error> {
         let _turn = self.turn.lock().await;
+        let sent = Instant::now();
         let lease = self.options.lease.as_secs_f64();
         let client = self.pool.get().await.map_err(db_error)?;
         client
@@ -180,17 +206,32 @@ impl Group {
             .collect();
         let index = members.iter().position(|m| *m == self.node).unwrap_or(members.len());
         let share = fair_share(self.partitions, members.len().max(index + 1), index);
-        let wanted = {
+        let (wanted, idle) = {
             let mut held = self.held.lock().expect("group poisoned");
             // What the database says this node owns is what it holds: a lease missing there was
             // taken over (this node was too slow to renew it).
             held.leases = renewed;
-            let Held { leases, releasing } = &mut *held;
+            held.valid_until = Some(sent + self.options.lease.mul_f64(VALID_SHARE));
+            let Held { leases, releasing, offered, .. } = &mut *held;
             releasing.retain(|p| leases.contains_key(p));
+            offered.retain(|p| leases.contains_key(p));
             let kept: BTreeSet<u32> = leases.keys().filter(|p| !releasing.contains(p)).copied().collect();
             releasing.extend(to_release(&kept, share));
-            share.saturating_sub(leases.len() as u32)
+            // Partitions above the share that no processor ever started on: free them now.
+            let idle: Vec<Lease> = releasing
+                .iter()
+                .filter(|p| !offered.contains(p))
+                .map(|&partition| Lease { partition, epoch: leases[&partition] })
+                .collect();
+            for lease in &idle {
+                leases.remove(&lease.partition);
+                releasing.remove(&lease.partition);
+            }
+            (share.saturating_sub(leases.len() as u32), idle)
         };
+        for lease in idle {
+            self.free(&client, lease).await?;
+        }
         if wanted == 0 {
             return Ok(());
         }

@@ -160,6 +160,10 @@ impl StateBackend for PostgresBackend {
         Ok(Box::new(PostgresStats { pool: self.pool.clone(), runtime: self.runtime.clone() }))
     }
 
+    fn holds(&self, lease: Lease) -> bool {
+        self.group.holds(lease)
+    }
+
     fn leave(&self) {
         if let Some(heartbeat) = self.heartbeat.lock().expect("heartbeat poisoned").take() {
             heartbeat.abort();

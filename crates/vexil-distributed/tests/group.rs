@@ -4,6 +4,7 @@
 //! leases expire, its late commits are fenced, and reads sum every partition.
 
 use std::collections::BTreeSet;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use vexil_distributed::group::GroupOptions;
@@ -19,26 +20,44 @@ fn options() -> GroupOptions {
     GroupOptions { heartbeat: Duration::from_millis(100), lease: Duration::from_millis(1500) }
 }
 
-async fn node(url: &str) -> PostgresBackend {
-    PostgresBackend::connect(url, "events", PARTITIONS, options()).await.unwrap()
+/// A node as its pipeline's supervisor drives it: processing what the group offers, and
+/// releasing each lease the group stops offering.
+struct Node {
+    backend: PostgresBackend,
+    running: Mutex<Vec<Lease>>,
 }
 
-fn held(node: &PostgresBackend) -> BTreeSet<u32> {
-    node.leases().iter().map(|l| l.partition).collect()
+impl std::ops::Deref for Node {
+    type Target = PostgresBackend;
+    fn deref(&self) -> &PostgresBackend {
+        &self.backend
+    }
 }
 
-/// Polls until the nodes hold `shares` partitions each, disjoint and covering all of them,
-/// releasing each lease a node stops offering, as the pipeline does once the partition's
-/// processor has stopped.
-async fn settle(nodes: &[&PostgresBackend], shares: &[usize]) {
+impl Node {
+    /// The leases offered now; the ones no longer offered are released.
+    fn observe(&self) -> Vec<Lease> {
+        let now = self.backend.leases();
+        let mut running = self.running.lock().unwrap();
+        running.iter().filter(|l| !now.contains(l)).for_each(|l| self.backend.released(*l));
+        *running = now.clone();
+        now
+    }
+}
+
+async fn node(url: &str) -> Node {
+    let backend = PostgresBackend::connect(url, "events", PARTITIONS, options()).await.unwrap();
+    Node { backend, running: Mutex::new(Vec::new()) }
+}
+
+fn held(node: &Node) -> BTreeSet<u32> {
+    node.observe().iter().map(|l| l.partition).collect()
+}
+
+/// Polls until the nodes hold `shares` partitions each, disjoint and covering all of them.
+async fn settle(nodes: &[&Node], shares: &[usize]) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    let mut offered: Vec<Vec<Lease>> = nodes.iter().map(|n| n.leases()).collect();
     loop {
-        for (node, before) in nodes.iter().zip(&mut offered) {
-            let now = node.leases();
-            before.iter().filter(|l| !now.contains(l)).for_each(|l| node.released(*l));
-            *before = now;
-        }
         let sets: Vec<BTreeSet<u32>> = nodes.iter().map(|n| held(n)).collect();
         let mut sizes: Vec<usize> = sets.iter().map(BTreeSet::len).collect();
         sizes.sort_unstable_by(|a, b| b.cmp(a));
@@ -71,7 +90,7 @@ fn key() -> AggregateKey {
 }
 
 /// A commit of `next_offset` with one aggregate row of `n` users.
-fn commit(node: &PostgresBackend, lease: Lease, next_offset: u64, n: u64) -> Result<(), Error> {
+fn commit(node: &Node, lease: Lease, next_offset: u64, n: u64) -> Result<(), Error> {
     let sums = Sums { n, sum_x: n as f64, ..Sums::default() };
     node.open(lease)?.commit(changes(next_offset, &key(), &sums))
 }
@@ -85,7 +104,9 @@ async fn partitions_are_shared_taken_over_and_fenced() {
     settle(&[&a, &b, &c], &[3, 3, 2]).await;
 
     // C commits on one of its partitions, then dies without a word (no heartbeat, no release).
-    let lease = c.leases()[0];
+    let lease = c.observe()[0];
+    assert!(c.holds(lease) && !c.holds(Lease { epoch: lease.epoch + 1, ..lease }));
+    assert!(!a.holds(lease), "only the owner may write the partition's archive files");
     commit(&c, lease, 42, 2).unwrap();
     let late = c.open(lease).unwrap();
     drop(c);
@@ -95,7 +116,7 @@ async fn partitions_are_shared_taken_over_and_fenced() {
     // commit changes nothing.
     let (owner, taken) = [&a, &b]
         .into_iter()
-        .find_map(|n| n.leases().into_iter().find(|l| l.partition == lease.partition).map(|l| (n, l)))
+        .find_map(|n| n.observe().into_iter().find(|l| l.partition == lease.partition).map(|l| (n, l)))
         .unwrap();
     assert!(taken.epoch > lease.epoch);
     assert_eq!(owner.open(taken).unwrap().load().unwrap().next_offset, 42);
@@ -105,7 +126,7 @@ async fn partitions_are_shared_taken_over_and_fenced() {
     assert_eq!(owner.open(taken).unwrap().load().unwrap().next_offset, 42);
 
     // Reads sum the partitions, whichever node asks.
-    let other = a.leases().into_iter().find(|l| l.partition != lease.partition).unwrap();
+    let other = a.observe().into_iter().find(|l| l.partition != lease.partition).unwrap();
     commit(&a, other, 7, 3).unwrap();
     for reader in [&a, &b] {
         let rows = reader.stats().unwrap().aggregates("exp").unwrap();
@@ -117,6 +138,7 @@ async fn partitions_are_shared_taken_over_and_fenced() {
     // heartbeats, well before the leases would have expired.
     let left = Instant::now();
     a.leave();
+    assert!(!a.holds(other));
     settle(&[&b], &[8]).await;
     assert!(left.elapsed() < options().lease, "took {:?}", left.elapsed());
 }

@@ -289,7 +289,11 @@ impl Supervisor {
             store,
             dlq: self.dlq.clone(),
             options: self.options.clone(),
-            archiver: Archiver::new(self.archive.clone(), lease.partition, self.options.archive.clone()),
+            archiver: Archiver::new(
+                Arc::new(LeasedArchive { inner: self.archive.clone(), backend: self.backend.clone(), lease }),
+                lease.partition,
+                self.options.archive.clone(),
+            ),
             experiments: (u64::MAX, Experiments::new(&[])),
             attempts: HashMap::new(),
             poisoned: HashSet::new(),
@@ -322,6 +326,25 @@ impl Supervisor {
         self.shared.changed.notify_all();
         self.backend.released(running.lease);
         update_lag_metrics(&self.shared);
+    }
+}
+
+/// A processor's archive: writes only while its lease holds (see [`StateBackend::holds`]).
+struct LeasedArchive {
+    inner: Arc<dyn ArchiveStore>,
+    backend: Arc<dyn StateBackend>,
+    lease: Lease,
+}
+
+impl ArchiveStore for LeasedArchive {
+    fn put(&self, partition: &str, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+        if !self.backend.holds(self.lease) {
+            return Err(std::io::Error::other(format!(
+                "log partition {} may have passed to another node; not writing {partition}/{name}",
+                self.lease.partition
+            )));
+        }
+        self.inner.put(partition, name, bytes)
     }
 }
 

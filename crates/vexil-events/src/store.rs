@@ -94,6 +94,12 @@ pub trait StateBackend: Send + Sync {
     /// The pipeline has stopped for good (every processor released): other nodes may take
     /// everything over at once.
     fn leave(&self) {}
+    /// Whether this node may still act on `lease` as far as it knows now. Commits are fenced by
+    /// the store itself; archive files, written outside it, are written only while this holds,
+    /// so a node that lost its partition stops overwriting the new owner's files.
+    fn holds(&self, _lease: Lease) -> bool {
+        true
+    }
 }
 
 /// Read access to the committed aggregates and counters, summed over partitions (for the
