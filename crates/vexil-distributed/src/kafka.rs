@@ -8,9 +8,12 @@
 //!   partition, which is what lets one processor own a user's state (assignments, metric
 //!   values, unique-user sets) for the whole partition. Records without a key (evaluation
 //!   counts) take turns over the partitions.
-//! - **append** sends each involved partition its records at once (one produce request per
-//!   partition and up to [`MAX_PRODUCE_BYTES`]) and returns once the broker acknowledged every
-//!   one of them (`acks = all`, rskafka's setting).
+//! - **append** hands each record to its partition's batch producer and returns once the broker
+//!   acknowledged every one of them (`acks = all`, rskafka's setting). A partition's producer
+//!   gathers the records of all concurrent appends for [`LINGER`] (or until
+//!   [`MAX_PRODUCE_BYTES`]) into one produce request, as Kafka's own producers do: under load a
+//!   batch spread over many partitions would otherwise cost a request per partition per HTTP
+//!   request, and the broker serves a connection's requests one after another.
 //! - **reader** fetches one partition from an offset with long polling.
 //! - **commit** does nothing. Retention is the broker's (`retention.ms` of the topic): the
 //!   consumers' durable positions are the pipeline's checkpoints, committed in its state
@@ -19,14 +22,16 @@
 //!   (`kafka://host:port/topic?partitions=N`, default [`DEFAULT_PARTITIONS`]); an existing
 //!   topic keeps its own count, which every node then reads from the broker.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::try_join_all;
-use rskafka::client::partition::{Compression, OffsetAt, PartitionClient, UnknownTopicHandling};
+use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
+use rskafka::client::producer::aggregator::RecordAggregator;
+use rskafka::client::producer::{BatchProducer, BatchProducerBuilder};
 use rskafka::client::ClientBuilder;
 use rskafka::record::Record as KafkaRecord;
 use tokio::runtime::Handle;
@@ -47,9 +52,13 @@ const CREATE_TIMEOUT_MS: i32 = 5_000;
 /// most 64 KiB, typical batches of small events fit in one response.
 const MAX_FETCH_BYTES: i32 = 8 * 1024 * 1024;
 
-/// The most payload bytes in one produce request: below the 1 MiB Kafka brokers accept in one
+/// The most record bytes in one produce request: below the 1 MiB Kafka brokers accept in one
 /// record batch by default (`message.max.bytes`), so a 5 MiB ingest batch is split.
 pub const MAX_PRODUCE_BYTES: usize = 900 * 1024;
+
+/// How long a partition's producer waits for more records before sending (Kafka's default
+/// `linger.ms`).
+pub const LINGER: Duration = Duration::from_millis(5);
 
 /// Where `--event-bus kafka://host:port/topic?partitions=N` points.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +115,7 @@ fn broker_error(e: impl std::fmt::Display) -> LogError {
 /// One partition of the topic.
 struct Partition {
     client: Arc<PartitionClient>,
+    producer: BatchProducer<RecordAggregator>,
     /// The next offset known to exist: raised by appends and by each fetch's high watermark.
     end: Arc<AtomicU64>,
 }
@@ -155,7 +165,11 @@ impl KafkaBus {
             let client =
                 client.partition_client(&target.topic, id, UnknownTopicHandling::Retry).await.map_err(broker_error)?;
             let end = client.get_offset(OffsetAt::Latest).await.map_err(broker_error)?;
-            partitions.push(Partition { client: Arc::new(client), end: Arc::new(AtomicU64::new(offset(end)?)) });
+            let client = Arc::new(client);
+            let producer = BatchProducerBuilder::new(client.clone())
+                .with_linger(LINGER)
+                .build(RecordAggregator::new(MAX_PRODUCE_BYTES));
+            partitions.push(Partition { client, producer, end: Arc::new(AtomicU64::new(offset(end)?)) });
         }
         Ok(KafkaBus { partitions, runtime: Handle::current(), unkeyed: AtomicU32::new(0) })
     }
@@ -169,24 +183,11 @@ fn offset(value: i64) -> Result<u64, LogError> {
     u64::try_from(value).map_err(|_| broker_error(format!("negative offset {value}")))
 }
 
-/// Produces `records` to one partition in order, in requests of at most [`MAX_PRODUCE_BYTES`],
-/// each awaited before the next so a failure leaves no later record ahead of an earlier one.
-async fn produce(partition: &Partition, records: Vec<KafkaRecord>) -> Result<(), LogError> {
-    let mut records = records.into_iter().peekable();
-    while records.peek().is_some() {
-        let mut bytes = 0;
-        let mut chunk = Vec::new();
-        while let Some(record) =
-            records.next_if(|r| chunk.is_empty() || bytes + r.approximate_size() <= MAX_PRODUCE_BYTES)
-        {
-            bytes += record.approximate_size();
-            chunk.push(record);
-        }
-        let offsets = partition.client.produce(chunk, Compression::NoCompression).await.map_err(broker_error)?;
-        if let Some(last) = offsets.last() {
-            partition.end.fetch_max(offset(*last)? + 1, Ordering::AcqRel);
-        }
-    }
+/// Produces one record through its partition's batch producer; returns once the broker
+/// acknowledged the request that carried it.
+async fn produce(partition: &Partition, record: KafkaRecord) -> Result<(), LogError> {
+    let written = partition.producer.produce(record).await.map_err(broker_error)?;
+    partition.end.fetch_max(offset(written)? + 1, Ordering::AcqRel);
     Ok(())
 }
 
@@ -200,8 +201,9 @@ impl EventBus for KafkaBus {
         let count = self.partitions();
         let spare = self.unkeyed.fetch_add(1, Ordering::Relaxed) % count;
         let now = chrono::Utc::now();
-        let mut by_partition: BTreeMap<u32, Vec<KafkaRecord>> = BTreeMap::new();
-        for BusRecord { key, payload } in records {
+        // Polled in order, so each partition's producer takes the records in their order; the
+        // batch is acknowledged when every one of them is.
+        try_join_all(records.into_iter().map(|BusRecord { key, payload }| {
             let partition = key.as_deref().map_or(spare, |k| kafka_partition(k.as_bytes(), count));
             let record = KafkaRecord {
                 key: key.map(String::into_bytes),
@@ -209,11 +211,9 @@ impl EventBus for KafkaBus {
                 headers: Default::default(),
                 timestamp: now,
             };
-            by_partition.entry(partition).or_default().push(record);
-        }
-        // Every partition at once; the batch is acknowledged when all of them are.
-        try_join_all(by_partition.into_iter().map(|(p, records)| produce(&self.partitions[p as usize], records)))
-            .await?;
+            produce(&self.partitions[partition as usize], record)
+        }))
+        .await?;
         Ok(())
     }
 
