@@ -7,7 +7,7 @@
 //! its neighbours are not, and each invalid one goes to the DLQ with its error and raw text.
 
 use crate::dlq::{Dlq, DlqFilter};
-use crate::event::{validate_text, Event, EventError, Receipt, ValidEvent};
+use crate::event::{skip_whitespace, validate_prefix, validate_text, Event, EventError, Receipt, ValidEvent};
 use crate::log::{BusRecord, EventBus};
 use crate::metrics::Metrics;
 use base64::Engine;
@@ -140,16 +140,25 @@ impl Ingestor {
 
     /// `POST /v1/events`: decodes the body and accepts each valid event.
     pub async fn ingest(&self, body: &[u8], format: BodyFormat) -> Result<IngestResponse, IngestError> {
-        let items = decode_body(body, format)?;
-        Ok(summarise(self.accept(items).await?))
+        let now = Utc::now();
+        let texts;
+        let judged = match decode_body(body, format, now)? {
+            Body::Judged(judged) => judged,
+            Body::Texts(items) => {
+                texts = items;
+                judge(&texts, now)
+            }
+        };
+        Ok(summarise(self.accept(judged, now).await?))
     }
 
     /// `POST /v1/events/kinesis`: a record fails when its data is not base64, not JSON, or not a
     /// valid event; redelivered records succeed (they were accepted before).
     pub async fn ingest_kinesis(&self, body: &[u8]) -> Result<KinesisResponse, IngestError> {
+        let now = Utc::now();
         let records = decode_kinesis(body)?;
         let (ids, items): (Vec<String>, Vec<Item>) = records.into_iter().unzip();
-        let outcomes = self.accept(items).await?;
+        let outcomes = self.accept(judge(&items, now), now).await?;
         let batch_item_failures = ids
             .into_iter()
             .zip(outcomes)
@@ -161,8 +170,10 @@ impl Ingestor {
 
     /// Appends events built inside the server (exposures from assignment, tracked evaluations).
     pub async fn ingest_events(&self, events: &[Event]) -> Result<IngestResponse, IngestError> {
-        let items = events.iter().map(|e| Ok(serde_json::to_string(e).expect("events serialize").into())).collect();
-        Ok(summarise(self.accept(items).await?))
+        let now = Utc::now();
+        let items: Vec<Item> =
+            events.iter().map(|e| Ok(serde_json::to_string(e).expect("events serialize").into())).collect();
+        Ok(summarise(self.accept(judge(&items, now), now).await?))
     }
 
     /// Validates the selected DLQ entries again; the ones that pass are appended and removed.
@@ -197,25 +208,21 @@ impl Ingestor {
         Ok(report)
     }
 
-    async fn accept(&self, items: Vec<Item<'_>>) -> Result<Vec<Outcome>, IngestError> {
+    /// Dead-letters the rejected events of a batch and appends the valid ones.
+    async fn accept(&self, judged: Vec<Judged<'_>>, now: DateTime<Utc>) -> Result<Vec<Outcome>, IngestError> {
         if Metrics::get(&self.metrics.lag_events) > self.options.max_lag_events {
             return Err(IngestError::new(429, "backpressure", "the event pipeline is behind; retry later"));
         }
-        let now = Utc::now();
-        let mut outcomes = Vec::with_capacity(items.len());
-        let mut valid = Vec::with_capacity(items.len());
+        let mut outcomes = Vec::with_capacity(judged.len());
+        let mut valid = Vec::with_capacity(judged.len());
         let mut dead = Vec::new();
-        for item in &items {
-            let checked = match item {
-                Ok(raw) => validate_text(raw, now).map_err(|e| (e, raw.as_ref())),
-                Err((error, raw)) => Err((error.clone(), raw.as_str())),
-            };
+        for (raw, checked) in judged {
             match checked {
                 Ok(event) => {
                     outcomes.push(None);
                     valid.push(event);
                 }
-                Err((error, raw)) => {
+                Err(error) => {
                     outcomes.push(Some(Outcome::Rejected(error.clone())));
                     dead.push((error, raw.to_owned()));
                 }
@@ -254,8 +261,8 @@ impl Ingestor {
         let fresh = || events.iter().zip(&duplicate).filter(|(_, seen)| !**seen).map(|(event, _)| event);
         let receipt = Receipt::new(now);
         // Keyed by user: a user's events stay in order on one partition.
-        let records: Vec<BusRecord> =
-            fresh().map(|event| BusRecord::keyed(event.user_id(), event.to_record(&receipt))).collect();
+        let mut records = Vec::with_capacity(events.len());
+        records.extend(fresh().map(|event| BusRecord::keyed(event.user_id(), event.to_record(&receipt))));
         let given_ids = fresh().filter_map(|event| event.given_id().map(str::to_owned)).collect();
         let appended = records.len() as u64;
         if !records.is_empty() {
@@ -319,33 +326,95 @@ impl RecentIds {
 /// could not even be read.
 type Item<'a> = Result<Cow<'a, str>, (EventError, String)>;
 
-/// Splits a `POST /v1/events` body into the raw text of each event.
-pub fn decode_body(body: &[u8], format: BodyFormat) -> Result<Vec<Item<'_>>, IngestError> {
+/// One event of a batch, judged: its raw JSON text (what the DLQ keeps if it is refused), and
+/// the valid event or why it is refused.
+type Judged<'a> = (&'a str, Result<ValidEvent<'a>, EventError>);
+
+/// Judges each item on its own.
+fn judge<'a>(items: &'a [Item<'_>], now: DateTime<Utc>) -> Vec<Judged<'a>> {
+    items
+        .iter()
+        .map(|item| match item {
+            Ok(raw) => (raw.as_ref(), validate_text(raw, now)),
+            Err((error, raw)) => (raw.as_str(), Err(error.clone())),
+        })
+        .collect()
+}
+
+/// The events of a body: already judged where the body could be read in one pass, or else the
+/// text of each, to be judged one by one.
+enum Body<'a> {
+    Judged(Vec<Judged<'a>>),
+    Texts(Vec<Item<'a>>),
+}
+
+impl Body<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Body::Judged(judged) => judged.len(),
+            Body::Texts(items) => items.len(),
+        }
+    }
+}
+
+/// Splits a `POST /v1/events` body into its events.
+fn decode_body(body: &[u8], format: BodyFormat, now: DateTime<Utc>) -> Result<Body<'_>, IngestError> {
     check_size(body)?;
     let text = std::str::from_utf8(body).map_err(|_| IngestError::invalid_body("the body is not UTF-8"))?;
     let start = text.trim_start();
-    let items = if format == BodyFormat::Ndjson {
-        ndjson(text)
+    let events = if format == BodyFormat::Ndjson {
+        Body::Texts(ndjson(text))
     } else if start.starts_with('[') {
-        let raw: Vec<&RawValue> = serde_json::from_str(text)
-            .map_err(|e| IngestError::new(400, "invalid_json", format!("the body is not a JSON array: {e}")))?;
-        raw.into_iter().map(|r| Ok(r.get().into())).collect()
+        array(text, now)
+            .map_err(|e| IngestError::new(400, "invalid_json", format!("the body is not a JSON array: {e}")))?
     } else {
         match serde_json::from_str::<HashMap<String, &RawValue>>(text) {
             Ok(object) if object.contains_key("events") => {
                 if let Some(other) = object.keys().find(|k| *k != "events") {
                     return Err(IngestError::invalid_body(format!("unknown field \"{other}\" beside \"events\"")));
                 }
-                let raw: Vec<&RawValue> = serde_json::from_str(object["events"].get())
-                    .map_err(|_| IngestError::invalid_body("\"events\" must be an array of events"))?;
-                raw.into_iter().map(|r| Ok(r.get().into())).collect()
+                let events: &RawValue = object["events"];
+                array(events.get(), now)
+                    .map_err(|_| IngestError::invalid_body("\"events\" must be an array of events"))?
             }
             // A single object or anything else: one event per line.
-            _ => ndjson(text),
+            _ => Body::Texts(ndjson(text)),
         }
     };
-    check_count(items.len())?;
-    Ok(items)
+    check_count(events.len())?;
+    Ok(events)
+}
+
+/// The events of a JSON array. Each is judged where it stands, in one pass over the array,
+/// when the whole array reads that way. Otherwise (malformed JSON, or JSON that an event's own
+/// parse refuses, such as a number out of range) the array is only split, and each event's text
+/// is judged by itself later: such an event is then rejected alone, and a malformed array gets
+/// the parser's error for the array as a whole.
+fn array(text: &str, now: DateTime<Utc>) -> serde_json::Result<Body<'_>> {
+    if let Some(judged) = judge_in_place(text, now) {
+        return Ok(Body::Judged(judged));
+    }
+    let raw: Vec<&RawValue> = serde_json::from_str(text)?;
+    Ok(Body::Texts(raw.into_iter().map(|r| Ok(r.get().into())).collect()))
+}
+
+/// `[value, ...]` with each value judged by [`validate_prefix`]; `None` at anything unexpected.
+fn judge_in_place(text: &str, now: DateTime<Utc>) -> Option<Vec<Judged<'_>>> {
+    let mut rest = skip_whitespace(skip_whitespace(text).strip_prefix('[')?);
+    // Room for events of 64 bytes or more, so that the list is not copied as it grows.
+    let mut judged = Vec::with_capacity((text.len() / 64).min(MAX_BATCH_EVENTS + 1));
+    if let Some(after) = rest.strip_prefix(']') {
+        return skip_whitespace(after).is_empty().then_some(judged);
+    }
+    loop {
+        let (span, event) = validate_prefix(rest, now)?;
+        judged.push((&rest[span.clone()], event));
+        rest = skip_whitespace(&rest[span.end..]);
+        match rest.strip_prefix(',') {
+            Some(after) => rest = after,
+            None => return skip_whitespace(rest.strip_prefix(']')?).is_empty().then_some(judged),
+        }
+    }
 }
 
 fn ndjson(text: &str) -> Vec<Item<'_>> {

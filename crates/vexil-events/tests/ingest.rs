@@ -275,3 +275,24 @@ async fn an_event_whose_json_cannot_be_parsed_is_rejected_alone() {
     assert_eq!(env.log.end(), 2);
     assert_eq!(env.dlq.len().unwrap(), 4);
 }
+
+/// A batch is read in one pass where it can be; what the DLQ keeps of a refused event is still
+/// exactly its text in the body, and a malformed array is still refused as a whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn events_read_in_place_keep_their_exact_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::open(dir.path(), experiments());
+    let body = "[ \n{\"event\": \"a\",\t\"user_id\": \" \"} ,\r\n{\"event\":\"a\",\"user_id\":\"u\"}\n ]\n";
+    let response = env.ingestor.ingest(body.as_bytes(), BodyFormat::Auto).await.unwrap();
+    assert_eq!((response.accepted, response.rejected.len()), (1, 1));
+    let envelope = "{\"events\": [7, {\"event\":\"a\",\"user_id\":\"v\"}]}";
+    let response = env.ingestor.ingest(envelope.as_bytes(), BodyFormat::Auto).await.unwrap();
+    assert_eq!((response.accepted, response.rejected[0].error.code.as_str()), (1, "invalid_event"));
+    let payloads: Vec<String> = env.dlq.list(&DlqFilter::default()).unwrap().into_iter().map(|e| e.payload).collect();
+    assert_eq!(payloads, ["{\"event\": \"a\",\t\"user_id\": \" \"}", "7"]);
+
+    let error = env.ingestor.ingest(b"[{\"event\":\"a\",\"user_id\":\"u\"},]", BodyFormat::Auto).await.unwrap_err();
+    assert_eq!((error.status, error.code), (400, "invalid_json"));
+    assert!(error.message.contains("trailing comma"), "{error:?}");
+    assert_eq!(env.log.end(), 2);
+}
