@@ -4,7 +4,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Every figure the pipeline reports. Totals only grow; gauges (`lag_*`, `dlq_size`) are set.
+/// Every figure the pipeline reports. Totals only grow; gauges (`lag_*`, `dlq_size`,
+/// `partitions`) are set.
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// Events appended to the log (acknowledged durably).
@@ -27,6 +28,9 @@ pub struct Metrics {
     pub lag_events: AtomicU64,
     /// Age in seconds of the oldest unprocessed record, 0 when caught up.
     pub lag_seconds: AtomicU64,
+    /// Log partitions this node processes now (all of them in the embedded mode; its share of
+    /// the topic's in the distributed mode).
+    pub partitions: AtomicU64,
     /// Archive files written, and their compressed bytes.
     pub archive_files_total: AtomicU64,
     pub archive_bytes_total: AtomicU64,

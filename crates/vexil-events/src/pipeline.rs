@@ -306,6 +306,7 @@ impl Supervisor {
         match std::thread::Builder::new().name(name).spawn(move || processor.run()) {
             Ok(thread) => {
                 self.running.insert(lease.partition, Running { lease, stop, thread });
+                update_lag_metrics(&self.shared);
                 Ok(())
             }
             Err(e) => {
@@ -348,9 +349,11 @@ impl ArchiveStore for LeasedArchive {
     }
 }
 
-/// Sets the lag metrics from every partition's: events summed, seconds the largest.
+/// Sets the lag metrics from every partition's (events summed, seconds the largest) and the
+/// count of partitions.
 fn update_lag_metrics(shared: &Shared) {
     let progress = shared.progress();
+    Metrics::set(&shared.metrics.partitions, progress.partitions.len() as u64);
     Metrics::set(&shared.metrics.lag_events, progress.partitions.values().map(|p| p.lag_events).sum());
     Metrics::set(&shared.metrics.lag_seconds, progress.partitions.values().map(|p| p.lag_seconds).max().unwrap_or(0));
 }

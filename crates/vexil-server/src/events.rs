@@ -100,9 +100,14 @@ impl Exported {
                 |m| &m.variant_conflicts_total,
             ),
         ];
-        let gauges: [(&str, &str, Reading); 3] = [
+        let gauges: [(&str, &str, Reading); 4] = [
             ("vexil_events_dlq_size", "Entries in the dead-letter queue.", |m| &m.dlq_size),
-            ("vexil_events_lag_events", "Records in the log not yet processed.", |m| &m.lag_events),
+            ("vexil_events_lag_events", "Records in this node's log partitions not yet processed.", |m| &m.lag_events),
+            (
+                "vexil_events_partitions",
+                "Log partitions this node processes (its share of the topic's in the distributed mode).",
+                |m| &m.partitions,
+            ),
             (
                 "vexil_events_lag_seconds",
                 "Age in seconds of the newest record being processed while behind; 0 when caught up.",

@@ -222,6 +222,12 @@ async fn events_sent_to_any_node_are_counted_once_and_survive_a_killed_node() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(purchases(&b, 4000).await.0, 4000, "and no more once processing is idle");
+    // Between them the survivors process every partition, C's included.
+    let partitions = |metrics: String| -> u64 {
+        let line = metrics.lines().find(|l| l.starts_with("vexil_events_partitions ")).unwrap().to_owned();
+        line.split(' ').nth(1).unwrap().parse().unwrap()
+    };
+    assert_eq!(partitions(a.metrics().await) + partitions(b.metrics().await), 4);
 
     // The experiment's aggregates, against a brute-force count: the exposed users' purchases.
     let (status, results) = a.call(Method::GET, "/v1/experiments/checkout/results", None).await;
