@@ -183,6 +183,11 @@ impl Group {
             )
             .await
             .map_err(db_error)?;
+        // Nodes that died without leaving: long past any lease, their rows only take room.
+        client
+            .execute("DELETE FROM event_members WHERE seen_at < now() - interval '1 hour'", &[])
+            .await
+            .map_err(db_error)?;
         let members: Vec<String> = client
             .query(
                 "SELECT node FROM event_members WHERE seen_at > now() - make_interval(secs => $1) ORDER BY node",
