@@ -110,6 +110,13 @@ async fn purchases(node: &Server, expected: u64) -> (u64, f64, u64) {
     counted
 }
 
+/// How many log partitions `node` processes (its `vexil_events_partitions` gauge).
+async fn partitions(node: &Server) -> u64 {
+    let metrics = node.metrics().await;
+    let line = metrics.lines().find(|l| l.starts_with("vexil_events_partitions ")).unwrap().to_owned();
+    line.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
 /// Every event id in the archive under `prefix`, one entry per archived line.
 async fn archived_ids(prefix: &str) -> Vec<String> {
     use std::io::Read;
@@ -184,6 +191,13 @@ async fn events_sent_to_any_node_are_counted_once_and_survive_a_killed_node() {
     let (status, answer) = Server::send(b.admin(Method::POST, "/v1/events").json(&exposures)).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
 
+    // The group has given every node its share (2, 1, 1 of 4), so C's death leaves work to take over.
+    let since = Instant::now();
+    while partitions(&a).await + partitions(&b).await + partitions(&c).await != 4 || partitions(&c).await == 0 {
+        assert!(since.elapsed() < Duration::from_secs(20), "the nodes never shared the partitions");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // 3,000 purchases round-robin in batches of 100, then batch 0 again through another node.
     for (i, first) in (0..3000).step_by(100).enumerate() {
         let request = nodes[i % 3].admin(Method::POST, "/v1/events").json(&batch(first, 100));
@@ -223,11 +237,7 @@ async fn events_sent_to_any_node_are_counted_once_and_survive_a_killed_node() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(purchases(&b, 4000).await.0, 4000, "and no more once processing is idle");
     // Between them the survivors process every partition, C's included.
-    let partitions = |metrics: String| -> u64 {
-        let line = metrics.lines().find(|l| l.starts_with("vexil_events_partitions ")).unwrap().to_owned();
-        line.split(' ').nth(1).unwrap().parse().unwrap()
-    };
-    assert_eq!(partitions(a.metrics().await) + partitions(b.metrics().await), 4);
+    assert_eq!(partitions(&a).await + partitions(&b).await, 4);
 
     // The experiment's aggregates, against a brute-force count: the exposed users' purchases.
     let (status, results) = a.call(Method::GET, "/v1/experiments/checkout/results", None).await;
