@@ -228,6 +228,20 @@ pub struct ApiKey {
     pub revoked_at: Option<Timestamp>,
 }
 
+/// Insert-if-absent of an assignment in SQL, up to its `VALUES`/`SELECT`, and the conflict
+/// clause that follows: every SQL backend writes assignments with these two, so the rule is
+/// stated once — an existing record is overwritten only if it had expired by the time of the
+/// new one.
+pub(crate) const ASSIGNMENT_INSERT: &str =
+    "INSERT INTO assignments (experiment_id, unit, variant, assignment_id, assigned_at, expires_at)";
+pub(crate) const ASSIGNMENT_CONFLICT: &str = "ON CONFLICT (experiment_id, unit) DO UPDATE SET
+         variant = excluded.variant,
+         assignment_id = excluded.assignment_id,
+         assigned_at = excluded.assigned_at,
+         expires_at = excluded.expires_at
+     WHERE assignments.expires_at IS NOT NULL
+       AND assignments.expires_at <= excluded.assigned_at";
+
 /// The sticky variant of one unit (a user id, usually) in one experiment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Assignment {

@@ -11,6 +11,7 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use super::PostgresStore;
+use crate::model::{ASSIGNMENT_CONFLICT, ASSIGNMENT_INSERT};
 use crate::{Assignment, AssignmentStore, StoreError, Timestamp};
 
 const SELECT: &str = "SELECT experiment_id, unit, variant, assignment_id, assigned_at, expires_at FROM assignments";
@@ -31,18 +32,9 @@ async fn insert_if_absent(client: &impl GenericClient, a: Assignment) -> Result<
     // The conflict branch overwrites only a record that had expired by the time of `a`;
     // `RETURNING` yields a row exactly when `a` was stored.
     let upsert = client
-        .prepare_cached(
-            "INSERT INTO assignments (experiment_id, unit, variant, assignment_id, assigned_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (experiment_id, unit) DO UPDATE SET
-                 variant = excluded.variant,
-                 assignment_id = excluded.assignment_id,
-                 assigned_at = excluded.assigned_at,
-                 expires_at = excluded.expires_at
-             WHERE assignments.expires_at IS NOT NULL
-               AND assignments.expires_at <= excluded.assigned_at
-             RETURNING 1",
-        )
+        .prepare_cached(&format!(
+            "{ASSIGNMENT_INSERT} VALUES ($1, $2, $3, $4, $5, $6) {ASSIGNMENT_CONFLICT} RETURNING 1"
+        ))
         .await?;
     let stored = client
         .query_opt(&upsert, &[&a.experiment_id, &a.unit, &a.variant, &a.assignment_id, &a.assigned_at, &a.expires_at])
@@ -100,18 +92,11 @@ impl AssignmentStore for PostgresStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let upsert = tx
-            .prepare_cached(
-                "INSERT INTO assignments (experiment_id, unit, variant, assignment_id, assigned_at, expires_at)
+            .prepare_cached(&format!(
+                "{ASSIGNMENT_INSERT}
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[])
-                 ON CONFLICT (experiment_id, unit) DO UPDATE SET
-                     variant = excluded.variant,
-                     assignment_id = excluded.assignment_id,
-                     assigned_at = excluded.assigned_at,
-                     expires_at = excluded.expires_at
-                 WHERE assignments.expires_at IS NOT NULL
-                   AND assignments.expires_at <= excluded.assigned_at
-                 RETURNING experiment_id, unit",
-            )
+                 {ASSIGNMENT_CONFLICT} RETURNING experiment_id, unit"
+            ))
             .await?;
         let written: HashSet<(String, String)> = tx
             .query(&upsert, &[&experiments, &units, &variants, &ids, &assigned, &expires])

@@ -7,6 +7,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::codec::Time;
 use super::SqliteStore;
+use crate::model::{ASSIGNMENT_CONFLICT, ASSIGNMENT_INSERT};
 use crate::{Assignment, AssignmentStore, StoreError, Timestamp};
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Assignment> {
@@ -24,17 +25,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Assignment> {
 fn insert_if_absent(conn: &Connection, a: Assignment) -> Result<Assignment, StoreError> {
     // The conflict branch overwrites only a record that had expired by the time of `a`.
     let written = conn
-        .prepare_cached(
-            "INSERT INTO assignments (experiment_id, unit, variant, assignment_id, assigned_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (experiment_id, unit) DO UPDATE SET
-                 variant = excluded.variant,
-                 assignment_id = excluded.assignment_id,
-                 assigned_at = excluded.assigned_at,
-                 expires_at = excluded.expires_at
-             WHERE assignments.expires_at IS NOT NULL
-               AND assignments.expires_at <= excluded.assigned_at",
-        )?
+        .prepare_cached(&format!("{ASSIGNMENT_INSERT} VALUES (?1, ?2, ?3, ?4, ?5, ?6) {ASSIGNMENT_CONFLICT}"))?
         .execute(params![
             a.experiment_id,
             a.unit,
