@@ -137,14 +137,17 @@ pub fn validate_text(raw: &str, now: DateTime<Utc>) -> Result<ValidEvent<'_>, Ev
 /// value parses there; the caller then has to find the value's end another way.
 ///
 /// This lets a batch be read in one pass: each event is parsed once, where it stands.
-pub fn validate_prefix(text: &str, now: DateTime<Utc>) -> Option<(Range<usize>, Result<ValidEvent<'_>, EventError>)> {
+pub(crate) fn validate_prefix(
+    text: &str,
+    now: DateTime<Utc>,
+) -> Option<(Range<usize>, Result<ValidEvent<'_>, EventError>)> {
     let start = text.len() - skip_whitespace(text).len();
     let (fields, end) = Fields::read_prefix(text)?;
     Some((start..end, check_size(&text[start..end]).and_then(|()| judge(fields, now))))
 }
 
 /// `text` after the whitespace JSON allows between values.
-pub fn skip_whitespace(text: &str) -> &str {
+pub(crate) fn skip_whitespace(text: &str) -> &str {
     text.trim_start_matches([' ', '\t', '\n', '\r'])
 }
 
