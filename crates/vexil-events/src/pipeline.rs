@@ -303,7 +303,10 @@ impl Supervisor {
         let flushed = self.shared.progress().flushes_requested;
         self.shared.progress().partitions.insert(lease.partition, PartitionProgress { flushed, ..Default::default() });
         let name = format!("vexil-pipeline-{}", lease.partition);
-        match std::thread::Builder::new().name(name).spawn(move || processor.run()) {
+        match std::thread::Builder::new().name(name).spawn(move || {
+            background_priority();
+            processor.run()
+        }) {
             Ok(thread) => {
                 self.running.insert(lease.partition, Running { lease, stop, thread });
                 update_lag_metrics(&self.shared);
@@ -489,6 +492,7 @@ impl Processor {
         // stopped first would end the processor's session before it closed the archive files.
         let name = format!("vexil-pipeline-reader-{}", self.lease.partition);
         let handle = std::thread::Builder::new().name(name).spawn(move || {
+            background_priority();
             while !done.load(Ordering::SeqCst) {
                 let batch = reader.poll(max, wait).map_err(Error::from).map(|records| {
                     records
@@ -684,5 +688,22 @@ impl Processor {
             }
         }
         update_lag_metrics(&self.shared);
+    }
+}
+
+/// Lowers the calling thread's scheduling priority (nice 10) on Linux, where a thread has its own.
+///
+/// Processing is background work: what it owes is bounded lag, not latency, while requests
+/// (evaluation, assignment, ingest) are waited on by users. When the cores are busy the
+/// scheduler now serves requests first and processing catches up in the gaps; when they are
+/// not, nice makes no difference. Lag stays visible in `/metrics`, and ingest still answers
+/// 429 past its lag limit, so processing cannot fall behind without bound.
+fn background_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls on the calling thread's own id; failure only leaves the
+    // priority as it was.
+    unsafe {
+        let thread = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, thread, 10);
     }
 }
