@@ -22,10 +22,11 @@ fn from_row(row: &Row) -> Result<ApiKey, StoreError> {
     })
 }
 
-impl PostgresStore {
+#[async_trait::async_trait]
+impl KeyStore for PostgresStore {
     /// Stores a new key with the hash of `secret`, audited in the same transaction. The unique
     /// hash decides between two nodes importing the same secret at once.
-    async fn insert_key(
+    async fn import_key(
         &self,
         kind: KeyKind,
         name: &str,
@@ -51,19 +52,6 @@ impl PostgresStore {
         append(&tx, now, &key_audit_record(meta, "create", None, &key)).await?;
         tx.commit().await?;
         Ok(key)
-    }
-}
-
-#[async_trait::async_trait]
-impl KeyStore for PostgresStore {
-    async fn import_key(
-        &self,
-        kind: KeyKind,
-        name: &str,
-        secret: &str,
-        meta: &ChangeMeta,
-    ) -> Result<ApiKey, StoreError> {
-        self.insert_key(kind, name, secret, meta).await
     }
 
     async fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError> {

@@ -34,9 +34,10 @@ fn audit(
     Ok(())
 }
 
-impl SqliteStore {
+#[async_trait::async_trait]
+impl KeyStore for SqliteStore {
     /// Stores a new key with the hash of `secret`, audited in the same transaction.
-    async fn insert_key(
+    async fn import_key(
         &self,
         kind: KeyKind,
         name: &str,
@@ -63,19 +64,6 @@ impl SqliteStore {
             Ok(key)
         })
         .await
-    }
-}
-
-#[async_trait::async_trait]
-impl KeyStore for SqliteStore {
-    async fn import_key(
-        &self,
-        kind: KeyKind,
-        name: &str,
-        secret: &str,
-        meta: &ChangeMeta,
-    ) -> Result<ApiKey, StoreError> {
-        self.insert_key(kind, name, secret, meta).await
     }
 
     async fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
