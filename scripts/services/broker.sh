@@ -52,12 +52,7 @@ start() {
     exit 1
 }
 
-stop() {
-    local dir=${1:-${VEXIL_BROKER_DIR:-}}
-    [[ -n "$dir" && -f "$dir/pid" ]] || { log "no broker directory given"; exit 1; }
-    kill "$(cat "$dir/pid")" 2>/dev/null || true
-    rm -rf "$dir"
-}
+stop() { stop_pid_dir "${1:-${VEXIL_BROKER_DIR:-}}" broker; }
 
 case "${1:-}" in
     start) start ;;

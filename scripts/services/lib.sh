@@ -20,3 +20,12 @@ free_port() {
 
 # listening PORT: whether something accepts connections on the loopback port.
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# stop_pid_dir DIR WHAT: stops the engine whose pid file is in DIR and removes DIR (WHAT names
+# the engine in the error when DIR is missing).
+stop_pid_dir() {
+    local dir=$1
+    [[ -n "$dir" && -f "$dir/pid" ]] || { log "no $2 directory given"; exit 1; }
+    kill "$(cat "$dir/pid")" 2>/dev/null || true
+    rm -rf "$dir"
+}
