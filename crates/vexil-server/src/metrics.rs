@@ -166,10 +166,11 @@ pub struct RouteLabels(matchit::Router<&'static str>);
 
 impl RouteLabels {
     pub fn new(paths: impl IntoIterator<Item = &'static str>) -> RouteLabels {
+        // A path served by several methods is listed once per method; one entry is enough.
+        let paths: std::collections::BTreeSet<&'static str> = paths.into_iter().collect();
         let mut router = matchit::Router::new();
         for path in paths {
-            // A path served by several methods is listed once per method; one entry is enough.
-            let _ = router.insert(path, path);
+            router.insert(path, path).expect("the router accepted the same paths with the same matcher");
         }
         RouteLabels(router)
     }
