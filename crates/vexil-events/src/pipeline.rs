@@ -28,7 +28,7 @@ use crate::dedupe::Deliveries;
 use crate::dlq::Dlq;
 use crate::error::Error;
 use crate::event::{Event, EventError, LogRecord, StoredEvent};
-use crate::log::{EventBus, Record};
+use crate::log::{BusReader, EventBus, Record};
 use crate::metrics::Metrics;
 use crate::state::{event_contributions, Experiments, State};
 use crate::store::{Lease, PartitionStore, StateBackend, Stats};
@@ -52,6 +52,11 @@ pub struct PipelineOptions {
     pub batch_records: usize,
     /// Batches the reader may run ahead of the processor.
     pub queue_batches: usize,
+    /// How long a batch that is not full waits for more records before it is processed.
+    /// Every batch ends in one commit (an fsync and a rewrite of each state page it touched),
+    /// so a steady trickle processed record by record costs many times what the same records
+    /// cost together; the wait bounds how stale results may be.
+    pub linger: Duration,
     /// Attempts before an undecodable record goes to the DLQ.
     pub max_attempts: u32,
     pub backoff_initial: Duration,
@@ -69,6 +74,7 @@ impl Default for PipelineOptions {
         PipelineOptions {
             batch_records: 2000,
             queue_batches: 4,
+            linger: Duration::from_millis(100),
             max_attempts: 5,
             backoff_initial: Duration::from_millis(50),
             backoff_max: Duration::from_secs(10),
@@ -487,14 +493,14 @@ impl Processor {
     fn spawn_reader(&self, from: u64, done: Arc<AtomicBool>) -> Result<(JoinHandle<()>, Receiver<Batch>), Failure> {
         let (sender, receiver) = sync_channel::<Batch>(self.options.queue_batches);
         let mut reader = self.shared.bus.reader(self.lease.partition, from).map_err(Error::from)?;
-        let (max, wait) = (self.options.batch_records, self.options.idle_poll);
+        let (max, wait, linger) = (self.options.batch_records, self.options.idle_poll, self.options.linger);
         // The reader runs until the processor is done with it (not until `stop`): a reader that
         // stopped first would end the processor's session before it closed the archive files.
         let name = format!("vexil-pipeline-reader-{}", self.lease.partition);
         let handle = std::thread::Builder::new().name(name).spawn(move || {
             background_priority();
             while !done.load(Ordering::SeqCst) {
-                let batch = reader.poll(max, wait).map_err(Error::from).map(|records| {
+                let batch = poll_lingering(&mut *reader, max, wait, linger).map_err(Error::from).map(|records| {
                     records
                         .into_iter()
                         .map(|Record { offset, payload }| Decoded {
@@ -689,6 +695,26 @@ impl Processor {
         }
         update_lag_metrics(&self.shared);
     }
+}
+
+/// Up to `max` records: waits up to `wait` for the first, then up to `linger` after it for
+/// the batch to fill.
+fn poll_lingering(
+    reader: &mut dyn BusReader,
+    max: usize,
+    wait: Duration,
+    linger: Duration,
+) -> Result<Vec<Record>, crate::LogError> {
+    let mut records = reader.poll(max, wait)?;
+    let Some(deadline) = (!records.is_empty()).then(|| Instant::now() + linger) else { return Ok(records) };
+    while records.len() < max {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        records.extend(reader.poll(max - records.len(), left)?);
+    }
+    Ok(records)
 }
 
 /// Lowers the calling thread's scheduling priority (nice 10) on Linux, where a thread has its own.
