@@ -7,8 +7,15 @@
 //!   a TTL. The store's unique key decides who was first — among concurrent requests on this
 //!   node and across nodes alike — and every caller answers with the record that was stored.
 //! - First assignments are group-committed: requests queue their record and one task writes
-//!   whatever has queued meanwhile with `assign_many_if_absent`, one transaction (one fsync)
-//!   per batch.
+//!   whatever has queued meanwhile with `assign_many_if_absent`, one transaction per batch.
+//!   Whether that commit also waits for the disk is `assignment_fsync` ([`Flush`]): by
+//!   default it does not, and the store flushes it in the background.
+//!
+//!   Why a power loss that drops the newest records cannot change what a user is served: every
+//!   change to an experiment is a flushed commit, which flushes the assignments before it. So
+//!   any record lost was made under the configuration still in force after the restart, and
+//!   placement is a pure function of that configuration and the context; the user's next call
+//!   places them in the same variant again, with a new `assignment_id`.
 //! - A bounded in-memory cache holds store-confirmed records, keyed by experiment *id* and
 //!   unit. A stored record never changes until it expires (the store only inserts, or
 //!   replaces an expired record), so a cached copy is exactly what the store would answer until
@@ -31,7 +38,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use vexil_core::experiment::{ExperimentStatus, Placement};
 use vexil_core::{Context, EvalEnv, ExperimentResolver, ExperimentVariant};
-use vexil_store::{Assignment, Store, StoreError, Timestamp};
+use vexil_store::{Assignment, Flush, Store, StoreError, Timestamp};
 
 /// First assignments written per transaction at most.
 const MAX_BATCH: usize = 1024;
@@ -117,13 +124,22 @@ pub struct Assigner {
     writes: mpsc::Sender<PendingWrite>,
 }
 
+/// How an [`Assigner`] keeps its records.
+pub struct AssignerOptions {
+    /// `None` keeps assignments for the life of the experiment.
+    pub ttl: Option<Duration>,
+    /// Records the in-memory cache holds at most.
+    pub cache_entries: usize,
+    /// When a group commit of first assignments reaches the disk.
+    pub flush: Flush,
+}
+
 impl Assigner {
-    /// Starts the group-commit writer (it ends when the assigner is dropped). `ttl` of `None`
-    /// keeps assignments for the life of the experiment; the cache holds up to
-    /// `cache_entries` records.
-    pub fn new(store: Arc<dyn Store>, ttl: Option<Duration>, cache_entries: usize) -> Assigner {
+    /// Starts the group-commit writer (it ends when the assigner is dropped).
+    pub fn new(store: Arc<dyn Store>, options: AssignerOptions) -> Assigner {
+        let AssignerOptions { ttl, cache_entries, flush } = options;
         let (writes, queue) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(write_batches(store.clone(), queue));
+        tokio::spawn(write_batches(store.clone(), queue, flush));
         Assigner {
             store,
             cache: Cache::new(cache_entries.max(1)),
@@ -223,11 +239,11 @@ fn sticky(experiment: &Arc<LiveExperiment>, record: Arc<Assignment>) -> Decision
 
 /// The group-commit writer: every record queued while the previous transaction ran goes into
 /// the next one.
-async fn write_batches(store: Arc<dyn Store>, mut queue: mpsc::Receiver<PendingWrite>) {
+async fn write_batches(store: Arc<dyn Store>, mut queue: mpsc::Receiver<PendingWrite>, flush: Flush) {
     let mut pending = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut pending, MAX_BATCH).await > 0 {
         let (batch, replies): (Vec<_>, Vec<_>) = pending.drain(..).unzip();
-        match store.assign_many_if_absent(batch).await {
+        match store.assign_many_if_absent(batch, flush).await {
             Ok(stored) => {
                 for (reply, record) in replies.into_iter().zip(stored) {
                     let _ = reply.send(Ok(record));

@@ -38,6 +38,8 @@ pub struct ServerConfig {
     pub assignment_ttl: Option<Duration>,
     /// Sticky assignments kept in the in-memory cache in front of the store.
     pub assignment_cache_entries: usize,
+    /// Whether a first assignment is answered only once it is on disk (see `Flush`).
+    pub assignment_flush: vexil_store::Flush,
     /// Where the event archive is written (default `<data_dir>/archive`).
     pub archive_dir: PathBuf,
     /// The event archive's file format (default gzip JSON lines).
@@ -122,6 +124,7 @@ partial_config! {
     sse_heartbeat_secs: u64 = "VEXIL_SSE_HEARTBEAT_SECS", "Seconds between SSE heartbeat comments (default 15).";
     assignment_ttl_secs: u64 = "VEXIL_ASSIGNMENT_TTL_SECS", "Seconds a sticky experiment assignment lasts; 0 keeps it for the experiment's life (default 7776000, 90 days).";
     assignment_cache_entries: usize = "VEXIL_ASSIGNMENT_CACHE_ENTRIES", "Sticky assignments cached in memory (default 100000).";
+    assignment_fsync: bool = "VEXIL_ASSIGNMENT_FSYNC", "Answer a first assignment only after its group commit is fsync'd, instead of flushing it in the background within 250 ms (default false).";
     archive_dir: PathBuf = "VEXIL_ARCHIVE_DIR", "Directory of the event archive (default <data_dir>/archive).";
     archive_format: String = "VEXIL_ARCHIVE_FORMAT", "File format of the event archive: jsonl (gzip JSON lines) or parquet (default jsonl).";
     safety_check_interval_ms: u64 = "VEXIL_SAFETY_CHECK_INTERVAL_MS", "Milliseconds between checks of rollout plans, guards and budgets (default 10000).";
@@ -303,6 +306,11 @@ impl ServerConfig {
             assignment_ttl: Some(seconds(c.assignment_ttl_secs, 90 * 24 * 3600, "assignment_ttl_secs", 0)?)
                 .filter(|ttl| !ttl.is_zero()),
             assignment_cache_entries: c.assignment_cache_entries.unwrap_or(100_000),
+            assignment_flush: if c.assignment_fsync.unwrap_or(false) {
+                vexil_store::Flush::OnCommit
+            } else {
+                vexil_store::Flush::Background
+            },
         })
     }
 }

@@ -93,8 +93,11 @@ pub async fn state(config: ServerConfig, store: Arc<dyn Store>) -> Result<AppSta
         events,
         assigner: crate::assignment::Assigner::new(
             store.clone(),
-            config.assignment_ttl,
-            config.assignment_cache_entries,
+            crate::assignment::AssignerOptions {
+                ttl: config.assignment_ttl,
+                cache_entries: config.assignment_cache_entries,
+                flush: config.assignment_flush,
+            },
         ),
         safety,
         keys: KeyCache::new(config.auth_cache_ttl),

@@ -29,8 +29,8 @@ pub mod testkit;
 pub use error::StoreError;
 pub use model::now;
 pub use model::{
-    ApiKey, Assignment, AuditQuery, AuditRecord, ChangeMeta, EntityKind, KeyKind, NewAuditRecord, StoredDocument,
-    Timestamp, UnknownName, Write, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT,
+    ApiKey, Assignment, AuditQuery, AuditRecord, ChangeMeta, EntityKind, Flush, KeyKind, NewAuditRecord,
+    StoredDocument, Timestamp, UnknownName, Write, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT,
 };
 
 use tokio::sync::watch;
@@ -128,8 +128,9 @@ pub trait AssignmentStore: Send + Sync {
     async fn assign_if_absent(&self, a: Assignment) -> Result<Assignment, StoreError>;
 
     /// [`assign_if_absent`](Self::assign_if_absent) for many assignments in one transaction,
-    /// so the service can group-commit first assignments. Results are in input order.
-    async fn assign_many_if_absent(&self, batch: Vec<Assignment>) -> Result<Vec<Assignment>, StoreError>;
+    /// so the service can group-commit first assignments, flushed to disk as `flush` says.
+    /// Results are in input order.
+    async fn assign_many_if_absent(&self, batch: Vec<Assignment>, flush: Flush) -> Result<Vec<Assignment>, StoreError>;
 
     /// Deletes assignments that expired at or before `now`; returns how many.
     async fn purge_expired_assignments(&self, now: Timestamp) -> Result<u64, StoreError>;

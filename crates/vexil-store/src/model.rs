@@ -254,6 +254,21 @@ pub struct Assignment {
     pub expires_at: Option<Timestamp>,
 }
 
+/// When a batch of first assignments reaches the disk, relative to its commit.
+///
+/// Either way the batch is committed before the call returns: every reader and every node sees
+/// it, and it survives the process being killed. The difference is an OS crash or power loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    /// The commit waits for the disk (an fsync per batch): nothing acknowledged is ever lost.
+    OnCommit,
+    /// The commit is written but not waited for; the backend flushes it shortly after (the
+    /// embedded store within its 250 ms upkeep tick, PostgreSQL's WAL writer within
+    /// `3 × wal_writer_delay`), and any later flushed commit flushes it too. A power loss can
+    /// lose that window's first assignments — the one durability a request then skips.
+    Background,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

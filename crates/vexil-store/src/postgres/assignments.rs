@@ -12,7 +12,7 @@ use tokio_postgres::Row;
 
 use super::PostgresStore;
 use crate::model::{ASSIGNMENT_CONFLICT, ASSIGNMENT_INSERT};
-use crate::{Assignment, AssignmentStore, StoreError, Timestamp};
+use crate::{Assignment, AssignmentStore, Flush, StoreError, Timestamp};
 
 const SELECT: &str = "SELECT experiment_id, unit, variant, assignment_id, assigned_at, expires_at FROM assignments";
 
@@ -70,7 +70,7 @@ impl AssignmentStore for PostgresStore {
     /// One upsert for the whole batch (`UNNEST` of column arrays) and one read of the records
     /// that were there first, instead of two round trips per assignment: the group commit of
     /// first assignments would otherwise wait on the network once per user.
-    async fn assign_many_if_absent(&self, batch: Vec<Assignment>) -> Result<Vec<Assignment>, StoreError> {
+    async fn assign_many_if_absent(&self, batch: Vec<Assignment>, flush: Flush) -> Result<Vec<Assignment>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -91,6 +91,11 @@ impl AssignmentStore for PostgresStore {
 
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        if flush == Flush::Background {
+            // This transaction's commit does not wait for its WAL flush; later ones that do
+            // (every other write here) flush it with theirs.
+            tx.batch_execute("SET LOCAL synchronous_commit = off").await?;
+        }
         let upsert = tx
             .prepare_cached(&format!(
                 "{ASSIGNMENT_INSERT}

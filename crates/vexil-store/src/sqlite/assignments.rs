@@ -8,7 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use super::codec::Time;
 use super::SqliteStore;
 use crate::model::{ASSIGNMENT_CONFLICT, ASSIGNMENT_INSERT};
-use crate::{Assignment, AssignmentStore, StoreError, Timestamp};
+use crate::{Assignment, AssignmentStore, Flush, StoreError, Timestamp};
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Assignment> {
     Ok(Assignment {
@@ -77,11 +77,11 @@ impl AssignmentStore for SqliteStore {
         self.write(move |tx| insert_if_absent(tx, a)).await
     }
 
-    async fn assign_many_if_absent(&self, batch: Vec<Assignment>) -> Result<Vec<Assignment>, StoreError> {
+    async fn assign_many_if_absent(&self, batch: Vec<Assignment>, flush: Flush) -> Result<Vec<Assignment>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        self.write(move |tx| batch.into_iter().map(|a| insert_if_absent(tx, a)).collect()).await
+        self.write_flushed(flush, move |tx| batch.into_iter().map(|a| insert_if_absent(tx, a)).collect()).await
     }
 
     async fn purge_expired_assignments(&self, now: Timestamp) -> Result<u64, StoreError> {

@@ -14,6 +14,13 @@
 //! Change notification: every document write bumps the one-row `revision` table inside its
 //! transaction. Writes through this handle publish the new revision at once; a background
 //! thread polls the table every 250 ms to notice commits made by other processes.
+//!
+//! Checkpoints: the same background thread copies the WAL back into the database file
+//! (`wal_checkpoint(PASSIVE)`, which never blocks the writer) on every tick, and the writer
+//! connection does not checkpoint itself. SQLite's default is for the commit that pushes the
+//! WAL past 1,000 pages to checkpoint, fsync of the database file included, before it
+//! returns — and that commit is a group commit of first assignments that up to a thousand
+//! requests are waiting for.
 
 mod assignments;
 mod audit;
@@ -31,7 +38,7 @@ use std::time::Duration;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::watch;
 
-use crate::StoreError;
+use crate::{Flush, StoreError};
 
 /// The name of the database file inside the data directory.
 pub const DB_FILE: &str = "vexil.db";
@@ -43,6 +50,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often other processes' commits are looked for. Well inside the 1 s the spec allows for
 /// a configuration change to reach every node, and a one-row read costs next to nothing.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The writer connection's page cache (negative: KiB, SQLite's convention), filled only as
+/// pages are used.
+const WRITER_CACHE_KIB: i64 = -64 * 1024;
 
 /// Idle reader connections kept for reuse; more are opened under load and closed after.
 const MAX_IDLE_READERS: usize = 4;
@@ -81,14 +92,20 @@ impl SqliteStore {
             )));
         }
         migrations::migrate(&mut writer)?;
+        writer.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // The writer's pages stay cached between transactions: a first assignment lands on a
+        // random page of the assignments table, which a 2 MiB default would mostly have to read
+        // back from the file first.
+        writer.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
         let (revision, _) = watch::channel(documents::read_revision(&writer)?);
 
         let poller = reader(&path)?;
+        let checkpointer = connect(&path)?;
         let (stop_tx, stop_rx) = mpsc::channel();
         let published = revision.clone();
         thread::Builder::new()
-            .name("vexil-store-watch".into())
-            .spawn(move || poll_revision(&poller, &published, &stop_rx))
+            .name("vexil-store-upkeep".into())
+            .spawn(move || upkeep(&poller, &checkpointer, &published, &stop_rx))
             .map_err(|e| StoreError::Backend(format!("cannot start the watch thread: {e}")))?;
 
         Ok(SqliteStore {
@@ -114,9 +131,26 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
+        self.write_flushed(Flush::OnCommit, f).await
+    }
+
+    /// [`write`](Self::write), with the commit flushed to disk as `flush` says.
+    async fn write_flushed<T, F>(&self, flush: Flush, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
         let inner = Arc::clone(&self.inner);
         blocking(move || {
             let mut conn = lock(&inner.writer);
+            // Set on every write, so no transaction inherits another's level. NORMAL in WAL
+            // mode commits without an fsync of the WAL; the next FULL commit or checkpoint
+            // syncs the whole file, this transaction's frames included.
+            let synchronous = match flush {
+                Flush::OnCommit => "FULL",
+                Flush::Background => "NORMAL",
+            };
+            conn.pragma_update(None, "synchronous", synchronous)?;
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let value = f(&tx)?;
             tx.commit()?;
@@ -163,9 +197,9 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     // the WAL file, in the OS's hands, before it returns. They differ on power loss or an OS
     // crash: NORMAL fsyncs only at checkpoints, so the last transactions acknowledged before
     // the loss can vanish (the database stays consistent, just older). Here a commit is an
-    // admin's acknowledged change, an audit record, or a sticky assignment a user was already
-    // shown, so losing one is worse than an fsync per transaction — and the high-rate writes,
-    // assignments, are group-committed through `assign_many_if_absent`.
+    // admin's acknowledged change or an audit record, so losing one is worse than an fsync
+    // per transaction. The one high-rate write, first assignments, is group-committed
+    // through `assign_many_if_absent`, which may choose NORMAL (see `Flush`).
     conn.pragma_update(None, "synchronous", "FULL")?;
     Ok(conn)
 }
@@ -177,12 +211,18 @@ fn reader(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-fn poll_revision(conn: &Connection, revision: &watch::Sender<u64>, stop: &mpsc::Receiver<()>) {
+/// Every tick: publishes other processes' commits and checkpoints the WAL.
+fn upkeep(poller: &Connection, checkpointer: &Connection, revision: &watch::Sender<u64>, stop: &mpsc::Receiver<()>) {
     while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(POLL_INTERVAL) {
         // A failed read (say, the file briefly locked while another process recovers its WAL)
         // only delays notification to the next tick.
-        if let Ok(current) = documents::read_revision(conn) {
+        if let Ok(current) = documents::read_revision(poller) {
             crate::change::publish_revision(revision, current);
+        }
+        // Likewise a checkpoint that fails (busy) is tried again next tick; the WAL only grows
+        // meanwhile.
+        if let Err(e) = checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::debug!(error = %e, "WAL checkpoint deferred");
         }
     }
 }
@@ -204,6 +244,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Assignment, AssignmentStore};
 
     #[test]
     fn open_migrates_once_and_refuses_a_newer_schema() {
@@ -221,6 +262,28 @@ mod tests {
         conn.execute("INSERT INTO schema_version (version) VALUES (?1)", [migrations::LATEST + 1]).unwrap();
         let err = SqliteStore::open(dir.path()).err().unwrap();
         assert!(err.to_string().contains("newer"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn only_assignment_batches_that_ask_for_it_commit_without_an_fsync() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let synchronous =
+            || -> i64 { lock(&store.inner.writer).pragma_query_value(None, "synchronous", |row| row.get(0)).unwrap() };
+        let (normal, full) = (1, 2);
+        let a = Assignment {
+            experiment_id: "exp_1".into(),
+            unit: "user_1".into(),
+            variant: "control".into(),
+            assignment_id: "a1".into(),
+            assigned_at: crate::now(),
+            expires_at: None,
+        };
+        store.assign_many_if_absent(vec![a.clone()], Flush::Background).await.unwrap();
+        assert_eq!(synchronous(), normal);
+        // The next write of anything else is flushed on commit again.
+        store.assign_if_absent(a).await.unwrap();
+        assert_eq!(synchronous(), full);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use chrono::{Duration, TimeZone, Utc};
 
 use super::TestBackend;
-use crate::{Assignment, Timestamp};
+use crate::{Assignment, Flush, Timestamp};
 
 fn at(minute: u32) -> Timestamp {
     Utc.with_ymd_and_hms(2026, 11, 21, 10, minute, 0).unwrap()
@@ -84,9 +84,17 @@ pub async fn assign_many_keeps_input_order(backend: &dyn TestBackend) {
         // A unit twice in one batch: its first entry is first.
         assignment("user_1", "control", at(1), None),
     ];
-    let stored = store.assign_many_if_absent(batch.clone()).await.unwrap();
+    let stored = store.assign_many_if_absent(batch.clone(), Flush::Background).await.unwrap();
     assert_eq!(stored, vec![batch[0].clone(), existing, batch[2].clone(), batch[0].clone()]);
-    assert!(store.assign_many_if_absent(Vec::new()).await.unwrap().is_empty());
+    // Not waiting for the disk still commits before answering: another handle (another node)
+    // reads the records at once.
+    let other = backend.open().await;
+    assert_eq!(other.get_assignment("exp_1", "user_3", at(2)).await.unwrap(), Some(batch[2].clone()));
+
+    let flushed = vec![assignment("user_4", "control", at(2), None), assignment("user_3", "treatment", at(2), None)];
+    let stored = other.assign_many_if_absent(flushed.clone(), Flush::OnCommit).await.unwrap();
+    assert_eq!(stored, vec![flushed[0].clone(), batch[2].clone()]);
+    assert!(store.assign_many_if_absent(Vec::new(), Flush::OnCommit).await.unwrap().is_empty());
 }
 
 pub async fn concurrent_first_assignments_agree(backend: &dyn TestBackend) {

@@ -8,9 +8,10 @@ use super::flags::{block_on, print_json, Connection, Target};
 use super::Outcome;
 use serde_json::{json, Value};
 use vexil_core::Context;
-use vexil_server::assignment::Assigner;
+use vexil_server::assignment::{Assigner, AssignerOptions};
 use vexil_server::snapshot::Snapshot;
 use vexil_server::{PartialConfig, ServerConfig};
+use vexil_store::Flush;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -51,7 +52,10 @@ pub fn run(args: Args) -> Outcome {
                     .ok_or_else(|| format!("experiment \"{}\" does not exist", args.experiment))?;
                 let ctx = Context::new(&args.user, context.as_object().expect("checked above"));
                 vexil_core::validate_user_id(&args.user).map_err(|e| e.to_string())?;
-                let assigner = Assigner::new(store.clone(), settings.assignment_ttl, 1);
+                // One assignment, then the process ends: nothing to gain from not waiting.
+                let options =
+                    AssignerOptions { ttl: settings.assignment_ttl, cache_entries: 1, flush: Flush::OnCommit };
+                let assigner = Assigner::new(store.clone(), options);
                 let decision = assigner.assign(experiment, &ctx).await.map_err(|e| e.message)?;
                 serde_json::to_value(decision.response(vexil_store::now())).map_err(|e| e.to_string())?
             }
