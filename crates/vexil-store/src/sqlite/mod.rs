@@ -147,10 +147,10 @@ impl SqliteStore {
             // mode commits without an fsync of the WAL; the next FULL commit or checkpoint
             // syncs the whole file, this transaction's frames included.
             let synchronous = match flush {
-                Flush::OnCommit => "FULL",
-                Flush::Background => "NORMAL",
+                Flush::OnCommit => "PRAGMA synchronous = FULL",
+                Flush::Background => "PRAGMA synchronous = NORMAL",
             };
-            conn.pragma_update(None, "synchronous", synchronous)?;
+            conn.prepare_cached(synchronous)?.execute([])?;
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let value = f(&tx)?;
             tx.commit()?;
