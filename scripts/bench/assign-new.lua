@@ -1,7 +1,14 @@
 -- wrk: POST /v1/assign for a user never seen before on every request, so each call is a
 -- first assignment that is stored (insert-if-absent, group-committed). Each wrk thread has
--- its own prefix, so ids stay unique across threads.
+-- its own prefix, so ids stay unique across threads. With PACE_MS set, each connection waits
+-- that long after each answer: a steady offered rate instead of wrk's flat-out load.
 local counter = 0
+local pace = tonumber(os.getenv("PACE_MS") or "")
+if pace then
+  function delay()
+    return pace
+  end
+end
 prefix = "t0_"
 
 local next_thread = 0
