@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = FULL;
-PRAGMA cache_size = -65536;
 CREATE TABLE IF NOT EXISTS checkpoint (id INTEGER PRIMARY KEY CHECK (id = 0), next_offset INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS dedupe (event_id TEXT PRIMARY KEY, log_offset INTEGER NOT NULL, seen_at INTEGER NOT NULL)
     WITHOUT ROWID;

@@ -51,10 +51,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// a configuration change to reach every node, and a one-row read costs next to nothing.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
-/// The writer connection's page cache (negative: KiB, SQLite's convention), filled only as
-/// pages are used.
-const WRITER_CACHE_KIB: i64 = -64 * 1024;
-
 /// Idle reader connections kept for reuse; more are opened under load and closed after.
 const MAX_IDLE_READERS: usize = 4;
 
@@ -93,10 +89,6 @@ impl SqliteStore {
         }
         migrations::migrate(&mut writer)?;
         writer.pragma_update(None, "wal_autocheckpoint", 0)?;
-        // The writer's pages stay cached between transactions: a first assignment lands on a
-        // random page of the assignments table, which a 2 MiB default would mostly have to read
-        // back from the file first.
-        writer.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
         let (revision, _) = watch::channel(documents::read_revision(&writer)?);
 
         let poller = reader(&path)?;
