@@ -3,7 +3,7 @@
 # loopback with wrk, over a running two-arm experiment:
 #   1. new users: every request a first assignment, stored (target >= 20,000 req/s,
 #      p99 <= 5 ms), flat out;
-#   2. new users at about the target rate: 72 connections each waiting 2 ms after each answer
+#   2. new users at about the target rate: 80 connections each waiting 2 ms after each answer
 #      (wrk's closed loop has no fixed rate; the rate it reached is printed with the latency);
 #   3. repeat users: 10,000 users already assigned, answered from the cache (target >= 50,000
 #      req/s, p99 <= 2 ms).
@@ -16,7 +16,7 @@ curl -sf "$url/v1/admin/experiments" -H "Authorization: Bearer $key" -H 'Content
 curl -sf -X POST "$url/v1/admin/experiments/bench/start" -H "Authorization: Bearer $key" > /dev/null
 
 run "POST /v1/assign, a new user on every request" assign-new.lua
-connections=72 PACE_MS=2 run "POST /v1/assign, a new user on every request, 2 ms between a connection's requests" \
+connections=80 PACE_MS=2 run "POST /v1/assign, a new user on every request, 2 ms between a connection's requests" \
     assign-new.lua
 wrk -t1 -c8 -d3s -s "$root/scripts/bench/assign-repeat.lua" -H "Authorization: Bearer $key" \
     -H "Content-Type: application/json" "$url" > /dev/null
