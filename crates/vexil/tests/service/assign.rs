@@ -1,6 +1,6 @@
 //! Sticky assignment over HTTP: the status semantics of SPEC 1.3, targeting and traffic,
-//! stickiness across weight and traffic changes, TTL expiry, restarts, concurrent first
-//! assignments, and flags that serve an experiment.
+//! stickiness across weight and traffic changes, TTL expiry, restarts and SIGKILL, concurrent
+//! first assignments, and flags that serve an experiment.
 
 use crate::experiments::{experiment, lifecycle, running};
 use crate::harness::{Options, Server};
@@ -178,6 +178,26 @@ async fn assignments_survive_restarts_and_expire_after_their_ttl() {
     let renewed = assign(&server, "sticky", "user_1", json!({})).await;
     assert_eq!(reason(&renewed), "ASSIGNED", "an expired assignment is replaced");
     assert_ne!(renewed["assignment_id"], first["assignment_id"]);
+}
+
+#[tokio::test]
+async fn answered_first_assignments_survive_sigkill() {
+    // By default a group commit of first assignments does not wait for fsync; the answer still
+    // waits for the commit, so a process killed right after answering has lost nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start_in(&data, Options::default()).await;
+    running(&server, experiment("killed")).await;
+    let users: Vec<String> = (0..200).map(|i| format!("user_{i}")).collect();
+    let first = futures_util::future::join_all(users.iter().map(|u| assign(&server, "killed", u, json!({})))).await;
+    assert!(first.iter().all(|a| reason(a) == "ASSIGNED"), "every call was a first assignment");
+    server.kill().await;
+
+    let server = Server::start_in(&data, Options::default()).await;
+    for (user, before) in users.iter().zip(&first) {
+        let after = assign(&server, "killed", user, json!({})).await;
+        assert_eq!((reason(&after), &after["assignment_id"]), ("STICKY", &before["assignment_id"]), "{user}");
+    }
 }
 
 #[tokio::test]
