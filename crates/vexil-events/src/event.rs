@@ -206,6 +206,20 @@ impl Receipt {
     }
 }
 
+impl<'a> ValidEvent<'a> {
+    /// The event of a server-built [`Event`], whose id the server generated (a UUID): like an
+    /// event sent without an id, it is not looked up for duplicates, as nothing sends it
+    /// twice (assignment emits a first assignment's exposure at most once).
+    pub(crate) fn with_generated_id(mut self) -> ValidEvent<'a> {
+        if let EventId::Given(id) = &self.event_id {
+            if let Ok(uuid) = uuid::Uuid::parse_str(id) {
+                self.event_id = EventId::Generated(uuid);
+            }
+        }
+        self
+    }
+}
+
 impl ValidEvent<'_> {
     /// The sender's `event_id`, if it gave one (only such an event can be delivered twice).
     pub fn given_id(&self) -> Option<&str> {

@@ -168,12 +168,15 @@ impl Ingestor {
         Ok(KinesisResponse { batch_item_failures })
     }
 
-    /// Appends events built inside the server (exposures from assignment, tracked evaluations).
+    /// Appends events built inside the server (exposures from assignment, tracked evaluations),
+    /// whose ids the server generated.
     pub async fn ingest_events(&self, events: &[Event]) -> Result<IngestResponse, IngestError> {
         let now = Utc::now();
         let items: Vec<Item> =
             events.iter().map(|e| Ok(serde_json::to_string(e).expect("events serialize").into())).collect();
-        Ok(summarise(self.accept(judge(&items, now), now).await?))
+        let judged =
+            judge(&items, now).into_iter().map(|(raw, checked)| (raw, checked.map(ValidEvent::with_generated_id)));
+        Ok(summarise(self.accept(judged.collect(), now).await?))
     }
 
     /// Validates the selected DLQ entries again; the ones that pass are appended and removed.
