@@ -30,10 +30,10 @@ CREATE TABLE IF NOT EXISTS counters (
     count INTEGER NOT NULL, sum REAL NOT NULL, users INTEGER NOT NULL,
     PRIMARY KEY (window, event, experiment, start, variant)) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS counters_key ON counters (window, start, event, experiment, variant);
-CREATE TABLE IF NOT EXISTS counter_users (
-    window TEXT NOT NULL, start INTEGER NOT NULL, event TEXT NOT NULL,
-    experiment TEXT NOT NULL, variant TEXT NOT NULL, user_id TEXT NOT NULL,
-    PRIMARY KEY (window, start, event, experiment, variant, user_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counter_members (
+    user_id TEXT NOT NULL, window TEXT NOT NULL, start INTEGER NOT NULL, event TEXT NOT NULL,
+    experiment TEXT NOT NULL, variant TEXT NOT NULL,
+    PRIMARY KEY (user_id, window, start, event, experiment, variant)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS archive_open (
     partition TEXT PRIMARY KEY, first_offset INTEGER NOT NULL, first_received INTEGER NOT NULL) WITHOUT ROWID;
 ";
@@ -56,9 +56,34 @@ impl SqliteBackend {
 }
 
 fn open_db(path: &Path) -> Result<Connection, Error> {
-    let conn = Connection::open(path)?;
+    let mut conn = Connection::open(path)?;
     conn.execute_batch(SCHEMA)?;
+    move_counter_users(&mut conn)?;
     Ok(conn)
+}
+
+/// Moves the unique-user sets of a database written before they were keyed user first.
+///
+/// Only point lookups and inserts touch these rows, so the key's column order is free. Counter
+/// first, as it was, every insert and lookup compared five equal columns at each step down the
+/// B-tree and landed each of an event's four memberships on a different page; user first, the
+/// user id decides almost every comparison and an event's memberships share a page.
+fn move_counter_users(conn: &mut Connection) -> Result<(), Error> {
+    let tx = conn.transaction()?;
+    let old: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'counter_users')",
+        [],
+        |r| r.get(0),
+    )?;
+    if old {
+        tx.execute_batch(
+            "INSERT OR IGNORE INTO counter_members (user_id, window, start, event, experiment, variant)
+                 SELECT user_id, window, start, event, experiment, variant FROM counter_users;
+             DROP TABLE counter_users;",
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 impl StateBackend for SqliteBackend {
@@ -148,7 +173,7 @@ impl PartitionStore for SqliteState {
 
     fn known_members(&mut self, members: &[(&CounterKey, &str)]) -> Result<HashSet<(CounterKey, String)>, Error> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT 1 FROM counter_users
+            "SELECT 1 FROM counter_members
              WHERE window = ?1 AND start = ?2 AND event = ?3 AND experiment = ?4 AND variant = ?5 AND user_id = ?6",
         )?;
         let mut known = HashSet::new();
@@ -196,7 +221,7 @@ impl PartitionStore for SqliteState {
                 ])?;
             }
             let mut put_member = tx.prepare_cached(
-                "INSERT OR IGNORE INTO counter_users (window, start, event, experiment, variant, user_id)
+                "INSERT OR IGNORE INTO counter_members (window, start, event, experiment, variant, user_id)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             for (key, user) in &changes.counter_users {
@@ -308,5 +333,51 @@ impl Stats for SqliteStats {
             },
         )?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_user_sets_of_an_older_database_are_moved_and_still_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE counter_users (
+                     window TEXT NOT NULL, start INTEGER NOT NULL, event TEXT NOT NULL,
+                     experiment TEXT NOT NULL, variant TEXT NOT NULL, user_id TEXT NOT NULL,
+                     PRIMARY KEY (window, start, event, experiment, variant, user_id)) WITHOUT ROWID;
+                 INSERT INTO counter_users VALUES ('day', 0, 'purchase', 'exp', 'control', 'u1'),
+                                                  ('hour', 3600, 'purchase', '', '', 'u2');",
+            )
+            .unwrap();
+
+        let backend = SqliteBackend::open(&path).unwrap();
+        let mut state = backend.open(LEASE).unwrap();
+        let day = CounterKey {
+            window: Window::Day,
+            start: 0,
+            event: "purchase".into(),
+            experiment: "exp".into(),
+            variant: "control".into(),
+        };
+        let hour = CounterKey {
+            window: Window::Hour,
+            start: 3600,
+            experiment: String::new(),
+            variant: String::new(),
+            ..day.clone()
+        };
+        let known = state.known_members(&[(&day, "u1"), (&day, "u2"), (&hour, "u2"), (&hour, "u1")]).unwrap();
+        assert_eq!(known, HashSet::from([(day, "u1".to_owned()), (hour, "u2".to_owned())]));
+        let old: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("SELECT count(*) FROM sqlite_master WHERE name = 'counter_users'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(old, 0, "the old table is dropped once moved");
     }
 }
