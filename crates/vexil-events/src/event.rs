@@ -218,9 +218,7 @@ impl<'a> ValidEvent<'a> {
         }
         self
     }
-}
 
-impl ValidEvent<'_> {
     /// The sender's `event_id`, if it gave one (only such an event can be delivered twice).
     pub fn given_id(&self) -> Option<&str> {
         match &self.event_id {

@@ -98,7 +98,7 @@ impl SqliteStore {
         thread::Builder::new()
             .name("vexil-store-upkeep".into())
             .spawn(move || upkeep(&poller, &checkpointer, &published, &stop_rx))
-            .map_err(|e| StoreError::Backend(format!("cannot start the watch thread: {e}")))?;
+            .map_err(|e| StoreError::Backend(format!("cannot start the upkeep thread: {e}")))?;
 
         Ok(SqliteStore {
             inner: Arc::new(Inner {
