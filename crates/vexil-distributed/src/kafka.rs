@@ -8,12 +8,15 @@
 //!   partition, which is what lets one processor own a user's state (assignments, metric
 //!   values, unique-user sets) for the whole partition. Records without a key (evaluation
 //!   counts) take turns over the partitions.
-//! - **append** hands each record to its partition's batch producer and returns once the broker
-//!   acknowledged every one of them (`acks = all`, rskafka's setting). A partition's producer
-//!   gathers the records of all concurrent appends for [`LINGER`] (or until
-//!   [`MAX_PRODUCE_BYTES`]) into one produce request, as Kafka's own producers do: under load a
-//!   batch spread over many partitions would otherwise cost a request per partition per HTTP
-//!   request, and the broker serves a connection's requests one after another.
+//! - **append** queues each record for its partition's writer and returns once the broker
+//!   acknowledged every one of them (`acks = all`, rskafka's setting). A partition's writer has
+//!   one produce request in flight at a time and puts everything queued meanwhile, from all
+//!   concurrent appends, into the next (up to [`MAX_PRODUCE_BYTES`]): a group commit. One
+//!   request in flight is what keeps a partition's records in the order they were appended
+//!   (Kafka's `max.in.flight.requests.per.connection = 1`); rskafka's `BatchProducer`, used
+//!   before, flushes a full batch in a background task beside the next one, and the broker
+//!   could receive them swapped. Under load a batch spread over many partitions still costs one
+//!   request per partition per round, not per HTTP request.
 //! - **reader** fetches one partition from an offset with long polling.
 //! - **commit** does nothing. Retention is the broker's (`retention.ms` of the topic): the
 //!   consumers' durable positions are the pipeline's checkpoints, committed in its state
@@ -29,12 +32,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::try_join_all;
+use rskafka::client::partition::Compression;
 use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
-use rskafka::client::producer::aggregator::RecordAggregator;
-use rskafka::client::producer::{BatchProducer, BatchProducerBuilder};
 use rskafka::client::ClientBuilder;
 use rskafka::record::Record as KafkaRecord;
 use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot};
 use vexil_events::log::Record;
 use vexil_events::{BusReader, BusRecord, EventBus, LogError};
 
@@ -55,10 +58,6 @@ const MAX_FETCH_BYTES: i32 = 8 * 1024 * 1024;
 /// The most record bytes in one produce request: below the 1 MiB Kafka brokers accept in one
 /// record batch by default (`message.max.bytes`), so a 5 MiB ingest batch is split.
 pub const MAX_PRODUCE_BYTES: usize = 900 * 1024;
-
-/// How long a partition's producer waits for more records before sending (Kafka's default
-/// `linger.ms`).
-pub const LINGER: Duration = Duration::from_millis(5);
 
 /// Where `--event-bus kafka://host:port/topic?partitions=N` points.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,10 +111,13 @@ fn broker_error(e: impl std::fmt::Display) -> LogError {
     LogError::Io(io::Error::other(format!("Kafka: {e}")))
 }
 
+/// A record waiting for its partition's writer, and where its offset (or the failure) goes.
+type PendingRecord = (KafkaRecord, oneshot::Sender<Result<i64, String>>);
+
 /// One partition of the topic.
 struct Partition {
     client: Arc<PartitionClient>,
-    producer: BatchProducer<RecordAggregator>,
+    writes: mpsc::UnboundedSender<PendingRecord>,
     /// The next offset known to exist: raised by appends and by each fetch's high watermark.
     end: Arc<AtomicU64>,
 }
@@ -166,10 +168,9 @@ impl KafkaBus {
                 client.partition_client(&target.topic, id, UnknownTopicHandling::Retry).await.map_err(broker_error)?;
             let end = client.get_offset(OffsetAt::Latest).await.map_err(broker_error)?;
             let client = Arc::new(client);
-            let producer = BatchProducerBuilder::new(client.clone())
-                .with_linger(LINGER)
-                .build(RecordAggregator::new(MAX_PRODUCE_BYTES));
-            partitions.push(Partition { client, producer, end: Arc::new(AtomicU64::new(offset(end)?)) });
+            let (writes, queue) = mpsc::unbounded_channel();
+            tokio::spawn(write_in_order(client.clone(), queue));
+            partitions.push(Partition { client, writes, end: Arc::new(AtomicU64::new(offset(end)?)) });
         }
         Ok(KafkaBus { partitions, runtime: Handle::current(), unkeyed: AtomicU32::new(0) })
     }
@@ -183,10 +184,49 @@ fn offset(value: i64) -> Result<u64, LogError> {
     u64::try_from(value).map_err(|_| broker_error(format!("negative offset {value}")))
 }
 
-/// Produces one record through its partition's batch producer; returns once the broker
-/// acknowledged the request that carried it.
+/// A partition's writer: one produce request at a time, each carrying the records queued
+/// while the previous one was in flight, in queue order (ends when the bus is dropped).
+async fn write_in_order(client: Arc<PartitionClient>, mut queue: mpsc::UnboundedReceiver<PendingRecord>) {
+    let mut pending: VecDeque<PendingRecord> = VecDeque::new();
+    let mut received = Vec::new();
+    while !pending.is_empty() || queue.recv_many(&mut received, usize::MAX).await > 0 {
+        pending.extend(received.drain(..));
+        // The first record always goes, however large; the broker judges it.
+        let mut bytes = 0;
+        let take = pending
+            .iter()
+            .take_while(|(record, _)| {
+                bytes += record.approximate_size();
+                bytes <= MAX_PRODUCE_BYTES
+            })
+            .count()
+            .max(1);
+        let (records, replies): (Vec<_>, Vec<_>) = pending.drain(..take).unzip();
+        match client.produce(records, Compression::NoCompression).await {
+            Ok(offsets) => {
+                for (reply, written) in replies.into_iter().zip(offsets) {
+                    let _ = reply.send(Ok(written));
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            }
+        }
+        // Records queued meanwhile join what is left, behind it.
+        while let Ok(record) = queue.try_recv() {
+            pending.push_back(record);
+        }
+    }
+}
+
+/// Produces one record through its partition's writer; returns once the broker acknowledged
+/// the request that carried it.
 async fn produce(partition: &Partition, record: KafkaRecord) -> Result<(), LogError> {
-    let written = partition.producer.produce(record).await.map_err(broker_error)?;
+    let (reply, written) = oneshot::channel();
+    partition.writes.send((record, reply)).map_err(|_| broker_error("the partition's writer stopped"))?;
+    let written = written.await.map_err(|_| broker_error("the partition's writer stopped"))?.map_err(broker_error)?;
     partition.end.fetch_max(offset(written)? + 1, Ordering::AcqRel);
     Ok(())
 }
