@@ -27,6 +27,37 @@ use tokio::sync::watch;
 
 use crate::{ChangeMeta, EntityKind, Store, StoredDocument, Write};
 
+/// The value of a variable that names something a test needs from outside the process (an
+/// engine, a tool); `how` says what sets it.
+///
+/// A missing variable fails the test: a run that did not exercise the engine must never look
+/// green. Only with `VEXIL_TEST_ALLOW_SKIPS=1` (a local run without the engines) does the test
+/// skip instead: it returns `None` and records the test's name in the file that
+/// `VEXIL_TEST_SKIP_LOG` names, so `scripts/test.sh` reports it as skipped rather than passed.
+pub fn required_variable(variable: &str, how: &str) -> Option<String> {
+    if let Ok(value) = std::env::var(variable) {
+        if !value.is_empty() {
+            return Some(value);
+        }
+    }
+    if std::env::var("VEXIL_TEST_ALLOW_SKIPS").as_deref() != Ok("1") {
+        panic!("{variable} is not set ({how}); VEXIL_TEST_ALLOW_SKIPS=1 skips this test instead")
+    }
+    // libtest names each test's thread after the test; the log is counted by distinct names.
+    let test = std::thread::current().name().unwrap_or("an unnamed test").to_string();
+    eprintln!("skipped {test}: {variable} is not set ({how})");
+    if let Ok(log) = std::env::var("VEXIL_TEST_SKIP_LOG") {
+        use std::io::Write as _;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap_or_else(|e| panic!("cannot open VEXIL_TEST_SKIP_LOG {log}: {e}"));
+        writeln!(file, "{test}").unwrap_or_else(|e| panic!("cannot write VEXIL_TEST_SKIP_LOG {log}: {e}"));
+    }
+    None
+}
+
 pub use assignments::*;
 pub use audit::*;
 pub use documents::*;

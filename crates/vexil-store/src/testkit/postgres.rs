@@ -5,9 +5,8 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// Creates an empty database on the test server and returns its URL; `None` (with a note on
-/// standard error) when no server is configured, so the caller skips. Under `CI=true` a missing
-/// server panics instead: CI must never pass without having run the PostgreSQL tests.
+/// Creates an empty database on the test server and returns its URL. A missing server fails the
+/// test, or skips it (`None`) under `VEXIL_TEST_ALLOW_SKIPS=1`: see [`engine_variable`].
 pub async fn fresh_database() -> Option<String> {
     let server = engine_variable("VEXIL_TEST_DATABASE_URL", "postgres.sh")?;
     let (client, connection) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
@@ -22,21 +21,9 @@ pub async fn fresh_database() -> Option<String> {
 }
 
 /// The value of a variable naming a test engine that `scripts/services/<script>` starts (and
-/// `scripts/test.sh` runs), or `None` with a note on standard error, so the caller skips.
-/// Under `CI=true` a missing variable panics: CI must never pass without the engine's tests.
+/// `scripts/test.sh` runs); see [`super::required_variable`] for what happens when it is missing.
 pub fn engine_variable(variable: &str, script: &str) -> Option<String> {
-    match std::env::var(variable) {
-        Ok(value) if !value.is_empty() => Some(value),
-        _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
-            panic!("CI=true but {variable} is not set: run the tests with scripts/test.sh")
-        }
-        _ => {
-            eprintln!(
-                "skipped: {variable} is not set (scripts/services/{script} starts the engine; scripts/test.sh runs it)"
-            );
-            None
-        }
-    }
+    super::required_variable(variable, &format!("scripts/services/{script} starts the engine; scripts/test.sh runs it"))
 }
 
 /// `url` with its database name replaced (`postgres://user@host:port/name?options`).

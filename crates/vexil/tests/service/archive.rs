@@ -4,8 +4,8 @@
 //! every column as it was sent, in the partition of its event hour.
 //!
 //! pyarrow runs from the Python that `VEXIL_TEST_PYARROW` names; `scripts/test.sh` installs it
-//! (`scripts/pyarrow.sh`). Without it the test is skipped with a note, except under `CI=true`,
-//! where it fails: CI must never pass without having read the archive with a standard tool.
+//! (`scripts/pyarrow.sh`). Without it the test fails: a green run must have read the archive with
+//! a standard tool (`VEXIL_TEST_ALLOW_SKIPS=1` turns that into a recorded skip).
 
 use crate::events::{post_json, settle};
 use crate::harness::{Options, Server};
@@ -13,19 +13,11 @@ use chrono::{DateTime, Timelike, Utc};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use vexil_store::testkit::required_variable;
 
-/// The Python with pyarrow, or `None` (with a note) outside CI.
+/// The Python with pyarrow; `None` only when skips are allowed (see `required_variable`).
 fn pyarrow_python() -> Option<PathBuf> {
-    match std::env::var("VEXIL_TEST_PYARROW") {
-        Ok(python) if !python.is_empty() => Some(python.into()),
-        _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
-            panic!("CI=true but VEXIL_TEST_PYARROW is not set: run the tests with scripts/test.sh")
-        }
-        _ => {
-            eprintln!("skipped: VEXIL_TEST_PYARROW is not set (scripts/pyarrow.sh installs pyarrow and prints it)");
-            None
-        }
-    }
+    required_variable("VEXIL_TEST_PYARROW", "scripts/pyarrow.sh installs pyarrow and prints it").map(PathBuf::from)
 }
 
 /// What `read_archive.py` prints for the archive under `root`.
