@@ -46,7 +46,11 @@ impl Node {
 }
 
 async fn node(url: &str) -> Node {
-    let backend = PostgresBackend::connect(url, "events", PARTITIONS, options()).await.unwrap();
+    node_with(url, options()).await
+}
+
+async fn node_with(url: &str, options: GroupOptions) -> Node {
+    let backend = PostgresBackend::connect(url, "events", PARTITIONS, options).await.unwrap();
     Node { backend, running: Mutex::new(Vec::new()) }
 }
 
@@ -54,9 +58,10 @@ fn held(node: &Node) -> BTreeSet<u32> {
     node.observe().iter().map(|l| l.partition).collect()
 }
 
-/// Polls until the nodes hold `shares` partitions each, disjoint and covering all of them.
+/// Polls until the nodes hold `shares` partitions each, disjoint and covering all of them. The
+/// ceiling is generous so a loaded machine cannot fail a correct build.
 async fn settle(nodes: &[&Node], shares: &[usize]) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let sets: Vec<BTreeSet<u32>> = nodes.iter().map(|n| held(n)).collect();
         let mut sizes: Vec<usize> = sets.iter().map(BTreeSet::len).collect();
@@ -133,14 +138,21 @@ async fn partitions_are_shared_taken_over_and_fenced() {
         assert_eq!(rows.len(), 1);
         assert_eq!((rows[0].sums.n, rows[0].sums.sum_x), (5, 5.0));
     }
+}
 
-    // A node that leaves frees its partitions at once: the other takes them at its next
-    // heartbeats, well before the leases would have expired.
-    let left = Instant::now();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_leaves_frees_its_partitions_at_once() {
+    let Some(url) = fresh_database().await else { return };
+    // Leases far longer than `settle` waits: the other node can only take the leaving node's
+    // partitions in time if leaving freed them, not by their expiry.
+    let long = GroupOptions { lease: Duration::from_secs(3600), ..options() };
+    let a = node_with(&url, long.clone()).await;
+    let b = node_with(&url, long).await;
+    settle(&[&a, &b], &[4, 4]).await;
+    let left = a.observe();
     a.leave();
-    assert!(!a.holds(other));
+    assert!(left.iter().all(|l| !a.holds(*l)), "a node that left holds nothing");
     settle(&[&b], &[8]).await;
-    assert!(left.elapsed() < options().lease, "took {:?}", left.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

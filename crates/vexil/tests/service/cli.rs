@@ -1,10 +1,9 @@
 //! `vexil flags import|export` and `vexil keys`, against a running server and directly on its
 //! data directory.
 
-use crate::harness::{vexil, Server, ADMIN_KEY};
+use crate::harness::{eventually, vexil, Server, ADMIN_KEY};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use std::time::Duration;
 
 /// Runs the CLI and returns (success, stdout, stderr).
 pub async fn run(args: &[&str]) -> (bool, String, String) {
@@ -88,19 +87,14 @@ async fn data_dir_mode_reaches_a_running_server_and_keys_work_both_ways() {
 
     let (ok, _, err) = run(&[&["flags", "import", file.to_str().unwrap()][..], &local].concat()).await;
     assert!(ok, "{err}");
-    let mut seen = false;
-    for _ in 0..20 {
-        let (status, result) =
-            Server::send(server.admin(Method::POST, "/v1/flags/dark_mode/evaluate").json(&json!({"user_id": "u"})))
-                .await;
-        if status == StatusCode::OK {
-            assert_eq!(result["value"], true);
-            seen = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(seen, "the server picks up a change made by another process within 2 s");
+    // The server follows the store's revision, so it picks up a change made by another process.
+    let result = eventually("the server serving the imported flag", || async {
+        let request = server.admin(Method::POST, "/v1/flags/dark_mode/evaluate").json(&json!({"user_id": "u"}));
+        let (status, result) = Server::send(request).await;
+        (status == StatusCode::OK).then_some(result)
+    })
+    .await;
+    assert_eq!(result["value"], true);
     let (ok, exported, _) = run(&[&["flags", "export", "--format", "json"][..], &local].concat()).await;
     assert!(ok);
     assert_eq!(serde_json::from_str::<Value>(&exported).unwrap()["segments"][0]["key"], "testers");

@@ -9,22 +9,36 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::Duration;
 
-/// An event whose timestamp is just over the 24 h limit now, and valid a moment later.
-fn soon_valid(user: &str) -> Value {
-    let at = chrono::Utc::now() + chrono::Duration::hours(24) + chrono::Duration::milliseconds(1500);
+/// How far past the 24 h limit a "soon valid" event starts: the few calls of the "too early"
+/// part must fit in it, however loaded the machine.
+const TOO_EARLY_FOR: chrono::Duration = chrono::Duration::seconds(10);
+
+/// An event whose timestamp is just over the 24 h limit now, and valid once `valid_from`
+/// passes.
+fn soon_valid(user: &str, valid_from: chrono::DateTime<chrono::Utc>) -> Value {
+    let at = valid_from + chrono::Duration::hours(24);
     json!({"event": "signup", "user_id": user, "timestamp": at.to_rfc3339()})
+}
+
+/// Sleeps until the clock (the server's too: one machine) has passed `moment`.
+async fn sleep_until(moment: chrono::DateTime<chrono::Utc>) {
+    while chrono::Utc::now() <= moment {
+        let left = (moment - chrono::Utc::now()).to_std().unwrap_or_default();
+        tokio::time::sleep(left + Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]
 async fn dead_letters_are_listed_replayed_and_purged() {
     let server = Server::start().await;
+    let valid_from = chrono::Utc::now() + TOO_EARLY_FOR;
     let answer = post_json(
         &server,
         &[
             json!({"event": "ok", "user_id": "u0"}),
-            soon_valid("u1"),
+            soon_valid("u1", valid_from),
             json!({"event": "no good", "user_id": "u2"}),
-            soon_valid("u3"),
+            soon_valid("u3", valid_from),
         ],
     )
     .await;
@@ -44,7 +58,7 @@ async fn dead_letters_are_listed_replayed_and_purged() {
     let (status, report) = server.call(Method::POST, "/v1/admin/dlq/replay?code=invalid_timestamp", None).await;
     assert_eq!(status, StatusCode::OK, "{report}");
     assert_eq!(report, json!({"replayed": 0, "duplicates": 0, "failed": 2}));
-    tokio::time::sleep(Duration::from_millis(1600)).await;
+    sleep_until(valid_from).await;
     let first_id = timestamps["entries"][0]["id"].as_i64().unwrap();
     let (_, report) = server.call(Method::POST, &format!("/v1/admin/dlq/replay?ids={first_id}"), None).await;
     assert_eq!(report, json!({"replayed": 1, "duplicates": 0, "failed": 0}));

@@ -12,6 +12,28 @@ use tokio::process::{Child, Command};
 
 pub const ADMIN_KEY: &str = "vx_test_admin_key_0123456789";
 
+/// How long a test waits for something a correct server does in well under a second. Tests
+/// poll for the condition and never assert elapsed time: the ceiling is generous so a loaded
+/// machine cannot fail a correct build, while a broken one still fails, only later.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Polls `probe` every 20 ms until it answers `Some`, and returns that; panics naming `what`
+/// once [`PATIENCE`] has run out.
+pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not within {PATIENCE:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// How to start a server.
 #[derive(Default, Clone)]
 pub struct Options {
