@@ -18,9 +18,18 @@ const SENDERS: usize = 4;
 
 type Queue = Arc<Mutex<VecDeque<String>>>;
 
+/// Batches acknowledged, and batches sent but never acknowledged (which went back to the queue).
+#[derive(Default, Clone, Copy)]
+struct Progress {
+    acked: usize,
+    unanswered: usize,
+}
+
+type Shared = Arc<Mutex<Progress>>;
+
 /// Posts batches from the queue until it is empty or the server stops answering; a batch
 /// without an acknowledgement goes back to the queue.
-async fn stream(base: String, key: String, queue: Queue, acked: Arc<Mutex<usize>>) {
+async fn stream(base: String, key: String, queue: Queue, progress: Shared) {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     loop {
         let Some(body) = queue.lock().unwrap().pop_front() else { return };
@@ -32,8 +41,9 @@ async fn stream(base: String, key: String, queue: Queue, acked: Arc<Mutex<usize>
             .send()
             .await;
         match sent {
-            Ok(response) if response.status() == StatusCode::OK => *acked.lock().unwrap() += 1,
+            Ok(response) if response.status() == StatusCode::OK => progress.lock().unwrap().acked += 1,
             _ => {
+                progress.lock().unwrap().unanswered += 1;
                 queue.lock().unwrap().push_back(body);
                 return;
             }
@@ -41,9 +51,9 @@ async fn stream(base: String, key: String, queue: Queue, acked: Arc<Mutex<usize>
     }
 }
 
-fn spawn_senders(server: &Server, queue: &Queue, acked: &Arc<Mutex<usize>>) -> Vec<tokio::task::JoinHandle<()>> {
+fn spawn_senders(server: &Server, queue: &Queue, progress: &Shared) -> Vec<tokio::task::JoinHandle<()>> {
     (0..SENDERS)
-        .map(|_| tokio::spawn(stream(server.base.clone(), server.key.clone(), queue.clone(), acked.clone())))
+        .map(|_| tokio::spawn(stream(server.base.clone(), server.key.clone(), queue.clone(), progress.clone())))
         .collect()
 }
 
@@ -64,25 +74,33 @@ async fn every_acknowledged_event_is_counted_and_archived_once_across_sigkills()
         })
         .collect();
     let queue: Queue = Arc::new(Mutex::new(batches));
-    let acked = Arc::new(Mutex::new(0));
+    let progress = Shared::default();
     let mut server = Server::start_in(&data_dir, Default::default()).await;
     for kill in 1..=KILLS {
-        let senders = spawn_senders(&server, &queue, &acked);
+        let senders = spawn_senders(&server, &queue, &progress);
         // Kill on acknowledged progress, while batches are in flight.
-        while *acked.lock().unwrap() < kill * BATCHES / (KILLS + 2) {
+        while progress.lock().unwrap().acked < kill * BATCHES / (KILLS + 2) {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
+        let unanswered_before = progress.lock().unwrap().unanswered;
         server.kill().await;
         for sender in senders {
             sender.await.unwrap();
         }
+        // The kill interrupted work: batches were still to send, and at least one request was
+        // cut off without its answer (each sender had one in flight or sent one to the dead
+        // server), so the redelivery after the restart is really exercised.
+        let Progress { acked, unanswered } = *progress.lock().unwrap();
+        assert!(acked < BATCHES, "kill {kill}: every batch was acknowledged before it");
+        assert!(unanswered > unanswered_before, "kill {kill} cut off no request");
         server = Server::start_in(&data_dir, Default::default()).await;
     }
     while !queue.lock().unwrap().is_empty() {
-        for sender in spawn_senders(&server, &queue, &acked) {
+        for sender in spawn_senders(&server, &queue, &progress) {
             sender.await.unwrap();
         }
     }
+    assert_eq!(progress.lock().unwrap().acked, BATCHES, "every batch acknowledged once in the end");
     let total = (BATCHES * BATCH) as f64;
     let from = enc(&(chrono::Utc::now() - chrono::Duration::days(2)).to_rfc3339());
     let query = format!("/v1/stats/events?event=crash&window=day&from={from}");
