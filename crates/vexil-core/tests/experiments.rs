@@ -1,7 +1,7 @@
 //! Experiments: decoding and validation, lifecycle, and placement (targeting, traffic, weights).
 
 mod common;
-use common::{check_share, spec_ranges};
+use common::{check_share, spec_bucket, spec_ranges, spec_variant};
 use serde_json::{json, Value};
 use vexil_core::experiment::{
     decode_experiment, CompiledExperiment, ExperimentStatus, LifecycleAction, MetricKind, Placement,
@@ -244,5 +244,35 @@ fn shares_follow_the_weights() {
         let p = f64::from(10_000 - covered) / 10_000.0;
         check_share(&format!("{weights:?} at {traffic}%: outside"), outside, USERS, p)
             .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+#[test]
+fn placement_follows_the_spec_bucketing() {
+    // Each user's variant is the one SPEC 2 computes with an independent MurmurHash3
+    // (the murmur3 crate) over the experiment's salt, not the core's hasher.
+    for (weights, traffic, salt) in [
+        (&[50, 50][..], 100.0, "checkout_redesign"),
+        (&[1, 2, 1], 37.5, "exp_a"),
+        (&[1, 199], 100.0, "tiny_arm"),
+        (&[0, 7, 3], 99.99, "with:colon"),
+    ] {
+        let mut doc = spec_example();
+        doc["variants"] =
+            weights.iter().enumerate().map(|(i, w)| json!({"key": format!("v{i}"), "weight": w})).collect();
+        doc["traffic_allocation"] = json!(traffic);
+        doc["salt"] = json!(salt);
+        let e = compiled(doc);
+        let ranges = spec_ranges(weights, (traffic * 100.0_f64).round() as u32);
+        for i in 0..20_000 {
+            let user = format!("user_{i}");
+            let bucket = spec_bucket(salt, &user);
+            let expected = spec_variant(&ranges, bucket).map_or(Placement::NotInTraffic, Placement::Variant);
+            assert_eq!(
+                e.place(&Context::user(&user)),
+                expected,
+                "{salt}: {user} in bucket {bucket}, ranges {ranges:?}"
+            );
+        }
     }
 }

@@ -37,6 +37,15 @@ pub fn problems(doc: Value) -> Vec<String> {
     }
 }
 
+/// SPEC 2's bucket of `unit` under `salt`, hashed with the `murmur3` crate rather than
+/// the core's own MurmurHash3 and salted-prefix state, so a test comparing the two
+/// checks the core against the specification, not against itself.
+pub fn spec_bucket(salt: &str, unit: &str) -> u32 {
+    let text = format!("{salt}:{unit}");
+    let h = murmur3::murmur3_32(&mut std::io::Cursor::new(text.as_bytes()), 0).unwrap();
+    ((u64::from(h) * 10_000) >> 32) as u32
+}
+
 /// SPEC 2's served bucket range `[start, start + len)` of each variant, in allocation
 /// order, for integer `weights` and a coverage in basis points.
 pub fn spec_ranges(weights: &[u32], coverage_bp: u32) -> Vec<(u32, u32)> {
@@ -52,6 +61,11 @@ pub fn spec_ranges(weights: &[u32], coverage_bp: u32) -> Vec<(u32, u32)> {
             (start as u32, (start + len) as u32)
         })
         .collect()
+}
+
+/// The variant SPEC 2 serves for `bucket`, if any.
+pub fn spec_variant(ranges: &[(u32, u32)], bucket: u32) -> Option<usize> {
+    ranges.iter().position(|&(start, end)| start <= bucket && bucket < end)
 }
 
 /// Whether `observed` out of `n` users is a plausible count for a share `p`.
