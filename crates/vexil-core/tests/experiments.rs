@@ -1,5 +1,7 @@
 //! Experiments: decoding and validation, lifecycle, and placement (targeting, traffic, weights).
 
+mod common;
+use common::{check_share, spec_bucket, spec_ranges, spec_variant};
 use serde_json::{json, Value};
 use vexil_core::experiment::{
     decode_experiment, CompiledExperiment, ExperimentStatus, LifecycleAction, MetricKind, Placement,
@@ -204,9 +206,73 @@ fn metric_filters_match_event_properties() {
 
 #[test]
 fn shares_follow_the_weights() {
-    let mut doc = spec_example();
-    doc["variants"] = json!([{"key": "a", "weight": 1}, {"key": "b", "weight": 3}]);
-    let e = compiled(doc);
-    let in_b = (0..100_000).filter(|i| e.place(&Context::user(&format!("u{i}"))) == Placement::Variant(1)).count();
-    assert!((74_000..76_000).contains(&in_b), "{in_b}");
+    // Lopsided weights too: an arm under 1% must get its share, within binomial error
+    // of the exact sample (see `check_share`), not merely within a percentage point.
+    const USERS: usize = 100_000;
+    for (weights, traffic) in [
+        (&[1, 3][..], 100u32),
+        (&[1, 99], 100),
+        (&[1, 199], 100),
+        (&[199, 1], 100),
+        (&[1, 199], 40),
+        (&[2, 1, 397], 100),
+    ] {
+        let mut doc = spec_example();
+        doc["variants"] =
+            weights.iter().enumerate().map(|(i, w)| json!({"key": format!("v{i}"), "weight": w})).collect();
+        doc["traffic_allocation"] = json!(traffic);
+        let e = compiled(doc);
+        let mut counts = vec![0; weights.len()];
+        let mut outside = 0;
+        for i in 0..USERS {
+            match e.place(&Context::user(&format!("u{i}"))) {
+                Placement::Variant(v) => counts[v] += 1,
+                Placement::NotInTraffic => outside += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        // Expected shares are the exact bucket ranges of SPEC 2 (experiment variants in
+        // list order), so flooring to whole buckets does not eat into the tolerance.
+        let ranges = spec_ranges(weights, traffic * 100);
+        let mut covered = 0;
+        for (v, (start, end)) in ranges.into_iter().enumerate() {
+            covered += end - start;
+            let p = f64::from(end - start) / 10_000.0;
+            check_share(&format!("{weights:?} at {traffic}%: v{v}"), counts[v], USERS, p)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let p = f64::from(10_000 - covered) / 10_000.0;
+        check_share(&format!("{weights:?} at {traffic}%: outside"), outside, USERS, p)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+#[test]
+fn placement_follows_the_spec_bucketing() {
+    // Each user's variant is the one SPEC 2 computes with an independent MurmurHash3
+    // (the murmur3 crate) over the experiment's salt, not the core's hasher.
+    for (weights, traffic, salt) in [
+        (&[50, 50][..], 100.0, "checkout_redesign"),
+        (&[1, 2, 1], 37.5, "exp_a"),
+        (&[1, 199], 100.0, "tiny_arm"),
+        (&[0, 7, 3], 99.99, "with:colon"),
+    ] {
+        let mut doc = spec_example();
+        doc["variants"] =
+            weights.iter().enumerate().map(|(i, w)| json!({"key": format!("v{i}"), "weight": w})).collect();
+        doc["traffic_allocation"] = json!(traffic);
+        doc["salt"] = json!(salt);
+        let e = compiled(doc);
+        let ranges = spec_ranges(weights, (traffic * 100.0_f64).round() as u32);
+        for i in 0..20_000 {
+            let user = format!("user_{i}");
+            let bucket = spec_bucket(salt, &user);
+            let expected = spec_variant(&ranges, bucket).map_or(Placement::NotInTraffic, Placement::Variant);
+            assert_eq!(
+                e.place(&Context::user(&user)),
+                expected,
+                "{salt}: {user} in bucket {bucket}, ranges {ranges:?}"
+            );
+        }
+    }
 }

@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 use vexil_stats::{
     analyze, apply_correction, minimum_detectable_effect, sample_size, srm, AnalysisConfig, Baseline, Correction,
-    Covariate, Direction, Method, Moments, VariantStats,
+    Covariate, Direction, Method, MetricAnalysis, Moments, VariantStats,
 };
 
 fn proportion(n: u64, conversions: f64) -> VariantStats {
@@ -18,38 +18,72 @@ fn three_arms() -> Vec<VariantStats> {
     vec![proportion(1000, 100.0), proportion(1000, 130.0), proportion(1000, 160.0)]
 }
 
+/// Agreement required with the reference figures (SPEC 6: 1e-6 relative).
+fn close(actual: f64, expected: f64, what: &str) {
+    assert!((actual - expected).abs() <= 1e-6 * expected.abs(), "{what}: {actual}, expected {expected}");
+}
+
+// Reference figures for the family {100 vs 130, 100 vs 160, 100 vs 104 conversions out
+// of 1000}, relative effects, computed outside this crate with gbstats 0.8.0 and
+// statsmodels 0.15.0 (the pins of golden/generate.py):
+//
+//   from gbstats.frequentist.tests import TwoSidedTTest, FrequentistConfig
+//   from gbstats.models.statistics import ProportionStatistic as P
+//   from statsmodels.stats.multitest import multipletests
+//   def rel(c, t, alpha):
+//       return TwoSidedTTest(P(n=1000, sum=c), P(n=1000, sum=t),
+//           FrequentistConfig(alpha=alpha, difference_type="relative")).compute_result()
+//   pairs = [(100, 130), (100, 160), (100, 104)]
+//   raw = [rel(c, t, 0.05).p_value for c, t in pairs]
+//   multipletests(raw, method="holm")[1]; multipletests(raw, method="fdr_bh")[1]
+//   [rel(c, t, 0.05 / 3).ci for c, t in pairs]
+const RAW_P: [f64; 3] = [0.06559733260262468, 0.0017069956275510556, 0.7720084102619587];
+const HOLM_P: [f64; 3] = [0.13119466520524936, 0.005120986882653167, 0.7720084102619587];
+const BH_P: [f64; 3] = [0.09839599890393702, 0.005120986882653167, 0.7720084102619587];
+/// Relative intervals at the Bonferroni level alpha / 3 that Holm reports.
+const HOLM_CI: [[f64; 2]; 3] = [
+    [-0.09019158054518478, 0.6901915805451848],
+    [0.14235560827492283, 1.057644391725077],
+    [-0.2907241536438193, 0.37072415364381905],
+];
+
 #[test]
 fn holm_adjusts_p_values_and_widens_intervals_to_bonferroni_level() {
     let config = AnalysisConfig::default();
     let mut metrics =
         vec![analyze(&three_arms(), &config), analyze(&[proportion(1000, 100.0), proportion(1000, 104.0)], &config)];
-    let before: Vec<_> = metrics.iter().flat_map(|m| m.variants[1..].iter().map(|v| v.comparison.unwrap())).collect();
-    apply_correction(&mut metrics, Correction::Holm);
-    let after: Vec<_> = metrics.iter().flat_map(|m| m.variants[1..].iter().map(|v| v.comparison.unwrap())).collect();
-
-    let raw: Vec<f64> = before.iter().map(|c| c.relative.unwrap().p_value.unwrap()).collect();
-    let expected = Correction::Holm.adjust(&raw);
-    for (c, e) in after.iter().zip(&expected) {
-        assert_eq!(c.p_value_adjusted, Some(*e));
-        assert_eq!(c.significant, *e < 0.05);
+    let comparisons = |metrics: &[MetricAnalysis]| -> Vec<_> {
+        metrics.iter().flat_map(|m| m.variants[1..].iter().map(|v| v.comparison.unwrap())).collect()
+    };
+    let before = comparisons(&metrics);
+    for (i, c) in before.iter().enumerate() {
+        close(c.relative.unwrap().p_value.unwrap(), RAW_P[i], &format!("raw p[{i}]"));
     }
-    // 3 tests: intervals at alpha/3 are wider, around the same estimate.
-    for (b, a) in before.iter().zip(&after) {
+
+    apply_correction(&mut metrics, Correction::Holm);
+    let after = comparisons(&metrics);
+    for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+        close(a.p_value_adjusted.unwrap(), HOLM_P[i], &format!("holm p[{i}]"));
+        assert_eq!(a.significant, HOLM_P[i] < 0.05, "holm significance [{i}]");
         let (b, a) = (b.relative.unwrap(), a.relative.unwrap());
         assert_eq!(a.effect, b.effect);
-        assert!(a.ci[0] < b.ci[0] && a.ci[1] > b.ci[1]);
+        close(a.ci[0], HOLM_CI[i][0], &format!("holm ci[{i}].lower"));
+        close(a.ci[1], HOLM_CI[i][1], &format!("holm ci[{i}].upper"));
     }
-    // The strong 160/1000 arm stays significant, the 104/1000 one does not.
+    // The strong 160/1000 arm stays significant; 130/1000 (raw p 0.066) and 104/1000 do not.
     assert!(after[1].significant);
-    assert!(!after[2].significant);
+    assert!(!after[0].significant && !after[2].significant);
 
     // BH leaves intervals alone; `none` restores the raw p-values.
     apply_correction(&mut metrics, Correction::BenjaminiHochberg);
-    let bh = metrics[0].variants[1].comparison.unwrap();
-    assert_eq!(bh.relative.unwrap().ci, before[0].relative.unwrap().ci);
+    for (i, (b, a)) in before.iter().zip(comparisons(&metrics)).enumerate() {
+        close(a.p_value_adjusted.unwrap(), BH_P[i], &format!("bh p[{i}]"));
+        assert_eq!(a.relative.unwrap().ci, b.relative.unwrap().ci);
+    }
     apply_correction(&mut metrics, Correction::None);
-    let none = metrics[0].variants[1].comparison.unwrap();
-    assert_eq!(none.p_value_adjusted, Some(raw[0]));
+    for (b, a) in before.iter().zip(comparisons(&metrics)) {
+        assert_eq!(a.p_value_adjusted, b.relative.unwrap().p_value);
+    }
 }
 
 #[test]
