@@ -10,7 +10,7 @@
 # - Every engine (scripts/services/) and pyarrow (scripts/pyarrow.sh) must start or install; if
 #   one does not, no test runs and each missing one counts as failed.
 # - A test binary that dies without cargo's `test result:` line (abort, a signal, a stack
-#   overflow) counts as failed, and so does a cargo or OFREP run that fails without
+#   overflow) counts as failed, and so does a cargo, OFREP or self-test run that fails without
 #   saying how many tests failed (a build error, a crash). `--no-fail-fast`: one failing binary
 #   does not hide the ones after it.
 # - Tests skip only with VEXIL_TEST_ALLOW_SKIPS=1, for local partial runs: then an engine that
@@ -24,18 +24,19 @@
 #                              taken out of the passed count and counted as skipped. Under the
 #                              strict default a line there counts as a failure.
 #
-# Seams for pointing this script at a tiny cargo project to check the above (not opt-outs):
+# Seams for scripts/test-selftest.sh, which points this script at a tiny broken cargo project to
+# prove the above (they are not opt-outs: .ci/run unsets them):
 #   VEXIL_TEST_MANIFEST   the Cargo.toml to test (default: this repository's workspace)
 #   VEXIL_TEST_SERVICES   the folder of engine scripts (default: scripts/services)
 #   VEXIL_TEST_ENGINES    the engines to start from it (default when unset: "postgres broker s3")
-#   VEXIL_TEST_PARTS      what to run, in order (default when unset: "pyarrow cargo ofrep")
+#   VEXIL_TEST_PARTS      what to run, in order (default when unset: "pyarrow cargo ofrep selftest")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 manifest="${VEXIL_TEST_MANIFEST:-Cargo.toml}"
 services="${VEXIL_TEST_SERVICES:-scripts/services}"
 read -r -a engines <<<"${VEXIL_TEST_ENGINES-postgres broker s3}"
-read -r -a parts <<<"${VEXIL_TEST_PARTS-pyarrow cargo ofrep}"
+read -r -a parts <<<"${VEXIL_TEST_PARTS-pyarrow cargo ofrep selftest}"
 has_part() { [[ " ${parts[*]} " == *" $1 "* ]]; }
 
 # Only "1" allows skips; any other value is unset so the tests see the same strict decision.
@@ -161,6 +162,11 @@ for part in "${parts[@]}"; do
         # the service.
         bash scripts/ofrep-test.sh 2>&1 | tee "$log" || status=$?
         count_line ofrep "$status" "$log"
+        ;;
+    selftest)
+        # This script's own checks: a broken build must make it fail.
+        bash scripts/test-selftest.sh 2>&1 | tee "$log" || status=$?
+        count_line selftest "$status" "$log"
         ;;
     *)
         fail "unknown part '$part' in VEXIL_TEST_PARTS"
