@@ -35,7 +35,7 @@ run() {
     echo "== $name: wrk -t$threads -c$connections -d$duration --latency (server workers: $workers)"
     wrk -t"$threads" -c"$connections" -d"$duration" --latency -s "$root/scripts/bench/$script" \
         -H "Authorization: Bearer $key" -H "Content-Type: application/json" "$url" \
-        | grep -E 'Requests/sec|Non-2xx|Socket errors|^ +(50|75|90|99)%|Latency '
+        | grep -E 'Requests/sec|Non-2xx|^2xx responses|Socket errors|^ +(50|75|90|99)%|Latency '
 }
 
 # The server's peak RSS so far, and the machine.
