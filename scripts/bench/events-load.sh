@@ -15,13 +15,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/serve.sh"
 
 metric() { curl -s "$url/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 
-# acknowledged_rate RUN: events/s acknowledged (2xx answers) in a run's summary, from the
-# "2xx responses: N of N in Ts" line events.lua prints.
-acknowledged_rate() {
-    awk '/^2xx responses:/ {sub(/s$/, "", $7); found = 1; printf "   acknowledged events/s (2xx answers only): %.0f\n", $3 * 500 / $7}
-        END {if (!found) print "   acknowledged events/s: unknown (no 2xx count in the wrk output)"}' "$1"
-}
-
 low="${CONNECTIONS_LOW:-4}"
 for c in "$low" "$connections"; do
     connections="$c" run "POST /v1/events, 500-event batches" events.lua | tee "$work/run.txt"

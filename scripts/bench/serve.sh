@@ -38,6 +38,14 @@ run() {
         | grep -E 'Requests/sec|Non-2xx|^2xx responses|Socket errors|^ +(50|75|90|99)%|Latency '
 }
 
+# acknowledged_rate RUN: events/s acknowledged (2xx answers) in the summary of a run of
+# events.lua (or events-paced.lua), from the "2xx responses: N of N in Ts" line it prints; wrk's
+# Requests/sec counts 429s and errors too.
+acknowledged_rate() {
+    awk '/^2xx responses:/ {sub(/s$/, "", $7); found = 1; printf "   acknowledged events/s (2xx answers only): %.0f\n", $3 * 500 / $7}
+        END {if (!found) print "   acknowledged events/s: unknown (no 2xx count in the wrk output)"}' "$1"
+}
+
 # The server's peak RSS so far, and the machine.
 report_machine() {
     echo "== server peak RSS: $(awk '/VmHWM/ {printf "%.1f MiB", $2 / 1024}' "/proc/$server/status")"
