@@ -35,7 +35,15 @@ run() {
     echo "== $name: wrk -t$threads -c$connections -d$duration --latency (server workers: $workers)"
     wrk -t"$threads" -c"$connections" -d"$duration" --latency -s "$root/scripts/bench/$script" \
         -H "Authorization: Bearer $key" -H "Content-Type: application/json" "$url" \
-        | grep -E 'Requests/sec|Non-2xx|Socket errors|^ +(50|75|90|99)%|Latency '
+        | grep -E 'Requests/sec|Non-2xx|^2xx responses|Socket errors|^ +(50|75|90|99)%|Latency '
+}
+
+# acknowledged_rate RUN: events/s acknowledged (2xx answers) in the summary of a run of
+# events.lua (or events-paced.lua), from the "2xx responses: N of N in Ts" line it prints; wrk's
+# Requests/sec counts 429s and errors too.
+acknowledged_rate() {
+    awk '/^2xx responses:/ {sub(/s$/, "", $7); found = 1; printf "   acknowledged events/s (2xx answers only): %.0f\n", $3 * 500 / $7}
+        END {if (!found) print "   acknowledged events/s: unknown (no 2xx count in the wrk output)"}' "$1"
 }
 
 # The server's peak RSS so far, and the machine.
