@@ -14,13 +14,7 @@ impl Reader {
         let obj = self.stored_object(v, path, SEGMENT_FIELDS)?;
         let key = self.key(obj.get("key"), &join(path, "key"));
         let meta = self.meta(obj, path);
-        let when = match obj.get("when") {
-            None | Some(Value::Null) => {
-                self.error(&join(path, "when"), "is required");
-                None
-            }
-            Some(w) => self.condition(w, &join(path, "when")),
-        };
+        let when = self.required(obj.get("when"), &join(path, "when"), Self::condition);
         Some(Segment { key: key?, meta, when: when? })
     }
 

@@ -152,20 +152,8 @@ impl Reader {
     fn rule(&mut self, v: &Value, path: &str) -> Option<Rule> {
         let o = self.object(v, path, &["id", "when", "serve"])?;
         let id = self.required_string(o.get("id"), &join(path, "id"));
-        let when = match o.get("when") {
-            None | Some(Value::Null) => {
-                self.error(&join(path, "when"), "is required");
-                None
-            }
-            Some(w) => self.condition(w, &join(path, "when")),
-        };
-        let serve = match o.get("serve") {
-            None | Some(Value::Null) => {
-                self.error(&join(path, "serve"), "is required");
-                None
-            }
-            Some(s) => self.serve(s, &join(path, "serve")),
-        };
+        let when = self.required(o.get("when"), &join(path, "when"), Self::condition);
+        let serve = self.required(o.get("serve"), &join(path, "serve"), Self::serve);
         Some(Rule { id: id?, when: when?, serve: serve? })
     }
 

@@ -93,20 +93,57 @@ impl Reader {
         }
     }
 
-    pub(crate) fn required_string(&mut self, v: Option<&Value>, path: &str) -> Option<String> {
-        if v.is_none_or(Value::is_null) {
-            self.error(path, "is required");
-            return None;
+    /// A field that must be present: absent or null is an error, anything else is read by `read`.
+    pub(crate) fn required<T>(
+        &mut self,
+        v: Option<&Value>,
+        path: &str,
+        read: impl FnOnce(&mut Self, &Value, &str) -> Option<T>,
+    ) -> Option<T> {
+        match v {
+            None | Some(Value::Null) => {
+                self.error(path, "is required");
+                None
+            }
+            Some(v) => read(self, v, path),
         }
-        self.string(v, path)
+    }
+
+    /// A field that may be left out: `Some(None)` when absent or null, `None` when it is present
+    /// but does not decode (so the enclosing item fails too).
+    pub(crate) fn optional<T>(
+        &mut self,
+        v: Option<&Value>,
+        path: &str,
+        read: impl FnOnce(&mut Self, &Value, &str) -> Option<T>,
+    ) -> Option<Option<T>> {
+        match v {
+            None | Some(Value::Null) => Some(None),
+            Some(v) => read(self, v, path).map(Some),
+        }
+    }
+
+    pub(crate) fn required_string(&mut self, v: Option<&Value>, path: &str) -> Option<String> {
+        self.required(v, path, |r, v, path| r.string(Some(v), path))
     }
 
     pub(crate) fn key(&mut self, v: Option<&Value>, path: &str) -> Option<String> {
         let key = self.required_string(v, path)?;
-        if is_valid_key(&key) {
-            Some(key)
+        self.matching(key, path, is_valid_key, KEY_RULE)
+    }
+
+    /// `name` when `is_valid` accepts it; otherwise an error quoting it with `rule`.
+    pub(crate) fn matching(
+        &mut self,
+        name: String,
+        path: &str,
+        is_valid: fn(&str) -> bool,
+        rule: &str,
+    ) -> Option<String> {
+        if is_valid(&name) {
+            Some(name)
         } else {
-            self.error(path, format!("\"{key}\" {KEY_RULE}"));
+            self.error(path, format!("\"{name}\" {rule}"));
             None
         }
     }

@@ -43,10 +43,7 @@ fn read_experiment(r: &mut Reader, value: &Value) -> Option<Experiment> {
     };
     let variants = read_variants(r, o.get("variants"));
     let traffic_allocation = r.percent(o.get("traffic_allocation"), "traffic_allocation");
-    let targeting = match o.get("targeting") {
-        None | Some(Value::Null) => Some(None),
-        Some(c) => r.condition(c, "targeting").map(Some),
-    };
+    let targeting = r.optional(o.get("targeting"), "targeting", Reader::condition);
     let bucket_by = r.string(o.get("bucket_by"), "bucket_by").unwrap_or_else(|| "user_id".into());
     if bucket_by.trim().is_empty() {
         r.error("bucket_by", "must name a context attribute");
@@ -204,10 +201,7 @@ fn read_metric(r: &mut Reader, v: &Value, path: &str) -> Option<Metric> {
         }
         None => {}
     }
-    let filter = match o.get("filter") {
-        None | Some(Value::Null) => Some(None),
-        Some(c) => r.condition(c, &at("filter")).map(Some),
-    };
+    let filter = r.optional(o.get("filter"), &at("filter"), Reader::condition);
     let cap = match o.get("cap") {
         None | Some(Value::Null) => Some(None),
         Some(c) => match c.as_f64().filter(|c| c.is_finite() && *c > 0.0) {
@@ -249,12 +243,7 @@ fn metric_source(r: &mut Reader, v: &Value, path: &str) -> Option<MetricSource> 
 
 fn event_name(r: &mut Reader, v: Option<&Value>, path: &str) -> Option<String> {
     let name = r.string(v, path)?;
-    if is_valid_event_name(&name) {
-        Some(name)
-    } else {
-        r.error(path, format!("\"{name}\" must match ^[A-Za-z0-9_.:-]{{1,128}}$"));
-        None
-    }
+    r.matching(name, path, is_valid_event_name, EVENT_NAME_RULE)
 }
 
 /// One of a fixed set of names; `default` when absent (or an error when there is none).

@@ -16,5 +16,6 @@ pub use decode::decode_experiment;
 pub use model::{
     is_valid_event_name, Aggregation, AnalysisConfig, AnalysisMethod, Correction, Direction, Experiment,
     ExperimentStatus, ExperimentVariant, LifecycleAction, Metric, MetricKind, MetricRole, MetricSource,
+    EVENT_NAME_RULE,
 };
 pub use placement::{CompiledExperiment, Placement};

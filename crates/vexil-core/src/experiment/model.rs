@@ -189,7 +189,11 @@ impl Experiment {
     }
 }
 
-/// Event names: `^[A-Za-z0-9_.:-]{1,128}$` (SPEC 1.4).
+/// What [`is_valid_event_name`] accepts, for error messages.
+pub const EVENT_NAME_RULE: &str = "must match ^[A-Za-z0-9_.:-]{1,128}$";
+
+/// Event names: `^[A-Za-z0-9_.:-]{1,128}$` (SPEC 1.4). Meant as the one definition, so that the
+/// events a metric names and the events that are ingested obey the same rule.
 pub fn is_valid_event_name(name: &str) -> bool {
     (1..=128).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
