@@ -82,10 +82,7 @@ impl Reader {
             None | Some(Value::Null) => off_variant.clone().map(Serve::Variant),
             Some(v) => self.serve(v, &at("default")),
         };
-        let bucket_by = self.string(obj.get("bucket_by"), &at("bucket_by")).unwrap_or_else(|| "user_id".into());
-        if bucket_by.trim().is_empty() {
-            self.error(&at("bucket_by"), "must name a context attribute");
-        }
+        let bucket_by = self.bucket_by(obj.get("bucket_by"), &at("bucket_by"));
         let salt = self.string(obj.get("salt"), &at("salt"));
         let schedule = match obj.get("schedule") {
             None | Some(Value::Null) => Some(Schedule::default()),

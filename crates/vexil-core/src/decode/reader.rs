@@ -159,6 +159,15 @@ impl Reader {
         }
     }
 
+    /// The context attribute users are bucketed by (SPEC 2), for flags and experiments alike.
+    pub(crate) fn bucket_by(&mut self, v: Option<&Value>, path: &str) -> String {
+        let bucket_by = self.string(v, path).unwrap_or_else(|| "user_id".into());
+        if bucket_by.trim().is_empty() {
+            self.error(path, "must name a context attribute");
+        }
+        bucket_by
+    }
+
     pub(crate) fn strings(&mut self, v: Option<&Value>, path: &str) -> Vec<String> {
         self.list(v, path, |r, v, p| r.required_string(Some(v), p))
     }

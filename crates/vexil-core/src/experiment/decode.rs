@@ -44,10 +44,7 @@ fn read_experiment(r: &mut Reader, value: &Value) -> Option<Experiment> {
     let variants = read_variants(r, o.get("variants"));
     let traffic_allocation = r.percent(o.get("traffic_allocation"), "traffic_allocation");
     let targeting = r.optional(o.get("targeting"), "targeting", Reader::condition);
-    let bucket_by = r.string(o.get("bucket_by"), "bucket_by").unwrap_or_else(|| "user_id".into());
-    if bucket_by.trim().is_empty() {
-        r.error("bucket_by", "must name a context attribute");
-    }
+    let bucket_by = r.bucket_by(o.get("bucket_by"), "bucket_by");
     let salt = r.string(o.get("salt"), "salt");
     let metrics = read_metrics(r, o.get("metrics"));
     let analysis = match o.get("analysis") {
