@@ -24,14 +24,14 @@
 
 mod parquet_file;
 
-use crate::log::sync_dir;
+use crate::durable::write_atomically;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use parquet_file::ParquetRows;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -70,12 +70,7 @@ impl ArchiveStore for LocalArchive {
     fn put(&self, partition: &str, name: &str, bytes: &[u8]) -> io::Result<()> {
         let dir = self.root.join(partition);
         fs::create_dir_all(&dir)?;
-        let temp = dir.join(format!(".{name}.tmp"));
-        let mut file = File::create(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&temp, dir.join(name))?;
-        sync_dir(&dir)
+        write_atomically(&dir.join(name), bytes)
     }
 }
 

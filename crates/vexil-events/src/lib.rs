@@ -22,6 +22,7 @@ pub mod archive;
 pub mod counters;
 pub mod dedupe;
 pub mod dlq;
+mod durable;
 pub mod enrich;
 mod error;
 pub mod event;
