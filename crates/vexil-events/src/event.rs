@@ -19,13 +19,14 @@ use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
+/// Event names follow the rule experiments' metrics are checked against, so that a metric can
+/// name any event that is accepted.
+pub use vexil_core::experiment::is_valid_event_name;
 
 /// Largest accepted event, in bytes of its JSON text (SPEC 1.4).
 pub const MAX_EVENT_BYTES: usize = 64 * 1024;
 /// Longest accepted `user_id`, in characters (after trimming).
 pub const MAX_USER_ID_CHARS: usize = 256;
-/// Longest accepted `event` name.
-pub const MAX_EVENT_NAME_CHARS: usize = 128;
 /// How far into the future a timestamp may lie (clock skew allowance).
 pub const MAX_FUTURE: Duration = Duration::hours(24);
 
@@ -742,12 +743,6 @@ fn write_plain(out: &mut Vec<u8>, text: &str) {
 
 fn write_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     serde_json::to_writer(out, value).expect("numbers and strings always serialise into a Vec");
-}
-
-/// `^[A-Za-z0-9_.:-]{1,128}$`, checked without a regex engine.
-pub fn is_valid_event_name(name: &str) -> bool {
-    (1..=MAX_EVENT_NAME_CHARS).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
 }
 
 /// An accepted event as the log stores it.
