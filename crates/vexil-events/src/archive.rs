@@ -25,11 +25,13 @@
 mod parquet_file;
 
 use crate::durable::write_atomically;
-use chrono::{DateTime, Datelike, Timelike, Utc};
+use crate::event::{Event, StoredEvent};
+use chrono::{DateTime, Datelike, SecondsFormat, TimeZone, Timelike, Utc};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use parquet_file::ParquetRows;
-use std::collections::{HashMap, HashSet};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
@@ -152,6 +154,46 @@ impl fmt::Display for ArchiveFormat {
     }
 }
 
+/// The partition of an event time.
+pub fn partition_of(t: DateTime<Utc>) -> String {
+    format!("events/year={:04}/month={:02}/day={:02}/hour={:02}", t.year(), t.month(), t.day(), t.hour())
+}
+
+/// An event as the archive stores it: the event, when it was received, and its experiments.
+#[derive(Serialize)]
+struct Archived<'a> {
+    #[serde(flatten)]
+    event: &'a Event,
+    received_at: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    experiments: BTreeMap<&'a str, &'a str>,
+}
+
+/// The archive's JSON line (without newline) of an event attributed to `attribution`'s
+/// experiments and variants.
+fn line(stored: &StoredEvent, attribution: &[(String, String)]) -> Vec<u8> {
+    let received = Utc.timestamp_millis_opt(stored.received_at).single().unwrap_or_default();
+    let archived = Archived {
+        event: &stored.event,
+        received_at: received.to_rfc3339_opts(SecondsFormat::Millis, true),
+        experiments: attribution.iter().map(|(e, v)| (e.as_str(), v.as_str())).collect(),
+    };
+    serde_json::to_vec(&archived).expect("events serialize")
+}
+
+/// The archive stage: adds `stored`, the record at `offset`, to the buffer of its
+/// `partition` (see [`partition_of`]) with the experiments and variants it is attributed to.
+/// Returns the files this closed.
+pub(crate) fn archive(
+    archiver: &mut Archiver,
+    partition: String,
+    offset: u64,
+    stored: &StoredEvent,
+    attribution: &[(String, String)],
+) -> io::Result<Vec<ClosedFile>> {
+    archiver.add(partition, offset, stored.received_at, &line(stored, attribution))
+}
+
 /// The name of an archive file: the log partition and offset of its first event, then the
 /// format's suffix.
 pub fn file_name(log_partition: u32, first_offset: u64, format: ArchiveFormat) -> String {
@@ -268,11 +310,6 @@ pub struct Archiver {
     resume: HashMap<String, OpenFile>,
     /// Partitions of `resume` whose buffer replay has begun to rebuild.
     rebuilt: HashSet<String>,
-}
-
-/// The partition of an event time.
-pub fn partition_of(t: DateTime<Utc>) -> String {
-    format!("events/year={:04}/month={:02}/day={:02}/hour={:02}", t.year(), t.month(), t.day(), t.hour())
 }
 
 impl Archiver {
