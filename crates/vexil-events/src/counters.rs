@@ -11,7 +11,7 @@
 //! memory and are read back if a late event touches them.
 //!
 //! The stage is [`count`], per event; the batch's events are then counted together
-//! ([`Counters::add`]) before the batch's commit.
+//! ([`Counters::add_events`]) before the batch's commit.
 
 use crate::error::Error;
 use crate::event::{EvaluationCounts, StoredEvent};
@@ -102,12 +102,12 @@ pub struct CounterRow {
 /// A [`CounterKey`] of borrowed strings, to find a counter without allocating. Hashes exactly
 /// as the owned key (same fields in the same order; `&str` hashes as `String`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct CounterRef<'a> {
-    pub window: Window,
-    pub start: i64,
-    pub event: &'a str,
-    pub experiment: &'a str,
-    pub variant: &'a str,
+struct CounterRef<'a> {
+    window: Window,
+    start: i64,
+    event: &'a str,
+    experiment: &'a str,
+    variant: &'a str,
 }
 
 impl Equivalent<CounterKey> for CounterRef<'_> {
@@ -135,11 +135,11 @@ impl CounterRef<'_> {
 /// One addition to a counter: `count` events with `value` in total, of `user` (none for
 /// evaluation counts).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Contribution<'a> {
-    pub key: CounterRef<'a>,
-    pub user: Option<&'a str>,
-    pub count: u64,
-    pub value: f64,
+struct Contribution<'a> {
+    key: CounterRef<'a>,
+    user: Option<&'a str>,
+    count: u64,
+    value: f64,
 }
 
 /// A batch's events waiting to be counted, with the experiments (and variants) each is
@@ -157,7 +157,7 @@ pub(crate) fn count<'a>(pending: &mut Pending<'a>, stored: &'a StoredEvent, attr
 impl Pending<'_> {
     /// The contributions of every event waiting, in their order: each event's hourly and daily
     /// counters, overall and per variant it is attributed to.
-    pub fn contributions(&self) -> Vec<Contribution<'_>> {
+    fn contributions(&self) -> Vec<Contribution<'_>> {
         let mut out = Vec::with_capacity(self.events.len() * 4);
         for (stored, attribution) in &self.events {
             let event = &stored.event;
@@ -199,8 +199,13 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    /// Counts a batch's events.
+    pub fn add_events(&mut self, store: &mut dyn PartitionStore, pending: &Pending<'_>) -> Result<(), Error> {
+        self.add(store, &pending.contributions())
+    }
+
     /// Adds a batch's contributions, reading what memory lacks from `store` in two calls.
-    pub fn add(&mut self, store: &mut dyn PartitionStore, contributions: &[Contribution<'_>]) -> Result<(), Error> {
+    fn add(&mut self, store: &mut dyn PartitionStore, contributions: &[Contribution<'_>]) -> Result<(), Error> {
         self.load_missing(store, contributions)?;
         let slots: Vec<usize> = contributions.iter().map(|c| self.index[&c.key]).collect();
         let mut unknown: HashSet<(usize, &str)> = HashSet::new();

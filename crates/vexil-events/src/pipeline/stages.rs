@@ -152,7 +152,7 @@ impl Stages {
             counters::count(&mut to_count, stored, attribution);
             report.processed += 1;
         }
-        copy.counters.add(&mut *self.store, &to_count.contributions())?;
+        copy.counters.add_events(&mut *self.store, &to_count)?;
         let expire = self.dedupe_expiry();
         let open = self.archiver.open_files();
         copy.commit(&mut *self.store, (last + 1).max(checkpoint), open, deliveries.new_ids(), expire)?;
