@@ -20,14 +20,119 @@
 //! core's ([`CompiledExperiment`]): `filter` is evaluated by
 //! [`CompiledExperiment::metric_accepts`], against the flag set the experiment was compiled
 //! with, so a filter may reference segments.
+//!
+//! The stage is [`aggregate`], run on the user the [`enrich`](crate::enrich) stage found.
 
+use crate::enrich::{Enriched, MetricValue};
 use crate::event::Event;
 use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use vexil_core::experiment::{Aggregation, CompiledExperiment, Metric, MetricKind, MetricSource};
 
+/// One experiment being aggregated: the core's compiled experiment (for metric filters) and its
+/// metrics ready to apply.
+struct Aggregated {
+    experiment: Arc<CompiledExperiment>,
+    metrics: Vec<CompiledMetric>,
+}
+
+/// The experiments being aggregated, by key.
+pub(crate) struct Experiments(HashMap<String, Aggregated>);
+
+impl Experiments {
+    pub fn new(experiments: &[Arc<CompiledExperiment>]) -> Experiments {
+        let by_key = experiments
+            .iter()
+            .map(|compiled| {
+                let experiment = compiled.experiment();
+                let metrics = experiment.metrics.iter().enumerate().map(|(i, m)| CompiledMetric::new(i, m)).collect();
+                (experiment.key.clone(), Aggregated { experiment: compiled.clone(), metrics })
+            })
+            .collect();
+        Experiments(by_key)
+    }
+
+    fn metrics(&self, experiment: &str) -> &[CompiledMetric] {
+        self.0.get(experiment).map_or(&[], |a| &a.metrics)
+    }
+}
+
+/// The aggregates of one log partition in memory, and which of them changed since the last
+/// commit.
+pub(crate) struct Aggregates {
+    sums: HashMap<AggregateKey, Sums>,
+    changed: HashSet<AggregateKey>,
+}
+
+impl Aggregates {
+    /// The aggregates as last committed.
+    pub fn new(sums: HashMap<AggregateKey, Sums>) -> Aggregates {
+        Aggregates { sums, changed: HashSet::new() }
+    }
+
+    /// The sums of `key`, marked changed.
+    fn change(&mut self, key: AggregateKey) -> &mut Sums {
+        self.changed.insert(key.clone());
+        self.sums.entry(key).or_default()
+    }
+
+    /// The aggregates changed since the last commit.
+    pub fn changed(&self) -> Vec<(&AggregateKey, &Sums)> {
+        self.changed.iter().map(|k| (k, &self.sums[k])).collect()
+    }
+
+    /// After a commit: nothing is changed any more.
+    pub fn committed(&mut self) {
+        self.changed.clear();
+    }
+}
+
+/// The aggregate stage: applies `event` to its user's metric values in each experiment the user
+/// is in at its time, and those values' changes to the sums. A user the event's exposure has
+/// just entered into an experiment enters each metric's n first, with x = y = 0.
+pub(crate) fn aggregate(
+    aggregates: &mut Aggregates,
+    experiments: &Experiments,
+    user: &mut Enriched<'_>,
+    event: &Event,
+) {
+    if let Some((experiment, variant)) = user.entered() {
+        for metric in experiments.metrics(experiment) {
+            aggregates.change((experiment.to_owned(), variant.to_owned(), metric.key.clone())).n += 1;
+        }
+    }
+    let mut changed = false;
+    for assignment in user.active_mut() {
+        let Some(aggregated) = experiments.0.get(&assignment.experiment) else { continue };
+        for metric in &aggregated.metrics {
+            let Some((dx, dy)) = metric.delta(&aggregated.experiment, event) else { continue };
+            let value = match assignment.values.iter_mut().position(|v| v.metric == metric.key) {
+                Some(j) => &mut assignment.values[j],
+                None => {
+                    assignment.values.push(MetricValue { metric: metric.key.clone(), x: 0.0, y: 0.0 });
+                    assignment.values.last_mut().expect("just pushed")
+                }
+            };
+            let old = metric.contribution((value.x, value.y));
+            value.x += dx;
+            value.y += dy;
+            let new = metric.contribution((value.x, value.y));
+            let sums =
+                aggregates.change((assignment.experiment.clone(), assignment.variant.clone(), metric.key.clone()));
+            sums.apply(old, -1.0);
+            sums.apply(new, 1.0);
+            changed = true;
+        }
+    }
+    if changed {
+        user.values_changed();
+    }
+}
+
 /// A metric ready to be applied to events.
-pub(crate) struct CompiledMetric {
-    pub key: String,
+struct CompiledMetric {
+    key: String,
     /// The metric's position in its experiment, which [`CompiledExperiment::metric_accepts`] takes.
     index: usize,
     kind: MetricKind,
@@ -40,7 +145,7 @@ pub(crate) struct CompiledMetric {
 
 impl CompiledMetric {
     /// The `index`-th metric of an experiment.
-    pub fn new(index: usize, metric: &Metric) -> CompiledMetric {
+    fn new(index: usize, metric: &Metric) -> CompiledMetric {
         let named = |agg| metric.event.clone().map(|event| MetricSource { event, agg });
         let (x, y) = match metric.kind {
             MetricKind::Conversion | MetricKind::Count => (named(Aggregation::Count), None),
@@ -53,7 +158,7 @@ impl CompiledMetric {
 
     /// How `event` changes a user's raw (x, y) in `experiment` (the experiment this metric
     /// belongs to); `None` when it does not concern this metric.
-    pub fn delta(&self, experiment: &CompiledExperiment, event: &Event) -> Option<(f64, f64)> {
+    fn delta(&self, experiment: &CompiledExperiment, event: &Event) -> Option<(f64, f64)> {
         let amount = |c: Option<&MetricSource>| match c {
             Some(c) if c.event == event.event => Some(match c.agg {
                 Aggregation::Sum => event.value.unwrap_or(0.0),
@@ -69,7 +174,7 @@ impl CompiledMetric {
     }
 
     /// The user's contribution (x, y) to the sufficient statistics from their raw sums.
-    pub fn contribution(&self, raw: (f64, f64)) -> (f64, f64) {
+    fn contribution(&self, raw: (f64, f64)) -> (f64, f64) {
         let capped = |x: f64| self.cap.map_or(x, |cap| x.min(cap));
         match self.kind {
             MetricKind::Conversion => (if raw.0 > 0.0 { 1.0 } else { 0.0 }, 0.0),

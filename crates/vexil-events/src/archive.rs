@@ -24,14 +24,16 @@
 
 mod parquet_file;
 
-use crate::log::sync_dir;
-use chrono::{DateTime, Datelike, Timelike, Utc};
+use crate::durable::write_atomically;
+use crate::event::{Event, StoredEvent};
+use chrono::{DateTime, Datelike, SecondsFormat, TimeZone, Timelike, Utc};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use parquet_file::ParquetRows;
-use std::collections::{HashMap, HashSet};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -70,12 +72,7 @@ impl ArchiveStore for LocalArchive {
     fn put(&self, partition: &str, name: &str, bytes: &[u8]) -> io::Result<()> {
         let dir = self.root.join(partition);
         fs::create_dir_all(&dir)?;
-        let temp = dir.join(format!(".{name}.tmp"));
-        let mut file = File::create(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&temp, dir.join(name))?;
-        sync_dir(&dir)
+        write_atomically(&dir.join(name), bytes)
     }
 }
 
@@ -155,6 +152,46 @@ impl fmt::Display for ArchiveFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// The partition of an event time.
+pub fn partition_of(t: DateTime<Utc>) -> String {
+    format!("events/year={:04}/month={:02}/day={:02}/hour={:02}", t.year(), t.month(), t.day(), t.hour())
+}
+
+/// An event as the archive stores it: the event, when it was received, and its experiments.
+#[derive(Serialize)]
+struct Archived<'a> {
+    #[serde(flatten)]
+    event: &'a Event,
+    received_at: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    experiments: BTreeMap<&'a str, &'a str>,
+}
+
+/// The archive's JSON line (without newline) of an event attributed to `attribution`'s
+/// experiments and variants.
+fn line(stored: &StoredEvent, attribution: &[(String, String)]) -> Vec<u8> {
+    let received = Utc.timestamp_millis_opt(stored.received_at).single().unwrap_or_default();
+    let archived = Archived {
+        event: &stored.event,
+        received_at: received.to_rfc3339_opts(SecondsFormat::Millis, true),
+        experiments: attribution.iter().map(|(e, v)| (e.as_str(), v.as_str())).collect(),
+    };
+    serde_json::to_vec(&archived).expect("events serialize")
+}
+
+/// The archive stage: adds `stored`, the record at `offset`, to the buffer of its
+/// `partition` (see [`partition_of`]) with the experiments and variants it is attributed to.
+/// Returns the files this closed.
+pub(crate) fn archive(
+    archiver: &mut Archiver,
+    partition: String,
+    offset: u64,
+    stored: &StoredEvent,
+    attribution: &[(String, String)],
+) -> io::Result<Vec<ClosedFile>> {
+    archiver.add(partition, offset, stored.received_at, &line(stored, attribution))
 }
 
 /// The name of an archive file: the log partition and offset of its first event, then the
@@ -273,11 +310,6 @@ pub struct Archiver {
     resume: HashMap<String, OpenFile>,
     /// Partitions of `resume` whose buffer replay has begun to rebuild.
     rebuilt: HashSet<String>,
-}
-
-/// The partition of an event time.
-pub fn partition_of(t: DateTime<Utc>) -> String {
-    format!("events/year={:04}/month={:02}/day={:02}/hour={:02}", t.year(), t.month(), t.day(), t.hour())
 }
 
 impl Archiver {

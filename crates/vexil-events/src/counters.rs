@@ -9,8 +9,12 @@
 //! [`PartitionStore::known_members`] call for users a counter may already have — so processing
 //! pays one database round trip per batch, not one per event. Counters of old windows leave
 //! memory and are read back if a late event touches them.
+//!
+//! The stage is [`count`], per event; the batch's events are then counted together
+//! ([`Counters::add_events`]) before the batch's commit.
 
 use crate::error::Error;
+use crate::event::{EvaluationCounts, StoredEvent};
 use crate::store::PartitionStore;
 use chrono::{DateTime, Utc};
 use hashbrown::{Equivalent, HashMap, HashSet};
@@ -98,12 +102,12 @@ pub struct CounterRow {
 /// A [`CounterKey`] of borrowed strings, to find a counter without allocating. Hashes exactly
 /// as the owned key (same fields in the same order; `&str` hashes as `String`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct CounterRef<'a> {
-    pub window: Window,
-    pub start: i64,
-    pub event: &'a str,
-    pub experiment: &'a str,
-    pub variant: &'a str,
+struct CounterRef<'a> {
+    window: Window,
+    start: i64,
+    event: &'a str,
+    experiment: &'a str,
+    variant: &'a str,
 }
 
 impl Equivalent<CounterKey> for CounterRef<'_> {
@@ -131,11 +135,46 @@ impl CounterRef<'_> {
 /// One addition to a counter: `count` events with `value` in total, of `user` (none for
 /// evaluation counts).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Contribution<'a> {
-    pub key: CounterRef<'a>,
-    pub user: Option<&'a str>,
-    pub count: u64,
-    pub value: f64,
+struct Contribution<'a> {
+    key: CounterRef<'a>,
+    user: Option<&'a str>,
+    count: u64,
+    value: f64,
+}
+
+/// A batch's events waiting to be counted, with the experiments (and variants) each is
+/// attributed to: they are counted together so that the batch pays one round trip to the store.
+#[derive(Default)]
+pub(crate) struct Pending<'a> {
+    events: Vec<(&'a StoredEvent, Vec<(String, String)>)>,
+}
+
+/// The counters stage of one event: it waits in `pending` for the end of its batch.
+pub(crate) fn count<'a>(pending: &mut Pending<'a>, stored: &'a StoredEvent, attribution: Vec<(String, String)>) {
+    pending.events.push((stored, attribution));
+}
+
+impl Pending<'_> {
+    /// The contributions of every event waiting, in their order: each event's hourly and daily
+    /// counters, overall and per variant it is attributed to.
+    fn contributions(&self) -> Vec<Contribution<'_>> {
+        let mut out = Vec::with_capacity(self.events.len() * 4);
+        for (stored, attribution) in &self.events {
+            let event = &stored.event;
+            let at = event.timestamp.timestamp_millis();
+            let value = event.value.unwrap_or(0.0);
+            let user = Some(event.user_id.as_str());
+            for window in Window::BOTH {
+                let start = window.start_of(at);
+                let key = |experiment, variant| CounterRef { window, start, event: &event.event, experiment, variant };
+                out.push(Contribution { key: key("", ""), user, count: 1, value });
+                for (experiment, variant) in attribution {
+                    out.push(Contribution { key: key(experiment, variant), user, count: 1, value });
+                }
+            }
+        }
+        out
+    }
 }
 
 /// A counter in memory.
@@ -160,8 +199,13 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    /// Counts a batch's events.
+    pub fn add_events(&mut self, store: &mut dyn PartitionStore, pending: &Pending<'_>) -> Result<(), Error> {
+        self.add(store, &pending.contributions())
+    }
+
     /// Adds a batch's contributions, reading what memory lacks from `store` in two calls.
-    pub fn add(&mut self, store: &mut dyn PartitionStore, contributions: &[Contribution<'_>]) -> Result<(), Error> {
+    fn add(&mut self, store: &mut dyn PartitionStore, contributions: &[Contribution<'_>]) -> Result<(), Error> {
         self.load_missing(store, contributions)?;
         let slots: Vec<usize> = contributions.iter().map(|c| self.index[&c.key]).collect();
         let mut unknown: HashSet<(usize, &str)> = HashSet::new();
@@ -197,6 +241,21 @@ impl Counters {
             self.newest_start = self.newest_start.max(c.key.start);
         }
         Ok(())
+    }
+
+    /// Adds flushed evaluation counts to the `$evaluation:<flag>` counters.
+    pub fn add_evaluations(&mut self, store: &mut dyn PartitionStore, counts: &EvaluationCounts) -> Result<(), Error> {
+        let events: Vec<String> =
+            counts.counts.iter().map(|(flag, _, _)| format!("{EVALUATION_PREFIX}{flag}")).collect();
+        let mut contributions = Vec::with_capacity(events.len() * 2);
+        for (event, (_, variant, n)) in events.iter().zip(&counts.counts) {
+            for window in Window::BOTH {
+                let start = window.start_of(counts.hour * 1000);
+                let key = CounterRef { window, start, event, experiment: "", variant };
+                contributions.push(Contribution { key, user: None, count: *n, value: 0.0 });
+            }
+        }
+        self.add(store, &contributions)
     }
 
     /// Brings every counter the contributions touch into memory.

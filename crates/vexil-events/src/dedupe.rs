@@ -11,9 +11,11 @@
 //! first delivery, so it lands on the same partition (the bus is keyed by user) and meets the
 //! id there. (Two events with one id but different users are different events to the pipeline.)
 //!
-//! The ids of a batch are looked up in the store together, before the batch is processed.
+//! The ids of a batch are looked up in the store together, before the batch is processed
+//! ([`Deliveries::lookup`]); the stage is then [`is_redelivery`], per event.
 
 use crate::error::Error;
+use crate::event::StoredEvent;
 use crate::store::{FirstDelivery, PartitionStore};
 use std::collections::HashMap;
 
@@ -48,4 +50,10 @@ impl Deliveries {
     pub fn new_ids(&self) -> &[FirstDelivery] {
         &self.new
     }
+}
+
+/// The dedupe stage: whether `stored`, the record at `offset`, repeats an event first delivered
+/// at another offset. Only a sender-given id can come back; a generated one is never looked up.
+pub(crate) fn is_redelivery(deliveries: &mut Deliveries, stored: &StoredEvent, offset: u64) -> bool {
+    stored.id_given && deliveries.is_duplicate(&stored.event.event_id, offset, stored.received_at)
 }

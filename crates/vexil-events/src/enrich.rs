@@ -8,8 +8,15 @@
 //! Assignments are sticky: a later exposure naming another variant does not move the user (it
 //! is counted in `variant_conflicts_total`), and an exposure older than the known first one
 //! moves the first exposure back.
+//!
+//! The stage is [`enrich`]; the [`aggregate`](crate::aggregate) stage then works on the user it
+//! found, and [`Enriched::into_attribution`] hands the attribution on to the archive and the
+//! counters.
 
+use crate::event::{Event, EventType};
+use crate::metrics::Metrics;
 use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
 
 /// A user's raw per-metric sums within one experiment (see [`crate::aggregate`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -72,4 +79,115 @@ impl UserState {
     pub fn active_at(&self, at: i64) -> impl Iterator<Item = usize> + '_ {
         self.assignments.iter().enumerate().filter(move |(_, a)| a.first_exposure <= at).map(|(i, _)| i)
     }
+}
+
+/// The users of one log partition that were ever exposed, in memory, and which of them changed
+/// since the last commit.
+pub(crate) struct Users {
+    by_id: HashMap<String, UserState>,
+    changed: HashSet<String>,
+}
+
+impl Users {
+    /// The users as last committed.
+    pub fn new(by_id: HashMap<String, UserState>) -> Users {
+        Users { by_id, changed: HashSet::new() }
+    }
+
+    /// The experiments (and variants) `event` belongs to, without changing anything (for records
+    /// replayed into the archive only: they were enriched before the checkpoint).
+    pub fn attribution(&self, event: &Event) -> Vec<(String, String)> {
+        let at = event.timestamp.timestamp_millis();
+        self.by_id.get(&event.user_id).map_or_else(Vec::new, |user| attribution(user, at))
+    }
+
+    /// The users changed since the last commit.
+    pub fn changed(&self) -> Vec<(&str, &UserState)> {
+        self.changed.iter().map(|u| (u.as_str(), &self.by_id[u])).collect()
+    }
+
+    /// After a commit: nothing is changed any more.
+    pub fn committed(&mut self) {
+        self.changed.clear();
+    }
+}
+
+/// One event's user after the enrich stage, for the aggregate stage to work on.
+pub(crate) struct Enriched<'a> {
+    /// `None` when the user was never exposed: the event then belongs to no experiment.
+    user: Option<&'a mut UserState>,
+    user_id: &'a str,
+    /// The event's time, Unix ms.
+    at: i64,
+    /// The experiment and variant the event's exposure has just entered the user into.
+    entered: Option<(&'a str, &'a str)>,
+    /// Whether the user must be written with the next commit.
+    changed: bool,
+    changed_users: &'a mut HashSet<String>,
+}
+
+impl<'a> Enriched<'a> {
+    /// The experiment and variant the event's exposure has just entered the user into.
+    pub fn entered(&self) -> Option<(&'a str, &'a str)> {
+        self.entered
+    }
+
+    /// The user's assignments that the event falls under (first exposure at or before it).
+    pub fn active_mut(&mut self) -> impl Iterator<Item = &mut Assignment> {
+        let at = self.at;
+        self.user
+            .as_deref_mut()
+            .into_iter()
+            .flat_map(|user| user.assignments.iter_mut())
+            .filter(move |a| a.first_exposure <= at)
+    }
+
+    /// Records that the user's metric values changed, so the user is written with the commit.
+    pub fn values_changed(&mut self) {
+        self.changed = true;
+    }
+
+    /// The experiments (and variants) the event is attributed to. The user is marked for the
+    /// next commit here, once, if the exposure or the metric values changed anything.
+    pub fn into_attribution(self) -> Vec<(String, String)> {
+        let Some(user) = self.user else { return Vec::new() };
+        if self.changed {
+            self.changed_users.insert(self.user_id.to_owned());
+        }
+        attribution(user, self.at)
+    }
+}
+
+/// The enrich stage: applies an exposure to its user's assignments (entering them into the
+/// experiment, or moving their first exposure back) and finds the user `event` is about.
+pub(crate) fn enrich<'a>(users: &'a mut Users, event: &'a Event, metrics: &Metrics) -> Enriched<'a> {
+    let at = event.timestamp.timestamp_millis();
+    if !users.by_id.contains_key(&event.user_id) {
+        // A user who was never exposed belongs to no experiment: nothing to keep for them.
+        if event.kind != EventType::Exposure {
+            let changed_users = &mut users.changed;
+            return Enriched { user: None, user_id: &event.user_id, at, entered: None, changed: false, changed_users };
+        }
+        users.by_id.insert(event.user_id.clone(), UserState::default());
+    }
+    let user = users.by_id.get_mut(&event.user_id).expect("present");
+    let (mut entered, mut changed) = (None, false);
+    if let (EventType::Exposure, Some(experiment), Some(variant)) = (event.kind, &event.experiment_key, &event.variant)
+    {
+        let before = user.assignments.iter().find(|a| &a.experiment == experiment).map(|a| a.first_exposure);
+        match user.expose(experiment, variant, at) {
+            Exposure::New => {
+                changed = true;
+                entered = Some((experiment.as_str(), variant.as_str()));
+            }
+            Exposure::Known => changed = before.is_some_and(|first| at < first),
+            Exposure::Conflict => Metrics::add(&metrics.variant_conflicts_total, 1),
+        }
+    }
+    Enriched { user: Some(user), user_id: &event.user_id, at, entered, changed, changed_users: &mut users.changed }
+}
+
+/// The experiments (and variants) of `user`'s assignments valid at `at` (Unix ms).
+fn attribution(user: &UserState, at: i64) -> Vec<(String, String)> {
+    user.active_at(at).map(|i| (user.assignments[i].experiment.clone(), user.assignments[i].variant.clone())).collect()
 }

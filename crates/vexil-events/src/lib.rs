@@ -8,8 +8,10 @@
 //! - [`log`]: the durable append-only log with group commit, behind the [`EventBus`] trait;
 //! - [`dlq`]: the dead-letter queue (list, replay, purge);
 //! - [`pipeline`]: the consumer loop that reads each log partition it holds through bounded
-//!   queues and runs [`dedupe`] → [`enrich`] → [`aggregate`] and [`counters`] → [`archive`] →
-//!   checkpoint, with retries, backoff and poison handling;
+//!   queues and runs each event through [`dedupe`] → [`enrich`] → [`aggregate`] → [`archive`]
+//!   → [`counters`], then commits the batch with its checkpoint, with retries, backoff and
+//!   poison handling; the stages are each in the module of their name and called in that
+//!   order in one place (`pipeline/stages.rs`);
 //! - [`store`]: where the processing state is kept, per log partition, and which partitions
 //!   a node processes; [`sqlite`] is the embedded mode's;
 //! - [`tracking`]: flag evaluation counts and raw evaluation events, never blocking an evaluation;
@@ -22,6 +24,7 @@ pub mod archive;
 pub mod counters;
 pub mod dedupe;
 pub mod dlq;
+mod durable;
 pub mod enrich;
 mod error;
 pub mod event;
@@ -30,7 +33,6 @@ pub mod log;
 pub mod metrics;
 pub mod pipeline;
 pub mod sqlite;
-mod state;
 pub mod store;
 pub mod tracking;
 

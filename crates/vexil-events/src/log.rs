@@ -17,6 +17,7 @@
 //! fails its checksum: a torn tail can only hold records that were never acknowledged, because
 //! an acknowledgement is sent only after the sync that covered them.
 
+use crate::durable::{sync_dir, write_atomically};
 use async_trait::async_trait;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
@@ -470,23 +471,6 @@ fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
     }
     bases.sort_unstable();
     Ok(bases)
-}
-
-/// Makes a directory entry (a created, renamed or removed file) durable.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// Replaces `path` with `bytes` so that a reader sees either the old or the new content.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let temp = dir.join(format!(".{name}.tmp"));
-    let mut file = File::create(&temp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    fs::rename(&temp, path)?;
-    sync_dir(dir)
 }
 
 struct FileReader {

@@ -95,7 +95,7 @@ impl StateBackend for SqliteBackend {
         if lease != LEASE {
             return Err(Error::Log(crate::LogError::NoPartition(lease.partition)));
         }
-        Ok(Box::new(SqliteState { conn: open_db(&self.path)? }))
+        Ok(Box::new(SqlitePartitionStore { conn: open_db(&self.path)? }))
     }
 
     fn released(&self, _lease: Lease) {}
@@ -105,12 +105,12 @@ impl StateBackend for SqliteBackend {
     }
 }
 
-/// The processor's connection.
-struct SqliteState {
+/// The processing state of the embedded mode's one partition: the processor's connection.
+struct SqlitePartitionStore {
     conn: Connection,
 }
 
-impl PartitionStore for SqliteState {
+impl PartitionStore for SqlitePartitionStore {
     fn load(&mut self) -> Result<Committed, Error> {
         let conn = &self.conn;
         let next_offset: Option<i64> =
@@ -357,7 +357,7 @@ mod tests {
             .unwrap();
 
         let backend = SqliteBackend::open(&path).unwrap();
-        let mut state = backend.open(LEASE).unwrap();
+        let mut store = backend.open(LEASE).unwrap();
         let day = CounterKey {
             window: Window::Day,
             start: 0,
@@ -372,7 +372,7 @@ mod tests {
             variant: String::new(),
             ..day.clone()
         };
-        let known = state.known_members(&[(&day, "u1"), (&day, "u2"), (&hour, "u2"), (&hour, "u1")]).unwrap();
+        let known = store.known_members(&[(&day, "u1"), (&day, "u2"), (&hour, "u2"), (&hour, "u1")]).unwrap();
         assert_eq!(known, HashSet::from([(day, "u1".to_owned()), (hour, "u2".to_owned())]));
         let old: i64 = Connection::open(&path)
             .unwrap()

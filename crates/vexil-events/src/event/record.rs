@@ -1,0 +1,142 @@
+//! The log record: what the durable log holds per accepted event (or per flush of evaluation
+//! counts), and the writer that encodes a validated event as one.
+//!
+//! The writer ([`ValidEvent::to_record`]) writes the record straight from the validated fields,
+//! in exactly the format the derived [`LogRecord`] encoding has (which the processor decodes),
+//! so that no [`Event`] and its strings and property map are built on the ingest path only to
+//! be serialised once.
+
+use super::model::{rfc3339, Event};
+use super::validate::{EventId, ValidEvent};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+
+/// When a batch was received: its events' receive time, and their default timestamp as the log
+/// writes it (formatted once per batch rather than once per event).
+#[derive(Clone, Debug)]
+pub struct Receipt {
+    millis: i64,
+    default_timestamp: String,
+}
+
+impl Receipt {
+    pub fn new(now: DateTime<Utc>) -> Receipt {
+        Receipt { millis: now.timestamp_millis(), default_timestamp: rfc3339::format(&now) }
+    }
+}
+
+impl ValidEvent<'_> {
+    /// The event's log record: `LogRecord::Event(StoredEvent { .. })` exactly as its derived
+    /// `Serialize` writes it, written straight from the validated fields so that no `Event`
+    /// (and its strings and property map) is built only to be serialised once.
+    pub fn to_record(&self, receipt: &Receipt) -> Vec<u8> {
+        let strings = self.event.len() + self.user_id.len() + self.properties.len();
+        let mut out = Vec::with_capacity(strings + 256);
+        out.extend_from_slice(br#"{"event":{"event":{"event_id":"#);
+        match &self.event_id {
+            EventId::Given(id) => write_text(&mut out, id),
+            EventId::Generated(id) => {
+                write_plain(&mut out, id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()))
+            }
+        }
+        out.extend_from_slice(br#","event":"#);
+        write_text(&mut out, &self.event);
+        out.extend_from_slice(br#","type":"#);
+        write_plain(&mut out, self.kind.name());
+        out.extend_from_slice(br#","user_id":"#);
+        write_text(&mut out, &self.user_id);
+        out.extend_from_slice(br#","timestamp":"#);
+        match &self.timestamp {
+            Some(t) => write_plain(&mut out, &rfc3339::format(t)),
+            None => write_plain(&mut out, &receipt.default_timestamp),
+        }
+        if let Some(value) = self.value {
+            out.extend_from_slice(br#","value":"#);
+            write_json(&mut out, &value);
+        }
+        if !self.properties.is_empty() {
+            out.extend_from_slice(br#","properties":"#);
+            out.extend_from_slice(&self.properties);
+        }
+        if let Some(key) = &self.experiment_key {
+            out.extend_from_slice(br#","experiment_key":"#);
+            write_text(&mut out, key);
+        }
+        if let Some(variant) = &self.variant {
+            out.extend_from_slice(br#","variant":"#);
+            write_text(&mut out, variant);
+        }
+        out.extend_from_slice(br#"},"received_at":"#);
+        write_json(&mut out, &receipt.millis);
+        out.extend_from_slice(br#","id_given":"#);
+        out.extend_from_slice(if self.given_id().is_some() { b"true}}" } else { b"false}}" });
+        out
+    }
+}
+
+/// Writes a string read from an event's text as JSON, escaped exactly as `serde_json` escapes
+/// it. A string the parser lent out (`Cow::Borrowed`) is a stretch of the text between quotes
+/// with no escape in it; JSON allows no quote, backslash or control character there, so it
+/// needs no escaping now either and is copied as it is.
+#[expect(clippy::ptr_arg, reason = "whether the text is borrowed is what decides")]
+fn write_text(out: &mut Vec<u8>, text: &Cow<'_, str>) {
+    match text {
+        Cow::Borrowed(text) => write_plain(out, text),
+        Cow::Owned(text) => write_json(out, text),
+    }
+}
+
+/// Writes a string known to hold nothing JSON escapes (see [`write_text`]).
+pub(super) fn write_plain(out: &mut Vec<u8>, text: &str) {
+    out.push(b'"');
+    out.extend_from_slice(text.as_bytes());
+    out.push(b'"');
+}
+
+pub(super) fn write_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    serde_json::to_writer(out, value).expect("numbers and strings always serialise into a Vec");
+}
+
+/// An accepted event as the log stores it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub event: Event,
+    /// Receive time, Unix milliseconds.
+    pub received_at: i64,
+    /// Whether the sender gave the `event_id` (only then can the event be delivered twice).
+    pub id_given: bool,
+}
+
+/// Evaluation counts of one hour, flushed by [`crate::tracking`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvaluationCounts {
+    /// Start of the hour, Unix seconds.
+    pub hour: i64,
+    /// (flag, variant, evaluations).
+    pub counts: Vec<(String, String, u64)>,
+    /// Flush time, Unix milliseconds.
+    pub flushed_at: i64,
+}
+
+/// One record of the durable log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogRecord {
+    Event(StoredEvent),
+    EvaluationCounts(EvaluationCounts),
+}
+
+impl LogRecord {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("log records serialize")
+    }
+
+    /// When the record entered the log, Unix milliseconds.
+    pub fn received_at(&self) -> i64 {
+        match self {
+            LogRecord::Event(e) => e.received_at,
+            LogRecord::EvaluationCounts(c) => c.flushed_at,
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! The consumer loop: reads each log partition this node holds and runs the stages,
+//! checkpointing as it goes.
+//!
+//! ```text
+//! supervisor thread: asks the state backend which partitions this node holds (leases) and
+//!                    starts and stops one processor per partition to match
+//!
+//! partition p ──reader thread: read + decode──▶ bounded queue ──▶ processor thread:
+//!     dedupe → enrich → aggregate → archive → counters → one commit of p's state (checkpoint)
+//! ```
+//!
+//! One module per part: [`supervisor`] (leases → processors), [`reader`] (batching and
+//! backpressure), [`processor`] (sessions, retries, flushes, progress), [`stages`] (what a batch
+//! goes through, in order — [`stages::Stages::process_batch`]) and [`working_copy`] (what a
+//! processor holds in memory between commits).
+//!
+//! The embedded mode holds its file log's one partition for good. In the distributed mode the
+//! nodes share the topic's partitions (`vexil-distributed`'s consumer group); a processor
+//! whose partition moved to another node is stopped, and if it tries to commit first, the
+//! backend refuses the commit ([`Error::Fenced`]) and nothing of it counts.
+//!
+//! The queue between a reader and its processor holds a few batches: when the processor falls
+//! behind, the reader blocks (backpressure) instead of reading the log into memory, and ingest
+//! refuses new batches with 429 once the lag passes its limit.
+//!
+//! Failures: a step that fails (the database, the archive's disk) is retried with exponential
+//! backoff, by dropping the in-memory state and starting again from the last commit, which is
+//! exactly what happens after a crash. A record that cannot be decoded is retried the same way
+//! and, after `max_attempts`, goes to the DLQ with its cause (a poison record) and is skipped.
+
+mod processor;
+mod reader;
+mod stages;
+mod supervisor;
+mod working_copy;
+
+use crate::archive::{ArchiveOptions, ArchiveStore};
+use crate::dlq::Dlq;
+use crate::error::Error;
+use crate::log::EventBus;
+use crate::metrics::Metrics;
+use crate::store::{StateBackend, Stats};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use supervisor::Supervisor;
+use vexil_core::experiment::CompiledExperiment;
+
+/// The consumer name under which the pipeline commits to the bus (for log retention).
+pub const CONSUMER: &str = "pipeline";
+
+/// Tuning of the pipeline.
+#[derive(Clone, Debug)]
+pub struct PipelineOptions {
+    /// Records per read, and so per commit at most.
+    pub batch_records: usize,
+    /// Batches the reader may run ahead of the processor.
+    pub queue_batches: usize,
+    /// How long a batch that is not full waits for more records before it is processed.
+    /// Every batch ends in one commit (an fsync and a rewrite of each state page it touched),
+    /// so a steady trickle processed record by record costs many times what the same records
+    /// cost together; the wait bounds how stale results may be.
+    pub linger: Duration,
+    /// Attempts before an undecodable record goes to the DLQ.
+    pub max_attempts: u32,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// How long an `event_id` is remembered (SPEC default: 7 days).
+    pub dedupe_window: Duration,
+    pub archive: ArchiveOptions,
+    /// How long a processor waits for records before doing idle work, and how often the
+    /// supervisor checks which partitions this node holds.
+    pub idle_poll: Duration,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        PipelineOptions {
+            batch_records: 2000,
+            queue_batches: 4,
+            linger: Duration::from_millis(100),
+            max_attempts: 5,
+            backoff_initial: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(10),
+            dedupe_window: Duration::from_secs(7 * 86_400),
+            archive: ArchiveOptions::default(),
+            idle_poll: Duration::from_millis(200),
+        }
+    }
+}
+
+/// The progress of one partition's processor.
+#[derive(Default)]
+struct PartitionProgress {
+    /// Every record of the partition below this offset is processed and committed.
+    committed: u64,
+    /// The last flush request this processor carried out.
+    flushed: u64,
+    lag_events: u64,
+    lag_seconds: u64,
+}
+
+#[derive(Default)]
+struct Progress {
+    /// The partitions being processed on this node.
+    partitions: BTreeMap<u32, PartitionProgress>,
+    flushes_requested: u64,
+    last_error: Option<String>,
+}
+
+struct Shared {
+    stop: AtomicBool,
+    progress: Mutex<Progress>,
+    changed: Condvar,
+    /// The experiments to aggregate, with a generation that each change bumps.
+    experiments: Mutex<(u64, Vec<Arc<CompiledExperiment>>)>,
+    bus: Arc<dyn EventBus>,
+    metrics: Arc<Metrics>,
+}
+
+impl Shared {
+    fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
+        self.progress.lock().expect("progress poisoned")
+    }
+
+    /// Sets the lag metrics from every partition's (events summed, seconds the largest) and the
+    /// count of partitions.
+    fn update_lag_metrics(&self) {
+        let progress = self.progress();
+        Metrics::set(&self.metrics.partitions, progress.partitions.len() as u64);
+        Metrics::set(&self.metrics.lag_events, progress.partitions.values().map(|p| p.lag_events).sum());
+        Metrics::set(&self.metrics.lag_seconds, progress.partitions.values().map(|p| p.lag_seconds).max().unwrap_or(0));
+    }
+}
+
+/// The running pipeline. Dropping it stops it (after closing open archive files).
+pub struct Pipeline {
+    shared: Arc<Shared>,
+    backend: Arc<dyn StateBackend>,
+    supervisor: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Pipeline {
+    /// Starts processing the partitions of `bus` that `backend` leases to this node, with
+    /// their state kept there, archiving to `archive` and aggregating `experiments` (the
+    /// core's, compiled against the flag set whose segments their metric filters use). The
+    /// partitions leased now are opened before this returns, so a state that cannot be read
+    /// fails here.
+    pub fn start(
+        bus: Arc<dyn EventBus>,
+        backend: Arc<dyn StateBackend>,
+        dlq: Arc<Dlq>,
+        archive: Arc<dyn ArchiveStore>,
+        experiments: Vec<Arc<CompiledExperiment>>,
+        metrics: Arc<Metrics>,
+        options: PipelineOptions,
+    ) -> Result<Pipeline, Error> {
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            progress: Mutex::new(Progress::default()),
+            changed: Condvar::new(),
+            experiments: Mutex::new((0, experiments)),
+            bus,
+            metrics,
+        });
+        let mut supervisor = Supervisor::new(shared.clone(), backend.clone(), dlq, archive, options);
+        supervisor.reconcile()?;
+        let thread = std::thread::Builder::new().name("vexil-pipeline".into()).spawn(move || supervisor.run())?;
+        Ok(Pipeline { shared, backend, supervisor: Mutex::new(Some(thread)) })
+    }
+
+    /// Replaces the experiments being aggregated; applies from each processor's next batch on.
+    pub fn set_experiments(&self, experiments: Vec<Arc<CompiledExperiment>>) {
+        let mut current = self.shared.experiments.lock().expect("experiments poisoned");
+        *current = (current.0 + 1, experiments);
+    }
+
+    /// The partitions this node processes now.
+    pub fn partitions(&self) -> Vec<u32> {
+        self.shared.progress().partitions.keys().copied().collect()
+    }
+
+    /// Records of this node's partitions not yet processed and committed.
+    pub fn lag(&self) -> u64 {
+        let progress = self.shared.progress();
+        progress.partitions.iter().map(|(p, pp)| self.shared.bus.end_offset(*p).saturating_sub(pp.committed)).sum()
+    }
+
+    /// The last processing failure, if a processor is retrying.
+    pub fn last_error(&self) -> Option<String> {
+        self.shared.progress().last_error.clone()
+    }
+
+    /// Waits until every partition this node processes has committed what its log held when
+    /// this was called (a partition that moves to another node meanwhile is that node's to
+    /// finish); false on timeout.
+    pub fn wait_caught_up(&self, timeout: Duration) -> bool {
+        let progress = self.shared.progress();
+        let ends: Vec<(u32, u64)> = progress.partitions.keys().map(|&p| (p, self.shared.bus.end_offset(p))).collect();
+        let behind = |p: &mut Progress| {
+            ends.iter().any(|(partition, end)| p.partitions.get(partition).is_some_and(|pp| pp.committed < *end))
+        };
+        let (mut progress, _) =
+            self.shared.changed.wait_timeout_while(progress, timeout, behind).expect("progress poisoned");
+        !behind(&mut progress)
+    }
+
+    /// Closes every open archive file now (they would otherwise wait for 1,000 events, 5 MiB or
+    /// 60 s) and waits for that commit on every partition; false on timeout.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let mut progress = self.shared.progress();
+        progress.flushes_requested += 1;
+        let wanted = progress.flushes_requested;
+        let pending = |p: &mut Progress| p.partitions.values().any(|pp| pp.flushed < wanted);
+        let (mut progress, _) =
+            self.shared.changed.wait_timeout_while(progress, timeout, pending).expect("progress poisoned");
+        !pending(&mut progress)
+    }
+
+    /// A reader of the committed aggregates and counters of every partition.
+    pub fn stats(&self) -> Result<Box<dyn Stats>, Error> {
+        self.backend.stats()
+    }
+
+    /// Stops after closing open archive files and committing; later calls do nothing.
+    pub fn stop(&self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.supervisor.lock().expect("supervisor poisoned").take() {
+            // Processors report their failures through `last_error`; a panic has nothing to add.
+            let _ = thread.join();
+            self.backend.leave();
+        }
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Lowers the calling thread's scheduling priority (nice 10) on Linux, where a thread has its own.
+///
+/// Processing is background work: what it owes is bounded lag, not latency, while requests
+/// (evaluation, assignment, ingest) are waited on by users. When the cores are busy the
+/// scheduler now serves requests first and processing catches up in the gaps; when they are
+/// not, nice makes no difference. Lag stays visible in `/metrics`, and ingest still answers
+/// 429 past its lag limit, so processing cannot fall behind without bound.
+fn background_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls on the calling thread's own id; failure only leaves the
+    // priority as it was.
+    unsafe {
+        let thread = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, thread, 10);
+    }
+}

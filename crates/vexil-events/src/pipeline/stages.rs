@@ -1,0 +1,249 @@
+//! The stages of one log partition, batch by batch: what happens to each record between the
+//! reader handing a batch over and the commit that makes it count.
+//!
+//! [`Stages::process_batch`] is where the order is written: per event dedupe → enrich →
+//! aggregate → archive → counters, each stage in the module of its name, then one commit of
+//! everything the batch changed. Threads, retries and progress are the processor's
+//! ([`super::processor`]); nothing here waits or spawns.
+
+use super::reader::Decoded;
+use super::working_copy::WorkingCopy;
+use super::PipelineOptions;
+use crate::aggregate::{self, Experiments};
+use crate::archive::{self, Archiver, ClosedFile};
+use crate::counters;
+use crate::dedupe::{self, Deliveries};
+use crate::dlq::Dlq;
+use crate::enrich;
+use crate::error::Error;
+use crate::event::{EventError, LogRecord, StoredEvent};
+use crate::metrics::Metrics;
+use crate::store::PartitionStore;
+use chrono::Utc;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Why processing stopped short.
+pub(super) enum Failure {
+    /// The environment failed (database, disk, log); retry the same records.
+    Step(Error),
+    /// This record could not be decoded.
+    Record(u64, String),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Step(e)
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Failure::Step(e.into())
+    }
+}
+
+/// What a commit carried, for the processor to report.
+#[derive(Default)]
+pub(super) struct CommitReport {
+    /// Archive files closed since the last commit.
+    pub closed: Vec<ClosedFile>,
+    /// Events processed (not replayed, not duplicates).
+    pub processed: u64,
+    /// The receive time of the last record processed, for the lag in seconds.
+    pub newest_received: Option<i64>,
+}
+
+/// The stages of one partition, and what they keep from one batch to the next.
+pub(super) struct Stages {
+    store: Box<dyn PartitionStore>,
+    experiments: Experiments,
+    archiver: Archiver,
+    dlq: Arc<Dlq>,
+    metrics: Arc<Metrics>,
+    /// Failed decode attempts per offset, and the offsets given up on (sent to the DLQ).
+    attempts: HashMap<u64, u32>,
+    poisoned: HashSet<u64>,
+    max_attempts: u32,
+    dedupe_window: Duration,
+    last_expiry: Option<Instant>,
+}
+
+impl Stages {
+    pub fn new(
+        store: Box<dyn PartitionStore>,
+        archiver: Archiver,
+        dlq: Arc<Dlq>,
+        metrics: Arc<Metrics>,
+        options: &PipelineOptions,
+    ) -> Stages {
+        Stages {
+            store,
+            experiments: Experiments::new(&[]),
+            archiver,
+            dlq,
+            metrics,
+            attempts: HashMap::new(),
+            poisoned: HashSet::new(),
+            max_attempts: options.max_attempts,
+            dedupe_window: options.dedupe_window,
+            last_expiry: None,
+        }
+    }
+
+    /// Aggregates `experiments` from the next event on.
+    pub fn set_experiments(&mut self, experiments: Experiments) {
+        self.experiments = experiments;
+    }
+
+    /// Starts again from the last commit: the working copy as committed, and the archive's
+    /// buffers as they were open then (replay fills them again).
+    pub fn resume(&mut self) -> Result<WorkingCopy, Error> {
+        let copy = WorkingCopy::load(&mut *self.store)?;
+        self.archiver.restore(&copy.open_files);
+        Ok(copy)
+    }
+
+    /// Runs a batch through the stages and commits it; `None` for an empty batch.
+    ///
+    /// Each event goes through dedupe → enrich → aggregate → archive → counters in log order;
+    /// the counters of the whole batch are then added together and everything it changed is
+    /// committed in one transaction with the checkpoint. Records before the checkpoint are
+    /// being replayed after a restart.
+    pub fn process_batch(
+        &mut self,
+        copy: &mut WorkingCopy,
+        batch: Vec<Decoded>,
+    ) -> Result<Option<CommitReport>, Failure> {
+        let Some(last) = batch.last().map(|d| d.offset) else { return Ok(None) };
+        let checkpoint = copy.next_offset;
+        let mut deliveries = Deliveries::lookup(&mut *self.store, &given_ids(&batch))?;
+        let mut to_count = counters::Pending::default();
+        let mut report = CommitReport::default();
+        for Decoded { offset, record } in &batch {
+            let offset = *offset;
+            let Some(record) = self.decoded(offset, record)? else { continue };
+            let replayed = offset < checkpoint;
+            report.newest_received = Some(record.received_at());
+            let stored = match record {
+                LogRecord::Event(stored) => stored,
+                LogRecord::EvaluationCounts(counts) if !replayed => {
+                    copy.counters.add_evaluations(&mut *self.store, counts)?;
+                    continue;
+                }
+                LogRecord::EvaluationCounts(_) => continue,
+            };
+            if dedupe::is_redelivery(&mut deliveries, stored, offset) {
+                if !replayed {
+                    Metrics::add(&self.metrics.processed_duplicates_total, 1);
+                }
+                continue;
+            }
+            let partition = archive::partition_of(stored.event.timestamp);
+            if replayed {
+                report.closed.extend(self.archive_replayed(copy, partition, offset, stored)?);
+                continue;
+            }
+            let mut user = enrich::enrich(&mut copy.users, &stored.event, &self.metrics);
+            aggregate::aggregate(&mut copy.aggregates, &self.experiments, &mut user, &stored.event);
+            let attribution = user.into_attribution();
+            report.closed.extend(archive::archive(&mut self.archiver, partition, offset, stored, &attribution)?);
+            counters::count(&mut to_count, stored, attribution);
+            report.processed += 1;
+        }
+        copy.counters.add_events(&mut *self.store, &to_count)?;
+        let expire = self.dedupe_expiry();
+        let open = self.archiver.open_files();
+        copy.commit(&mut *self.store, (last + 1).max(checkpoint), open, deliveries.new_ids(), expire)?;
+        Ok(Some(report))
+    }
+
+    /// The archive stage alone, for a record replayed from before the checkpoint: everything
+    /// else was done before it, and only an archive buffer open at the checkpoint needs it again.
+    fn archive_replayed(
+        &mut self,
+        copy: &WorkingCopy,
+        partition: String,
+        offset: u64,
+        stored: &StoredEvent,
+    ) -> std::io::Result<Vec<ClosedFile>> {
+        if !self.archiver.wants_replayed(&partition, offset) {
+            return Ok(Vec::new());
+        }
+        archive::archive(&mut self.archiver, partition, offset, stored, &copy.users.attribution(&stored.event))
+    }
+
+    /// Closes every open archive file and commits that (at a flush and when stopping).
+    pub fn close_all(&mut self, copy: &mut WorkingCopy) -> Result<CommitReport, Failure> {
+        let closed = self.archiver.close_all()?;
+        self.commit_closed(copy, closed)
+    }
+
+    /// Closes the archive files older than their age limit at wall-clock `now_millis` and
+    /// commits that, if there were any (when no records come).
+    pub fn close_idle(&mut self, copy: &mut WorkingCopy, now_millis: i64) -> Result<Option<CommitReport>, Failure> {
+        let closed = self.archiver.close_idle(now_millis)?;
+        if closed.is_empty() {
+            return Ok(None);
+        }
+        self.commit_closed(copy, closed).map(Some)
+    }
+
+    /// Commits the archive's open buffers after `closed` were closed, without new records.
+    fn commit_closed(&mut self, copy: &mut WorkingCopy, closed: Vec<ClosedFile>) -> Result<CommitReport, Failure> {
+        let open = self.archiver.open_files();
+        copy.commit(&mut *self.store, copy.next_offset, open, &[], None)?;
+        Ok(CommitReport { closed, ..CommitReport::default() })
+    }
+
+    /// The record at `offset` if it was decoded. One that was not fails the session (which
+    /// starts again from the checkpoint) until its `max_attempts`-th time; then it goes to the
+    /// DLQ as poison and is skipped (`None`) from then on.
+    fn decoded<'r>(
+        &mut self,
+        offset: u64,
+        record: &'r Result<LogRecord, (String, Vec<u8>)>,
+    ) -> Result<Option<&'r LogRecord>, Failure> {
+        if self.poisoned.contains(&offset) {
+            return Ok(None);
+        }
+        let (cause, payload) = match record {
+            Ok(record) => return Ok(Some(record)),
+            Err(undecodable) => undecodable,
+        };
+        let attempts = self.attempts.entry(offset).or_default();
+        *attempts += 1;
+        if *attempts < self.max_attempts {
+            return Err(Failure::Record(offset, cause.clone()));
+        }
+        let error = EventError::new("undecodable_record", None, format!("cannot decode log record: {cause}"));
+        self.dlq.push_poison(offset, &error, &String::from_utf8_lossy(payload), *attempts)?;
+        Metrics::add(&self.metrics.poison_total, 1);
+        self.poisoned.insert(offset);
+        Ok(None)
+    }
+
+    /// The start of the dedupe window (Unix ms) when ids before it are due to be forgotten: at
+    /// most once a minute. Ids are kept for days, so forgetting one a minute late changes
+    /// nothing and spares most commits a delete.
+    fn dedupe_expiry(&mut self) -> Option<i64> {
+        let due = self.last_expiry.is_none_or(|t| t.elapsed() > Duration::from_secs(60));
+        due.then(|| {
+            self.last_expiry = Some(Instant::now());
+            let window = chrono::Duration::from_std(self.dedupe_window).unwrap_or(chrono::Duration::days(7));
+            (Utc::now() - window).timestamp_millis()
+        })
+    }
+}
+
+/// The sender-given ids of a batch, looked up together before any of them is judged.
+fn given_ids(batch: &[Decoded]) -> Vec<&str> {
+    batch
+        .iter()
+        .filter_map(|d| match &d.record {
+            Ok(LogRecord::Event(stored)) if stored.id_given => Some(stored.event.event_id.as_str()),
+            _ => None,
+        })
+        .collect()
+}
