@@ -24,7 +24,6 @@
 //!
 //! [`CompiledExperiment::place`]: vexil_core::experiment::CompiledExperiment::place
 
-use crate::error::ApiError;
 use crate::events::Events;
 use crate::experiments::LiveExperiment;
 use quick_cache::sync::Cache;
@@ -60,6 +59,18 @@ pub enum AssignReason {
     TrafficExcluded,
     /// The context lacks the experiment's `bucket_by` attribute.
     MissingBucketingAttribute,
+}
+
+/// Why an assignment could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum AssignError {
+    /// A draft experiment assigns nobody (SPEC 1.3: "not assignable").
+    #[error("experiment \"{0}\" is a draft; start it to assign users")]
+    Draft(String),
+    #[error("the assignment writer stopped")]
+    WriterStopped,
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// The outcome of one assignment call.
@@ -147,13 +158,10 @@ impl Assigner {
 
     /// What `ctx` gets in `experiment` (SPEC 1.3): `draft` is not assignable (404), `paused`
     /// serves nothing, `completed` and `archived` serve the winner, `running` assigns.
-    pub async fn assign(&self, experiment: &Arc<LiveExperiment>, ctx: &Context<'_>) -> Result<Decision, ApiError> {
+    pub async fn assign(&self, experiment: &Arc<LiveExperiment>, ctx: &Context<'_>) -> Result<Decision, AssignError> {
         let definition = experiment.experiment();
         match definition.status {
-            ExperimentStatus::Draft => Err(ApiError::not_found(
-                "experiment_not_assignable",
-                format!("experiment \"{}\" is a draft; start it to assign users", definition.key),
-            )),
+            ExperimentStatus::Draft => Err(AssignError::Draft(definition.key.clone())),
             ExperimentStatus::Paused => Ok(Decision::without_record(experiment, None, AssignReason::ExperimentPaused)),
             ExperimentStatus::Completed | ExperimentStatus::Archived => {
                 Ok(Decision::without_record(experiment, definition.winner.clone(), AssignReason::ExperimentConcluded))
@@ -162,7 +170,11 @@ impl Assigner {
         }
     }
 
-    async fn assign_running(&self, experiment: &Arc<LiveExperiment>, ctx: &Context<'_>) -> Result<Decision, ApiError> {
+    async fn assign_running(
+        &self,
+        experiment: &Arc<LiveExperiment>,
+        ctx: &Context<'_>,
+    ) -> Result<Decision, AssignError> {
         let Some(unit) = experiment.compiled.unit(ctx) else {
             return Ok(Decision::without_record(experiment, None, AssignReason::MissingBucketingAttribute));
         };
@@ -217,11 +229,10 @@ impl Assigner {
     }
 
     /// Queues a first assignment for the next group commit and waits for the stored record.
-    async fn write(&self, assignment: Assignment) -> Result<Assignment, ApiError> {
+    async fn write(&self, assignment: Assignment) -> Result<Assignment, AssignError> {
         let (reply, stored) = oneshot::channel();
-        let gone = || ApiError::internal("the assignment writer stopped");
-        self.writes.send((assignment, reply)).await.map_err(|_| gone())?;
-        Ok(stored.await.map_err(|_| gone())??)
+        self.writes.send((assignment, reply)).await.map_err(|_| AssignError::WriterStopped)?;
+        Ok(stored.await.map_err(|_| AssignError::WriterStopped)??)
     }
 }
 
@@ -280,7 +291,7 @@ pub async fn assign(
     events: &Events,
     experiment: &Arc<LiveExperiment>,
     ctx: &Context<'_>,
-) -> Result<Decision, ApiError> {
+) -> Result<Decision, AssignError> {
     let decision = assigner.assign(experiment, ctx).await?;
     if let (AssignReason::Assigned, Some(record)) = (decision.reason, &decision.record) {
         events.emit_exposure(vexil_events::Event {

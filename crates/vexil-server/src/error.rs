@@ -2,6 +2,7 @@
 //! fitting status, and the extractors that turn axum's own rejections (bad JSON, wrong content
 //! type, body too large, bad query) into that shape instead of axum's plain-text answers.
 
+use crate::assignment::AssignError;
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -111,6 +112,16 @@ impl From<StoreError> for ApiError {
             StoreError::AlreadyExists { .. } => ApiError::conflict("already_exists", e.to_string()).with_field("key"),
             StoreError::VersionMismatch { .. } => ApiError::conflict("version_mismatch", e.to_string()),
             StoreError::Backend(_) => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<AssignError> for ApiError {
+    fn from(e: AssignError) -> Self {
+        match e {
+            AssignError::Draft(_) => ApiError::not_found("experiment_not_assignable", e.to_string()),
+            AssignError::WriterStopped => ApiError::internal(e.to_string()),
+            AssignError::Store(e) => ApiError::from(e),
         }
     }
 }

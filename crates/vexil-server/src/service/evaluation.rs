@@ -11,7 +11,7 @@
 //! rule. An experiment that cannot assign (a draft, a store failure) serves nothing: the flag
 //! serves its off variant, and evaluation never fails for it.
 
-use crate::assignment::{assign, Assigner, Decision};
+use crate::assignment::{assign, AssignError, Assigner, Decision};
 use crate::events::Events;
 use crate::snapshot::Snapshot;
 use std::collections::HashMap;
@@ -124,10 +124,10 @@ impl Evaluator<'_> {
                 Ok(decision) => {
                     assigned.0.insert(key, decision);
                 }
-                Err(e) if e.status.is_server_error() => {
-                    tracing::warn!(experiment = %key, error = %e.message, "assignment for a flag failed; serving the off variant");
+                Err(AssignError::Draft(_)) => {}
+                Err(e) => {
+                    tracing::warn!(experiment = %key, error = %e, "assignment for a flag failed; serving the off variant");
                 }
-                Err(_) => {}
             }
         }
         assigned
