@@ -38,23 +38,25 @@ fn bench(c: &mut Criterion) {
     let attrs = context();
     let users: Vec<String> = (0..1024).map(|i| format!("user_{i}")).collect();
 
+    // Evaluation takes the time as an input; these flags have no schedule.
+    let now = 1_780_272_000_000;
     let mut i = 0usize;
     c.bench_function("boolean flag, no rules", |b| {
         b.iter(|| {
             i = (i + 1) & 1023;
-            black_box(boolean.evaluate(black_box("dark_mode"), &Context::new(&users[i], &attrs)).unwrap());
+            black_box(boolean.evaluate(black_box("dark_mode"), &Context::new(&users[i], &attrs), now).unwrap());
         })
     });
     c.bench_function("3 rules (in 100, matches, semver_gte) + 3-way split", |b| {
         b.iter(|| {
             i = (i + 1) & 1023;
-            black_box(one.evaluate(black_box("checkout"), &Context::new(&users[i], &attrs)).unwrap());
+            black_box(one.evaluate(black_box("checkout"), &Context::new(&users[i], &attrs), now).unwrap());
         })
     });
     c.bench_function("evaluate_all over 100 such flags", |b| {
         b.iter(|| {
             i = (i + 1) & 1023;
-            black_box(hundred.evaluate_all(&Context::new(&users[i], &attrs)).unwrap());
+            black_box(hundred.evaluate_all(&Context::new(&users[i], &attrs), now).unwrap());
         })
     });
 }

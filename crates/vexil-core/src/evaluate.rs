@@ -156,23 +156,19 @@ impl ExperimentResolver for NoExperiments {
     }
 }
 
-/// What an evaluation may depend on besides the flags and the context.
+/// What an evaluation may depend on besides the flags and the context. The time is an input:
+/// the core never reads the clock, so an evaluation is a pure function of what it is given.
 #[derive(Clone, Copy)]
 pub struct EvalEnv<'r> {
-    /// Unix milliseconds to evaluate schedules at; `None` reads the clock, only when a flag has one.
-    pub now_millis: Option<i64>,
+    /// Unix milliseconds to evaluate schedules at.
+    pub now_millis: i64,
     pub experiments: &'r dyn ExperimentResolver,
 }
 
-impl Default for EvalEnv<'_> {
-    fn default() -> Self {
-        EvalEnv { now_millis: None, experiments: &NoExperiments }
-    }
-}
-
 impl EvalEnv<'_> {
-    fn now(&self) -> i64 {
-        self.now_millis.unwrap_or_else(|| chrono::Utc::now().timestamp_millis())
+    /// Evaluation at `now_millis` with no experiments.
+    pub fn at(now_millis: i64) -> EvalEnv<'static> {
+        EvalEnv { now_millis, experiments: &NoExperiments }
     }
 }
 
@@ -198,7 +194,7 @@ pub(crate) fn evaluate<'a>(
         return off();
     }
     if let Some((enable_at, disable_at)) = flag.schedule {
-        let now = env.now();
+        let now = env.now_millis;
         if enable_at.is_some_and(|t| now < t) || disable_at.is_some_and(|t| now >= t) {
             return Evaluation { reason: Reason::ScheduledOff, ..off() };
         }

@@ -145,9 +145,9 @@ impl FlagSet {
         }
     }
 
-    /// Evaluates one flag now, with no experiments.
-    pub fn evaluate(&self, key: &str, ctx: &Context<'_>) -> Result<Evaluation<'_>, EvalError> {
-        self.evaluate_in(key, ctx, &EvalEnv::default())
+    /// Evaluates one flag at `now_millis` (Unix milliseconds), with no experiments.
+    pub fn evaluate(&self, key: &str, ctx: &Context<'_>, now_millis: i64) -> Result<Evaluation<'_>, EvalError> {
+        self.evaluate_in(key, ctx, &EvalEnv::at(now_millis))
     }
 
     /// Evaluates one flag in `env` (a given time, an experiment resolver).
@@ -162,9 +162,9 @@ impl FlagSet {
         Ok(evaluate::evaluate(&self.flags, i, ctx, env))
     }
 
-    /// Evaluates every flag, in key order.
-    pub fn evaluate_all(&self, ctx: &Context<'_>) -> Result<Vec<Evaluation<'_>>, EvalError> {
-        self.evaluate_all_in(ctx, &EvalEnv::default())
+    /// Evaluates every flag at `now_millis`, in key order.
+    pub fn evaluate_all(&self, ctx: &Context<'_>, now_millis: i64) -> Result<Vec<Evaluation<'_>>, EvalError> {
+        self.evaluate_all_in(ctx, &EvalEnv::at(now_millis))
     }
 
     pub fn evaluate_all_in<'a>(

@@ -10,7 +10,8 @@
 //! use vexil_core::{Context, FlagSet, Format, Reason};
 //! let flags = FlagSet::from_text(r#"{"flags": [{"key": "dark_mode", "enabled": true,
 //!     "default": {"variant": "on"}}]}"#, Format::Json).unwrap();
-//! let result = flags.evaluate("dark_mode", &Context::user("user_1")).unwrap();
+//! // Evaluation takes the time (Unix milliseconds) for schedules: the core never reads the clock.
+//! let result = flags.evaluate("dark_mode", &Context::user("user_1"), 1_767_225_600_000).unwrap();
 //! assert_eq!((result.variant, result.reason), ("on", Reason::Static));
 //! ```
 

@@ -1,13 +1,13 @@
 //! Evaluation semantics of SPEC 3: every step and every reason, plus the result document.
 
 mod common;
-use common::must;
+use common::{must, NOW};
 use serde_json::{json, Map, Value};
 use vexil_core::{Context, EvalEnv, EvalError, ExperimentResolver, ExperimentVariant, FlagSet, Reason};
 
 fn eval(set: &FlagSet, key: &str, user: &str, attrs: Value) -> (String, Value, Reason, Option<String>, bool) {
     let attrs: Map<String, Value> = attrs.as_object().cloned().unwrap_or_default();
-    let r = set.evaluate(key, &Context::new(user, &attrs)).unwrap();
+    let r = set.evaluate(key, &Context::new(user, &attrs), NOW).unwrap();
     (r.variant.to_string(), r.value.clone(), r.reason, r.rule_id.map(str::to_string), r.enabled)
 }
 
@@ -51,7 +51,7 @@ fn schedule_bounds_are_inclusive_start_exclusive_end() {
         "schedule": {"enable_at": "2026-01-01T00:00:00Z", "disable_at": "2026-02-01T00:00:00Z"}}]}));
     let at = |iso: &str| {
         let now = chrono::DateTime::parse_from_rfc3339(iso).unwrap().timestamp_millis();
-        let env = EvalEnv { now_millis: Some(now), ..EvalEnv::default() };
+        let env = EvalEnv::at(now);
         set.evaluate_in("f", &Context::user("u"), &env).unwrap().reason
     };
     assert_eq!(at("2025-12-31T23:59:59Z"), Reason::ScheduledOff);
@@ -192,10 +192,10 @@ fn number_and_json_flags_serve_their_values() {
 fn user_id_and_unknown_flag_errors() {
     let set = checkout();
     for bad in ["", "   ", "\t\n"] {
-        assert_eq!(set.evaluate("new_checkout", &Context::user(bad)).unwrap_err(), EvalError::InvalidUserId);
-        assert_eq!(set.evaluate_all(&Context::user(bad)).unwrap_err().code(), "invalid_user_id");
+        assert_eq!(set.evaluate("new_checkout", &Context::user(bad), NOW).unwrap_err(), EvalError::InvalidUserId);
+        assert_eq!(set.evaluate_all(&Context::user(bad), NOW).unwrap_err().code(), "invalid_user_id");
     }
-    let err = set.evaluate("nope", &Context::user("u")).unwrap_err();
+    let err = set.evaluate("nope", &Context::user("u"), NOW).unwrap_err();
     assert_eq!(err, EvalError::FlagNotFound("nope".into()));
     assert_eq!(err.code(), "flag_not_found");
 }
@@ -220,12 +220,12 @@ impl ExperimentResolver for Fixed {
 fn experiment_serve_uses_the_resolver() {
     let set = must(json!({"flags": [{"key": "f", "enabled": true, "default": {"experiment": "checkout_redesign"}}]}));
     let resolver = Fixed(json!(true));
-    let env = EvalEnv { now_millis: None, experiments: &resolver };
+    let env = EvalEnv { now_millis: NOW, experiments: &resolver };
     let r = set.evaluate_in("f", &Context::user("u"), &env).unwrap();
     assert_eq!((r.variant, r.value, r.reason, r.enabled), ("treatment", &json!(true), Reason::Split, true));
     let r = set.evaluate_in("f", &Context::user("outsider"), &env).unwrap();
     assert_eq!((r.variant, r.reason), ("off", Reason::RolloutExcluded));
-    assert_eq!(set.evaluate("f", &Context::user("u")).unwrap().reason, Reason::RolloutExcluded);
+    assert_eq!(set.evaluate("f", &Context::user("u"), NOW).unwrap().reason, Reason::RolloutExcluded);
 }
 
 #[test]
@@ -233,7 +233,7 @@ fn evaluate_all_covers_every_flag_in_key_order() {
     let set = must(
         json!({"flags": [{"key": "b", "enabled": true}, {"key": "a", "enabled": true, "default": {"variant": "on"}}]}),
     );
-    let all = set.evaluate_all(&Context::user("u")).unwrap();
+    let all = set.evaluate_all(&Context::user("u"), NOW).unwrap();
     let keys: Vec<&str> = all.iter().map(|e| e.flag.key.as_str()).collect();
     assert_eq!(keys, ["a", "b"]);
 }
@@ -242,7 +242,7 @@ fn evaluate_all_covers_every_flag_in_key_order() {
 fn result_document_has_the_spec_fields() {
     let set = must(json!({"flags": [{"key": "f", "id": "flag_1", "version": 3, "enabled": true,
         "rules": [{"id": "r", "when": {"all": []}, "serve": {"variant": "on"}}]}]}));
-    let r = set.evaluate("f", &Context::user("user_7")).unwrap();
+    let r = set.evaluate("f", &Context::user("user_7"), NOW).unwrap();
     assert_eq!(
         serde_json::to_value(r.record("user_7")).unwrap(),
         json!({"flag_key": "f", "flag_id": "flag_1", "flag_version": 3, "user_id": "user_7", "value": true,

@@ -1,7 +1,7 @@
 //! Properties SPEC 2 guarantees: determinism, monotonic rollouts, accurate shares, independence.
 
 mod common;
-use common::{check_share, must, spec_bucket, spec_ranges, spec_variant};
+use common::{check_share, must, spec_bucket, spec_ranges, spec_variant, NOW};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use serde_json::json;
@@ -18,7 +18,7 @@ fn split_flag(key: &str, weights: &BTreeMap<String, u32>, rollout: f64) -> serde
 }
 
 fn served(set: &FlagSet, key: &str, user: &str) -> Option<String> {
-    let r = set.evaluate(key, &Context::user(user)).unwrap();
+    let r = set.evaluate(key, &Context::user(user), NOW).unwrap();
     (r.reason == Reason::Split).then(|| r.variant.to_string())
 }
 

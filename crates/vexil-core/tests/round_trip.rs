@@ -22,7 +22,11 @@ fn the_example_file_round_trips_through_json_and_yaml() {
         let user = format!("user_{i}");
         let ctx = Context::new(&user, &attributes);
         let summary = |s: &FlagSet| {
-            s.evaluate_all(&ctx).unwrap().iter().map(|r| (r.variant.to_string(), r.reason)).collect::<Vec<_>>()
+            s.evaluate_all(&ctx, 1_780_272_000_000)
+                .unwrap()
+                .iter()
+                .map(|r| (r.variant.to_string(), r.reason))
+                .collect::<Vec<_>>()
         };
         assert_eq!(summary(&set), summary(&from_json));
         assert_eq!(summary(&set), summary(&from_yaml));

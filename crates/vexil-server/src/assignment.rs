@@ -24,20 +24,16 @@
 //!
 //! [`CompiledExperiment::place`]: vexil_core::experiment::CompiledExperiment::place
 
-use crate::error::ApiError;
+use crate::events::Events;
 use crate::experiments::LiveExperiment;
-use crate::snapshot::Snapshot;
-use crate::state::AppState;
 use quick_cache::sync::Cache;
 use serde::Serialize;
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use vexil_core::experiment::{ExperimentStatus, Placement};
-use vexil_core::{Context, EvalEnv, ExperimentResolver, ExperimentVariant};
+use vexil_core::Context;
 use vexil_store::{Assignment, Flush, Store, StoreError, Timestamp};
 
 /// First assignments written per transaction at most.
@@ -63,6 +59,18 @@ pub enum AssignReason {
     TrafficExcluded,
     /// The context lacks the experiment's `bucket_by` attribute.
     MissingBucketingAttribute,
+}
+
+/// Why an assignment could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum AssignError {
+    /// A draft experiment assigns nobody (SPEC 1.3: "not assignable").
+    #[error("experiment \"{0}\" is a draft; start it to assign users")]
+    Draft(String),
+    #[error("the assignment writer stopped")]
+    WriterStopped,
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// The outcome of one assignment call.
@@ -150,13 +158,10 @@ impl Assigner {
 
     /// What `ctx` gets in `experiment` (SPEC 1.3): `draft` is not assignable (404), `paused`
     /// serves nothing, `completed` and `archived` serve the winner, `running` assigns.
-    pub async fn assign(&self, experiment: &Arc<LiveExperiment>, ctx: &Context<'_>) -> Result<Decision, ApiError> {
+    pub async fn assign(&self, experiment: &Arc<LiveExperiment>, ctx: &Context<'_>) -> Result<Decision, AssignError> {
         let definition = experiment.experiment();
         match definition.status {
-            ExperimentStatus::Draft => Err(ApiError::not_found(
-                "experiment_not_assignable",
-                format!("experiment \"{}\" is a draft; start it to assign users", definition.key),
-            )),
+            ExperimentStatus::Draft => Err(AssignError::Draft(definition.key.clone())),
             ExperimentStatus::Paused => Ok(Decision::without_record(experiment, None, AssignReason::ExperimentPaused)),
             ExperimentStatus::Completed | ExperimentStatus::Archived => {
                 Ok(Decision::without_record(experiment, definition.winner.clone(), AssignReason::ExperimentConcluded))
@@ -165,7 +170,11 @@ impl Assigner {
         }
     }
 
-    async fn assign_running(&self, experiment: &Arc<LiveExperiment>, ctx: &Context<'_>) -> Result<Decision, ApiError> {
+    async fn assign_running(
+        &self,
+        experiment: &Arc<LiveExperiment>,
+        ctx: &Context<'_>,
+    ) -> Result<Decision, AssignError> {
         let Some(unit) = experiment.compiled.unit(ctx) else {
             return Ok(Decision::without_record(experiment, None, AssignReason::MissingBucketingAttribute));
         };
@@ -220,11 +229,10 @@ impl Assigner {
     }
 
     /// Queues a first assignment for the next group commit and waits for the stored record.
-    async fn write(&self, assignment: Assignment) -> Result<Assignment, ApiError> {
+    async fn write(&self, assignment: Assignment) -> Result<Assignment, AssignError> {
         let (reply, stored) = oneshot::channel();
-        let gone = || ApiError::internal("the assignment writer stopped");
-        self.writes.send((assignment, reply)).await.map_err(|_| gone())?;
-        Ok(stored.await.map_err(|_| gone())??)
+        self.writes.send((assignment, reply)).await.map_err(|_| AssignError::WriterStopped)?;
+        Ok(stored.await.map_err(|_| AssignError::WriterStopped)??)
     }
 }
 
@@ -279,13 +287,14 @@ pub async fn purge_expired(store: Arc<dyn Store>, interval: Duration, shutdown: 
 /// event queue drops it and counts the drop, never delaying or failing the call). Repeat
 /// calls do not emit: the first exposure is what metrics count from.
 pub async fn assign(
-    state: &AppState,
+    assigner: &Assigner,
+    events: &Events,
     experiment: &Arc<LiveExperiment>,
     ctx: &Context<'_>,
-) -> Result<Decision, ApiError> {
-    let decision = state.assigner.assign(experiment, ctx).await?;
+) -> Result<Decision, AssignError> {
+    let decision = assigner.assign(experiment, ctx).await?;
     if let (AssignReason::Assigned, Some(record)) = (decision.reason, &decision.record) {
-        state.events.emit_exposure(vexil_events::Event {
+        events.emit_exposure(vexil_events::Event {
             event_id: record.assignment_id.clone(),
             event: "exposure".into(),
             kind: vexil_events::EventType::Exposure,
@@ -298,74 +307,4 @@ pub async fn assign(
         });
     }
     Ok(decision)
-}
-
-/// Records which experiments an evaluation asks for, answering that the user is in none.
-#[derive(Default)]
-struct Probe(RefCell<Vec<String>>);
-
-impl ExperimentResolver for Probe {
-    fn resolve(&self, experiment_key: &str, _: &Context<'_>) -> Option<ExperimentVariant<'_>> {
-        let mut asked = self.0.borrow_mut();
-        if !asked.iter().any(|k| k == experiment_key) {
-            asked.push(experiment_key.to_string());
-        }
-        None
-    }
-}
-
-/// The variants one context was given in the experiments its flags serve.
-#[derive(Default)]
-pub struct FlagExperiments(HashMap<String, Decision>);
-
-impl ExperimentResolver for FlagExperiments {
-    fn resolve(&self, experiment_key: &str, _: &Context<'_>) -> Option<ExperimentVariant<'_>> {
-        let decision = self.0.get(experiment_key)?;
-        let variant =
-            decision.experiment.experiment().variants.iter().find(|v| Some(&v.key) == decision.variant.as_ref())?;
-        Some(ExperimentVariant { variant: &variant.key, value: variant.value.as_ref()? })
-    }
-}
-
-impl FlagExperiments {
-    /// The environment to evaluate flags in with these experiment variants.
-    pub fn env(&self) -> EvalEnv<'_> {
-        EvalEnv { now_millis: None, experiments: self }
-    }
-
-    /// Assigns `ctx` to the experiments that flags serving `serve: {"experiment"}` reach.
-    /// `evaluate` runs the evaluation once with a probe that only records which experiments
-    /// were asked for, so a user is assigned (and exposed) only when a flag's evaluation
-    /// actually reaches an experiment rule; flag sets without such flags skip even that.
-    /// An experiment that cannot assign (a draft, a store failure) serves nothing: the flag
-    /// then serves its off variant, and evaluation never fails for it.
-    pub async fn resolve(
-        state: &AppState,
-        snapshot: &Snapshot,
-        ctx: &Context<'_>,
-        evaluate: impl FnOnce(&EvalEnv<'_>),
-    ) -> FlagExperiments {
-        let mut resolved = FlagExperiments::default();
-        if !snapshot.experiments.delegated() {
-            return resolved;
-        }
-        let asked = {
-            let probe = Probe::default();
-            evaluate(&EvalEnv { now_millis: None, experiments: &probe });
-            probe.0.into_inner()
-        };
-        for key in asked {
-            let Some(experiment) = snapshot.experiments.get(&key) else { continue };
-            match assign(state, experiment, ctx).await {
-                Ok(decision) => {
-                    resolved.0.insert(key, decision);
-                }
-                Err(e) if e.status.is_server_error() => {
-                    tracing::warn!(experiment = %key, error = %e.message, "assignment for a flag failed; serving the off variant");
-                }
-                Err(_) => {}
-            }
-        }
-        resolved
-    }
 }

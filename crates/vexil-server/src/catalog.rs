@@ -6,7 +6,6 @@
 //! Bodies are stored in canonical form (decoded and serialised again): aliases become
 //! canonical operator names and defaults are filled in, as SPEC 1.2 asks.
 
-use crate::error::ApiError;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -110,7 +109,7 @@ impl Catalog {
 
     /// Checks the catalog after a write of `kind`/`key`: problems inside that item get paths
     /// relative to it (as the client posted it), problems elsewhere keep their document path.
-    pub fn check_write(&self, kind: EntityKind, key: &str) -> Result<(), ApiError> {
+    pub fn check_write(&self, kind: EntityKind, key: &str) -> Result<(), ValidationErrors> {
         let Err(problems) = self.compile() else { return Ok(()) };
         let prefix = format!("{}.{key}", collection(kind));
         let relative = problems
@@ -123,7 +122,7 @@ impl Catalog {
                 _ => p,
             })
             .collect();
-        Err(ApiError::validation(ValidationErrors(relative)))
+        Err(ValidationErrors(relative))
     }
 
     /// Who refers to a flag (as a prerequisite), a segment (in a condition) or an experiment
@@ -189,6 +188,16 @@ pub struct ImportReport {
     pub segments: ImportChanges,
 }
 
+/// Why an import was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The file, or the configuration it would make, is invalid.
+    #[error("{}", .0.first().map_or_else(|| "the document is invalid".to_string(), ToString::to_string))]
+    Invalid(#[from] ValidationErrors),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// Imports a flags file (SPEC 1.5): every flag and segment in it is created or replaced,
 /// items not in it are left alone, and items whose content is unchanged are not rewritten.
 /// The file must be valid on its own and the stored set with it applied must compile; then
@@ -199,8 +208,8 @@ pub async fn import(
     file: &Value,
     dry_run: bool,
     meta: &ChangeMeta,
-) -> Result<ImportReport, ApiError> {
-    FlagSet::from_value(file).map_err(ApiError::validation)?;
+) -> Result<ImportReport, ImportError> {
+    FlagSet::from_value(file)?;
     let items = file_items(file)?;
     let mut catalog = Catalog::load(store).await?;
     let mut report = ImportReport { dry_run, ..ImportReport::default() };
@@ -226,7 +235,7 @@ pub async fn import(
             }
         }
     }
-    catalog.compile().map_err(ApiError::validation)?;
+    catalog.compile()?;
     // Segments first, so the store never holds a flag whose segment is still to come.
     writes.sort_by_key(|w| {
         !matches!(w, Write::Create { kind: EntityKind::Segment, .. } | Write::Update { kind: EntityKind::Segment, .. })
@@ -238,13 +247,13 @@ pub async fn import(
 }
 
 /// The flags and segments of a valid file, each in canonical form.
-fn file_items(file: &Value) -> Result<Vec<(EntityKind, String, Value)>, ApiError> {
+fn file_items(file: &Value) -> Result<Vec<(EntityKind, String, Value)>, ValidationErrors> {
     let empty = Vec::new();
     let list = |name: &str| file.get(name).and_then(Value::as_array).unwrap_or(&empty);
     let mut items = Vec::new();
     for (kind, values) in [(EntityKind::Segment, list("segments")), (EntityKind::Flag, list("flags"))] {
         for value in values {
-            let body = canonical(kind, value).map_err(ApiError::validation)?;
+            let body = canonical(kind, value)?;
             let key = body.get("key").and_then(Value::as_str).unwrap_or_default().to_string();
             items.push((kind, key, body));
         }

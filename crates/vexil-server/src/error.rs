@@ -2,6 +2,9 @@
 //! fitting status, and the extractors that turn axum's own rejections (bad JSON, wrong content
 //! type, body too large, bad query) into that shape instead of axum's plain-text answers.
 
+use crate::assignment::AssignError;
+use crate::catalog::ImportError;
+use crate::experiments::ExperimentError;
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -112,6 +115,41 @@ impl From<StoreError> for ApiError {
             StoreError::VersionMismatch { .. } => ApiError::conflict("version_mismatch", e.to_string()),
             StoreError::Backend(_) => ApiError::internal(e.to_string()),
         }
+    }
+}
+
+impl From<AssignError> for ApiError {
+    fn from(e: AssignError) -> Self {
+        match e {
+            AssignError::Draft(_) => ApiError::not_found("experiment_not_assignable", e.to_string()),
+            AssignError::WriterStopped => ApiError::internal(e.to_string()),
+            AssignError::Store(e) => ApiError::from(e),
+        }
+    }
+}
+
+impl From<ExperimentError> for ApiError {
+    fn from(e: ExperimentError) -> Self {
+        match e {
+            ExperimentError::Invalid(problems) => ApiError::validation(problems),
+            ExperimentError::Conflict { code, field, message } => ApiError::conflict(code, message).with_field(field),
+            ExperimentError::Corrupt(_) => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<ImportError> for ApiError {
+    fn from(e: ImportError) -> Self {
+        match e {
+            ImportError::Invalid(problems) => ApiError::validation(problems),
+            ImportError::Store(e) => ApiError::from(e),
+        }
+    }
+}
+
+impl From<ValidationErrors> for ApiError {
+    fn from(problems: ValidationErrors) -> Self {
+        ApiError::validation(problems)
     }
 }
 

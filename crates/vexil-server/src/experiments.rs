@@ -4,7 +4,6 @@
 //! transitions, and the compiled set the snapshot holds so that assignment never reads
 //! configuration from the store.
 
-use crate::error::ApiError;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -135,14 +134,38 @@ impl Experiments {
     }
 }
 
+/// Why a change to an experiment was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ExperimentError {
+    /// The new body is invalid.
+    #[error("{0}")]
+    Invalid(ValidationErrors),
+    /// The change conflicts with the experiment's state (SPEC 1.3: 409); `field` names what.
+    #[error("{message}")]
+    Conflict { code: &'static str, field: &'static str, message: String },
+    /// A stored body no longer decodes: the store's fault, not the caller's.
+    #[error("a stored experiment does not decode: {0}")]
+    Corrupt(ValidationErrors),
+}
+
+impl ExperimentError {
+    fn conflict(code: &'static str, field: &'static str, message: impl Into<String>) -> ExperimentError {
+        ExperimentError::Conflict { code, field, message: message.into() }
+    }
+
+    fn invalid(field: &str, message: impl Into<String>) -> ExperimentError {
+        ExperimentError::Invalid(ValidationErrors(vec![ValidationError::new(field, message)]))
+    }
+}
+
 /// A new experiment starts as a draft; its status moves only through the lifecycle calls.
-pub fn check_new(body: &Value) -> Result<(), ApiError> {
+pub fn check_new(body: &Value) -> Result<(), ExperimentError> {
     let experiment = decoded(body)?;
     if experiment.status != ExperimentStatus::Draft {
-        return Err(ApiError::validation(ValidationErrors(vec![ValidationError::new(
+        return Err(ExperimentError::invalid(
             "status",
             "a new experiment is a draft; start it with POST /v1/admin/experiments/{key}/start",
-        )])));
+        ));
     }
     Ok(())
 }
@@ -160,24 +183,24 @@ pub fn keep_lifecycle_fields(stored: &Value, body: &mut Value) {
 /// What a replacement may change (SPEC 1.3): never the status or winner (the lifecycle calls
 /// do that), and while running not the variants, weights, salt or bucketing attribute, and
 /// the traffic allocation only upwards — so no user placed so far moves or drops out.
-pub fn check_replace(stored: &Value, body: &Value) -> Result<(), ApiError> {
+pub fn check_replace(stored: &Value, body: &Value) -> Result<(), ExperimentError> {
     let (before, after) = (decoded(stored)?, decoded(body)?);
     if before.status != after.status || before.winner != after.winner {
-        return Err(ApiError::conflict(
+        return Err(ExperimentError::conflict(
             "invalid_transition",
+            if before.status != after.status { "status" } else { "winner" },
             "status and winner change only through /start, /pause, /complete and /archive",
-        )
-        .with_field(if before.status != after.status { "status" } else { "winner" }));
+        ));
     }
     if before.status != ExperimentStatus::Running {
         return Ok(());
     }
-    let running = |field: &str, what: &str| {
-        Err(ApiError::conflict(
+    let running = |field: &'static str, what: &str| {
+        Err(ExperimentError::conflict(
             "experiment_running",
+            field,
             format!("{what} of a running experiment cannot change; pause it first"),
-        )
-        .with_field(field))
+        ))
     };
     if before.variants != after.variants {
         return running("variants", "the variants and weights");
@@ -186,32 +209,29 @@ pub fn check_replace(stored: &Value, body: &Value) -> Result<(), ApiError> {
         return running(if before.salt != after.salt { "salt" } else { "bucket_by" }, "the bucketing");
     }
     if after.traffic_allocation.basis_points() < before.traffic_allocation.basis_points() {
-        return Err(ApiError::conflict(
+        return Err(ExperimentError::conflict(
             "experiment_running",
+            "traffic_allocation",
             "the traffic allocation of a running experiment may only grow",
-        )
-        .with_field("traffic_allocation"));
+        ));
     }
     Ok(())
 }
 
 /// The body after a lifecycle call, or 409 when the transition is illegal from the stored
 /// status. `winner` (completion only) must name a variant.
-pub fn transition(stored: &Value, action: LifecycleAction, winner: Option<String>) -> Result<Value, ApiError> {
+pub fn transition(stored: &Value, action: LifecycleAction, winner: Option<String>) -> Result<Value, ExperimentError> {
     let mut experiment = decoded(stored)?;
     let Some(status) = experiment.status.after(action) else {
-        return Err(ApiError::conflict(
+        return Err(ExperimentError::conflict(
             "invalid_transition",
+            "status",
             format!("a {} experiment cannot be {}", experiment.status.name(), past_tense(action)),
-        )
-        .with_field("status"));
+        ));
     };
     if let Some(winner) = winner {
         if experiment.variant_index(&winner).is_none() {
-            return Err(ApiError::validation(ValidationErrors(vec![ValidationError::new(
-                "winner",
-                format!("unknown variant \"{winner}\""),
-            )])));
+            return Err(ExperimentError::invalid("winner", format!("unknown variant \"{winner}\"")));
         }
         experiment.winner = Some(winner);
     }
@@ -230,6 +250,6 @@ fn past_tense(action: LifecycleAction) -> &'static str {
 
 /// A stored or canonical body; both were validated before they were written, so a failure
 /// here is the store's fault.
-fn decoded(body: &Value) -> Result<Experiment, ApiError> {
-    decode_experiment(body).map_err(|e| ApiError::internal(format!("a stored experiment does not decode: {e}")))
+fn decoded(body: &Value) -> Result<Experiment, ExperimentError> {
+    decode_experiment(body).map_err(ExperimentError::Corrupt)
 }

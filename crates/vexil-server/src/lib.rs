@@ -12,6 +12,8 @@
 //! - [`events`]: the event pipeline as the service runs it;
 //! - [`middleware`]: request ids, security headers, body limit, panic guard, CORS;
 //! - [`metrics`]: Prometheus metrics; [`logging`]: structured logs; [`openapi`]: the API description;
+//! - [`service`]: the application layer, with no HTTP in it: [`service::evaluation`], the one
+//!   path every evaluation route takes;
 //! - [`routes`]: the route table and one module per group of endpoints;
 //! - [`safety`]: emergency stops, rollout plans, guards and budgets; [`notify`]: their webhooks.
 
@@ -31,6 +33,7 @@ pub mod results;
 pub mod routes;
 pub mod safety;
 pub mod server;
+pub mod service;
 pub mod snapshot;
 pub mod state;
 

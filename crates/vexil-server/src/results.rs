@@ -219,7 +219,7 @@ async fn conclude_if_decided(state: &AppState, live: &LiveExperiment) -> Result<
     let stored = state.store.get(kind, &experiment.key).await.map_err(|e| e.to_string())?;
     let Some(stored) = stored else { return Ok(()) };
     let body = experiments::transition(&stored.body, LifecycleAction::Complete, Some(winner.clone()))
-        .map_err(|e| e.message)?;
+        .map_err(|e| e.to_string())?;
     let meta = ChangeMeta::new(AUTO_CONCLUDE_ACTOR)
         .with_reason(format!("auto-concluded: {}", recommendation.reasons.join("; ")));
     let write = Write::Update { kind, key: experiment.key.clone(), body, expected_version: Some(stored.version) };

@@ -5,7 +5,8 @@
 use crate::auth::KeyCache;
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
-use crate::snapshot::Snapshots;
+use crate::service::evaluation::Evaluator;
+use crate::snapshot::{Snapshot, Snapshots};
 use std::ops::Deref;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +34,14 @@ pub struct Services {
 impl AppState {
     pub fn new(services: Services) -> AppState {
         AppState(Arc::new(services))
+    }
+}
+
+impl Services {
+    /// The evaluation service over `snapshot` (one the caller read, so a request sees one
+    /// configuration throughout).
+    pub fn evaluator<'a>(&'a self, snapshot: &'a Snapshot) -> Evaluator<'a> {
+        Evaluator { snapshot, assigner: &self.assigner, events: &self.events }
     }
 }
 

@@ -9,6 +9,9 @@ pub fn flag_set(doc: Value) -> Result<FlagSet, ValidationErrors> {
     FlagSet::from_value(&doc)
 }
 
+/// The time the tests evaluate at (2026-06-01T00:00:00Z), for flags without a schedule.
+pub const NOW: i64 = 1_780_272_000_000;
+
 pub fn must(doc: Value) -> FlagSet {
     flag_set(doc).unwrap_or_else(|e| panic!("document should be valid:\n{e}"))
 }
@@ -25,7 +28,7 @@ pub fn condition_matches_for(user: &str, condition: Value, attributes: Value) ->
         "segments": [{"key": "beta", "when": {"attr": "beta", "op": "eq", "value": true}}]
     }));
     let attrs = attributes.as_object().cloned().unwrap_or_default();
-    let result = set.evaluate("f", &Context::new(user, &attrs)).unwrap();
+    let result = set.evaluate("f", &Context::new(user, &attrs), NOW).unwrap();
     result.variant == "on"
 }
 

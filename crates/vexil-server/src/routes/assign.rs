@@ -65,6 +65,6 @@ async fn answer(state: &AppState, key: &str, user: &str, context: Option<&Value>
         state.snapshots.read().experiments.get(key).cloned().ok_or_else(|| {
             ApiError::not_found("experiment_not_found", format!("experiment \"{key}\" does not exist"))
         })?;
-    let decision = assignment::assign(state, &experiment, &ctx).await?;
+    let decision = assignment::assign(&state.assigner, &state.events, &experiment, &ctx).await?;
     Ok(Json(decision.response(vexil_store::now())).into_response())
 }

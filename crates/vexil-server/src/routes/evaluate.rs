@@ -1,11 +1,9 @@
-//! Flag evaluation (SPEC 3 and 4): one flag by path, the query form, and batches. All of it
-//! reads the in-memory snapshot; only flags that serve an experiment reach the store, through
-//! sticky assignment ([`FlagExperiments`]).
+//! Flag evaluation over HTTP (SPEC 3 and 4): one flag by path, the query form, and batches.
+//! Each handler extracts the context and hands it to the evaluation service
+//! ([`crate::service::evaluation`]), which evaluates, assigns, counts and tracks.
 
-use crate::assignment::FlagExperiments;
 use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody, OptionalJson};
-use crate::events::Events;
-use crate::snapshot::Snapshot;
+use crate::service::evaluation::{Outcome, Selection};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
-use vexil_core::{Context, EvalEnv, EvaluationRecord};
+use vexil_core::{Context, EvaluationRecord};
 
 /// `{"user_id", "context"}`. Other fields are ignored, as evaluation clients of other services
 /// send extras; a `user_id` that is missing or not a string is `invalid_user_id`.
@@ -46,18 +44,16 @@ pub fn attributes(value: Option<&Value>) -> Result<&Map<String, Value>, ApiError
     }
 }
 
-/// Evaluates one flag in `env` and counts it.
-fn evaluate_one<'a>(
-    events: &Events,
-    snapshot: &'a Snapshot,
-    key: &str,
-    ctx: &Context<'a>,
-    env: &EvalEnv<'a>,
-) -> Result<EvaluationRecord<'a>, ApiError> {
-    let evaluation = snapshot.flags.evaluate_in(key, ctx, env)?;
-    snapshot.count(key, evaluation.reason);
-    events.track(&evaluation, ctx.user_id());
-    Ok(evaluation.record(ctx.user_id()))
+impl EvaluateRequest {
+    fn context(&self) -> Result<Context<'_>, ApiError> {
+        Ok(Context::new(user_id(self.user_id.as_ref())?, attributes(self.context.as_ref())?))
+    }
+}
+
+/// The answer for one flag: its result document, or the error it failed with.
+fn one_record(ctx: &Context<'_>, mut outcomes: Vec<Outcome<'_>>) -> Result<Response, ApiError> {
+    let (_, outcome) = outcomes.pop().expect("one flag asked, one answered");
+    Ok(Json(outcome?.record(ctx.user_id())).into_response())
 }
 
 /// `POST /v1/flags/{key}/evaluate`
@@ -66,13 +62,9 @@ pub async fn flag(
     Path(key): Path<String>,
     ApiJson(request): ApiJson<EvaluateRequest>,
 ) -> Result<Response, ApiError> {
-    let ctx = Context::new(user_id(request.user_id.as_ref())?, attributes(request.context.as_ref())?);
+    let ctx = request.context()?;
     let snapshot = state.snapshots.read();
-    let experiments = FlagExperiments::resolve(&state, &snapshot, &ctx, |env| {
-        let _ = snapshot.flags.evaluate_in(&key, &ctx, env);
-    })
-    .await;
-    Ok(Json(evaluate_one(&state.events, &snapshot, &key, &ctx, &experiments.env())?).into_response())
+    state.evaluator(&snapshot).evaluate(&ctx, Selection::One(&key), |outcomes| one_record(&ctx, outcomes)).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,11 +86,7 @@ pub async fn query(
     let body = body.unwrap_or_default();
     let ctx = Context::new(user_id(user.as_ref())?, attributes(body.context.as_ref())?);
     let snapshot = state.snapshots.read();
-    let experiments = FlagExperiments::resolve(&state, &snapshot, &ctx, |env| {
-        let _ = snapshot.flags.evaluate_in(&key, &ctx, env);
-    })
-    .await;
-    Ok(Json(evaluate_one(&state.events, &snapshot, &key, &ctx, &experiments.env())?).into_response())
+    state.evaluator(&snapshot).evaluate(&ctx, Selection::One(&key), |outcomes| one_record(&ctx, outcomes)).await
 }
 
 #[derive(Serialize)]
@@ -113,44 +101,28 @@ pub async fn batch(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<EvaluateRequest>,
 ) -> Result<Response, ApiError> {
-    let user = user_id(request.user_id.as_ref())?;
-    vexil_core::validate_user_id(user)?;
-    let ctx = Context::new(user, attributes(request.context.as_ref())?);
+    let ctx = request.context()?;
+    vexil_core::validate_user_id(ctx.user_id())?;
+    let selection = request.flag_keys.as_deref().map_or(Selection::All, Selection::Listed);
     let snapshot = state.snapshots.read();
-    let experiments = FlagExperiments::resolve(&state, &snapshot, &ctx, |env| match &request.flag_keys {
-        Some(keys) => {
-            for key in keys {
-                let _ = snapshot.flags.evaluate_in(key, &ctx, env);
-            }
-        }
-        None => {
-            let _ = snapshot.flags.evaluate_all_in(&ctx, env);
-        }
-    })
-    .await;
-    let env = experiments.env();
-    let mut response = BatchResponse { flags: BTreeMap::new(), errors: BTreeMap::new() };
-    match &request.flag_keys {
-        Some(keys) => {
-            for key in keys {
-                match evaluate_one(&state.events, &snapshot, key, &ctx, &env) {
-                    Ok(record) => {
-                        response.flags.insert(key, record);
+    let response = state
+        .evaluator(&snapshot)
+        .evaluate(&ctx, selection, |outcomes| {
+            let mut response = BatchResponse { flags: BTreeMap::new(), errors: BTreeMap::new() };
+            for (key, outcome) in outcomes {
+                match outcome {
+                    Ok(evaluation) => {
+                        response.flags.insert(key, evaluation.record(ctx.user_id()));
                     }
                     Err(e) => {
-                        response.errors.insert(key, error_value(&e.body()));
+                        response.errors.insert(key, error_value(&ApiError::from(e).body()));
                     }
                 }
             }
-        }
-        None => {
-            for flag in snapshot.flags.flags() {
-                let record = evaluate_one(&state.events, &snapshot, &flag.key, &ctx, &env)?;
-                response.flags.insert(&flag.key, record);
-            }
-        }
-    }
-    Ok(Json(response).into_response())
+            Json(response).into_response()
+        })
+        .await;
+    Ok(response)
 }
 
 fn error_value(body: &ErrorBody<'_>) -> Value {

@@ -7,8 +7,8 @@
 //! answers `ETag` and honours `If-None-Match`: the tag covers the configuration revision and
 //! the request's context, so a changed context never gets a stale 304.
 
-use crate::assignment::FlagExperiments;
 use crate::routes::if_none_match;
+use crate::service::evaluation::Selection;
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -140,18 +140,15 @@ pub async fn flag(State(state): State<AppState>, Path(key): Path<String>, body: 
         Err(failure) => return failure.response(Some(&key)),
     };
     let snapshot = state.snapshots.read();
-    let experiments = FlagExperiments::resolve(&state, &snapshot, &ctx, |env| {
-        let _ = snapshot.flags.evaluate_in(&key, &ctx, env);
-    })
-    .await;
-    match snapshot.flags.evaluate_in(&key, &ctx, &experiments.env()) {
-        Ok(result) => {
-            snapshot.count(&key, result.reason);
-            state.events.track(&result, ctx.user_id());
-            Json(success(&result)).into_response()
-        }
-        Err(e) => eval_failure(&e).response(Some(&key)),
-    }
+    state
+        .evaluator(&snapshot)
+        .evaluate(&ctx, Selection::One(&key), |mut outcomes| {
+            match outcomes.pop().expect("one flag asked, one answered") {
+                (_, Ok(result)) => Json(success(&result)).into_response(),
+                (_, Err(e)) => eval_failure(&e).response(Some(&key)),
+            }
+        })
+        .await
 }
 
 fn eval_failure(e: &EvalError) -> Failure {
@@ -180,22 +177,18 @@ pub async fn bulk(State(state): State<AppState>, headers: HeaderMap, body: Bytes
     if if_none_match(&headers, &etag) {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
     }
-    let experiments = FlagExperiments::resolve(&state, &snapshot, &ctx, |env| {
-        let _ = snapshot.flags.evaluate_all_in(&ctx, env);
-    })
-    .await;
-    let env = experiments.env();
-    let flags: Vec<BulkEntry> = snapshot
-        .flags
-        .flags()
-        .map(|flag| match snapshot.flags.evaluate_in(&flag.key, &ctx, &env) {
-            Ok(result) => {
-                snapshot.count(&flag.key, result.reason);
-                state.events.track(&result, ctx.user_id());
-                BulkEntry::Success(success(&result))
-            }
-            Err(e) => BulkEntry::Failure(eval_failure(&e).for_flag(&flag.key)),
+    let flags = state
+        .evaluator(&snapshot)
+        .evaluate(&ctx, Selection::All, |outcomes| {
+            let flags: Vec<BulkEntry> = outcomes
+                .into_iter()
+                .map(|(key, outcome)| match outcome {
+                    Ok(result) => BulkEntry::Success(success(&result)),
+                    Err(e) => BulkEntry::Failure(eval_failure(&e).for_flag(key)),
+                })
+                .collect();
+            Json(json!({ "flags": flags }))
         })
-        .collect();
-    ([(header::ETAG, etag)], Json(json!({ "flags": flags }))).into_response()
+        .await;
+    ([(header::ETAG, etag)], flags).into_response()
 }

@@ -56,7 +56,7 @@ pub fn run(args: Args) -> Outcome {
                 let options =
                     AssignerOptions { ttl: settings.assignment_ttl, cache_entries: 1, flush: Flush::OnCommit };
                 let assigner = Assigner::new(store.clone(), options);
-                let decision = assigner.assign(experiment, &ctx).await.map_err(|e| e.message)?;
+                let decision = assigner.assign(experiment, &ctx).await.map_err(|e| e.to_string())?;
                 serde_json::to_value(decision.response(vexil_store::now())).map_err(|e| e.to_string())?
             }
         };

@@ -37,9 +37,10 @@ pub fn run(args: Args) -> Outcome {
         Err(errors) => return Err(format!("{} is invalid:\n{errors}", args.flags.display())),
     };
     let ctx = Context::new(&args.user, &attributes);
+    let now = chrono::Utc::now().timestamp_millis();
     let output = match &args.flag {
-        Some(key) => set.evaluate(key, &ctx).map(|r| serde_json::to_string_pretty(&r.record(&args.user))),
-        None => set.evaluate_all(&ctx).map(|all| {
+        Some(key) => set.evaluate(key, &ctx, now).map(|r| serde_json::to_string_pretty(&r.record(&args.user))),
+        None => set.evaluate_all(&ctx, now).map(|all| {
             let flags: BTreeMap<&str, EvaluationRecord> =
                 all.iter().map(|r| (r.flag.key.as_str(), r.record(&args.user))).collect();
             serde_json::to_string_pretty(&json!({ "flags": flags }))

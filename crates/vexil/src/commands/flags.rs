@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use vexil_core::{parse_text, Format};
-use vexil_server::catalog::{import, Catalog};
+use vexil_server::catalog::{import, Catalog, ImportError};
 use vexil_store::{ChangeMeta, Store};
 
 /// Where an admin command acts: a server, or a data directory.
@@ -180,10 +180,10 @@ async fn import_file(document: &Value, dry_run: bool, reason: Option<String>, co
             let meta = ChangeMeta { actor: CLI_ACTOR.into(), reason: reason.or_else(|| Some("import".into())) };
             match import(store.as_ref(), document, dry_run, &meta).await {
                 Ok(report) => serde_json::to_value(report).map_err(|e| e.to_string())?,
-                Err(e) => {
-                    let problems =
-                        e.problems.iter().flat_map(|p| p.iter()).map(|p| format!("\n  {p}")).collect::<String>();
-                    return Err(format!("{}{problems}", e.message));
+                Err(e @ ImportError::Store(_)) => return Err(e.to_string()),
+                Err(ImportError::Invalid(problems)) => {
+                    let listed = problems.iter().map(|p| format!("\n  {p}")).collect::<String>();
+                    return Err(format!("{}{listed}", ImportError::Invalid(problems)));
                 }
             }
         }
