@@ -53,7 +53,7 @@ pub struct ServerConfig {
     /// How often the safety scheduler advances rollout plans, checks guards and budgets.
     pub safety_check_interval: Duration,
     /// Where notifications of the safety rails are POSTed, if anywhere.
-    pub webhook: Option<crate::notify::WebhookConfig>,
+    pub webhook: Option<crate::service::notify::WebhookConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,7 +257,7 @@ impl ServerConfig {
         let webhook = match c.webhook_url {
             Some(url) => match reqwest::Url::parse(&url) {
                 Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {
-                    Some(crate::notify::WebhookConfig { url, secret: c.webhook_secret })
+                    Some(crate::service::notify::WebhookConfig { url, secret: c.webhook_secret })
                 }
                 _ => return Err(format!("webhook_url: {url:?} is not an http:// or https:// URL")),
             },

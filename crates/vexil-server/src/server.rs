@@ -2,11 +2,11 @@
 //! configuration snapshot, follows the store's changes, and serves HTTP until SIGINT or
 //! SIGTERM, then drains in-flight requests (up to `shutdown_timeout_secs`).
 
-use crate::auth::{bootstrap_admin_key, KeyCache};
 use crate::config::ServerConfig;
+use crate::http::auth::{bootstrap_admin_key, KeyCache};
+use crate::http::state::{AppState, Services};
 use crate::metrics::Metrics;
-use crate::snapshot::{LoadError, Snapshot, Snapshots};
-use crate::state::{AppState, Services};
+use crate::service::snapshot::{LoadError, Snapshot, Snapshots};
 use std::future::IntoFuture;
 use std::io::Write;
 use std::sync::Arc;
@@ -43,13 +43,13 @@ pub async fn open_configured_store(config: &ServerConfig) -> Result<Arc<dyn Stor
 /// Connects the distributed mode's event engines that are configured: a Kafka-protocol broker
 /// (`event_bus`) with the processing state and consumer group in the shared database, and an
 /// S3-compatible archive (`archive_url`).
-async fn event_engines(config: &ServerConfig) -> Result<crate::events::Engines, String> {
+async fn event_engines(config: &ServerConfig) -> Result<crate::service::events::Engines, String> {
     use vexil_distributed::group::GroupOptions;
     use vexil_distributed::kafka::{KafkaBus, KafkaTarget};
     use vexil_distributed::s3::{S3Archive, S3Target};
     use vexil_distributed::state::PostgresBackend;
     use vexil_events::EventBus;
-    let mut engines = crate::events::Engines::default();
+    let mut engines = crate::service::events::Engines::default();
     if let (Some(url), Some(database_url)) = (&config.event_bus, &config.database_url) {
         let target = KafkaTarget::parse(url).map_err(|e| format!("event_bus: {e}"))?;
         // A topic created here has one copy; create it beforehand for replication.
@@ -79,21 +79,21 @@ pub async fn state(config: ServerConfig, store: Arc<dyn Store>) -> Result<AppSta
             Snapshot::unloaded()
         }
     };
-    let experiments = crate::events::experiment_definitions(&initial.experiments);
-    let events = crate::events::Events::start(
+    let experiments = crate::service::events::experiment_definitions(&initial.experiments);
+    let events = crate::service::events::Events::start(
         &config.data_dir,
         &config.archive_dir,
         config.archive_format,
         event_engines(&config).await?,
         experiments,
     )?;
-    let safety = Arc::new(crate::safety::Safety::new(&config, &metrics, events.pipeline.clone()));
-    let feed_experiments = crate::events::feed_experiments(events.pipeline.clone());
+    let safety = Arc::new(crate::service::safety::Safety::new(&config, &metrics, events.pipeline.clone()));
+    let feed_experiments = crate::service::events::feed_experiments(events.pipeline.clone());
     Ok(AppState::new(Services {
         events,
-        assigner: crate::assignment::Assigner::new(
+        assigner: crate::service::assignment::Assigner::new(
             store.clone(),
-            crate::assignment::AssignerOptions {
+            crate::service::assignment::AssignerOptions {
                 ttl: config.assignment_ttl,
                 cache_entries: config.assignment_cache_entries,
                 flush: config.assignment_flush,
@@ -125,10 +125,10 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
     let state = state(config, store.clone()).await?;
     let purge_every =
         state.config.assignment_ttl.map_or(ASSIGNMENT_PURGE_INTERVAL, |ttl| ttl.min(ASSIGNMENT_PURGE_INTERVAL));
-    tokio::spawn(crate::assignment::purge_expired(store.clone(), purge_every, state.shutdown.clone()));
+    tokio::spawn(crate::service::assignment::purge_expired(store.clone(), purge_every, state.shutdown.clone()));
     tokio::spawn(state.snapshots.clone().follow(store, state.shutdown.clone()));
-    tokio::spawn(crate::safety::scheduler::run(state.clone(), state.shutdown.clone()));
-    let app = crate::middleware::apply(crate::routes::router(state.clone()), &state);
+    tokio::spawn(crate::service::safety::scheduler::run(state.clone(), state.shutdown.clone()));
+    let app = crate::http::middleware::apply(crate::http::routes::router(state.clone()), &state);
 
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;

@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use tower::ServiceExt;
 use vexil_server::config::{PartialConfig, ServerConfig};
-use vexil_server::routes::{router, specs};
+use vexil_server::http::routes::{router, specs};
 
 #[tokio::test]
 async fn every_route_is_served_and_described() {
@@ -14,7 +14,7 @@ async fn every_route_is_served_and_described() {
     let config =
         ServerConfig::validate(PartialConfig { data_dir: Some(dir.path().into()), ..Default::default() }).unwrap();
     let state = vexil_server::server::state(config, store).await.unwrap();
-    let document = vexil_server::openapi::document(&specs(state.clone()));
+    let document = vexil_server::http::openapi::document(&specs(state.clone()));
     let app = router(state.clone());
     let specs = specs(state);
     assert!(specs.len() >= 25, "{} routes", specs.len());

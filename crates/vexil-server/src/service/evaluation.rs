@@ -11,9 +11,9 @@
 //! rule. An experiment that cannot assign (a draft, a store failure) serves nothing: the flag
 //! serves its off variant, and evaluation never fails for it.
 
-use crate::assignment::{assign, AssignError, Assigner, Decision};
-use crate::events::Events;
-use crate::snapshot::Snapshot;
+use crate::service::assignment::{assign, AssignError, Assigner, Decision};
+use crate::service::events::Events;
+use crate::service::snapshot::Snapshot;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use vexil_core::{Context, EvalEnv, EvalError, Evaluation, ExperimentResolver, ExperimentVariant};

@@ -1,5 +1,22 @@
 //! The application layer: what the service does, with no knowledge of HTTP. A service takes the
-//! narrow handles it needs (the snapshot, the assigner, the event pipeline), never the whole
-//! application state, and answers in domain types that the HTTP layer maps to responses.
+//! narrow handles it needs (the snapshot, the assigner, the event pipeline), and answers in
+//! domain types — its own error types included — that the HTTP layer maps to responses.
+//!
+//! - [`evaluation`]: the one path every flag evaluation takes;
+//! - [`assignment`]: sticky experiment assignment with its cache and group-commit writer;
+//! - [`snapshot`]: the compiled configuration evaluation reads, swapped atomically on change;
+//! - [`catalog`]: whole-configuration checks for writes, deletes and imports;
+//! - [`experiments`]: experiment validation, lifecycle and the compiled set;
+//! - [`results`]: experiment results and auto-conclusion;
+//! - [`events`]: the event pipeline as the service runs it;
+//! - [`safety`]: emergency stops, rollout plans, guards and budgets; [`notify`]: their webhooks.
 
+pub mod assignment;
+pub mod catalog;
 pub mod evaluation;
+pub mod events;
+pub mod experiments;
+pub mod notify;
+pub mod results;
+pub mod safety;
+pub mod snapshot;

@@ -8,8 +8,8 @@ use super::flags::{block_on, print_json, Connection, Target};
 use super::Outcome;
 use serde_json::{json, Value};
 use vexil_core::Context;
-use vexil_server::assignment::{Assigner, AssignerOptions};
-use vexil_server::snapshot::Snapshot;
+use vexil_server::service::assignment::{Assigner, AssignerOptions};
+use vexil_server::service::snapshot::Snapshot;
 use vexil_server::{PartialConfig, ServerConfig};
 use vexil_store::Flush;
 

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use vexil_core::{parse_text, Format};
-use vexil_server::catalog::{import, Catalog, ImportError};
+use vexil_server::service::catalog::{import, Catalog, ImportError};
 use vexil_store::{ChangeMeta, Store};
 
 /// Where an admin command acts: a server, or a data directory.

@@ -4,8 +4,8 @@
 
 use super::flags::{block_on, form_encode, print_json, Connection, Target, CLI_ACTOR};
 use super::Outcome;
-use vexil_server::safety::plans::{Action, Loaded};
-use vexil_server::safety::signals::PipelineSignals;
+use vexil_server::service::safety::plans::{Action, Loaded};
+use vexil_server::service::safety::signals::PipelineSignals;
 use vexil_store::{ChangeMeta, Store};
 
 #[derive(clap::Args)]

@@ -7,8 +7,8 @@
 use super::flags::{block_on, print_json, Connection, Target, CLI_ACTOR};
 use super::Outcome;
 use serde_json::{json, Value};
-use vexil_server::catalog::Catalog;
-use vexil_server::safety::stops::{self, Scope, Stop, StopError};
+use vexil_server::service::catalog::Catalog;
+use vexil_server::service::safety::stops::{self, Scope, Stop, StopError};
 use vexil_store::{ChangeMeta, Store, StoredDocument};
 
 #[derive(clap::Args)]

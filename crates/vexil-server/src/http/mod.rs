@@ -1,0 +1,16 @@
+//! The HTTP layer: thin handlers that extract a request, call the application layer
+//! ([`crate::service`]) and answer.
+//!
+//! - [`routes`]: the route table and one module per group of endpoints;
+//! - [`error`]: the one error shape (SPEC 4), the mapping of every service error to it, and
+//!   the extractors that reject in that shape;
+//! - [`middleware`]: request ids, security headers, body limit, panic guard, CORS;
+//! - [`auth`]: API keys, their kinds, and the authentication cache;
+//! - [`openapi`]: the API description; [`state`]: what every handler shares.
+
+pub mod auth;
+pub mod error;
+pub mod middleware;
+pub mod openapi;
+pub mod routes;
+pub mod state;

@@ -1,0 +1,200 @@
+//! `GET /openapi.json`: an OpenAPI 3.1 document built from the route table, so every route
+//! the router serves is described, with its security, parameters, bodies and error answers.
+//! The schemas of the bodies are written here, next to the mapping of routes to them.
+
+use crate::http::auth::Access;
+use crate::http::routes::{specs, RouteSpec};
+use crate::http::state::AppState;
+use axum::extract::State;
+use axum::http::Method;
+use axum::Json;
+use serde_json::{json, Map, Value};
+use std::sync::OnceLock;
+
+/// `GET /openapi.json`
+pub async fn serve(State(state): State<AppState>) -> Json<Value> {
+    static DOCUMENT: OnceLock<Value> = OnceLock::new();
+    Json(DOCUMENT.get_or_init(|| document(&specs(state))).clone())
+}
+
+/// The schemas a route takes and answers: (request body, success status, success body).
+fn bodies(spec: &RouteSpec) -> (Option<&'static str>, &'static str, Option<&'static str>) {
+    let collection = spec.path.trim_end_matches("/{key}").rsplit('/').next().unwrap_or_default();
+    let item = if collection == "segments" { "Segment" } else { "Flag" };
+    let item_schema = if item == "Segment" { "Segment" } else { "Flag" };
+    match (spec.method.clone(), spec.path) {
+        (Method::POST, "/v1/flags/{key}/evaluate") => (Some("EvaluationRequest"), "200", Some("EvaluationResult")),
+        (Method::GET, "/v1/evaluate") => (None, "200", Some("EvaluationResult")),
+        (Method::POST, "/v1/evaluate") => (Some("BatchEvaluationRequest"), "200", Some("BatchEvaluationResult")),
+        (Method::POST, "/ofrep/v1/evaluate/flags/{key}") => (Some("OfrepRequest"), "200", Some("OfrepSuccess")),
+        (Method::POST, "/ofrep/v1/evaluate/flags") => (Some("OfrepRequest"), "200", Some("OfrepBulkSuccess")),
+        (Method::GET, "/v1/sdk/flags" | "/v1/admin/export") => (None, "200", Some("FlagsDocument")),
+        (Method::GET, "/v1/sdk/stream") => (None, "200", None),
+        (Method::POST, "/v1/admin/import") => (Some("FlagsDocument"), "200", Some("ImportReport")),
+        (Method::POST, "/v1/admin/keys") => (Some("NewKey"), "201", Some("CreatedKey")),
+        (Method::GET, "/v1/admin/keys") => (None, "200", Some("KeyList")),
+        (Method::DELETE, "/v1/admin/keys/{id}") => (None, "200", Some("Key")),
+        (Method::GET, "/v1/admin/audit") => (None, "200", Some("AuditRecords")),
+        (Method::GET, "/v1/admin/flags" | "/v1/admin/segments") => (None, "200", Some("DocumentList")),
+        (Method::POST, _) => (Some(item_schema), "201", Some(item_schema)),
+        (Method::GET, p) if p.starts_with("/v1/admin/") => (None, "200", Some(item_schema)),
+        (Method::PUT, _) => (Some(item_schema), "200", Some(item_schema)),
+        (Method::DELETE, _) => (None, "204", None),
+        _ => (None, "200", Some("Object")),
+    }
+}
+
+fn operation(spec: &RouteSpec) -> Value {
+    let (request, status, response) = bodies(spec);
+    let mut parameters: Vec<Value> = spec
+        .path
+        .split('/')
+        .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .collect();
+    let header = |name: &str, description: &str| json!({"name": name, "in": "header", "required": false, "schema": {"type": "string"}, "description": description});
+    match spec.method {
+        Method::PUT | Method::DELETE => {
+            parameters.push(header("If-Match", "The version the change applies to; 409 version_mismatch otherwise."))
+        }
+        Method::GET if spec.path == "/v1/sdk/flags" => {
+            parameters.push(header("If-None-Match", "The ETag held; 304 when current."))
+        }
+        Method::POST if spec.path == "/ofrep/v1/evaluate/flags" => {
+            parameters.push(header("If-None-Match", "The ETag held; 304 when current."))
+        }
+        _ => {}
+    }
+    if spec.access == Some(Access::Admin) && spec.method != Method::GET {
+        parameters.push(header("X-Vexil-Reason", "Why: recorded in the audit log (also ?reason=)."));
+    }
+    let content =
+        |schema: &str| json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}});
+    let mut responses = Map::new();
+    let success = match (response, spec.path) {
+        (_, "/v1/sdk/stream") => {
+            json!({"description": "An event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}})
+        }
+        (_, "/metrics") => {
+            json!({"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}})
+        }
+        (Some(schema), _) => json!({"description": "Success", "content": content(schema)}),
+        (None, _) => json!({"description": "Success"}),
+    };
+    responses.insert(status.into(), success);
+    let error = |description: &str| json!({"description": description, "content": content("Error")});
+    if spec.path.starts_with("/ofrep/") {
+        responses.insert("400".into(), json!({"description": "PARSE_ERROR, INVALID_CONTEXT or TARGETING_KEY_MISSING", "content": content("OfrepFailure")}));
+        responses.insert("404".into(), json!({"description": "FLAG_NOT_FOUND", "content": content("OfrepFailure")}));
+    } else if spec.access.is_some() {
+        responses.insert("400".into(), error("Invalid input"));
+        responses.insert("404".into(), error("Unknown flag, document or route"));
+    }
+    if spec.access.is_some() {
+        responses.insert("401".into(), error("Missing or invalid API key"));
+        responses.insert("403".into(), error("The key's kind may not call this route"));
+    }
+    if matches!(spec.method, Method::POST | Method::PUT) && request.is_some() {
+        responses.insert("413".into(), error("Body over the size limit"));
+        responses.insert("415".into(), error("Body is not JSON"));
+    }
+    if matches!(spec.method, Method::POST | Method::PUT | Method::DELETE) && spec.path.starts_with("/v1/admin/") {
+        responses.insert("409".into(), error("Conflict: exists, version mismatch, or still referenced"));
+    }
+    if spec.path == "/ready" {
+        responses.insert("503".into(), error("Not ready"));
+    }
+    if matches!(spec.path, "/v1/sdk/flags" | "/ofrep/v1/evaluate/flags") {
+        responses.insert("304".into(), json!({"description": "Not modified"}));
+    }
+    let security = match spec.access {
+        Some(access) if spec.path.starts_with("/ofrep/") => {
+            json!([{"bearer": [access.name()]}, {"apiKey": [access.name()]}])
+        }
+        Some(access) => json!([{"bearer": [access.name()]}]),
+        None => json!([]),
+    };
+    let mut op = json!({
+        "summary": spec.summary,
+        "tags": [spec.tag],
+        "operationId": format!("{} {}", spec.method, spec.path),
+        "parameters": parameters,
+        "responses": responses,
+        "security": security,
+    });
+    if let Some(schema) = request {
+        op["requestBody"] = json!({"required": spec.method != Method::GET, "content": content(schema)});
+    }
+    op
+}
+
+/// The document for these routes.
+pub fn document(specs: &[RouteSpec]) -> Value {
+    let mut paths = Map::new();
+    for spec in specs {
+        let path = paths.entry(spec.path).or_insert_with(|| json!({}));
+        path[spec.method.as_str().to_ascii_lowercase()] = operation(spec);
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "vexil", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Feature flags and experimentation. Errors are {\"error\": {\"code\", \"message\", \"field\"}}."},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <key>"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+            },
+            "schemas": schemas()
+        }
+    })
+}
+
+fn schemas() -> Value {
+    let object = |description: &str| json!({"type": "object", "description": description});
+    json!({
+        "Object": object("A JSON object."),
+        "Error": {"type": "object", "required": ["error"], "properties": {
+            "error": {"type": "object", "required": ["code", "message"], "properties": {
+                "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}}},
+            "errors": {"type": "array", "description": "Every validation problem", "items": {"type": "object", "properties": {
+                "path": {"type": "string"}, "message": {"type": "string"}}}}}},
+        "Flag": object("A flag (SPEC 1.1); id, version, created_at and updated_at are added by the server."),
+        "Segment": object("A segment {\"key\", \"when\", \"description\", \"tags\"} (SPEC 1.2)."),
+        "DocumentList": object("{\"flags\": [Flag]} or {\"segments\": [Segment]}."),
+        "FlagsDocument": {"type": "object", "properties": {
+            "flags": {"type": "array", "items": {"$ref": "#/components/schemas/Flag"}},
+            "segments": {"type": "array", "items": {"$ref": "#/components/schemas/Segment"}}}},
+        "ImportReport": object("{\"dry_run\", \"flags\": {\"created\", \"updated\", \"unchanged\"}, \"segments\": {...}}."),
+        "EvaluationRequest": {"type": "object", "required": ["user_id"], "properties": {
+            "user_id": {"type": "string"}, "context": {"type": "object"}}},
+        "BatchEvaluationRequest": {"type": "object", "required": ["user_id"], "properties": {
+            "user_id": {"type": "string"}, "context": {"type": "object"},
+            "flag_keys": {"type": "array", "items": {"type": "string"}}}},
+        "EvaluationResult": {"type": "object", "properties": {
+            "flag_key": {"type": "string"}, "flag_id": {"type": "string"}, "flag_version": {"type": "integer"},
+            "user_id": {"type": "string"}, "value": {}, "variant": {"type": "string"},
+            "reason": {"type": "string", "enum": vexil_core::Reason::ALL.map(|r| r.name())},
+            "rule_id": {"type": "string"}, "enabled": {"type": "boolean"}}},
+        "BatchEvaluationResult": {"type": "object", "properties": {
+            "flags": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/EvaluationResult"}},
+            "errors": {"type": "object", "additionalProperties": {"type": "object"}}}},
+        "OfrepRequest": {"type": "object", "properties": {"context": {"type": "object", "description": "targetingKey is the user id"}}},
+        "OfrepSuccess": {"type": "object", "properties": {
+            "key": {"type": "string"}, "value": {}, "reason": {"type": "string"}, "variant": {"type": "string"},
+            "metadata": {"type": "object"}}},
+        "OfrepBulkSuccess": {"type": "object", "properties": {"flags": {"type": "array", "items": {"type": "object"}}}},
+        "OfrepFailure": {"type": "object", "required": ["errorCode"], "properties": {
+            "key": {"type": "string"}, "errorCode": {"type": "string"}, "errorDetails": {"type": "string"}}},
+        "NewKey": {"type": "object", "required": ["kind", "name"], "properties": {
+            "kind": {"type": "string", "enum": ["admin", "server", "client"]}, "name": {"type": "string"}}},
+        "Key": {"type": "object", "properties": {
+            "id": {"type": "string"}, "kind": {"type": "string"}, "name": {"type": "string"},
+            "created_at": {"type": "string"}, "revoked_at": {"type": ["string", "null"]}}},
+        "CreatedKey": object("A new key with its secret in \"key\", shown only here."),
+        "KeyList": {"type": "object", "properties": {"keys": {"type": "array", "items": {"$ref": "#/components/schemas/Key"}}}},
+        "AuditRecords": {"type": "object", "properties": {"records": {"type": "array", "items": {"type": "object", "properties": {
+            "id": {"type": "integer"}, "at": {"type": "string"}, "actor": {"type": "string"}, "action": {"type": "string"},
+            "entity": {"type": "string"}, "key": {"type": "string"}, "before": {}, "after": {}, "reason": {"type": ["string", "null"]}}}}}}
+    })
+}

@@ -1,0 +1,176 @@
+//! `/v1/admin/flags`, `/v1/admin/segments` and `/v1/admin/experiments`: create, read, list,
+//! replace and delete, with validation against the whole configuration and optimistic
+//! concurrency. Experiments add their own rules (see [`crate::service::experiments`]).
+//!
+//! One set of handlers serves every collection; the route table tells each which
+//! [`EntityKind`] it serves through a request extension.
+
+use crate::http::auth::Caller;
+use crate::http::error::{ApiError, ApiJson, ApiQuery};
+use crate::http::routes::{ChangeReason, IfMatch};
+use crate::http::state::AppState;
+use crate::service::catalog::{canonical, collection, Catalog};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use vexil_store::{ChangeMeta, EntityKind, StoredDocument, Write};
+
+/// What every change request carries: the kind it is about, who makes it and why (for the
+/// audit log), and the version it expects (`If-Match`).
+pub struct Change {
+    pub kind: EntityKind,
+    pub meta: ChangeMeta,
+    pub expected_version: Option<u64>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Change {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Extension(kind) = Extension::<EntityKind>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let Extension(caller) =
+            Extension::<Caller>::from_request_parts(parts, state).await.map_err(|_| ApiError::unauthorized())?;
+        let ChangeReason(reason) = ChangeReason::from_request_parts(parts, state).await?;
+        let IfMatch(expected_version) = IfMatch::from_request_parts(parts, state).await?;
+        Ok(Change { kind, meta: caller.change(reason), expected_version })
+    }
+}
+
+/// The catalog, provided the document exists.
+pub async fn catalog_with(state: &AppState, kind: EntityKind, key: &str) -> Result<Catalog, ApiError> {
+    let catalog = Catalog::load(state.store.as_ref()).await?;
+    match catalog.version(kind, key) {
+        Some(_) => Ok(catalog),
+        None => Err(not_found(kind, key)),
+    }
+}
+
+fn not_found(kind: EntityKind, key: &str) -> ApiError {
+    ApiError::from(vexil_store::StoreError::NotFound { kind, key: key.to_string() })
+}
+
+/// The canonical body of a posted document, or the validation error of its own problems.
+fn decode(kind: EntityKind, body: &Value) -> Result<Value, ApiError> {
+    canonical(kind, body).map_err(ApiError::validation)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    tag: Option<String>,
+}
+
+/// `GET /v1/admin/{flags|segments}[?tag=]` → `{"flags": [...]}` / `{"segments": [...]}`.
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(kind): Extension<EntityKind>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let has_tag = |doc: &StoredDocument| {
+        query.tag.as_ref().is_none_or(|tag| {
+            doc.body.get("tags").and_then(Value::as_array).is_some_and(|tags| tags.iter().any(|t| t == tag.as_str()))
+        })
+    };
+    let items: Vec<Value> =
+        state.store.list(kind).await?.iter().filter(|d| has_tag(d)).map(StoredDocument::to_json).collect();
+    Ok(Json(json!({ collection(kind): items })))
+}
+
+/// `GET /v1/admin/{flags|segments}/{key}`
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(kind): Extension<EntityKind>,
+    Path(key): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let doc = state.store.get(kind, &key).await?.ok_or_else(|| not_found(kind, &key))?;
+    Ok(Json(doc.to_json()))
+}
+
+/// `POST /v1/admin/{flags|segments}` → 201 with the stored document.
+pub async fn create(
+    State(state): State<AppState>,
+    Change { kind, meta, .. }: Change,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body = decode(kind, &body)?;
+    if kind == EntityKind::Experiment {
+        crate::service::experiments::check_new(&body)?;
+    }
+    let key = body["key"].as_str().expect("decoded documents have a key").to_string();
+    let catalog = Catalog::load(state.store.as_ref()).await?;
+    if catalog.version(kind, &key).is_some() {
+        return Err(ApiError::from(vexil_store::StoreError::AlreadyExists { kind, key }));
+    }
+    catalog.with(kind, &key, Some(body.clone())).check_write(kind, &key)?;
+    let stored = state.store.apply(vec![Write::Create { kind, key, body }], &meta).await?;
+    state.snapshots.catch_up(state.store.as_ref()).await;
+    Ok((StatusCode::CREATED, Json(stored_json(stored))))
+}
+
+/// `PUT /v1/admin/{flags|segments}/{key}` with optional `If-Match: <version>`. The body's key
+/// must be the path's key (it may be left out). An experiment's replacement is checked
+/// against the stored one it replaces, and written only if that is still the stored version.
+pub async fn replace(
+    State(state): State<AppState>,
+    Change { kind, meta, mut expected_version }: Change,
+    Path(key): Path<String>,
+    ApiJson(mut body): ApiJson<Value>,
+) -> Result<Json<Value>, ApiError> {
+    if let Some(object) = body.as_object_mut() {
+        match object.get("key") {
+            None => {
+                object.insert("key".into(), Value::String(key.clone()));
+            }
+            Some(k) if *k == key.as_str() => {}
+            Some(k) => {
+                return Err(ApiError::bad_request(
+                    "key_mismatch",
+                    format!("the body's key {k} is not the path's key \"{key}\""),
+                )
+                .with_field("key"))
+            }
+        }
+    }
+    let catalog = catalog_with(&state, kind, &key).await?;
+    let stored = catalog.body(kind, &key).cloned().unwrap_or_default();
+    if kind == EntityKind::Experiment {
+        crate::service::experiments::keep_lifecycle_fields(&stored, &mut body);
+    }
+    let body = decode(kind, &body)?;
+    if kind == EntityKind::Experiment {
+        crate::service::experiments::check_replace(&stored, &body)?;
+        expected_version = expected_version.or(catalog.version(kind, &key));
+    }
+    catalog.with(kind, &key, Some(body.clone())).check_write(kind, &key)?;
+    let write = Write::Update { kind, key, body, expected_version };
+    let stored = state.store.apply(vec![write], &meta).await?;
+    state.snapshots.catch_up(state.store.as_ref()).await;
+    Ok(Json(stored_json(stored)))
+}
+
+/// `DELETE /v1/admin/{flags|segments}/{key}` with optional `If-Match` → 204; 409 naming the
+/// referrers while a flag or segment still refers to it.
+pub async fn delete(
+    State(state): State<AppState>,
+    Change { kind, meta, expected_version }: Change,
+    Path(key): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let referrers = catalog_with(&state, kind, &key).await?.referrers(kind, &key);
+    if !referrers.is_empty() {
+        return Err(ApiError::conflict(
+            "referenced",
+            format!("{kind} \"{key}\" is still referenced by {}", referrers.join(", ")),
+        ));
+    }
+    state.store.apply(vec![Write::Delete { kind, key, expected_version }], &meta).await?;
+    state.snapshots.catch_up(state.store.as_ref()).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub fn stored_json(mut stored: Vec<Option<StoredDocument>>) -> Value {
+    stored.pop().flatten().expect("a create or update returns the stored document").to_json()
+}

@@ -1,0 +1,87 @@
+//! The experiment lifecycle: `POST /v1/admin/experiments/{key}/start|pause|complete|archive`
+//! (SPEC 1.3). Create, read, list, replace and delete are the generic document handlers of
+//! [`super::admin_documents`].
+//!
+//! A transition is written only if the experiment is still at the version it was checked at
+//! (or at `If-Match`, when given), so two racing calls cannot both pass from the same status.
+
+use crate::http::error::{ApiError, OptionalJson};
+use crate::http::routes::admin_documents::{catalog_with, stored_json, Change};
+use crate::http::state::AppState;
+use crate::service::experiments;
+use axum::extract::{Path, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::Value;
+use vexil_core::experiment::LifecycleAction;
+use vexil_store::Write;
+
+/// The body of `start`, `pause` and `archive`: nothing, or `{}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoOptions {}
+
+/// The body of `complete`: nothing, `{}`, or `{"winner": "variant"}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteOptions {
+    winner: Option<String>,
+}
+
+/// `POST /v1/admin/experiments/{key}/start`: draft or paused → running.
+pub async fn start(
+    State(state): State<AppState>,
+    change: Change,
+    Path(key): Path<String>,
+    _: OptionalJson<NoOptions>,
+) -> Result<Json<Value>, ApiError> {
+    transition(&state, change, key, LifecycleAction::Start, None).await
+}
+
+/// `POST /v1/admin/experiments/{key}/pause`: running → paused.
+pub async fn pause(
+    State(state): State<AppState>,
+    change: Change,
+    Path(key): Path<String>,
+    _: OptionalJson<NoOptions>,
+) -> Result<Json<Value>, ApiError> {
+    transition(&state, change, key, LifecycleAction::Pause, None).await
+}
+
+/// `POST /v1/admin/experiments/{key}/complete` with an optional winner: running or paused →
+/// completed.
+pub async fn complete(
+    State(state): State<AppState>,
+    change: Change,
+    Path(key): Path<String>,
+    OptionalJson(options): OptionalJson<CompleteOptions>,
+) -> Result<Json<Value>, ApiError> {
+    let winner = options.and_then(|o| o.winner);
+    transition(&state, change, key, LifecycleAction::Complete, winner).await
+}
+
+/// `POST /v1/admin/experiments/{key}/archive`: completed → archived.
+pub async fn archive(
+    State(state): State<AppState>,
+    change: Change,
+    Path(key): Path<String>,
+    _: OptionalJson<NoOptions>,
+) -> Result<Json<Value>, ApiError> {
+    transition(&state, change, key, LifecycleAction::Archive, None).await
+}
+
+async fn transition(
+    state: &AppState,
+    Change { kind, meta, expected_version }: Change,
+    key: String,
+    action: LifecycleAction,
+    winner: Option<String>,
+) -> Result<Json<Value>, ApiError> {
+    let catalog = catalog_with(state, kind, &key).await?;
+    let stored = catalog.body(kind, &key).cloned().unwrap_or_default();
+    let body = experiments::transition(&stored, action, winner)?;
+    let expected_version = expected_version.or(catalog.version(kind, &key));
+    let stored = state.store.apply(vec![Write::Update { kind, key, body, expected_version }], &meta).await?;
+    state.snapshots.catch_up(state.store.as_ref()).await;
+    Ok(Json(stored_json(stored)))
+}

@@ -1,0 +1,36 @@
+//! Flags files over the API: `POST /v1/admin/import[?dry_run=true]` applies one atomically
+//! (see [`crate::service::catalog::import`]), `GET /v1/admin/export` returns the stored configuration as
+//! one (without server-managed fields, so it diffs cleanly under version control).
+
+use crate::http::auth::Caller;
+use crate::http::error::{ApiError, ApiJson, ApiQuery};
+use crate::http::routes::ChangeReason;
+use crate::http::state::AppState;
+use crate::service::catalog::{import, Catalog, ImportReport};
+use axum::extract::State;
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Debug, Deserialize)]
+pub struct ImportQuery {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+pub async fn import_file(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ChangeReason(reason): ChangeReason,
+    ApiQuery(query): ApiQuery<ImportQuery>,
+    ApiJson(file): ApiJson<Value>,
+) -> Result<Json<ImportReport>, ApiError> {
+    let meta = caller.change(reason.or_else(|| Some("import".into())));
+    let report = import(state.store.as_ref(), &file, query.dry_run, &meta).await?;
+    state.snapshots.catch_up(state.store.as_ref()).await;
+    Ok(Json(report))
+}
+
+pub async fn export(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(Catalog::load(state.store.as_ref()).await?.document()))
+}

@@ -1,0 +1,87 @@
+//! `/v1/admin/emergency-stop`: stop all flags, the flags with a tag, or listed flags; list the
+//! active stops; lift them all (see [`crate::service::safety::stops`]).
+
+use crate::http::auth::Caller;
+use crate::http::error::{ApiError, ApiJson, OptionalJson};
+use crate::http::routes::ChangeReason;
+use crate::http::state::AppState;
+use crate::service::safety::stops::{self, Stop, StopError};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use vexil_store::StoredDocument;
+
+impl From<StopError> for ApiError {
+    fn from(e: StopError) -> Self {
+        match e {
+            StopError::Invalid { field, message } => {
+                ApiError::bad_request("invalid_request", message).with_field(field)
+            }
+            StopError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// The active stops and the flags they cover, after this node's snapshot caught up.
+async fn status(state: &AppState) -> Result<(Vec<StoredDocument>, Vec<String>), ApiError> {
+    state.snapshots.catch_up(state.store.as_ref()).await;
+    let active = stops::active(state.store.as_ref()).await?;
+    let stopped = stops::covered(&active, &state.snapshots.current().flags);
+    state.safety.metrics.active_stops.set(i64::try_from(active.len()).unwrap_or(i64::MAX));
+    Ok((active, stopped))
+}
+
+/// `POST /v1/admin/emergency-stop` → 201 with the stored stop and `stopped_flags`.
+pub async fn stop(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ChangeReason(reason): ChangeReason,
+    ApiJson(request): ApiJson<Stop>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let stored = stops::stop(state.store.as_ref(), request, &caller.change(reason)).await?;
+    let (_, stopped) = status(&state).await?;
+    state.safety.notifier.notify(crate::service::notify::Notification::new(
+        "emergency_stop.started",
+        format!("emergency stop {} covers {} flag(s)", stored.key, stopped.len()),
+        json!({"stop": stored.to_json(), "stopped_flags": stopped, "actor": caller.key_id}),
+    ));
+    let mut body = stored.to_json();
+    body["stopped_flags"] = json!(stopped);
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// `GET /v1/admin/emergency-stop` → `{"stops": [...], "stopped_flags": [...]}`.
+pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let (active, stopped) = status(&state).await?;
+    let stops: Vec<Value> = active.iter().map(StoredDocument::to_json).collect();
+    Ok(Json(json!({"stops": stops, "stopped_flags": stopped})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResumeRequest {
+    reason: Option<String>,
+}
+
+/// `POST /v1/admin/emergency-stop/resume` `{}` → `{"resumed": [...], "stopped_flags": []}`.
+pub async fn resume(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ChangeReason(reason): ChangeReason,
+    OptionalJson(request): OptionalJson<ResumeRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let reason = reason.or(request.and_then(|r| r.reason));
+    let resumed = stops::resume(state.store.as_ref(), &caller.change(reason)).await?;
+    let (_, stopped) = status(&state).await?;
+    let resumed: Vec<Value> = resumed.iter().map(StoredDocument::to_json).collect();
+    if !resumed.is_empty() {
+        state.safety.notifier.notify(crate::service::notify::Notification::new(
+            "emergency_stop.resumed",
+            format!("{} emergency stop(s) lifted", resumed.len()),
+            json!({"resumed": resumed, "actor": caller.key_id}),
+        ));
+    }
+    Ok(Json(json!({"resumed": resumed, "stopped_flags": stopped})))
+}

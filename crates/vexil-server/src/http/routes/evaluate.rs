@@ -1,0 +1,130 @@
+//! Flag evaluation over HTTP (SPEC 3 and 4): one flag by path, the query form, and batches.
+//! Each handler extracts the context and hands it to the evaluation service
+//! ([`crate::service::evaluation`]), which evaluates, assigns, counts and tracks.
+
+use crate::http::error::{ApiError, ApiJson, ApiQuery, ErrorBody, OptionalJson};
+use crate::http::state::AppState;
+use crate::service::evaluation::{Outcome, Selection};
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+use vexil_core::{Context, EvaluationRecord};
+
+/// `{"user_id", "context"}`. Other fields are ignored, as evaluation clients of other services
+/// send extras; a `user_id` that is missing or not a string is `invalid_user_id`.
+#[derive(Debug, Default, Deserialize)]
+pub struct EvaluateRequest {
+    #[serde(default)]
+    user_id: Option<Value>,
+    #[serde(default)]
+    context: Option<Value>,
+    #[serde(default)]
+    flag_keys: Option<Vec<String>>,
+}
+
+/// The user id of a request, or `invalid_user_id`; blank ids are refused by the evaluator.
+pub fn user_id(value: Option<&Value>) -> Result<&str, ApiError> {
+    match value {
+        Some(Value::String(s)) => Ok(s),
+        _ => Err(ApiError::from(vexil_core::EvalError::InvalidUserId)),
+    }
+}
+
+/// The context attributes: absent or `null` is empty; anything but an object is refused.
+pub fn attributes(value: Option<&Value>) -> Result<&Map<String, Value>, ApiError> {
+    static EMPTY: OnceLock<Map<String, Value>> = OnceLock::new();
+    match value {
+        None | Some(Value::Null) => Ok(EMPTY.get_or_init(Map::new)),
+        Some(Value::Object(map)) => Ok(map),
+        Some(_) => Err(ApiError::bad_request("invalid_context", "context must be a JSON object").with_field("context")),
+    }
+}
+
+impl EvaluateRequest {
+    fn context(&self) -> Result<Context<'_>, ApiError> {
+        Ok(Context::new(user_id(self.user_id.as_ref())?, attributes(self.context.as_ref())?))
+    }
+}
+
+/// The answer for one flag: its result document, or the error it failed with.
+fn one_record(ctx: &Context<'_>, mut outcomes: Vec<Outcome<'_>>) -> Result<Response, ApiError> {
+    let (_, outcome) = outcomes.pop().expect("one flag asked, one answered");
+    Ok(Json(outcome?.record(ctx.user_id())).into_response())
+}
+
+/// `POST /v1/flags/{key}/evaluate`
+pub async fn flag(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    ApiJson(request): ApiJson<EvaluateRequest>,
+) -> Result<Response, ApiError> {
+    let ctx = request.context()?;
+    let snapshot = state.snapshots.read();
+    state.evaluator(&snapshot).evaluate(&ctx, Selection::One(&key), |outcomes| one_record(&ctx, outcomes)).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EvaluateQuery {
+    flag_key: Option<String>,
+    user_id: Option<String>,
+}
+
+/// `GET /v1/evaluate?flag_key=&user_id=` with an optional body `{"context"}`.
+pub async fn query(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<EvaluateQuery>,
+    OptionalJson(body): OptionalJson<EvaluateRequest>,
+) -> Result<Response, ApiError> {
+    let key = query
+        .flag_key
+        .ok_or_else(|| ApiError::bad_request("invalid_query", "flag_key is required").with_field("flag_key"))?;
+    let user = query.user_id.map(Value::String);
+    let body = body.unwrap_or_default();
+    let ctx = Context::new(user_id(user.as_ref())?, attributes(body.context.as_ref())?);
+    let snapshot = state.snapshots.read();
+    state.evaluator(&snapshot).evaluate(&ctx, Selection::One(&key), |outcomes| one_record(&ctx, outcomes)).await
+}
+
+#[derive(Serialize)]
+struct BatchResponse<'a> {
+    flags: BTreeMap<&'a str, EvaluationRecord<'a>>,
+    errors: BTreeMap<&'a str, Value>,
+}
+
+/// `POST /v1/evaluate`: the listed flags, or every flag. An unknown flag is reported in
+/// `errors` without failing the others; an invalid user id fails the whole request.
+pub async fn batch(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<EvaluateRequest>,
+) -> Result<Response, ApiError> {
+    let ctx = request.context()?;
+    vexil_core::validate_user_id(ctx.user_id())?;
+    let selection = request.flag_keys.as_deref().map_or(Selection::All, Selection::Listed);
+    let snapshot = state.snapshots.read();
+    let response = state
+        .evaluator(&snapshot)
+        .evaluate(&ctx, selection, |outcomes| {
+            let mut response = BatchResponse { flags: BTreeMap::new(), errors: BTreeMap::new() };
+            for (key, outcome) in outcomes {
+                match outcome {
+                    Ok(evaluation) => {
+                        response.flags.insert(key, evaluation.record(ctx.user_id()));
+                    }
+                    Err(e) => {
+                        response.errors.insert(key, error_value(&ApiError::from(e).body()));
+                    }
+                }
+            }
+            Json(response).into_response()
+        })
+        .await;
+    Ok(response)
+}
+
+fn error_value(body: &ErrorBody<'_>) -> Value {
+    serde_json::to_value(body).expect("error bodies serialise")
+}

@@ -1,0 +1,38 @@
+//! Operations endpoints, unauthenticated: liveness, readiness and Prometheus metrics.
+
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// `GET /health`: the process answers.
+pub async fn live() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /ready`: the store answers (within 2 s) and a configuration snapshot is loaded.
+pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let not_ready = |message: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", message);
+    let revision = tokio::time::timeout(Duration::from_secs(2), state.store.revision())
+        .await
+        .map_err(|_| not_ready("the store did not answer within 2 s".into()))?
+        .map_err(|e| not_ready(format!("the store is unreachable: {e}")))?;
+    let snapshot = state.snapshots.current();
+    if !snapshot.loaded {
+        return Err(not_ready("the configuration is not loaded yet".into()));
+    }
+    Ok(Json(json!({"status": "ready", "revision": snapshot.revision, "store_revision": revision})))
+}
+
+/// `GET /metrics`: the Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let snapshot = state.snapshots.current();
+    let mut text =
+        state.metrics.render(snapshot.built_at.elapsed().as_secs_f64(), snapshot.revision, snapshot.flags.len());
+    text.push_str(&state.events.render_metrics());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}

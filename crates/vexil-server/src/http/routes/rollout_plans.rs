@@ -1,0 +1,95 @@
+//! `/v1/admin/flags/{key}/rollout-plan`: write a flag's progressive rollout plan, read its
+//! status with live guard readings, and start, pause, resume or cancel it.
+
+use crate::http::auth::Caller;
+use crate::http::error::{ApiError, ApiJson};
+use crate::http::routes::ChangeReason;
+use crate::http::state::AppState;
+use crate::service::safety::plans::{self, Action, Loaded, Plan, PlanError, PlanRequest, State};
+use axum::extract::{Path, State as AxumState};
+use axum::{Extension, Json};
+use serde_json::Value;
+use vexil_store::{EntityKind, StoreError, Write};
+
+impl From<PlanError> for ApiError {
+    fn from(e: PlanError) -> Self {
+        match e {
+            PlanError::Invalid(problems) => ApiError::validation(problems),
+            PlanError::WrongState(message) => ApiError::conflict("invalid_state", message),
+            PlanError::Store(e) => e.into(),
+        }
+    }
+}
+
+fn no_plan(key: &str) -> ApiError {
+    ApiError::from(StoreError::NotFound { kind: EntityKind::RolloutPlan, key: key.to_string() })
+}
+
+/// `PUT /v1/admin/flags/{key}/rollout-plan`: creates or replaces the plan (not while it runs
+/// or is paused: 409).
+pub async fn put(
+    AxumState(state): AxumState<AppState>,
+    Extension(caller): Extension<Caller>,
+    ChangeReason(reason): ChangeReason,
+    Path(key): Path<String>,
+    ApiJson(request): ApiJson<PlanRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let store = state.store.as_ref();
+    let flag = store
+        .get(EntityKind::Flag, &key)
+        .await?
+        .ok_or_else(|| ApiError::from(StoreError::NotFound { kind: EntityKind::Flag, key: key.clone() }))?;
+    let plan = Plan::from(request);
+    plan.validate(&flag.body, state.safety.signals.as_ref())?;
+    let existing = store.get(EntityKind::RolloutPlan, &key).await?;
+    let write = match &existing {
+        Some(doc) => {
+            if plans::from_body(&doc.body).is_some_and(|p| matches!(p.state, State::Running | State::Paused)) {
+                return Err(PlanError::WrongState(
+                    "a running or paused plan cannot be replaced; cancel it first".into(),
+                )
+                .into());
+            }
+            Write::Update {
+                kind: EntityKind::RolloutPlan,
+                key: key.clone(),
+                body: plans::stored_body(&plan),
+                expected_version: Some(doc.version),
+            }
+        }
+        None => Write::Create { kind: EntityKind::RolloutPlan, key: key.clone(), body: plans::stored_body(&plan) },
+    };
+    store.apply(vec![write], &caller.change(reason)).await?;
+    get(AxumState(state), Path(key)).await
+}
+
+/// `GET /v1/admin/flags/{key}/rollout-plan`: the plan, where it stands and its guard readings.
+pub async fn get(AxumState(state): AxumState<AppState>, Path(key): Path<String>) -> Result<Json<Value>, ApiError> {
+    let loaded = Loaded::load(state.store.as_ref(), &key).await?.ok_or_else(|| no_plan(&key))?;
+    Ok(Json(loaded.status(state.safety.signals.as_ref(), vexil_store::now())))
+}
+
+/// `POST /v1/admin/flags/{key}/rollout-plan/{action}`, action `start` (apply the first step now;
+/// ready or scheduled plans), `pause` (running), `resume` (paused; the step's hold restarts) or
+/// `cancel` (any plan that has not ended; the flag stays as it is). Other states answer 409.
+pub async fn act(
+    AxumState(state): AxumState<AppState>,
+    Extension(caller): Extension<Caller>,
+    ChangeReason(reason): ChangeReason,
+    Path((key, action)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let action = match action.as_str() {
+        "start" => Action::Start,
+        "pause" => Action::Pause,
+        "resume" => Action::Resume,
+        "cancel" => Action::Cancel,
+        _ => return Err(crate::http::error::not_found().await),
+    };
+    let store = state.store.as_ref();
+    let loaded = Loaded::load(store, &key).await?.ok_or_else(|| no_plan(&key))?;
+    let (plan, flag) = loaded.after(action, vexil_store::now())?;
+    let reason = reason.or_else(|| Some(format!("rollout plan {}", action.name())));
+    loaded.save(store, &plan, flag, &caller.change(reason)).await?;
+    state.snapshots.catch_up(store).await;
+    get(AxumState(state), Path(key)).await
+}

@@ -1,0 +1,54 @@
+//! What every handler shares: the store, the live snapshot, the key cache, metrics and the
+//! shutdown signal. Axum clones the state for every request and middleware, so it is one
+//! `Arc` (a single atomic increment) rather than a struct of them.
+
+use crate::config::ServerConfig;
+use crate::http::auth::KeyCache;
+use crate::metrics::Metrics;
+use crate::service::evaluation::Evaluator;
+use crate::service::snapshot::{Snapshot, Snapshots};
+use std::ops::Deref;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use vexil_store::Store;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Services>);
+
+pub struct Services {
+    pub store: Arc<dyn Store>,
+    pub config: ServerConfig,
+    pub snapshots: Arc<Snapshots>,
+    pub keys: KeyCache,
+    pub metrics: Arc<Metrics>,
+    /// Emergency stops, rollout plans and budgets: their metrics and notifier.
+    pub safety: Arc<crate::service::safety::Safety>,
+    /// Cancelled when shutdown begins: long-lived responses (SSE) end so draining can finish.
+    pub shutdown: CancellationToken,
+    /// The event pipeline: ingest, processing, DLQ, evaluation tracking.
+    pub events: crate::service::events::Events,
+    /// Sticky experiment assignment: cache, group-commit writer, TTL.
+    pub assigner: crate::service::assignment::Assigner,
+}
+
+impl AppState {
+    pub fn new(services: Services) -> AppState {
+        AppState(Arc::new(services))
+    }
+}
+
+impl Services {
+    /// The evaluation service over `snapshot` (one the caller read, so a request sees one
+    /// configuration throughout).
+    pub fn evaluator<'a>(&'a self, snapshot: &'a Snapshot) -> Evaluator<'a> {
+        Evaluator { snapshot, assigner: &self.assigner, events: &self.events }
+    }
+}
+
+impl Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}

@@ -1,0 +1,262 @@
+//! The stored flags and segments as one candidate document, for checks that need the whole
+//! set: a write is valid only if the set *after* it still compiles (unknown segments,
+//! prerequisite cycles, a variant a prerequisite names), a segment or flag can be deleted only
+//! if nothing refers to it, and an import is validated and applied as one batch.
+//!
+//! Bodies are stored in canonical form (decoded and serialised again): aliases become
+//! canonical operator names and defaults are filled in, as SPEC 1.2 asks.
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use vexil_core::decode::{decode_flag, decode_segment};
+use vexil_core::experiment::decode_experiment;
+use vexil_core::model::{Condition, Meta, Serve};
+use vexil_core::{FlagSet, ValidationError, ValidationErrors};
+use vexil_store::{ChangeMeta, EntityKind, Store, StoreError, Write};
+
+/// The name of a kind's collection in a flags file and in URLs: `flags`, `segments`.
+pub fn collection(kind: EntityKind) -> String {
+    format!("{kind}s")
+}
+
+/// Decodes a flag, segment or experiment and returns its canonical body, without
+/// server-managed fields.
+pub fn canonical(kind: EntityKind, value: &Value) -> Result<Value, ValidationErrors> {
+    let strip = |meta: &mut Meta| {
+        meta.id = None;
+        meta.version = None;
+        meta.created_at = None;
+        meta.updated_at = None;
+    };
+    let body = match kind {
+        EntityKind::Experiment => return crate::service::experiments::canonical(value),
+        EntityKind::Segment => decode_segment(value).map(|mut s| {
+            strip(&mut s.meta);
+            serde_json::to_value(s)
+        })?,
+        _ => decode_flag(value).map(|mut f| {
+            strip(&mut f.meta);
+            serde_json::to_value(f)
+        })?,
+    };
+    Ok(body.expect("the model serialises"))
+}
+
+/// A stored item: its canonical body and version.
+#[derive(Debug, Clone)]
+struct Item {
+    body: Value,
+    version: u64,
+}
+
+/// Every stored flag, segment and experiment, by kind and key.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    items: BTreeMap<(EntityKind, String), Item>,
+}
+
+impl Catalog {
+    pub async fn load(store: &dyn Store) -> Result<Catalog, StoreError> {
+        let mut items = BTreeMap::new();
+        for kind in [EntityKind::Flag, EntityKind::Segment, EntityKind::Experiment] {
+            for doc in store.list(kind).await? {
+                items.insert((kind, doc.key), Item { body: doc.body, version: doc.version });
+            }
+        }
+        Ok(Catalog { items })
+    }
+
+    /// The catalog with one item set (`Some`) or removed (`None`).
+    pub fn with(mut self, kind: EntityKind, key: &str, body: Option<Value>) -> Catalog {
+        match body {
+            Some(body) => {
+                let version = self.version(kind, key).unwrap_or(0);
+                self.items.insert((kind, key.to_string()), Item { body, version });
+            }
+            None => {
+                self.items.remove(&(kind, key.to_string()));
+            }
+        }
+        self
+    }
+
+    pub fn version(&self, kind: EntityKind, key: &str) -> Option<u64> {
+        self.items.get(&(kind, key.to_string())).map(|i| i.version)
+    }
+
+    pub fn body(&self, kind: EntityKind, key: &str) -> Option<&Value> {
+        self.items.get(&(kind, key.to_string())).map(|i| &i.body)
+    }
+
+    /// The flags file of this catalog (SPEC 1.5), without server-managed fields.
+    pub fn document(&self) -> Value {
+        let of = |kind: EntityKind| self.bodies(kind).cloned().collect::<Vec<_>>();
+        json!({"flags": of(EntityKind::Flag), "segments": of(EntityKind::Segment)})
+    }
+
+    fn bodies(&self, kind: EntityKind) -> impl Iterator<Item = &Value> {
+        self.items.iter().filter(move |((k, _), _)| *k == kind).map(|(_, i)| &i.body)
+    }
+
+    /// Compiles the whole catalog, experiments included; the problems carry document paths
+    /// (`flags.a.rules[0]`, `experiments.b.targeting`).
+    pub fn compile(&self) -> Result<FlagSet, ValidationErrors> {
+        let flags = FlagSet::from_value(&self.document())?;
+        crate::service::experiments::compile(&flags, self.bodies(EntityKind::Experiment))?;
+        Ok(flags)
+    }
+
+    /// Checks the catalog after a write of `kind`/`key`: problems inside that item get paths
+    /// relative to it (as the client posted it), problems elsewhere keep their document path.
+    pub fn check_write(&self, kind: EntityKind, key: &str) -> Result<(), ValidationErrors> {
+        let Err(problems) = self.compile() else { return Ok(()) };
+        let prefix = format!("{}.{key}", collection(kind));
+        let relative = problems
+            .0
+            .into_iter()
+            .map(|p| match p.path.strip_prefix(&prefix) {
+                Some(rest) if rest.is_empty() || rest.starts_with('.') || rest.starts_with('[') => {
+                    ValidationError::new(rest.trim_start_matches('.'), p.message)
+                }
+                _ => p,
+            })
+            .collect();
+        Err(ValidationErrors(relative))
+    }
+
+    /// Who refers to a flag (as a prerequisite), a segment (in a condition) or an experiment
+    /// (a flag serving it), as `flag new_checkout` / `segment beta` / `experiment checkout`.
+    pub fn referrers(&self, kind: EntityKind, key: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        for ((item_kind, item_key), item) in &self.items {
+            let refers = match (kind, item_kind) {
+                (EntityKind::Segment, EntityKind::Flag) => {
+                    decode_flag(&item.body).is_ok_and(|f| f.rules.iter().any(|r| mentions_segment(&r.when, key)))
+                }
+                (EntityKind::Segment, EntityKind::Segment) => {
+                    decode_segment(&item.body).is_ok_and(|s| mentions_segment(&s.when, key))
+                }
+                (EntityKind::Flag, EntityKind::Flag) => {
+                    decode_flag(&item.body).is_ok_and(|f| f.prerequisites.iter().any(|p| p.flag == key))
+                }
+                (EntityKind::Segment, EntityKind::Experiment) => decode_experiment(&item.body).is_ok_and(|e| {
+                    e.targeting
+                        .iter()
+                        .chain(e.metrics.iter().filter_map(|m| m.filter.as_ref()))
+                        .any(|c| mentions_segment(c, key))
+                }),
+                (EntityKind::Experiment, EntityKind::Flag) => decode_flag(&item.body).is_ok_and(|f| {
+                    f.rules
+                        .iter()
+                        .map(|r| &r.serve)
+                        .chain([&f.default])
+                        .any(|s| matches!(s, Serve::Experiment(k) if k == key))
+                }),
+                _ => false,
+            };
+            if refers && !(kind == *item_kind && key == item_key) {
+                found.push(format!("{item_kind} {item_key}"));
+            }
+        }
+        found
+    }
+}
+
+fn mentions_segment(condition: &Condition, key: &str) -> bool {
+    match condition {
+        Condition::Segment(k) => k == key,
+        Condition::All(items) | Condition::Any(items) => items.iter().any(|c| mentions_segment(c, key)),
+        Condition::Not(inner) => mentions_segment(inner, key),
+        Condition::Compare(_) => false,
+    }
+}
+
+/// What an import did (or, on a dry run, would do) to one collection.
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct ImportChanges {
+    pub created: Vec<String>,
+    pub updated: Vec<String>,
+    pub unchanged: Vec<String>,
+}
+
+/// The answer of an import.
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct ImportReport {
+    pub dry_run: bool,
+    pub flags: ImportChanges,
+    pub segments: ImportChanges,
+}
+
+/// Why an import was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The file, or the configuration it would make, is invalid.
+    #[error("{}", .0.first().map_or_else(|| "the document is invalid".to_string(), ToString::to_string))]
+    Invalid(#[from] ValidationErrors),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Imports a flags file (SPEC 1.5): every flag and segment in it is created or replaced,
+/// items not in it are left alone, and items whose content is unchanged are not rewritten.
+/// The file must be valid on its own and the stored set with it applied must compile; then
+/// all writes go to the store in one atomic `apply`, each conditional on the version read
+/// here, so a concurrent change makes the whole import fail (409) rather than half-apply.
+pub async fn import(
+    store: &dyn Store,
+    file: &Value,
+    dry_run: bool,
+    meta: &ChangeMeta,
+) -> Result<ImportReport, ImportError> {
+    FlagSet::from_value(file)?;
+    let items = file_items(file)?;
+    let mut catalog = Catalog::load(store).await?;
+    let mut report = ImportReport { dry_run, ..ImportReport::default() };
+    let mut writes = Vec::new();
+    for (kind, key, body) in items {
+        let changes = if kind == EntityKind::Flag { &mut report.flags } else { &mut report.segments };
+        match (catalog.version(kind, &key), catalog.body(kind, &key)) {
+            (Some(_), Some(stored)) if *stored == body => changes.unchanged.push(key),
+            (Some(version), _) => {
+                changes.updated.push(key.clone());
+                writes.push(Write::Update {
+                    kind,
+                    key: key.clone(),
+                    body: body.clone(),
+                    expected_version: Some(version),
+                });
+                catalog = catalog.with(kind, &key, Some(body));
+            }
+            (None, _) => {
+                changes.created.push(key.clone());
+                writes.push(Write::Create { kind, key: key.clone(), body: body.clone() });
+                catalog = catalog.with(kind, &key, Some(body));
+            }
+        }
+    }
+    catalog.compile()?;
+    // Segments first, so the store never holds a flag whose segment is still to come.
+    writes.sort_by_key(|w| {
+        !matches!(w, Write::Create { kind: EntityKind::Segment, .. } | Write::Update { kind: EntityKind::Segment, .. })
+    });
+    if !dry_run && !writes.is_empty() {
+        store.apply(writes, meta).await?;
+    }
+    Ok(report)
+}
+
+/// The flags and segments of a valid file, each in canonical form.
+fn file_items(file: &Value) -> Result<Vec<(EntityKind, String, Value)>, ValidationErrors> {
+    let empty = Vec::new();
+    let list = |name: &str| file.get(name).and_then(Value::as_array).unwrap_or(&empty);
+    let mut items = Vec::new();
+    for (kind, values) in [(EntityKind::Segment, list("segments")), (EntityKind::Flag, list("flags"))] {
+        for value in values {
+            let body = canonical(kind, value)?;
+            let key = body.get("key").and_then(Value::as_str).unwrap_or_default().to_string();
+            items.push((kind, key, body));
+        }
+    }
+    Ok(items)
+}

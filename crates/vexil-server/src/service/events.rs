@@ -1,0 +1,286 @@
+//! The event pipeline (`vexil-events`) as the service runs it: the durable log, the DLQ and the
+//! processing state under `<data_dir>/events/`, the archive under `archive_dir`.
+//!
+//! Events built inside the server (exposures from assignment, raw evaluation events of tracked
+//! flags) never wait for the log: they go into the tracker's bounded queue, which a task drains
+//! into the ingestor in batches. A full queue drops the event and counts it
+//! (`vexil_events_dropped_total`), so emitting never adds latency to a request or fails it.
+//!
+//! Shutdown (after the HTTP server has drained its requests) flushes the evaluation counts,
+//! appends what the queue still holds, closes open archive files, commits and closes the log.
+
+use crate::service::experiments::Experiments;
+use prometheus::{Encoder, IntCounter, IntGauge, Registry};
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use vexil_core::experiment::CompiledExperiment;
+use vexil_core::Evaluation;
+use vexil_events::archive::{ArchiveFormat, ArchiveOptions, ArchiveStore, LocalArchive};
+use vexil_events::pipeline::{Pipeline, PipelineOptions};
+use vexil_events::sqlite::SqliteBackend;
+use vexil_events::store::StateBackend;
+use vexil_events::tracking::Tracker;
+use vexil_events::{Dlq, Event, EventBus, FileLog, IngestOptions, Ingestor, LogOptions};
+
+pub use vexil_events::Metrics as EventMetrics;
+
+/// Events queued for the log by the server itself before new ones are dropped.
+const QUEUE_CAPACITY: usize = 65_536;
+/// Queued events appended per log write.
+const QUEUE_BATCH: usize = 1_000;
+/// How often evaluation counts are flushed to the log.
+const COUNTS_FLUSH: Duration = Duration::from_secs(10);
+/// How long shutdown waits for the pipeline to process what is in the log.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The running pipeline and its entry points.
+pub struct Events {
+    pub ingestor: Arc<Ingestor>,
+    pub dlq: Arc<Dlq>,
+    pub pipeline: Arc<Pipeline>,
+    pub tracker: Arc<Tracker>,
+    pub metrics: Arc<EventMetrics>,
+    /// The embedded log, closed at shutdown; `None` on a broker.
+    log: Option<Arc<FileLog>>,
+    stop: CancellationToken,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    exported: Exported,
+}
+
+/// Reads one of the pipeline's atomics.
+type Reading = fn(&EventMetrics) -> &AtomicU64;
+
+/// The pipeline's atomics as Prometheus metrics, brought up to date at scrape time.
+struct Exported {
+    registry: Registry,
+    counters: Vec<(IntCounter, Reading)>,
+    gauges: Vec<(IntGauge, Reading)>,
+}
+
+impl Exported {
+    fn new() -> Exported {
+        let counters: [(&str, &str, Reading); 11] = [
+            ("vexil_events_ingested_total", "Events appended durably to the log (rate: ingest rate).", |m| {
+                &m.ingested_total
+            }),
+            (
+                "vexil_events_rejected_total",
+                "Events refused at ingest for failing validation (sent to the DLQ).",
+                |m| &m.rejected_total,
+            ),
+            ("vexil_events_ingest_duplicates_total", "Redeliveries recognised at ingest and not appended.", |m| {
+                &m.ingest_duplicates_total
+            }),
+            (
+                "vexil_events_processed_duplicates_total",
+                "Redeliveries recognised by the processor's dedupe stage.",
+                |m| &m.processed_duplicates_total,
+            ),
+            ("vexil_events_processed_total", "Events aggregated, counted and archived.", |m| &m.processed_total),
+            ("vexil_events_poison_total", "Log records sent to the DLQ after failing every processing attempt.", |m| {
+                &m.poison_total
+            }),
+            ("vexil_events_retries_total", "Retries of a failed processing step.", |m| &m.retries_total),
+            ("vexil_events_archive_files_total", "Archive files written.", |m| &m.archive_files_total),
+            ("vexil_events_archive_bytes_total", "Compressed bytes of archive files written.", |m| {
+                &m.archive_bytes_total
+            }),
+            (
+                "vexil_events_dropped_total",
+                "Server-emitted events (exposures, tracked evaluations) dropped because the pipeline was saturated.",
+                |m| &m.dropped_total,
+            ),
+            (
+                "vexil_events_variant_conflicts_total",
+                "Exposures naming another variant than the user's first one (ignored).",
+                |m| &m.variant_conflicts_total,
+            ),
+        ];
+        let gauges: [(&str, &str, Reading); 4] = [
+            ("vexil_events_dlq_size", "Entries in the dead-letter queue.", |m| &m.dlq_size),
+            ("vexil_events_lag_events", "Records in this node's log partitions not yet processed.", |m| &m.lag_events),
+            (
+                "vexil_events_partitions",
+                "Log partitions this node processes (its share of the topic's in the distributed mode).",
+                |m| &m.partitions,
+            ),
+            (
+                "vexil_events_lag_seconds",
+                "Age in seconds of the newest record being processed while behind; 0 when caught up.",
+                |m| &m.lag_seconds,
+            ),
+        ];
+        let registry = Registry::new();
+        let counters = counters
+            .into_iter()
+            .map(|(name, help, read)| {
+                let counter = IntCounter::new(name, help).expect("valid metric");
+                registry.register(Box::new(counter.clone())).expect("metric names are unique");
+                (counter, read)
+            })
+            .collect();
+        let gauges = gauges
+            .into_iter()
+            .map(|(name, help, read)| {
+                let gauge = IntGauge::new(name, help).expect("valid metric");
+                registry.register(Box::new(gauge.clone())).expect("metric names are unique");
+                (gauge, read)
+            })
+            .collect();
+        Exported { registry, counters, gauges }
+    }
+
+    fn render(&self, metrics: &EventMetrics) -> String {
+        for (counter, read) in &self.counters {
+            // The atomics only grow, so the difference is never negative.
+            counter.inc_by(EventMetrics::get(read(metrics)).saturating_sub(counter.get()));
+        }
+        for (gauge, read) in &self.gauges {
+            gauge.set(i64::try_from(EventMetrics::get(read(metrics))).unwrap_or(i64::MAX));
+        }
+        let mut out = Vec::new();
+        prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding never fails");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+/// The distributed mode's engines, where configured; each one left `None` is the embedded one
+/// under the data directory.
+#[derive(Default)]
+pub struct Engines {
+    /// A Kafka-protocol broker instead of the file log.
+    pub bus: Option<Arc<dyn EventBus>>,
+    /// An object store instead of the archive directory.
+    pub archive: Option<Arc<dyn ArchiveStore>>,
+    /// Processing state shared by the nodes (PostgreSQL) instead of the data directory's.
+    pub state: Option<Arc<dyn StateBackend>>,
+}
+
+impl Events {
+    /// Opens the log, the DLQ, the archive (files in `archive_format`) and the processing state,
+    /// and starts processing (with the configuration's experiments from the first record on) and
+    /// the tasks that drain the server's own events. Must run inside the tokio runtime.
+    pub fn start(
+        data_dir: &Path,
+        archive_dir: &Path,
+        archive_format: ArchiveFormat,
+        engines: Engines,
+        experiments: Vec<Arc<CompiledExperiment>>,
+    ) -> Result<Events, String> {
+        let dir = data_dir.join("events");
+        let metrics = Arc::new(EventMetrics::default());
+        let (log, bus): (Option<Arc<FileLog>>, Arc<dyn EventBus>) = match engines.bus {
+            Some(bus) => (None, bus),
+            None => {
+                let log = Arc::new(
+                    FileLog::open(dir.join("log"), LogOptions::default())
+                        .map_err(|e| format!("cannot open the event log in {}: {e}", dir.display()))?,
+                );
+                (Some(log.clone()), log)
+            }
+        };
+        // The log creates it too, but on a broker there is no log.
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let dlq = Arc::new(
+            Dlq::open(&dir.join("dlq.sqlite"), metrics.clone())
+                .map_err(|e| format!("cannot open the dead-letter queue in {}: {e}", dir.display()))?,
+        );
+        let archive: Arc<dyn ArchiveStore> = match engines.archive {
+            Some(archive) => archive,
+            None => Arc::new(
+                LocalArchive::open(archive_dir)
+                    .map_err(|e| format!("cannot open the event archive in {}: {e}", archive_dir.display()))?,
+            ),
+        };
+        let state: Arc<dyn StateBackend> = match engines.state {
+            Some(state) => state,
+            None => Arc::new(
+                SqliteBackend::open(dir.join("state.sqlite"))
+                    .map_err(|e| format!("cannot open the processing state in {}: {e}", dir.display()))?,
+            ),
+        };
+        let ingestor = Arc::new(Ingestor::new(bus.clone(), dlq.clone(), metrics.clone(), IngestOptions::default()));
+        let pipeline = Arc::new(
+            Pipeline::start(
+                bus.clone(),
+                state,
+                dlq.clone(),
+                archive,
+                experiments,
+                metrics.clone(),
+                PipelineOptions {
+                    archive: ArchiveOptions { format: archive_format, ..ArchiveOptions::default() },
+                    ..PipelineOptions::default()
+                },
+            )
+            .map_err(|e| format!("cannot start the event pipeline in {}: {e}", dir.display()))?,
+        );
+        let (tracker, queued) = Tracker::new(metrics.clone(), QUEUE_CAPACITY);
+        let stop = CancellationToken::new();
+        let tasks = vec![
+            tokio::spawn(queued.run(ingestor.clone(), QUEUE_BATCH, stop.clone().cancelled_owned())),
+            tokio::spawn(tracker.clone().run_flusher(bus.clone(), COUNTS_FLUSH, stop.clone().cancelled_owned())),
+        ];
+        let exported = Exported::new();
+        Ok(Events { ingestor, dlq, pipeline, tracker, metrics, log, stop, tasks: Mutex::new(tasks), exported })
+    }
+
+    /// The pipeline's metrics in the Prometheus text format, for `/metrics`.
+    pub fn render_metrics(&self) -> String {
+        self.exported.render(&self.metrics)
+    }
+
+    /// Queues an exposure event for the log; never waits, never fails (a full queue drops it
+    /// and counts the drop).
+    pub fn emit_exposure(&self, event: Event) {
+        self.tracker.track(event);
+    }
+
+    /// Counts one evaluation (one atomic increment) and, for a flag with `track_events`, queues
+    /// its raw `evaluation` event; never waits, a full queue drops and counts.
+    pub fn track<'a>(&self, evaluation: &Evaluation<'a>, user_id: &'a str) {
+        self.tracker.record(&evaluation.flag.key, evaluation.variant);
+        if evaluation.flag.track_events {
+            self.tracker.track(Tracker::evaluation_event(&evaluation.record(user_id)));
+        }
+    }
+
+    /// Flushes and stops everything, in order: the server's queued events and evaluation
+    /// counts into the log, the log through processing, open archive files, then the log.
+    pub async fn shutdown(&self) {
+        self.stop.cancel();
+        let tasks = std::mem::take(&mut *self.tasks.lock().expect("event tasks poisoned"));
+        for task in tasks {
+            // A task that panicked has nothing left to flush.
+            let _ = task.await;
+        }
+        tokio::task::block_in_place(|| {
+            if !self.pipeline.wait_caught_up(DRAIN_TIMEOUT) {
+                tracing::warn!(
+                    lag = self.pipeline.lag(),
+                    "stopping before the event pipeline caught up; the rest is processed at the next start"
+                );
+            }
+            self.pipeline.stop();
+            if let Some(log) = &self.log {
+                log.close();
+            }
+        });
+    }
+}
+
+/// The experiments of a snapshot as the pipeline aggregates them: the snapshot's compiled
+/// experiments themselves, so metric filters see the snapshot's segments.
+pub fn experiment_definitions(experiments: &Experiments) -> Vec<Arc<CompiledExperiment>> {
+    experiments.iter().map(|live| live.compiled.clone()).collect()
+}
+
+/// Hands each new snapshot's experiments to the pipeline, so a new experiment counts from its
+/// first exposure and a changed metric (or a changed segment its filter uses) from the change on.
+pub fn feed_experiments(pipeline: Arc<Pipeline>) -> crate::service::snapshot::PublishHook {
+    Box::new(move |snapshot| pipeline.set_experiments(experiment_definitions(&snapshot.experiments)))
+}
