@@ -6,6 +6,8 @@ use crate::config::ServerConfig;
 use crate::http::auth::KeyCache;
 use crate::metrics::Metrics;
 use crate::service::evaluation::Evaluator;
+use crate::service::results::ResultsSources;
+use crate::service::safety::scheduler::SafetyChecks;
 use crate::service::snapshot::{Snapshot, Snapshots};
 use std::ops::Deref;
 use std::sync::Arc;
@@ -38,6 +40,25 @@ impl AppState {
 }
 
 impl Services {
+    /// What experiment results read and write.
+    pub fn results(&self) -> ResultsSources {
+        ResultsSources {
+            pipeline: self.events.pipeline.clone(),
+            snapshots: self.snapshots.clone(),
+            store: self.store.clone(),
+        }
+    }
+
+    /// What the safety rails' periodic checks read and act on.
+    pub fn safety_checks(&self) -> SafetyChecks {
+        SafetyChecks {
+            store: self.store.clone(),
+            snapshots: self.snapshots.clone(),
+            safety: self.safety.clone(),
+            results: self.results(),
+        }
+    }
+
     /// The evaluation service over `snapshot` (one the caller read, so a request sees one
     /// configuration throughout).
     pub fn evaluator<'a>(&'a self, snapshot: &'a Snapshot) -> Evaluator<'a> {

@@ -4,23 +4,25 @@
 //! an experiment with its winner once the analysis may decide (at any time for the sequential
 //! method, whose intervals are valid under continuous monitoring; at `end_at` for the others).
 
-use crate::http::state::AppState;
 use crate::service::experiments::{self, LiveExperiment};
+use crate::service::snapshot::Snapshots;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use vexil_core::experiment::{
     AnalysisMethod, Correction as ConfiguredCorrection, Direction as ConfiguredDirection, Experiment, ExperimentStatus,
     LifecycleAction, MetricKind, MetricRole,
 };
 use vexil_events::aggregate::{AggregateRow, Sums};
 use vexil_events::counters::{CounterRow, Window};
+use vexil_events::pipeline::Pipeline;
 use vexil_events::store::Stats;
 use vexil_stats::{
     report, Correction, Direction, ExperimentInput, ExperimentReport, Method, MetricInput, Moments, Role, VariantInput,
     VariantStats,
 };
-use vexil_store::{ChangeMeta, EntityKind, Write};
+use vexil_store::{ChangeMeta, EntityKind, Store, Write};
 
 /// How far back the per-day series reaches when the experiment has no `start_at`.
 const SERIES_DAYS: i64 = 90;
@@ -166,20 +168,29 @@ pub fn compute(
     }
 }
 
+/// What results read and write: the pipeline's committed aggregates, the configuration, and the
+/// store (auto-conclusion completes experiments).
+#[derive(Clone)]
+pub struct ResultsSources {
+    pub pipeline: Arc<Pipeline>,
+    pub snapshots: Arc<Snapshots>,
+    pub store: Arc<dyn Store>,
+}
+
 /// Runs `read` on the pipeline's committed state, off the async runtime.
 pub async fn read_stats<T: Send + 'static>(
-    state: &AppState,
+    state: &ResultsSources,
     read: impl FnOnce(&dyn Stats) -> Result<T, vexil_events::Error> + Send + 'static,
 ) -> Result<T, String> {
-    let reader = state.clone();
-    tokio::task::spawn_blocking(move || read(reader.events.pipeline.stats()?.as_ref()))
+    let pipeline = state.pipeline.clone();
+    tokio::task::spawn_blocking(move || read(pipeline.stats()?.as_ref()))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("cannot read the aggregates: {e}"))
 }
 
 /// The current results of `live`, from what the pipeline has committed.
-pub async fn current(state: &AppState, live: &LiveExperiment, overrides: Overrides) -> Result<Results, String> {
+pub async fn current(state: &ResultsSources, live: &LiveExperiment, overrides: Overrides) -> Result<Results, String> {
     let now = Utc::now();
     let key = live.experiment().key.clone();
     let from = live.experiment().start_at.unwrap_or(now - Duration::days(SERIES_DAYS));
@@ -194,7 +205,7 @@ pub async fn current(state: &AppState, live: &LiveExperiment, overrides: Overrid
 
 /// Completes running experiments with `auto_conclude` whose analysis recommends shipping a
 /// variant and may decide now; run by the safety scheduler every `safety_check_interval`.
-pub async fn conclude_decided(state: &AppState) {
+pub async fn conclude_decided(state: &ResultsSources) {
     let snapshot = state.snapshots.current();
     for live in snapshot.experiments.iter() {
         if let Err(e) = conclude_if_decided(state, live).await {
@@ -203,7 +214,7 @@ pub async fn conclude_decided(state: &AppState) {
     }
 }
 
-async fn conclude_if_decided(state: &AppState, live: &LiveExperiment) -> Result<(), String> {
+async fn conclude_if_decided(state: &ResultsSources, live: &LiveExperiment) -> Result<(), String> {
     let experiment = live.experiment();
     let may_decide = method_of(experiment.analysis.method) == Method::Sequential
         || experiment.end_at.is_some_and(|end| end <= Utc::now());

@@ -37,7 +37,7 @@ pub async fn results(
 ) -> Result<Json<Value>, ApiError> {
     let live = experiment(&state, &key)?;
     let overrides = Overrides { method: q.method, correction: q.correction };
-    let results = current(&state, &live, overrides).await.map_err(ApiError::internal)?;
+    let results = current(&state.results(), &live, overrides).await.map_err(ApiError::internal)?;
     Ok(Json(serde_json::to_value(results).map_err(|e| ApiError::internal(e.to_string()))?))
 }
 
@@ -85,7 +85,8 @@ pub async fn power(
         }
     }
     let (key_for_read, metric_key, control) = (key.clone(), metric.key.clone(), exp.variants[0].key.clone());
-    let rows = read_stats(&state, move |stats| stats.aggregates(&key_for_read)).await.map_err(ApiError::internal)?;
+    let rows =
+        read_stats(&state.results(), move |stats| stats.aggregates(&key_for_read)).await.map_err(ApiError::internal)?;
     let sums = rows.iter().find(|r| r.variant == control && r.metric == metric_key).map(|r| r.sums).unwrap_or_default();
     let stats = variant_stats(metric.kind, &sums);
     let baseline = match (stats, stats.mean(), stats.variance()) {

@@ -11,15 +11,28 @@ use super::guards::Verdict;
 use super::plans::{self, Loaded, Plan, State, ROLLOUT_ACTOR};
 use super::signals::Signals;
 use super::stops::{self, Scope, Stop};
-use crate::http::state::AppState;
+use super::Safety;
 use crate::service::notify::Notification;
+use crate::service::results::ResultsSources;
+use crate::service::snapshot::Snapshots;
 use serde_json::{json, Value};
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-use vexil_store::{ChangeMeta, EntityKind, StoreError, StoredDocument, Timestamp, Write};
+use vexil_store::{ChangeMeta, EntityKind, Store, StoreError, StoredDocument, Timestamp, Write};
 
-/// Checks every interval until `shutdown`.
-pub async fn run(state: AppState, shutdown: CancellationToken) {
-    let mut ticker = tokio::time::interval(state.config.safety_check_interval);
+/// What the checks read and act on.
+#[derive(Clone)]
+pub struct SafetyChecks {
+    pub store: Arc<dyn Store>,
+    pub snapshots: Arc<Snapshots>,
+    pub safety: Arc<Safety>,
+    /// Auto-conclusion of experiments runs with the checks.
+    pub results: ResultsSources,
+}
+
+/// Checks every `interval` until `shutdown`.
+pub async fn run(state: SafetyChecks, interval: std::time::Duration, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -33,7 +46,7 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
 }
 
 /// One round over plans, budgets and auto-concluding experiments.
-pub async fn tick(state: &AppState) -> Result<(), StoreError> {
+pub async fn tick(state: &SafetyChecks) -> Result<(), StoreError> {
     let now = vexil_store::now();
     let mut changed = false;
     for doc in state.store.list(EntityKind::RolloutPlan).await? {
@@ -45,7 +58,7 @@ pub async fn tick(state: &AppState) -> Result<(), StoreError> {
     if changed {
         state.snapshots.catch_up(state.store.as_ref()).await;
     }
-    crate::service::results::conclude_decided(state).await;
+    crate::service::results::conclude_decided(&state.results).await;
     refresh_metrics(state).await
 }
 
@@ -58,7 +71,7 @@ fn refused_is_ok(result: Result<bool, StoreError>) -> Result<bool, StoreError> {
     }
 }
 
-fn notify_plan(state: &AppState, kind: &'static str, flag: &str, plan: &Plan, message: String) {
+fn notify_plan(state: &SafetyChecks, kind: &'static str, flag: &str, plan: &Plan, message: String) {
     let details = json!({"flag": flag, "state": plan.state, "step": plan.step,
         "percent": plan.step.and_then(|i| plan.steps.get(i)).map(|s| s.percent), "cause": plan.cause});
     state.safety.notifier.notify(Notification::new(kind, message, details));
@@ -111,7 +124,7 @@ pub fn decide_plan(plan: &Plan, flag: &Value, key: &str, signals: &dyn Signals, 
     }
 }
 
-async fn check_plan(state: &AppState, key: &str, now: Timestamp) -> Result<bool, StoreError> {
+async fn check_plan(state: &SafetyChecks, key: &str, now: Timestamp) -> Result<bool, StoreError> {
     let store = state.store.as_ref();
     let Some(loaded) = Loaded::load(store, key).await? else { return Ok(false) };
     let plan = &loaded.plan;
@@ -194,7 +207,7 @@ pub fn decide_budget(
     Ok(BudgetDecision { spend, progress, new_period, due })
 }
 
-async fn check_budget(state: &AppState, doc: &StoredDocument, now: Timestamp) -> Result<bool, StoreError> {
+async fn check_budget(state: &SafetyChecks, doc: &StoredDocument, now: Timestamp) -> Result<bool, StoreError> {
     let Some((budget, progress)) = parse_budget(doc) else { return Ok(false) };
     let decision = match decide_budget(&budget, progress, state.safety.signals.as_ref(), now) {
         Ok(decision) => decision,
@@ -249,7 +262,7 @@ fn cap_rollouts(body: &mut Value, cap: f64) -> bool {
 
 /// Carries out a threshold's action on the budget's flags; returns their keys.
 async fn fire(
-    state: &AppState,
+    state: &SafetyChecks,
     budget: &Budget,
     threshold: &super::budgets::Threshold,
     reason: &str,
@@ -323,7 +336,7 @@ async fn fire(
 }
 
 /// Sets the gauges of stops, plans and budgets from the store.
-async fn refresh_metrics(state: &AppState) -> Result<(), StoreError> {
+async fn refresh_metrics(state: &SafetyChecks) -> Result<(), StoreError> {
     let store = state.store.as_ref();
     let m = &state.safety.metrics;
     m.active_stops.set(i64::try_from(stops::active(store).await?.len()).unwrap_or(i64::MAX));
