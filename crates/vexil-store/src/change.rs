@@ -1,9 +1,29 @@
-//! What every backend does the same around a change: the audit record a document or key
-//! write produces, and the raise-only publication of a new revision.
+//! What every backend does the same around a change: the `If-Match` check of a document
+//! write, the audit record a document or key write produces, and the raise-only publication
+//! of a new revision.
 
 use tokio::sync::watch;
 
-use crate::{ApiKey, ChangeMeta, EntityKind, NewAuditRecord, StoredDocument};
+use crate::{ApiKey, ChangeMeta, EntityKind, NewAuditRecord, StoreError, StoredDocument};
+
+/// The document an update or delete of `kind`/`key` applies to, given the `current` one the
+/// backend read in the write's transaction, checked against `If-Match` (`expected`).
+pub(crate) fn if_match(
+    current: Option<StoredDocument>,
+    kind: EntityKind,
+    key: String,
+    expected: Option<u64>,
+) -> Result<StoredDocument, StoreError> {
+    let Some(current) = current else {
+        return Err(StoreError::NotFound { kind, key });
+    };
+    match expected {
+        Some(expected) if expected != current.version => {
+            Err(StoreError::VersionMismatch { kind, key, expected, actual: current.version })
+        }
+        _ => Ok(current),
+    }
+}
 
 /// A document write, as the audit log describes it.
 pub(crate) enum DocumentChange<'a> {

@@ -7,7 +7,7 @@ use tokio_postgres::Row;
 
 use super::audit::append;
 use super::{unsigned, PostgresStore, CHANNEL};
-use crate::change::DocumentChange;
+use crate::change::{if_match, DocumentChange};
 use crate::secret::new_id;
 use crate::{ChangeMeta, ConfigStore, EntityKind, StoreError, StoredDocument, Timestamp, Write};
 
@@ -92,7 +92,7 @@ async fn apply_one(
             None => insert(tx, kind, key, body, now, meta).await.map(Some),
         },
         Write::Update { kind, key, body, expected_version } => {
-            let current = load_expected(tx, kind, key, expected_version).await?;
+            let current = if_match(load(tx, kind, &key).await?, kind, key, expected_version)?;
             replace(tx, current, body, now, meta).await.map(Some)
         }
         Write::Upsert { kind, key, body } => match load(tx, kind, &key).await? {
@@ -100,30 +100,12 @@ async fn apply_one(
             None => insert(tx, kind, key, body, now, meta).await.map(Some),
         },
         Write::Delete { kind, key, expected_version } => {
-            let current = load_expected(tx, kind, key, expected_version).await?;
+            let current = if_match(load(tx, kind, &key).await?, kind, key, expected_version)?;
             let statement = tx.prepare_cached("DELETE FROM documents WHERE kind = $1 AND key = $2").await?;
             tx.execute(&statement, &[&current.kind.as_str(), &current.key]).await?;
             append(tx, now, &DocumentChange::Deleted(&current).audit_record(meta)).await?;
             Ok(None)
         }
-    }
-}
-
-/// The current document, checked against `If-Match`.
-async fn load_expected(
-    tx: &impl GenericClient,
-    kind: EntityKind,
-    key: String,
-    expected: Option<u64>,
-) -> Result<StoredDocument, StoreError> {
-    let Some(current) = load(tx, kind, &key).await? else {
-        return Err(StoreError::NotFound { kind, key });
-    };
-    match expected {
-        Some(expected) if expected != current.version => {
-            Err(StoreError::VersionMismatch { kind, key, expected, actual: current.version })
-        }
-        _ => Ok(current),
     }
 }
 

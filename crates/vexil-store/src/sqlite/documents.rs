@@ -7,7 +7,7 @@ use tokio::sync::watch;
 use super::audit::append;
 use super::codec::{Json, Time};
 use super::SqliteStore;
-use crate::change::DocumentChange;
+use crate::change::{if_match, DocumentChange};
 use crate::secret::new_id;
 use crate::{ChangeMeta, ConfigStore, EntityKind, StoreError, StoredDocument, Timestamp, Write};
 
@@ -101,7 +101,7 @@ fn apply_one(
             None => insert(conn, kind, key, body, now, meta).map(Some),
         },
         Write::Update { kind, key, body, expected_version } => {
-            let current = load_expected(conn, kind, key, expected_version)?;
+            let current = if_match(load(conn, kind, &key)?, kind, key, expected_version)?;
             replace(conn, current, body, now, meta).map(Some)
         }
         Write::Upsert { kind, key, body } => match load(conn, kind, &key)? {
@@ -110,30 +110,12 @@ fn apply_one(
         }
         .map(Some),
         Write::Delete { kind, key, expected_version } => {
-            let current = load_expected(conn, kind, key, expected_version)?;
+            let current = if_match(load(conn, kind, &key)?, kind, key, expected_version)?;
             conn.prepare_cached("DELETE FROM documents WHERE kind = ?1 AND key = ?2")?
                 .execute(params![current.kind, current.key])?;
             audit(conn, meta, now, DocumentChange::Deleted(&current))?;
             Ok(None)
         }
-    }
-}
-
-/// The current document, checked against `If-Match`.
-fn load_expected(
-    conn: &Connection,
-    kind: EntityKind,
-    key: String,
-    expected: Option<u64>,
-) -> Result<StoredDocument, StoreError> {
-    let Some(current) = load(conn, kind, &key)? else {
-        return Err(StoreError::NotFound { kind, key });
-    };
-    match expected {
-        Some(expected) if expected != current.version => {
-            Err(StoreError::VersionMismatch { kind, key, expected, actual: current.version })
-        }
-        _ => Ok(current),
     }
 }
 
