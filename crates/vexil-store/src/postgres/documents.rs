@@ -7,8 +7,7 @@ use tokio_postgres::Row;
 
 use super::audit::append;
 use super::{unsigned, PostgresStore, CHANNEL};
-use crate::change::{if_match, DocumentChange};
-use crate::secret::new_id;
+use crate::change::{created, if_match, replaced, DocumentChange};
 use crate::{ChangeMeta, ConfigStore, EntityKind, StoreError, StoredDocument, Timestamp, Write};
 
 const SELECT: &str = "SELECT kind, key, id, version, created_at, updated_at, body FROM documents";
@@ -117,7 +116,7 @@ async fn insert(
     now: Timestamp,
     meta: &ChangeMeta,
 ) -> Result<StoredDocument, StoreError> {
-    let doc = StoredDocument { kind, key, id: new_id(), version: 1, created_at: now, updated_at: now, body };
+    let doc = created(kind, key, body, now);
     let statement = tx
         .prepare_cached(
             "INSERT INTO documents (kind, key, id, version, created_at, updated_at, body)
@@ -136,7 +135,7 @@ async fn replace(
     now: Timestamp,
     meta: &ChangeMeta,
 ) -> Result<StoredDocument, StoreError> {
-    let doc = StoredDocument { version: current.version + 1, updated_at: now, body, ..current.clone() };
+    let doc = replaced(&current, body, now);
     let version = i64::try_from(doc.version).map_err(|_| StoreError::Backend("version overflow".into()))?;
     let statement = tx
         .prepare_cached("UPDATE documents SET version = $3, updated_at = $4, body = $5 WHERE kind = $1 AND key = $2")

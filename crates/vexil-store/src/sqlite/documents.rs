@@ -7,8 +7,7 @@ use tokio::sync::watch;
 use super::audit::append;
 use super::codec::{Json, Time};
 use super::SqliteStore;
-use crate::change::{if_match, DocumentChange};
-use crate::secret::new_id;
+use crate::change::{created, if_match, replaced, DocumentChange};
 use crate::{ChangeMeta, ConfigStore, EntityKind, StoreError, StoredDocument, Timestamp, Write};
 
 const SELECT: &str = "SELECT kind, key, id, version, created_at, updated_at, body FROM documents";
@@ -127,7 +126,7 @@ fn insert(
     now: Timestamp,
     meta: &ChangeMeta,
 ) -> Result<StoredDocument, StoreError> {
-    let doc = StoredDocument { kind, key, id: new_id(), version: 1, created_at: now, updated_at: now, body };
+    let doc = created(kind, key, body, now);
     conn.prepare_cached(
         "INSERT INTO documents (kind, key, id, version, created_at, updated_at, body)
          VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
@@ -144,7 +143,7 @@ fn replace(
     now: Timestamp,
     meta: &ChangeMeta,
 ) -> Result<StoredDocument, StoreError> {
-    let doc = StoredDocument { version: current.version + 1, updated_at: now, body, ..current.clone() };
+    let doc = replaced(&current, body, now);
     conn.prepare_cached("UPDATE documents SET version = ?3, updated_at = ?4, body = ?5 WHERE kind = ?1 AND key = ?2")?
         .execute(params![doc.kind, doc.key, doc.version, Time(now), Json(doc.body.clone())])?;
     audit(conn, meta, now, DocumentChange::Updated(&current, &doc))?;
