@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# HTTP load benchmark of sticky experiment assignment (`vexil serve`, release build) on
+# HTTP load benchmark of sticky experiment assignment (`vexil serve`, profiling build) on
 # loopback with wrk, over a running two-arm experiment:
 #   1. new users: every request a first assignment, stored (target >= 20,000 req/s,
 #      p99 <= 5 ms), flat out;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Event ingest benchmark of `vexil serve` (release build) on loopback with wrk: POST /v1/events
+# Event ingest benchmark of `vexil serve` (profiling build) on loopback with wrk: POST /v1/events
 # with 500-event batches, each acknowledged only once durable (fsync'd group commit).
 # Targets: >= 300,000 events/s acknowledged with a batch p99 <= 10 ms; processing keeps up
 # (lag under 2 s) at 100,000 events/s.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Does processing keep up? `vexil serve` (release build) takes 500-event batches at a steady
+# Does processing keep up? `vexil serve` (profiling build) takes 500-event batches at a steady
 # offered rate (CONNECTIONS connections, each pausing PACE_MS after every answer; by default 5
 # and 20 ms, about 100,000 events/s) for DURATION, while the pipeline's lag is read from /metrics
 # every second and reported in events and in milliseconds. Target: lag under 2 s at 100,000

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# HTTP load benchmark of `vexil serve` (release build) on loopback with wrk:
+# HTTP load benchmark of `vexil serve` (profiling build) on loopback with wrk:
 #   1. POST /v1/flags/{key}/evaluate over a 100-flag set with rules (target >= 50,000 req/s,
 #      p99 <= 2 ms);
 #   2. OFREP bulk evaluation of the 100 flags (target >= 5,000 req/s);

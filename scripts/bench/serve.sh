@@ -1,8 +1,12 @@
-# Sourced by the load benchmarks: builds the release binary, starts `vexil serve` on a free
-# loopback port in a temporary data directory (stopped and removed on exit), and sets
-# $root, $vexil, $key, $work, $server (pid) and $url. Extra `serve` arguments: "$@".
+# Sourced by the load benchmarks: builds the binary, starts `vexil serve` on a free loopback
+# port in a temporary data directory (stopped and removed on exit), and sets $root, $vexil,
+# $key, $work, $server (pid) and $url. Extra `serve` arguments: "$@".
 # Environment: WORKERS (server worker threads, default 2), THREADS/CONNECTIONS (wrk, default
-# 1/32), DURATION (default 10s).
+# 1/32), DURATION (default 10s), BUILD_PROFILE (default profiling).
+#
+# The `profiling` profile is the release build with line tables (root Cargo.toml): the same
+# optimised code users run, and `perf record -g -p $server` or callgrind can name its
+# functions. BUILD_PROFILE=release measures the users' binary itself (no debug info).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -10,11 +14,13 @@ workers="${WORKERS:-2}"
 threads="${THREADS:-1}"
 connections="${CONNECTIONS:-32}"
 duration="${DURATION:-10s}"
+profile="${BUILD_PROFILE:-profiling}"
 key="vx_bench_admin_key_0123456789"
 
 command -v wrk > /dev/null || { apt-get update -q > /dev/null && apt-get install -y -q wrk > /dev/null; }
-cargo build --quiet --release --manifest-path "$root/Cargo.toml" -p vexil
-vexil="$root/target/release/vexil"
+cargo build --quiet --profile "$profile" --manifest-path "$root/Cargo.toml" -p vexil
+vexil="$root/target/$profile/vexil"
+echo "== build: $profile profile ($vexil)"
 
 work="$(mktemp -d)"
 trap 'kill "$server" 2> /dev/null || true; wait "$server" 2> /dev/null || true; rm -rf "$work"' EXIT

@@ -1,9 +1,41 @@
-//! What every backend does the same around a change: the audit record a document or key
-//! write produces, and the raise-only publication of a new revision.
+//! What every backend does the same around a change: the `If-Match` check of a document
+//! write, the document it stores, the audit record a document or key write produces, and the
+//! raise-only publication of a new revision.
 
+use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::{ApiKey, ChangeMeta, EntityKind, NewAuditRecord, StoredDocument};
+use crate::secret::new_id;
+use crate::{ApiKey, ChangeMeta, EntityKind, NewAuditRecord, StoreError, StoredDocument, Timestamp};
+
+/// The document an update or delete of `kind`/`key` applies to, given the `current` one the
+/// backend read in the write's transaction, checked against `If-Match` (`expected`).
+pub(crate) fn if_match(
+    current: Option<StoredDocument>,
+    kind: EntityKind,
+    key: String,
+    expected: Option<u64>,
+) -> Result<StoredDocument, StoreError> {
+    let Some(current) = current else {
+        return Err(StoreError::NotFound { kind, key });
+    };
+    match expected {
+        Some(expected) if expected != current.version => {
+            Err(StoreError::VersionMismatch { kind, key, expected, actual: current.version })
+        }
+        _ => Ok(current),
+    }
+}
+
+/// A document created at `now`: version 1, with a new id.
+pub(crate) fn created(kind: EntityKind, key: String, body: Value, now: Timestamp) -> StoredDocument {
+    StoredDocument { kind, key, id: new_id(), version: 1, created_at: now, updated_at: now, body }
+}
+
+/// `current` with a new body at `now`: the next version, same id and creation time.
+pub(crate) fn replaced(current: &StoredDocument, body: Value, now: Timestamp) -> StoredDocument {
+    StoredDocument { version: current.version + 1, updated_at: now, body, ..current.clone() }
+}
 
 /// A document write, as the audit log describes it.
 pub(crate) enum DocumentChange<'a> {

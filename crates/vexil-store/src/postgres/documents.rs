@@ -7,8 +7,7 @@ use tokio_postgres::Row;
 
 use super::audit::append;
 use super::{unsigned, PostgresStore, CHANNEL};
-use crate::change::DocumentChange;
-use crate::secret::new_id;
+use crate::change::{created, if_match, replaced, DocumentChange};
 use crate::{ChangeMeta, ConfigStore, EntityKind, StoreError, StoredDocument, Timestamp, Write};
 
 const SELECT: &str = "SELECT kind, key, id, version, created_at, updated_at, body FROM documents";
@@ -92,7 +91,7 @@ async fn apply_one(
             None => insert(tx, kind, key, body, now, meta).await.map(Some),
         },
         Write::Update { kind, key, body, expected_version } => {
-            let current = load_expected(tx, kind, key, expected_version).await?;
+            let current = if_match(load(tx, kind, &key).await?, kind, key, expected_version)?;
             replace(tx, current, body, now, meta).await.map(Some)
         }
         Write::Upsert { kind, key, body } => match load(tx, kind, &key).await? {
@@ -100,30 +99,12 @@ async fn apply_one(
             None => insert(tx, kind, key, body, now, meta).await.map(Some),
         },
         Write::Delete { kind, key, expected_version } => {
-            let current = load_expected(tx, kind, key, expected_version).await?;
+            let current = if_match(load(tx, kind, &key).await?, kind, key, expected_version)?;
             let statement = tx.prepare_cached("DELETE FROM documents WHERE kind = $1 AND key = $2").await?;
             tx.execute(&statement, &[&current.kind.as_str(), &current.key]).await?;
             append(tx, now, &DocumentChange::Deleted(&current).audit_record(meta)).await?;
             Ok(None)
         }
-    }
-}
-
-/// The current document, checked against `If-Match`.
-async fn load_expected(
-    tx: &impl GenericClient,
-    kind: EntityKind,
-    key: String,
-    expected: Option<u64>,
-) -> Result<StoredDocument, StoreError> {
-    let Some(current) = load(tx, kind, &key).await? else {
-        return Err(StoreError::NotFound { kind, key });
-    };
-    match expected {
-        Some(expected) if expected != current.version => {
-            Err(StoreError::VersionMismatch { kind, key, expected, actual: current.version })
-        }
-        _ => Ok(current),
     }
 }
 
@@ -135,7 +116,7 @@ async fn insert(
     now: Timestamp,
     meta: &ChangeMeta,
 ) -> Result<StoredDocument, StoreError> {
-    let doc = StoredDocument { kind, key, id: new_id(), version: 1, created_at: now, updated_at: now, body };
+    let doc = created(kind, key, body, now);
     let statement = tx
         .prepare_cached(
             "INSERT INTO documents (kind, key, id, version, created_at, updated_at, body)
@@ -154,7 +135,7 @@ async fn replace(
     now: Timestamp,
     meta: &ChangeMeta,
 ) -> Result<StoredDocument, StoreError> {
-    let doc = StoredDocument { version: current.version + 1, updated_at: now, body, ..current.clone() };
+    let doc = replaced(&current, body, now);
     let version = i64::try_from(doc.version).map_err(|_| StoreError::Backend("version overflow".into()))?;
     let statement = tx
         .prepare_cached("UPDATE documents SET version = $3, updated_at = $4, body = $5 WHERE kind = $1 AND key = $2")

@@ -7,7 +7,7 @@ use tokio_postgres::Row;
 use super::audit::append;
 use super::PostgresStore;
 use crate::change::key_audit_record;
-use crate::secret::{new_id, secret_hash};
+use crate::secret::{new_key, secret_hash};
 use crate::{ApiKey, ChangeMeta, EntityKind, KeyKind, KeyStore, StoreError};
 
 const SELECT: &str = "SELECT id, kind, name, created_at, revoked_at FROM api_keys";
@@ -33,9 +33,8 @@ impl KeyStore for PostgresStore {
         secret: &str,
         meta: &ChangeMeta,
     ) -> Result<ApiKey, StoreError> {
-        let now = crate::now();
-        let key = ApiKey { id: new_id(), kind, name: name.to_owned(), created_at: now, revoked_at: None };
-        let hash = secret_hash(secret);
+        let (key, hash) = new_key(kind, name, secret);
+        let now = key.created_at;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let inserted = tx

@@ -7,8 +7,7 @@ use tokio::sync::watch;
 use super::audit::append;
 use super::codec::{Json, Time};
 use super::SqliteStore;
-use crate::change::DocumentChange;
-use crate::secret::new_id;
+use crate::change::{created, if_match, replaced, DocumentChange};
 use crate::{ChangeMeta, ConfigStore, EntityKind, StoreError, StoredDocument, Timestamp, Write};
 
 const SELECT: &str = "SELECT kind, key, id, version, created_at, updated_at, body FROM documents";
@@ -101,7 +100,7 @@ fn apply_one(
             None => insert(conn, kind, key, body, now, meta).map(Some),
         },
         Write::Update { kind, key, body, expected_version } => {
-            let current = load_expected(conn, kind, key, expected_version)?;
+            let current = if_match(load(conn, kind, &key)?, kind, key, expected_version)?;
             replace(conn, current, body, now, meta).map(Some)
         }
         Write::Upsert { kind, key, body } => match load(conn, kind, &key)? {
@@ -110,30 +109,12 @@ fn apply_one(
         }
         .map(Some),
         Write::Delete { kind, key, expected_version } => {
-            let current = load_expected(conn, kind, key, expected_version)?;
+            let current = if_match(load(conn, kind, &key)?, kind, key, expected_version)?;
             conn.prepare_cached("DELETE FROM documents WHERE kind = ?1 AND key = ?2")?
                 .execute(params![current.kind, current.key])?;
             audit(conn, meta, now, DocumentChange::Deleted(&current))?;
             Ok(None)
         }
-    }
-}
-
-/// The current document, checked against `If-Match`.
-fn load_expected(
-    conn: &Connection,
-    kind: EntityKind,
-    key: String,
-    expected: Option<u64>,
-) -> Result<StoredDocument, StoreError> {
-    let Some(current) = load(conn, kind, &key)? else {
-        return Err(StoreError::NotFound { kind, key });
-    };
-    match expected {
-        Some(expected) if expected != current.version => {
-            Err(StoreError::VersionMismatch { kind, key, expected, actual: current.version })
-        }
-        _ => Ok(current),
     }
 }
 
@@ -145,7 +126,7 @@ fn insert(
     now: Timestamp,
     meta: &ChangeMeta,
 ) -> Result<StoredDocument, StoreError> {
-    let doc = StoredDocument { kind, key, id: new_id(), version: 1, created_at: now, updated_at: now, body };
+    let doc = created(kind, key, body, now);
     conn.prepare_cached(
         "INSERT INTO documents (kind, key, id, version, created_at, updated_at, body)
          VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
@@ -162,7 +143,7 @@ fn replace(
     now: Timestamp,
     meta: &ChangeMeta,
 ) -> Result<StoredDocument, StoreError> {
-    let doc = StoredDocument { version: current.version + 1, updated_at: now, body, ..current.clone() };
+    let doc = replaced(&current, body, now);
     conn.prepare_cached("UPDATE documents SET version = ?3, updated_at = ?4, body = ?5 WHERE kind = ?1 AND key = ?2")?
         .execute(params![doc.kind, doc.key, doc.version, Time(now), Json(doc.body.clone())])?;
     audit(conn, meta, now, DocumentChange::Updated(&current, &doc))?;

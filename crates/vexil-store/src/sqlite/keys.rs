@@ -7,7 +7,7 @@ use super::audit::append;
 use super::codec::Time;
 use super::SqliteStore;
 use crate::change::key_audit_record;
-use crate::secret::{new_id, secret_hash};
+use crate::secret::{new_key, secret_hash};
 use crate::{ApiKey, ChangeMeta, EntityKind, KeyKind, KeyStore, StoreError, Timestamp};
 
 const SELECT: &str = "SELECT id, kind, name, created_at, revoked_at FROM api_keys";
@@ -44,9 +44,8 @@ impl KeyStore for SqliteStore {
         secret: &str,
         meta: &ChangeMeta,
     ) -> Result<ApiKey, StoreError> {
-        let now = crate::now();
-        let key = ApiKey { id: new_id(), kind, name: name.to_owned(), created_at: now, revoked_at: None };
-        let hash = secret_hash(secret);
+        let (key, hash) = new_key(kind, name, secret);
+        let now = key.created_at;
         let meta = meta.clone();
         self.write(move |tx| {
             let existing: Option<String> = tx

@@ -1,247 +1,37 @@
-//! The distributed mode's processing state: every partition's state in one PostgreSQL
-//! database shared by the nodes (the tables of `migrations/`, each keyed by `log_partition`),
-//! with the partitions shared among the nodes by the [`group`](crate::group).
+//! One partition's processing state, under one lease.
 //!
-//! - A partition's commit is one transaction: the fence (its `event_partitions` row, updated
-//!   only if this node still owns it under its epoch, carrying the new checkpoint), then the
-//!   changed users, aggregates, counters, new unique users, dedupe ids and open archive
-//!   buffers, each table in one statement over arrays (`UNNEST`), all sent at once (pipelined)
-//!   so a commit costs one round trip and a few statements, whatever the batch size.
-//! - Reads for the results and stats endpoints sum the partitions' rows, so every node answers
-//!   the same: a user's events are all on one partition, so sums, counts and unique users add up.
-//!
-//! The pipeline's traits are blocking (processors run on their own threads); calls go to the
-//! tokio runtime the backend was created in.
+//! A partition's commit is one transaction: the fence (its `event_partitions` row, updated
+//! only if this node still owns it under its epoch, carrying the new checkpoint), then the
+//! changed users, aggregates, counters, new unique users, dedupe ids and open archive
+//! buffers, each table in one statement over arrays (`UNNEST`), all sent at once (pipelined)
+//! so a commit costs one round trip and a few statements, whatever the batch size.
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
-use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, TimeZone, Utc};
 use deadpool_postgres::Pool;
 use futures_util::future::try_join_all;
 use tokio::runtime::Handle;
-use tokio::task::JoinHandle;
 use tokio_postgres::types::ToSql;
-use vexil_events::aggregate::{AggregateKey, AggregateRow, Sums};
+use vexil_events::aggregate::AggregateKey;
 use vexil_events::archive::OpenFile;
-use vexil_events::counters::{Counter, CounterKey, CounterRow, Window};
-use vexil_events::store::{Changes, Committed, Lease, PartitionStore, StateBackend, Stats};
+use vexil_events::counters::{Counter, CounterKey};
+use vexil_events::store::{Changes, Committed, Lease, PartitionStore};
 use vexil_events::Error;
-use vexil_store::postgres::{connection_pool, migrate, Schema};
 
-use crate::group::{Group, GroupOptions};
-
-/// The pipeline's tables, versioned apart from the store's.
-const SCHEMA: Schema = Schema {
-    version_table: "events_schema_version",
-    migrations: &[include_str!("migrations/0001_event_processing.sql")],
-};
-
-/// Connections per node for processing: one per busy processor, the heartbeat and readers.
-const POOL_SIZE: usize = 10;
-
-/// A PostgreSQL failure as the pipeline's error.
-pub(crate) fn db_error(e: impl std::fmt::Display) -> Error {
-    Error::Store(format!("PostgreSQL: {e}"))
-}
-
-fn pg(e: tokio_postgres::Error) -> Error {
-    // `Display` of a server error is only "db error"; the message is in the source.
-    match e.as_db_error() {
-        Some(db) => db_error(db),
-        None => db_error(e),
-    }
-}
-
-/// The processing state of the distributed mode.
-pub struct PostgresBackend {
-    pool: Pool,
-    group: Arc<Group>,
-    runtime: Handle,
-    heartbeat: Mutex<Option<JoinHandle<()>>>,
-}
-
-impl PostgresBackend {
-    /// Connects to the database at `url`, creates the pipeline's tables, checks that they are
-    /// the state of `topic` with `partitions` partitions (creating the partitions' rows for a
-    /// new database), joins the consumer group and takes a first share of the partitions.
-    /// Must run inside the tokio runtime that will carry the requests.
-    pub async fn connect(
-        url: &str,
-        topic: &str,
-        partitions: u32,
-        options: GroupOptions,
-    ) -> Result<PostgresBackend, String> {
-        let (pool, _) = connection_pool(url, POOL_SIZE).map_err(|e| e.to_string())?;
-        let mut client = pool.get().await.map_err(|e| format!("cannot reach the database: {e}"))?;
-        migrate(&mut client, &SCHEMA).await.map_err(|e| e.to_string())?;
-        let count = partitions as i32;
-        client
-            .execute(
-                "INSERT INTO event_topic (id, topic, partitions) VALUES (0, $1, $2) ON CONFLICT (id) DO NOTHING",
-                &[&topic, &count],
-            )
-            .await
-            .map_err(pg)
-            .map_err(|e| e.to_string())?;
-        let row = client
-            .query_one("SELECT topic, partitions FROM event_topic", &[])
-            .await
-            .map_err(pg)
-            .map_err(|e| e.to_string())?;
-        let (known_topic, known_partitions): (String, i32) = (row.get(0), row.get(1));
-        if (known_topic.as_str(), known_partitions) != (topic, count) {
-            return Err(format!(
-                "the database holds the processing state of topic {known_topic} with {known_partitions} \
-                 partitions, but the event bus is topic {topic} with {partitions}: every node must read \
-                 the same topic, and a topic's partition count must not change (it would move users \
-                 between partitions)"
-            ));
-        }
-        client
-            .execute(
-                "INSERT INTO event_partitions (log_partition) SELECT generate_series(0, $1 - 1)
-                 ON CONFLICT (log_partition) DO NOTHING",
-                &[&count],
-            )
-            .await
-            .map_err(pg)
-            .map_err(|e| e.to_string())?;
-        drop(client);
-        let group = Arc::new(Group::new(pool.clone(), node_name(), partitions, options));
-        group.tick().await.map_err(|e| format!("cannot join the consumer group: {e}"))?;
-        let heartbeat = tokio::spawn({
-            let group = group.clone();
-            async move { group.run().await }
-        });
-        Ok(PostgresBackend { pool, group, runtime: Handle::current(), heartbeat: Mutex::new(Some(heartbeat)) })
-    }
-
-    /// This node's name in the consumer group.
-    pub fn node(&self) -> &str {
-        self.group.node()
-    }
-}
-
-/// A name no other process has: the host, the process and a random part.
-fn node_name() -> String {
-    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "node".into());
-    let random = uuid::Uuid::new_v4().simple().to_string();
-    format!("{host}-{}-{}", std::process::id(), &random[..8])
-}
-
-/// Runs `future` on `runtime` from blocking code: a processor's thread, a blocking task, or an
-/// async handler (whose worker thread is handed over to other tasks meanwhile).
-fn wait<F: Future>(runtime: &Handle, future: F) -> F::Output {
-    tokio::task::block_in_place(|| runtime.block_on(future))
-}
-
-impl StateBackend for PostgresBackend {
-    fn leases(&self) -> Vec<Lease> {
-        self.group.leases()
-    }
-
-    fn open(&self, lease: Lease) -> Result<Box<dyn PartitionStore>, Error> {
-        Ok(Box::new(PostgresPartition {
-            pool: self.pool.clone(),
-            runtime: self.runtime.clone(),
-            lease,
-            node: self.group.node().to_owned(),
-        }))
-    }
-
-    fn released(&self, lease: Lease) {
-        // If freeing fails, the lease expires on its own and another node takes it then.
-        let _ = wait(&self.runtime, self.group.release(lease));
-    }
-
-    fn stats(&self) -> Result<Box<dyn Stats>, Error> {
-        Ok(Box::new(PostgresStats { pool: self.pool.clone(), runtime: self.runtime.clone() }))
-    }
-
-    fn holds(&self, lease: Lease) -> bool {
-        self.group.holds(lease)
-    }
-
-    fn leave(&self) {
-        if let Some(heartbeat) = self.heartbeat.lock().expect("heartbeat poisoned").take() {
-            heartbeat.abort();
-        }
-        // If this fails, the membership and leases expire on their own.
-        let _ = wait(&self.runtime, self.group.leave());
-    }
-}
-
-impl Drop for PostgresBackend {
-    fn drop(&mut self) {
-        if let Some(heartbeat) = self.heartbeat.lock().expect("heartbeat poisoned").take() {
-            heartbeat.abort();
-        }
-    }
-}
+use super::columns::{counter_at, counter_key, sums_at, KeyColumns, SumColumns};
+use super::{db_error, pg, wait};
 
 /// One partition's state, under one lease.
-struct PostgresPartition {
-    pool: Pool,
-    runtime: Handle,
-    lease: Lease,
-    node: String,
+pub(super) struct PostgresPartition {
+    pub(super) pool: Pool,
+    pub(super) runtime: Handle,
+    pub(super) lease: Lease,
+    pub(super) node: String,
 }
 
 impl PostgresPartition {
     fn partition(&self) -> i32 {
         self.lease.partition as i32
-    }
-}
-
-/// Columns of counter keys, as arrays for `UNNEST`.
-#[derive(Default)]
-struct KeyColumns<'a> {
-    periods: Vec<&'static str>,
-    starts: Vec<i64>,
-    events: Vec<&'a str>,
-    experiments: Vec<&'a str>,
-    variants: Vec<&'a str>,
-}
-
-impl<'a> KeyColumns<'a> {
-    fn push(&mut self, key: &'a CounterKey) {
-        self.periods.push(key.window.name());
-        self.starts.push(key.start);
-        self.events.push(&key.event);
-        self.experiments.push(&key.experiment);
-        self.variants.push(&key.variant);
-    }
-}
-
-fn counter_key(row: &tokio_postgres::Row) -> Result<CounterKey, Error> {
-    let period: String = row.get(0);
-    Ok(CounterKey {
-        window: Window::parse(&period).ok_or_else(|| db_error(format!("unknown counter period {period:?}")))?,
-        start: row.get(1),
-        event: row.get(2),
-        experiment: row.get(3),
-        variant: row.get(4),
-    })
-}
-
-fn sums_at(row: &tokio_postgres::Row, first: usize) -> Sums {
-    Sums {
-        n: row.get::<_, i64>(first) as u64,
-        sum_x: row.get(first + 1),
-        sum_x2: row.get(first + 2),
-        sum_y: row.get(first + 3),
-        sum_y2: row.get(first + 4),
-        sum_xy: row.get(first + 5),
-    }
-}
-
-fn counter_at(row: &tokio_postgres::Row, first: usize) -> Counter {
-    Counter {
-        count: row.get::<_, i64>(first) as u64,
-        sum: row.get(first + 1),
-        unique_users: row.get::<_, i64>(first + 2) as u64,
     }
 }
 
@@ -507,97 +297,5 @@ impl PartitionStore for PostgresPartition {
             }
             tx.commit().await.map_err(pg)
         })
-    }
-}
-
-/// Columns of aggregate rows, as arrays for `UNNEST`.
-#[derive(Default)]
-struct SumColumns<'a> {
-    experiments: Vec<&'a str>,
-    variants: Vec<&'a str>,
-    metrics: Vec<&'a str>,
-    n: Vec<i64>,
-    sum_x: Vec<f64>,
-    sum_x2: Vec<f64>,
-    sum_y: Vec<f64>,
-    sum_y2: Vec<f64>,
-    sum_xy: Vec<f64>,
-}
-
-impl<'a> SumColumns<'a> {
-    fn push(&mut self, (experiment, variant, metric): &'a AggregateKey, s: &Sums) {
-        self.experiments.push(experiment);
-        self.variants.push(variant);
-        self.metrics.push(metric);
-        self.n.push(s.n as i64);
-        self.sum_x.push(s.sum_x);
-        self.sum_x2.push(s.sum_x2);
-        self.sum_y.push(s.sum_y);
-        self.sum_y2.push(s.sum_y2);
-        self.sum_xy.push(s.sum_xy);
-    }
-}
-
-/// Reads of what every partition committed, summed.
-struct PostgresStats {
-    pool: Pool,
-    runtime: Handle,
-}
-
-impl PostgresStats {
-    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<tokio_postgres::Row>, Error> {
-        let client = self.pool.get().await.map_err(db_error)?;
-        let statement = client.prepare_cached(sql).await.map_err(pg)?;
-        client.query(&statement, params).await.map_err(pg)
-    }
-}
-
-impl Stats for PostgresStats {
-    fn aggregates(&self, experiment: &str) -> Result<Vec<AggregateRow>, Error> {
-        let rows = wait(
-            &self.runtime,
-            self.query(
-                "SELECT experiment, variant, metric, SUM(n)::BIGINT, SUM(sum_x), SUM(sum_x2), SUM(sum_y),
-                     SUM(sum_y2), SUM(sum_xy)
-                 FROM event_aggregates WHERE experiment = $1
-                 GROUP BY experiment, variant, metric ORDER BY variant, metric",
-                &[&experiment],
-            ),
-        )?;
-        Ok(rows
-            .iter()
-            .map(|r| AggregateRow { experiment: r.get(0), variant: r.get(1), metric: r.get(2), sums: sums_at(r, 3) })
-            .collect())
-    }
-
-    fn counters(
-        &self,
-        event: &str,
-        experiment: Option<&str>,
-        window: Window,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<Vec<CounterRow>, Error> {
-        let (experiment, from, to) = (experiment.unwrap_or(""), from.timestamp(), to.timestamp());
-        let rows = wait(
-            &self.runtime,
-            self.query(
-                "SELECT start, event, experiment, variant, SUM(count)::BIGINT, SUM(sum), SUM(users)::BIGINT
-                 FROM event_counters
-                 WHERE period = $1 AND event = $2 AND experiment = $3 AND start >= $4 AND start < $5
-                 GROUP BY start, event, experiment, variant ORDER BY start, variant",
-                &[&window.name(), &event, &experiment, &from, &to],
-            ),
-        )?;
-        Ok(rows
-            .iter()
-            .map(|r| CounterRow {
-                start: Utc.timestamp_opt(r.get(0), 0).single().unwrap_or_default(),
-                event: r.get(1),
-                experiment: r.get(2),
-                variant: r.get(3),
-                counter: counter_at(r, 4),
-            })
-            .collect())
     }
 }

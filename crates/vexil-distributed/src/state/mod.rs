@@ -1,0 +1,181 @@
+//! The distributed mode's processing state: every partition's state in one PostgreSQL
+//! database shared by the nodes (the tables of `migrations/`, each keyed by `log_partition`),
+//! with the partitions shared among the nodes by the [`group`](crate::group).
+//!
+//! This module is the backend: it connects, checks that the database holds the state of the
+//! topic being read, joins the group, and hands out the parts that do the work:
+//!
+//! - `partition`: one partition's state under its lease: loading it, the pipeline's lookups,
+//!   and its fenced commit;
+//! - `stats`: the reads of the results and stats endpoints, summed over the partitions;
+//! - `columns`: counter keys and sums as statement parameters (arrays) and out of rows.
+//!
+//! The pipeline's traits are blocking (processors run on their own threads); calls go to the
+//! tokio runtime the backend was created in.
+
+mod columns;
+mod partition;
+mod stats;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use deadpool_postgres::Pool;
+use tokio::runtime::Handle;
+use tokio::task::JoinHandle;
+use vexil_events::store::{Lease, PartitionStore, StateBackend, Stats};
+use vexil_events::Error;
+use vexil_store::postgres::{connection_pool, migrate, Schema};
+
+use self::partition::PostgresPartition;
+use self::stats::PostgresStats;
+use crate::group::{Group, GroupOptions};
+
+/// The pipeline's tables, versioned apart from the store's.
+const SCHEMA: Schema = Schema {
+    version_table: "events_schema_version",
+    migrations: &[include_str!("../migrations/0001_event_processing.sql")],
+};
+
+/// Connections per node for processing: one per busy processor, the heartbeat and readers.
+const POOL_SIZE: usize = 10;
+
+/// A PostgreSQL failure as the pipeline's error.
+pub(crate) fn db_error(e: impl std::fmt::Display) -> Error {
+    Error::Store(format!("PostgreSQL: {e}"))
+}
+
+fn pg(e: tokio_postgres::Error) -> Error {
+    // `Display` of a server error is only "db error"; the message is in the source.
+    match e.as_db_error() {
+        Some(db) => db_error(db),
+        None => db_error(e),
+    }
+}
+
+/// The processing state of the distributed mode.
+pub struct PostgresBackend {
+    pool: Pool,
+    group: Arc<Group>,
+    runtime: Handle,
+    heartbeat: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl PostgresBackend {
+    /// Connects to the database at `url`, creates the pipeline's tables, checks that they are
+    /// the state of `topic` with `partitions` partitions (creating the partitions' rows for a
+    /// new database), joins the consumer group and takes a first share of the partitions.
+    /// Must run inside the tokio runtime that will carry the requests.
+    pub async fn connect(
+        url: &str,
+        topic: &str,
+        partitions: u32,
+        options: GroupOptions,
+    ) -> Result<PostgresBackend, String> {
+        let (pool, _) = connection_pool(url, POOL_SIZE).map_err(|e| e.to_string())?;
+        let mut client = pool.get().await.map_err(|e| format!("cannot reach the database: {e}"))?;
+        migrate(&mut client, &SCHEMA).await.map_err(|e| e.to_string())?;
+        let count = partitions as i32;
+        client
+            .execute(
+                "INSERT INTO event_topic (id, topic, partitions) VALUES (0, $1, $2) ON CONFLICT (id) DO NOTHING",
+                &[&topic, &count],
+            )
+            .await
+            .map_err(pg)
+            .map_err(|e| e.to_string())?;
+        let row = client
+            .query_one("SELECT topic, partitions FROM event_topic", &[])
+            .await
+            .map_err(pg)
+            .map_err(|e| e.to_string())?;
+        let (known_topic, known_partitions): (String, i32) = (row.get(0), row.get(1));
+        if (known_topic.as_str(), known_partitions) != (topic, count) {
+            return Err(format!(
+                "the database holds the processing state of topic {known_topic} with {known_partitions} \
+                 partitions, but the event bus is topic {topic} with {partitions}: every node must read \
+                 the same topic, and a topic's partition count must not change (it would move users \
+                 between partitions)"
+            ));
+        }
+        client
+            .execute(
+                "INSERT INTO event_partitions (log_partition) SELECT generate_series(0, $1 - 1)
+                 ON CONFLICT (log_partition) DO NOTHING",
+                &[&count],
+            )
+            .await
+            .map_err(pg)
+            .map_err(|e| e.to_string())?;
+        drop(client);
+        let group = Arc::new(Group::new(pool.clone(), node_name(), partitions, options));
+        group.tick().await.map_err(|e| format!("cannot join the consumer group: {e}"))?;
+        let heartbeat = tokio::spawn({
+            let group = group.clone();
+            async move { group.run().await }
+        });
+        Ok(PostgresBackend { pool, group, runtime: Handle::current(), heartbeat: Mutex::new(Some(heartbeat)) })
+    }
+
+    /// This node's name in the consumer group.
+    pub fn node(&self) -> &str {
+        self.group.node()
+    }
+}
+
+/// A name no other process has: the host, the process and a random part.
+fn node_name() -> String {
+    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "node".into());
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &random[..8])
+}
+
+/// Runs `future` on `runtime` from blocking code: a processor's thread, a blocking task, or an
+/// async handler (whose worker thread is handed over to other tasks meanwhile).
+fn wait<F: Future>(runtime: &Handle, future: F) -> F::Output {
+    tokio::task::block_in_place(|| runtime.block_on(future))
+}
+
+impl StateBackend for PostgresBackend {
+    fn leases(&self) -> Vec<Lease> {
+        self.group.leases()
+    }
+
+    fn open(&self, lease: Lease) -> Result<Box<dyn PartitionStore>, Error> {
+        Ok(Box::new(PostgresPartition {
+            pool: self.pool.clone(),
+            runtime: self.runtime.clone(),
+            lease,
+            node: self.group.node().to_owned(),
+        }))
+    }
+
+    fn released(&self, lease: Lease) {
+        // If freeing fails, the lease expires on its own and another node takes it then.
+        let _ = wait(&self.runtime, self.group.release(lease));
+    }
+
+    fn stats(&self) -> Result<Box<dyn Stats>, Error> {
+        Ok(Box::new(PostgresStats { pool: self.pool.clone(), runtime: self.runtime.clone() }))
+    }
+
+    fn holds(&self, lease: Lease) -> bool {
+        self.group.holds(lease)
+    }
+
+    fn leave(&self) {
+        if let Some(heartbeat) = self.heartbeat.lock().expect("heartbeat poisoned").take() {
+            heartbeat.abort();
+        }
+        // If this fails, the membership and leases expire on their own.
+        let _ = wait(&self.runtime, self.group.leave());
+    }
+}
+
+impl Drop for PostgresBackend {
+    fn drop(&mut self) {
+        if let Some(heartbeat) = self.heartbeat.lock().expect("heartbeat poisoned").take() {
+            heartbeat.abort();
+        }
+    }
+}
