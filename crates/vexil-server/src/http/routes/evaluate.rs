@@ -105,24 +105,23 @@ pub async fn batch(
     vexil_core::validate_user_id(ctx.user_id())?;
     let selection = request.flag_keys.as_deref().map_or(Selection::All, Selection::Listed);
     let snapshot = state.snapshots.read();
-    let response = state
-        .evaluator(&snapshot)
-        .evaluate(&ctx, selection, |outcomes| {
-            let mut response = BatchResponse { flags: BTreeMap::new(), errors: BTreeMap::new() };
-            for (key, outcome) in outcomes {
-                match outcome {
-                    Ok(evaluation) => {
-                        response.flags.insert(key, evaluation.record(ctx.user_id()));
-                    }
-                    Err(e) => {
-                        response.errors.insert(key, error_value(&ApiError::from(e).body()));
-                    }
-                }
+    Ok(state.evaluator(&snapshot).evaluate(&ctx, selection, |outcomes| batch_response(&ctx, outcomes)).await)
+}
+
+/// Each flag's result document, or its error in `errors`.
+fn batch_response(ctx: &Context<'_>, outcomes: Vec<Outcome<'_>>) -> Response {
+    let mut response = BatchResponse { flags: BTreeMap::new(), errors: BTreeMap::new() };
+    for (key, outcome) in outcomes {
+        match outcome {
+            Ok(evaluation) => {
+                response.flags.insert(key, evaluation.record(ctx.user_id()));
             }
-            Json(response).into_response()
-        })
-        .await;
-    Ok(response)
+            Err(e) => {
+                response.errors.insert(key, error_value(&ApiError::from(e).body()));
+            }
+        }
+    }
+    Json(response).into_response()
 }
 
 fn error_value(body: &ErrorBody<'_>) -> Value {

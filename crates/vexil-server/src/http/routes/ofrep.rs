@@ -9,7 +9,7 @@
 
 use crate::http::routes::if_none_match;
 use crate::http::state::AppState;
-use crate::service::evaluation::Selection;
+use crate::service::evaluation::{Outcome, Selection};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -169,26 +169,28 @@ pub async fn bulk(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         Err(failure) => return failure.response(None),
     };
     let snapshot = state.snapshots.read();
-    let etag = {
-        let mut hasher = DefaultHasher::new();
-        serde_json::to_string(request.attributes()).expect("JSON values serialise").hash(&mut hasher);
-        format!("\"{}-{:016x}\"", snapshot.revision, hasher.finish())
-    };
+    let etag = bulk_etag(&request, snapshot.revision);
     if if_none_match(&headers, &etag) {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
     }
-    let flags = state
-        .evaluator(&snapshot)
-        .evaluate(&ctx, Selection::All, |outcomes| {
-            let flags: Vec<BulkEntry> = outcomes
-                .into_iter()
-                .map(|(key, outcome)| match outcome {
-                    Ok(result) => BulkEntry::Success(success(&result)),
-                    Err(e) => BulkEntry::Failure(eval_failure(&e).for_flag(key)),
-                })
-                .collect();
-            Json(json!({ "flags": flags }))
-        })
-        .await;
+    let flags = state.evaluator(&snapshot).evaluate(&ctx, Selection::All, bulk_entries).await;
     ([(header::ETAG, etag)], flags).into_response()
+}
+
+/// The bulk answer's tag: the configuration revision and the request's context.
+fn bulk_etag(request: &Request, revision: u64) -> String {
+    let mut hasher = DefaultHasher::new();
+    serde_json::to_string(request.attributes()).expect("JSON values serialise").hash(&mut hasher);
+    format!("\"{revision}-{:016x}\"", hasher.finish())
+}
+
+fn bulk_entries(outcomes: Vec<Outcome<'_>>) -> Json<Value> {
+    let flags: Vec<BulkEntry> = outcomes
+        .into_iter()
+        .map(|(key, outcome)| match outcome {
+            Ok(result) => BulkEntry::Success(success(&result)),
+            Err(e) => BulkEntry::Failure(eval_failure(&e).for_flag(key)),
+        })
+        .collect();
+    Json(json!({ "flags": flags }))
 }
