@@ -2,8 +2,8 @@
 //! budgets. The scheduler evaluates them (see [`crate::service::safety::scheduler`]).
 
 use crate::http::auth::Caller;
-use crate::http::error::{ApiError, ApiJson};
-use crate::http::routes::{ChangeReason, IfMatch};
+use crate::http::error::ApiError;
+use crate::http::extract::{ApiJson, ChangeReason, IfMatch};
 use crate::http::state::AppState;
 use crate::service::safety::budgets::{Budget, Progress};
 use crate::service::safety::scheduler::{budget_body, parse_budget};
