@@ -229,11 +229,16 @@ fn table(state: AppState) -> Table {
         rollout_plans::act,
     );
     let (budgets, budget) = ("/v1/admin/budgets", "/v1/admin/budgets/{key}");
+    let kind = EntityKind::Budget;
     t.add(spec(M::POST, budgets, Some(Admin), "safety", "Create a cost budget."), budgets::create)
         .add(spec(M::GET, budgets, Some(Admin), "safety", "Budgets with their spend and remaining."), budgets::list)
         .add(spec(M::GET, budget, Some(Admin), "safety", "One budget with its spend and remaining."), budgets::get)
-        .add(spec(M::PUT, budget, Some(Admin), "safety", "Replace a budget (optional If-Match)."), budgets::replace)
-        .add(spec(M::DELETE, budget, Some(Admin), "safety", "Delete a budget."), budgets::delete);
+        .add_document(
+            kind,
+            spec(M::PUT, budget, Some(Admin), "safety", "Replace a budget (optional If-Match)."),
+            budgets::replace,
+        )
+        .add_document(kind, spec(M::DELETE, budget, Some(Admin), "safety", "Delete a budget."), budgets::delete);
     event_routes(&mut t);
     t
 }
