@@ -112,16 +112,16 @@ impl Metrics {
             Box::new(metrics.snapshot_revision.clone()),
             Box::new(metrics.snapshot_flags.clone()),
         ];
-        for collector in collectors {
-            metrics.registry.register(collector).expect("metric names are unique");
-        }
+        metrics.register(collectors);
         Arc::new(metrics)
     }
 
     /// Adds metrics kept by another part of the service (the event pipeline, the safety rails)
     /// to `/metrics`.
-    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) {
-        self.registry.register(collector).expect("metric names are unique");
+    pub fn register(&self, collectors: impl IntoIterator<Item = Box<dyn prometheus::core::Collector>>) {
+        for collector in collectors {
+            self.registry.register(collector).expect("metric names are unique");
+        }
     }
 
     /// The counters of one flag, resolved once when a snapshot is built.

@@ -230,7 +230,7 @@ impl Events {
             tokio::spawn(queued.run(ingestor.clone(), QUEUE_BATCH, stop.clone().cancelled_owned())),
             tokio::spawn(tracker.clone().run_flusher(bus.clone(), COUNTS_FLUSH, stop.clone().cancelled_owned())),
         ];
-        registry.register(Box::new(Exported::new(metrics.clone())));
+        registry.register([Box::new(Exported::new(metrics.clone())) as Box<dyn Collector>]);
         Ok(Events { ingestor, dlq, pipeline, tracker, metrics, log, stop, tasks: Mutex::new(tasks) })
     }
 
