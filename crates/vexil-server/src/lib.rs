@@ -11,7 +11,7 @@
 //!
 //! Beside them: [`config`] (settings from `vexil.toml`, `VEXIL_*` variables and flags,
 //! validated at start), [`server`] (start-up wiring, the first admin key, graceful shutdown),
-//! [`metrics`] (Prometheus metrics, shared by both layers) and [`logging`].
+//! [`metrics`] (the one Prometheus registry, which both layers register into) and [`logging`].
 
 pub mod config;
 pub mod http;

@@ -1,5 +1,8 @@
-//! Prometheus metrics (`GET /metrics`): requests and latency per route and status, evaluations
-//! per flag and reason, and the health of the configuration snapshot.
+//! Prometheus metrics (`GET /metrics`): the one registry of the service, holding requests and
+//! latency per route and status, evaluations per flag and reason, and the health of the
+//! configuration snapshot defined here, and what the other parts register into it at start-up:
+//! the event pipeline's counters ([`crate::service::events`]) and the safety rails' metrics
+//! ([`crate::service::safety`]). `/metrics` renders it once.
 //!
 //! The per-request cost is kept to a few atomic additions: evaluation counters are resolved to
 //! their handles once per snapshot (see [`FlagCounters`]), so counting an evaluation is one
@@ -14,7 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use vexil_core::Reason;
 
-/// Every metric the service exports, registered in its own registry.
+/// The service's registry, with the metrics defined here.
 pub struct Metrics {
     registry: Registry,
     http_requests: IntCounterVec,
@@ -109,15 +112,16 @@ impl Metrics {
             Box::new(metrics.snapshot_revision.clone()),
             Box::new(metrics.snapshot_flags.clone()),
         ];
-        for collector in collectors {
-            metrics.registry.register(collector).expect("metric names are unique");
-        }
+        metrics.register(collectors);
         Arc::new(metrics)
     }
 
-    /// Adds metrics kept by another part of the service (the safety rails) to `/metrics`.
-    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) {
-        self.registry.register(collector).expect("metric names are unique");
+    /// Adds metrics kept by another part of the service (the event pipeline, the safety rails)
+    /// to `/metrics`.
+    pub fn register(&self, collectors: impl IntoIterator<Item = Box<dyn prometheus::core::Collector>>) {
+        for collector in collectors {
+            self.registry.register(collector).expect("metric names are unique");
+        }
     }
 
     /// The counters of one flag, resolved once when a snapshot is built.

@@ -81,6 +81,7 @@ pub async fn state(config: ServerConfig, store: Arc<dyn Store>) -> Result<AppSta
     };
     let experiments = crate::service::events::experiment_definitions(&initial.experiments);
     let events = crate::service::events::Events::start(
+        &metrics,
         &config.data_dir,
         &config.archive_dir,
         config.archive_format,

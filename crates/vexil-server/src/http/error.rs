@@ -1,16 +1,15 @@
 //! The one error shape of the API (SPEC 4): `{"error": {"code", "message", "field"}}` with the
-//! fitting status, and the extractors that turn axum's own rejections (bad JSON, wrong content
-//! type, body too large, bad query) into that shape instead of axum's plain-text answers.
+//! fitting status; the mapping of every service error and of axum's own rejections (bad JSON,
+//! wrong content type, body too large, bad query) to it, so no answer is axum's plain text; and
+//! the answers to unknown routes and methods. The extractors that use it are in
+//! [`crate::http::extract`].
 
 use crate::service::assignment::AssignError;
 use crate::service::catalog::ImportError;
 use crate::service::experiments::ExperimentError;
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::json;
 use vexil_core::{EvalError, ValidationErrors};
@@ -203,75 +202,10 @@ fn data_error_field(text: &str) -> String {
     }
 }
 
-/// `axum::Json` with errors in the API's shape.
-pub struct ApiJson<T>(pub T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
-
-    /// Bodies sent as plain `application/json` are parsed with serde_json directly; only a body
-    /// that fails goes through axum's `Json` again, whose path-tracking deserializer names the
-    /// field at fault but costs a tenth of an evaluation request on every call. Anything else
-    /// (other content types, `+json` types, missing headers) is axum's to accept or refuse.
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        if !plain_json(req.headers()) {
-            let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
-            return Ok(ApiJson(value));
-        }
-        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(from_bytes_rejection)?;
-        match serde_json::from_slice(&bytes) {
-            Ok(value) => Ok(ApiJson(value)),
-            Err(_) => {
-                let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
-                Ok(ApiJson(value))
-            }
-        }
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::bad_request("invalid_query", rejection.body_text())
     }
-}
-
-/// Whether the content type is exactly `application/json`, with or without parameters.
-fn plain_json(headers: &axum::http::HeaderMap) -> bool {
-    let Some(value) = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let essence = value.split(';').next().unwrap_or_default().trim();
-    essence.eq_ignore_ascii_case("application/json")
-}
-
-/// An optional JSON body: empty bodies are `None`, with no content type needed (the query form
-/// of evaluation); non-empty ones must be JSON.
-pub struct OptionalJson<T>(pub Option<T>);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(from_bytes_rejection)?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(OptionalJson(None));
-        }
-        serde_json::from_slice(&bytes)
-            .map(|v| OptionalJson(Some(v)))
-            .map_err(|e| ApiError::bad_request("invalid_json", format!("the request body is not valid JSON: {e}")))
-    }
-}
-
-/// `axum::extract::Query` with errors in the API's shape.
-pub struct ApiQuery<T>(pub T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
-            Err(rejection) => Err(query_error(rejection)),
-        }
-    }
-}
-
-fn query_error(rejection: QueryRejection) -> ApiError {
-    ApiError::bad_request("invalid_query", rejection.body_text())
 }
 
 /// The answer to a path that no route serves.

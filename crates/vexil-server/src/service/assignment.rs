@@ -268,19 +268,15 @@ async fn write_batches(store: Arc<dyn Store>, mut queue: mpsc::Receiver<PendingW
 
 /// Deletes expired assignments every `interval` until `shutdown`.
 pub async fn purge_expired(store: Arc<dyn Store>, interval: Duration, shutdown: CancellationToken) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            () = shutdown.cancelled() => return,
-        }
+    let store = store.as_ref();
+    crate::service::every(interval, shutdown, move || async move {
         match store.purge_expired_assignments(vexil_store::now()).await {
             Ok(0) => {}
             Ok(purged) => tracing::info!(purged, "expired assignments purged"),
             Err(e) => tracing::warn!(error = %e, "purging expired assignments failed"),
         }
-    }
+    })
+    .await;
 }
 
 /// Assigns and, for a first assignment, emits the exposure event (fire-and-forget: a full

@@ -9,8 +9,11 @@
 //! Shutdown (after the HTTP server has drained its requests) flushes the evaluation counts,
 //! appends what the queue still holds, closes open archive files, commits and closes the log.
 
+use crate::metrics::Metrics;
 use crate::service::experiments::Experiments;
-use prometheus::{Encoder, IntCounter, IntGauge, Registry};
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{IntCounter, IntGauge};
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -48,21 +51,21 @@ pub struct Events {
     log: Option<Arc<FileLog>>,
     stop: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
-    exported: Exported,
 }
 
 /// Reads one of the pipeline's atomics.
 type Reading = fn(&EventMetrics) -> &AtomicU64;
 
-/// The pipeline's atomics as Prometheus metrics, brought up to date at scrape time.
+/// The pipeline's atomics as Prometheus metrics, brought up to date whenever the registry is
+/// gathered, so `/metrics` shows them without a task copying them over.
 struct Exported {
-    registry: Registry,
+    metrics: Arc<EventMetrics>,
     counters: Vec<(IntCounter, Reading)>,
     gauges: Vec<(IntGauge, Reading)>,
 }
 
 impl Exported {
-    fn new() -> Exported {
+    fn new(metrics: Arc<EventMetrics>) -> Exported {
         let counters: [(&str, &str, Reading); 11] = [
             ("vexil_events_ingested_total", "Events appended durably to the log (rate: ingest rate).", |m| {
                 &m.ingested_total
@@ -114,27 +117,28 @@ impl Exported {
                 |m| &m.lag_seconds,
             ),
         ];
-        let registry = Registry::new();
-        let counters = counters
-            .into_iter()
-            .map(|(name, help, read)| {
-                let counter = IntCounter::new(name, help).expect("valid metric");
-                registry.register(Box::new(counter.clone())).expect("metric names are unique");
-                (counter, read)
-            })
-            .collect();
-        let gauges = gauges
-            .into_iter()
-            .map(|(name, help, read)| {
-                let gauge = IntGauge::new(name, help).expect("valid metric");
-                registry.register(Box::new(gauge.clone())).expect("metric names are unique");
-                (gauge, read)
-            })
-            .collect();
-        Exported { registry, counters, gauges }
+        Exported {
+            metrics,
+            counters: counters
+                .into_iter()
+                .map(|(name, help, read)| (IntCounter::new(name, help).expect("valid metric"), read))
+                .collect(),
+            gauges: gauges
+                .into_iter()
+                .map(|(name, help, read)| (IntGauge::new(name, help).expect("valid metric"), read))
+                .collect(),
+        }
+    }
+}
+
+impl Collector for Exported {
+    fn desc(&self) -> Vec<&Desc> {
+        let counters = self.counters.iter().flat_map(|(counter, _)| counter.desc());
+        counters.chain(self.gauges.iter().flat_map(|(gauge, _)| gauge.desc())).collect()
     }
 
-    fn render(&self, metrics: &EventMetrics) -> String {
+    fn collect(&self) -> Vec<MetricFamily> {
+        let metrics = &self.metrics;
         for (counter, read) in &self.counters {
             // The atomics only grow, so the difference is never negative.
             counter.inc_by(EventMetrics::get(read(metrics)).saturating_sub(counter.get()));
@@ -142,9 +146,8 @@ impl Exported {
         for (gauge, read) in &self.gauges {
             gauge.set(i64::try_from(EventMetrics::get(read(metrics))).unwrap_or(i64::MAX));
         }
-        let mut out = Vec::new();
-        prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding never fails");
-        String::from_utf8(out).expect("the text format is UTF-8")
+        let counters = self.counters.iter().flat_map(|(counter, _)| counter.collect());
+        counters.chain(self.gauges.iter().flat_map(|(gauge, _)| gauge.collect())).collect()
     }
 }
 
@@ -162,9 +165,11 @@ pub struct Engines {
 
 impl Events {
     /// Opens the log, the DLQ, the archive (files in `archive_format`) and the processing state,
-    /// and starts processing (with the configuration's experiments from the first record on) and
-    /// the tasks that drain the server's own events. Must run inside the tokio runtime.
+    /// starts processing (with the configuration's experiments from the first record on) and
+    /// the tasks that drain the server's own events, and registers the pipeline's metrics in
+    /// `registry`. Must run inside the tokio runtime.
     pub fn start(
+        registry: &Metrics,
         data_dir: &Path,
         archive_dir: &Path,
         archive_format: ArchiveFormat,
@@ -225,13 +230,8 @@ impl Events {
             tokio::spawn(queued.run(ingestor.clone(), QUEUE_BATCH, stop.clone().cancelled_owned())),
             tokio::spawn(tracker.clone().run_flusher(bus.clone(), COUNTS_FLUSH, stop.clone().cancelled_owned())),
         ];
-        let exported = Exported::new();
-        Ok(Events { ingestor, dlq, pipeline, tracker, metrics, log, stop, tasks: Mutex::new(tasks), exported })
-    }
-
-    /// The pipeline's metrics in the Prometheus text format, for `/metrics`.
-    pub fn render_metrics(&self) -> String {
-        self.exported.render(&self.metrics)
+        registry.register([Box::new(Exported::new(metrics.clone())) as Box<dyn Collector>]);
+        Ok(Events { ingestor, dlq, pipeline, tracker, metrics, log, stop, tasks: Mutex::new(tasks) })
     }
 
     /// Queues an exposure event for the log; never waits, never fails (a full queue drops it

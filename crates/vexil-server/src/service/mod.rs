@@ -10,6 +10,8 @@
 //! - [`results`]: experiment results and auto-conclusion;
 //! - [`events`]: the event pipeline as the service runs it;
 //! - [`safety`]: emergency stops, rollout plans, guards and budgets; [`notify`]: their webhooks.
+//!
+//! [`every`] runs the periodic work (purging expired assignments, the safety checks).
 
 pub mod assignment;
 pub mod catalog;
@@ -20,3 +22,26 @@ pub mod notify;
 pub mod results;
 pub mod safety;
 pub mod snapshot;
+
+use std::future::Future;
+use std::time::Duration;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+/// Runs `round` every `interval`, the first at once, until `shutdown`. A round that overruns
+/// delays the next one rather than bunching the missed ones together.
+pub async fn every<F: Future<Output = ()>>(
+    interval: Duration,
+    shutdown: CancellationToken,
+    mut round: impl FnMut() -> F,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        round().await;
+    }
+}

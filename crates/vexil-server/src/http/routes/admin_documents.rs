@@ -5,41 +5,16 @@
 //! One set of handlers serves every collection; the route table tells each which
 //! [`EntityKind`] it serves through a request extension.
 
-use crate::http::auth::Caller;
-use crate::http::error::{ApiError, ApiJson, ApiQuery};
-use crate::http::routes::{ChangeReason, IfMatch};
+use crate::http::error::ApiError;
+use crate::http::extract::{ApiJson, ApiQuery, Change};
 use crate::http::state::AppState;
 use crate::service::catalog::{canonical, collection, Catalog};
-use axum::extract::{FromRequestParts, Path, State};
-use axum::http::request::Parts;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use vexil_store::{ChangeMeta, EntityKind, StoredDocument, Write};
-
-/// What every change request carries: the kind it is about, who makes it and why (for the
-/// audit log), and the version it expects (`If-Match`).
-pub struct Change {
-    pub kind: EntityKind,
-    pub meta: ChangeMeta,
-    pub expected_version: Option<u64>,
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Change {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Extension(kind) = Extension::<EntityKind>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        let Extension(caller) =
-            Extension::<Caller>::from_request_parts(parts, state).await.map_err(|_| ApiError::unauthorized())?;
-        let ChangeReason(reason) = ChangeReason::from_request_parts(parts, state).await?;
-        let IfMatch(expected_version) = IfMatch::from_request_parts(parts, state).await?;
-        Ok(Change { kind, meta: caller.change(reason), expected_version })
-    }
-}
+use vexil_store::{EntityKind, StoredDocument, Write};
 
 /// The catalog, provided the document exists.
 pub async fn catalog_with(state: &AppState, kind: EntityKind, key: &str) -> Result<Catalog, ApiError> {

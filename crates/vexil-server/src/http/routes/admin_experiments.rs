@@ -5,8 +5,9 @@
 //! A transition is written only if the experiment is still at the version it was checked at
 //! (or at `If-Match`, when given), so two racing calls cannot both pass from the same status.
 
-use crate::http::error::{ApiError, OptionalJson};
-use crate::http::routes::admin_documents::{catalog_with, stored_json, Change};
+use crate::http::error::ApiError;
+use crate::http::extract::{Change, OptionalJson};
+use crate::http::routes::admin_documents::{catalog_with, stored_json};
 use crate::http::state::AppState;
 use crate::service::experiments;
 use axum::extract::{Path, State};

@@ -3,8 +3,8 @@
 //! one (without server-managed fields, so it diffs cleanly under version control).
 
 use crate::http::auth::Caller;
-use crate::http::error::{ApiError, ApiJson, ApiQuery};
-use crate::http::routes::ChangeReason;
+use crate::http::error::ApiError;
+use crate::http::extract::{ApiJson, ApiQuery, ChangeReason};
 use crate::http::state::AppState;
 use crate::service::catalog::{import, Catalog, ImportReport};
 use axum::extract::State;

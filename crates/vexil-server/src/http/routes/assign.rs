@@ -2,7 +2,8 @@
 //! sticky once given. Configuration comes from the snapshot; the store is touched only for
 //! first assignments (group-committed) and cache misses.
 
-use crate::http::error::{ApiError, ApiJson, ApiQuery, OptionalJson};
+use crate::http::error::ApiError;
+use crate::http::extract::{ApiJson, ApiQuery, OptionalJson};
 use crate::http::routes::evaluate::{attributes, user_id};
 use crate::http::state::AppState;
 use crate::service::assignment;

@@ -1,6 +1,7 @@
 //! `GET /v1/admin/audit`: the change log, newest first, filtered by entity and key.
 
-use crate::http::error::{ApiError, ApiQuery};
+use crate::http::error::ApiError;
+use crate::http::extract::ApiQuery;
 use crate::http::state::AppState;
 use axum::extract::State;
 use axum::Json;

@@ -2,8 +2,8 @@
 //! budgets. The scheduler evaluates them (see [`crate::service::safety::scheduler`]).
 
 use crate::http::auth::Caller;
-use crate::http::error::{ApiError, ApiJson};
-use crate::http::routes::{ChangeReason, IfMatch};
+use crate::http::error::ApiError;
+use crate::http::extract::{ApiJson, Change, ChangeReason};
 use crate::http::state::AppState;
 use crate::service::safety::budgets::{Budget, Progress};
 use crate::service::safety::scheduler::{budget_body, parse_budget};
@@ -39,7 +39,8 @@ fn stored(mut docs: Vec<Option<StoredDocument>>) -> StoredDocument {
     docs.pop().flatten().expect("a create or update returns the stored document")
 }
 
-/// `POST /v1/admin/budgets` → 201.
+/// `POST /v1/admin/budgets` → 201. Not [`Change`]: a create matches no version, and this route
+/// has never read `If-Match`.
 pub async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -77,9 +78,7 @@ async fn load(state: &AppState, key: &str) -> Result<StoredDocument, ApiError> {
 /// thresholds already fired in this period.
 pub async fn replace(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    ChangeReason(reason): ChangeReason,
-    IfMatch(expected_version): IfMatch,
+    change: Change,
     Path(key): Path<String>,
     ApiJson(budget): ApiJson<Budget>,
 ) -> Result<Json<Value>, ApiError> {
@@ -94,26 +93,21 @@ pub async fn replace(
     let current = load(&state, &key).await?;
     let progress = parse_budget(&current).map(|(_, p)| p).unwrap_or_default();
     let write = Write::Update {
-        kind: EntityKind::Budget,
+        kind: change.kind,
         key,
         body: budget_body(&budget, &progress),
-        expected_version: expected_version.or(Some(current.version)),
+        expected_version: change.expected_version.or(Some(current.version)),
     };
-    let doc = stored(state.store.apply(vec![write], &caller.change(reason)).await?);
+    let doc = stored(state.store.apply(vec![write], &change.meta).await?);
     Ok(Json(with_status(&state, &doc)))
 }
 
 /// `DELETE /v1/admin/budgets/{key}` (+ optional `If-Match`) → 204.
 pub async fn delete(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    ChangeReason(reason): ChangeReason,
-    IfMatch(expected_version): IfMatch,
+    Change { kind, meta, expected_version }: Change,
     Path(key): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .store
-        .apply(vec![Write::Delete { kind: EntityKind::Budget, key, expected_version }], &caller.change(reason))
-        .await?;
+    state.store.apply(vec![Write::Delete { kind, key, expected_version }], &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }

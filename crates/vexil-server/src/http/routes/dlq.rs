@@ -1,7 +1,8 @@
 //! `/v1/admin/dlq`: the dead-letter queue — list, replay (validate again and re-ingest what
 //! now passes) and purge. All three select entries with the same query parameters.
 
-use crate::http::error::{ApiError, ApiQuery};
+use crate::http::error::ApiError;
+use crate::http::extract::ApiQuery;
 use crate::http::routes::events::ingest_error;
 use crate::http::state::AppState;
 use axum::extract::State;

@@ -2,8 +2,8 @@
 //! active stops; lift them all (see [`crate::service::safety::stops`]).
 
 use crate::http::auth::Caller;
-use crate::http::error::{ApiError, ApiJson, OptionalJson};
-use crate::http::routes::ChangeReason;
+use crate::http::error::ApiError;
+use crate::http::extract::{ApiJson, ChangeReason, OptionalJson};
 use crate::http::state::AppState;
 use crate::service::safety::stops::{self, Stop, StopError};
 use axum::extract::State;

@@ -2,7 +2,8 @@
 //! Each handler extracts the context and hands it to the evaluation service
 //! ([`crate::service::evaluation`]), which evaluates, assigns, counts and tracks.
 
-use crate::http::error::{ApiError, ApiJson, ApiQuery, ErrorBody, OptionalJson};
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::extract::{ApiJson, ApiQuery, OptionalJson};
 use crate::http::state::AppState;
 use crate::service::evaluation::{Outcome, Selection};
 use axum::extract::{Path, State};

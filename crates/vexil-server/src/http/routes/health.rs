@@ -31,8 +31,6 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
 /// `GET /metrics`: the Prometheus text format.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let snapshot = state.snapshots.current();
-    let mut text =
-        state.metrics.render(snapshot.built_at.elapsed().as_secs_f64(), snapshot.revision, snapshot.flags.len());
-    text.push_str(&state.events.render_metrics());
+    let text = state.metrics.render(snapshot.built_at.elapsed().as_secs_f64(), snapshot.revision, snapshot.flags.len());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

@@ -1,8 +1,8 @@
 //! `/v1/admin/keys`: create (the secret is shown once), list (never secrets), revoke.
 
 use crate::http::auth::Caller;
-use crate::http::error::{ApiError, ApiJson};
-use crate::http::routes::ChangeReason;
+use crate::http::error::ApiError;
+use crate::http::extract::{ApiJson, ChangeReason};
 use crate::http::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

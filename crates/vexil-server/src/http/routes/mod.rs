@@ -1,6 +1,7 @@
-//! The route table: every route with its method, path, required key kind, CORS and summary,
-//! registered in one place. The router and the OpenAPI document are both built from it, so a
-//! route cannot exist without being described.
+//! The route table: every route with its method, path, required key kind, whether browsers may
+//! call it cross-origin (`.cors()`), and summary, registered in one place. The router and the
+//! OpenAPI document are both built from it, so a route cannot exist without being described.
+//! How the table is built is in [`table`].
 
 pub mod admin_documents;
 pub mod admin_experiments;
@@ -20,95 +21,22 @@ pub mod rollout_plans;
 pub mod sdk;
 pub mod stats;
 
-use crate::http::auth::{self, Access};
-use crate::http::error::ApiError;
+pub mod table;
+
+use crate::http::auth::Access;
 use crate::http::state::AppState;
-use axum::extract::FromRequestParts;
-use axum::handler::Handler;
-use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method};
-use axum::routing::{on, MethodFilter, MethodRouter};
-use axum::{Extension, Router};
-use std::collections::BTreeMap;
+use axum::http::Method;
+use axum::Router;
+use table::{spec, Table};
 use vexil_store::EntityKind;
 
-/// One route as the OpenAPI document describes it.
-#[derive(Debug, Clone)]
-pub struct RouteSpec {
-    pub method: Method,
-    pub path: &'static str,
-    /// `None`: no key needed.
-    pub access: Option<Access>,
-    /// Whether browsers may call it cross-origin (when CORS is enabled).
-    pub cors: bool,
-    pub tag: &'static str,
-    pub summary: &'static str,
-}
+pub use table::RouteSpec;
 
-/// Routes being registered, grouped by path (one method router per path).
-struct Table {
-    state: AppState,
-    paths: BTreeMap<&'static str, (MethodRouter<AppState>, bool)>,
-    specs: Vec<RouteSpec>,
-}
-
-impl Table {
-    fn add<H, T>(&mut self, spec: RouteSpec, handler: H) -> &mut Self
-    where
-        H: Handler<T, AppState>,
-        T: 'static,
-    {
-        let route = on(method_filter(&spec.method), handler);
-        self.insert(spec, route)
-    }
-
-    /// A route of the document handlers, told which kind it serves.
-    fn add_document<H, T>(&mut self, kind: EntityKind, spec: RouteSpec, handler: H) -> &mut Self
-    where
-        H: Handler<T, AppState>,
-        T: 'static,
-    {
-        let route = on(method_filter(&spec.method), handler).layer(Extension(kind));
-        self.insert(spec, route)
-    }
-
-    fn insert(&mut self, spec: RouteSpec, mut route: MethodRouter<AppState>) -> &mut Self {
-        if let Some(access) = spec.access {
-            route =
-                route.route_layer(axum::middleware::from_fn_with_state((self.state.clone(), access), auth::require));
-        }
-        let entry =
-            self.paths.remove(spec.path).map(|(existing, cors)| (existing.merge(route.clone()), cors || spec.cors));
-        self.paths.insert(spec.path, entry.unwrap_or((route, spec.cors)));
-        self.specs.push(spec);
-        self
-    }
-}
-
-fn method_filter(method: &Method) -> MethodFilter {
-    MethodFilter::try_from(method.clone()).expect("the table uses standard methods")
-}
-
-fn spec(
-    method: Method,
-    path: &'static str,
-    access: Option<Access>,
-    tag: &'static str,
-    summary: &'static str,
-) -> RouteSpec {
-    let cors = path.starts_with("/v1/flags/")
-        || path == "/v1/evaluate"
-        || path == "/v1/assign"
-        || path.starts_with("/ofrep/")
-        || path == "/v1/events";
-    RouteSpec { method, path, access, cors, tag, summary }
-}
-
-/// Registers every route; returns the routes by path and their specs.
+/// Registers every route.
 fn table(state: AppState) -> Table {
     use Access::*;
     use Method as M;
-    let mut t = Table { state, paths: BTreeMap::new(), specs: Vec::new() };
+    let mut t = Table::new(state);
     t.add(spec(M::GET, "/health", None, "operations", "Liveness: the process answers."), health::live)
         .add(
             spec(
@@ -129,7 +57,8 @@ fn table(state: AppState) -> Table {
                 Some(Client),
                 "evaluation",
                 "Evaluate one flag for a user and context.",
-            ),
+            )
+            .cors(),
             evaluate::flag,
         )
         .add(
@@ -139,7 +68,8 @@ fn table(state: AppState) -> Table {
                 Some(Client),
                 "evaluation",
                 "Evaluate one flag: query form (?flag_key=&user_id=, optional JSON body {\"context\"}).",
-            ),
+            )
+            .cors(),
             evaluate::query,
         )
         .add(
@@ -149,11 +79,13 @@ fn table(state: AppState) -> Table {
                 Some(Client),
                 "evaluation",
                 "Evaluate several flags (or all) for a user and context.",
-            ),
+            )
+            .cors(),
             evaluate::batch,
         )
         .add(
-            spec(M::POST, "/ofrep/v1/evaluate/flags/{key}", Some(Client), "ofrep", "OFREP single flag evaluation."),
+            spec(M::POST, "/ofrep/v1/evaluate/flags/{key}", Some(Client), "ofrep", "OFREP single flag evaluation.")
+                .cors(),
             ofrep::flag,
         )
         .add(
@@ -163,7 +95,8 @@ fn table(state: AppState) -> Table {
                 Some(Client),
                 "ofrep",
                 "OFREP bulk evaluation, with ETag / If-None-Match.",
-            ),
+            )
+            .cors(),
             ofrep::bulk,
         )
         .add(
@@ -296,11 +229,16 @@ fn table(state: AppState) -> Table {
         rollout_plans::act,
     );
     let (budgets, budget) = ("/v1/admin/budgets", "/v1/admin/budgets/{key}");
+    let kind = EntityKind::Budget;
     t.add(spec(M::POST, budgets, Some(Admin), "safety", "Create a cost budget."), budgets::create)
         .add(spec(M::GET, budgets, Some(Admin), "safety", "Budgets with their spend and remaining."), budgets::list)
         .add(spec(M::GET, budget, Some(Admin), "safety", "One budget with its spend and remaining."), budgets::get)
-        .add(spec(M::PUT, budget, Some(Admin), "safety", "Replace a budget (optional If-Match)."), budgets::replace)
-        .add(spec(M::DELETE, budget, Some(Admin), "safety", "Delete a budget."), budgets::delete);
+        .add_document(
+            kind,
+            spec(M::PUT, budget, Some(Admin), "safety", "Replace a budget (optional If-Match)."),
+            budgets::replace,
+        )
+        .add_document(kind, spec(M::DELETE, budget, Some(Admin), "safety", "Delete a budget."), budgets::delete);
     event_routes(&mut t);
     t
 }
@@ -311,7 +249,8 @@ fn experiment_routes(t: &mut Table) {
     use Method as M;
     let kind = EntityKind::Experiment;
     t.add(
-        spec(M::POST, "/v1/assign", Some(Client), "assignment", "Assign a user to an experiment's variant (sticky)."),
+        spec(M::POST, "/v1/assign", Some(Client), "assignment", "Assign a user to an experiment's variant (sticky).")
+            .cors(),
         assign::post,
     )
     .add(
@@ -321,7 +260,8 @@ fn experiment_routes(t: &mut Table) {
             Some(Client),
             "assignment",
             "Assignment, query form (?experiment_key=&user_id=, optional JSON body {\"context\"}).",
-        ),
+        )
+        .cors(),
         assign::query,
     )
     .add(
@@ -384,7 +324,8 @@ fn event_routes(t: &mut Table) {
             Some(Client),
             "events",
             "Ingest a batch: JSON array, {\"events\": [...]}, or NDJSON (application/x-ndjson); partial acceptance.",
-        ),
+        )
+        .cors(),
         events::ingest,
     )
     .add(
@@ -441,86 +382,10 @@ fn event_routes(t: &mut Table) {
 
 /// Every route the service serves.
 pub fn specs(state: AppState) -> Vec<RouteSpec> {
-    table(state).specs
+    table(state).into_specs()
 }
 
-/// The routes, with CORS on the routes that allow it, and the API's 404 and 405 answers.
+/// The router of every route, with CORS on the routes that allow it.
 pub fn router(state: AppState) -> Router {
-    let cors = crate::http::middleware::cors(&state.config.cors);
-    let table = table(state.clone());
-    let (mut plain, mut browser) = (Router::new(), Router::new());
-    for (path, (route, allows_cors)) in table.paths {
-        if allows_cors && cors.is_some() {
-            browser = browser.route(path, route);
-        } else {
-            plain = plain.route(path, route);
-        }
-    }
-    // The 405 answer is set before CORS is layered on, so preflight (OPTIONS) requests, which
-    // no route serves, reach the CORS layer wrapped around it rather than a bare 405.
-    browser = browser.method_not_allowed_fallback(crate::http::error::method_not_allowed);
-    if let Some(cors) = cors {
-        browser = browser.layer(cors);
-    }
-    plain
-        .method_not_allowed_fallback(crate::http::error::method_not_allowed)
-        .merge(browser)
-        .fallback(crate::http::error::not_found)
-        .with_state(state)
-}
-
-/// Whether `If-None-Match` lists `etag` (or is `*`).
-pub fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
-    headers
-        .get_all(axum::http::header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().trim_start_matches("W/"))
-        .any(|t| t == etag || t == "*")
-}
-
-/// `If-Match: <version>` (quoted or not), or none.
-pub struct IfMatch(pub Option<u64>);
-
-impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let Some(value) = parts.headers.get(axum::http::header::IF_MATCH) else { return Ok(IfMatch(None)) };
-        value
-            .to_str()
-            .ok()
-            .map(|v| v.trim().trim_start_matches("W/").trim_matches('"'))
-            .and_then(|v| v.parse::<u64>().ok())
-            .map(|version| IfMatch(Some(version)))
-            .ok_or_else(|| {
-                ApiError::bad_request("invalid_header", "If-Match must be the document's version, e.g. If-Match: 3")
-                    .with_field("If-Match")
-            })
-    }
-}
-
-/// The reason for a change, from `X-Vexil-Reason` or `?reason=`; recorded in the audit log.
-pub struct ChangeReason(pub Option<String>);
-
-impl<S: Send + Sync> FromRequestParts<S> for ChangeReason {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        if let Some(value) = parts.headers.get("x-vexil-reason") {
-            let text = value.to_str().map_err(|_| {
-                ApiError::bad_request("invalid_header", "X-Vexil-Reason must be visible ASCII")
-                    .with_field("X-Vexil-Reason")
-            })?;
-            return Ok(ChangeReason(Some(text.to_string())));
-        }
-        #[derive(serde::Deserialize)]
-        struct ReasonQuery {
-            reason: Option<String>,
-        }
-        let query = axum::extract::Query::<ReasonQuery>::try_from_uri(&parts.uri)
-            .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-        Ok(ChangeReason(query.0.reason))
-    }
+    table(state).into_router()
 }

@@ -7,7 +7,7 @@
 //! answers `ETag` and honours `If-None-Match`: the tag covers the configuration revision and
 //! the request's context, so a changed context never gets a stale 304.
 
-use crate::http::routes::if_none_match;
+use crate::http::extract::if_none_match;
 use crate::http::state::AppState;
 use crate::service::evaluation::{Outcome, Selection};
 use axum::body::Bytes;

@@ -1,7 +1,8 @@
 //! `GET /v1/experiments/{key}/results` (SPEC 6) and `GET /v1/experiments/{key}/power`
 //! (planning from the experiment's own control data).
 
-use crate::http::error::{ApiError, ApiQuery};
+use crate::http::error::ApiError;
+use crate::http::extract::ApiQuery;
 use crate::http::state::AppState;
 use crate::service::results::{current, read_stats, variant_stats, Overrides};
 use axum::extract::{Path, State};

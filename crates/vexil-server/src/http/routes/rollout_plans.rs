@@ -2,8 +2,8 @@
 //! status with live guard readings, and start, pause, resume or cancel it.
 
 use crate::http::auth::Caller;
-use crate::http::error::{ApiError, ApiJson};
-use crate::http::routes::ChangeReason;
+use crate::http::error::ApiError;
+use crate::http::extract::{ApiJson, ChangeReason};
 use crate::http::state::AppState;
 use crate::service::safety::plans::{self, Action, Loaded, Plan, PlanError, PlanRequest, State};
 use axum::extract::{Path, State as AxumState};

@@ -8,7 +8,7 @@
 //! Flags under an emergency stop are served `enabled: false` (see [`crate::service::snapshot`]), so SDKs
 //! that evaluate locally honour stops without knowing about them.
 
-use crate::http::routes::if_none_match;
+use crate::http::extract::if_none_match;
 use crate::http::state::AppState;
 use crate::service::snapshot::{diff, Change, Snapshot};
 use axum::extract::State;

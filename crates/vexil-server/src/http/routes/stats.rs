@@ -2,7 +2,8 @@
 //! exact unique users), optionally per variant of an experiment, from what the pipeline has
 //! committed.
 
-use crate::http::error::{ApiError, ApiQuery};
+use crate::http::error::ApiError;
+use crate::http::extract::ApiQuery;
 use crate::http::state::AppState;
 use axum::extract::State;
 use axum::Json;

@@ -102,9 +102,7 @@ impl SafetyMetrics {
             Box::new(m.budget_spend.clone()),
             Box::new(m.budget_remaining.clone()),
         ];
-        for collector in collectors {
-            metrics.register(collector);
-        }
+        metrics.register(collectors);
         m
     }
 }

@@ -32,17 +32,13 @@ pub struct SafetyChecks {
 
 /// Checks every `interval` until `shutdown`.
 pub async fn run(state: SafetyChecks, interval: std::time::Duration, shutdown: CancellationToken) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            () = shutdown.cancelled() => return,
-        }
-        if let Err(e) = tick(&state).await {
+    let state = &state;
+    crate::service::every(interval, shutdown, move || async move {
+        if let Err(e) = tick(state).await {
             tracing::error!(error = %e, "safety check failed; retrying at the next interval");
         }
-    }
+    })
+    .await;
 }
 
 /// One round over plans, budgets and auto-concluding experiments.

@@ -1,0 +1,124 @@
+//! The machinery of the route table: what a route declares ([`RouteSpec`]), how routes are
+//! registered ([`Table`]), and how the registered routes become the router, with CORS wrapped
+//! around the routes that declared it. The routes themselves are listed in [`super`].
+
+use crate::http::auth::{self, Access};
+use crate::http::state::AppState;
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::{Extension, Router};
+use std::collections::BTreeMap;
+use vexil_store::EntityKind;
+
+/// One route as the OpenAPI document describes it.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    pub method: Method,
+    pub path: &'static str,
+    /// `None`: no key needed.
+    pub access: Option<Access>,
+    /// Whether browsers may call it cross-origin (when CORS is enabled); see [`RouteSpec::cors`].
+    pub cors: bool,
+    pub tag: &'static str,
+    pub summary: &'static str,
+}
+
+/// A route that browsers may not call cross-origin; [`RouteSpec::cors`] allows it.
+pub fn spec(
+    method: Method,
+    path: &'static str,
+    access: Option<Access>,
+    tag: &'static str,
+    summary: &'static str,
+) -> RouteSpec {
+    RouteSpec { method, path, access, cors: false, tag, summary }
+}
+
+impl RouteSpec {
+    /// Lets browsers call the route from other origins, when CORS is configured: for the routes
+    /// a web page calls with a client key (evaluation, assignment, OFREP, event ingest).
+    pub fn cors(mut self) -> RouteSpec {
+        self.cors = true;
+        self
+    }
+}
+
+/// Routes being registered, grouped by path (one method router per path, and whether any of
+/// its routes allows CORS).
+pub struct Table {
+    state: AppState,
+    paths: BTreeMap<&'static str, (MethodRouter<AppState>, bool)>,
+    specs: Vec<RouteSpec>,
+}
+
+impl Table {
+    pub fn new(state: AppState) -> Table {
+        Table { state, paths: BTreeMap::new(), specs: Vec::new() }
+    }
+
+    pub fn add<H, T>(&mut self, spec: RouteSpec, handler: H) -> &mut Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let route = on(method_filter(&spec.method), handler);
+        self.insert(spec, route)
+    }
+
+    /// A route of the handlers shared by several kinds of document, told which kind it serves
+    /// (read by [`crate::http::extract::Change`] and the handlers).
+    pub fn add_document<H, T>(&mut self, kind: EntityKind, spec: RouteSpec, handler: H) -> &mut Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let route = on(method_filter(&spec.method), handler).layer(Extension(kind));
+        self.insert(spec, route)
+    }
+
+    fn insert(&mut self, spec: RouteSpec, mut route: MethodRouter<AppState>) -> &mut Self {
+        if let Some(access) = spec.access {
+            route =
+                route.route_layer(axum::middleware::from_fn_with_state((self.state.clone(), access), auth::require));
+        }
+        let entry =
+            self.paths.remove(spec.path).map(|(existing, cors)| (existing.merge(route.clone()), cors || spec.cors));
+        self.paths.insert(spec.path, entry.unwrap_or((route, spec.cors)));
+        self.specs.push(spec);
+        self
+    }
+
+    /// Every route registered.
+    pub fn into_specs(self) -> Vec<RouteSpec> {
+        self.specs
+    }
+
+    /// The routes, with CORS on the routes that allow it, and the API's 404 and 405 answers.
+    pub fn into_router(self) -> Router {
+        let cors = crate::http::middleware::cors(&self.state.config.cors);
+        let (mut plain, mut browser) = (Router::new(), Router::new());
+        for (path, (route, allows_cors)) in self.paths {
+            if allows_cors && cors.is_some() {
+                browser = browser.route(path, route);
+            } else {
+                plain = plain.route(path, route);
+            }
+        }
+        // The 405 answer is set before CORS is layered on, so preflight (OPTIONS) requests, which
+        // no route serves, reach the CORS layer wrapped around it rather than a bare 405.
+        browser = browser.method_not_allowed_fallback(crate::http::error::method_not_allowed);
+        if let Some(cors) = cors {
+            browser = browser.layer(cors);
+        }
+        plain
+            .method_not_allowed_fallback(crate::http::error::method_not_allowed)
+            .merge(browser)
+            .fallback(crate::http::error::not_found)
+            .with_state(self.state)
+    }
+}
+
+fn method_filter(method: &Method) -> MethodFilter {
+    MethodFilter::try_from(method.clone()).expect("the table uses standard methods")
+}
