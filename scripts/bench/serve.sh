@@ -1,12 +1,15 @@
-# Sourced by the load benchmarks: builds the binary, starts `vexil serve` on a free loopback
-# port in a temporary data directory (stopped and removed on exit), and sets $root, $vexil,
-# $key, $work, $server (pid) and $url. Extra `serve` arguments: "$@".
+# shellcheck shell=bash
+# Sourced by the load benchmarks: builds the vexil binary, starts `vexil serve` on a free
+# loopback port in a temporary data directory (stopped and removed on exit), and sets
+# $root, $vexil, $key, $work, $server (pid) and $url. Extra `serve` arguments: "$@".
 # Environment: WORKERS (server worker threads, default 2), THREADS/CONNECTIONS (wrk, default
 # 1/32), DURATION (default 10s), BUILD_PROFILE (default profiling).
 #
 # The `profiling` profile is the release build with line tables (root Cargo.toml): the same
 # optimised code users run, and `perf record -g -p $server` or callgrind can name its
 # functions. BUILD_PROFILE=release measures the users' binary itself (no debug info).
+# A script may define `launch` before sourcing this file, to run the server under a tool: it is
+# called with the server's command line and must `exec` it (the default is `exec "$@"`).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -23,24 +26,73 @@ vexil="$root/target/$profile/vexil"
 echo "== build: $profile profile ($vexil)"
 
 work="$(mktemp -d)"
-trap 'kill "$server" 2> /dev/null || true; wait "$server" 2> /dev/null || true; rm -rf "$work"' EXIT
+servers=()
+stop_servers() {
+    local pid
+    for pid in ${servers[@]+"${servers[@]}"}; do
+        kill "$pid" 2> /dev/null || true
+        wait "$pid" 2> /dev/null || true
+    done
+    rm -rf "$work"
+}
+trap stop_servers EXIT
 
-VEXIL_ADMIN_KEY="$key" "$vexil" serve --listen 127.0.0.1:0 --data-dir "$work/data" \
-    --workers "$workers" --log-level warn,vexil_server::server=info "$@" > /dev/null 2> "$work/log" &
-server=$!
-for _ in $(seq 100); do
-    grep -q '"listening"' "$work/log" 2> /dev/null && break
-    sleep 0.1
-done
-address="$(grep -o '"address":"[^"]*"' "$work/log" | head -1 | cut -d'"' -f4)"
-url="http://$address"
+declare -F launch > /dev/null || launch() { exec "$@"; }
 
-# run NAME SCRIPT: a wrk run of scripts/bench/SCRIPT with the admin key, summarised.
+# start_server LOG COMMAND...: starts a server in the background (stopped on exit) with its
+# stderr in LOG, waits until it logs that it is listening (up to 60 s), and sets $started_pid
+# and $started_url. The server must log a JSON line with "listening" and "address".
+start_server() {
+    local log="$1" address=""
+    shift
+    "$@" > /dev/null 2> "$log" &
+    started_pid=$!
+    servers+=("$started_pid")
+    for _ in $(seq 600); do
+        address="$(grep '"listening"' "$log" 2> /dev/null | grep -o '"address":"[^"]*"' | head -1 | cut -d'"' -f4 || true)"
+        [[ -n $address ]] && break
+        kill -0 "$started_pid" 2> /dev/null || break
+        sleep 0.1
+    done
+    [[ -n $address ]] || { echo "the server did not start: $*" >&2; cat "$log" >&2; exit 1; }
+    started_url="http://$address"
+}
+
+VEXIL_ADMIN_KEY="$key" start_server "$work/log" launch "$vexil" serve --listen 127.0.0.1:0 \
+    --data-dir "$work/data" --workers "$workers" --log-level warn,vexil_server::server=info "$@"
+server=$started_pid
+url=$started_url
+
+# import_rule_flags: imports the 100 benchmark flags of the evaluate runs, flag_0 to flag_99,
+# each with two rules (an all-of on country and plan, a numeric range) and a split.
+import_rule_flags() {
+    {
+        echo '{"flags": ['
+        for i in $(seq 0 99); do
+            [[ $i -gt 0 ]] && echo ','
+            printf '{"key": "flag_%d", "enabled": true, "rules": [' "$i"
+            printf '{"id": "us_pro", "when": {"all": [{"attr": "country", "op": "in", "values": ["US", "CA"]}, {"attr": "plan", "op": "eq", "value": "pro"}]}, "serve": {"variant": "on"}},'
+            printf '{"id": "adults", "when": {"attr": "age", "op": "gte", "value": 18}, "serve": {"split": {"on": 1, "off": 1}, "rollout": 50}}],'
+            printf '"default": {"split": {"on": 1}, "rollout": %d}}' "$((i % 100))"
+        done
+        echo ']}'
+    } > "$work/flags.json"
+    "$vexil" flags import "$work/flags.json" --server "$url" --key "$key" > /dev/null
+}
+
+# warm_up SCRIPT [URL]: two seconds of wrk (one thread, 8 connections), output discarded.
+warm_up() {
+    wrk -t1 -c8 -d2s -s "$root/scripts/bench/$1" -H "Authorization: Bearer $key" \
+        -H "Content-Type: application/json" "${2:-$url}" > /dev/null
+}
+
+# run NAME SCRIPT [URL]: a wrk run of scripts/bench/SCRIPT with the admin key, summarised;
+# against vexil unless URL is given.
 run() {
-    local name="$1" script="$2"
+    local name="$1" script="$2" target="${3:-$url}"
     echo "== $name: wrk -t$threads -c$connections -d$duration --latency (server workers: $workers)"
     wrk -t"$threads" -c"$connections" -d"$duration" --latency -s "$root/scripts/bench/$script" \
-        -H "Authorization: Bearer $key" -H "Content-Type: application/json" "$url" \
+        -H "Authorization: Bearer $key" -H "Content-Type: application/json" "$target" \
         | grep -E 'Requests/sec|Non-2xx|^2xx responses|Socket errors|^ +(50|75|90|99)%|Latency '
 }
 
