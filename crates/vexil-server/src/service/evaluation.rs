@@ -77,15 +77,12 @@ impl Evaluator<'_> {
     /// the flags whose evaluation reached an experiment rule. (Its own function so the
     /// environment, whose resolver is not `Sync`, is gone before the caller's `.await`.)
     fn first_pass<'e>(
-        &self,
+        &'e self,
         keys: Vec<&'e str>,
         ctx: &Context<'_>,
         now_millis: i64,
         probe: &'e Probe,
-    ) -> (Vec<Outcome<'e>>, Vec<usize>)
-    where
-        Self: 'e,
-    {
+    ) -> (Vec<Outcome<'e>>, Vec<usize>) {
         let env = EvalEnv { now_millis, experiments: probe };
         let mut outcomes = Vec::with_capacity(keys.len());
         let mut reached_experiments = Vec::new();
