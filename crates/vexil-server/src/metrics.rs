@@ -9,12 +9,15 @@
 //! relaxed `fetch_add`; values that are only interesting when scraped (snapshot age, hit ratio)
 //! are computed at scrape time.
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
-use prometheus::{Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
-use std::sync::Arc;
-use std::time::Instant;
+use arc_swap::ArcSwap;
+use axum::http::{Method, StatusCode};
+use foldhash::fast::FixedState;
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use vexil_core::Reason;
 
 /// The service's registry, with the metrics defined here.
@@ -143,43 +146,89 @@ impl Metrics {
     }
 }
 
-/// Middleware: counts and times every request under its route pattern (not its raw path, so
-/// the label set stays small).
-pub async fn track_requests(
-    State((metrics, routes)): State<(Arc<Metrics>, Arc<RouteLabels>)>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let route = routes.label(request.uri().path());
-    let response = next.run(request).await;
-    let status = response.status();
-    let labels = [method.as_str(), route, status.as_str()];
-    metrics.http_requests.with_label_values(&labels).inc();
-    metrics.http_duration.with_label_values(&labels).observe(started.elapsed().as_secs_f64());
-    response
+/// The request counter and latency histogram of each (route, method, status), resolved from the
+/// metric vectors once per combination: `with_label_values` hashes three strings and takes a
+/// lock, which on the evaluation route cost more than the evaluation itself.
+///
+/// The edge layer runs outside the router (see `middleware::Edge`), where axum's `MatchedPath`
+/// is not known yet, so the route label comes from the router's own matcher over the route
+/// table's patterns (`/v1/flags/{key}/evaluate`, not the raw path, so the label set stays
+/// small); paths no route serves are `unmatched`. Methods beyond the standard ones are `other`,
+/// so a client cannot grow the label set either.
+pub struct RequestMetrics {
+    routes: matchit::Router<u16>,
+    labels: Vec<&'static str>,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    resolved: ArcSwap<HashMap<u64, (IntCounter, Histogram), FixedState>>,
+    resolving: Mutex<()>,
 }
 
-/// The route label of a request path: the route table's pattern it matches
-/// (`/v1/flags/{key}/evaluate`), or `unmatched`.
-///
-/// The metrics layer runs outside the router (see `middleware::apply`), where axum's
-/// `MatchedPath` is not known yet, so it matches paths itself with the router's own matcher.
-pub struct RouteLabels(matchit::Router<&'static str>);
+/// A request's route, as [`RequestMetrics::route`] matched it.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteId(u16);
 
-impl RouteLabels {
-    pub fn new(paths: impl IntoIterator<Item = &'static str>) -> RouteLabels {
-        // A path served by several methods is listed once per method; one entry is enough.
+const STANDARD_METHODS: [Method; 9] = [
+    Method::GET,
+    Method::POST,
+    Method::PUT,
+    Method::DELETE,
+    Method::PATCH,
+    Method::HEAD,
+    Method::OPTIONS,
+    Method::CONNECT,
+    Method::TRACE,
+];
+
+impl RequestMetrics {
+    /// The request metrics of `metrics` for the routes at `paths` (a path served by several
+    /// methods may be listed once per method).
+    pub fn new(metrics: &Metrics, paths: impl IntoIterator<Item = &'static str>) -> RequestMetrics {
         let paths: std::collections::BTreeSet<&'static str> = paths.into_iter().collect();
-        let mut router = matchit::Router::new();
+        let mut routes = matchit::Router::new();
+        let mut labels = Vec::with_capacity(paths.len() + 1);
         for path in paths {
-            router.insert(path, path).expect("the router accepted the same paths with the same matcher");
+            let id = u16::try_from(labels.len()).expect("fewer than 65,536 routes");
+            routes.insert(path, id).expect("the router accepted the same paths with the same matcher");
+            labels.push(path);
         }
-        RouteLabels(router)
+        labels.push("unmatched");
+        RequestMetrics {
+            routes,
+            labels,
+            requests: metrics.http_requests.clone(),
+            duration: metrics.http_duration.clone(),
+            resolved: ArcSwap::default(),
+            resolving: Mutex::new(()),
+        }
     }
 
-    pub fn label(&self, path: &str) -> &'static str {
-        self.0.at(path).map_or("unmatched", |m| *m.value)
+    /// The route serving `path`.
+    pub fn route(&self, path: &str) -> RouteId {
+        let unmatched = self.labels.len() - 1;
+        RouteId(self.routes.at(path).map_or(unmatched as u16, |m| *m.value))
+    }
+
+    /// Counts one answered request and its time to answer.
+    pub fn record(&self, route: RouteId, method: &Method, status: StatusCode, elapsed: Duration) {
+        let method_index = STANDARD_METHODS.iter().position(|m| m == method).unwrap_or(STANDARD_METHODS.len());
+        let key = (u64::from(route.0) << 32) | ((method_index as u64) << 16) | u64::from(status.as_u16());
+        let seconds = elapsed.as_secs_f64();
+        if let Some((count, time)) = self.resolved.load().get(&key) {
+            count.inc();
+            time.observe(seconds);
+            return;
+        }
+        let _only_one_resolves = self.resolving.lock().expect("request metrics lock poisoned");
+        let mut resolved = HashMap::clone(&self.resolved.load());
+        let method_label = STANDARD_METHODS.get(method_index).map_or("other", Method::as_str);
+        let labels = [method_label, self.labels[usize::from(route.0)], status.as_str()];
+        let (count, time) = resolved
+            .entry(key)
+            .or_insert_with(|| (self.requests.with_label_values(&labels), self.duration.with_label_values(&labels)))
+            .clone();
+        self.resolved.store(Arc::new(resolved));
+        count.inc();
+        time.observe(seconds);
     }
 }

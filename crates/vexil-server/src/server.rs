@@ -139,11 +139,12 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
 
     let shutdown = state.shutdown.clone();
     let signalled = shutdown.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down: draining in-flight requests");
-        signalled.cancel();
-    });
+    let server = axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service(app))
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: draining in-flight requests");
+            signalled.cancel();
+        });
     tokio::select! {
         result = server.into_future() => result.map_err(|e| format!("the server failed: {e}"))?,
         () = async { shutdown.cancelled().await; tokio::time::sleep(shutdown_timeout).await } => {

@@ -9,14 +9,19 @@
 
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use pin_project_lite::pin_project;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::task::Poll;
 use std::time::{Duration, Instant};
+use tower::{Layer, Service, ServiceExt};
 use vexil_store::{ChangeMeta, KeyKind, Store, StoreError};
 
 /// The least a route requires: `Admin` only admin keys, `Server` admin and server keys,
@@ -49,42 +54,50 @@ impl Access {
 /// Who is calling: put into the request's extensions by [`require`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    pub key_id: String,
+    /// Shared, as every request clones its caller out of the cache.
+    pub key_id: Arc<str>,
     pub kind: KeyKind,
 }
 
 impl Caller {
     /// The audit metadata of a change made by this caller.
     pub fn change(&self, reason: Option<String>) -> ChangeMeta {
-        ChangeMeta { actor: self.key_id.clone(), reason }
+        ChangeMeta { actor: self.key_id.to_string(), reason }
     }
 }
 
 /// Authenticated keys by the hash of their secret, each trusted until its expiry.
 pub struct KeyCache {
     ttl: Duration,
-    entries: RwLock<HashMap<[u8; 32], (Caller, Instant)>>,
+    /// Keyed by digests, which no client can choose, so a fast hasher is safe here.
+    entries: RwLock<HashMap<[u8; 32], (Caller, Instant), foldhash::fast::RandomState>>,
 }
 
 impl KeyCache {
     pub fn new(ttl: Duration) -> KeyCache {
-        KeyCache { ttl, entries: RwLock::new(HashMap::new()) }
+        KeyCache { ttl, entries: RwLock::new(HashMap::default()) }
+    }
+
+    /// The caller holding `secret`, if the cache holds it and it has not expired.
+    pub fn cached(&self, secret: &str) -> Option<Caller> {
+        let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+        let entries = self.entries.read().expect("key cache lock");
+        let (caller, expires) = entries.get(&digest)?;
+        (*expires > Instant::now()).then(|| caller.clone())
     }
 
     /// The caller holding `secret`, from the cache or else the store.
     pub async fn authenticate(&self, store: &dyn Store, secret: &str) -> Result<Option<Caller>, StoreError> {
+        if let Some(caller) = self.cached(secret) {
+            return Ok(Some(caller));
+        }
         let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
         let now = Instant::now();
-        if let Some((caller, expires)) = self.entries.read().expect("key cache lock").get(&digest) {
-            if *expires > now {
-                return Ok(Some(caller.clone()));
-            }
-        }
         let Some(key) = store.authenticate(secret).await? else {
             self.entries.write().expect("key cache lock").remove(&digest);
             return Ok(None);
         };
-        let caller = Caller { key_id: key.id, kind: key.kind };
+        let caller = Caller { key_id: key.id.into(), kind: key.kind };
         if !self.ttl.is_zero() {
             let mut entries = self.entries.write().expect("key cache lock");
             entries.retain(|_, (_, expires)| *expires > now);
@@ -95,7 +108,7 @@ impl KeyCache {
 
     /// Forgets a revoked key at once.
     pub fn invalidate(&self, key_id: &str) {
-        self.entries.write().expect("key cache lock").retain(|_, (caller, _)| caller.key_id != key_id);
+        self.entries.write().expect("key cache lock").retain(|_, (caller, _)| &*caller.key_id != key_id);
     }
 }
 
@@ -109,23 +122,119 @@ fn presented_secret(headers: &HeaderMap) -> Option<&str> {
     headers.get("x-api-key")?.to_str().ok().map(str::trim).filter(|s| !s.is_empty())
 }
 
-/// Middleware: 401 without a valid key, 403 when its kind is not enough for the route.
-pub async fn require(
-    State((state, access)): State<(AppState, Access)>,
-    mut request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let secret = presented_secret(request.headers()).ok_or_else(ApiError::unauthorized)?;
-    let caller = state.keys.authenticate(state.store.as_ref(), secret).await?.ok_or_else(ApiError::unauthorized)?;
-    if !access.allows(caller.kind) {
-        return Err(ApiError::new(
+/// The layer the route table puts on each route that needs a key: 401 without a valid key,
+/// 403 when its kind is not enough for the route; the [`Caller`] in the request's extensions
+/// otherwise.
+#[derive(Clone)]
+pub struct RequireKeyLayer {
+    pub state: AppState,
+    pub access: Access,
+}
+
+impl<S> Layer<S> for RequireKeyLayer {
+    type Service = RequireKey<S>;
+
+    fn layer(&self, inner: S) -> RequireKey<S> {
+        RequireKey { inner, state: self.state.clone(), access: self.access }
+    }
+}
+
+/// See [`RequireKeyLayer`]. A key found in the cache is checked without leaving the call (the
+/// common case, and the hot path of evaluation); only a miss awaits the store.
+#[derive(Clone)]
+pub struct RequireKey<S> {
+    inner: S,
+    state: AppState,
+    access: Access,
+}
+
+impl<S> Service<Request> for RequireKey<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = KeyChecked<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let Some(secret) = presented_secret(request.headers()) else {
+            return KeyChecked::Answered { response: Some(ApiError::unauthorized().into_response()) };
+        };
+        let checked = match self.state.keys.cached(secret) {
+            Some(caller) => self.access.admit(caller),
+            None => {
+                let secret = secret.to_owned();
+                let (state, access, inner) = (self.state.clone(), self.access, self.inner.clone());
+                let future = async move {
+                    let caller = match state.keys.authenticate(state.store.as_ref(), &secret).await {
+                        Ok(caller) => caller.ok_or_else(ApiError::unauthorized),
+                        Err(e) => Err(ApiError::from(e)),
+                    };
+                    match caller.and_then(|caller| access.admit(caller)) {
+                        Ok(caller) => {
+                            request.extensions_mut().insert(caller);
+                            inner.oneshot(request).await
+                        }
+                        Err(e) => Ok(e.into_response()),
+                    }
+                };
+                return KeyChecked::Authenticating { future: Box::pin(future) };
+            }
+        };
+        match checked {
+            Ok(caller) => {
+                request.extensions_mut().insert(caller);
+                KeyChecked::Admitted { future: self.inner.call(request) }
+            }
+            Err(e) => KeyChecked::Answered { response: Some(e.into_response()) },
+        }
+    }
+}
+
+impl Access {
+    /// The caller, if its key's kind may call a route that needs `self`; else 403.
+    fn admit(self, caller: Caller) -> Result<Caller, ApiError> {
+        if self.allows(caller.kind) {
+            return Ok(caller);
+        }
+        Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            format!("a {} key may not call this route; it needs a {} key", caller.kind, access.name()),
-        ));
+            format!("a {} key may not call this route; it needs a {} key", caller.kind, self.name()),
+        ))
     }
-    request.extensions_mut().insert(caller);
-    Ok(next.run(request).await)
+}
+
+pin_project! {
+    /// The answer of [`RequireKey`].
+    #[project = KeyCheckedProjection]
+    pub enum KeyChecked<F> {
+        Admitted { #[pin] future: F },
+        Authenticating { future: Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>> },
+        Answered { response: Option<Response> },
+    }
+}
+
+impl<F> Future for KeyChecked<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            KeyCheckedProjection::Admitted { future } => future.poll(cx),
+            KeyCheckedProjection::Authenticating { future } => future.as_mut().poll(cx),
+            KeyCheckedProjection::Answered { response } => {
+                Poll::Ready(Ok(response.take().expect("an answered request is not polled again")))
+            }
+        }
+    }
 }
 
 /// On a store that never had a key, creates the admin key: the configured secret

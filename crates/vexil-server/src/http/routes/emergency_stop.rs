@@ -45,7 +45,7 @@ pub async fn stop(
     state.safety.notifier.notify(crate::service::notify::Notification::new(
         "emergency_stop.started",
         format!("emergency stop {} covers {} flag(s)", stored.key, stopped.len()),
-        json!({"stop": stored.to_json(), "stopped_flags": stopped, "actor": caller.key_id}),
+        json!({"stop": stored.to_json(), "stopped_flags": stopped, "actor": &*caller.key_id}),
     ));
     let mut body = stored.to_json();
     body["stopped_flags"] = json!(stopped);
@@ -80,7 +80,7 @@ pub async fn resume(
         state.safety.notifier.notify(crate::service::notify::Notification::new(
             "emergency_stop.resumed",
             format!("{} emergency stop(s) lifted", resumed.len()),
-            json!({"resumed": resumed, "actor": caller.key_id}),
+            json!({"resumed": resumed, "actor": &*caller.key_id}),
         ));
     }
     Ok(Json(json!({"resumed": resumed, "stopped_flags": stopped})))

@@ -79,8 +79,7 @@ impl Table {
 
     fn insert(&mut self, spec: RouteSpec, mut route: MethodRouter<AppState>) -> &mut Self {
         if let Some(access) = spec.access {
-            route =
-                route.route_layer(axum::middleware::from_fn_with_state((self.state.clone(), access), auth::require));
+            route = route.route_layer(auth::RequireKeyLayer { state: self.state.clone(), access });
         }
         let entry =
             self.paths.remove(spec.path).map(|(existing, cors)| (existing.merge(route.clone()), cors || spec.cors));
