@@ -7,7 +7,9 @@
 //! its neighbours are not, and each invalid one goes to the DLQ with its error and raw text.
 
 use crate::dlq::{Dlq, DlqFilter};
-use crate::event::{skip_whitespace, validate_prefix, validate_text, Event, EventError, Receipt, ValidEvent};
+use crate::event::{
+    skip_whitespace, validate_event, validate_prefix, validate_text, Event, EventError, Receipt, ValidEvent,
+};
 use crate::log::{BusRecord, EventBus};
 use crate::metrics::Metrics;
 use base64::Engine;
@@ -172,10 +174,7 @@ impl Ingestor {
     /// whose ids the server generated.
     pub async fn ingest_events(&self, events: &[Event]) -> Result<IngestResponse, IngestError> {
         let now = Utc::now();
-        let items: Vec<Item> =
-            events.iter().map(|e| Ok(serde_json::to_string(e).expect("events serialize").into())).collect();
-        let judged =
-            judge(&items, now).into_iter().map(|(raw, checked)| (raw, checked.map(ValidEvent::with_generated_id)));
+        let judged = events.iter().map(|event| (event, validate_event(event, now).map(ValidEvent::with_generated_id)));
         Ok(summarise(self.accept(judged.collect(), now).await?))
     }
 
@@ -212,7 +211,11 @@ impl Ingestor {
     }
 
     /// Dead-letters the rejected events of a batch and appends the valid ones.
-    async fn accept(&self, judged: Vec<Judged<'_>>, now: DateTime<Utc>) -> Result<Vec<Outcome>, IngestError> {
+    async fn accept<R: RawText>(
+        &self,
+        judged: Vec<(R, Result<ValidEvent<'_>, EventError>)>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Outcome>, IngestError> {
         if Metrics::get(&self.metrics.lag_events) > self.options.max_lag_events {
             return Err(IngestError::new(429, "backpressure", "the event pipeline is behind; retry later"));
         }
@@ -227,7 +230,7 @@ impl Ingestor {
                 }
                 Err(error) => {
                     outcomes.push(Some(Outcome::Rejected(error.clone())));
-                    dead.push((error, raw.to_owned()));
+                    dead.push((error, raw.raw_text()));
                 }
             }
         }
@@ -332,6 +335,24 @@ type Item<'a> = Result<Cow<'a, str>, (EventError, String)>;
 /// One event of a batch, judged: its raw JSON text (what the DLQ keeps if it is refused), and
 /// the valid event or why it is refused.
 type Judged<'a> = (&'a str, Result<ValidEvent<'a>, EventError>);
+
+/// What an event was before it was judged, as the DLQ keeps a rejected one: the text a client
+/// sent, or an event the server built (written as JSON only if it is rejected).
+trait RawText {
+    fn raw_text(&self) -> String;
+}
+
+impl RawText for &str {
+    fn raw_text(&self) -> String {
+        (*self).to_owned()
+    }
+}
+
+impl RawText for &Event {
+    fn raw_text(&self) -> String {
+        serde_json::to_string(self).expect("events serialize")
+    }
+}
 
 /// Judges each item on its own.
 fn judge<'a>(items: &'a [Item<'_>], now: DateTime<Utc>) -> Vec<Judged<'a>> {

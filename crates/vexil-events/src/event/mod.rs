@@ -15,5 +15,6 @@ pub use record::{EvaluationCounts, LogRecord, Receipt, StoredEvent};
 pub(crate) use scan::skip_whitespace;
 pub(crate) use validate::validate_prefix;
 pub use validate::{
-    is_valid_event_name, validate_text, EventError, ValidEvent, MAX_EVENT_BYTES, MAX_FUTURE, MAX_USER_ID_CHARS,
+    is_valid_event_name, validate_event, validate_text, EventError, ValidEvent, MAX_EVENT_BYTES, MAX_FUTURE,
+    MAX_USER_ID_CHARS,
 };

@@ -7,6 +7,7 @@
 //! messages.
 
 use super::record::{write_json, write_plain};
+use chrono::{DateTime, Utc};
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -46,6 +47,8 @@ pub(super) enum Json<'a> {
     Str(Cow<'a, str>),
     Array,
     Object,
+    /// A time the server built an event with (see `validate_event`); never read from text.
+    Time(DateTime<Utc>),
 }
 
 impl<'a> Fields<'a> {

@@ -5,7 +5,7 @@
 //! about; a derived decoder would report only the first problem, in its own words. The fields
 //! come from [`super::scan`], which reads them without building a `serde_json::Value` tree.
 
-use super::model::EventType;
+use super::model::{Event, EventType};
 use super::scan::{skip_whitespace, Fields, Json};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -58,6 +58,36 @@ pub fn validate_text(raw: &str, now: DateTime<Utc>) -> Result<ValidEvent<'_>, Ev
     let fields = Fields::read(raw)
         .map_err(|e| EventError::new("invalid_json", None, format!("the event is not valid JSON: {e}")))?;
     judge(fields, now)
+}
+
+/// Validates an event built inside the server (an exposure, a tracked evaluation) by the rules
+/// [`validate_text`] applies to the same event sent as JSON, without writing and reading that
+/// JSON: the fields are handed to the same checks as they stand.
+pub fn validate_event(event: &Event, now: DateTime<Utc>) -> Result<ValidEvent<'_>, EventError> {
+    fn text(s: &str) -> Json<'_> {
+        Json::Str(Cow::Borrowed(s))
+    }
+    fn optional(s: &Option<String>) -> Json<'_> {
+        s.as_deref().map_or(Json::Null, text)
+    }
+    let fields = Fields {
+        event_id: text(&event.event_id),
+        event: text(&event.event),
+        kind: text(event.kind.name()),
+        user_id: text(&event.user_id),
+        timestamp: Json::Time(event.timestamp),
+        value: event.value.map_or(Json::Null, Json::Number),
+        properties: if event.properties.is_empty() { Json::Null } else { Json::Object },
+        properties_json: if event.properties.is_empty() {
+            Vec::new()
+        } else {
+            serde_json::to_vec(&event.properties).expect("a JSON map serializes")
+        },
+        experiment_key: optional(&event.experiment_key),
+        variant: optional(&event.variant),
+        unknown: None,
+    };
+    fields.validate(now)
 }
 
 /// Validates the JSON value that starts `text` (after any whitespace) as [`validate_text`]
@@ -203,15 +233,9 @@ impl<'a> Fields<'a> {
                         EventError::field("invalid_timestamp", "timestamp", "timestamp must be an RFC 3339 date-time")
                     })?
                     .with_timezone(&Utc);
-                if t > now + MAX_FUTURE {
-                    return Err(EventError::field(
-                        "invalid_timestamp",
-                        "timestamp",
-                        "timestamp must not be more than 24 hours in the future",
-                    ));
-                }
-                Some(t)
+                Some(checked_timestamp(t, now)?)
             }
+            Json::Time(t) => Some(checked_timestamp(t, now)?),
             _ => {
                 return Err(EventError::field("invalid_timestamp", "timestamp", "timestamp must be an RFC 3339 string"))
             }
@@ -257,6 +281,18 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// `t`, if it is a time an event may carry when received at `now`.
+fn checked_timestamp(t: DateTime<Utc>, now: DateTime<Utc>) -> Result<DateTime<Utc>, EventError> {
+    if t > now + MAX_FUTURE {
+        return Err(EventError::field(
+            "invalid_timestamp",
+            "timestamp",
+            "timestamp must not be more than 24 hours in the future",
+        ));
+    }
+    Ok(t)
+}
+
 fn optional_string<'a>(value: Json<'a>, field: &str, code: &str) -> Result<Option<Cow<'a, str>>, EventError> {
     match value {
         Json::Null => Ok(None),
@@ -271,5 +307,64 @@ fn trim_cow(text: Cow<'_, str>) -> Cow<'_, str> {
         Cow::Borrowed(s) => Cow::Borrowed(s.trim()),
         Cow::Owned(s) if s.trim().len() == s.len() => Cow::Owned(s),
         Cow::Owned(s) => Cow::Owned(s.trim().to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use serde_json::{json, Map};
+
+    fn pick<'a>(rng: &mut StdRng, choices: &[&'a str]) -> &'a str {
+        choices[rng.gen_range(0..choices.len())]
+    }
+
+    /// An event as the server might build it, valid or not in each field.
+    fn random_event(rng: &mut StdRng, now: DateTime<Utc>) -> Event {
+        let long_user = "u".repeat(MAX_USER_ID_CHARS + 1);
+        let mut properties = Map::new();
+        for _ in 0..rng.gen_range(0..3) {
+            properties.insert(pick(rng, &["plan", "amount", "tags"]).to_string(), json!(rng.gen_range(0..100)));
+        }
+        Event {
+            event_id: pick(rng, &["0194f3a2-7c1e-7d3a-9a4b-5b6c7d8e9f00", "sender-id-1", " "]).to_string(),
+            event: pick(rng, &["checkout", "$exposure", "page.view", "bad name", ""]).to_string(),
+            kind: [EventType::Track, EventType::Exposure, EventType::Evaluation][rng.gen_range(0..3)],
+            user_id: pick(rng, &["user-1", "  padded  ", "", long_user.as_str()]).to_string(),
+            timestamp: now
+                + Duration::minutes(rng.gen_range(-100_000..100_000))
+                + Duration::nanoseconds(rng.gen_range(0..1_000_000_000)),
+            value: [None, Some(1.5), Some(f64::NAN), Some(-3.0)][rng.gen_range(0..4)],
+            properties,
+            experiment_key: [None, Some("checkout_test"), Some("Bad-Key")][rng.gen_range(0..3)].map(str::to_string),
+            variant: [None, Some("control"), Some("")][rng.gen_range(0..3)].map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_built_event_is_judged_as_its_json_text_is() {
+        let now = Utc::now();
+        let mut rng = StdRng::seed_from_u64(7);
+        let (mut valid, mut invalid) = (0, 0);
+        for _ in 0..5_000 {
+            let event = random_event(&mut rng, now);
+            let text = serde_json::to_string(&event).expect("events serialize");
+            let direct = validate_event(&event, now);
+            if event.value.is_some_and(f64::is_nan) {
+                // JSON has no NaN (the text says `null`): only the direct path sees it, and refuses.
+                assert!(direct.is_err());
+                continue;
+            }
+            let from_text = validate_text(&text, now);
+            assert_eq!(direct, from_text, "{text}");
+            if direct.is_ok() {
+                valid += 1;
+            } else {
+                invalid += 1;
+            }
+        }
+        assert!(valid > 50 && invalid > 50, "both outcomes covered: {valid} valid, {invalid} invalid");
     }
 }
