@@ -38,6 +38,8 @@ pub struct Metrics {
     pub dropped_total: AtomicU64,
     /// Exposures naming a different variant than the user's recorded one (the first one stays).
     pub variant_conflicts_total: AtomicU64,
+    /// Partition processors that panicked (the supervisor starts them again).
+    pub processor_panics_total: AtomicU64,
 }
 
 impl Metrics {

@@ -89,6 +89,8 @@ pub async fn state(config: ServerConfig, store: Arc<dyn Store>) -> Result<AppSta
         experiments,
     )?;
     let safety = Arc::new(crate::service::safety::Safety::new(&config, &metrics, events.pipeline.clone()));
+    let supervisor = crate::service::supervise::Supervisor::new();
+    metrics.register([supervisor.collector()]);
     let feed_experiments = crate::service::events::feed_experiments(events.pipeline.clone());
     Ok(AppState::new(Services {
         events,
@@ -105,6 +107,7 @@ pub async fn state(config: ServerConfig, store: Arc<dyn Store>) -> Result<AppSta
         snapshots: Arc::new(Snapshots::new(initial, metrics.clone()).before_publish(feed_experiments)),
         metrics,
         store,
+        supervisor,
         config,
         shutdown: CancellationToken::new(),
     }))
@@ -126,10 +129,19 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
     let state = state(config, store.clone()).await?;
     let purge_every =
         state.config.assignment_ttl.map_or(ASSIGNMENT_PURGE_INTERVAL, |ttl| ttl.min(ASSIGNMENT_PURGE_INTERVAL));
-    tokio::spawn(crate::service::assignment::purge_expired(store.clone(), purge_every, state.shutdown.clone()));
-    tokio::spawn(state.snapshots.clone().follow(store, state.shutdown.clone()));
-    let interval = state.config.safety_check_interval;
-    tokio::spawn(crate::service::safety::scheduler::run(state.safety_checks(), interval, state.shutdown.clone()));
+    let (supervisor, shutdown) = (&state.supervisor, state.shutdown.clone());
+    supervisor.spawn("assignment_purge", shutdown.clone(), {
+        let (store, shutdown) = (store.clone(), shutdown.clone());
+        move || crate::service::assignment::purge_expired(store.clone(), purge_every, shutdown.clone())
+    });
+    supervisor.spawn("snapshot_follower", shutdown.clone(), {
+        let (snapshots, shutdown) = (state.snapshots.clone(), shutdown.clone());
+        move || snapshots.clone().follow(store.clone(), shutdown.clone())
+    });
+    supervisor.spawn("safety_scheduler", shutdown.clone(), {
+        let (checks, interval) = (state.safety_checks(), state.config.safety_check_interval);
+        move || crate::service::safety::scheduler::run(checks.clone(), interval, shutdown.clone())
+    });
     let app = crate::http::middleware::apply(crate::http::routes::router(state.clone()), &state);
 
     let listener =

@@ -31,6 +31,8 @@ pub struct Services {
     pub events: crate::service::events::Events,
     /// Sticky experiment assignment: cache, group-commit writer, TTL.
     pub assigner: crate::service::assignment::Assigner,
+    /// Restarts background tasks that panic; `/ready` reports those that cannot stay up.
+    pub supervisor: crate::service::supervise::Supervisor,
 }
 
 impl AppState {

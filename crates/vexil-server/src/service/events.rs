@@ -66,7 +66,7 @@ struct Exported {
 
 impl Exported {
     fn new(metrics: Arc<EventMetrics>) -> Exported {
-        let counters: [(&str, &str, Reading); 11] = [
+        let counters: [(&str, &str, Reading); 12] = [
             ("vexil_events_ingested_total", "Events appended durably to the log (rate: ingest rate).", |m| {
                 &m.ingested_total
             }),
@@ -87,6 +87,11 @@ impl Exported {
             ("vexil_events_poison_total", "Log records sent to the DLQ after failing every processing attempt.", |m| {
                 &m.poison_total
             }),
+            (
+                "vexil_events_processor_panics_total",
+                "Partition processors that panicked and were started again.",
+                |m| &m.processor_panics_total,
+            ),
             ("vexil_events_retries_total", "Retries of a failed processing step.", |m| &m.retries_total),
             ("vexil_events_archive_files_total", "Archive files written.", |m| &m.archive_files_total),
             ("vexil_events_archive_bytes_total", "Compressed bytes of archive files written.", |m| {
