@@ -155,7 +155,9 @@ impl From<ValidationErrors> for ApiError {
 impl From<EvalError> for ApiError {
     fn from(e: EvalError) -> Self {
         match &e {
-            EvalError::InvalidUserId => ApiError::bad_request(e.code(), e.to_string()).with_field("user_id"),
+            EvalError::InvalidUserId | EvalError::UserIdTooLong => {
+                ApiError::bad_request(e.code(), e.to_string()).with_field("user_id")
+            }
             EvalError::FlagNotFound(_) => ApiError::not_found(e.code(), e.to_string()),
         }
     }

@@ -16,6 +16,7 @@ mod evaluation;
 mod events;
 mod experiments;
 mod http;
+mod limits;
 mod ofrep;
 mod results;
 mod safety;
