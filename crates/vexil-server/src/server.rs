@@ -7,7 +7,6 @@ use crate::http::auth::{bootstrap_admin_key, KeyCache};
 use crate::http::state::{AppState, Services};
 use crate::metrics::Metrics;
 use crate::service::snapshot::{LoadError, Snapshot, Snapshots};
-use std::future::IntoFuture;
 use std::io::Write;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -151,13 +150,13 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
 
     let shutdown = state.shutdown.clone();
     let signalled = shutdown.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down: draining in-flight requests");
         signalled.cancel();
     });
     tokio::select! {
-        result = server.into_future() => result.map_err(|e| format!("the server failed: {e}"))?,
+        () = crate::http::edge::serve(listener, app, state.config.edge, shutdown.clone()) => {}
         () = async { shutdown.cancelled().await; tokio::time::sleep(shutdown_timeout).await } => {
             tracing::warn!(seconds = shutdown_timeout.as_secs(), "requests still running after the shutdown timeout were cut");
         }

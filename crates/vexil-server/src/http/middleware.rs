@@ -5,6 +5,7 @@
 //! the route table, only where browsers are meant to call.
 
 use crate::config::CorsConfig;
+use crate::http::edge::{bound_request, RequestBounds};
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::metrics::RouteLabels;
@@ -39,6 +40,10 @@ pub fn apply(router: Router, state: &AppState) -> Router {
         .layer(from_fn(trace))
         .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(from_fn_with_state(
+            RequestBounds { edge: state.config.edge, max_body_bytes: state.config.max_body_bytes },
+            bound_request,
+        ))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(from_fn_with_state((state.metrics.clone(), routes), crate::metrics::track_requests))
         .layer(CatchPanicLayer::custom(|_| ApiError::internal("the server failed unexpectedly").into_response()))

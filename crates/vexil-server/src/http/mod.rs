@@ -4,11 +4,13 @@
 //! - [`routes`]: the route table and one module per group of endpoints;
 //! - [`error`]: the one error shape (SPEC 4) and the mapping of every service error and axum
 //!   rejection to it; [`extract`]: the extractors, which reject in that shape;
+//! - [`edge`]: connections, timeouts and request size limits before any route;
 //! - [`middleware`]: request ids, security headers, body limit, panic guard, CORS;
 //! - [`auth`]: API keys, their kinds, and the authentication cache;
 //! - [`openapi`]: the API description; [`state`]: what every handler shares.
 
 pub mod auth;
+pub mod edge;
 pub mod error;
 pub mod extract;
 pub mod middleware;

@@ -11,6 +11,7 @@ mod cli;
 mod config;
 mod crash;
 mod dlq;
+mod edge;
 mod enrichment;
 mod evaluation;
 mod events;
