@@ -112,6 +112,7 @@ impl From<StoreError> for ApiError {
             }
             StoreError::AlreadyExists { .. } => ApiError::conflict("already_exists", e.to_string()).with_field("key"),
             StoreError::VersionMismatch { .. } => ApiError::conflict("version_mismatch", e.to_string()),
+            StoreError::LastAdminKey { .. } => ApiError::conflict("last_admin_key", e.to_string()),
             StoreError::Backend(_) => ApiError::internal(e.to_string()),
         }
     }

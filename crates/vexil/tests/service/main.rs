@@ -19,6 +19,7 @@ mod experiments;
 mod http;
 mod limits;
 mod ofrep;
+mod operators;
 mod results;
 mod safety;
 mod sdk;
