@@ -56,6 +56,8 @@ pub struct ServerConfig {
     pub webhook: Option<crate::service::notify::WebhookConfig>,
     /// Timeouts and size limits of the HTTP edge.
     pub edge: EdgeConfig,
+    /// Bounds on the invalid events the dead-letter queue keeps.
+    pub dlq_limits: vexil_events::dlq::DlqLimits,
 }
 
 /// How long and how much a client may take before the edge cuts it off (see `http::edge`).
@@ -153,6 +155,9 @@ partial_config! {
     keep_alive_timeout_secs: u64 = "VEXIL_KEEP_ALIVE_TIMEOUT_SECS", "Seconds a connection may stay idle between requests (default 60).";
     max_connections: usize = "VEXIL_MAX_CONNECTIONS", "Open connections at most; further ones wait in the listen backlog (default 4096).";
     max_uri_bytes: usize = "VEXIL_MAX_URI_BYTES", "Longest request target (path and query) in bytes; longer ones get 414 (default 8192).";
+    dlq_max_entries: u64 = "VEXIL_DLQ_MAX_ENTRIES", "Invalid events the dead-letter queue keeps at most; more are refused and counted (default 100000).";
+    dlq_max_bytes: u64 = "VEXIL_DLQ_MAX_BYTES", "Total payload bytes of invalid events the dead-letter queue keeps at most (default 67108864).";
+    dlq_max_payload_bytes: usize = "VEXIL_DLQ_MAX_PAYLOAD_BYTES", "Dead-lettered payloads are cut to this many bytes (default 8192).";
     max_header_bytes: usize = "VEXIL_MAX_HEADER_BYTES", "Largest total of header names and values in bytes; larger ones get 431 (default 16384).";
 }
 
@@ -324,8 +329,20 @@ impl ServerConfig {
             max_uri_bytes: at_least(c.max_uri_bytes, 8192, "max_uri_bytes", 1024)?,
             max_header_bytes: at_least(c.max_header_bytes, 16384, "max_header_bytes", 1024)?,
         };
+        let dlq_defaults = vexil_events::dlq::DlqLimits::default();
+        let dlq_limits = vexil_events::dlq::DlqLimits {
+            max_entries: c.dlq_max_entries.unwrap_or(dlq_defaults.max_entries),
+            max_bytes: c.dlq_max_bytes.unwrap_or(dlq_defaults.max_bytes),
+            max_payload_bytes: at_least(
+                c.dlq_max_payload_bytes,
+                dlq_defaults.max_payload_bytes,
+                "dlq_max_payload_bytes",
+                256,
+            )?,
+        };
         Ok(ServerConfig {
             edge,
+            dlq_limits,
             safety_check_interval,
             webhook,
             listen,

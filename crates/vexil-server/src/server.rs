@@ -86,6 +86,7 @@ pub async fn state(config: ServerConfig, store: Arc<dyn Store>) -> Result<AppSta
         config.archive_format,
         event_engines(&config).await?,
         experiments,
+        config.dlq_limits,
     )?;
     let safety = Arc::new(crate::service::safety::Safety::new(&config, &metrics, events.pipeline.clone()));
     let supervisor = crate::service::supervise::Supervisor::new();
