@@ -56,6 +56,9 @@ pub struct ServerConfig {
     pub webhook: Option<crate::service::notify::WebhookConfig>,
     /// Timeouts and size limits of the HTTP edge.
     pub edge: EdgeConfig,
+    /// Requests a second each API key may make (0: no limit), and its bursts (0: one second's).
+    pub rate_limit_per_key: u32,
+    pub rate_limit_burst: u32,
     /// Bounds on the invalid events the dead-letter queue keeps.
     pub dlq_limits: vexil_events::dlq::DlqLimits,
 }
@@ -155,6 +158,8 @@ partial_config! {
     keep_alive_timeout_secs: u64 = "VEXIL_KEEP_ALIVE_TIMEOUT_SECS", "Seconds a connection may stay idle between requests (default 60).";
     max_connections: usize = "VEXIL_MAX_CONNECTIONS", "Open connections at most; further ones wait in the listen backlog (default 4096).";
     max_uri_bytes: usize = "VEXIL_MAX_URI_BYTES", "Longest request target (path and query) in bytes; longer ones get 414 (default 8192).";
+    rate_limit_per_key: u32 = "VEXIL_RATE_LIMIT_PER_KEY", "Requests a second each API key may make; more get 429 with Retry-After; 0 turns limits off (default 0).";
+    rate_limit_burst: u32 = "VEXIL_RATE_LIMIT_BURST", "Requests a key may make at once within its rate limit; 0 means one second's worth (default 0).";
     dlq_max_entries: u64 = "VEXIL_DLQ_MAX_ENTRIES", "Invalid events the dead-letter queue keeps at most; more are refused and counted (default 100000).";
     dlq_max_bytes: u64 = "VEXIL_DLQ_MAX_BYTES", "Total payload bytes of invalid events the dead-letter queue keeps at most (default 67108864).";
     dlq_max_payload_bytes: usize = "VEXIL_DLQ_MAX_PAYLOAD_BYTES", "Dead-lettered payloads are cut to this many bytes (default 8192).";
@@ -179,6 +184,12 @@ impl FromEnv for PathBuf {
 }
 
 impl FromEnv for usize {
+    fn from_env(raw: &str) -> Option<Self> {
+        raw.trim().parse().ok()
+    }
+}
+
+impl FromEnv for u32 {
     fn from_env(raw: &str) -> Option<Self> {
         raw.trim().parse().ok()
     }
@@ -341,6 +352,8 @@ impl ServerConfig {
             )?,
         };
         Ok(ServerConfig {
+            rate_limit_per_key: c.rate_limit_per_key.unwrap_or(0),
+            rate_limit_burst: c.rate_limit_burst.unwrap_or(0),
             edge,
             dlq_limits,
             safety_check_interval,

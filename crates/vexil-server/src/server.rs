@@ -104,6 +104,7 @@ pub async fn state(config: ServerConfig, store: Arc<dyn Store>) -> Result<AppSta
         ),
         safety,
         keys: KeyCache::new(config.auth_cache_ttl),
+        rate_limits: crate::http::rate_limit::RateLimits::new(config.rate_limit_per_key, config.rate_limit_burst),
         snapshots: Arc::new(Snapshots::new(initial, metrics.clone()).before_publish(feed_experiments)),
         metrics,
         store,

@@ -109,7 +109,8 @@ fn presented_secret(headers: &HeaderMap) -> Option<&str> {
     headers.get("x-api-key")?.to_str().ok().map(str::trim).filter(|s| !s.is_empty())
 }
 
-/// Middleware: 401 without a valid key, 403 when its kind is not enough for the route.
+/// Middleware: 401 without a valid key, 403 when its kind is not enough for the route, 429
+/// when the key is over its rate limit.
 pub async fn require(
     State((state, access)): State<(AppState, Access)>,
     mut request: Request,
@@ -123,6 +124,9 @@ pub async fn require(
             "forbidden",
             format!("a {} key may not call this route; it needs a {} key", caller.kind, access.name()),
         ));
+    }
+    if let Some(refusal) = state.rate_limits.refuse(&caller) {
+        return Ok(refusal);
     }
     request.extensions_mut().insert(caller);
     Ok(next.run(request).await)

@@ -22,6 +22,8 @@ pub struct Services {
     pub config: ServerConfig,
     pub snapshots: Arc<Snapshots>,
     pub keys: KeyCache,
+    /// Per-key request rates.
+    pub rate_limits: crate::http::rate_limit::RateLimits,
     pub metrics: Arc<Metrics>,
     /// Emergency stops, rollout plans and budgets: their metrics and notifier.
     pub safety: Arc<crate::service::safety::Safety>,

@@ -186,3 +186,35 @@ async fn framework_rejections_have_the_error_shape_and_common_headers() {
         assert_eq!(body["error"]["code"], code, "{body}");
     }
 }
+
+#[tokio::test]
+async fn a_key_over_its_rate_limit_gets_429_with_retry_after_and_others_go_on() {
+    let limits = [("VEXIL_RATE_LIMIT_PER_KEY", "1"), ("VEXIL_RATE_LIMIT_BURST", "3")];
+    let server = Server::start_with(with_env(&limits)).await;
+    server.create("flags", checkout_flag()).await;
+    let client_key = server.create_key("client").await;
+    let body = json!({"user_id": "user_1", "context": {"country": "US"}});
+    // 30 requests cannot all fit in a burst of 3 and one more a second, however slow the
+    // machine, unless each took over a second.
+    let mut refused = None;
+    for _ in 0..30 {
+        let response = server
+            .with_key(Method::POST, "/v1/flags/new_checkout/evaluate", &client_key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some(response);
+            break;
+        }
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let refused = refused.expect("the flood was never throttled");
+    let retry_after: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry_after >= 1, "{retry_after}");
+    assert_eq!(refused.headers()["cache-control"], "no-store");
+    let answer: Value = refused.json().await.unwrap();
+    assert_eq!(answer["error"]["code"], "rate_limited", "{answer}");
+    assert_eq!(evaluate(&server).await, StatusCode::OK, "another key is not throttled by this one's flood");
+}
