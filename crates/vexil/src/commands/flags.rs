@@ -181,7 +181,7 @@ async fn export(format: OutputFormat, connection: &Connection) -> Outcome {
     match format {
         OutputFormat::Json => print_json(&document),
         OutputFormat::Yaml => {
-            super::print_text(&serde_yaml_ng::to_string(&document).map_err(|e| e.to_string())?);
+            super::print_text(&yaml_text(&document)?);
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -219,4 +219,27 @@ pub fn form_encode(text: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// `document` as YAML that YAML 1.1 readers read back the same: a flag's variants `on` and
+/// `off` stay strings rather than becoming `True` and `False` (serde's YAML writer quotes only
+/// what YAML 1.2 would misread).
+pub fn yaml_text(document: &Value) -> Result<String, String> {
+    fn node(value: &Value) -> yaml_rust2::Yaml {
+        use yaml_rust2::Yaml;
+        match value {
+            Value::Null => Yaml::Null,
+            Value::Bool(b) => Yaml::Boolean(*b),
+            Value::Number(n) => n.as_i64().map_or_else(|| Yaml::Real(n.to_string()), Yaml::Integer),
+            Value::String(s) => Yaml::String(s.clone()),
+            Value::Array(items) => Yaml::Array(items.iter().map(node).collect()),
+            Value::Object(members) => {
+                Yaml::Hash(members.iter().map(|(k, v)| (Yaml::String(k.clone()), node(v))).collect())
+            }
+        }
+    }
+    let mut text = String::new();
+    yaml_rust2::YamlEmitter::new(&mut text).dump(&node(document)).map_err(|e| format!("writing YAML failed: {e}"))?;
+    text.push('\n');
+    Ok(text)
 }
