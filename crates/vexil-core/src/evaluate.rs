@@ -67,6 +67,8 @@ impl Reason {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EvalError {
     InvalidUserId,
+    /// A user id longer than [`MAX_USER_ID_CHARS`] (after trimming), as events refuse it.
+    UserIdTooLong,
     FlagNotFound(String),
 }
 
@@ -74,7 +76,7 @@ impl EvalError {
     /// The API error code (SPEC 4).
     pub fn code(&self) -> &'static str {
         match self {
-            EvalError::InvalidUserId => "invalid_user_id",
+            EvalError::InvalidUserId | EvalError::UserIdTooLong => "invalid_user_id",
             EvalError::FlagNotFound(_) => "flag_not_found",
         }
     }
@@ -84,6 +86,7 @@ impl std::fmt::Display for EvalError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             EvalError::InvalidUserId => f.write_str("user_id must be a non-empty string"),
+            EvalError::UserIdTooLong => write!(f, "user_id must be at most {MAX_USER_ID_CHARS} characters"),
             EvalError::FlagNotFound(key) => write!(f, "flag \"{key}\" does not exist"),
         }
     }
@@ -172,10 +175,18 @@ impl EvalEnv<'_> {
     }
 }
 
-/// Checks the user id of SPEC 3 step 1: a string with something besides white space.
+/// Longest accepted `user_id`, in characters after trimming, on every route: an id the event
+/// pipeline would refuse must not be assigned or evaluated either, or its exposures vanish.
+pub const MAX_USER_ID_CHARS: usize = 256;
+
+/// Checks the user id of SPEC 3 step 1: a string with something besides white space, and at
+/// most [`MAX_USER_ID_CHARS`] characters.
 pub fn validate_user_id(user_id: &str) -> Result<(), EvalError> {
-    if user_id.trim().is_empty() {
+    let trimmed = user_id.trim();
+    if trimmed.is_empty() {
         Err(EvalError::InvalidUserId)
+    } else if trimmed.len() > MAX_USER_ID_CHARS && trimmed.chars().count() > MAX_USER_ID_CHARS {
+        Err(EvalError::UserIdTooLong)
     } else {
         Ok(())
     }

@@ -33,7 +33,7 @@ pub use context::{Attribute, AttributePath, Context};
 pub use error::{ValidationError, ValidationErrors};
 pub use evaluate::{
     validate_user_id, EvalEnv, EvalError, Evaluation, EvaluationRecord, ExperimentResolver, ExperimentVariant,
-    NoExperiments, Reason,
+    NoExperiments, Reason, MAX_USER_ID_CHARS,
 };
 pub use flagset::{parse_text, FlagSet, Format};
 pub use model::{Condition, Flag, FlagType, FlagsDocument, Operator, Percent, Segment, Serve};

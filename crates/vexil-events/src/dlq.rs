@@ -6,6 +6,12 @@
 //! replay them (they are validated again and re-ingested, see
 //! [`crate::Ingestor::replay_dlq`]) or purge them. The queue is a small SQLite database of its
 //! own, so writing to it never contends with the processor's transactions.
+//!
+//! Invalid events can be sent by anyone holding a key, and client keys ship inside web pages,
+//! so what ingest dead-letters is bounded ([`DlqLimits`]): payloads are cut to a size, and
+//! once the ingest entries reach a count or a byte total, further invalid events are refused
+//! (each still reported as rejected to its sender, and counted). Records that failed
+//! processing are valid events and are always kept.
 
 use crate::error::Error;
 use crate::event::EventError;
@@ -75,15 +81,70 @@ pub struct DlqFilter {
     pub limit: Option<usize>,
 }
 
+/// Bounds on what ingest dead-letters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DlqLimits {
+    /// Ingest entries kept at most.
+    pub max_entries: u64,
+    /// Total payload bytes of ingest entries kept at most.
+    pub max_bytes: u64,
+    /// Longer payloads are kept cut to this many bytes, with [`TRUNCATED_MARK`].
+    pub max_payload_bytes: usize,
+}
+
+impl Default for DlqLimits {
+    fn default() -> DlqLimits {
+        DlqLimits { max_entries: 100_000, max_bytes: 64 * 1024 * 1024, max_payload_bytes: 8 * 1024 }
+    }
+}
+
+/// Ends a payload that was cut to [`DlqLimits::max_payload_bytes`].
+pub const TRUNCATED_MARK: &str = "…[truncated]";
+
 /// The dead-letter queue.
 pub struct Dlq {
-    conn: Mutex<Connection>,
+    conn: Mutex<Ingested>,
     metrics: Arc<Metrics>,
+    limits: DlqLimits,
+}
+
+/// The connection, and the ingest entries it holds (kept in step under the same lock).
+struct Ingested {
+    conn: Connection,
+    entries: u64,
+    bytes: u64,
+}
+
+impl std::ops::Deref for Ingested {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Ingested {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+}
+
+/// `payload`, cut on a character boundary to at most `max` bytes plus the mark.
+fn truncated(payload: &str, max: usize) -> Option<String> {
+    if payload.len() <= max {
+        return None;
+    }
+    let end = (0..=max).rev().find(|&i| payload.is_char_boundary(i)).unwrap_or(0);
+    Some(format!("{}{TRUNCATED_MARK}", &payload[..end]))
 }
 
 impl Dlq {
     /// Opens (or creates) the queue's database at `path`.
     pub fn open(path: &Path, metrics: Arc<Metrics>) -> Result<Dlq, Error> {
+        Dlq::open_with(path, metrics, DlqLimits::default())
+    }
+
+    /// Opens (or creates) the queue's database at `path`, with `limits` on ingest entries.
+    pub fn open_with(path: &Path, metrics: Arc<Metrics>, limits: DlqLimits) -> Result<Dlq, Error> {
         let conn = Connection::open(path)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
@@ -100,18 +161,22 @@ impl Dlq {
                  attempts INTEGER NOT NULL
              );",
         )?;
-        let dlq = Dlq { conn: Mutex::new(conn), metrics };
+        let dlq = Dlq { conn: Mutex::new(Ingested { conn, entries: 0, bytes: 0 }), metrics, limits };
         dlq.refresh_size()?;
         Ok(dlq)
     }
 
-    /// Stores events rejected at ingest, each with its error and raw payload, in one transaction.
-    pub fn push_rejected(&self, rejected: &[(EventError, String)]) -> Result<(), Error> {
+    /// Stores events rejected at ingest, each with its error and raw payload (cut past
+    /// `max_payload_bytes`), in one transaction, as long as the queue's ingest entries stay
+    /// within their limits; the rest are counted as refused. Returns how many were stored.
+    pub fn push_rejected(&self, rejected: &[(EventError, String)]) -> Result<usize, Error> {
         if rejected.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
-        let mut conn = self.conn.lock().expect("dlq connection poisoned");
-        let tx = conn.transaction()?;
+        let mut guard = self.conn.lock().expect("dlq connection poisoned");
+        let (mut entries, mut bytes) = (guard.entries, guard.bytes);
+        let (mut stored, mut cut) = (0u64, 0u64);
+        let tx = guard.transaction()?;
         {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO dlq (created_at, stage, code, message, field, payload, attempts)
@@ -119,12 +184,22 @@ impl Dlq {
             )?;
             let now = Utc::now().to_rfc3339();
             for (error, payload) in rejected {
-                insert.execute(params![now, error.code, error.message, error.field, payload])?;
+                let shortened = truncated(payload, self.limits.max_payload_bytes);
+                let kept = shortened.as_deref().unwrap_or(payload);
+                if entries >= self.limits.max_entries || bytes + kept.len() as u64 > self.limits.max_bytes {
+                    break;
+                }
+                insert.execute(params![now, error.code, error.message, error.field, kept])?;
+                (entries, bytes, stored) = (entries + 1, bytes + kept.len() as u64, stored + 1);
+                cut += u64::from(shortened.is_some());
             }
         }
         tx.commit()?;
-        Metrics::add(&self.metrics.dlq_size, rejected.len() as u64);
-        Ok(())
+        (guard.entries, guard.bytes) = (entries, bytes);
+        Metrics::add(&self.metrics.dlq_size, stored);
+        Metrics::add(&self.metrics.dlq_truncated_total, cut);
+        Metrics::add(&self.metrics.dlq_refused_total, rejected.len() as u64 - stored);
+        Ok(stored as usize)
     }
 
     /// Stores a log record that failed processing `attempts` times. Storing the same offset
@@ -190,8 +265,17 @@ impl Dlq {
         Ok(conn.query_row("SELECT 1 FROM dlq LIMIT 1", [], |_| Ok(())).optional()?.is_none())
     }
 
+    /// Recounts the entries, and the ingest entries the limits apply to.
     fn refresh_size(&self) -> Result<(), Error> {
-        Metrics::set(&self.metrics.dlq_size, self.len()?);
+        let mut guard = self.conn.lock().expect("dlq connection poisoned");
+        let (entries, bytes): (i64, i64) = guard.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(CAST(payload AS BLOB))), 0) FROM dlq WHERE stage = 'ingest'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        (guard.entries, guard.bytes) = (entries as u64, bytes as u64);
+        let all: i64 = guard.query_row("SELECT COUNT(*) FROM dlq", [], |r| r.get(0))?;
+        Metrics::set(&self.metrics.dlq_size, all as u64);
         Ok(())
     }
 }

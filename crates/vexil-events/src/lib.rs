@@ -36,7 +36,7 @@ pub mod sqlite;
 pub mod store;
 pub mod tracking;
 
-pub use dlq::{Dlq, DlqEntry, DlqFilter, DlqStage};
+pub use dlq::{Dlq, DlqEntry, DlqFilter, DlqLimits, DlqStage};
 pub use error::Error;
 pub use event::{Event, EventError, EventType};
 pub use ingest::{BodyFormat, IngestError, IngestOptions, IngestResponse, Ingestor, KinesisResponse, ReplayReport};

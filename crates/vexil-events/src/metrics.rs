@@ -38,6 +38,13 @@ pub struct Metrics {
     pub dropped_total: AtomicU64,
     /// Exposures naming a different variant than the user's recorded one (the first one stays).
     pub variant_conflicts_total: AtomicU64,
+    /// Invalid events not dead-lettered because the DLQ's ingest entries were at their limit
+    /// (their senders were still told each was rejected).
+    pub dlq_refused_total: AtomicU64,
+    /// Dead-lettered payloads cut to the DLQ's payload limit.
+    pub dlq_truncated_total: AtomicU64,
+    /// Partition processors that panicked (the supervisor starts them again).
+    pub processor_panics_total: AtomicU64,
 }
 
 impl Metrics {

@@ -54,6 +54,29 @@ pub struct ServerConfig {
     pub safety_check_interval: Duration,
     /// Where notifications of the safety rails are POSTed, if anywhere.
     pub webhook: Option<crate::service::notify::WebhookConfig>,
+    /// Timeouts and size limits of the HTTP edge.
+    pub edge: EdgeConfig,
+    /// Requests a second each API key may make (0: no limit), and its bursts (0: one second's).
+    pub rate_limit_per_key: u32,
+    pub rate_limit_burst: u32,
+    /// Bounds on the invalid events the dead-letter queue keeps.
+    pub dlq_limits: vexil_events::dlq::DlqLimits,
+}
+
+/// How long and how much a client may take before the edge cuts it off (see `http::edge`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EdgeConfig {
+    /// From the first byte of a request (or the connection's opening) to its complete headers.
+    pub header_read_timeout: Duration,
+    /// To receive a whole request body, from the end of its headers.
+    pub body_timeout: Duration,
+    /// How long a connection may wait between requests.
+    pub keep_alive_timeout: Duration,
+    /// Open connections; more wait in the listen backlog.
+    pub max_connections: usize,
+    pub max_uri_bytes: usize,
+    /// Sum of the lengths of the request's header names and values.
+    pub max_header_bytes: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +153,17 @@ partial_config! {
     safety_check_interval_ms: u64 = "VEXIL_SAFETY_CHECK_INTERVAL_MS", "Milliseconds between checks of rollout plans, guards and budgets (default 10000).";
     webhook_url: String = "VEXIL_WEBHOOK_URL", "URL that notifications of the safety rails are POSTed to (default: none, log only).";
     webhook_secret: String = "VEXIL_WEBHOOK_SECRET", "Secret of the X-Vexil-Signature HMAC-SHA256 header of webhooks (default: unsigned).";
+    header_read_timeout_ms: u64 = "VEXIL_HEADER_READ_TIMEOUT_MS", "Milliseconds from a request's first byte (or the connection's opening) to its complete headers; slower requests get 408 (default 10000).";
+    body_timeout_ms: u64 = "VEXIL_BODY_TIMEOUT_MS", "Milliseconds to receive a whole request body; slower bodies get 408 (default 30000).";
+    keep_alive_timeout_secs: u64 = "VEXIL_KEEP_ALIVE_TIMEOUT_SECS", "Seconds a connection may stay idle between requests (default 60).";
+    max_connections: usize = "VEXIL_MAX_CONNECTIONS", "Open connections at most; further ones wait in the listen backlog (default 4096).";
+    max_uri_bytes: usize = "VEXIL_MAX_URI_BYTES", "Longest request target (path and query) in bytes; longer ones get 414 (default 8192).";
+    rate_limit_per_key: u32 = "VEXIL_RATE_LIMIT_PER_KEY", "Requests a second each API key may make; more get 429 with Retry-After; 0 turns limits off (default 0).";
+    rate_limit_burst: u32 = "VEXIL_RATE_LIMIT_BURST", "Requests a key may make at once within its rate limit; 0 means one second's worth (default 0).";
+    dlq_max_entries: u64 = "VEXIL_DLQ_MAX_ENTRIES", "Invalid events the dead-letter queue keeps at most; more are refused and counted (default 100000).";
+    dlq_max_bytes: u64 = "VEXIL_DLQ_MAX_BYTES", "Total payload bytes of invalid events the dead-letter queue keeps at most (default 67108864).";
+    dlq_max_payload_bytes: usize = "VEXIL_DLQ_MAX_PAYLOAD_BYTES", "Dead-lettered payloads are cut to this many bytes (default 8192).";
+    max_header_bytes: usize = "VEXIL_MAX_HEADER_BYTES", "Largest total of header names and values in bytes; larger ones get 431 (default 16384).";
 }
 
 /// How a setting's type reads from an environment variable.
@@ -150,6 +184,12 @@ impl FromEnv for PathBuf {
 }
 
 impl FromEnv for usize {
+    fn from_env(raw: &str) -> Option<Self> {
+        raw.trim().parse().ok()
+    }
+}
+
+impl FromEnv for u32 {
     fn from_env(raw: &str) -> Option<Self> {
         raw.trim().parse().ok()
     }
@@ -284,7 +324,38 @@ impl ServerConfig {
                 return Err("database_url: must be a postgres:// or postgresql:// URL".into());
             }
         }
+        let millis = |value: Option<u64>, default: u64, name: &str| match value.unwrap_or(default) {
+            ms if (100..=3_600_000).contains(&ms) => Ok(Duration::from_millis(ms)),
+            ms => Err(format!("{name}: {ms} is not between 100 and 3600000")),
+        };
+        let at_least = |value: Option<usize>, default: usize, name: &str, min: usize| match value.unwrap_or(default) {
+            n if n < min => Err(format!("{name}: {n} is below the minimum of {min}")),
+            n => Ok(n),
+        };
+        let edge = EdgeConfig {
+            header_read_timeout: millis(c.header_read_timeout_ms, 10_000, "header_read_timeout_ms")?,
+            body_timeout: millis(c.body_timeout_ms, 30_000, "body_timeout_ms")?,
+            keep_alive_timeout: seconds(c.keep_alive_timeout_secs, 60, "keep_alive_timeout_secs", 1)?,
+            max_connections: at_least(c.max_connections, 4096, "max_connections", 1)?,
+            max_uri_bytes: at_least(c.max_uri_bytes, 8192, "max_uri_bytes", 1024)?,
+            max_header_bytes: at_least(c.max_header_bytes, 16384, "max_header_bytes", 1024)?,
+        };
+        let dlq_defaults = vexil_events::dlq::DlqLimits::default();
+        let dlq_limits = vexil_events::dlq::DlqLimits {
+            max_entries: c.dlq_max_entries.unwrap_or(dlq_defaults.max_entries),
+            max_bytes: c.dlq_max_bytes.unwrap_or(dlq_defaults.max_bytes),
+            max_payload_bytes: at_least(
+                c.dlq_max_payload_bytes,
+                dlq_defaults.max_payload_bytes,
+                "dlq_max_payload_bytes",
+                256,
+            )?,
+        };
         Ok(ServerConfig {
+            rate_limit_per_key: c.rate_limit_per_key.unwrap_or(0),
+            rate_limit_burst: c.rate_limit_burst.unwrap_or(0),
+            edge,
+            dlq_limits,
             safety_check_interval,
             webhook,
             listen,

@@ -7,7 +7,6 @@ use crate::http::auth::{bootstrap_admin_key, KeyCache};
 use crate::http::state::{AppState, Services};
 use crate::metrics::Metrics;
 use crate::service::snapshot::{LoadError, Snapshot, Snapshots};
-use std::future::IntoFuture;
 use std::io::Write;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -87,8 +86,11 @@ pub async fn state(config: ServerConfig, store: Arc<dyn Store>) -> Result<AppSta
         config.archive_format,
         event_engines(&config).await?,
         experiments,
+        config.dlq_limits,
     )?;
     let safety = Arc::new(crate::service::safety::Safety::new(&config, &metrics, events.pipeline.clone()));
+    let supervisor = crate::service::supervise::Supervisor::new();
+    metrics.register([supervisor.collector()]);
     let feed_experiments = crate::service::events::feed_experiments(events.pipeline.clone());
     Ok(AppState::new(Services {
         events,
@@ -102,9 +104,11 @@ pub async fn state(config: ServerConfig, store: Arc<dyn Store>) -> Result<AppSta
         ),
         safety,
         keys: KeyCache::new(config.auth_cache_ttl),
+        rate_limits: crate::http::rate_limit::RateLimits::new(config.rate_limit_per_key, config.rate_limit_burst),
         snapshots: Arc::new(Snapshots::new(initial, metrics.clone()).before_publish(feed_experiments)),
         metrics,
         store,
+        supervisor,
         config,
         shutdown: CancellationToken::new(),
     }))
@@ -126,10 +130,19 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
     let state = state(config, store.clone()).await?;
     let purge_every =
         state.config.assignment_ttl.map_or(ASSIGNMENT_PURGE_INTERVAL, |ttl| ttl.min(ASSIGNMENT_PURGE_INTERVAL));
-    tokio::spawn(crate::service::assignment::purge_expired(store.clone(), purge_every, state.shutdown.clone()));
-    tokio::spawn(state.snapshots.clone().follow(store, state.shutdown.clone()));
-    let interval = state.config.safety_check_interval;
-    tokio::spawn(crate::service::safety::scheduler::run(state.safety_checks(), interval, state.shutdown.clone()));
+    let (supervisor, shutdown) = (&state.supervisor, state.shutdown.clone());
+    supervisor.spawn("assignment_purge", shutdown.clone(), {
+        let (store, shutdown) = (store.clone(), shutdown.clone());
+        move || crate::service::assignment::purge_expired(store.clone(), purge_every, shutdown.clone())
+    });
+    supervisor.spawn("snapshot_follower", shutdown.clone(), {
+        let (snapshots, shutdown) = (state.snapshots.clone(), shutdown.clone());
+        move || snapshots.clone().follow(store.clone(), shutdown.clone())
+    });
+    supervisor.spawn("safety_scheduler", shutdown.clone(), {
+        let (checks, interval) = (state.safety_checks(), state.config.safety_check_interval);
+        move || crate::service::safety::scheduler::run(checks.clone(), interval, shutdown.clone())
+    });
     let app = crate::http::middleware::apply(crate::http::routes::router(state.clone()), &state);
 
     let listener =
@@ -139,14 +152,13 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
 
     let shutdown = state.shutdown.clone();
     let signalled = shutdown.clone();
-    let server = axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service(app))
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down: draining in-flight requests");
-            signalled.cancel();
-        });
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: draining in-flight requests");
+        signalled.cancel();
+    });
     tokio::select! {
-        result = server.into_future() => result.map_err(|e| format!("the server failed: {e}"))?,
+        () = crate::http::edge::serve(listener, app, state.config.edge, shutdown.clone()) => {}
         () = async { shutdown.cancelled().await; tokio::time::sleep(shutdown_timeout).await } => {
             tracing::warn!(seconds = shutdown_timeout.as_secs(), "requests still running after the shutdown timeout were cut");
         }

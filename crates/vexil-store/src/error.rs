@@ -15,6 +15,11 @@ pub enum StoreError {
     #[error("{kind} {key:?} is at version {actual}, not {expected}: it was changed meanwhile")]
     VersionMismatch { kind: EntityKind, key: String, expected: u64, actual: u64 },
 
+    /// Revoking the last active admin key would leave no one able to use the admin API (and
+    /// `VEXIL_ADMIN_KEY` only bootstraps a store that never had a key).
+    #[error("key {id:?} is the last active admin key; create another admin key before revoking it")]
+    LastAdminKey { id: String },
+
     #[error("storage failure: {0}")]
     Backend(String),
 }

@@ -18,8 +18,8 @@ pub use vexil_core::experiment::is_valid_event_name;
 
 /// Largest accepted event, in bytes of its JSON text (SPEC 1.4).
 pub const MAX_EVENT_BYTES: usize = 64 * 1024;
-/// Longest accepted `user_id`, in characters (after trimming).
-pub const MAX_USER_ID_CHARS: usize = 256;
+/// Longest accepted `user_id`, in characters (after trimming): the bound of every route.
+pub use vexil_core::MAX_USER_ID_CHARS;
 /// How far into the future a timestamp may lie (clock skew allowance).
 pub const MAX_FUTURE: Duration = Duration::hours(24);
 

@@ -115,8 +115,17 @@ impl Supervisor {
     fn retire(&mut self, partition: u32) {
         let Some(running) = self.running.remove(&partition) else { return };
         running.stop.store(true, Ordering::SeqCst);
-        // A processor that panicked has nothing left to commit.
-        let _ = running.thread.join();
+        // A processor that panicked has nothing left to commit; the next reconcile starts a
+        // new one for the partition if it is still leased here.
+        if let Err(payload) = running.thread.join() {
+            let cause = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied())
+                .unwrap_or("a panic without a message");
+            tracing::error!(partition, cause, "an event processor panicked; restarting it");
+            crate::metrics::Metrics::add(&self.shared.metrics.processor_panics_total, 1);
+        }
         self.shared.progress().partitions.remove(&partition);
         self.shared.changed.notify_all();
         self.backend.released(running.lease);

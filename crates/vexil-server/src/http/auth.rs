@@ -123,8 +123,8 @@ fn presented_secret(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The layer the route table puts on each route that needs a key: 401 without a valid key,
-/// 403 when its kind is not enough for the route; the [`Caller`] in the request's extensions
-/// otherwise.
+/// 403 when its kind is not enough for the route, 429 when the key is over its rate limit; the
+/// [`Caller`] in the request's extensions otherwise.
 #[derive(Clone)]
 pub struct RequireKeyLayer {
     pub state: AppState,
@@ -165,49 +165,42 @@ where
         let Some(secret) = presented_secret(request.headers()) else {
             return KeyChecked::Answered { response: Some(ApiError::unauthorized().into_response()) };
         };
-        let checked = match self.state.keys.cached(secret) {
-            Some(caller) => self.access.admit(caller),
+        let caller = match self.state.keys.cached(secret) {
+            Some(caller) => caller,
             None => {
                 let secret = secret.to_owned();
                 let (state, access, inner) = (self.state.clone(), self.access, self.inner.clone());
                 let future = async move {
                     let caller = match state.keys.authenticate(state.store.as_ref(), &secret).await {
-                        Ok(caller) => caller.ok_or_else(ApiError::unauthorized),
-                        Err(e) => Err(ApiError::from(e)),
+                        Ok(Some(caller)) => caller,
+                        Ok(None) => return Ok(ApiError::unauthorized().into_response()),
+                        Err(e) => return Ok(ApiError::from(e).into_response()),
                     };
-                    match caller.and_then(|caller| access.admit(caller)) {
-                        Ok(caller) => {
-                            request.extensions_mut().insert(caller);
-                            inner.oneshot(request).await
-                        }
-                        Err(e) => Ok(e.into_response()),
+                    if let Some(refused) = refusal(&state, access, &caller) {
+                        return Ok(refused);
                     }
+                    request.extensions_mut().insert(caller);
+                    inner.oneshot(request).await
                 };
                 return KeyChecked::Authenticating { future: Box::pin(future) };
             }
         };
-        match checked {
-            Ok(caller) => {
-                request.extensions_mut().insert(caller);
-                KeyChecked::Admitted { future: self.inner.call(request) }
-            }
-            Err(e) => KeyChecked::Answered { response: Some(e.into_response()) },
+        if let Some(refused) = refusal(&self.state, self.access, &caller) {
+            return KeyChecked::Answered { response: Some(refused) };
         }
+        request.extensions_mut().insert(caller);
+        KeyChecked::Admitted { future: self.inner.call(request) }
     }
 }
 
-impl Access {
-    /// The caller, if its key's kind may call a route that needs `self`; else 403.
-    fn admit(self, caller: Caller) -> Result<Caller, ApiError> {
-        if self.allows(caller.kind) {
-            return Ok(caller);
-        }
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("a {} key may not call this route; it needs a {} key", caller.kind, self.name()),
-        ))
+/// Why `caller` may not call a route that needs `access` now, if it may not: 403 when its key's
+/// kind is not enough, 429 when the key is over its rate limit.
+fn refusal(state: &AppState, access: Access, caller: &Caller) -> Option<Response> {
+    if !access.allows(caller.kind) {
+        let message = format!("a {} key may not call this route; it needs a {} key", caller.kind, access.name());
+        return Some(ApiError::new(StatusCode::FORBIDDEN, "forbidden", message).into_response());
     }
+    state.rate_limits.refuse(caller)
 }
 
 pin_project! {

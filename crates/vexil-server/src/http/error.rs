@@ -112,6 +112,7 @@ impl From<StoreError> for ApiError {
             }
             StoreError::AlreadyExists { .. } => ApiError::conflict("already_exists", e.to_string()).with_field("key"),
             StoreError::VersionMismatch { .. } => ApiError::conflict("version_mismatch", e.to_string()),
+            StoreError::LastAdminKey { .. } => ApiError::conflict("last_admin_key", e.to_string()),
             StoreError::Backend(_) => ApiError::internal(e.to_string()),
         }
     }
@@ -155,7 +156,9 @@ impl From<ValidationErrors> for ApiError {
 impl From<EvalError> for ApiError {
     fn from(e: EvalError) -> Self {
         match &e {
-            EvalError::InvalidUserId => ApiError::bad_request(e.code(), e.to_string()).with_field("user_id"),
+            EvalError::InvalidUserId | EvalError::UserIdTooLong => {
+                ApiError::bad_request(e.code(), e.to_string()).with_field("user_id")
+            }
             EvalError::FlagNotFound(_) => ApiError::not_found(e.code(), e.to_string()),
         }
     }

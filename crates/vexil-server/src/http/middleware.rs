@@ -4,21 +4,32 @@
 //! and a panic guard that answers 500 in the API's error shape. CORS is applied per route by
 //! the route table, only where browsers are meant to call.
 //!
+//! Before any route, the request's size is bounded (SPEC 4, configured in `[edge]`): a target
+//! past `max_uri_bytes` is 414, headers past `max_header_bytes` are 431, and the body is read
+//! whole within `body_timeout` (408) and `max_body_bytes` (413) before the handler runs (every
+//! handler reads the whole body anyway), so a body trickled a byte at a time is cut off.
+//!
 //! The service-wide duties are one hand-written service, [`Edge`], rather than a stack of
 //! generic layers: each of those (request id, propagation, two response headers, tracing,
 //! metrics, panic guard) wrapped the next one's future, several boxed it, and the stack cost
 //! several times the evaluation it carried. `Edge` does them all in one call and one future,
 //! with no allocation beyond a generated request id.
 
-use crate::config::CorsConfig;
+use crate::config::{CorsConfig, EdgeConfig};
+use crate::http::edge::edge_error;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::metrics::{RequestMetrics, RouteId};
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use futures_util::future::Either;
+use http_body::Body as _;
+use http_body_util::combinators::Collect;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use pin_project_lite::pin_project;
 use std::convert::Infallible;
 use std::future::Future;
@@ -27,6 +38,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tokio::time::Sleep;
 use tower::{Layer, Service};
 use tower_http::cors::{AllowOrigin, Cors, CorsLayer};
 use tracing::Span;
@@ -43,24 +55,52 @@ pub type App = Edge<<DefaultBodyLimit as Layer<Router>>::Service>;
 pub fn apply(router: Router, state: &AppState) -> App {
     let paths = crate::http::routes::specs(state.clone()).into_iter().map(|spec| spec.path);
     let metrics = Arc::new(RequestMetrics::new(&state.metrics, paths));
-    Edge { inner: DefaultBodyLimit::max(state.config.max_body_bytes).layer(router), metrics }
+    let bounds = RequestBounds { edge: state.config.edge, max_body_bytes: state.config.max_body_bytes };
+    Edge { inner: DefaultBodyLimit::max(state.config.max_body_bytes).layer(router), metrics, bounds }
+}
+
+/// What [`Edge`] bounds a request by.
+#[derive(Clone, Copy)]
+struct RequestBounds {
+    edge: EdgeConfig,
+    max_body_bytes: usize,
+}
+
+impl RequestBounds {
+    /// 414 or 431 for a request whose target or headers are past their limits.
+    fn refuse(&self, request: &Request) -> Option<Response> {
+        if uri_length(request.uri()) > self.edge.max_uri_bytes {
+            return Some(edge_error(StatusCode::URI_TOO_LONG).into_response());
+        }
+        let header_bytes: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
+        (header_bytes > self.edge.max_header_bytes)
+            .then(|| edge_error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE).into_response())
+    }
+}
+
+/// The length of the request target as the client sent it (without writing it out).
+fn uri_length(uri: &Uri) -> usize {
+    uri.scheme_str().map_or(0, |scheme| scheme.len() + "://".len())
+        + uri.authority().map_or(0, |authority| authority.as_str().len())
+        + uri.path_and_query().map_or(0, |target| target.as_str().len())
 }
 
 /// The service-wide duties around the routes: request id, common headers, tracing span and
-/// access log, request metrics, panic guard.
+/// access log, request bounds, request metrics, panic guard.
 #[derive(Clone)]
 pub struct Edge<S> {
     inner: S,
     metrics: Arc<RequestMetrics>,
+    bounds: RequestBounds,
 }
 
 impl<S> Service<Request> for Edge<S>
 where
-    S: Service<Request, Response = Response, Error = Infallible>,
+    S: Service<Request, Response = Response, Error = Infallible> + Clone,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = EdgeFuture<S::Future>;
+    type Future = EdgeFuture<S, S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -79,33 +119,118 @@ where
         );
         let answer = {
             let _entered = span.enter();
-            match catch_unwind(AssertUnwindSafe(|| self.inner.call(request))) {
-                Ok(future) => Answer::Pending { future },
-                Err(_) => Answer::Panicked,
+            if let Some(refusal) = self.bounds.refuse(&request) {
+                Answer::Ready { response: Some(refusal) }
+            } else if request.body().is_end_stream() {
+                Answer::called(&mut self.inner, request)
+            } else {
+                let (parts, body) = request.into_parts();
+                Answer::ReadingBody {
+                    body: Limited::new(body, self.bounds.max_body_bytes).collect(),
+                    deadline: None,
+                    body_timeout: self.bounds.edge.body_timeout,
+                    parts: Some(parts),
+                    inner: Some(self.inner.clone()),
+                }
             }
         };
-        EdgeFuture {
-            answer,
-            done: Some(Done { request_id, method, route, started, span, metrics: self.metrics.clone() }),
-        }
+        let done = Done { request_id, method, route, started, span, metrics: self.metrics.clone() };
+        EdgeFuture { answer, done: Some(done) }
     }
 }
 
 pin_project! {
     /// The answer of [`Edge`]: the routes' response, or 500 if they panicked, with the common
     /// headers added and the request counted.
-    pub struct EdgeFuture<F> {
+    pub struct EdgeFuture<S, F> {
         #[pin]
-        answer: Answer<F>,
+        answer: Answer<S, F>,
         done: Option<Done>,
     }
 }
 
 pin_project! {
     #[project = AnswerProjection]
-    enum Answer<F> {
+    enum Answer<S, F> {
+        /// Reading the body before calling the routes; the deadline is only set once the body
+        /// is not there at the first look (a small body usually came with the headers).
+        ReadingBody {
+            #[pin]
+            body: Collect<Limited<Body>>,
+            deadline: Option<Pin<Box<Sleep>>>,
+            body_timeout: Duration,
+            parts: Option<Parts>,
+            inner: Option<S>,
+        },
         Pending { #[pin] future: F },
-        Panicked,
+        Ready { response: Option<Response> },
+    }
+}
+
+impl<S, F> Answer<S, F>
+where
+    S: Service<Request, Response = Response, Error = Infallible, Future = F>,
+{
+    /// The routes' answer to `request`, or 500 if calling them panicked.
+    fn called(inner: &mut S, request: Request) -> Answer<S, F> {
+        match catch_unwind(AssertUnwindSafe(|| inner.call(request))) {
+            Ok(future) => Answer::Pending { future },
+            Err(_) => Answer::Ready { response: Some(panicked()) },
+        }
+    }
+}
+
+impl<S, F> Future for EdgeFuture<S, F>
+where
+    S: Service<Request, Response = Response, Error = Infallible, Future = F>,
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let _entered = this.done.as_ref().map(|done| done.span.enter());
+        let response = loop {
+            match this.answer.as_mut().project() {
+                AnswerProjection::ReadingBody { body, deadline, body_timeout, parts, inner } => {
+                    let read = match body.poll(cx) {
+                        Poll::Ready(read) => read,
+                        Poll::Pending => {
+                            let deadline = deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(*body_timeout)));
+                            if deadline.as_mut().poll(cx).is_pending() {
+                                return Poll::Pending;
+                            }
+                            break edge_error(StatusCode::REQUEST_TIMEOUT).into_response();
+                        }
+                    };
+                    let body = match read {
+                        Ok(collected) => Body::from(collected.to_bytes()),
+                        Err(e) if e.is::<LengthLimitError>() => {
+                            break edge_error(StatusCode::PAYLOAD_TOO_LARGE).into_response()
+                        }
+                        Err(e) => {
+                            break ApiError::bad_request("invalid_request", format!("reading the body failed: {e}"))
+                                .into_response()
+                        }
+                    };
+                    let parts = parts.take().expect("the body is read once");
+                    let mut inner = inner.take().expect("the body is read once");
+                    let called = Answer::called(&mut inner, Request::from_parts(parts, body));
+                    this.answer.set(called);
+                }
+                AnswerProjection::Pending { future } => match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+                    Ok(Poll::Pending) => return Poll::Pending,
+                    Ok(Poll::Ready(Ok(response))) => break response,
+                    Err(_) => break panicked(),
+                },
+                AnswerProjection::Ready { response } => {
+                    break response.take().expect("an answered request is not polled again")
+                }
+            }
+        };
+        drop(_entered);
+        let done = this.done.take().expect("an answered request is not polled again");
+        Poll::Ready(Ok(done.finish(response)))
     }
 }
 
@@ -117,30 +242,6 @@ struct Done {
     started: Instant,
     span: Span,
     metrics: Arc<RequestMetrics>,
-}
-
-impl<F> Future for EdgeFuture<F>
-where
-    F: Future<Output = Result<Response, Infallible>>,
-{
-    type Output = Result<Response, Infallible>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let response = match this.answer.project() {
-            AnswerProjection::Pending { future } => {
-                let _entered = this.done.as_ref().map(|done| done.span.enter());
-                match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
-                    Ok(Poll::Pending) => return Poll::Pending,
-                    Ok(Poll::Ready(Ok(response))) => response,
-                    Err(_) => panicked(),
-                }
-            }
-            AnswerProjection::Panicked => panicked(),
-        };
-        let done = this.done.take().expect("an answered request is not polled again");
-        Poll::Ready(Ok(done.finish(response)))
-    }
 }
 
 impl Done {

@@ -4,14 +4,18 @@
 //! - [`routes`]: the route table and one module per group of endpoints;
 //! - [`error`]: the one error shape (SPEC 4) and the mapping of every service error and axum
 //!   rejection to it; [`extract`]: the extractors, which reject in that shape;
+//! - [`edge`]: connections, timeouts and request size limits before any route;
 //! - [`middleware`]: request ids, security headers, body limit, panic guard, CORS;
-//! - [`auth`]: API keys, their kinds, and the authentication cache;
+//! - [`auth`]: API keys, their kinds, and the authentication cache; [`rate_limit`]: per-key
+//!   request rates;
 //! - [`openapi`]: the API description; [`state`]: what every handler shares.
 
 pub mod auth;
+pub mod edge;
 pub mod error;
 pub mod extract;
 pub mod middleware;
 pub mod openapi;
+pub mod rate_limit;
 pub mod routes;
 pub mod state;

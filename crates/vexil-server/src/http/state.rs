@@ -22,6 +22,8 @@ pub struct Services {
     pub config: ServerConfig,
     pub snapshots: Arc<Snapshots>,
     pub keys: KeyCache,
+    /// Per-key request rates.
+    pub rate_limits: crate::http::rate_limit::RateLimits,
     pub metrics: Arc<Metrics>,
     /// Emergency stops, rollout plans and budgets: their metrics and notifier.
     pub safety: Arc<crate::service::safety::Safety>,
@@ -31,6 +33,8 @@ pub struct Services {
     pub events: crate::service::events::Events,
     /// Sticky experiment assignment: cache, group-commit writer, TTL.
     pub assigner: crate::service::assignment::Assigner,
+    /// Restarts background tasks that panic; `/ready` reports those that cannot stay up.
+    pub supervisor: crate::service::supervise::Supervisor,
 }
 
 impl AppState {

@@ -27,7 +27,7 @@ use vexil_events::pipeline::{Pipeline, PipelineOptions};
 use vexil_events::sqlite::SqliteBackend;
 use vexil_events::store::StateBackend;
 use vexil_events::tracking::Tracker;
-use vexil_events::{Dlq, Event, EventBus, FileLog, IngestOptions, Ingestor, LogOptions};
+use vexil_events::{Dlq, DlqLimits, Event, EventBus, FileLog, IngestOptions, Ingestor, LogOptions};
 
 pub use vexil_events::Metrics as EventMetrics;
 
@@ -66,7 +66,7 @@ struct Exported {
 
 impl Exported {
     fn new(metrics: Arc<EventMetrics>) -> Exported {
-        let counters: [(&str, &str, Reading); 11] = [
+        let counters: [(&str, &str, Reading); 14] = [
             ("vexil_events_ingested_total", "Events appended durably to the log (rate: ingest rate).", |m| {
                 &m.ingested_total
             }),
@@ -87,6 +87,19 @@ impl Exported {
             ("vexil_events_poison_total", "Log records sent to the DLQ after failing every processing attempt.", |m| {
                 &m.poison_total
             }),
+            (
+                "vexil_events_dlq_refused_total",
+                "Invalid events not dead-lettered because the DLQ was at its limit (their senders were told).",
+                |m| &m.dlq_refused_total,
+            ),
+            ("vexil_events_dlq_truncated_total", "Dead-lettered payloads cut to the payload limit.", |m| {
+                &m.dlq_truncated_total
+            }),
+            (
+                "vexil_events_processor_panics_total",
+                "Partition processors that panicked and were started again.",
+                |m| &m.processor_panics_total,
+            ),
             ("vexil_events_retries_total", "Retries of a failed processing step.", |m| &m.retries_total),
             ("vexil_events_archive_files_total", "Archive files written.", |m| &m.archive_files_total),
             ("vexil_events_archive_bytes_total", "Compressed bytes of archive files written.", |m| {
@@ -175,6 +188,7 @@ impl Events {
         archive_format: ArchiveFormat,
         engines: Engines,
         experiments: Vec<Arc<CompiledExperiment>>,
+        dlq_limits: DlqLimits,
     ) -> Result<Events, String> {
         let dir = data_dir.join("events");
         let metrics = Arc::new(EventMetrics::default());
@@ -191,7 +205,7 @@ impl Events {
         // The log creates it too, but on a broker there is no log.
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let dlq = Arc::new(
-            Dlq::open(&dir.join("dlq.sqlite"), metrics.clone())
+            Dlq::open_with(&dir.join("dlq.sqlite"), metrics.clone(), dlq_limits)
                 .map_err(|e| format!("cannot open the dead-letter queue in {}: {e}", dir.display()))?,
         );
         let archive: Arc<dyn ArchiveStore> = match engines.archive {

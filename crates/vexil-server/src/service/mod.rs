@@ -11,7 +11,8 @@
 //! - [`events`]: the event pipeline as the service runs it;
 //! - [`safety`]: emergency stops, rollout plans, guards and budgets; [`notify`]: their webhooks.
 //!
-//! [`every`] runs the periodic work (purging expired assignments, the safety checks).
+//! [`every`] runs the periodic work (purging expired assignments, the safety checks), and
+//! [`supervise`] restarts a background task that panicked.
 
 pub mod assignment;
 pub mod catalog;
@@ -22,6 +23,7 @@ pub mod notify;
 pub mod results;
 pub mod safety;
 pub mod snapshot;
+pub mod supervise;
 
 use std::future::Future;
 use std::time::Duration;

@@ -73,6 +73,15 @@ impl KeyStore for PostgresStore {
         if current.revoked_at.is_some() {
             return Ok(current);
         }
+        if current.kind == KeyKind::Admin {
+            // Locking every active admin key: two nodes revoking the last two admin keys at once
+            // must not both see the other one still active.
+            let active =
+                tx.query("SELECT id FROM api_keys WHERE kind = 'admin' AND revoked_at IS NULL FOR UPDATE", &[]).await?;
+            if active.iter().all(|row| row.get::<_, &str>(0) == id) {
+                return Err(StoreError::LastAdminKey { id: id.to_owned() });
+            }
+        }
         let now = crate::now();
         tx.execute("UPDATE api_keys SET revoked_at = $2 WHERE id = $1", &[&id, &now]).await?;
         let revoked = ApiKey { revoked_at: Some(now), ..current.clone() };

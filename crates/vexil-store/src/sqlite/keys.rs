@@ -87,6 +87,16 @@ impl KeyStore for SqliteStore {
             if current.revoked_at.is_some() {
                 return Ok(current);
             }
+            if current.kind == KeyKind::Admin {
+                let other_admins: i64 = tx.query_row(
+                    "SELECT COUNT(*) FROM api_keys WHERE kind = 'admin' AND revoked_at IS NULL AND id <> ?1",
+                    [&id],
+                    |row| row.get(0),
+                )?;
+                if other_admins == 0 {
+                    return Err(StoreError::LastAdminKey { id: id.clone() });
+                }
+            }
             let now = crate::now();
             tx.execute("UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1", params![id, Time(now)])?;
             let revoked = ApiKey { revoked_at: Some(now), ..current.clone() };

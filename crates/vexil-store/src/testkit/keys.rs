@@ -84,7 +84,13 @@ pub async fn imported_key_authenticates(backend: &dyn TestBackend) {
     assert!(matches!(&err, StoreError::AlreadyExists { kind: EntityKind::Key, .. }), "{err:?}");
     assert_eq!(store.list_keys().await.unwrap(), vec![key.clone()]);
 
-    // Revoking every key leaves the store not fresh: no new bootstrap key on restart.
+    // The last active admin key cannot be revoked; with another one it can, and a store whose
+    // keys were all revoked is still not fresh: no new bootstrap key on restart.
+    let err = store.revoke_key(&key.id, &meta()).await.unwrap_err();
+    assert!(matches!(&err, StoreError::LastAdminKey { id } if *id == key.id), "{err:?}");
+    assert_eq!(store.authenticate(secret).await.unwrap(), Some(key.clone()), "still active");
+    let (second, _) = store.create_key(KeyKind::Admin, "second", &meta()).await.unwrap();
     store.revoke_key(&key.id, &meta()).await.unwrap();
+    assert!(matches!(store.revoke_key(&second.id, &meta()).await, Err(StoreError::LastAdminKey { .. })));
     assert!(store.has_keys().await.unwrap());
 }

@@ -48,11 +48,11 @@ pub fn run(args: Args) -> Outcome {
     };
     match output {
         Ok(text) => {
-            println!("{}", text.map_err(|e| e.to_string())?);
+            super::print_line(&text.map_err(|e| e.to_string())?);
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            println!("{}", json!({"error": {"code": e.code(), "message": e.to_string()}}));
+            super::print_line(&json!({"error": {"code": e.code(), "message": e.to_string()}}).to_string());
             Ok(ExitCode::FAILURE)
         }
     }

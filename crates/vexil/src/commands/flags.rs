@@ -37,7 +37,27 @@ pub enum Connection {
 pub const CLI_ACTOR: &str = "cli";
 
 impl Target {
+    /// Connects to the server, or opens the data directory, which must hold a store already:
+    /// acting on a directory that does not (a typo, the wrong working directory) would create
+    /// an empty store and report success on nothing.
     pub async fn connect(&self) -> Result<Connection, String> {
+        if self.server.is_none() {
+            let dir = self.data_dir();
+            if !dir.join(vexil_store::sqlite::DB_FILE).is_file() {
+                return Err(format!(
+                    "{} is not a vexil data directory (it has no {}); give --data-dir, or --server \
+                     with --key, or start `vexil serve` there first",
+                    dir.display(),
+                    vexil_store::sqlite::DB_FILE
+                ));
+            }
+        }
+        self.connect_or_create().await
+    }
+
+    /// As [`Target::connect`], but creates a store in a missing data directory (for `keys
+    /// create`, the way to make the first admin key of a fresh store).
+    pub async fn connect_or_create(&self) -> Result<Connection, String> {
         match &self.server {
             Some(base) => {
                 let key = self.key.clone().ok_or("--server needs --key (or VEXIL_KEY) with an admin key")?;
@@ -98,7 +118,7 @@ pub fn block_on<F: std::future::Future<Output = Outcome>>(future: F) -> Outcome 
 
 /// Prints a JSON value, pretty.
 pub fn print_json(value: &impl serde::Serialize) -> Outcome {
-    println!("{}", serde_json::to_string_pretty(value).map_err(|e| e.to_string())?);
+    super::print_line(&serde_json::to_string_pretty(value).map_err(|e| e.to_string())?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -161,7 +181,7 @@ async fn export(format: OutputFormat, connection: &Connection) -> Outcome {
     match format {
         OutputFormat::Json => print_json(&document),
         OutputFormat::Yaml => {
-            print!("{}", serde_yaml_ng::to_string(&document).map_err(|e| e.to_string())?);
+            super::print_text(&yaml_text(&document)?);
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -199,4 +219,27 @@ pub fn form_encode(text: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// `document` as YAML that YAML 1.1 readers read back the same: a flag's variants `on` and
+/// `off` stay strings rather than becoming `True` and `False` (serde's YAML writer quotes only
+/// what YAML 1.2 would misread).
+pub fn yaml_text(document: &Value) -> Result<String, String> {
+    fn node(value: &Value) -> yaml_rust2::Yaml {
+        use yaml_rust2::Yaml;
+        match value {
+            Value::Null => Yaml::Null,
+            Value::Bool(b) => Yaml::Boolean(*b),
+            Value::Number(n) => n.as_i64().map_or_else(|| Yaml::Real(n.to_string()), Yaml::Integer),
+            Value::String(s) => Yaml::String(s.clone()),
+            Value::Array(items) => Yaml::Array(items.iter().map(node).collect()),
+            Value::Object(members) => {
+                Yaml::Hash(members.iter().map(|(k, v)| (Yaml::String(k.clone()), node(v))).collect())
+            }
+        }
+    }
+    let mut text = String::new();
+    yaml_rust2::YamlEmitter::new(&mut text).dump(&node(document)).map_err(|e| format!("writing YAML failed: {e}"))?;
+    text.push('\n');
+    Ok(text)
 }

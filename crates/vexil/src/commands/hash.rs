@@ -13,6 +13,8 @@ pub struct Args {
 
 pub fn run(args: Args) -> Outcome {
     let (h, bucket) = vexil_core::hash::hash_unit(&args.salt, &args.unit);
-    println!("{}", serde_json::json!({"input": format!("{}:{}", args.salt, args.unit), "h": h, "bucket": bucket}));
+    super::print_line(
+        &serde_json::json!({"input": format!("{}:{}", args.salt, args.unit), "h": h, "bucket": bucket}).to_string(),
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -57,7 +57,7 @@ pub fn run(args: Args) -> Outcome {
     let meta = ChangeMeta::new(CLI_ACTOR);
     block_on(async move {
         let value = match args.command {
-            Command::Create { kind, name, target } => match target.connect().await? {
+            Command::Create { kind, name, target } => match target.connect_or_create().await? {
                 connection @ Connection::Server { .. } => {
                     let body = json!({"kind": kind.key_kind(), "name": name});
                     connection.call(reqwest::Method::POST, "/v1/admin/keys", Some(&body)).await?

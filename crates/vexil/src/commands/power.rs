@@ -66,6 +66,6 @@ pub fn run(args: Args) -> Outcome {
                     alpha and power in (0, 1), and the effect non-zero"
             .into());
     };
-    println!("{}", if args.json { value.to_string() } else { text });
+    super::print_line(&if args.json { value.to_string() } else { text });
     Ok(ExitCode::SUCCESS)
 }

@@ -53,7 +53,7 @@ pub fn run(args: Args) -> Outcome {
         if args.json {
             return print_json(&document);
         }
-        print!("{}", table(&document));
+        super::print_text(&table(&document));
         Ok(ExitCode::SUCCESS)
     })
 }

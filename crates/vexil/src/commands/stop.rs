@@ -7,6 +7,7 @@
 use super::flags::{block_on, print_json, Connection, Target, CLI_ACTOR};
 use super::Outcome;
 use serde_json::{json, Value};
+use std::process::ExitCode;
 use vexil_server::service::catalog::Catalog;
 use vexil_server::service::safety::stops::{self, Scope, Stop, StopError};
 use vexil_store::{ChangeMeta, Store, StoredDocument};
@@ -39,7 +40,10 @@ pub struct ResumeArgs {
     target: Target,
 }
 
-/// `vexil stop`: prints the stored stop with `stopped_flags`, the flags it covers.
+/// `vexil stop`: prints the stored stop with `stopped_flags`, the flags it covers. A stop that
+/// covers no flag (a mistyped tag, an empty installation) stays stored, as it covers flags
+/// created later, but during an incident an operator must not read it as "everything
+/// stopped": it warns and exits with 1.
 pub fn run(args: Args) -> Outcome {
     let scope = match (args.all, &args.tag) {
         (true, _) => Scope::All,
@@ -64,7 +68,15 @@ pub fn run(args: Args) -> Outcome {
                 body
             }
         };
-        print_json(&value)
+        print_json(&value)?;
+        if value["stopped_flags"].as_array().is_some_and(Vec::is_empty) {
+            eprintln!(
+                "warning: the stop matches no flag, so nothing was stopped; it stays active for \
+                 flags created later (check the tag or keys, or the --data-dir/--server)"
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        Ok(ExitCode::SUCCESS)
     })
 }
 

@@ -13,12 +13,17 @@ pub struct Args {
 pub fn run(args: Args) -> Outcome {
     match load_flags(&args.file)? {
         Ok(set) => {
-            println!("{}: ok ({} flags, {} segments)", args.file.display(), set.len(), set.segments().len());
+            super::print_line(&format!(
+                "{}: ok ({} flags, {} segments)",
+                args.file.display(),
+                set.len(),
+                set.segments().len()
+            ));
             Ok(ExitCode::SUCCESS)
         }
         Err(errors) => {
             for e in errors.iter() {
-                println!("{e}");
+                super::print_line(&e.to_string());
             }
             eprintln!("{}: {} problem(s)", args.file.display(), errors.iter().count());
             Ok(ExitCode::FAILURE)

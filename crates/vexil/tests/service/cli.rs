@@ -124,3 +124,33 @@ async fn data_dir_mode_reaches_a_running_server_and_keys_work_both_ways() {
     let (ok, _, err) = run(&["keys", "list", "--server", &server.base, "--key", "vx_wrong"]).await;
     assert!(!ok && err.contains("401"), "{err}");
 }
+
+/// `flags export` wrote `on:`/`off:` bare, which YAML 1.1 readers such as PyYAML read as the
+/// booleans True and False. The exported file read by PyYAML must equal the JSON export.
+#[tokio::test]
+async fn exported_yaml_reads_back_the_same_in_a_yaml_1_1_reader() {
+    let Some(python) = vexil_store::testkit::required_variable(
+        "VEXIL_TEST_PYYAML",
+        "scripts/pyarrow.sh installs PyYAML and prints it",
+    ) else {
+        return;
+    };
+    let server = Server::start().await;
+    let mut flag = json!({"key": "dark_mode", "enabled": true, "variants": {"on": true, "off": false},
+        "default": {"variant": "on"}, "off_variant": "off", "description": "yes",
+        "tags": ["on", "off", "yes", "no", "y", "n", "true", "null", "~", "1e3", "0x1f", "12", "1.5", ".inf", "-1"]});
+    server.create("flags", flag.take()).await;
+    let local = ["--data-dir", server.data_dir.to_str().unwrap()];
+    let (ok, yaml, err) = run(&[&["flags", "export"][..], &local].concat()).await;
+    assert!(ok, "{err}");
+    let (ok, json_text, err) = run(&[&["flags", "export", "--format", "json"][..], &local].concat()).await;
+    assert!(ok, "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("flags.yaml");
+    std::fs::write(&file, &yaml).unwrap();
+    let read = "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))";
+    let output = std::process::Command::new(python).args(["-c", read]).arg(&file).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let from_pyyaml: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(from_pyyaml, serde_json::from_str::<Value>(&json_text).unwrap(), "PyYAML read:\n{yaml}");
+}

@@ -91,3 +91,44 @@ async fn dead_letters_are_listed_replayed_and_purged() {
     let (_, empty) = server.call(Method::GET, "/v1/admin/dlq", None).await;
     assert_eq!(empty["total"], 0);
 }
+
+/// Five batches of 9,000 invalid events from a client key (a key that ships in web pages) grew
+/// the DLQ without bound. Now it keeps at most its limit, cuts long payloads, counts what it
+/// refused, tells every sender each event was rejected, and still takes valid events.
+#[tokio::test]
+async fn a_flood_of_invalid_events_is_capped_cut_and_counted() {
+    let options = crate::harness::Options {
+        env: vec![
+            ("VEXIL_DLQ_MAX_ENTRIES".into(), "10000".into()),
+            ("VEXIL_DLQ_MAX_PAYLOAD_BYTES".into(), "1024".into()),
+        ],
+        ..Default::default()
+    };
+    let server = Server::start_with(options).await;
+    let client_key = server.create_key("client").await;
+    let long = json!({"event": "no good", "user_id": "u", "padding": "p".repeat(4000)});
+    let (status, answer) =
+        crate::events::post_events(&server, &client_key, "application/json", serde_json::to_vec(&[&long]).unwrap())
+            .await;
+    assert_eq!((status, answer["rejected"].as_array().map(Vec::len)), (StatusCode::OK, Some(1)), "{answer}");
+    let invalid: Vec<Value> = (0..9000).map(|i| json!({"event": "no good", "user_id": format!("u{i}")})).collect();
+    for _ in 0..5 {
+        let body = serde_json::to_vec(&invalid).unwrap();
+        let (status, answer) = crate::events::post_events(&server, &client_key, "application/json", body).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["rejected"].as_array().unwrap().len(), 9000, "every sender hears of every rejection");
+    }
+    let (_, listed) = server.call(Method::GET, "/v1/admin/dlq?limit=1", None).await;
+    assert_eq!(listed["total"], 10_000, "{listed}");
+    let payload = listed["entries"][0]["payload"].as_str().unwrap();
+    assert!(payload.len() < 1100 && payload.ends_with("…[truncated]"), "{}", payload.len());
+    let metrics = server.metrics().await;
+    let refused = 1 + 5 * 9000 - 10_000;
+    assert!(metrics.lines().any(|l| l == format!("vexil_events_dlq_refused_total {refused}")), "{metrics}");
+    assert!(metrics.lines().any(|l| l == "vexil_events_dlq_truncated_total 1"), "{metrics}");
+    assert!(metrics.lines().any(|l| l == "vexil_events_dlq_size 10000"), "{metrics}");
+
+    let answer = post_json(&server, &[json!({"event": "signup", "user_id": "still_counted"})]).await;
+    assert_eq!(answer["accepted"], 1, "valid events are never refused: {answer}");
+    settle(&server, 1.0).await;
+}

@@ -276,6 +276,49 @@ async fn an_error_burst_breaks_a_guard_and_rolls_back() {
     assert!(metric_line(&metrics, "vexil_rollout_plan_percent{flag=\"new_checkout\"} 5"), "{metrics}");
 }
 
+/// A guard window or hold beyond what date arithmetic can hold once stored a plan that made
+/// every scheduler tick panic, which stopped every other plan on the node.
+#[tokio::test]
+async fn out_of_range_durations_answer_400_and_other_plans_keep_advancing() {
+    let server = Server::start_with(fast()).await;
+    server.create("flags", checkout_flag()).await;
+    server
+        .create("flags", json!({"key": "dark_mode", "enabled": true, "default": {"split": {"on": 1}, "rollout": 0}}))
+        .await;
+    let guard = json!({"signal": "count", "event": "checkout_error", "window": "999999999999d", "op": "lt",
+        "threshold": 20});
+    let plan = json!({"steps": [{"percent": 5, "hold": 0}], "guards": [guard]});
+    send_events(&server, "checkout_error", [1.0]).await;
+    let (status, body) = eventually("the window refused once the event is known", || async {
+        let (status, body) = put(&server, "new_checkout", plan.clone()).await;
+        (body["error"]["field"] != "guards[0].event").then_some((status, body))
+    })
+    .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("guards[0].window")),
+        "{body}"
+    );
+    let (status, body) =
+        put(&server, "new_checkout", json!({"steps": [{"percent": 5, "hold": "999999999999d"}]})).await;
+    assert_eq!((status, body["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("steps[0].hold")), "{body}");
+    let (status, _) = server.call(Method::GET, "/v1/admin/flags/new_checkout/rollout-plan", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was stored");
+
+    let steps = json!([{"percent": 10, "hold": 0}, {"percent": 100, "hold": 0}]);
+    let (status, body) = put(&server, "dark_mode", json!({"steps": steps})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = server.call(Method::POST, "/v1/admin/flags/dark_mode/rollout-plan/start", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    eventually("the other plan completing", || async {
+        let (_, plan) = server.call(Method::GET, "/v1/admin/flags/dark_mode/rollout-plan", None).await;
+        (plan["state"] == "completed").then_some(())
+    })
+    .await;
+    let (_, flag) = server.call(Method::GET, "/v1/admin/flags/dark_mode", None).await;
+    assert_eq!(flag["default"]["rollout"], 100);
+}
+
 #[tokio::test]
 async fn a_budget_throttles_then_disables_its_flag() {
     let mut webhooks = Webhooks::start().await;

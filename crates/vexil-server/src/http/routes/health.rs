@@ -14,7 +14,8 @@ pub async fn live() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /ready`: the store answers (within 2 s) and a configuration snapshot is loaded.
+/// `GET /ready`: the store answers (within 2 s), a configuration snapshot is loaded, and no
+/// background task keeps panicking.
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let not_ready = |message: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", message);
     let revision = tokio::time::timeout(Duration::from_secs(2), state.store.revision())
@@ -24,6 +25,9 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
     let snapshot = state.snapshots.current();
     if !snapshot.loaded {
         return Err(not_ready("the configuration is not loaded yet".into()));
+    }
+    if let Some((task, cause)) = state.supervisor.failing().into_iter().next() {
+        return Err(not_ready(format!("the background task {task} keeps failing: {cause}")));
     }
     Ok(Json(json!({"status": "ready", "revision": snapshot.revision, "store_revision": revision})))
 }

@@ -155,6 +155,7 @@ fn eval_failure(e: &EvalError) -> Failure {
     match e {
         EvalError::FlagNotFound(_) => Failure::new(StatusCode::NOT_FOUND, "FLAG_NOT_FOUND", e.to_string()),
         EvalError::InvalidUserId => Failure::new(StatusCode::BAD_REQUEST, "TARGETING_KEY_MISSING", e.to_string()),
+        EvalError::UserIdTooLong => Failure::new(StatusCode::BAD_REQUEST, "INVALID_CONTEXT", e.to_string()),
     }
 }
 

@@ -82,7 +82,7 @@ impl Guard {
         variants: &[String],
         now: DateTime<Utc>,
     ) -> Result<Reading, String> {
-        let from = now - chrono::Duration::seconds(i64::try_from(self.window.0).unwrap_or(i64::MAX / 2_000));
+        let from = now.checked_sub_signed(self.window.delta()).unwrap_or(DateTime::<Utc>::MIN_UTC);
         let to = now + chrono::Duration::hours(1);
         let events = signals.totals(&self.event, None, from, to)?;
         let (value, sample) = match self.signal {

@@ -177,6 +177,9 @@ impl Plan {
                 ));
             }
             previous = step.percent;
+            if step.hold.0 > Seconds::LONGEST.0 {
+                problems.push(too_long(format!("steps[{i}].hold")));
+            }
         }
         for (i, guard) in self.guards.iter().enumerate() {
             match signals.seen(&guard.event) {
@@ -186,6 +189,9 @@ impl Plan {
                     format!("no event \"{}\" has been received yet", guard.event),
                 )),
                 Err(e) => problems.push(ValidationError::new(format!("guards[{i}].event"), e)),
+            }
+            if guard.window.0 > Seconds::LONGEST.0 {
+                problems.push(too_long(format!("guards[{i}].window")));
             }
             if !guard.threshold.is_finite() {
                 problems.push(ValidationError::new(format!("guards[{i}].threshold"), "must be a finite number"));
@@ -197,6 +203,10 @@ impl Plan {
             Err(PlanError::Invalid(ValidationErrors(problems)))
         }
     }
+}
+
+fn too_long(path: String) -> ValidationError {
+    ValidationError::new(path, format!("must be at most {} days", Seconds::LONGEST.0 / (24 * 3600)))
 }
 
 /// A plan with the flag it steers, both as stored.
@@ -297,8 +307,9 @@ pub fn from_body(body: &Value) -> Option<Plan> {
 pub fn hold_elapsed(plan: &Plan, now: Timestamp) -> bool {
     match (plan.step, plan.step_started_at) {
         (Some(i), Some(started)) => {
-            let hold = plan.steps.get(i).map_or(0, |s| s.hold.0);
-            now >= started + chrono::Duration::seconds(i64::try_from(hold).unwrap_or(i64::MAX / 2_000))
+            let hold = plan.steps.get(i).map_or(Seconds(0), |s| s.hold);
+            // A hold too long to represent never elapses.
+            started.checked_add_signed(hold.delta()).is_some_and(|end| now >= end)
         }
         _ => false,
     }

@@ -110,6 +110,18 @@ impl Signals for PipelineSignals {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Seconds(pub u64);
 
+impl Seconds {
+    /// The longest hold or guard window a plan accepts: a year and a day. Longer ones are typos
+    /// (`"999999999999d"`) that date arithmetic cannot even represent.
+    pub const LONGEST: Seconds = Seconds(366 * 24 * 3600);
+
+    /// The duration for date arithmetic, saturating: a plan stored before durations were
+    /// bounded must not make the scheduler's arithmetic overflow.
+    pub fn delta(self) -> Duration {
+        i64::try_from(self.0).ok().and_then(Duration::try_seconds).unwrap_or(Duration::MAX)
+    }
+}
+
 impl<'de> Deserialize<'de> for Seconds {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Seconds, D::Error> {
         use serde::de::Error;
