@@ -2,7 +2,7 @@
 //! the counters of `/v1/stats/events` and the archive against a recomputation from the events
 //! sent, and metrics.
 
-use crate::harness::{Server, PATIENCE};
+use crate::harness::{eventually, Server, PATIENCE};
 use base64::Engine;
 use flate2::read::GzDecoder;
 use futures_util::StreamExt;
@@ -373,4 +373,54 @@ async fn counters_equal_a_recomputation_from_the_events_sent() {
 /// Percent-encodes the `+` and `:` of an RFC 3339 time for a query string.
 pub fn enc(text: &str) -> String {
     text.replace('+', "%2B").replace(':', "%3A")
+}
+
+/// A flat-out ingest run whose clients hang up without reading the answers: every batch the log
+/// made durable is processed, so it must be counted as ingested too, even when the request that
+/// carried it was dropped while its append was in flight.
+#[tokio::test]
+async fn ingested_and_processed_agree_when_clients_hang_up() {
+    use tokio::io::AsyncWriteExt;
+    const CONNECTIONS: usize = 16;
+    const BATCHES: usize = 10;
+    const EVENTS: usize = 500;
+    let server = Server::start().await;
+    let address = server.base.trim_start_matches("http://").to_string();
+    let clients = (0..CONNECTIONS).map(|connection| {
+        let (address, key) = (address.clone(), server.key.clone());
+        tokio::spawn(async move {
+            for batch in 0..BATCHES {
+                let events: Vec<Value> = (0..EVENTS)
+                    .map(|i| json!({"event": "load", "user_id": format!("u{connection}-{batch}-{i}")}))
+                    .collect();
+                let body = serde_json::to_vec(&events).unwrap();
+                let head = format!(
+                    "POST /v1/events HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {key}\r\n\
+                     Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+                stream.write_all(head.as_bytes()).await.unwrap();
+                stream.write_all(&body).await.unwrap();
+                // Hang up at once, while the server is still appending the batch.
+                drop(stream);
+            }
+        })
+    });
+    for client in clients.collect::<Vec<_>>() {
+        client.await.unwrap();
+    }
+    eventually("the pipeline catches up with every durable batch", || async {
+        let caught_up = metric(&server, "vexil_events_lag_events").await == 0.0;
+        // Processed beyond ingested never heals, so it ends the wait as well as equality does.
+        let processed = metric(&server, "vexil_events_processed_total").await;
+        (caught_up && processed > 0.0 && processed >= metric(&server, "vexil_events_ingested_total").await)
+            .then_some(())
+    })
+    .await;
+    // A write still finishing when the wait ended has been counted by now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ingested = metric(&server, "vexil_events_ingested_total").await;
+    let processed = metric(&server, "vexil_events_processed_total").await;
+    assert_eq!(ingested, processed, "events processed but never counted as ingested");
 }
