@@ -16,7 +16,6 @@ import http.server
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import threading
@@ -25,6 +24,9 @@ import urllib.error
 import urllib.request
 
 import yaml
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from vexil_serve import start_server  # noqa: E402
 
 ADMIN_KEY = "vx_ops_test_admin_key_0123"
 USER_PREFIX = "ops-user-"
@@ -72,29 +74,6 @@ class Webhooks(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
-
-
-def start_server(binary, data_dir, webhook_url):
-    env = {"VEXIL_ADMIN_KEY": ADMIN_KEY, "PATH": "/usr/bin:/bin",
-           "VEXIL_SAFETY_CHECK_INTERVAL_MS": "200", "VEXIL_WEBHOOK_URL": webhook_url}
-    process = subprocess.Popen(
-        [binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            break
-        try:
-            fields = json.loads(line).get("fields", {})
-        except ValueError:
-            continue
-        if fields.get("message") == "listening":
-            # Keep reading the log so the server never blocks on a full pipe.
-            threading.Thread(target=lambda: [None for _ in process.stderr], daemon=True).start()
-            return process, "http://" + fields["address"]
-    process.kill()
-    raise SystemExit("vexil serve did not start")
 
 
 def call(base, method, path, body=None):
@@ -342,7 +321,8 @@ def main():
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     webhook_url = f"http://127.0.0.1:{receiver.server_address[1]}/hooks"
     with tempfile.TemporaryDirectory() as data_dir:
-        process, base = start_server(binary, os.path.join(data_dir, "data"), webhook_url)
+        env = {"VEXIL_SAFETY_CHECK_INTERVAL_MS": "200", "VEXIL_WEBHOOK_URL": webhook_url}
+        process, base = start_server(binary, os.path.join(data_dir, "data"), ADMIN_KEY, env)
         try:
             small_load(base)
             run_checks(base, root, checks)
