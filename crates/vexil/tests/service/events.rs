@@ -410,17 +410,22 @@ async fn ingested_and_processed_agree_when_clients_hang_up() {
     for client in clients.collect::<Vec<_>>() {
         client.await.unwrap();
     }
-    eventually("the pipeline catches up with every durable batch", || async {
-        let caught_up = metric(&server, "vexil_events_lag_events").await == 0.0;
-        // Processed beyond ingested never heals, so it ends the wait as well as equality does.
-        let processed = metric(&server, "vexil_events_processed_total").await;
-        (caught_up && processed > 0.0 && processed >= metric(&server, "vexil_events_ingested_total").await)
-            .then_some(())
+    // The server may still be reading and appending hung-up batches after the clients are
+    // done, so wait until nothing moves for a second with nothing left to process.
+    let last = std::cell::Cell::new((f64::NAN, f64::NAN, tokio::time::Instant::now()));
+    let (ingested, processed) = eventually("the counters settle with the pipeline caught up", || {
+        let (server, last) = (&server, &last);
+        async move {
+            let ingested = metric(server, "vexil_events_ingested_total").await;
+            let processed = metric(server, "vexil_events_processed_total").await;
+            let caught_up = metric(server, "vexil_events_lag_events").await == 0.0;
+            if (ingested, processed) != (last.get().0, last.get().1) {
+                last.set((ingested, processed, tokio::time::Instant::now()));
+            }
+            let settled = last.get().2.elapsed() >= Duration::from_secs(1);
+            (caught_up && settled && processed > 0.0).then_some((ingested, processed))
+        }
     })
     .await;
-    // A write still finishing when the wait ended has been counted by now.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let ingested = metric(&server, "vexil_events_ingested_total").await;
-    let processed = metric(&server, "vexil_events_processed_total").await;
     assert_eq!(ingested, processed, "events processed but never counted as ingested");
 }
