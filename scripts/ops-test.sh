@@ -10,19 +10,19 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 passed=0 failed=0
 
-if ! command -v promtool >/dev/null; then
+# Installs what is missing of promtool (Debian's `prometheus`) and PyYAML (`python3-yaml`).
+missing=()
+command -v promtool >/dev/null || missing+=(prometheus)
+python3 -c 'import yaml' 2>/dev/null || missing+=(python3-yaml)
+if ((${#missing[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
-        echo "ops-test.sh: promtool is not installed; install the 'prometheus' package (or run this as root)" >&2
+        echo "ops-test.sh: install the Debian packages ${missing[*]} (or run this as root)" >&2
         echo "ops: 0 passed, 1 failed"
         exit 1
     fi
-    echo "ops-test.sh: installing promtool from the Debian 'prometheus' package" >&2
+    echo "ops-test.sh: installing the Debian packages ${missing[*]}" >&2
     apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >&2
-fi
-if ! python3 -c 'import yaml' 2>/dev/null; then
-    echo "ops-test.sh: installing PyYAML from the Debian 'python3-yaml' package" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-yaml >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
 # check WHAT COMMAND...: runs one check and counts it.

@@ -42,7 +42,7 @@ NOT_YET_EXPORTED = {
     "vexil_events_dlq_truncated_total",
 }
 
-# Labels Prometheus adds to every scraped series, and the bucket bound of histograms.
+# Labels Prometheus adds to every scraped series, and the sample suffixes of a histogram.
 TARGET_LABELS = {"job", "instance"}
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
@@ -142,7 +142,7 @@ def metrics_text(base):
 
 
 def scrape(base):
-    """Metric name → (label names, number of series), from the Prometheus text format."""
+    """Sample name → (label names, label values), from the Prometheus text format."""
     text = metrics_text(base)
     families = {}
     sample = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? ')
@@ -151,9 +151,8 @@ def scrape(base):
         if not match:
             continue
         name, labels = match.group(1), dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(2) or ""))
-        names, series, values = families.setdefault(name, (set(), [0], set()))
+        names, values = families.setdefault(name, (set(), set()))
         names.update(labels)
-        series[0] += 1
         values.update(labels.values())
     return families
 
@@ -190,13 +189,13 @@ def references(expr):
 
 
 def rule_expressions(root):
-    """(where, expr, file) of every rule, and the recording rules by name."""
+    """(where, expr) of every rule, and the recording rules by name."""
     found, records = [], {}
     for path in sorted(glob.glob(os.path.join(root, "deploy/prometheus/*.rules.yml"))):
         for group in yaml.safe_load(open(path))["groups"]:
             for rule in group["rules"]:
                 name = rule.get("alert") or rule.get("record")
-                found.append((f"{os.path.basename(path)} {name}", rule["expr"], os.path.basename(path)))
+                found.append((f"{os.path.basename(path)} {name}", rule["expr"]))
                 if "record" in rule:
                     records[rule["record"]] = rule["expr"]
     return found, records
@@ -211,12 +210,12 @@ def panel_expressions(root):
             panel = panels.pop()
             panels.extend(panel.get("panels", []))
             for target in panel.get("targets", []):
-                found.append((f"{os.path.basename(path)} «{panel.get('title')}»", target["expr"], os.path.basename(path)))
+                found.append((f"{os.path.basename(path)} «{panel.get('title')}»", target["expr"]))
         for variable in dashboard.get("templating", {}).get("list", []):
             if variable.get("type") == "query":
                 query = variable["query"]
                 found.append((f"{os.path.basename(path)} variable {variable['name']}",
-                              query.get("query", "") if isinstance(query, dict) else query, os.path.basename(path)))
+                              query.get("query", "") if isinstance(query, dict) else query))
     return found
 
 
@@ -274,7 +273,7 @@ def run_checks(base, root, checks):
     samples = scrape(base)
     # Family name → (label names, label values), a histogram's bucket bound left out.
     families = {}
-    for name, (labels, _, values) in samples.items():
+    for name, (labels, values) in samples.items():
         if name.startswith("vexil_"):
             entry = families.setdefault(family(name, samples), (set(), set()))
             entry[0].update(labels - {"le"})
@@ -282,13 +281,13 @@ def run_checks(base, root, checks):
 
     rules, records = rule_expressions(root)
     pending = set()
-    for where, expr, _ in rules:
+    for where, expr in rules:
         problems = []
         pending |= check_expression(where, expr, records, samples, problems)
         checks.expect(f"rule {where} uses exported metrics and labels", problems)
     panels = panel_expressions(root)
     checks.expect("the dashboards have panels", [] if panels else ["no panel queries found under deploy/grafana"])
-    for where, expr, _ in panels:
+    for where, expr in panels:
         problems = []
         pending |= check_expression(where, expr, records, samples, problems)
         checks.expect(f"panel {where} uses exported metrics and labels", problems)
