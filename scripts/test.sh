@@ -29,14 +29,14 @@
 #   VEXIL_TEST_MANIFEST   the Cargo.toml to test (default: this repository's workspace)
 #   VEXIL_TEST_SERVICES   the folder of engine scripts (default: scripts/services)
 #   VEXIL_TEST_ENGINES    the engines to start from it (default when unset: "postgres broker s3")
-#   VEXIL_TEST_PARTS      what to run, in order (default when unset: "pyarrow cargo ofrep selftest")
+#   VEXIL_TEST_PARTS      what to run, in order (default when unset: "pyarrow cargo ofrep ops selftest")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 manifest="${VEXIL_TEST_MANIFEST:-Cargo.toml}"
 services="${VEXIL_TEST_SERVICES:-scripts/services}"
 read -r -a engines <<<"${VEXIL_TEST_ENGINES-postgres broker s3}"
-read -r -a parts <<<"${VEXIL_TEST_PARTS-pyarrow cargo ofrep selftest}"
+read -r -a parts <<<"${VEXIL_TEST_PARTS-pyarrow cargo ofrep ops selftest}"
 has_part() { [[ " ${parts[*]} " == *" $1 "* ]]; }
 
 # Only "1" allows skips; any other value is unset so the tests see the same strict decision.
@@ -163,6 +163,12 @@ for part in "${parts[@]}"; do
         # the service.
         bash scripts/ofrep-test.sh 2>&1 | tee "$log" || status=$?
         count_line ofrep "$status" "$log"
+        ;;
+    ops)
+        # The operations kit: the Prometheus rules and their unit tests (promtool), and the
+        # metrics every rule and dashboard uses against a real `vexil serve`.
+        bash scripts/ops-test.sh 2>&1 | tee "$log" || status=$?
+        count_line ops "$status" "$log"
         ;;
     selftest)
         # This script's own checks: a broken build must make it fail.

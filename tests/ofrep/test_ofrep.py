@@ -7,10 +7,9 @@ Prints each check, then "ofrep: N passed, N failed"; exits non-zero when any che
 """
 
 import json
-import subprocess
+import os
 import sys
 import tempfile
-import time
 import urllib.request
 
 from openfeature import api
@@ -18,6 +17,9 @@ from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import Reason
 from openfeature.contrib.provider.ofrep import OFREPProvider
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from vexil_serve import start_server  # noqa: E402
 
 ADMIN_KEY = "vx_ofrep_test_admin_key_0123"
 
@@ -36,26 +38,6 @@ FLAGS = [
      "variants": {"classic": {"columns": 2}, "wide": {"columns": 4}}, "off_variant": "classic",
      "default": {"variant": "wide"}},
 ]
-
-
-def start_server(binary, data_dir):
-    env = {"VEXIL_ADMIN_KEY": ADMIN_KEY, "PATH": "/usr/bin:/bin"}
-    process = subprocess.Popen(
-        [binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            break
-        try:
-            fields = json.loads(line).get("fields", {})
-        except ValueError:
-            continue
-        if fields.get("message") == "listening":
-            return process, "http://" + fields["address"]
-    process.kill()
-    raise SystemExit("vexil serve did not start")
 
 
 def admin(base, method, path, body=None):
@@ -118,7 +100,7 @@ def main():
     binary = sys.argv[1]
     checks = Checks()
     with tempfile.TemporaryDirectory() as data_dir:
-        process, base = start_server(binary, data_dir)
+        process, base = start_server(binary, data_dir, ADMIN_KEY)
         try:
             for flag in FLAGS:
                 admin(base, "POST", "/v1/admin/flags", flag)

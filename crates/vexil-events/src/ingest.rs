@@ -126,12 +126,12 @@ pub struct Ingestor {
     dlq: Arc<Dlq>,
     metrics: Arc<Metrics>,
     options: IngestOptions,
-    recent: Mutex<RecentIds>,
+    recent: Arc<Mutex<RecentIds>>,
 }
 
 impl Ingestor {
     pub fn new(bus: Arc<dyn EventBus>, dlq: Arc<Dlq>, metrics: Arc<Metrics>, options: IngestOptions) -> Self {
-        let recent = Mutex::new(RecentIds::new(options.recent_ids));
+        let recent = Arc::new(Mutex::new(RecentIds::new(options.recent_ids)));
         Ingestor { bus, dlq, metrics, options, recent }
     }
 
@@ -271,12 +271,21 @@ impl Ingestor {
         records.extend(fresh().map(|event| BusRecord::keyed(event.user_id(), event.to_record(&receipt))));
         let given_ids = fresh().filter_map(|event| event.given_id().map(str::to_owned)).collect();
         let appended = records.len() as u64;
-        if !records.is_empty() {
-            self.bus.append(records).await.map_err(|e| IngestError::new(503, "unavailable", e.to_string()))?;
-        }
-        self.recent.lock().expect("recent ids poisoned").remember(given_ids);
-        Metrics::add(&self.metrics.ingested_total, appended);
-        Metrics::add(&self.metrics.ingest_duplicates_total, duplicate.iter().filter(|d| **d).count() as u64);
+        let duplicates = duplicate.iter().filter(|d| **d).count() as u64;
+        let (bus, recent, metrics) = (self.bus.clone(), self.recent.clone(), self.metrics.clone());
+        // The append and its bookkeeping run in a task of their own: a client that hangs up
+        // drops this future, but not the write it started, and what the write made durable is
+        // processed, so it must be counted as ingested (and its ids remembered) all the same.
+        let append = tokio::spawn(async move {
+            if !records.is_empty() {
+                bus.append(records).await.map_err(|e| IngestError::new(503, "unavailable", e.to_string()))?;
+            }
+            recent.lock().expect("recent ids poisoned").remember(given_ids);
+            Metrics::add(&metrics.ingested_total, appended);
+            Metrics::add(&metrics.ingest_duplicates_total, duplicates);
+            Ok(())
+        });
+        append.await.map_err(|e| IngestError::new(503, "unavailable", format!("the append failed: {e}")))??;
         Ok(duplicate)
     }
 }

@@ -59,6 +59,9 @@ impl Supervisor {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let supervisor = self.clone();
+        // Each task's series exists from its start, at zero, so rates and alerts see it before
+        // a first panic.
+        supervisor.panics.with_label_values(&[task]);
         tokio::spawn(async move {
             let mut in_a_row = 0u32;
             loop {

@@ -2,7 +2,7 @@
 //! the counters of `/v1/stats/events` and the archive against a recomputation from the events
 //! sent, and metrics.
 
-use crate::harness::{Server, PATIENCE};
+use crate::harness::{eventually, Server, PATIENCE};
 use base64::Engine;
 use flate2::read::GzDecoder;
 use futures_util::StreamExt;
@@ -373,4 +373,59 @@ async fn counters_equal_a_recomputation_from_the_events_sent() {
 /// Percent-encodes the `+` and `:` of an RFC 3339 time for a query string.
 pub fn enc(text: &str) -> String {
     text.replace('+', "%2B").replace(':', "%3A")
+}
+
+/// A flat-out ingest run whose clients hang up without reading the answers: every batch the log
+/// made durable is processed, so it must be counted as ingested too, even when the request that
+/// carried it was dropped while its append was in flight.
+#[tokio::test]
+async fn ingested_and_processed_agree_when_clients_hang_up() {
+    use tokio::io::AsyncWriteExt;
+    const CONNECTIONS: usize = 16;
+    const BATCHES: usize = 10;
+    const EVENTS: usize = 500;
+    let server = Server::start().await;
+    let address = server.base.trim_start_matches("http://").to_string();
+    let clients = (0..CONNECTIONS).map(|connection| {
+        let (address, key) = (address.clone(), server.key.clone());
+        tokio::spawn(async move {
+            for batch in 0..BATCHES {
+                let events: Vec<Value> = (0..EVENTS)
+                    .map(|i| json!({"event": "load", "user_id": format!("u{connection}-{batch}-{i}")}))
+                    .collect();
+                let body = serde_json::to_vec(&events).unwrap();
+                let head = format!(
+                    "POST /v1/events HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {key}\r\n\
+                     Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+                stream.write_all(head.as_bytes()).await.unwrap();
+                stream.write_all(&body).await.unwrap();
+                // Hang up at once, while the server is still appending the batch.
+                drop(stream);
+            }
+        })
+    });
+    for client in clients.collect::<Vec<_>>() {
+        client.await.unwrap();
+    }
+    // The server may still be reading and appending hung-up batches after the clients are
+    // done, so wait until nothing moves for a second with nothing left to process.
+    let last = std::cell::Cell::new((f64::NAN, f64::NAN, tokio::time::Instant::now()));
+    let (ingested, processed) = eventually("the counters settle with the pipeline caught up", || {
+        let (server, last) = (&server, &last);
+        async move {
+            let ingested = metric(server, "vexil_events_ingested_total").await;
+            let processed = metric(server, "vexil_events_processed_total").await;
+            let caught_up = metric(server, "vexil_events_lag_events").await == 0.0;
+            if (ingested, processed) != (last.get().0, last.get().1) {
+                last.set((ingested, processed, tokio::time::Instant::now()));
+            }
+            let settled = last.get().2.elapsed() >= Duration::from_secs(1);
+            (caught_up && settled && processed > 0.0).then_some((ingested, processed))
+        }
+    })
+    .await;
+    assert_eq!(ingested, processed, "events processed but never counted as ingested");
 }
