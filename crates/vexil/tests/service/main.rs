@@ -20,3 +20,5 @@ mod ofrep;
 mod results;
 mod safety;
 mod sdk;
+mod sdk_client;
+mod sdk_differential;
