@@ -298,7 +298,8 @@ impl Client {
         let Some(configuration) = configuration.as_ref() else {
             return read(Err(ErrorKind::NotReady));
         };
-        let outcome = configuration.flags.evaluate_in(key, ctx, &EvalEnv::at(now_millis())).map_err(|e| match e {
+        let now = if configuration.scheduled { now_millis() } else { 0 };
+        let outcome = configuration.flags.evaluate_in(key, ctx, &EvalEnv::at(now)).map_err(|e| match e {
             EvalError::InvalidUserId => ErrorKind::InvalidUserId,
             EvalError::FlagNotFound(_) => ErrorKind::FlagNotFound,
         });

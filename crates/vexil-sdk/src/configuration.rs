@@ -51,6 +51,9 @@ pub enum ConfigurationError {
 /// One compiled revision of the flags and segments.
 pub(crate) struct Configuration {
     pub flags: FlagSet,
+    /// Whether any flag has a schedule: only schedules read the time, and reading the clock
+    /// would be a third of a plain flag's evaluation.
+    pub scheduled: bool,
     documents: BTreeMap<(Kind, String), Value>,
 }
 
@@ -87,7 +90,8 @@ impl Configuration {
 
     fn compile(documents: BTreeMap<(Kind, String), Value>) -> Result<Configuration, ConfigurationError> {
         let flags = FlagSet::from_value(&document_of(&documents)).map_err(ConfigurationError::Invalid)?;
-        Ok(Configuration { flags, documents })
+        let scheduled = flags.flags().any(|f| f.schedule.enable_at.is_some() || f.schedule.disable_at.is_some());
+        Ok(Configuration { flags, scheduled, documents })
     }
 
     /// The flags document of this configuration, as the server sends it (for the disk cache).

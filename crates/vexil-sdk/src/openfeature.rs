@@ -26,7 +26,7 @@
 //! ```
 
 use crate::client::{Client, Details, ErrorKind, Resolution, Status};
-use async_trait::async_trait;
+use open_feature::async_trait;
 use open_feature::provider::{FeatureProvider, ProviderMetadata, ProviderStatus, ResolutionDetails};
 use open_feature::{
     EvaluationContext, EvaluationContextFieldValue, EvaluationError, EvaluationErrorCode, EvaluationReason,
