@@ -107,6 +107,7 @@ pub async fn state(config: ServerConfig, store: Arc<dyn Store>) -> Result<AppSta
         store,
         config,
         shutdown: CancellationToken::new(),
+        sdk_streams: Arc::default(),
     }))
 }
 
@@ -128,6 +129,7 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         state.config.assignment_ttl.map_or(ASSIGNMENT_PURGE_INTERVAL, |ttl| ttl.min(ASSIGNMENT_PURGE_INTERVAL));
     tokio::spawn(crate::service::assignment::purge_expired(store.clone(), purge_every, state.shutdown.clone()));
     tokio::spawn(state.snapshots.clone().follow(store, state.shutdown.clone()));
+    tokio::spawn(state.sdk_streams.clone().run(state.snapshots.clone(), state.shutdown.clone()));
     let interval = state.config.safety_check_interval;
     tokio::spawn(crate::service::safety::scheduler::run(state.safety_checks(), interval, state.shutdown.clone()));
     let app = crate::http::middleware::apply(crate::http::routes::router(state.clone()), &state);

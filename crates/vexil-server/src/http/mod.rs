@@ -6,7 +6,8 @@
 //!   rejection to it; [`extract`]: the extractors, which reject in that shape;
 //! - [`middleware`]: request ids, security headers, body limit, panic guard, CORS;
 //! - [`auth`]: API keys, their kinds, and the authentication cache;
-//! - [`openapi`]: the API description; [`state`]: what every handler shares.
+//! - [`openapi`]: the API description; [`state`]: what every handler shares;
+//! - [`sdk_stream`]: the SDK stream's fan-out, one serialised frame per change for all streams.
 
 pub mod auth;
 pub mod error;
@@ -14,4 +15,5 @@ pub mod extract;
 pub mod middleware;
 pub mod openapi;
 pub mod routes;
+pub mod sdk_stream;
 pub mod state;

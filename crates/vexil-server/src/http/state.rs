@@ -31,6 +31,8 @@ pub struct Services {
     pub events: crate::service::events::Events,
     /// Sticky experiment assignment: cache, group-commit writer, TTL.
     pub assigner: crate::service::assignment::Assigner,
+    /// The changes every `GET /v1/sdk/stream` sends, serialised once.
+    pub sdk_streams: Arc<crate::http::sdk_stream::SdkStreams>,
 }
 
 impl AppState {
