@@ -94,7 +94,7 @@ pub(crate) async fn run(shared: Arc<Shared>, options: Options) {
             }
             (false, e) => tracing::warn!(error = %e, "cannot open the flags stream"),
         }
-        sync.shared.lost_server();
+        // Not stale yet: the next fetch decides (polling may still keep the configuration current).
         // The cached tag may belong to a revision the stream moved past: fetch in full.
         etag = None;
         let delay = delays.next().unwrap_or(sync.options.max_retry_delay).min(sync.options.poll_interval);
