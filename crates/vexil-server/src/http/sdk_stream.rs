@@ -102,10 +102,12 @@ impl Following {
     /// What to send next (`None` ends the stream).
     async fn next(&mut self) -> Option<Vec<Bytes>> {
         loop {
+            // Biased: a shutdown ends the stream even while frames are waiting.
             let received = tokio::select! {
+                biased;
                 () = self.shutdown.cancelled() => return None,
-                _ = self.ticks.tick() => return Some(vec![Bytes::from_static(b": heartbeat\n\n")]),
                 received = self.frames.recv() => received,
+                _ = self.ticks.tick() => return Some(vec![Bytes::from_static(b": heartbeat\n\n")]),
             };
             match received {
                 Ok(frame) if frame.to <= self.at => {}
