@@ -111,6 +111,7 @@ pub async fn state(config: ServerConfig, store: Arc<dyn Store>) -> Result<AppSta
         supervisor,
         config,
         shutdown: CancellationToken::new(),
+        sdk_streams: Arc::default(),
     }))
 }
 
@@ -138,6 +139,10 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
     supervisor.spawn("snapshot_follower", shutdown.clone(), {
         let (snapshots, shutdown) = (state.snapshots.clone(), shutdown.clone());
         move || snapshots.clone().follow(store.clone(), shutdown.clone())
+    });
+    supervisor.spawn("sdk_stream_fanout", shutdown.clone(), {
+        let (streams, snapshots, shutdown) = (state.sdk_streams.clone(), state.snapshots.clone(), shutdown.clone());
+        move || streams.clone().run(snapshots.clone(), shutdown.clone())
     });
     supervisor.spawn("safety_scheduler", shutdown.clone(), {
         let (checks, interval) = (state.safety_checks(), state.config.safety_check_interval);

@@ -8,7 +8,8 @@
 //! - [`middleware`]: request ids, security headers, body limit, panic guard, CORS;
 //! - [`auth`]: API keys, their kinds, and the authentication cache; [`rate_limit`]: per-key
 //!   request rates;
-//! - [`openapi`]: the API description; [`state`]: what every handler shares.
+//! - [`openapi`]: the API description; [`state`]: what every handler shares;
+//! - [`sdk_stream`]: the SDK stream's fan-out, one serialised frame per change for all streams.
 
 pub mod auth;
 pub mod edge;
@@ -18,4 +19,5 @@ pub mod middleware;
 pub mod openapi;
 pub mod rate_limit;
 pub mod routes;
+pub mod sdk_stream;
 pub mod state;

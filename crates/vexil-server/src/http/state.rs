@@ -35,6 +35,8 @@ pub struct Services {
     pub assigner: crate::service::assignment::Assigner,
     /// Restarts background tasks that panic; `/ready` reports those that cannot stay up.
     pub supervisor: crate::service::supervise::Supervisor,
+    /// The changes every `GET /v1/sdk/stream` sends, serialised once.
+    pub sdk_streams: Arc<crate::http::sdk_stream::SdkStreams>,
 }
 
 impl AppState {

@@ -45,6 +45,8 @@ pub struct Options {
     pub generated_key: bool,
     /// Working directory (for `vexil.toml`); the data directory's parent by default.
     pub cwd: Option<PathBuf>,
+    /// The address to listen on; a free loopback port by default.
+    pub listen: Option<String>,
 }
 
 pub struct Server {
@@ -81,7 +83,8 @@ impl Server {
     /// Starts on an existing data directory (for restarts); the caller keeps the directory.
     pub async fn start_in(data_dir: &Path, options: Options) -> Server {
         let mut command = vexil();
-        command.arg("serve").arg("--listen").arg("127.0.0.1:0").arg("--data-dir").arg(data_dir);
+        let listen = options.listen.as_deref().unwrap_or("127.0.0.1:0");
+        command.arg("serve").arg("--listen").arg(listen).arg("--data-dir").arg(data_dir);
         command.args(&options.args).current_dir(options.cwd.as_deref().unwrap_or(data_dir.parent().unwrap()));
         if !options.generated_key {
             command.env("VEXIL_ADMIN_KEY", ADMIN_KEY);

@@ -23,3 +23,5 @@ mod operators;
 mod results;
 mod safety;
 mod sdk;
+mod sdk_client;
+mod sdk_differential;

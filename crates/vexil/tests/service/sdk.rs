@@ -66,3 +66,19 @@ async fn stream_sends_put_then_changes() {
     let delete = next_events(&mut stream, &mut buffer, 1).await;
     assert_eq!(delete[0], ("delete".to_string(), json!({"kind": "segment", "key": "beta"})));
 }
+
+#[tokio::test]
+async fn an_idle_stream_carries_heartbeats() {
+    let env = vec![("VEXIL_SSE_HEARTBEAT_SECS".to_string(), "1".to_string())];
+    let server = Server::start_with(crate::harness::Options { env, ..Default::default() }).await;
+    let response = server.admin(Method::GET, "/v1/sdk/stream").send().await.unwrap();
+    let mut stream = response.bytes_stream();
+    let mut received = String::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !received.contains("\n: heartbeat\n\n") {
+        let chunk =
+            tokio::time::timeout_at(deadline, stream.next()).await.expect("a heartbeat in time").unwrap().unwrap();
+        received.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(received.starts_with("event: put\n"), "{received}");
+}

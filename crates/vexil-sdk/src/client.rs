@@ -1,0 +1,313 @@
+//! The application's handle: typed getters that evaluate in-process on the current
+//! configuration, and the readiness the background synchronisation reports.
+//!
+//! A getter loads the configuration through an `ArcSwapOption` (no lock, no waiting on the
+//! synchronisation task) and evaluates with `vexil-core`, so it answers exactly as the server
+//! does for the same revision. It never fails: whatever goes wrong, the caller's default is
+//! returned, and the detailed variants say why.
+
+use crate::configuration::{Configuration, Source};
+use crate::options::Options;
+use crate::sync;
+use arc_swap::ArcSwapOption;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+use vexil_core::{Context, EvalEnv, EvalError, Evaluation, FlagType, Reason};
+
+/// How current the configuration being served is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// No configuration yet: every getter answers the caller's default.
+    NotReady,
+    /// Serving a local file (cache or bootstrap) until the server answers.
+    Fallback(Source),
+    /// In step with the server.
+    Ready,
+    /// The server was reached and is now away: serving the last configuration it sent.
+    Stale,
+}
+
+impl Status {
+    /// Whether getters evaluate flags (rather than answering defaults).
+    pub fn has_configuration(self) -> bool {
+        self != Status::NotReady
+    }
+}
+
+/// Why a getter answered the caller's default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// No configuration has been received or loaded yet.
+    NotReady,
+    /// The configuration has no flag with this key.
+    FlagNotFound,
+    /// The flag's type is not the one asked for (a string flag read as a boolean).
+    TypeMismatch,
+    /// The context's user id is empty or white space (SPEC 3 step 1).
+    InvalidUserId,
+}
+
+impl ErrorKind {
+    /// The OpenFeature error code, as OFREP names it.
+    pub fn openfeature_code(self) -> &'static str {
+        match self {
+            ErrorKind::NotReady => "PROVIDER_NOT_READY",
+            ErrorKind::FlagNotFound => "FLAG_NOT_FOUND",
+            ErrorKind::TypeMismatch => "TYPE_MISMATCH",
+            ErrorKind::InvalidUserId => "TARGETING_KEY_MISSING",
+        }
+    }
+}
+
+/// What decided the value of a detailed getter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolution {
+    /// The flag was evaluated; the native reason of SPEC 3.
+    Evaluated(Reason),
+    /// The caller's default was returned.
+    Error(ErrorKind),
+}
+
+/// The value of a flag and how it was decided.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Details<T> {
+    /// The served value, or the caller's default on an error.
+    pub value: T,
+    /// The served variant's name (none on an error).
+    pub variant: Option<String>,
+    /// The reason, or the error that made the value the default.
+    pub resolution: Resolution,
+    /// The id of the rule that decided, when one did.
+    pub rule_id: Option<String>,
+    /// The version of the flag that was evaluated.
+    pub flag_version: Option<u64>,
+}
+
+impl<T> Details<T> {
+    fn default_for(value: T, error: ErrorKind) -> Details<T> {
+        Details { value, variant: None, resolution: Resolution::Error(error), rule_id: None, flag_version: None }
+    }
+}
+
+/// A value type a flag can be read as.
+trait FlagValue: Sized {
+    const TYPE: FlagType;
+    fn from_json(value: &Value) -> Option<Self>;
+}
+
+impl FlagValue for bool {
+    const TYPE: FlagType = FlagType::Boolean;
+    fn from_json(value: &Value) -> Option<bool> {
+        value.as_bool()
+    }
+}
+
+impl FlagValue for String {
+    const TYPE: FlagType = FlagType::String;
+    fn from_json(value: &Value) -> Option<String> {
+        value.as_str().map(str::to_string)
+    }
+}
+
+impl FlagValue for f64 {
+    const TYPE: FlagType = FlagType::Number;
+    fn from_json(value: &Value) -> Option<f64> {
+        value.as_f64()
+    }
+}
+
+impl FlagValue for Value {
+    const TYPE: FlagType = FlagType::Json;
+    fn from_json(value: &Value) -> Option<Value> {
+        Some(value.clone())
+    }
+}
+
+/// What the client and its synchronisation task share.
+pub(crate) struct Shared {
+    pub configuration: ArcSwapOption<Configuration>,
+    pub status: watch::Sender<Status>,
+}
+
+impl Shared {
+    /// Serves `configuration` from now on.
+    pub fn install(&self, configuration: Configuration, status: Status) {
+        self.configuration.store(Some(Arc::new(configuration)));
+        self.status.send_replace(status);
+    }
+
+    pub fn current(&self) -> Option<Arc<Configuration>> {
+        self.configuration.load_full()
+    }
+
+    /// The server went away: what was served from it is now stale.
+    pub fn lost_server(&self) {
+        self.status.send_if_modified(|status| {
+            let was_ready = *status == Status::Ready;
+            if was_ready {
+                *status = Status::Stale;
+            }
+            was_ready
+        });
+    }
+}
+
+/// Stops the synchronisation task when the last clone of a client is dropped.
+struct SyncTask(tokio::task::AbortHandle);
+
+impl Drop for SyncTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The handle applications evaluate flags with. Cheap to clone; clones share one configuration
+/// and one connection to the server.
+///
+/// ```no_run
+/// use vexil_sdk::{Client, Context, Options};
+/// # async fn run() {
+/// let client = Client::start(Options::new("http://127.0.0.1:8080", "vx_srv_...").bootstrap_file("flags.json"));
+/// client.wait_until_ready(std::time::Duration::from_secs(2)).await;
+/// let attributes = serde_json::json!({"country": "US"});
+/// let ctx = Context::new("user_123", attributes.as_object().unwrap());
+/// if client.bool_value("new_checkout", &ctx, false) {
+///     // the new checkout
+/// }
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+    _sync: Arc<SyncTask>,
+}
+
+impl Client {
+    /// Loads the cache or bootstrap file if there is one, and starts following the server in
+    /// the background (on the current Tokio runtime). Returns at once: it never waits for the
+    /// server; see [`Client::wait_until_ready`].
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime, as `tokio::spawn` does.
+    pub fn start(options: Options) -> Client {
+        let (status, _) = watch::channel(Status::NotReady);
+        let shared = Arc::new(Shared { configuration: ArcSwapOption::empty(), status });
+        sync::load_local_files(&shared, &options);
+        let task = tokio::spawn(sync::run(shared.clone(), options));
+        Client { shared, _sync: Arc::new(SyncTask(task.abort_handle())) }
+    }
+
+    /// How current the served configuration is.
+    pub fn status(&self) -> Status {
+        *self.shared.status.borrow()
+    }
+
+    /// Changes of [`Client::status`], for applications that report readiness.
+    pub fn status_updates(&self) -> watch::Receiver<Status> {
+        self.shared.status.subscribe()
+    }
+
+    /// Waits until the server's configuration is being served, for at most `limit`; answers
+    /// the status then (`Ready`, or what is served meanwhile).
+    pub async fn wait_until_ready(&self, limit: Duration) -> Status {
+        let mut updates = self.status_updates();
+        let _ = tokio::time::timeout(limit, updates.wait_for(|status| *status == Status::Ready)).await;
+        self.status()
+    }
+
+    /// The keys of the flags in the served configuration, in key order.
+    pub fn flag_keys(&self) -> Vec<String> {
+        let configuration = self.shared.configuration.load();
+        configuration.iter().flat_map(|c| c.flags.flags().map(|flag| flag.key.clone())).collect()
+    }
+
+    /// A boolean flag's value for `ctx`, or `default`.
+    pub fn bool_value(&self, key: &str, ctx: &Context<'_>, default: bool) -> bool {
+        self.evaluate(key, ctx, |outcome| match outcome {
+            Ok(evaluation) if evaluation.flag.kind == FlagType::Boolean => evaluation.value.as_bool(),
+            _ => None,
+        })
+        .unwrap_or(default)
+    }
+
+    /// A string flag's value for `ctx`, or `default`.
+    pub fn string_value(&self, key: &str, ctx: &Context<'_>, default: &str) -> String {
+        self.string_details(key, ctx, default).value
+    }
+
+    /// A number flag's value for `ctx`, or `default`.
+    pub fn number_value(&self, key: &str, ctx: &Context<'_>, default: f64) -> f64 {
+        self.number_details(key, ctx, default).value
+    }
+
+    /// A JSON flag's value for `ctx`, or `default`.
+    pub fn json_value(&self, key: &str, ctx: &Context<'_>, default: Value) -> Value {
+        self.json_details(key, ctx, default).value
+    }
+
+    /// A boolean flag's value with its variant, reason and rule.
+    pub fn bool_details(&self, key: &str, ctx: &Context<'_>, default: bool) -> Details<bool> {
+        self.details(key, ctx, default)
+    }
+
+    /// A string flag's value with its variant, reason and rule.
+    pub fn string_details(&self, key: &str, ctx: &Context<'_>, default: &str) -> Details<String> {
+        self.details(key, ctx, default.to_string())
+    }
+
+    /// A number flag's value with its variant, reason and rule.
+    pub fn number_details(&self, key: &str, ctx: &Context<'_>, default: f64) -> Details<f64> {
+        self.details(key, ctx, default)
+    }
+
+    /// A JSON flag's value with its variant, reason and rule.
+    pub fn json_details(&self, key: &str, ctx: &Context<'_>, default: Value) -> Details<Value> {
+        self.details(key, ctx, default)
+    }
+
+    fn details<T: FlagValue>(&self, key: &str, ctx: &Context<'_>, default: T) -> Details<T> {
+        let found = self.evaluate(key, ctx, |outcome| {
+            let evaluation = outcome?;
+            if evaluation.flag.kind != T::TYPE {
+                return Err(ErrorKind::TypeMismatch);
+            }
+            let value = T::from_json(evaluation.value).ok_or(ErrorKind::TypeMismatch)?;
+            Ok(Details {
+                value,
+                variant: Some(evaluation.variant.to_string()),
+                resolution: Resolution::Evaluated(evaluation.reason),
+                rule_id: evaluation.rule_id.map(str::to_string),
+                flag_version: evaluation.flag.meta.version,
+            })
+        });
+        found.unwrap_or_else(|error| Details::default_for(default, error))
+    }
+
+    /// Evaluates `key` on the current configuration and hands the outcome to `read` while the
+    /// configuration is held.
+    fn evaluate<R>(
+        &self,
+        key: &str,
+        ctx: &Context<'_>,
+        read: impl FnOnce(Result<Evaluation<'_>, ErrorKind>) -> R,
+    ) -> R {
+        let configuration = self.shared.configuration.load();
+        let Some(configuration) = configuration.as_ref() else {
+            return read(Err(ErrorKind::NotReady));
+        };
+        let now = if configuration.scheduled { now_millis() } else { 0 };
+        let outcome = configuration.flags.evaluate_in(key, ctx, &EvalEnv::at(now)).map_err(|e| match e {
+            EvalError::InvalidUserId | EvalError::UserIdTooLong => ErrorKind::InvalidUserId,
+            EvalError::FlagNotFound(_) => ErrorKind::FlagNotFound,
+        });
+        read(outcome)
+    }
+}
+
+/// The wall clock in Unix milliseconds, for schedules (the core takes time as an input).
+fn now_millis() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}

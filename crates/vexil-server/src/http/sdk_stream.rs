@@ -1,0 +1,193 @@
+//! The SDK stream's fan-out: each configuration change is diffed and serialised into one SSE
+//! frame, once, and every open `GET /v1/sdk/stream` sends that same frame (a reference-counted
+//! `Bytes`), so a node holds many streams at the cost of their sockets, not of a copy of the
+//! configuration or a diff per subscriber.
+//!
+//! One task follows the published snapshots and broadcasts a [`Frame`] per change it observes,
+//! each saying which revision it starts from and which it brings a client to; the frames form a
+//! chain. A stream starts with a `put` of the current snapshot (its document is shared too) and
+//! then forwards the frames that continue from where its client is. A frame that does not (the
+//! stream fell behind the broadcast buffer, or its `put` came from a snapshot the task skipped)
+//! is replaced by a fresh `put` of the current snapshot: a client is never sent a diff against
+//! a state it does not have.
+
+use crate::service::snapshot::{diff, Change, Snapshot, Snapshots};
+use axum::body::{Body, Bytes};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, StreamExt};
+use serde_json::json;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio_util::sync::CancellationToken;
+
+/// Frames kept for streams that are momentarily behind; one further behind gets a fresh `put`.
+const BUFFERED_FRAMES: usize = 256;
+
+/// The changes from one revision to another, as SSE text.
+#[derive(Clone, Debug)]
+pub struct Frame {
+    pub from: u64,
+    pub to: u64,
+    pub bytes: Bytes,
+}
+
+/// Broadcasts one frame per configuration change to every SDK stream.
+pub struct SdkStreams {
+    frames: broadcast::Sender<Frame>,
+}
+
+impl Default for SdkStreams {
+    fn default() -> SdkStreams {
+        SdkStreams { frames: broadcast::Sender::new(BUFFERED_FRAMES) }
+    }
+}
+
+impl SdkStreams {
+    /// Follows the published snapshots until `shutdown`, broadcasting each change once.
+    pub async fn run(self: Arc<SdkStreams>, snapshots: Arc<Snapshots>, shutdown: CancellationToken) {
+        let mut published = snapshots.subscribe();
+        let mut last = published.borrow_and_update().clone();
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                changed = published.changed() => if changed.is_err() { return },
+            }
+            let next = published.borrow_and_update().clone();
+            let frame = Frame {
+                from: last.revision,
+                to: next.revision,
+                bytes: encode_changes(&diff(&last, &next), next.revision),
+            };
+            // No stream open is not an error: nobody needed this frame.
+            let _ = self.frames.send(frame);
+            last = next;
+        }
+    }
+
+    /// The response of one `GET /v1/sdk/stream`: a `put`, then the changes, with a heartbeat
+    /// comment every `heartbeat` and an end at `shutdown`.
+    pub fn open(&self, snapshots: Arc<Snapshots>, heartbeat: Duration, shutdown: CancellationToken) -> Response {
+        // Subscribe before reading the snapshot, so no change between the two is missed.
+        let frames = self.frames.subscribe();
+        let first = snapshots.current();
+        let at = first.revision;
+        let put = stream::iter(put_frame(&first));
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let following = Following { frames, snapshots, at, ticks, shutdown };
+        let updates = stream::unfold(following, |mut following| async move {
+            let chunks = following.next().await?;
+            Some((stream::iter(chunks), following))
+        })
+        .flatten();
+        let body = Body::from_stream(put.chain(updates).map(Ok::<_, Infallible>));
+        ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response()
+    }
+}
+
+/// One stream's place in the chain of frames.
+struct Following {
+    frames: broadcast::Receiver<Frame>,
+    snapshots: Arc<Snapshots>,
+    /// The revision the client has.
+    at: u64,
+    ticks: tokio::time::Interval,
+    shutdown: CancellationToken,
+}
+
+impl Following {
+    /// What to send next (`None` ends the stream).
+    async fn next(&mut self) -> Option<Vec<Bytes>> {
+        loop {
+            // Biased: a shutdown ends the stream even while frames are waiting.
+            let received = tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => return None,
+                received = self.frames.recv() => received,
+                _ = self.ticks.tick() => return Some(vec![Bytes::from_static(b": heartbeat\n\n")]),
+            };
+            match received {
+                Ok(frame) if frame.to <= self.at => {}
+                Ok(frame) if frame.from == self.at => {
+                    self.at = frame.to;
+                    return Some(vec![frame.bytes]);
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => {
+                    let current = self.snapshots.current();
+                    self.at = current.revision;
+                    return Some(put_frame(&current));
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+/// `event: put` with the whole document: the document's own bytes are shared, not copied.
+fn put_frame(snapshot: &Snapshot) -> Vec<Bytes> {
+    let head = format!("event: put\nid: {}\ndata: ", snapshot.revision);
+    vec![Bytes::from(head), snapshot.sdk_document.clone(), Bytes::from_static(b"\n\n")]
+}
+
+/// `patch` and `delete` events for `changes`, each with the revision they lead to as `id`.
+fn encode_changes(changes: &[Change<'_>], revision: u64) -> Bytes {
+    let mut text = String::new();
+    for change in changes {
+        let (name, data) = match change {
+            Change::Patch { kind, key, object } => ("patch", json!({"kind": kind, "key": key, "object": object})),
+            Change::Delete { kind, key } => ("delete", json!({"kind": kind, "key": key})),
+        };
+        // Compact JSON has no line breaks, so each event's data is one `data:` line.
+        text.push_str(&format!("event: {name}\nid: {revision}\ndata: {data}\n\n"));
+    }
+    Bytes::from(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+
+    fn following(frames: broadcast::Receiver<Frame>, at: u64) -> Following {
+        let snapshots = Arc::new(Snapshots::new(Snapshot::unloaded(), Metrics::new()));
+        let ticks = tokio::time::interval_at(
+            tokio::time::Instant::now() + Duration::from_secs(3600),
+            Duration::from_secs(3600),
+        );
+        Following { frames, snapshots, at, ticks, shutdown: CancellationToken::new() }
+    }
+
+    fn frame(from: u64, to: u64) -> Frame {
+        Frame { from, to, bytes: Bytes::from(format!("event: patch\nid: {to}\ndata: {{}}\n\n")) }
+    }
+
+    fn text(chunks: Vec<Bytes>) -> String {
+        chunks.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_stream_forwards_the_chain_and_resyncs_with_a_put_when_it_breaks() {
+        let sender = broadcast::Sender::new(4);
+        let mut stream = following(sender.subscribe(), 0);
+        for f in [frame(0, 0), frame(0, 3), frame(5, 6)] {
+            sender.send(f).unwrap();
+        }
+        // Revision 0 is what the client has: skipped. 0 → 3 continues the chain.
+        assert_eq!(text(stream.next().await.unwrap()), "event: patch\nid: 3\ndata: {}\n\n");
+        // 5 → 6 does not start at 3: the client gets the current snapshot whole.
+        let put = text(stream.next().await.unwrap());
+        assert!(put.starts_with("event: put\nid: 0\ndata: {\"flags\":[]"), "{put}");
+        assert_eq!(stream.at, 0);
+
+        // Falling behind the buffer also resynchronises, rather than skipping changes.
+        for to in 1..=6 {
+            sender.send(frame(to - 1, to)).unwrap();
+        }
+        assert!(text(stream.next().await.unwrap()).starts_with("event: put\n"));
+        stream.shutdown.cancel();
+        assert!(stream.next().await.is_none());
+    }
+}

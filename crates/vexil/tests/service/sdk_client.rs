@@ -1,0 +1,148 @@
+//! The Rust SDK (`vexil-sdk`) against a real `vexil serve`: live updates through the stream,
+//! fail-open when the server dies or is not there yet, and the same answers as the server.
+
+use crate::harness::{eventually, Options, Server};
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::Duration;
+use vexil_sdk::{Client, Context, ErrorKind, Reason, Resolution, Source, Status};
+
+/// Fast reconnection for tests, and no polling: only the stream can bring a change.
+pub fn sdk_options(server_base: &str, key: &str) -> vexil_sdk::Options {
+    vexil_sdk::Options::new(server_base, key)
+        .retry_delays(Duration::from_millis(20), Duration::from_millis(200))
+        .poll_interval(Duration::from_secs(3600))
+}
+
+fn user(id: &str) -> Context<'_> {
+    Context::user(id)
+}
+
+/// A boolean flag on for everyone, except `user_off`.
+fn switch(enabled: bool) -> Value {
+    json!({"key": "switch", "enabled": enabled, "default": {"variant": "on"},
+           "overrides": {"disabled_for": ["user_off"]}})
+}
+
+async fn ready(client: &Client) {
+    eventually("the SDK is in step with the server", || async { (client.status() == Status::Ready).then_some(()) })
+        .await;
+}
+
+/// A loopback address nobody listens on (yet).
+fn free_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn an_admin_change_reaches_the_sdk_through_the_stream() {
+    let server = Server::start().await;
+    server.create("flags", switch(true)).await;
+    let key = server.create_key("server").await;
+    let client = Client::start(sdk_options(&server.base, &key));
+    ready(&client).await;
+    assert!(client.bool_value("switch", &user("u1"), false));
+    assert!(!client.bool_value("switch", &user("user_off"), true));
+
+    let (status, _) = server.call(Method::PUT, "/v1/admin/flags/switch", Some(switch(false))).await;
+    assert!(status.is_success());
+    eventually("the disabled flag reaches the SDK", || async {
+        let details = client.bool_details("switch", &user("u1"), true);
+        (details.resolution == Resolution::Evaluated(Reason::Disabled)).then_some(())
+    })
+    .await;
+    assert!(!client.bool_value("switch", &user("u1"), true));
+
+    server
+        .create(
+            "flags",
+            json!({"key": "theme", "type": "string", "enabled": true,
+        "variants": {"dark": "dark", "light": "light"}, "off_variant": "light", "default": {"variant": "dark"}}),
+        )
+        .await;
+    eventually("a new flag reaches the SDK", || async {
+        (client.string_value("theme", &user("u1"), "none") == "dark").then_some(())
+    })
+    .await;
+    let (status, _) = server.call(Method::DELETE, "/v1/admin/flags/theme", None).await;
+    assert!(status.is_success());
+    eventually("a deleted flag leaves the SDK", || async {
+        let details = client.string_details("theme", &user("u1"), "none");
+        (details.resolution == Resolution::Error(ErrorKind::FlagNotFound)).then_some(details.value)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_killed_server_leaves_the_last_configuration_served() {
+    let server = Server::start().await;
+    server.create("flags", switch(true)).await;
+    let key = server.create_key("server").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("flags-cache.json");
+    let client = Client::start(sdk_options(&server.base, &key).cache_file(&cache));
+    ready(&client).await;
+    let base = server.base.clone();
+    server.kill().await;
+
+    eventually("the SDK notices the server is gone", || async { (client.status() == Status::Stale).then_some(()) })
+        .await;
+    assert!(client.bool_value("switch", &user("u1"), false), "the last configuration still answers");
+    assert!(!client.bool_value("switch", &user("user_off"), true));
+
+    // A process that starts now, with the server still away, serves what the first one cached.
+    let restarted = Client::start(sdk_options(&base, &key).cache_file(&cache));
+    assert_eq!(restarted.status(), Status::Fallback(Source::Cache));
+    assert!(restarted.bool_value("switch", &user("u1"), false));
+    let details = restarted.bool_details("missing", &user("u1"), true);
+    assert_eq!((details.value, details.resolution), (true, Resolution::Error(ErrorKind::FlagNotFound)));
+}
+
+fn write_bootstrap(path: &Path) {
+    let flags = json!({"flags": [{"key": "switch", "enabled": false, "default": {"variant": "on"}}]});
+    std::fs::write(path, flags.to_string()).unwrap();
+}
+
+#[tokio::test]
+async fn starting_without_the_server_serves_the_bootstrap_or_defaults_then_the_server() {
+    let address = free_address();
+    let base = format!("http://{address}");
+    let dir = tempfile::tempdir().unwrap();
+    let bootstrap = dir.path().join("bootstrap.json");
+    write_bootstrap(&bootstrap);
+    // The key does not exist yet: the admin key works for the SDK routes too.
+    let key = crate::harness::ADMIN_KEY;
+    let with_file = Client::start(sdk_options(&base, key).bootstrap_file(&bootstrap));
+    let without = Client::start(sdk_options(&base, key));
+
+    assert_eq!(with_file.status(), Status::Fallback(Source::Bootstrap));
+    let details = with_file.bool_details("switch", &user("u1"), true);
+    assert_eq!((details.value, details.resolution), (false, Resolution::Evaluated(Reason::Disabled)));
+    assert_eq!(without.status(), Status::NotReady);
+    let details = without.bool_details("switch", &user("u1"), true);
+    assert_eq!((details.value, details.resolution), (true, Resolution::Error(ErrorKind::NotReady)));
+
+    let data = dir.path().join("data");
+    let server = Server::start_in(&data, Options { listen: Some(address), ..Options::default() }).await;
+    server.create("flags", switch(true)).await;
+    for client in [&with_file, &without] {
+        ready(client).await;
+        eventually("the server's flag replaces the fallback", || async {
+            client.bool_value("switch", &user("u1"), false).then_some(())
+        })
+        .await;
+    }
+    server.kill().await;
+}
+
+#[tokio::test]
+async fn a_broken_bootstrap_file_is_skipped_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let bootstrap = dir.path().join("bootstrap.yaml");
+    std::fs::write(&bootstrap, "flags: [{key: 'Bad Key'}]").unwrap();
+    let client = Client::start(sdk_options(&format!("http://{}", free_address()), "k").bootstrap_file(&bootstrap));
+    assert_eq!(client.status(), Status::NotReady);
+    assert_eq!(client.number_value("anything", &user("u1"), 2.5), 2.5);
+}
