@@ -118,9 +118,14 @@ impl StoredDocument {
     /// The document as the API shows it: the body with `id`, `version`, `created_at` and
     /// `updated_at` added. A body that is not an object is returned as it is.
     pub fn to_json(&self) -> Value {
-        let mut json = self.body.clone();
+        self.clone().into_json()
+    }
+
+    /// [`StoredDocument::to_json`] without copying the body.
+    pub fn into_json(self) -> Value {
+        let mut json = self.body;
         if let Value::Object(fields) = &mut json {
-            fields.insert("id".into(), Value::from(self.id.clone()));
+            fields.insert("id".into(), Value::from(self.id));
             fields.insert("version".into(), Value::from(self.version));
             fields.insert("created_at".into(), timestamp_json(&self.created_at));
             fields.insert("updated_at".into(), timestamp_json(&self.updated_at));
