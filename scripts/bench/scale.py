@@ -69,7 +69,7 @@ def request(method, url, key, body=None, headers=None):
     for name, value in (headers or {}).items():
         req.add_header(name, value)
     with urllib.request.urlopen(req, timeout=120) as response:
-        return response.status, dict(response.headers), response.read()
+        return response.status, response.headers, response.read()
 
 
 def evaluate_one(url, key, flag, user):
