@@ -23,7 +23,7 @@ use std::time::Instant;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use vexil_core::{FlagSet, ValidationErrors};
-use vexil_store::{EntityKind, Store, StoreError};
+use vexil_store::{EntityKind, ShownDocument, Store, StoreError};
 
 /// One consistent view of the configuration at a store revision.
 pub struct Snapshot {
@@ -97,22 +97,22 @@ impl Snapshot {
         let mut attempts = 0;
         loop {
             let revision = store.revision().await?;
-            let flags = store.list(EntityKind::Flag).await?;
-            let segments = store.list(EntityKind::Segment).await?;
+            let flags = store.list_shown(EntityKind::Flag).await?;
+            let segments = store.list_shown(EntityKind::Segment).await?;
             let experiments = store.list(EntityKind::Experiment).await?;
             let stops = store.list(EntityKind::EmergencyStop).await?;
             attempts += 1;
             if store.revision().await? != revision && attempts < 5 {
                 continue;
             }
-            // Documents are decoded one by one and dropped: ten thousand flags as `Value`s take
-            // about 120 MB, and every copy of them raised the peak at start and at each reload.
-            let mut documents: BTreeMap<_, _> =
-                flags.iter().chain(&segments).map(|d| ((d.kind, d.key.clone()), raw(&d.to_json()))).collect();
-            let into_json =
-                |docs: Vec<vexil_store::StoredDocument>| docs.into_iter().map(vexil_store::StoredDocument::into_json);
-            let mut compiled =
-                FlagSet::from_items(into_json(flags), into_json(segments)).map_err(LoadError::Invalid)?;
+            // Kept as text, and parsed one document at a time to compile: ten thousand flags as
+            // `Value`s take about 120 MB, and every copy of them raised the peak of a load.
+            let mut compiled = FlagSet::from_items(parsed(&flags), parsed(&segments)).map_err(LoadError::Invalid)?;
+            let mut documents: BTreeMap<_, _> = flags
+                .into_iter()
+                .map(|d| ((EntityKind::Flag, d.key), d.json))
+                .chain(segments.into_iter().map(|d| ((EntityKind::Segment, d.key), d.json)))
+                .collect();
             let stops: Vec<_> = stops.iter().filter_map(crate::service::safety::stops::Stop::from_document).collect();
             compiled.set_stopped(|flag| stops.iter().any(|stop| stop.covers(flag)));
             // SDKs evaluate the documents themselves: a stopped flag is served disabled there too.
@@ -143,6 +143,11 @@ impl Snapshot {
     pub fn sdk_document_text(&self) -> &str {
         std::str::from_utf8(&self.sdk_document).expect("serde_json writes UTF-8")
     }
+}
+
+/// The documents as JSON values, parsed one at a time as the compiler takes them.
+fn parsed(documents: &[ShownDocument]) -> impl Iterator<Item = Value> + '_ {
+    documents.iter().map(|d| serde_json::from_str(d.json.get()).expect("the store lists JSON text"))
 }
 
 fn raw(document: &Value) -> Box<RawValue> {
