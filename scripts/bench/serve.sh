@@ -3,7 +3,8 @@
 # loopback port in a temporary data directory (stopped and removed on exit), and sets
 # $root, $vexil, $key, $work, $server (pid) and $url. Extra `serve` arguments: "$@".
 # Environment: WORKERS (server worker threads, default 2), THREADS/CONNECTIONS (wrk, default
-# 1/32), DURATION (default 10s), BUILD_PROFILE (default profiling).
+# 1/32), DURATION (default 10s), BUILD_PROFILE (default profiling), VEXIL_BINARY (a vexil binary
+# to run instead of building one: an older build, for alternated runs of old and new).
 #
 # The `profiling` profile is the release build with line tables (root Cargo.toml): the same
 # optimised code users run, and `perf record -g -p $server` or callgrind can name its
@@ -21,9 +22,14 @@ profile="${BUILD_PROFILE:-profiling}"
 key="vx_bench_admin_key_0123456789"
 
 command -v wrk > /dev/null || { apt-get update -q > /dev/null && apt-get install -y -q wrk > /dev/null; }
-cargo build --quiet --profile "$profile" --manifest-path "$root/Cargo.toml" -p vexil
-vexil="$root/target/$profile/vexil"
-echo "== build: $profile profile ($vexil)"
+if [[ -n ${VEXIL_BINARY:-} ]]; then
+    vexil="$VEXIL_BINARY"
+    echo "== binary: $vexil"
+else
+    cargo build --quiet --profile "$profile" --manifest-path "$root/Cargo.toml" -p vexil
+    vexil="$root/target/$profile/vexil"
+    echo "== build: $profile profile ($vexil)"
+fi
 
 work="$(mktemp -d)"
 servers=()

@@ -73,7 +73,19 @@ impl FlagSet {
     /// Decodes and compiles a flags document, reporting every problem: the meaning of the items
     /// that decoded is checked even when others did not.
     pub fn from_value(value: &Value) -> Result<FlagSet, ValidationErrors> {
-        let partial = decode::decode_document_partially(value);
+        FlagSet::from_partial(decode::decode_document_partially(value))
+    }
+
+    /// [`FlagSet::from_value`] of `{"flags": [...], "segments": [...]}` given item by item
+    /// (stored documents), each dropped once decoded; problems carry the same paths.
+    pub fn from_items(
+        flags: impl IntoIterator<Item = Value>,
+        segments: impl IntoIterator<Item = Value>,
+    ) -> Result<FlagSet, ValidationErrors> {
+        FlagSet::from_partial(decode::decode_items_partially(flags, segments))
+    }
+
+    fn from_partial(partial: decode::PartialDocument) -> Result<FlagSet, ValidationErrors> {
         let compiled = compile::compile(partial.document, &partial.broken_keys);
         match (partial.errors, compiled) {
             (errors, Ok(compiled)) if errors.is_empty() => Ok(FlagSet::from_compiled(compiled)),

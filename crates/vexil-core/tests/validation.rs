@@ -36,6 +36,28 @@ fn every_problem_is_reported_at_once() {
 }
 
 #[test]
+fn items_given_one_by_one_get_the_problems_and_paths_of_the_whole_document() {
+    let flags = vec![
+        json!({"key": "Bad Key"}),
+        json!({"key": "a", "rules": [{"id": "r", "when": {"segment": "gone"}, "serve": {"variant": "on"}}]}),
+        json!({"key": "b", "prerequisites": [{"flag": "broken", "variants": ["on"]}]}),
+        json!({"key": "c"}),
+    ];
+    let segments = vec![json!({"key": "broken", "when": {"attr": "x", "op": "equal", "value": 1}})];
+    let whole = problems(json!({"flags": flags.clone(), "segments": segments.clone()}));
+    let Err(items) = FlagSet::from_items(flags, segments) else { panic!("the items are invalid") };
+    let items: Vec<String> = items.0.iter().map(ToString::to_string).collect();
+    assert_eq!(items, whole);
+    assert_problem(&items, "flags[0].key: \"Bad Key\" must match ^[a-z][a-z0-9_]*$ and be at most 128 characters");
+    assert_problem(&items, "flags.a.rules[0].when.segment: unknown segment \"gone\"");
+    assert_problem(&items, "flags.b.prerequisites[0].flag: flag \"broken\" is invalid");
+    assert_problem(&items, "segments.broken.when.op: unknown operator \"equal\"");
+
+    let valid = FlagSet::from_items([json!({"key": "c", "enabled": true})], []).unwrap();
+    assert_eq!(valid.get("c").map(|f| f.enabled), Some(true));
+}
+
+#[test]
 fn unknown_variant_references() {
     let p = flag_problems(json!({"key": "f", "off_variant": "nope", "default": {"split": {"on": 1, "maybe": 1}},
         "overrides": {"variants": {"u1": "gone"}}}));

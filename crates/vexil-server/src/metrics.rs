@@ -5,8 +5,8 @@
 //! ([`crate::service::safety`]). `/metrics` renders it once.
 //!
 //! The per-request cost is kept to a few atomic additions: evaluation counters are resolved to
-//! their handles once per snapshot (see [`FlagCounters`]), so counting an evaluation is one
-//! relaxed `fetch_add`; values that are only interesting when scraped (snapshot age, hit ratio)
+//! their handles on a flag's first evaluation with a reason (see [`FlagCounters`]), so counting
+//! an evaluation is one relaxed `fetch_add`; values that are only interesting when scraped (snapshot age, hit ratio)
 //! are computed at scrape time.
 
 use arc_swap::ArcSwap;
@@ -16,7 +16,7 @@ use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use vexil_core::Reason;
 
@@ -37,12 +37,23 @@ pub struct Metrics {
 }
 
 /// The evaluation counters of one flag, one per [`Reason`], indexed by `reason as usize`.
+/// Each is created on its first use: eight series per flag created up front took about 5 KB
+/// per flag, and filled `/metrics` with zeros for flags nobody evaluates.
 #[derive(Clone)]
-pub struct FlagCounters([IntCounter; Reason::ALL.len()]);
+pub struct FlagCounters(Arc<LazyCounters>);
+
+struct LazyCounters {
+    evaluations: IntCounterVec,
+    flag: Box<str>,
+    by_reason: [OnceLock<IntCounter>; Reason::ALL.len()],
+}
 
 impl FlagCounters {
     pub fn count(&self, reason: Reason) {
-        self.0[reason as usize].inc();
+        let counters = &self.0;
+        counters.by_reason[reason as usize]
+            .get_or_init(|| counters.evaluations.with_label_values(&[&counters.flag, reason.name()]))
+            .inc();
     }
 }
 
@@ -127,9 +138,13 @@ impl Metrics {
         }
     }
 
-    /// The counters of one flag, resolved once when a snapshot is built.
+    /// The counters of one flag, each resolved on its first use.
     pub fn flag_counters(&self, flag: &str) -> FlagCounters {
-        FlagCounters(Reason::ALL.map(|reason| self.evaluations.with_label_values(&[flag, reason.name()])))
+        FlagCounters(Arc::new(LazyCounters {
+            evaluations: self.evaluations.clone(),
+            flag: flag.into(),
+            by_reason: Default::default(),
+        }))
     }
 
     /// The Prometheus text exposition, after refreshing the values computed at scrape time.

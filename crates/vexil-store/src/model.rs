@@ -5,6 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// A point in time; stored and shown in UTC. Stores keep timestamps to the microsecond, the
@@ -118,14 +119,63 @@ impl StoredDocument {
     /// The document as the API shows it: the body with `id`, `version`, `created_at` and
     /// `updated_at` added. A body that is not an object is returned as it is.
     pub fn to_json(&self) -> Value {
-        let mut json = self.body.clone();
+        self.clone().into_json()
+    }
+
+    /// [`StoredDocument::to_json`] without copying the body.
+    pub fn into_json(self) -> Value {
+        let mut json = self.body;
         if let Value::Object(fields) = &mut json {
-            fields.insert("id".into(), Value::from(self.id.clone()));
+            fields.insert("id".into(), Value::from(self.id));
             fields.insert("version".into(), Value::from(self.version));
             fields.insert("created_at".into(), timestamp_json(&self.created_at));
             fields.insert("updated_at".into(), timestamp_json(&self.updated_at));
         }
         json
+    }
+}
+
+/// A document as the API shows it ([`StoredDocument::to_json`]), kept as JSON text.
+#[derive(Debug, Clone)]
+pub struct ShownDocument {
+    pub key: String,
+    pub json: Box<RawValue>,
+}
+
+impl From<StoredDocument> for ShownDocument {
+    fn from(doc: StoredDocument) -> ShownDocument {
+        let key = doc.key.clone();
+        let json = serde_json::value::to_raw_value(&doc.into_json()).expect("JSON values serialise");
+        ShownDocument { key, json }
+    }
+}
+
+impl ShownDocument {
+    /// The stored body's text with the server-managed fields appended, without parsing the body
+    /// into values. A body that is not an object is shown as it is, as `to_json` does.
+    pub(crate) fn from_text(
+        key: String,
+        id: &str,
+        version: u64,
+        created_at: &Timestamp,
+        updated_at: &Timestamp,
+        body: &str,
+    ) -> Result<ShownDocument, serde_json::Error> {
+        let body = body.trim();
+        let text = match body.strip_suffix('}') {
+            Some(open) if body.starts_with('{') => {
+                let fields = serde_json::to_string(&serde_json::json!({
+                    "id": id,
+                    "version": version,
+                    "created_at": timestamp_json(created_at),
+                    "updated_at": timestamp_json(updated_at),
+                }))?;
+                let separator = if open.trim_end() == "{" { "" } else { "," };
+                format!("{open}{separator}{}", &fields[1..])
+            }
+            _ => body.to_owned(),
+        };
+        Ok(ShownDocument { key, json: RawValue::from_string(text)? })
     }
 }
 

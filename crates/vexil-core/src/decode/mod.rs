@@ -27,6 +27,7 @@ pub fn decode_document(value: &Value) -> Result<FlagsDocument, ValidationErrors>
 
 /// A document decoded as far as possible: the items that decoded, every problem found, and the
 /// keys of items too broken to decode (so references to them are not reported as unknown).
+#[derive(Default)]
 pub(crate) struct PartialDocument {
     pub(crate) document: FlagsDocument,
     pub(crate) errors: ValidationErrors,
@@ -34,26 +35,47 @@ pub(crate) struct PartialDocument {
 }
 
 pub(crate) fn decode_document_partially(value: &Value) -> PartialDocument {
+    let mut partial = PartialDocument::default();
     let mut r = Reader::default();
-    let mut broken_keys = Vec::new();
-    let mut document = FlagsDocument::default();
     if let Some(obj) = r.object(value, "", &["flags", "segments"]) {
-        document.flags = r.list(obj.get("flags"), "flags", |r, v, path| {
-            let flag = r.flag(v, path, true);
-            if flag.is_none() {
-                broken_keys.extend(v.get("key").and_then(Value::as_str).map(str::to_string));
-            }
-            flag
-        });
-        document.segments = r.list(obj.get("segments"), "segments", |r, v, path| {
-            let segment = r.segment(v, path, true);
-            if segment.is_none() {
-                broken_keys.extend(v.get("key").and_then(Value::as_str).map(str::to_string));
-            }
-            segment
+        let broken_keys = &mut partial.broken_keys;
+        partial.document.flags =
+            r.list(obj.get("flags"), "flags", |r, v, path| remember_broken(r.flag(v, path, true), v, broken_keys));
+        partial.document.segments = r.list(obj.get("segments"), "segments", |r, v, path| {
+            remember_broken(r.segment(v, path, true), v, broken_keys)
         });
     }
-    PartialDocument { document, errors: r.errors, broken_keys }
+    partial.errors = r.errors;
+    partial
+}
+
+/// Decodes flags and segments given one by one (stored documents), with the paths of
+/// [`decode_document_partially`]; each item is dropped as soon as it is decoded, so a large
+/// configuration is never held as JSON values all at once.
+pub(crate) fn decode_items_partially(
+    flags: impl IntoIterator<Item = Value>,
+    segments: impl IntoIterator<Item = Value>,
+) -> PartialDocument {
+    let mut partial = PartialDocument::default();
+    let mut r = Reader::default();
+    for (i, v) in flags.into_iter().enumerate() {
+        let flag = r.flag(&v, &crate::error::index("flags", i), true);
+        partial.document.flags.extend(remember_broken(flag, &v, &mut partial.broken_keys));
+    }
+    for (i, v) in segments.into_iter().enumerate() {
+        let segment = r.segment(&v, &crate::error::index("segments", i), true);
+        partial.document.segments.extend(remember_broken(segment, &v, &mut partial.broken_keys));
+    }
+    partial.errors = r.errors;
+    partial
+}
+
+/// An item that did not decode leaves its key, so references to it are not reported as unknown.
+fn remember_broken<T>(decoded: Option<T>, v: &Value, broken_keys: &mut Vec<String>) -> Option<T> {
+    if decoded.is_none() {
+        broken_keys.extend(v.get("key").and_then(Value::as_str).map(str::to_string));
+    }
+    decoded
 }
 
 /// Decodes one flag, with paths relative to the flag (`rules[0].serve`).

@@ -102,7 +102,9 @@ impl Catalog {
     /// Compiles the whole catalog, experiments included; the problems carry document paths
     /// (`flags.a.rules[0]`, `experiments.b.targeting`).
     pub fn compile(&self) -> Result<FlagSet, ValidationErrors> {
-        let flags = FlagSet::from_value(&self.document())?;
+        // Item by item: the whole catalog as one more document of JSON values was the peak of a write.
+        let flags =
+            FlagSet::from_items(self.bodies(EntityKind::Flag).cloned(), self.bodies(EntityKind::Segment).cloned())?;
         crate::service::experiments::compile(&flags, self.bodies(EntityKind::Experiment))?;
         Ok(flags)
     }

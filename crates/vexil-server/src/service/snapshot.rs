@@ -13,7 +13,9 @@ use crate::metrics::{FlagCounters, Metrics};
 use crate::service::experiments::Experiments;
 use arc_swap::{ArcSwap, Guard};
 use axum::body::Bytes;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,7 +23,7 @@ use std::time::Instant;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use vexil_core::{FlagSet, ValidationErrors};
-use vexil_store::{EntityKind, Store, StoreError};
+use vexil_store::{EntityKind, ShownDocument, Store, StoreError};
 
 /// One consistent view of the configuration at a store revision.
 pub struct Snapshot {
@@ -34,7 +36,8 @@ pub struct Snapshot {
     pub etag: String,
     /// Flags and segments as the API shows them, by (kind, key), with the flags under an
     /// emergency stop shown `enabled: false`: the SDK document and the base of the stream's diffs.
-    pub documents: BTreeMap<(EntityKind, String), Value>,
+    /// Kept serialised: as `Value`s (a B-tree node per object) they took about 13 KB per flag.
+    pub documents: BTreeMap<(EntityKind, String), Box<RawValue>>,
     /// `{"flags": [...], "segments": [...]}`, serialised once for `GET /v1/sdk/flags` and SSE.
     pub sdk_document: Bytes,
     /// The compiled experiments, so assignment never reads configuration from the store.
@@ -60,15 +63,19 @@ impl Snapshot {
     fn build(
         revision: u64,
         loaded: bool,
-        documents: BTreeMap<(EntityKind, String), Value>,
+        documents: BTreeMap<(EntityKind, String), Box<RawValue>>,
         flags: FlagSet,
         counters: &HashMap<String, FlagCounters>,
     ) -> Snapshot {
-        let of_kind = |kind: EntityKind| documents.iter().filter(move |((k, _), _)| *k == kind).map(|(_, v)| v);
-        let sdk = json!({
-            "flags": of_kind(EntityKind::Flag).collect::<Vec<_>>(),
-            "segments": of_kind(EntityKind::Segment).collect::<Vec<_>>(),
-        });
+        #[derive(Serialize)]
+        struct SdkDocument<'a> {
+            flags: Vec<&'a RawValue>,
+            segments: Vec<&'a RawValue>,
+        }
+        let of_kind = |kind: EntityKind| {
+            documents.iter().filter(move |((k, _), _)| *k == kind).map(|(_, v)| v.as_ref()).collect()
+        };
+        let sdk = SdkDocument { flags: of_kind(EntityKind::Flag), segments: of_kind(EntityKind::Segment) };
         let counters = flags.flags().filter_map(|f| Some((f.key.clone(), counters.get(&f.key)?.clone()))).collect();
         Snapshot {
             flags,
@@ -90,25 +97,30 @@ impl Snapshot {
         let mut attempts = 0;
         loop {
             let revision = store.revision().await?;
-            let flags = store.list(EntityKind::Flag).await?;
-            let segments = store.list(EntityKind::Segment).await?;
+            let flags = store.list_shown(EntityKind::Flag).await?;
+            let segments = store.list_shown(EntityKind::Segment).await?;
             let experiments = store.list(EntityKind::Experiment).await?;
             let stops = store.list(EntityKind::EmergencyStop).await?;
             attempts += 1;
             if store.revision().await? != revision && attempts < 5 {
                 continue;
             }
-            let as_json = |docs: &[vexil_store::StoredDocument]| docs.iter().map(|d| d.to_json()).collect::<Vec<_>>();
-            let document = json!({"flags": as_json(&flags), "segments": as_json(&segments)});
-            let mut documents: BTreeMap<_, _> =
-                flags.iter().chain(&segments).map(|d| ((d.kind, d.key.clone()), d.to_json())).collect();
-            let mut compiled = FlagSet::from_value(&document).map_err(LoadError::Invalid)?;
+            // Kept as text, and parsed one document at a time to compile: ten thousand flags as
+            // `Value`s take about 120 MB, and every copy of them raised the peak of a load.
+            let mut compiled = FlagSet::from_items(parsed(&flags), parsed(&segments)).map_err(LoadError::Invalid)?;
+            let mut documents: BTreeMap<_, _> = flags
+                .into_iter()
+                .map(|d| ((EntityKind::Flag, d.key), d.json))
+                .chain(segments.into_iter().map(|d| ((EntityKind::Segment, d.key), d.json)))
+                .collect();
             let stops: Vec<_> = stops.iter().filter_map(crate::service::safety::stops::Stop::from_document).collect();
             compiled.set_stopped(|flag| stops.iter().any(|stop| stop.covers(flag)));
             // SDKs evaluate the documents themselves: a stopped flag is served disabled there too.
             for key in crate::service::safety::stops::stopped_flags(&stops, &compiled) {
                 if let Some(document) = documents.get_mut(&(EntityKind::Flag, key)) {
-                    document["enabled"] = Value::Bool(false);
+                    let mut shown: Value = serde_json::from_str(document.get()).expect("stored as JSON");
+                    shown["enabled"] = Value::Bool(false);
+                    *document = raw(&shown);
                 }
             }
             let counters = compiled.flags().map(|f| (f.key.clone(), metrics.flag_counters(&f.key))).collect();
@@ -133,14 +145,23 @@ impl Snapshot {
     }
 }
 
+/// The documents as JSON values, parsed one at a time as the compiler takes them.
+fn parsed(documents: &[ShownDocument]) -> impl Iterator<Item = Value> + '_ {
+    documents.iter().map(|d| serde_json::from_str(d.json.get()).expect("the store lists JSON text"))
+}
+
+fn raw(document: &Value) -> Box<RawValue> {
+    serde_json::value::to_raw_value(document).expect("JSON values serialise")
+}
+
 /// A change between two snapshots, as the SDK stream sends it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Change<'a> {
     /// Created or updated: the document as the API shows it.
     Patch {
         kind: EntityKind,
         key: &'a str,
-        object: &'a Value,
+        object: &'a RawValue,
     },
     Delete {
         kind: EntityKind,
@@ -156,8 +177,8 @@ pub fn diff<'a>(old: &'a Snapshot, new: &'a Snapshot) -> Vec<Change<'a>> {
     let mut patches: Vec<Change<'a>> = new
         .documents
         .iter()
-        .filter(|(id, doc)| old.documents.get(*id) != Some(*doc))
-        .map(|((kind, key), object)| Change::Patch { kind: *kind, key, object })
+        .filter(|(id, doc)| old.documents.get(*id).is_none_or(|old| old.get() != doc.get()))
+        .map(|((kind, key), object)| Change::Patch { kind: *kind, key, object: object.as_ref() })
         .collect();
     patches.sort_by_key(|c| matches!(c, Change::Patch { kind: EntityKind::Flag, .. }));
     let mut deletes: Vec<Change<'a>> = old

@@ -8,7 +8,7 @@ use super::audit::append;
 use super::codec::{Json, Time};
 use super::SqliteStore;
 use crate::change::{created, if_match, replaced, DocumentChange};
-use crate::{ChangeMeta, ConfigStore, EntityKind, StoreError, StoredDocument, Timestamp, Write};
+use crate::{ChangeMeta, ConfigStore, EntityKind, ShownDocument, StoreError, StoredDocument, Timestamp, Write};
 
 const SELECT: &str = "SELECT kind, key, id, version, created_at, updated_at, body FROM documents";
 
@@ -51,6 +51,32 @@ impl ConfigStore for SqliteStore {
                 .query_map([kind], from_row)?
                 .collect::<Result<_, _>>()?;
             Ok(docs)
+        })
+        .await
+    }
+
+    async fn list_shown(&self, kind: EntityKind) -> Result<Vec<ShownDocument>, StoreError> {
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT key, id, version, created_at, updated_at, body FROM documents WHERE kind = ?1 ORDER BY key",
+            )?;
+            let mut rows = statement.query([kind])?;
+            let mut shown = Vec::new();
+            while let Some(row) = rows.next()? {
+                let (created_at, updated_at) = (row.get::<_, Time>(3)?.0, row.get::<_, Time>(4)?.0);
+                let body = row.get_ref(5)?.as_str().map_err(rusqlite::Error::from)?;
+                let document = ShownDocument::from_text(
+                    row.get(0)?,
+                    &row.get::<_, String>(1)?,
+                    row.get(2)?,
+                    &created_at,
+                    &updated_at,
+                    body,
+                )
+                .map_err(|e| StoreError::Backend(format!("documents: {e}")))?;
+                shown.push(document);
+            }
+            Ok(shown)
         })
         .await
     }

@@ -1,7 +1,7 @@
 //! Checks of [`ConfigStore`](crate::ConfigStore): documents, versions, batches, revisions and
 //! change notification.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::{apply_one, body, create, meta, wait_for_revision, TestBackend};
 use crate::{AuditQuery, EntityKind, StoreError, Write};
@@ -67,6 +67,38 @@ pub async fn documents_list_by_kind_in_key_order(backend: &dyn TestBackend) {
     let flag = store.get(EntityKind::Flag, "alpha").await.unwrap().unwrap();
     let segment = store.get(EntityKind::Segment, "alpha").await.unwrap().unwrap();
     assert_ne!(flag.id, segment.id, "ids are unique across kinds");
+}
+
+pub async fn shown_documents_are_the_listed_documents_as_the_api_shows_them(backend: &dyn TestBackend) {
+    let store = backend.open().await;
+    let writes = vec![
+        create(EntityKind::Flag, "zeta", 1),
+        create(EntityKind::Flag, "alpha", 2),
+        Write::Create { kind: EntityKind::Flag, key: "empty".into(), body: json!({}) },
+        Write::Create { kind: EntityKind::Flag, key: "list".into(), body: json!([1, "two"]) },
+        create(EntityKind::Segment, "beta", 3),
+    ];
+    store.apply(writes, &meta()).await.unwrap();
+    apply_one(
+        store.as_ref(),
+        Write::Update { kind: EntityKind::Flag, key: "zeta".into(), body: body("zeta", 4), expected_version: None },
+    )
+    .await;
+    for kind in [EntityKind::Flag, EntityKind::Segment, EntityKind::Experiment] {
+        let listed: Vec<(String, Value)> =
+            store.list(kind).await.unwrap().into_iter().map(|d| (d.key.clone(), d.to_json())).collect();
+        let shown: Vec<(String, Value)> = store
+            .list_shown(kind)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.key, serde_json::from_str(d.json.get()).unwrap()))
+            .collect();
+        assert_eq!(shown, listed, "{kind}");
+    }
+    let zeta = store.list_shown(EntityKind::Flag).await.unwrap().pop().unwrap();
+    let zeta: Value = serde_json::from_str(zeta.json.get()).unwrap();
+    assert_eq!((zeta["version"].as_u64(), zeta["n"].as_u64()), (Some(2), Some(4)));
 }
 
 pub async fn create_of_an_existing_document_fails(backend: &dyn TestBackend) {

@@ -93,6 +93,7 @@ macro_rules! conformance_suite {
             $new_backend, $as_option;
             documents_round_trip,
             documents_list_by_kind_in_key_order,
+            shown_documents_are_the_listed_documents_as_the_api_shows_them,
             create_of_an_existing_document_fails,
             expected_version_guards_updates_and_deletes,
             missing_documents_are_not_found,

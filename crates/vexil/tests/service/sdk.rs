@@ -16,6 +16,34 @@ async fn sdk_document_has_an_etag() {
     assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
 }
 
+#[tokio::test]
+async fn sdk_document_is_gzipped_for_clients_that_accept_it() {
+    let server = Server::start().await;
+    // Enough flags that the document is worth compressing (it is above a kilobyte).
+    for n in 0..5 {
+        server.create("flags", json!({"key": format!("flag_{n}"), "enabled": true})).await;
+    }
+    let plain = server.admin(Method::GET, "/v1/sdk/flags").send().await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain: Value = plain.json().await.unwrap();
+
+    let gzipped = server.admin(Method::GET, "/v1/sdk/flags").header("accept-encoding", "gzip").send().await.unwrap();
+    assert_eq!(gzipped.headers()["content-encoding"], "gzip");
+    let compressed = gzipped.bytes().await.unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&compressed[..]), &mut text).unwrap();
+    let unpacked: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(unpacked, plain);
+    assert_eq!(unpacked["flags"].as_array().unwrap().len(), 5);
+    assert!(compressed.len() < text.len() / 2, "{} bytes compressed from {}", compressed.len(), text.len());
+
+    // A client that refuses gzip gets the document as it is.
+    let refused =
+        server.admin(Method::GET, "/v1/sdk/flags").header("accept-encoding", "gzip;q=0").send().await.unwrap();
+    assert!(refused.headers().get("content-encoding").is_none());
+    assert_eq!(refused.json::<Value>().await.unwrap(), plain);
+}
+
 /// Reads SSE events (name, data) from a byte stream until `count` arrived (for at most
 /// [`PATIENCE`]).
 pub async fn next_events<B: AsRef<[u8]>>(

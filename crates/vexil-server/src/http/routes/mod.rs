@@ -80,7 +80,8 @@ fn table(state: AppState) -> Table {
                 "evaluation",
                 "Evaluate several flags (or all) for a user and context.",
             )
-            .cors(),
+            .cors()
+            .compressed(),
             evaluate::batch,
         )
         .add(
@@ -96,7 +97,8 @@ fn table(state: AppState) -> Table {
                 "ofrep",
                 "OFREP bulk evaluation, with ETag / If-None-Match.",
             )
-            .cors(),
+            .cors()
+            .compressed(),
             ofrep::bulk,
         )
         .add(
@@ -106,7 +108,8 @@ fn table(state: AppState) -> Table {
                 Some(Server),
                 "sdk",
                 "The full flags document for local evaluation, with ETag / If-None-Match.",
-            ),
+            )
+            .compressed(),
             sdk::flags,
         )
         .add(
@@ -160,7 +163,8 @@ fn table(state: AppState) -> Table {
         admin_import::import_file,
     )
     .add(
-        spec(M::GET, "/v1/admin/export", Some(Admin), "admin", "Export the configuration as a flags file."),
+        spec(M::GET, "/v1/admin/export", Some(Admin), "admin", "Export the configuration as a flags file.")
+            .compressed(),
         admin_import::export,
     )
     .add(
