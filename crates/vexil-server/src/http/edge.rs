@@ -301,7 +301,10 @@ pub struct RequestBounds {
 /// handler reads the whole body anyway).
 pub async fn bound_request(State(bounds): State<RequestBounds>, request: Request, next: Next) -> Response {
     let edge = bounds.edge;
-    if request.uri().to_string().len() > edge.max_uri_bytes {
+    let uri = request.uri();
+    let target_bytes =
+        uri.authority().map_or(0, |a| a.as_str().len()) + uri.path_and_query().map_or(0, |p| p.as_str().len());
+    if target_bytes > edge.max_uri_bytes {
         return edge_error(StatusCode::URI_TOO_LONG).into_response();
     }
     let header_bytes: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
