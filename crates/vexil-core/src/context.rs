@@ -143,8 +143,25 @@ pub const MAX_ATTRIBUTE_BYTES: usize = 4096;
 /// Values (strings, numbers, list items, nested members) a context may hold at most.
 pub const MAX_CONTEXT_VALUES: usize = 4096;
 
+/// Whether `value` and what it holds stay within the string bound and `budget` values; runs on
+/// every request, so it allocates nothing (paths are only built for an answer that fails).
+fn within(value: &Value, budget: &mut usize) -> bool {
+    let Some(left) = budget.checked_sub(1) else { return false };
+    *budget = left;
+    match value {
+        Value::String(s) => s.len() <= MAX_ATTRIBUTE_BYTES,
+        Value::Array(items) => items.iter().all(|v| within(v, budget)),
+        Value::Object(members) => members.values().all(|v| within(v, budget)),
+        _ => true,
+    }
+}
+
 /// The first way `attributes` exceeds the context bounds, as (path, message), if any.
 pub fn context_bounds_problem(attributes: &Map<String, Value>) -> Option<(String, String)> {
+    let mut budget = MAX_CONTEXT_VALUES;
+    if attributes.len() <= MAX_CONTEXT_ATTRIBUTES && attributes.values().all(|v| within(v, &mut budget)) {
+        return None;
+    }
     if attributes.len() > MAX_CONTEXT_ATTRIBUTES {
         return Some(("context".into(), format!("must have at most {MAX_CONTEXT_ATTRIBUTES} attributes")));
     }
