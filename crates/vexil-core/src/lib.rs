@@ -16,6 +16,7 @@
 //! ```
 
 pub mod allocation;
+pub mod bounds;
 mod compile;
 mod condition;
 mod context;
@@ -29,7 +30,10 @@ pub mod model;
 
 pub use compile::MAX_PREREQUISITE_DEPTH;
 pub use condition::CompiledCondition;
-pub use context::{Attribute, AttributePath, Context};
+pub use context::{
+    context_bounds_problem, Attribute, AttributePath, Context, MAX_ATTRIBUTE_BYTES, MAX_CONTEXT_ATTRIBUTES,
+    MAX_CONTEXT_VALUES,
+};
 pub use error::{ValidationError, ValidationErrors};
 pub use evaluate::{
     validate_user_id, EvalEnv, EvalError, Evaluation, EvaluationRecord, ExperimentResolver, ExperimentVariant,

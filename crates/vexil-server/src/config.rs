@@ -28,6 +28,8 @@ pub struct ServerConfig {
     pub cors: CorsConfig,
     /// The secret of the admin key created on a fresh store; generated when absent.
     pub admin_key: Option<String>,
+    /// The bearer token `/metrics` requires, if any (its text names every flag and budget).
+    pub metrics_key: Option<String>,
     /// How long an authenticated key is trusted without asking the store again.
     pub auth_cache_ttl: Duration,
     /// How long shutdown waits for in-flight requests.
@@ -141,6 +143,7 @@ partial_config! {
     log_format: String = "VEXIL_LOG_FORMAT", "json or text (default json).";
     cors_enabled: bool = "VEXIL_CORS_ENABLED", "CORS on the evaluation and OFREP routes (default true).";
     cors_allowed_origins: Vec<String> = "VEXIL_CORS_ALLOWED_ORIGINS", "Allowed origins; * for any (default [\"*\"]).";
+    metrics_key: String = "VEXIL_METRICS_KEY", "Bearer token that GET /metrics requires (default: none, /metrics is open).";
     admin_key: String = "VEXIL_ADMIN_KEY", "Secret of the admin key created on a fresh store (default: generated and printed).";
     auth_cache_ttl_secs: u64 = "VEXIL_AUTH_CACHE_TTL_SECS", "Seconds an authenticated key is cached (default 10).";
     shutdown_timeout_secs: u64 = "VEXIL_SHUTDOWN_TIMEOUT_SECS", "Seconds shutdown waits for in-flight requests (default 30).";
@@ -278,6 +281,9 @@ impl ServerConfig {
                 return Err(format!("cors_allowed_origins: {origin:?} is not a valid origin"));
             }
         }
+        if c.metrics_key.as_ref().is_some_and(|key| key.len() < 16 || key.chars().any(char::is_whitespace)) {
+            return Err("metrics_key: must be at least 16 characters without white space".into());
+        }
         if let Some(key) = &c.admin_key {
             if key.len() < 16 || key.chars().any(char::is_whitespace) {
                 return Err("admin_key: must be at least 16 characters without white space".into());
@@ -371,6 +377,7 @@ impl ServerConfig {
             log_format,
             cors: CorsConfig { enabled: c.cors_enabled.unwrap_or(true), allowed_origins },
             admin_key: c.admin_key,
+            metrics_key: c.metrics_key,
             auth_cache_ttl: seconds(c.auth_cache_ttl_secs, 10, "auth_cache_ttl_secs", 0)?,
             shutdown_timeout: seconds(c.shutdown_timeout_secs, 30, "shutdown_timeout_secs", 0)?,
             sse_heartbeat: seconds(c.sse_heartbeat_secs, 15, "sse_heartbeat_secs", 1)?,

@@ -22,6 +22,9 @@ pub const MAX_EVENT_BYTES: usize = 64 * 1024;
 pub use vexil_core::MAX_USER_ID_CHARS;
 /// How far into the future a timestamp may lie (clock skew allowance).
 pub const MAX_FUTURE: Duration = Duration::hours(24);
+/// The earliest accepted timestamp, 2000-01-01T00:00:00Z, in seconds since the epoch: older
+/// ones are typos or zeroed clocks (an event of year 0000 was archived under `year=0000/`).
+pub const EARLIEST_TIMESTAMP_SECS: i64 = 946_684_800;
 
 /// Why an event was rejected: a stable code, a sentence, and the field it is about.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -288,6 +291,13 @@ fn checked_timestamp(t: DateTime<Utc>, now: DateTime<Utc>) -> Result<DateTime<Ut
             "invalid_timestamp",
             "timestamp",
             "timestamp must not be more than 24 hours in the future",
+        ));
+    }
+    if t.timestamp() < EARLIEST_TIMESTAMP_SECS {
+        return Err(EventError::field(
+            "invalid_timestamp",
+            "timestamp",
+            "timestamp must not be before 2000-01-01T00:00:00Z",
         ));
     }
     Ok(t)

@@ -110,13 +110,24 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     }
 }
 
-/// The reason for a change, from `X-Vexil-Reason` or `?reason=`; recorded in the audit log.
+/// The reason for a change, from `X-Vexil-Reason` or `?reason=`; recorded in the audit log,
+/// so bounded like the text of documents.
 pub struct ChangeReason(pub Option<String>);
 
 impl<S: Send + Sync> FromRequestParts<S> for ChangeReason {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let reason = Self::read(parts, state).await?;
+        if let Some(problem) = reason.0.as_deref().and_then(vexil_core::bounds::reason_problem) {
+            return Err(ApiError::bad_request("invalid_request", problem).with_field("reason"));
+        }
+        Ok(reason)
+    }
+}
+
+impl ChangeReason {
+    async fn read<S: Send + Sync>(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         if let Some(value) = parts.headers.get("x-vexil-reason") {
             let text = value.to_str().map_err(|_| {
                 ApiError::bad_request("invalid_header", "X-Vexil-Reason must be visible ASCII")

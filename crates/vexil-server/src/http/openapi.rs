@@ -93,7 +93,14 @@ fn operation(spec: &RouteSpec) -> Value {
     if spec.access.is_some() {
         responses.insert("401".into(), error("Missing or invalid API key"));
         responses.insert("403".into(), error("The key's kind may not call this route"));
+        responses.insert("429".into(), error("The key is over its rate limit (see Retry-After)"));
+    } else if spec.path == "/metrics" {
+        responses.insert("401".into(), error("metrics_key is configured and was not presented"));
     }
+    // The edge answers these on every route (http::edge).
+    responses.insert("408".into(), error("Headers or body not received in time"));
+    responses.insert("414".into(), error("Request target over the limit"));
+    responses.insert("431".into(), error("Request headers over the limit"));
     if matches!(spec.method, Method::POST | Method::PUT) && request.is_some() {
         responses.insert("413".into(), error("Body over the size limit"));
         responses.insert("415".into(), error("Body is not JSON"));

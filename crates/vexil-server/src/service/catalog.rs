@@ -22,7 +22,12 @@ pub fn collection(kind: EntityKind) -> String {
 
 /// Decodes a flag, segment or experiment and returns its canonical body, without
 /// server-managed fields.
+/// Written documents must also stay within [`vexil_core::bounds`].
 pub fn canonical(kind: EntityKind, value: &Value) -> Result<Value, ValidationErrors> {
+    let problems = vexil_core::bounds::document_problems(value);
+    if !problems.is_empty() {
+        return Err(ValidationErrors(problems));
+    }
     let strip = |meta: &mut Meta| {
         meta.id = None;
         meta.version = None;

@@ -13,7 +13,9 @@ async fn file_then_environment_then_flags() {
     std::fs::write(dir.path().join("vexil.toml"), "max_body_bytes = 4096\nlog_level = \"debug\"\nworkers = 1\n")
         .unwrap();
     let data = dir.path().join("data");
-    let body = |size: usize| serde_json::json!({"user_id": "u", "context": {"pad": "x".repeat(size)}});
+    // Padding in strings of 1,000 bytes, within the bound on one context string.
+    let body =
+        |size: usize| serde_json::json!({"user_id": "u", "context": {"pad": vec!["x".repeat(1000); size / 1000]}});
     let status_for = |server: &Server, size: usize| {
         let request = server.admin(reqwest::Method::POST, "/v1/evaluate").json(&body(size));
         async move { request.send().await.unwrap().status().as_u16() }

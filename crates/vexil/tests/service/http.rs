@@ -102,3 +102,30 @@ async fn request_ids_cors_metrics_and_openapi() {
         assert!(openapi["paths"][path][method].is_object(), "{method} {path}");
     }
 }
+
+#[tokio::test]
+async fn a_configured_metrics_key_protects_metrics() {
+    let metrics_key = "vx_metrics_scraper_0123456789";
+    let server = Server::start_with(Options {
+        env: vec![("VEXIL_METRICS_KEY".into(), metrics_key.into())],
+        ..Options::default()
+    })
+    .await;
+    server.create("flags", checkout_flag()).await;
+    for request in [
+        server.client.get(server.url("/metrics")),
+        server.client.get(server.url("/metrics")).bearer_auth("vx_metrics_wrong_guess_000000"),
+        server.admin(Method::GET, "/metrics"),
+    ] {
+        let (status, body) = Server::send(request).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("unauthorized")),
+            "{body}"
+        );
+    }
+    let response = server.client.get(server.url("/metrics")).bearer_auth(metrics_key).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.text().await.unwrap().contains("vexil_config_flags 1"));
+    assert_eq!(server.client.get(server.url("/health")).send().await.unwrap().status(), StatusCode::OK);
+}

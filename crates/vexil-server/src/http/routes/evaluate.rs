@@ -35,12 +35,16 @@ pub fn user_id(value: Option<&Value>) -> Result<&str, ApiError> {
     }
 }
 
-/// The context attributes: absent or `null` is empty; anything but an object is refused.
+/// The context attributes: absent or `null` is empty; anything but an object, or one past the
+/// context bounds, is refused.
 pub fn attributes(value: Option<&Value>) -> Result<&Map<String, Value>, ApiError> {
     static EMPTY: OnceLock<Map<String, Value>> = OnceLock::new();
     match value {
         None | Some(Value::Null) => Ok(EMPTY.get_or_init(Map::new)),
-        Some(Value::Object(map)) => Ok(map),
+        Some(Value::Object(map)) => match vexil_core::context_bounds_problem(map) {
+            None => Ok(map),
+            Some((field, message)) => Err(ApiError::bad_request("invalid_context", message).with_field(field)),
+        },
         Some(_) => Err(ApiError::bad_request("invalid_context", "context must be a JSON object").with_field("context")),
     }
 }

@@ -3,10 +3,11 @@
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{json, Value};
+use sha2::Digest;
 use std::time::Duration;
 
 /// `GET /health`: the process answers.
@@ -32,9 +33,19 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
     Ok(Json(json!({"status": "ready", "revision": snapshot.revision, "store_revision": revision})))
 }
 
-/// `GET /metrics`: the Prometheus text format.
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+/// `GET /metrics`: the Prometheus text format; with `metrics_key` configured, only for
+/// `Authorization: Bearer <metrics_key>`.
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
+    if let Some(expected) = &state.config.metrics_key {
+        let presented =
+            headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        // Digests compared, so the time taken does not tell how much of a guess was right.
+        let digest = |text: &str| sha2::Sha256::digest(text.as_bytes());
+        if presented.is_none_or(|presented| digest(presented) != digest(expected)) {
+            return Err(ApiError::unauthorized());
+        }
+    }
     let snapshot = state.snapshots.current();
     let text = state.metrics.render(snapshot.built_at.elapsed().as_secs_f64(), snapshot.revision, snapshot.flags.len());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }

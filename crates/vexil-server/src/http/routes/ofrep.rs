@@ -61,7 +61,13 @@ impl Request {
             })?
         };
         match body.get("context") {
-            None | Some(Value::Null | Value::Object(_)) if body.is_object() => Ok(Request { body }),
+            Some(Value::Object(context)) if body.is_object() => match vexil_core::context_bounds_problem(context) {
+                None => Ok(Request { body }),
+                Some((field, message)) => {
+                    Err(Failure::new(StatusCode::BAD_REQUEST, "INVALID_CONTEXT", format!("{field}: {message}")))
+                }
+            },
+            None | Some(Value::Null) if body.is_object() => Ok(Request { body }),
             _ => Err(Failure::new(StatusCode::BAD_REQUEST, "INVALID_CONTEXT", "context must be a JSON object")),
         }
     }

@@ -87,6 +87,9 @@ pub fn covered(active: &[StoredDocument], flags: &FlagSet) -> Vec<String> {
 
 /// Checks `stop` against the stored flags and stores it; returns the stored document.
 pub async fn stop(store: &dyn Store, mut stop: Stop, meta: &ChangeMeta) -> Result<StoredDocument, StopError> {
+    if let Some(problem) = stop.reason.as_deref().and_then(vexil_core::bounds::reason_problem) {
+        return Err(invalid("reason", problem));
+    }
     match stop.scope {
         Scope::All => {
             if stop.tag.is_some() || !stop.flags.is_empty() {
