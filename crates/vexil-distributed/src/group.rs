@@ -31,7 +31,7 @@ use deadpool_postgres::Pool;
 use vexil_events::store::Lease;
 use vexil_events::Error;
 
-use crate::state::db_error;
+use crate::processing::db_error;
 
 /// The share of a lease this node counts on after sending its renewal: the rest is margin for
 /// the database's clock running faster than this node's, and for a write that started in time.
@@ -95,7 +95,7 @@ pub struct Group {
 impl Group {
     /// A member named `node` of the group over `partitions` partitions, holding nothing yet
     /// (the first [`Group::tick`] registers it and claims its share). The tables must exist
-    /// (see `state::PostgresBackend::connect`).
+    /// (see `processing::PostgresBackend::connect`).
     pub fn new(pool: Pool, node: String, partitions: u32, options: GroupOptions) -> Group {
         Group { pool, node, partitions, options, held: Mutex::new(Held::default()), turn: tokio::sync::Mutex::new(()) }
     }

@@ -3,7 +3,7 @@
 //!
 //! - [`kafka::KafkaBus`], an [`EventBus`](vexil_events::EventBus) on the partitions of a topic
 //!   of any Kafka-protocol broker (`--event-bus kafka://host:port/topic`), events keyed by user;
-//! - [`state::PostgresBackend`], a [`StateBackend`](vexil_events::store::StateBackend) keeping
+//! - [`processing::PostgresBackend`], a [`ProcessingBackend`](vexil_events::store::ProcessingBackend) keeping
 //!   every partition's processing state in the shared PostgreSQL database, with the
 //!   [`group`] that shares the partitions among the live nodes and fences a node that lost one;
 //! - [`s3::S3Archive`], an [`ArchiveStore`](vexil_events::archive::ArchiveStore) on any
@@ -15,4 +15,4 @@
 pub mod group;
 pub mod kafka;
 pub mod s3;
-pub mod state;
+pub mod processing;

@@ -8,9 +8,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use vexil_distributed::group::GroupOptions;
-use vexil_distributed::state::PostgresBackend;
+use vexil_distributed::processing::PostgresBackend;
 use vexil_events::aggregate::{AggregateKey, Sums};
-use vexil_events::store::{Changes, Lease, StateBackend};
+use vexil_events::store::{Changes, Lease, ProcessingBackend};
 use vexil_events::Error;
 use vexil_store::testkit::postgres::fresh_database;
 

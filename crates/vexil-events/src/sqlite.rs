@@ -5,7 +5,7 @@ use crate::aggregate::{AggregateKey, AggregateRow, Sums};
 use crate::archive::OpenFile;
 use crate::counters::{Counter, CounterKey, CounterRow, Window};
 use crate::error::Error;
-use crate::store::{Changes, Committed, Lease, PartitionStore, StateBackend, Stats};
+use crate::store::{Changes, Committed, Lease, PartitionStore, ProcessingBackend, Stats};
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::collections::{HashMap, HashSet};
@@ -86,7 +86,7 @@ fn move_counter_users(conn: &mut Connection) -> Result<(), Error> {
     Ok(())
 }
 
-impl StateBackend for SqliteBackend {
+impl ProcessingBackend for SqliteBackend {
     fn leases(&self) -> Vec<Lease> {
         vec![LEASE]
     }

@@ -9,7 +9,7 @@
 //! of a user is on the user's partition (the bus is keyed by `user_id`), the partitions' sums,
 //! counts and unique users add up to the totals, which is what [`Stats`] readers return.
 //!
-//! Which partitions a node processes is the [`StateBackend`]'s decision, in [`Lease`]s: the
+//! Which partitions a node processes is the [`ProcessingBackend`]'s decision, in [`Lease`]s: the
 //! embedded backend always holds partition 0; the distributed one shares the partitions among
 //! the live nodes. A commit under a lease that another node has since taken over must change
 //! nothing and fail with [`Error::Fenced`]: that is what keeps the aggregates exactly-once when
@@ -80,7 +80,7 @@ pub trait PartitionStore: Send {
 }
 
 /// Where a node's processing state is kept, and which partitions it processes.
-pub trait StateBackend: Send + Sync {
+pub trait ProcessingBackend: Send + Sync {
     /// The partitions this node should process now. The pipeline asks often and starts and
     /// stops processors to match.
     fn leases(&self) -> Vec<Lease>;

@@ -46,19 +46,20 @@ async fn event_engines(config: &ServerConfig) -> Result<crate::service::events::
     use vexil_distributed::group::GroupOptions;
     use vexil_distributed::kafka::{KafkaBus, KafkaTarget};
     use vexil_distributed::s3::{S3Archive, S3Target};
-    use vexil_distributed::state::PostgresBackend;
+    use vexil_distributed::processing::PostgresBackend;
     use vexil_events::EventBus;
     let mut engines = crate::service::events::Engines::default();
     if let (Some(url), Some(database_url)) = (&config.event_bus, &config.database_url) {
         let target = KafkaTarget::parse(url).map_err(|e| format!("event_bus: {e}"))?;
         // A topic created here has one copy; create it beforehand for replication.
         let bus = KafkaBus::connect(&target, 1).await.map_err(|e| format!("cannot reach the event bus {url}: {e}"))?;
-        let state = PostgresBackend::connect(database_url, &target.topic, bus.partitions(), GroupOptions::default())
-            .await
-            .map_err(|e| format!("cannot open the processing state in the database: {e}"))?;
-        tracing::info!(node = state.node(), partitions = bus.partitions(), "joined the event consumer group");
+        let processing =
+            PostgresBackend::connect(database_url, &target.topic, bus.partitions(), GroupOptions::default())
+                .await
+                .map_err(|e| format!("cannot open the processing state in the database: {e}"))?;
+        tracing::info!(node = processing.node(), partitions = bus.partitions(), "joined the event consumer group");
         engines.bus = Some(Arc::new(bus));
-        engines.state = Some(Arc::new(state));
+        engines.processing = Some(Arc::new(processing));
     }
     if let Some(url) = &config.archive_url {
         let target = S3Target::parse(url).map_err(|e| format!("archive_url: {e}"))?;

@@ -39,7 +39,7 @@ use crate::dlq::Dlq;
 use crate::error::Error;
 use crate::log::EventBus;
 use crate::metrics::Metrics;
-use crate::store::{StateBackend, Stats};
+use crate::store::{ProcessingBackend, Stats};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -138,7 +138,7 @@ impl Shared {
 /// The running pipeline. Dropping it stops it (after closing open archive files).
 pub struct Pipeline {
     shared: Arc<Shared>,
-    backend: Arc<dyn StateBackend>,
+    backend: Arc<dyn ProcessingBackend>,
     supervisor: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -150,7 +150,7 @@ impl Pipeline {
     /// fails here.
     pub fn start(
         bus: Arc<dyn EventBus>,
-        backend: Arc<dyn StateBackend>,
+        backend: Arc<dyn ProcessingBackend>,
         dlq: Arc<Dlq>,
         archive: Arc<dyn ArchiveStore>,
         experiments: Vec<Arc<CompiledExperiment>>,

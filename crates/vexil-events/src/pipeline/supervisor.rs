@@ -7,7 +7,7 @@ use super::{background_priority, PartitionProgress, PipelineOptions, Shared};
 use crate::archive::{ArchiveStore, Archiver};
 use crate::dlq::Dlq;
 use crate::error::Error;
-use crate::store::{Lease, StateBackend};
+use crate::store::{Lease, ProcessingBackend};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -22,7 +22,7 @@ struct Running {
 
 pub(super) struct Supervisor {
     shared: Arc<Shared>,
-    backend: Arc<dyn StateBackend>,
+    backend: Arc<dyn ProcessingBackend>,
     dlq: Arc<Dlq>,
     archive: Arc<dyn ArchiveStore>,
     options: PipelineOptions,
@@ -32,7 +32,7 @@ pub(super) struct Supervisor {
 impl Supervisor {
     pub fn new(
         shared: Arc<Shared>,
-        backend: Arc<dyn StateBackend>,
+        backend: Arc<dyn ProcessingBackend>,
         dlq: Arc<Dlq>,
         archive: Arc<dyn ArchiveStore>,
         options: PipelineOptions,
@@ -133,10 +133,10 @@ impl Supervisor {
     }
 }
 
-/// A processor's archive: writes only while its lease holds (see [`StateBackend::holds`]).
+/// A processor's archive: writes only while its lease holds (see [`ProcessingBackend::holds`]).
 struct LeasedArchive {
     inner: Arc<dyn ArchiveStore>,
-    backend: Arc<dyn StateBackend>,
+    backend: Arc<dyn ProcessingBackend>,
     lease: Lease,
 }
 

@@ -25,7 +25,7 @@ use vexil_core::Evaluation;
 use vexil_events::archive::{ArchiveFormat, ArchiveOptions, ArchiveStore, LocalArchive};
 use vexil_events::pipeline::{Pipeline, PipelineOptions};
 use vexil_events::sqlite::SqliteBackend;
-use vexil_events::store::StateBackend;
+use vexil_events::store::ProcessingBackend;
 use vexil_events::tracking::Tracker;
 use vexil_events::{Dlq, DlqLimits, Event, EventBus, FileLog, IngestOptions, Ingestor, LogOptions};
 
@@ -173,7 +173,7 @@ pub struct Engines {
     /// An object store instead of the archive directory.
     pub archive: Option<Arc<dyn ArchiveStore>>,
     /// Processing state shared by the nodes (PostgreSQL) instead of the data directory's.
-    pub state: Option<Arc<dyn StateBackend>>,
+    pub processing: Option<Arc<dyn ProcessingBackend>>,
 }
 
 impl Events {
@@ -215,8 +215,8 @@ impl Events {
                     .map_err(|e| format!("cannot open the event archive in {}: {e}", archive_dir.display()))?,
             ),
         };
-        let state: Arc<dyn StateBackend> = match engines.state {
-            Some(state) => state,
+        let processing: Arc<dyn ProcessingBackend> = match engines.processing {
+            Some(processing) => processing,
             None => Arc::new(
                 SqliteBackend::open(dir.join("state.sqlite"))
                     .map_err(|e| format!("cannot open the processing state in {}: {e}", dir.display()))?,
@@ -226,7 +226,7 @@ impl Events {
         let pipeline = Arc::new(
             Pipeline::start(
                 bus.clone(),
-                state,
+                processing,
                 dlq.clone(),
                 archive,
                 experiments,

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use deadpool_postgres::Pool;
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
-use vexil_events::store::{Lease, PartitionStore, StateBackend, Stats};
+use vexil_events::store::{Lease, PartitionStore, ProcessingBackend, Stats};
 use vexil_events::Error;
 use vexil_store::postgres::{connection_pool, migrate, Schema};
 
@@ -136,7 +136,7 @@ fn wait<F: Future>(runtime: &Handle, future: F) -> F::Output {
     tokio::task::block_in_place(|| runtime.block_on(future))
 }
 
-impl StateBackend for PostgresBackend {
+impl ProcessingBackend for PostgresBackend {
     fn leases(&self) -> Vec<Lease> {
         self.group.leases()
     }
