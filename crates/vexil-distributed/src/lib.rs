@@ -14,5 +14,5 @@
 
 pub mod group;
 pub mod kafka;
-pub mod s3;
 pub mod processing;
+pub mod s3;

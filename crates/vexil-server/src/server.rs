@@ -45,8 +45,8 @@ pub async fn open_configured_store(config: &ServerConfig) -> Result<Arc<dyn Stor
 async fn event_engines(config: &ServerConfig) -> Result<crate::service::events::Engines, String> {
     use vexil_distributed::group::GroupOptions;
     use vexil_distributed::kafka::{KafkaBus, KafkaTarget};
-    use vexil_distributed::s3::{S3Archive, S3Target};
     use vexil_distributed::processing::PostgresBackend;
+    use vexil_distributed::s3::{S3Archive, S3Target};
     use vexil_events::EventBus;
     let mut engines = crate::service::events::Engines::default();
     if let (Some(url), Some(database_url)) = (&config.event_bus, &config.database_url) {
