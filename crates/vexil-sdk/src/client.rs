@@ -6,6 +6,7 @@
 //! does for the same revision. It never fails: whatever goes wrong, the caller's default is
 //! returned, and the detailed variants say why.
 
+use crate::assignments::{Assignments, Probe};
 use crate::configuration::{Configuration, Source};
 use crate::options::Options;
 use crate::sync;
@@ -68,6 +69,10 @@ pub enum Resolution {
     Evaluated(Reason),
     /// The caller's default was returned.
     Error(ErrorKind),
+    /// The flag serves an experiment and this user's arm is not known yet (it is being fetched
+    /// from `POST /v1/assign`, or the server cannot be reached): the flag was evaluated as for
+    /// a user in no experiment, which serves its off variant.
+    ArmUnknown,
 }
 
 /// The value of a flag and how it was decided.
@@ -129,6 +134,8 @@ impl FlagValue for Value {
 pub(crate) struct Shared {
     pub configuration: ArcSwapOption<Configuration>,
     pub status: watch::Sender<Status>,
+    /// Arms of flags that serve an experiment; none when no HTTP client could be built.
+    pub assignments: Option<Arc<Assignments>>,
 }
 
 impl Shared {
@@ -194,9 +201,19 @@ impl Client {
     /// Outside a Tokio runtime, as `tokio::spawn` does.
     pub fn start(options: Options) -> Client {
         let (status, _) = watch::channel(Status::NotReady);
-        let shared = Arc::new(Shared { configuration: ArcSwapOption::empty(), status });
+        let http = reqwest::Client::builder().connect_timeout(options.request_timeout).build();
+        let http = http
+            .map_err(|e| tracing::error!(error = %e, "cannot build the HTTP client; serving local configuration only"));
+        let assignments = http.as_ref().ok().map(|http| {
+            let http = http.clone();
+            Arc::new(Assignments::new(&options, http, tokio::runtime::Handle::current()))
+        });
+        let shared = Arc::new(Shared { configuration: ArcSwapOption::empty(), status, assignments });
         sync::load_local_files(&shared, &options);
-        let task = tokio::spawn(sync::run(shared.clone(), options));
+        let task = match http {
+            Ok(http) => tokio::spawn(sync::run(shared.clone(), options, http)),
+            Err(()) => tokio::spawn(async {}),
+        };
         Client { shared, _sync: Arc::new(SyncTask(task.abort_handle())) }
     }
 
@@ -226,7 +243,7 @@ impl Client {
 
     /// A boolean flag's value for `ctx`, or `default`.
     pub fn bool_value(&self, key: &str, ctx: &Context<'_>, default: bool) -> bool {
-        self.evaluate(key, ctx, |outcome| match outcome {
+        self.evaluate(key, ctx, |outcome, _| match outcome {
             Ok(evaluation) if evaluation.flag.kind == FlagType::Boolean => evaluation.value.as_bool(),
             _ => None,
         })
@@ -269,7 +286,7 @@ impl Client {
     }
 
     fn details<T: FlagValue>(&self, key: &str, ctx: &Context<'_>, default: T) -> Details<T> {
-        let found = self.evaluate(key, ctx, |outcome| {
+        let found = self.evaluate(key, ctx, |outcome, arm_unknown| {
             let evaluation = outcome?;
             if evaluation.flag.kind != T::TYPE {
                 return Err(ErrorKind::TypeMismatch);
@@ -278,7 +295,7 @@ impl Client {
             Ok(Details {
                 value,
                 variant: Some(evaluation.variant.to_string()),
-                resolution: Resolution::Evaluated(evaluation.reason),
+                resolution: if arm_unknown { Resolution::ArmUnknown } else { Resolution::Evaluated(evaluation.reason) },
                 rule_id: evaluation.rule_id.map(str::to_string),
                 flag_version: evaluation.flag.meta.version,
             })
@@ -287,23 +304,37 @@ impl Client {
     }
 
     /// Evaluates `key` on the current configuration and hands the outcome to `read` while the
-    /// configuration is held.
+    /// configuration is held, with whether an experiment arm it needed is unknown.
+    ///
+    /// Like the server, it evaluates twice only when the flag reaches an experiment: first as
+    /// for a user in no experiment, noting the experiments reached, then with their arms.
     fn evaluate<R>(
         &self,
         key: &str,
         ctx: &Context<'_>,
-        read: impl FnOnce(Result<Evaluation<'_>, ErrorKind>) -> R,
+        read: impl FnOnce(Result<Evaluation<'_>, ErrorKind>, bool) -> R,
     ) -> R {
         let configuration = self.shared.configuration.load();
         let Some(configuration) = configuration.as_ref() else {
-            return read(Err(ErrorKind::NotReady));
+            return read(Err(ErrorKind::NotReady), false);
         };
-        let now = if configuration.scheduled { now_millis() } else { 0 };
-        let outcome = configuration.flags.evaluate_in(key, ctx, &EvalEnv::at(now)).map_err(|e| match e {
-            EvalError::InvalidUserId => ErrorKind::InvalidUserId,
-            EvalError::FlagNotFound(_) => ErrorKind::FlagNotFound,
-        });
-        read(outcome)
+        let now_millis = if configuration.scheduled { now_millis() } else { 0 };
+        let probe = Probe::default();
+        let outcome = configuration.flags.evaluate_in(key, ctx, &EvalEnv { now_millis, experiments: &probe });
+        let reached = probe.reached();
+        let Some(assignments) = self.shared.assignments.as_ref().filter(|_| !reached.is_empty()) else {
+            return read(outcome.map_err(error_kind), false);
+        };
+        let arms = assignments.lookup(&reached, ctx);
+        let outcome = configuration.flags.evaluate_in(key, ctx, &EvalEnv { now_millis, experiments: &arms });
+        read(outcome.map_err(error_kind), !arms.covers(&reached))
+    }
+}
+
+fn error_kind(error: EvalError) -> ErrorKind {
+    match error {
+        EvalError::InvalidUserId => ErrorKind::InvalidUserId,
+        EvalError::FlagNotFound(_) => ErrorKind::FlagNotFound,
     }
 }
 

@@ -39,6 +39,7 @@
 
 #![warn(missing_docs)]
 
+mod assignments;
 mod client;
 mod configuration;
 #[cfg(feature = "openfeature")]

@@ -27,6 +27,8 @@ pub struct Options {
     pub(crate) stream_idle_timeout: Duration,
     pub(crate) min_retry_delay: Duration,
     pub(crate) max_retry_delay: Duration,
+    pub(crate) assignment_cache_entries: usize,
+    pub(crate) assignment_freshness: Duration,
 }
 
 impl Options {
@@ -44,6 +46,8 @@ impl Options {
             stream_idle_timeout: Duration::from_secs(60),
             min_retry_delay: Duration::from_millis(100),
             max_retry_delay: Duration::from_secs(30),
+            assignment_cache_entries: 100_000,
+            assignment_freshness: Duration::from_secs(60),
         }
     }
 
@@ -98,6 +102,21 @@ impl Options {
     pub fn retry_delays(mut self, min: Duration, max: Duration) -> Options {
         self.min_retry_delay = min;
         self.max_retry_delay = max.max(min);
+        self
+    }
+
+    /// How many (experiment, user) arms of flags that serve an experiment are kept at most;
+    /// the least recently used make room. Default 100,000.
+    pub fn assignment_cache_entries(mut self, entries: usize) -> Options {
+        self.assignment_cache_entries = entries;
+        self
+    }
+
+    /// How long a fetched arm is served before it is fetched again (in the background, still
+    /// serving the old one meanwhile): the longest a pause, a conclusion or a context change
+    /// takes to reach the SDK. Default 60 s.
+    pub fn assignment_freshness(mut self, freshness: Duration) -> Options {
+        self.assignment_freshness = freshness;
         self
     }
 }

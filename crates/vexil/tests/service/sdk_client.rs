@@ -146,3 +146,74 @@ async fn a_broken_bootstrap_file_is_skipped_not_fatal() {
     assert_eq!(client.status(), Status::NotReady);
     assert_eq!(client.number_value("anything", &user("u1"), 2.5), 2.5);
 }
+
+/// The number of exposure events the pipeline has counted today and yesterday.
+async fn exposures_counted(server: &Server) -> f64 {
+    let from = crate::events::enc(&(chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339());
+    let query = format!("/v1/stats/events?event=exposure&window=day&from={from}");
+    let (_, stats) = server.call(Method::GET, &query, None).await;
+    stats["buckets"].as_array().unwrap().iter().map(|b| b["count"].as_f64().unwrap()).sum()
+}
+
+#[tokio::test]
+async fn a_flag_that_serves_an_experiment_serves_the_servers_arm_and_exposes_once() {
+    let server = Server::start().await;
+    crate::experiments::running(
+        &server,
+        json!({"key": "theme_test", "variants": [
+            {"key": "control", "weight": 50, "value": "classic"},
+            {"key": "treatment", "weight": 50, "value": "bold"}]}),
+    )
+    .await;
+    server
+        .create(
+            "flags",
+            json!({"key": "theme", "type": "string", "enabled": true, "variants": {"off": "plain", "classic": "classic"},
+                   "off_variant": "off", "default": {"experiment": "theme_test"}}),
+        )
+        .await;
+    let key = server.create_key("server").await;
+    let client = Client::start(sdk_options(&server.base, &key).assignment_freshness(Duration::from_millis(100)));
+    ready(&client).await;
+
+    // A getter never waits: the first answer is the off variant, saying the arm is unknown.
+    let first = client.string_details("theme", &user("user_1"), "default");
+    assert_eq!((first.value.as_str(), first.resolution), ("plain", Resolution::ArmUnknown));
+
+    let users: Vec<String> = (0..20).map(|i| format!("user_{i}")).collect();
+    for round in 0..3 {
+        for id in &users {
+            let details = eventually("the SDK knows the user's arm", || async {
+                let details = client.string_details("theme", &user(id), "default");
+                (details.resolution != Resolution::ArmUnknown).then_some(details)
+            })
+            .await;
+            let body = json!({"user_id": id, "flag_keys": ["theme"]});
+            let (_, answer) = Server::send(server.admin(Method::POST, "/v1/evaluate").json(&body)).await;
+            let served = &answer["flags"]["theme"];
+            assert_eq!(
+                (json!(details.value), json!(details.variant), details.resolution),
+                (served["value"].clone(), served["variant"].clone(), Resolution::Evaluated(Reason::Split)),
+                "round {round}, {id}"
+            );
+        }
+        // Past the freshness: the next round refreshes every arm (sticky, no new exposure).
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    eventually("one exposure per user reaches the pipeline", || async {
+        (exposures_counted(&server).await >= users.len() as f64).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(exposures_counted(&server).await, users.len() as f64, "refreshes and repeats expose nobody again");
+
+    // Paused, nobody is in the experiment: the SDK follows within the freshness.
+    let (status, _) = crate::experiments::lifecycle(&server, "theme_test", "pause", None).await;
+    assert!(status.is_success());
+    eventually("the pause reaches the SDK", || async {
+        let details = client.string_details("theme", &user("user_1"), "default");
+        (details.resolution == Resolution::Evaluated(Reason::RolloutExcluded)).then_some(())
+    })
+    .await;
+    assert_eq!(client.string_value("theme", &user("user_1"), "default"), "plain");
+}
