@@ -58,15 +58,20 @@ impl Tracker {
 
     /// Counts one evaluation of `flag` that served `variant`.
     pub fn record(&self, flag: &str, variant: &str) {
+        self.record_many(flag, variant, 1);
+    }
+
+    /// Counts `n` evaluations of `flag` that served `variant` (an SDK's counts arrive summed).
+    pub fn record_many(&self, flag: &str, variant: &str, n: u64) {
         if let Some(slot) = self.slots.load().get(flag).and_then(|v| v.get(variant)) {
-            slot.fetch_add(1, Ordering::Relaxed);
+            slot.fetch_add(n, Ordering::Relaxed);
             return;
         }
         let _guard = self.grow.lock().expect("tracker lock poisoned");
         let mut slots = Slots::clone(&self.slots.load());
         let slot = slots.entry(flag.to_owned()).or_default().entry(variant.to_owned()).or_default().clone();
         self.slots.store(Arc::new(slots));
-        slot.fetch_add(1, Ordering::Relaxed);
+        slot.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Queues a raw event (an evaluation or an exposure); false (and counted as dropped) when the

@@ -9,6 +9,7 @@
 use crate::assignments::{Assignments, Probe};
 use crate::configuration::{Configuration, Source};
 use crate::options::Options;
+use crate::reporting::{Delivery, Reporter};
 use crate::sync;
 use arc_swap::ArcSwapOption;
 use serde_json::Value;
@@ -136,12 +137,15 @@ pub(crate) struct Shared {
     pub status: watch::Sender<Status>,
     /// Arms of flags that serve an experiment; none when no HTTP client could be built.
     pub assignments: Option<Arc<Assignments>>,
+    pub reporter: Reporter,
 }
 
 impl Shared {
     /// Serves `configuration` from now on.
     pub fn install(&self, configuration: Configuration, status: Status) {
-        self.configuration.store(Some(Arc::new(configuration)));
+        if let Some(replaced) = self.configuration.swap(Some(Arc::new(configuration))) {
+            self.reporter.retire(&replaced);
+        }
         self.status.send_replace(status);
     }
 
@@ -161,12 +165,15 @@ impl Shared {
     }
 }
 
-/// Stops the synchronisation task when the last clone of a client is dropped.
-struct SyncTask(tokio::task::AbortHandle);
+/// Stops the background tasks (synchronisation, reporting) when the last clone of a client is
+/// dropped.
+struct Tasks(Vec<tokio::task::AbortHandle>);
 
-impl Drop for SyncTask {
+impl Drop for Tasks {
     fn drop(&mut self) {
-        self.0.abort();
+        for task in &self.0 {
+            task.abort();
+        }
     }
 }
 
@@ -188,7 +195,9 @@ impl Drop for SyncTask {
 #[derive(Clone)]
 pub struct Client {
     shared: Arc<Shared>,
-    _sync: Arc<SyncTask>,
+    http: Option<reqwest::Client>,
+    options: Arc<Options>,
+    _tasks: Arc<Tasks>,
 }
 
 impl Client {
@@ -208,13 +217,53 @@ impl Client {
             let http = http.clone();
             Arc::new(Assignments::new(&options, http, tokio::runtime::Handle::current()))
         });
-        let shared = Arc::new(Shared { configuration: ArcSwapOption::empty(), status, assignments });
+        let reporter = Reporter::new(options.event_capacity);
+        let shared = Arc::new(Shared { configuration: ArcSwapOption::empty(), status, assignments, reporter });
         sync::load_local_files(&shared, &options);
-        let task = match http {
-            Ok(http) => tokio::spawn(sync::run(shared.clone(), options, http)),
-            Err(()) => tokio::spawn(async {}),
-        };
-        Client { shared, _sync: Arc::new(SyncTask(task.abort_handle())) }
+        let http = http.ok();
+        let options = Arc::new(options);
+        let mut tasks = Vec::new();
+        if let Some(http) = &http {
+            tasks.push(tokio::spawn(sync::run(shared.clone(), Options::clone(&options), http.clone())).abort_handle());
+            let (shared, http, options) = (shared.clone(), http.clone(), options.clone());
+            let reporting = tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(options.report_interval).await;
+                    report_now(&shared, &http, &options).await;
+                }
+            });
+            tasks.push(reporting.abort_handle());
+        }
+        Client { shared, http, options, _tasks: Arc::new(Tasks(tasks)) }
+    }
+
+    /// Sends the evaluation counts and queued events now, rather than at the next
+    /// `report_interval` (before the application exits, say). What the server does not take
+    /// stays queued.
+    pub async fn flush(&self) {
+        if let Some(http) = &self.http {
+            report_now(&self.shared, http, &self.options).await;
+        }
+    }
+
+    /// Queues an event of the application (a conversion, a purchase) for `POST /v1/events`,
+    /// sent in the background with the next report. `value` is the number metrics sum;
+    /// `properties` a JSON object. Never waits; the server validates it (SPEC 1.4).
+    pub fn track(&self, event: &str, user_id: &str, value: Option<f64>, properties: serde_json::Map<String, Value>) {
+        let mut body = serde_json::json!({
+            "event_id": uuid::Uuid::new_v4().to_string(), "event": event, "type": "track",
+            "user_id": user_id, "properties": properties,
+        });
+        if let Some(value) = value {
+            body["value"] = serde_json::json!(value);
+        }
+        body["timestamp"] = crate::reporting::now_rfc3339();
+        self.shared.reporter.queue(body);
+    }
+
+    /// What the background reporting has sent and dropped so far.
+    pub fn delivery(&self) -> Delivery {
+        self.shared.reporter.delivery()
     }
 
     /// How current the served configuration is.
@@ -318,17 +367,42 @@ impl Client {
         let Some(configuration) = configuration.as_ref() else {
             return read(Err(ErrorKind::NotReady), false);
         };
+        let Some(position) = configuration.flags.position(key) else {
+            return read(Err(ErrorKind::FlagNotFound), false);
+        };
         let now_millis = if configuration.scheduled { now_millis() } else { 0 };
         let probe = Probe::default();
-        let outcome = configuration.flags.evaluate_in(key, ctx, &EvalEnv { now_millis, experiments: &probe });
+        let outcome = configuration.flags.evaluate_at(position, ctx, &EvalEnv { now_millis, experiments: &probe });
         let reached = probe.reached();
         let Some(assignments) = self.shared.assignments.as_ref().filter(|_| !reached.is_empty()) else {
+            self.report(configuration, position, &outcome, ctx);
             return read(outcome.map_err(error_kind), false);
         };
         let arms = assignments.lookup(&reached, ctx);
-        let outcome = configuration.flags.evaluate_in(key, ctx, &EvalEnv { now_millis, experiments: &arms });
+        let outcome = configuration.flags.evaluate_at(position, ctx, &EvalEnv { now_millis, experiments: &arms });
+        self.report(configuration, position, &outcome, ctx);
         read(outcome.map_err(error_kind), !arms.covers(&reached))
     }
+
+    /// Counts an evaluation and, for a flag with `track_events`, queues its raw event.
+    fn report(
+        &self,
+        configuration: &Configuration,
+        position: usize,
+        outcome: &Result<Evaluation<'_>, EvalError>,
+        ctx: &Context<'_>,
+    ) {
+        let Ok(evaluation) = outcome else { return };
+        configuration.count(position, evaluation.variant);
+        if evaluation.flag.track_events {
+            self.shared.reporter.queue_evaluation(evaluation, ctx.user_id());
+        }
+    }
+}
+
+async fn report_now(shared: &Shared, http: &reqwest::Client, options: &Options) {
+    let current = shared.current();
+    shared.reporter.report(http, &options.base_url, &options.key, current.as_deref()).await;
 }
 
 fn error_kind(error: EvalError) -> ErrorKind {

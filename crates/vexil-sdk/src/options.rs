@@ -29,6 +29,8 @@ pub struct Options {
     pub(crate) max_retry_delay: Duration,
     pub(crate) assignment_cache_entries: usize,
     pub(crate) assignment_freshness: Duration,
+    pub(crate) report_interval: Duration,
+    pub(crate) event_capacity: usize,
 }
 
 impl Options {
@@ -48,6 +50,8 @@ impl Options {
             max_retry_delay: Duration::from_secs(30),
             assignment_cache_entries: 100_000,
             assignment_freshness: Duration::from_secs(60),
+            report_interval: Duration::from_secs(10),
+            event_capacity: 10_000,
         }
     }
 
@@ -117,6 +121,19 @@ impl Options {
     /// takes to reach the SDK. Default 60 s.
     pub fn assignment_freshness(mut self, freshness: Duration) -> Options {
         self.assignment_freshness = freshness;
+        self
+    }
+
+    /// How often evaluation counts and queued events are sent to the server. Default 10 s.
+    pub fn report_interval(mut self, interval: Duration) -> Options {
+        self.report_interval = interval;
+        self
+    }
+
+    /// How many events wait to be sent at most; while the server is away longer than that
+    /// takes to fill, further events are dropped and counted. Default 10,000.
+    pub fn event_capacity(mut self, events: usize) -> Options {
+        self.event_capacity = events;
         self
     }
 }

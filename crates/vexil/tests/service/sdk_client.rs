@@ -147,10 +147,10 @@ async fn a_broken_bootstrap_file_is_skipped_not_fatal() {
     assert_eq!(client.number_value("anything", &user("u1"), 2.5), 2.5);
 }
 
-/// The number of exposure events the pipeline has counted today and yesterday.
-async fn exposures_counted(server: &Server) -> f64 {
+/// The number of `event` events the pipeline has counted today and yesterday.
+async fn counted(server: &Server, event: &str) -> f64 {
     let from = crate::events::enc(&(chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339());
-    let query = format!("/v1/stats/events?event=exposure&window=day&from={from}");
+    let query = format!("/v1/stats/events?event={}&window=day&from={from}", crate::events::enc(event));
     let (_, stats) = server.call(Method::GET, &query, None).await;
     stats["buckets"].as_array().unwrap().iter().map(|b| b["count"].as_f64().unwrap()).sum()
 }
@@ -201,11 +201,11 @@ async fn a_flag_that_serves_an_experiment_serves_the_servers_arm_and_exposes_onc
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     eventually("one exposure per user reaches the pipeline", || async {
-        (exposures_counted(&server).await >= users.len() as f64).then_some(())
+        (counted(&server, "exposure").await >= users.len() as f64).then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(exposures_counted(&server).await, users.len() as f64, "refreshes and repeats expose nobody again");
+    assert_eq!(counted(&server, "exposure").await, users.len() as f64, "refreshes and repeats expose nobody again");
 
     // Paused, nobody is in the experiment: the SDK follows within the freshness.
     let (status, _) = crate::experiments::lifecycle(&server, "theme_test", "pause", None).await;
@@ -216,4 +216,81 @@ async fn a_flag_that_serves_an_experiment_serves_the_servers_arm_and_exposes_onc
     })
     .await;
     assert_eq!(client.string_value("theme", &user("user_1"), "default"), "plain");
+}
+
+#[tokio::test]
+async fn evaluation_counts_and_events_reach_the_server() {
+    let server = Server::start().await;
+    server.create("flags", json!({"key": "plain", "enabled": true, "default": {"variant": "on"}})).await;
+    server
+        .create(
+            "flags",
+            json!({"key": "tracked", "enabled": true, "default": {"variant": "off"}, "track_events": true}),
+        )
+        .await;
+    let key = server.create_key("server").await;
+    let client = Client::start(sdk_options(&server.base, &key).report_interval(Duration::from_millis(200)));
+    ready(&client).await;
+    for i in 0..30 {
+        assert!(client.bool_value("plain", &user(&format!("user_{i}")), false));
+    }
+    for i in 0..5 {
+        assert!(!client.bool_value("tracked", &user(&format!("user_{i}")), true));
+    }
+    let properties = json!({"currency": "EUR"}).as_object().unwrap().clone();
+    for i in 0..3 {
+        client.track("purchase", &format!("user_{i}"), Some(10.0), properties.clone());
+    }
+    eventually("the report is acknowledged", || async {
+        let delivery = client.delivery();
+        (delivery.events_sent == 8 && delivery.evaluations_reported == 35).then_some(())
+    })
+    .await;
+    // The server adds the SDK's counts to its own and flushes them every 10 s.
+    for (event, expected) in
+        [("$evaluation:plain", 30.0), ("$evaluation:tracked", 5.0), ("tracked", 5.0), ("purchase", 3.0)]
+    {
+        eventually(&format!("{event} is counted"), || async {
+            (counted(&server, event).await == expected).then_some(())
+        })
+        .await;
+    }
+    assert_eq!(client.delivery().events_dropped, 0);
+
+    // Bad counts are refused whole, naming the field; nothing of such a request is counted.
+    for (body, field) in [
+        (
+            json!({"counts": [{"flag": "plain", "variant": "on", "count": 2}, {"flag": "plain", "variant": "on", "count": 0}]}),
+            "counts[1].count",
+        ),
+        (json!({"counts": [{"flag": "Bad Key", "variant": "on", "count": 1}]}), "counts[0].flag"),
+        (json!({"counts": [{"flag": "plain", "variant": "", "count": 1}]}), "counts[0].variant"),
+    ] {
+        let request = server.with_key(Method::POST, "/v1/events/evaluation-counts", &key).json(&body);
+        let (status, answer) = Server::send(request).await;
+        assert_eq!(
+            (status.as_u16(), answer["error"]["code"].as_str(), answer["error"]["field"].as_str()),
+            (400, Some("invalid_count"), Some(field))
+        );
+    }
+    let request =
+        server.with_key(Method::POST, "/v1/events/evaluation-counts", &key).json(&json!({"counts": [], "x": 1}));
+    assert_eq!(Server::send(request).await.0.as_u16(), 400);
+    let client_key = server.create_key("client").await;
+    let request =
+        server.with_key(Method::POST, "/v1/events/evaluation-counts", &client_key).json(&json!({"counts": []}));
+    assert_eq!(Server::send(request).await.0.as_u16(), 403);
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(counted(&server, "$evaluation:plain").await, 30.0);
+}
+
+#[tokio::test]
+async fn events_wait_for_an_unreachable_server_up_to_the_capacity_then_drop_and_count() {
+    let base = format!("http://{}", free_address());
+    let client = Client::start(sdk_options(&base, "k").event_capacity(5).report_interval(Duration::from_secs(3600)));
+    for i in 0..8 {
+        client.track("purchase", &format!("user_{i}"), None, serde_json::Map::new());
+    }
+    client.flush().await;
+    assert_eq!((client.delivery().events_sent, client.delivery().events_dropped), (0, 3));
 }
