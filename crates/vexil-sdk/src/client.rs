@@ -368,24 +368,26 @@ impl Client {
             return read(Err(ErrorKind::NotReady), false);
         };
         let Some(position) = configuration.flags.position(key) else {
-            return read(Err(ErrorKind::FlagNotFound), false);
+            // As on the server, a bad user id is reported before an unknown flag.
+            let invalid_user = vexil_core::validate_user_id(ctx.user_id()).is_err();
+            return read(Err(if invalid_user { ErrorKind::InvalidUserId } else { ErrorKind::FlagNotFound }), false);
         };
         let now_millis = if configuration.scheduled { now_millis() } else { 0 };
         let probe = Probe::default();
         let outcome = configuration.flags.evaluate_at(position, ctx, &EvalEnv { now_millis, experiments: &probe });
         let reached = probe.reached();
         let Some(assignments) = self.shared.assignments.as_ref().filter(|_| !reached.is_empty()) else {
-            self.report(configuration, position, &outcome, ctx);
+            self.record(configuration, position, &outcome, ctx);
             return read(outcome.map_err(error_kind), false);
         };
         let arms = assignments.lookup(&reached, ctx);
         let outcome = configuration.flags.evaluate_at(position, ctx, &EvalEnv { now_millis, experiments: &arms });
-        self.report(configuration, position, &outcome, ctx);
+        self.record(configuration, position, &outcome, ctx);
         read(outcome.map_err(error_kind), !arms.covers(&reached))
     }
 
     /// Counts an evaluation and, for a flag with `track_events`, queues its raw event.
-    fn report(
+    fn record(
         &self,
         configuration: &Configuration,
         position: usize,

@@ -98,6 +98,9 @@ async fn a_killed_server_leaves_the_last_configuration_served() {
     assert!(restarted.bool_value("switch", &user("u1"), false));
     let details = restarted.bool_details("missing", &user("u1"), true);
     assert_eq!((details.value, details.resolution), (true, Resolution::Error(ErrorKind::FlagNotFound)));
+    // As on the server, a blank user id is the error even for an unknown flag.
+    let details = restarted.bool_details("missing", &user(" "), true);
+    assert_eq!(details.resolution, Resolution::Error(ErrorKind::InvalidUserId));
 }
 
 fn write_bootstrap(path: &Path) {
