@@ -174,6 +174,26 @@ impl FlagSet {
         Ok(evaluate::evaluate(&self.flags, i, ctx, env))
     }
 
+    /// The position of the flag `key` in key order, for [`FlagSet::evaluate_at`]: a caller
+    /// that keeps something per flag (an SDK's evaluation counts) looks the key up once.
+    pub fn position(&self, key: &str) -> Option<usize> {
+        self.index.get(key).copied()
+    }
+
+    /// Evaluates the flag at `position` (of [`FlagSet::position`]) in `env`.
+    pub fn evaluate_at<'a>(
+        &'a self,
+        position: usize,
+        ctx: &Context<'_>,
+        env: &EvalEnv<'a>,
+    ) -> Result<Evaluation<'a>, EvalError> {
+        validate_user_id(ctx.user_id())?;
+        if position >= self.flags.len() {
+            return Err(EvalError::FlagNotFound(format!("#{position}")));
+        }
+        Ok(evaluate::evaluate(&self.flags, position, ctx, env))
+    }
+
     /// Evaluates every flag at `now_millis`, in key order.
     pub fn evaluate_all(&self, ctx: &Context<'_>, now_millis: i64) -> Result<Vec<Evaluation<'_>>, EvalError> {
         self.evaluate_all_in(ctx, &EvalEnv::at(now_millis))

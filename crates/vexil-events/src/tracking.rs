@@ -57,16 +57,21 @@ impl Tracker {
 
     /// Counts one evaluation of `flag` that served `variant`.
     pub fn record(&self, flag: &str, variant: &str) {
+        self.record_many(flag, variant, 1);
+    }
+
+    /// Counts `n` evaluations of `flag` that served `variant` (an SDK's counts arrive summed).
+    pub fn record_many(&self, flag: &str, variant: &str, n: u64) {
         let slots = self.slots.read().expect("tracker lock poisoned");
         if let Some(slot) = slots.get(flag).and_then(|v| v.get(variant)) {
-            slot.fetch_add(1, Ordering::Relaxed);
+            slot.fetch_add(n, Ordering::Relaxed);
             return;
         }
         drop(slots);
         // Another evaluation may have inserted it meanwhile: the entry API keeps its count.
         let mut slots = self.slots.write().expect("tracker lock poisoned");
         let slot = slots.entry(flag.to_owned()).or_default().entry(variant.to_owned()).or_default();
-        slot.fetch_add(1, Ordering::Relaxed);
+        slot.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Queues a raw event (an evaluation or an exposure); false (and counted as dropped) when the

@@ -6,8 +6,10 @@
 //! does for the same revision. It never fails: whatever goes wrong, the caller's default is
 //! returned, and the detailed variants say why.
 
+use crate::assignments::{Assignments, Probe};
 use crate::configuration::{Configuration, Source};
 use crate::options::Options;
+use crate::reporting::{Delivery, Reporter};
 use crate::sync;
 use arc_swap::ArcSwapOption;
 use serde_json::Value;
@@ -68,6 +70,10 @@ pub enum Resolution {
     Evaluated(Reason),
     /// The caller's default was returned.
     Error(ErrorKind),
+    /// The flag serves an experiment and this user's arm is not known yet (it is being fetched
+    /// from `POST /v1/assign`, or the server cannot be reached): the flag was evaluated as for
+    /// a user in no experiment, which serves its off variant.
+    ArmUnknown,
 }
 
 /// The value of a flag and how it was decided.
@@ -129,12 +135,17 @@ impl FlagValue for Value {
 pub(crate) struct Shared {
     pub configuration: ArcSwapOption<Configuration>,
     pub status: watch::Sender<Status>,
+    /// Arms of flags that serve an experiment; none when no HTTP client could be built.
+    pub assignments: Option<Arc<Assignments>>,
+    pub reporter: Reporter,
 }
 
 impl Shared {
     /// Serves `configuration` from now on.
     pub fn install(&self, configuration: Configuration, status: Status) {
-        self.configuration.store(Some(Arc::new(configuration)));
+        if let Some(replaced) = self.configuration.swap(Some(Arc::new(configuration))) {
+            self.reporter.retire(&replaced);
+        }
         self.status.send_replace(status);
     }
 
@@ -154,12 +165,15 @@ impl Shared {
     }
 }
 
-/// Stops the synchronisation task when the last clone of a client is dropped.
-struct SyncTask(tokio::task::AbortHandle);
+/// Stops the background tasks (synchronisation, reporting) when the last clone of a client is
+/// dropped.
+struct Tasks(Vec<tokio::task::AbortHandle>);
 
-impl Drop for SyncTask {
+impl Drop for Tasks {
     fn drop(&mut self) {
-        self.0.abort();
+        for task in &self.0 {
+            task.abort();
+        }
     }
 }
 
@@ -181,7 +195,9 @@ impl Drop for SyncTask {
 #[derive(Clone)]
 pub struct Client {
     shared: Arc<Shared>,
-    _sync: Arc<SyncTask>,
+    http: Option<reqwest::Client>,
+    options: Arc<Options>,
+    _tasks: Arc<Tasks>,
 }
 
 impl Client {
@@ -194,10 +210,60 @@ impl Client {
     /// Outside a Tokio runtime, as `tokio::spawn` does.
     pub fn start(options: Options) -> Client {
         let (status, _) = watch::channel(Status::NotReady);
-        let shared = Arc::new(Shared { configuration: ArcSwapOption::empty(), status });
+        let http = reqwest::Client::builder().connect_timeout(options.request_timeout).build();
+        let http = http
+            .map_err(|e| tracing::error!(error = %e, "cannot build the HTTP client; serving local configuration only"));
+        let assignments = http.as_ref().ok().map(|http| {
+            let http = http.clone();
+            Arc::new(Assignments::new(&options, http, tokio::runtime::Handle::current()))
+        });
+        let reporter = Reporter::new(options.event_capacity);
+        let shared = Arc::new(Shared { configuration: ArcSwapOption::empty(), status, assignments, reporter });
         sync::load_local_files(&shared, &options);
-        let task = tokio::spawn(sync::run(shared.clone(), options));
-        Client { shared, _sync: Arc::new(SyncTask(task.abort_handle())) }
+        let http = http.ok();
+        let options = Arc::new(options);
+        let mut tasks = Vec::new();
+        if let Some(http) = &http {
+            tasks.push(tokio::spawn(sync::run(shared.clone(), Options::clone(&options), http.clone())).abort_handle());
+            let (shared, http, options) = (shared.clone(), http.clone(), options.clone());
+            let reporting = tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(options.report_interval).await;
+                    report_now(&shared, &http, &options).await;
+                }
+            });
+            tasks.push(reporting.abort_handle());
+        }
+        Client { shared, http, options, _tasks: Arc::new(Tasks(tasks)) }
+    }
+
+    /// Sends the evaluation counts and queued events now, rather than at the next
+    /// `report_interval` (before the application exits, say). What the server does not take
+    /// stays queued.
+    pub async fn flush(&self) {
+        if let Some(http) = &self.http {
+            report_now(&self.shared, http, &self.options).await;
+        }
+    }
+
+    /// Queues an event of the application (a conversion, a purchase) for `POST /v1/events`,
+    /// sent in the background with the next report. `value` is the number metrics sum;
+    /// `properties` a JSON object. Never waits; the server validates it (SPEC 1.4).
+    pub fn track(&self, event: &str, user_id: &str, value: Option<f64>, properties: serde_json::Map<String, Value>) {
+        let mut body = serde_json::json!({
+            "event_id": uuid::Uuid::new_v4().to_string(), "event": event, "type": "track",
+            "user_id": user_id, "properties": properties,
+        });
+        if let Some(value) = value {
+            body["value"] = serde_json::json!(value);
+        }
+        body["timestamp"] = crate::reporting::now_rfc3339();
+        self.shared.reporter.queue(body);
+    }
+
+    /// What the background reporting has sent and dropped so far.
+    pub fn delivery(&self) -> Delivery {
+        self.shared.reporter.delivery()
     }
 
     /// How current the served configuration is.
@@ -226,7 +292,7 @@ impl Client {
 
     /// A boolean flag's value for `ctx`, or `default`.
     pub fn bool_value(&self, key: &str, ctx: &Context<'_>, default: bool) -> bool {
-        self.evaluate(key, ctx, |outcome| match outcome {
+        self.evaluate(key, ctx, |outcome, _| match outcome {
             Ok(evaluation) if evaluation.flag.kind == FlagType::Boolean => evaluation.value.as_bool(),
             _ => None,
         })
@@ -269,7 +335,7 @@ impl Client {
     }
 
     fn details<T: FlagValue>(&self, key: &str, ctx: &Context<'_>, default: T) -> Details<T> {
-        let found = self.evaluate(key, ctx, |outcome| {
+        let found = self.evaluate(key, ctx, |outcome, arm_unknown| {
             let evaluation = outcome?;
             if evaluation.flag.kind != T::TYPE {
                 return Err(ErrorKind::TypeMismatch);
@@ -278,7 +344,7 @@ impl Client {
             Ok(Details {
                 value,
                 variant: Some(evaluation.variant.to_string()),
-                resolution: Resolution::Evaluated(evaluation.reason),
+                resolution: if arm_unknown { Resolution::ArmUnknown } else { Resolution::Evaluated(evaluation.reason) },
                 rule_id: evaluation.rule_id.map(str::to_string),
                 flag_version: evaluation.flag.meta.version,
             })
@@ -287,23 +353,64 @@ impl Client {
     }
 
     /// Evaluates `key` on the current configuration and hands the outcome to `read` while the
-    /// configuration is held.
+    /// configuration is held, with whether an experiment arm it needed is unknown.
+    ///
+    /// Like the server, it evaluates twice only when the flag reaches an experiment: first as
+    /// for a user in no experiment, noting the experiments reached, then with their arms.
     fn evaluate<R>(
         &self,
         key: &str,
         ctx: &Context<'_>,
-        read: impl FnOnce(Result<Evaluation<'_>, ErrorKind>) -> R,
+        read: impl FnOnce(Result<Evaluation<'_>, ErrorKind>, bool) -> R,
     ) -> R {
         let configuration = self.shared.configuration.load();
         let Some(configuration) = configuration.as_ref() else {
-            return read(Err(ErrorKind::NotReady));
+            return read(Err(ErrorKind::NotReady), false);
         };
-        let now = if configuration.scheduled { now_millis() } else { 0 };
-        let outcome = configuration.flags.evaluate_in(key, ctx, &EvalEnv::at(now)).map_err(|e| match e {
-            EvalError::InvalidUserId | EvalError::UserIdTooLong => ErrorKind::InvalidUserId,
-            EvalError::FlagNotFound(_) => ErrorKind::FlagNotFound,
-        });
-        read(outcome)
+        let Some(position) = configuration.flags.position(key) else {
+            // As on the server, a bad user id is reported before an unknown flag.
+            let invalid_user = vexil_core::validate_user_id(ctx.user_id()).is_err();
+            return read(Err(if invalid_user { ErrorKind::InvalidUserId } else { ErrorKind::FlagNotFound }), false);
+        };
+        let now_millis = if configuration.scheduled { now_millis() } else { 0 };
+        let probe = Probe::default();
+        let outcome = configuration.flags.evaluate_at(position, ctx, &EvalEnv { now_millis, experiments: &probe });
+        let reached = probe.reached();
+        let Some(assignments) = self.shared.assignments.as_ref().filter(|_| !reached.is_empty()) else {
+            self.record(configuration, position, &outcome, ctx);
+            return read(outcome.map_err(error_kind), false);
+        };
+        let arms = assignments.lookup(&reached, ctx);
+        let outcome = configuration.flags.evaluate_at(position, ctx, &EvalEnv { now_millis, experiments: &arms });
+        self.record(configuration, position, &outcome, ctx);
+        read(outcome.map_err(error_kind), !arms.covers(&reached))
+    }
+
+    /// Counts an evaluation and, for a flag with `track_events`, queues its raw event.
+    fn record(
+        &self,
+        configuration: &Configuration,
+        position: usize,
+        outcome: &Result<Evaluation<'_>, EvalError>,
+        ctx: &Context<'_>,
+    ) {
+        let Ok(evaluation) = outcome else { return };
+        configuration.count(position, evaluation.variant);
+        if evaluation.flag.track_events {
+            self.shared.reporter.queue_evaluation(evaluation, ctx.user_id());
+        }
+    }
+}
+
+async fn report_now(shared: &Shared, http: &reqwest::Client, options: &Options) {
+    let current = shared.current();
+    shared.reporter.report(http, &options.base_url, &options.key, current.as_deref()).await;
+}
+
+fn error_kind(error: EvalError) -> ErrorKind {
+    match error {
+        EvalError::InvalidUserId | EvalError::UserIdTooLong => ErrorKind::InvalidUserId,
+        EvalError::FlagNotFound(_) => ErrorKind::FlagNotFound,
     }
 }
 

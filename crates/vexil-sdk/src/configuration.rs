@@ -8,7 +8,9 @@
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use vexil_core::{FlagSet, ValidationErrors};
 
 /// The local file served while the server has not answered yet.
@@ -48,6 +50,9 @@ pub enum ConfigurationError {
     Invalid(ValidationErrors),
 }
 
+/// One flag's evaluation counts, by variant name.
+type VariantCounts = Box<[(String, AtomicU64)]>;
+
 /// One compiled revision of the flags and segments.
 pub(crate) struct Configuration {
     pub flags: FlagSet,
@@ -55,6 +60,11 @@ pub(crate) struct Configuration {
     /// would be a third of a plain flag's evaluation.
     pub scheduled: bool,
     documents: BTreeMap<(Kind, String), Value>,
+    /// Evaluations since the last report, by flag position and variant: one relaxed atomic
+    /// increment per evaluation, no lookup beyond the flag's few variant names.
+    counts: Box<[VariantCounts]>,
+    /// Evaluations that served an experiment's arm, whose names are not the flag's variants.
+    arm_counts: Mutex<HashMap<(usize, String), u64>>,
 }
 
 impl Configuration {
@@ -91,7 +101,42 @@ impl Configuration {
     fn compile(documents: BTreeMap<(Kind, String), Value>) -> Result<Configuration, ConfigurationError> {
         let flags = FlagSet::from_value(&document_of(&documents)).map_err(ConfigurationError::Invalid)?;
         let scheduled = flags.flags().any(|f| f.schedule.enable_at.is_some() || f.schedule.disable_at.is_some());
-        Ok(Configuration { flags, scheduled, documents })
+        let counts = flags
+            .flags()
+            .map(|flag| flag.variants.keys().map(|name| (name.clone(), AtomicU64::new(0))).collect())
+            .collect();
+        Ok(Configuration { flags, scheduled, documents, counts, arm_counts: Mutex::default() })
+    }
+
+    /// Counts one evaluation of the flag at `position` that served `variant`.
+    pub fn count(&self, position: usize, variant: &str) {
+        let Some(variants) = self.counts.get(position) else { return };
+        match variants.iter().find(|(name, _)| name == variant) {
+            Some((_, count)) => {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+            None => {
+                let mut arms = self.arm_counts.lock().expect("arm counts poisoned");
+                *arms.entry((position, variant.to_string())).or_default() += 1;
+            }
+        }
+    }
+
+    /// The counts since the last call, as (flag, variant, evaluations), reset to zero.
+    pub fn take_counts(&self) -> Vec<(String, String, u64)> {
+        let keys: Vec<&str> = self.flags.flags().map(|flag| flag.key.as_str()).collect();
+        let mut taken = Vec::new();
+        for (position, variants) in self.counts.iter().enumerate() {
+            for (variant, count) in variants.iter() {
+                let n = count.swap(0, Ordering::Relaxed);
+                if n > 0 {
+                    taken.push((keys[position].to_string(), variant.clone(), n));
+                }
+            }
+        }
+        let arms = std::mem::take(&mut *self.arm_counts.lock().expect("arm counts poisoned"));
+        taken.extend(arms.into_iter().map(|((position, variant), n)| (keys[position].to_string(), variant, n)));
+        taken
     }
 
     /// The flags document of this configuration, as the server sends it (for the disk cache).

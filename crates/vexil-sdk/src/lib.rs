@@ -34,19 +34,27 @@
 //! # }
 //! ```
 //!
+//! Flags that serve an experiment serve the user's arm as the server stores it (fetched from
+//! `POST /v1/assign` in the background, cached). Evaluation counts, the raw events of flags with
+//! `track_events` and the application's own events ([`Client::track`]) are sent to the server
+//! in the background, bounded ([`Client::delivery`] reports what was sent and dropped).
+//!
 //! With the `openfeature` feature (on by default), [`openfeature::VexilProvider`] plugs the
 //! client into the OpenFeature Rust SDK.
 
 #![warn(missing_docs)]
 
+mod assignments;
 mod client;
 mod configuration;
 #[cfg(feature = "openfeature")]
 pub mod openfeature;
 mod options;
+mod reporting;
 mod sync;
 
 pub use client::{Client, Details, ErrorKind, Resolution, Status};
 pub use configuration::Source;
 pub use options::Options;
+pub use reporting::Delivery;
 pub use vexil_core::{Context, Reason};

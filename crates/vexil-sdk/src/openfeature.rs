@@ -69,25 +69,22 @@ impl VexilProvider {
         };
         let attributes = attributes(context);
         let details = detailed(&self.client, &Context::new(user_id, &attributes));
-        let reason = match details.resolution {
-            Resolution::Evaluated(reason) => reason,
+        let (reason, native_reason) = match details.resolution {
+            Resolution::Evaluated(reason) => (openfeature_reason(reason), reason.name()),
+            // The off variant is served until the arm arrives; OpenFeature has no closer reason.
+            Resolution::ArmUnknown => (EvaluationReason::Unknown, "ARM_UNKNOWN"),
             Resolution::Error(kind) => return Err(error(kind, describe(kind))),
         };
         let value = convert(details.value)
             .ok_or_else(|| error(ErrorKind::TypeMismatch, "the flag's value does not fit the type asked for"))?;
-        let mut metadata = FlagMetadata::default().with_value("reason", reason.name());
+        let mut metadata = FlagMetadata::default().with_value("reason", native_reason);
         if let Some(version) = details.flag_version.and_then(|v| i64::try_from(v).ok()) {
             metadata = metadata.with_value("flag_version", version);
         }
         if let Some(rule_id) = details.rule_id {
             metadata = metadata.with_value("rule_id", rule_id);
         }
-        Ok(ResolutionDetails {
-            value,
-            variant: details.variant,
-            reason: Some(openfeature_reason(reason)),
-            flag_metadata: Some(metadata),
-        })
+        Ok(ResolutionDetails { value, variant: details.variant, reason: Some(reason), flag_metadata: Some(metadata) })
     }
 }
 

@@ -27,6 +27,10 @@ pub struct Options {
     pub(crate) stream_idle_timeout: Duration,
     pub(crate) min_retry_delay: Duration,
     pub(crate) max_retry_delay: Duration,
+    pub(crate) assignment_cache_entries: usize,
+    pub(crate) assignment_freshness: Duration,
+    pub(crate) report_interval: Duration,
+    pub(crate) event_capacity: usize,
 }
 
 impl Options {
@@ -44,6 +48,10 @@ impl Options {
             stream_idle_timeout: Duration::from_secs(60),
             min_retry_delay: Duration::from_millis(100),
             max_retry_delay: Duration::from_secs(30),
+            assignment_cache_entries: 100_000,
+            assignment_freshness: Duration::from_secs(60),
+            report_interval: Duration::from_secs(10),
+            event_capacity: 10_000,
         }
     }
 
@@ -98,6 +106,34 @@ impl Options {
     pub fn retry_delays(mut self, min: Duration, max: Duration) -> Options {
         self.min_retry_delay = min;
         self.max_retry_delay = max.max(min);
+        self
+    }
+
+    /// How many (experiment, user) arms of flags that serve an experiment are kept at most;
+    /// the least recently used make room. Default 100,000.
+    pub fn assignment_cache_entries(mut self, entries: usize) -> Options {
+        self.assignment_cache_entries = entries;
+        self
+    }
+
+    /// How long a fetched arm is served before it is fetched again (in the background, still
+    /// serving the old one meanwhile): the longest a pause, a conclusion or a context change
+    /// takes to reach the SDK. Default 60 s.
+    pub fn assignment_freshness(mut self, freshness: Duration) -> Options {
+        self.assignment_freshness = freshness;
+        self
+    }
+
+    /// How often evaluation counts and queued events are sent to the server. Default 10 s.
+    pub fn report_interval(mut self, interval: Duration) -> Options {
+        self.report_interval = interval;
+        self
+    }
+
+    /// How many events wait to be sent at most; while the server is away longer than that
+    /// takes to fill, further events are dropped and counted. Default 10,000.
+    pub fn event_capacity(mut self, events: usize) -> Options {
+        self.event_capacity = events;
         self
     }
 }

@@ -63,14 +63,7 @@ fn read_flags_file(path: &Path) -> Result<Configuration, String> {
 }
 
 /// Follows the server until the client is dropped (which aborts this task).
-pub(crate) async fn run(shared: Arc<Shared>, options: Options) {
-    let http = match reqwest::Client::builder().connect_timeout(options.request_timeout).build() {
-        Ok(http) => http,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot build the HTTP client; serving local configuration only");
-            return;
-        }
-    };
+pub(crate) async fn run(shared: Arc<Shared>, options: Options, http: reqwest::Client) {
     let sync = Sync { shared, options, http };
     let mut etag = None;
     let mut delays = sync.delays();

@@ -90,10 +90,13 @@ impl Decision {
 
     /// The answer of `/v1/assign`.
     pub fn response(&self, now: Timestamp) -> AssignResponse<'_> {
+        let definition = self.experiment.experiment();
+        let served = definition.variants.iter().find(|v| Some(&v.key) == self.variant.as_ref());
         AssignResponse {
-            experiment_key: &self.experiment.experiment().key,
+            experiment_key: &definition.key,
             experiment_id: &self.experiment.id,
             variant: self.variant.as_deref(),
+            value: served.and_then(|v| v.value.as_ref()),
             assignment_id: self.record.as_ref().map(|r| r.assignment_id.as_str()),
             timestamp: self.record.as_ref().map_or(now, |r| r.assigned_at),
             in_experiment: self.record.is_some(),
@@ -103,13 +106,16 @@ impl Decision {
     }
 }
 
-/// `{"experiment_key", "experiment_id", "variant", "assignment_id", "timestamp",
-/// "in_experiment", "reason", "sticky"}`.
+/// `{"experiment_key", "experiment_id", "variant", "value", "assignment_id", "timestamp",
+/// "in_experiment", "reason", "sticky"}`. `value` is the flag value the variant carries (for
+/// flags that serve the experiment), so an SDK can serve it without the experiment's definition.
 #[derive(Serialize)]
 pub struct AssignResponse<'a> {
     pub experiment_key: &'a str,
     pub experiment_id: &'a str,
     pub variant: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<&'a serde_json::Value>,
     pub assignment_id: Option<&'a str>,
     #[serde(serialize_with = "rfc3339")]
     pub timestamp: Timestamp,

@@ -263,6 +263,13 @@ impl Events {
         }
     }
 
+    /// Adds evaluation counts an SDK made in-process to this node's, to be flushed with them.
+    pub fn add_evaluation_counts<'a>(&self, counts: impl IntoIterator<Item = (&'a str, &'a str, u64)>) {
+        for (flag, variant, n) in counts {
+            self.tracker.record_many(flag, variant, n);
+        }
+    }
+
     /// Flushes and stops everything, in order: the server's queued events and evaluation
     /// counts into the log, the log through processing, open archive files, then the log.
     pub async fn shutdown(&self) {

@@ -98,6 +98,9 @@ async fn a_killed_server_leaves_the_last_configuration_served() {
     assert!(restarted.bool_value("switch", &user("u1"), false));
     let details = restarted.bool_details("missing", &user("u1"), true);
     assert_eq!((details.value, details.resolution), (true, Resolution::Error(ErrorKind::FlagNotFound)));
+    // As on the server, a blank user id is the error even for an unknown flag.
+    let details = restarted.bool_details("missing", &user(" "), true);
+    assert_eq!(details.resolution, Resolution::Error(ErrorKind::InvalidUserId));
 }
 
 fn write_bootstrap(path: &Path) {
@@ -145,4 +148,152 @@ async fn a_broken_bootstrap_file_is_skipped_not_fatal() {
     let client = Client::start(sdk_options(&format!("http://{}", free_address()), "k").bootstrap_file(&bootstrap));
     assert_eq!(client.status(), Status::NotReady);
     assert_eq!(client.number_value("anything", &user("u1"), 2.5), 2.5);
+}
+
+/// The number of `event` events the pipeline has counted today and yesterday.
+async fn counted(server: &Server, event: &str) -> f64 {
+    let from = crate::events::enc(&(chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339());
+    let query = format!("/v1/stats/events?event={}&window=day&from={from}", crate::events::enc(event));
+    let (_, stats) = server.call(Method::GET, &query, None).await;
+    stats["buckets"].as_array().unwrap().iter().map(|b| b["count"].as_f64().unwrap()).sum()
+}
+
+#[tokio::test]
+async fn a_flag_that_serves_an_experiment_serves_the_servers_arm_and_exposes_once() {
+    let server = Server::start().await;
+    crate::experiments::running(
+        &server,
+        json!({"key": "theme_test", "variants": [
+            {"key": "control", "weight": 50, "value": "classic"},
+            {"key": "treatment", "weight": 50, "value": "bold"}]}),
+    )
+    .await;
+    server
+        .create(
+            "flags",
+            json!({"key": "theme", "type": "string", "enabled": true, "variants": {"off": "plain", "classic": "classic"},
+                   "off_variant": "off", "default": {"experiment": "theme_test"}}),
+        )
+        .await;
+    let key = server.create_key("server").await;
+    let client = Client::start(sdk_options(&server.base, &key).assignment_freshness(Duration::from_millis(100)));
+    ready(&client).await;
+
+    // A getter never waits: the first answer is the off variant, saying the arm is unknown.
+    let first = client.string_details("theme", &user("user_1"), "default");
+    assert_eq!((first.value.as_str(), first.resolution), ("plain", Resolution::ArmUnknown));
+
+    let users: Vec<String> = (0..20).map(|i| format!("user_{i}")).collect();
+    for round in 0..3 {
+        for id in &users {
+            let details = eventually("the SDK knows the user's arm", || async {
+                let details = client.string_details("theme", &user(id), "default");
+                (details.resolution != Resolution::ArmUnknown).then_some(details)
+            })
+            .await;
+            let body = json!({"user_id": id, "flag_keys": ["theme"]});
+            let (_, answer) = Server::send(server.admin(Method::POST, "/v1/evaluate").json(&body)).await;
+            let served = &answer["flags"]["theme"];
+            assert_eq!(
+                (json!(details.value), json!(details.variant), details.resolution),
+                (served["value"].clone(), served["variant"].clone(), Resolution::Evaluated(Reason::Split)),
+                "round {round}, {id}"
+            );
+        }
+        // Past the freshness: the next round refreshes every arm (sticky, no new exposure).
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    eventually("one exposure per user reaches the pipeline", || async {
+        (counted(&server, "exposure").await >= users.len() as f64).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(counted(&server, "exposure").await, users.len() as f64, "refreshes and repeats expose nobody again");
+
+    // Paused, nobody is in the experiment: the SDK follows within the freshness.
+    let (status, _) = crate::experiments::lifecycle(&server, "theme_test", "pause", None).await;
+    assert!(status.is_success());
+    eventually("the pause reaches the SDK", || async {
+        let details = client.string_details("theme", &user("user_1"), "default");
+        (details.resolution == Resolution::Evaluated(Reason::RolloutExcluded)).then_some(())
+    })
+    .await;
+    assert_eq!(client.string_value("theme", &user("user_1"), "default"), "plain");
+}
+
+#[tokio::test]
+async fn evaluation_counts_and_events_reach_the_server() {
+    let server = Server::start().await;
+    server.create("flags", json!({"key": "plain", "enabled": true, "default": {"variant": "on"}})).await;
+    server
+        .create(
+            "flags",
+            json!({"key": "tracked", "enabled": true, "default": {"variant": "off"}, "track_events": true}),
+        )
+        .await;
+    let key = server.create_key("server").await;
+    let client = Client::start(sdk_options(&server.base, &key).report_interval(Duration::from_millis(200)));
+    ready(&client).await;
+    for i in 0..30 {
+        assert!(client.bool_value("plain", &user(&format!("user_{i}")), false));
+    }
+    for i in 0..5 {
+        assert!(!client.bool_value("tracked", &user(&format!("user_{i}")), true));
+    }
+    let properties = json!({"currency": "EUR"}).as_object().unwrap().clone();
+    for i in 0..3 {
+        client.track("purchase", &format!("user_{i}"), Some(10.0), properties.clone());
+    }
+    eventually("the report is acknowledged", || async {
+        let delivery = client.delivery();
+        (delivery.events_sent == 8 && delivery.evaluations_reported == 35).then_some(())
+    })
+    .await;
+    // The server adds the SDK's counts to its own and flushes them every 10 s.
+    for (event, expected) in
+        [("$evaluation:plain", 30.0), ("$evaluation:tracked", 5.0), ("tracked", 5.0), ("purchase", 3.0)]
+    {
+        eventually(&format!("{event} is counted"), || async {
+            (counted(&server, event).await == expected).then_some(())
+        })
+        .await;
+    }
+    assert_eq!(client.delivery().events_dropped, 0);
+
+    // Bad counts are refused whole, naming the field; nothing of such a request is counted.
+    for (body, field) in [
+        (
+            json!({"counts": [{"flag": "plain", "variant": "on", "count": 2}, {"flag": "plain", "variant": "on", "count": 0}]}),
+            "counts[1].count",
+        ),
+        (json!({"counts": [{"flag": "Bad Key", "variant": "on", "count": 1}]}), "counts[0].flag"),
+        (json!({"counts": [{"flag": "plain", "variant": "", "count": 1}]}), "counts[0].variant"),
+    ] {
+        let request = server.with_key(Method::POST, "/v1/events/evaluation-counts", &key).json(&body);
+        let (status, answer) = Server::send(request).await;
+        assert_eq!(
+            (status.as_u16(), answer["error"]["code"].as_str(), answer["error"]["field"].as_str()),
+            (400, Some("invalid_count"), Some(field))
+        );
+    }
+    let request =
+        server.with_key(Method::POST, "/v1/events/evaluation-counts", &key).json(&json!({"counts": [], "x": 1}));
+    assert_eq!(Server::send(request).await.0.as_u16(), 400);
+    let client_key = server.create_key("client").await;
+    let request =
+        server.with_key(Method::POST, "/v1/events/evaluation-counts", &client_key).json(&json!({"counts": []}));
+    assert_eq!(Server::send(request).await.0.as_u16(), 403);
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(counted(&server, "$evaluation:plain").await, 30.0);
+}
+
+#[tokio::test]
+async fn events_wait_for_an_unreachable_server_up_to_the_capacity_then_drop_and_count() {
+    let base = format!("http://{}", free_address());
+    let client = Client::start(sdk_options(&base, "k").event_capacity(5).report_interval(Duration::from_secs(3600)));
+    for i in 0..8 {
+        client.track("purchase", &format!("user_{i}"), None, serde_json::Map::new());
+    }
+    client.flush().await;
+    assert_eq!((client.delivery().events_sent, client.delivery().events_dropped), (0, 3));
 }

@@ -1,8 +1,11 @@
 //! The SDK evaluates exactly as the server: generated flags (rules over every kind of
 //! condition, segments, splits, rollouts, overrides, prerequisites, schedules, bucketing by
 //! another attribute) and generated contexts, each evaluated by the SDK in-process and by
-//! `POST /v1/evaluate`, must agree on value, variant, reason and rule for every case.
+//! `POST /v1/evaluate`, must agree on value, variant, reason and rule for every case. Flags may
+//! serve a running experiment: the SDK answers "arm unknown" until it has fetched the user's
+//! arm, and from then on must agree too.
 
+use crate::experiments::running;
 use crate::harness::{eventually, Server};
 use crate::sdk_client::sdk_options;
 use proptest::prelude::*;
@@ -75,12 +78,13 @@ fn condition(segment: String) -> impl Strategy<Value = Value> {
     })
 }
 
-/// A `serve` over `variants`: one of them, or a split with a rollout.
-fn serve(variants: Vec<&'static str>) -> impl Strategy<Value = Value> {
+/// A `serve` over `variants`: one of them, a split with a rollout, or `experiment`.
+fn serve(variants: Vec<&'static str>, experiment: String) -> impl Strategy<Value = Value> {
     let count = variants.len();
     prop_oneof![
-        prop::sample::select(variants.clone()).prop_map(|v| json!({"variant": v})),
-        (prop::collection::vec(0u32..5, count), 0u32..=10000).prop_map(move |(mut weights, rollout)| {
+        1 => Just(json!({"experiment": experiment})),
+        2 => prop::sample::select(variants.clone()).prop_map(|v| json!({"variant": v})),
+        2 => (prop::collection::vec(0u32..5, count), 0u32..=10000).prop_map(move |(mut weights, rollout)| {
             weights[0] += 1;
             let split: Map<String, Value> =
                 variants.iter().zip(weights).map(|(v, w)| (v.to_string(), json!(w))).collect();
@@ -89,18 +93,19 @@ fn serve(variants: Vec<&'static str>) -> impl Strategy<Value = Value> {
     ]
 }
 
-fn flag(key: String, gate: String, segment: String) -> impl Strategy<Value = Value> {
+fn flag(key: String, gate: String, segment: String, case: usize) -> impl Strategy<Value = Value> {
     let kind = prop::sample::select(vec!["boolean", "string", "number"]);
     kind.prop_flat_map(move |kind| {
+        let experiment = experiment_key(case, kind);
         let (variants, values): (Vec<&'static str>, Value) = match kind {
             "boolean" => (vec!["on", "off"], json!({"on": true, "off": false})),
             "string" => (vec!["a", "b", "c"], json!({"a": "alpha", "b": "beta", "c": "gamma"})),
             _ => (vec!["low", "high"], json!({"low": 1.5, "high": 100})),
         };
-        let rule = (condition(segment.clone()), serve(variants.clone()));
+        let rule = (condition(segment.clone()), serve(variants.clone(), experiment.clone()));
         (
             prop::collection::vec(rule, 0..3),
-            serve(variants.clone()),
+            serve(variants.clone(), experiment),
             prop::sample::subsequence(USERS.to_vec(), 0..2),
             prop::option::of((prop::sample::select(USERS.to_vec()), prop::sample::select(variants.clone()))),
             prop::sample::select(vec![0u8, 0, 0, 1, 2]),
@@ -138,12 +143,30 @@ fn flag(key: String, gate: String, segment: String) -> impl Strategy<Value = Val
     })
 }
 
+fn experiment_key(case: usize, kind: &str) -> String {
+    format!("c{case}_x_{kind}")
+}
+
+/// The running experiment flags of `kind` may serve in a case: 70 % of the traffic, split
+/// unevenly, with values of the flag's type.
+fn experiment(case: usize, kind: &str) -> Value {
+    let values = match kind {
+        "boolean" => [json!(false), json!(true)],
+        "string" => [json!("alpha"), json!("beta")],
+        _ => [json!(1.5), json!(100)],
+    };
+    json!({"key": experiment_key(case, kind), "traffic_allocation": 70, "variants": [
+        {"key": "control", "weight": 40, "value": values[0]},
+        {"key": "treatment", "weight": 60, "value": values[1]}]})
+}
+
 /// A flags file of one case: a gate flag others may require, a segment, and `count` flags.
 fn document(case: usize, count: usize) -> impl Strategy<Value = Value> {
     let gate = format!("c{case}_gate");
     let segment = format!("c{case}_segment");
     let gate_flag = json!({"key": gate, "enabled": true, "default": {"split": {"on": 1, "off": 1}, "rollout": 100}});
-    let flags: Vec<_> = (0..count).map(|i| flag(format!("c{case}_f{i}"), gate.clone(), segment.clone())).collect();
+    let flags: Vec<_> =
+        (0..count).map(|i| flag(format!("c{case}_f{i}"), gate.clone(), segment.clone(), case)).collect();
     (flags, condition("none".into()).prop_filter("segments cannot nest", |c| !c.to_string().contains("segment")))
         .prop_map(move |(mut flags, segment_when)| {
             flags.push(gate_flag.clone());
@@ -162,8 +185,9 @@ fn contexts() -> impl Strategy<Value = Vec<(String, Map<String, Value>)>> {
     prop::collection::vec((user, attributes), 25)
 }
 
-/// What the SDK answers for one flag, in the shape of the server's result.
-fn sdk_result(client: &Client, flag: &Value, ctx: &Context<'_>) -> Value {
+/// What the SDK answers for one flag, in the shape of the server's result; none while the
+/// user's arm in the experiment the flag serves is being fetched.
+fn sdk_result(client: &Client, flag: &Value, ctx: &Context<'_>) -> Option<Value> {
     let key = flag["key"].as_str().unwrap();
     let (value, variant, resolution, rule_id) = match flag["type"].as_str().unwrap_or("boolean") {
         "boolean" => {
@@ -179,8 +203,12 @@ fn sdk_result(client: &Client, flag: &Value, ctx: &Context<'_>) -> Value {
             (json!(d.value), d.variant, d.resolution, d.rule_id)
         }
     };
-    let Resolution::Evaluated(reason) = resolution else { panic!("{key}: the SDK answered {resolution:?}") };
-    json!({"value": value, "variant": variant, "reason": reason.name(), "rule_id": rule_id})
+    let reason = match resolution {
+        Resolution::Evaluated(reason) => reason,
+        Resolution::ArmUnknown => return None,
+        Resolution::Error(e) => panic!("{key}: the SDK answered {e:?}"),
+    };
+    Some(json!({"value": value, "variant": variant, "reason": reason.name(), "rule_id": rule_id}))
 }
 
 fn server_result(result: &Value) -> Value {
@@ -198,7 +226,11 @@ async fn the_sdk_agrees_with_the_server_on_generated_flags_and_contexts() {
     let mut runner = TestRunner::default();
     let mut compared = 0;
     let mut reasons = std::collections::BTreeSet::new();
+    let mut experiment_variants = std::collections::BTreeSet::new();
     for case in 0..24 {
+        for kind in ["boolean", "string", "number"] {
+            running(&server, experiment(case, kind)).await;
+        }
         let document = document(case, 8).new_tree(&mut runner).unwrap().current();
         let (status, report) = server.call(Method::POST, "/v1/admin/import", Some(document.clone())).await;
         assert!(status.is_success(), "{report}\n{document:#}");
@@ -218,7 +250,13 @@ async fn the_sdk_agrees_with_the_server_on_generated_flags_and_contexts() {
             for flag in document["flags"].as_array().unwrap() {
                 let key = flag["key"].as_str().unwrap();
                 let expected = server_result(&answer["flags"][key]);
-                let got = sdk_result(&client, flag, &ctx);
+                let got =
+                    eventually("the SDK knows the user's arm", || async { sdk_result(&client, flag, &ctx) }).await;
+                if expected["reason"] == "SPLIT"
+                    && ["control", "treatment"].contains(&expected["variant"].as_str().unwrap())
+                {
+                    experiment_variants.insert(expected["variant"].as_str().unwrap().to_string());
+                }
                 assert_eq!(
                     got, expected,
                     "flag {flag:#}\nuser {user_id} context {attributes:?}\nsegments {:#}",
@@ -233,4 +271,5 @@ async fn the_sdk_agrees_with_the_server_on_generated_flags_and_contexts() {
     // The generator reaches every step of SPEC 3, so agreement covers all of them.
     let every: std::collections::BTreeSet<_> = vexil_sdk::Reason::ALL.iter().map(|r| r.name().to_string()).collect();
     assert_eq!(reasons, every);
+    assert_eq!(experiment_variants.len(), 2, "users were served both arms of experiments");
 }

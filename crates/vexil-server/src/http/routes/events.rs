@@ -1,8 +1,10 @@
 //! `POST /v1/events` and `POST /v1/events/kinesis` (SPEC 4 and 5): batches are validated event by
 //! event (partial acceptance; invalid ones go to the DLQ) and answered only once every accepted
-//! event is durable in the log.
+//! event is durable in the log. `POST /v1/events/evaluation-counts` takes the evaluation counts
+//! an SDK made in-process, which join the server's own (SPEC 5's evaluation tracking).
 
 use crate::http::error::{from_bytes_rejection, ApiError};
+use crate::http::extract::ApiJson;
 use crate::http::state::AppState;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -10,7 +12,12 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
 use vexil_events::{BodyFormat, IngestError};
+
+/// Count entries one request may carry.
+const MAX_COUNTS: usize = 10_000;
 
 /// How the body of an event request is to be read, from its `Content-Type`.
 fn body_format(headers: &HeaderMap, ndjson_allowed: bool) -> Result<BodyFormat, ApiError> {
@@ -77,4 +84,48 @@ pub async fn kinesis(
         Ok(answer) => Json(answer).into_response(),
         Err(e) => ingest_error(e),
     }
+}
+
+/// `{"counts": [{"flag", "variant", "count"}]}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluationCountsRequest {
+    counts: Vec<EvaluationCount>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EvaluationCount {
+    flag: String,
+    variant: String,
+    count: u64,
+}
+
+/// `POST /v1/events/evaluation-counts` → `{"accepted": n}`. The whole request is checked before
+/// any count is taken, so a refused request can be corrected and sent again without doubling.
+pub async fn evaluation_counts(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<EvaluationCountsRequest>,
+) -> Result<Response, ApiError> {
+    if request.counts.len() > MAX_COUNTS {
+        let message = format!("at most {MAX_COUNTS} counts per request");
+        return Err(ApiError::bad_request("too_many_counts", message).with_field("counts"));
+    }
+    for (i, c) in request.counts.iter().enumerate() {
+        let problem = if !vexil_core::decode::is_valid_key(&c.flag) {
+            Some(("flag", vexil_core::decode::KEY_RULE.to_string()))
+        } else if c.variant.is_empty() || c.variant.len() > 128 {
+            Some(("variant", "must be a variant name of 1 to 128 bytes".to_string()))
+        } else if c.count == 0 {
+            Some(("count", "must be a positive integer".to_string()))
+        } else {
+            None
+        };
+        if let Some((field, rule)) = problem {
+            let field = format!("counts[{i}].{field}");
+            return Err(ApiError::bad_request("invalid_count", format!("{field} {rule}")).with_field(field));
+        }
+    }
+    state.events.add_evaluation_counts(request.counts.iter().map(|c| (c.flag.as_str(), c.variant.as_str(), c.count)));
+    Ok(Json(json!({"accepted": request.counts.len()})).into_response())
 }

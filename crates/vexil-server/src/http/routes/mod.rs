@@ -344,6 +344,16 @@ fn event_routes(t: &mut Table) {
     )
     .add(
         spec(
+            M::POST,
+            "/v1/events/evaluation-counts",
+            Some(Server),
+            "events",
+            "Add evaluation counts an SDK made in-process: {\"counts\": [{\"flag\", \"variant\", \"count\"}]}.",
+        ),
+        events::evaluation_counts,
+    )
+    .add(
+        spec(
             M::GET,
             "/v1/stats/events",
             Some(Server),
