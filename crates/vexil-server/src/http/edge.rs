@@ -151,14 +151,24 @@ impl EdgeIo {
         if self.phase != Phase::Head {
             return;
         }
-        for &byte in bytes {
+        // The blank line may straddle reads: a match begun in the last one goes on byte by
+        // byte, the rest is searched at memchr's speed (most heads arrive in one read).
+        let mut rest = bytes;
+        while self.matched > 0 {
+            let Some((&byte, tail)) = rest.split_first() else { return };
             self.matched =
                 if byte == END_OF_HEAD[self.matched] { self.matched + 1 } else { usize::from(byte == END_OF_HEAD[0]) };
+            rest = tail;
             if self.matched == END_OF_HEAD.len() {
                 self.enter(Phase::Request);
                 return;
             }
         }
+        if memchr::memmem::find(rest, END_OF_HEAD).is_some() {
+            self.enter(Phase::Request);
+            return;
+        }
+        self.matched = (1..END_OF_HEAD.len()).rev().find(|&n| rest.ends_with(&END_OF_HEAD[..n])).unwrap_or(0);
     }
 
     /// Writes the pending replacement; answers the length of what it stands for once done.
