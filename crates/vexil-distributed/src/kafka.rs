@@ -18,10 +18,12 @@
 //!   could receive them swapped. Under load a batch spread over many partitions still costs one
 //!   request per partition per round, not per HTTP request.
 //! - **reader** fetches one partition from an offset with long polling, on a connection of its
-//!   own, opened on its first fetch. A broker answers one connection's requests one at a time
-//!   (tansu and Kafka alike), so a fetch waiting for records on the producers' connection held
-//!   every produce request behind it for the whole wait: the 200 ms stall of each ingest batch
-//!   that docs/benchmarks/broker-stall.md traces.
+//!   own, opened on its first fetch.
+//! - **Connections.** A broker answers one connection's requests one at a time (tansu and Kafka
+//!   alike), so every partition's writer and every reader has a connection of its own. A fetch
+//!   waiting for records on a shared connection held every produce request behind it for the
+//!   whole wait (the 200 ms stall of each ingest batch that docs/benchmarks/broker-stall.md
+//!   traces), and the partitions' produce requests queued behind each other.
 //! - **commit** does nothing. Retention is the broker's (`retention.ms` of the topic): the
 //!   consumers' durable positions are the pipeline's checkpoints, committed in its state
 //!   database together with what they processed.
@@ -118,7 +120,7 @@ fn broker_error(e: impl std::fmt::Display) -> LogError {
 /// A record waiting for its partition's writer, and where its offset (or the failure) goes.
 type PendingRecord = (KafkaRecord, oneshot::Sender<Result<i64, String>>);
 
-/// One partition of the topic: its writer, on the producers' connection.
+/// One partition of the topic: its writer, on a connection of its own.
 struct Partition {
     writes: mpsc::UnboundedSender<PendingRecord>,
     /// The next offset known to exist: raised by appends and by each fetch's high watermark.
@@ -168,8 +170,7 @@ impl KafkaBus {
         }
         let mut partitions = Vec::with_capacity(ids.len());
         for id in ids {
-            let client =
-                client.partition_client(&target.topic, id, UnknownTopicHandling::Retry).await.map_err(broker_error)?;
+            let client = partition_connection(target, id).await?;
             let end = client.get_offset(OffsetAt::Latest).await.map_err(broker_error)?;
             let (writes, queue) = mpsc::unbounded_channel();
             tokio::spawn(write_in_order(client, queue));
@@ -186,6 +187,12 @@ impl KafkaBus {
     fn partition(&self, partition: u32) -> Result<&Partition, LogError> {
         self.partitions.get(partition as usize).ok_or(LogError::NoPartition(partition))
     }
+}
+
+/// A client of one partition on a connection of its own (see the module docs).
+async fn partition_connection(target: &KafkaTarget, partition: i32) -> Result<PartitionClient, LogError> {
+    let client = ClientBuilder::new(target.brokers.clone()).client_id("vexil").build().await.map_err(broker_error)?;
+    client.partition_client(&target.topic, partition, UnknownTopicHandling::Retry).await.map_err(broker_error)
 }
 
 fn offset(value: i64) -> Result<u64, LogError> {
@@ -310,17 +317,7 @@ impl KafkaReader {
     fn connection(&mut self) -> Result<&PartitionClient, LogError> {
         let connection = match self.connection.take() {
             Some(connection) => connection,
-            None => self.runtime.block_on(async {
-                let client = ClientBuilder::new(self.target.brokers.clone())
-                    .client_id("vexil")
-                    .build()
-                    .await
-                    .map_err(broker_error)?;
-                client
-                    .partition_client(&self.target.topic, self.id, UnknownTopicHandling::Retry)
-                    .await
-                    .map_err(broker_error)
-            })?,
+            None => self.runtime.block_on(partition_connection(&self.target, self.id))?,
         };
         Ok(self.connection.insert(connection))
     }
