@@ -17,7 +17,13 @@
 //!   before, flushes a full batch in a background task beside the next one, and the broker
 //!   could receive them swapped. Under load a batch spread over many partitions still costs one
 //!   request per partition per round, not per HTTP request.
-//! - **reader** fetches one partition from an offset with long polling.
+//! - **reader** fetches one partition from an offset with long polling, on a connection of its
+//!   own, opened on its first fetch.
+//! - **Connections.** A broker answers one connection's requests one at a time (tansu and Kafka
+//!   alike), so every partition's writer and every reader has a connection of its own. A fetch
+//!   waiting for records on a shared connection held every produce request behind it for the
+//!   whole wait (the 200 ms stall of each ingest batch that docs/benchmarks/broker-stall.md
+//!   traces), and the partitions' produce requests queued behind each other.
 //! - **commit** does nothing. Retention is the broker's (`retention.ms` of the topic): the
 //!   consumers' durable positions are the pipeline's checkpoints, committed in its state
 //!   database together with what they processed.
@@ -114,9 +120,8 @@ fn broker_error(e: impl std::fmt::Display) -> LogError {
 /// A record waiting for its partition's writer, and where its offset (or the failure) goes.
 type PendingRecord = (KafkaRecord, oneshot::Sender<Result<i64, String>>);
 
-/// One partition of the topic.
+/// One partition of the topic: its writer, on a connection of its own.
 struct Partition {
-    client: Arc<PartitionClient>,
     writes: mpsc::UnboundedSender<PendingRecord>,
     /// The next offset known to exist: raised by appends and by each fetch's high watermark.
     end: Arc<AtomicU64>,
@@ -124,6 +129,7 @@ struct Partition {
 
 /// A Kafka topic as the pipeline's durable log.
 pub struct KafkaBus {
+    target: Arc<KafkaTarget>,
     partitions: Vec<Partition>,
     runtime: Handle,
     /// Where the next record without a key goes.
@@ -164,20 +170,29 @@ impl KafkaBus {
         }
         let mut partitions = Vec::with_capacity(ids.len());
         for id in ids {
-            let client =
-                client.partition_client(&target.topic, id, UnknownTopicHandling::Retry).await.map_err(broker_error)?;
+            let client = partition_connection(target, id).await?;
             let end = client.get_offset(OffsetAt::Latest).await.map_err(broker_error)?;
-            let client = Arc::new(client);
             let (writes, queue) = mpsc::unbounded_channel();
-            tokio::spawn(write_in_order(client.clone(), queue));
-            partitions.push(Partition { client, writes, end: Arc::new(AtomicU64::new(offset(end)?)) });
+            tokio::spawn(write_in_order(client, queue));
+            partitions.push(Partition { writes, end: Arc::new(AtomicU64::new(offset(end)?)) });
         }
-        Ok(KafkaBus { partitions, runtime: Handle::current(), unkeyed: AtomicU32::new(0) })
+        Ok(KafkaBus {
+            target: Arc::new(target.clone()),
+            partitions,
+            runtime: Handle::current(),
+            unkeyed: AtomicU32::new(0),
+        })
     }
 
     fn partition(&self, partition: u32) -> Result<&Partition, LogError> {
         self.partitions.get(partition as usize).ok_or(LogError::NoPartition(partition))
     }
+}
+
+/// A client of one partition on a connection of its own (see the module docs).
+async fn partition_connection(target: &KafkaTarget, partition: i32) -> Result<PartitionClient, LogError> {
+    let client = ClientBuilder::new(target.brokers.clone()).client_id("vexil").build().await.map_err(broker_error)?;
+    client.partition_client(&target.topic, partition, UnknownTopicHandling::Retry).await.map_err(broker_error)
 }
 
 fn offset(value: i64) -> Result<u64, LogError> {
@@ -186,7 +201,7 @@ fn offset(value: i64) -> Result<u64, LogError> {
 
 /// A partition's writer: one produce request at a time, each carrying the records queued
 /// while the previous one was in flight, in queue order (ends when the bus is dropped).
-async fn write_in_order(client: Arc<PartitionClient>, mut queue: mpsc::UnboundedReceiver<PendingRecord>) {
+async fn write_in_order(client: PartitionClient, mut queue: mpsc::UnboundedReceiver<PendingRecord>) {
     let mut pending: VecDeque<PendingRecord> = VecDeque::new();
     let mut received = Vec::new();
     while !pending.is_empty() || queue.recv_many(&mut received, usize::MAX).await > 0 {
@@ -258,9 +273,12 @@ impl EventBus for KafkaBus {
     }
 
     fn reader(&self, partition: u32, offset: u64) -> Result<Box<dyn BusReader>, LogError> {
+        let id = i32::try_from(partition).map_err(broker_error)?;
         let partition = self.partition(partition)?;
         Ok(Box::new(KafkaReader {
-            partition: Arc::clone(&partition.client),
+            target: Arc::clone(&self.target),
+            id,
+            connection: None,
             runtime: self.runtime.clone(),
             end: Arc::clone(&partition.end),
             next: offset,
@@ -285,7 +303,10 @@ impl EventBus for KafkaBus {
 /// brokers (tansu among them) answer a fetch that starts *inside* a batch with nothing, or
 /// with the batch after it; the reader then looks back for the batch that holds the offset.
 struct KafkaReader {
-    partition: Arc<PartitionClient>,
+    target: Arc<KafkaTarget>,
+    id: i32,
+    /// The reader's own connection (see the module docs), opened by the first fetch.
+    connection: Option<PartitionClient>,
     runtime: Handle,
     end: Arc<AtomicU64>,
     next: u64,
@@ -293,14 +314,22 @@ struct KafkaReader {
 }
 
 impl KafkaReader {
+    fn connection(&mut self) -> Result<&PartitionClient, LogError> {
+        let connection = match self.connection.take() {
+            Some(connection) => connection,
+            None => self.runtime.block_on(partition_connection(&self.target, self.id))?,
+        };
+        Ok(self.connection.insert(connection))
+    }
+
     /// Records from `from` on, as fetched (possibly from before `from`), and the high watermark.
-    fn fetch(&self, from: u64, wait: Duration) -> Result<Vec<Record>, LogError> {
+    fn fetch(&mut self, from: u64, wait: Duration) -> Result<Vec<Record>, LogError> {
         let start = i64::try_from(from).map_err(broker_error)?;
         let wait_ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
-        let (fetched, high_watermark) = self
-            .runtime
-            .block_on(self.partition.fetch_records(start, 1..MAX_FETCH_BYTES, wait_ms))
-            .map_err(broker_error)?;
+        let runtime = self.runtime.clone();
+        let connection = self.connection()?;
+        let (fetched, high_watermark) =
+            runtime.block_on(connection.fetch_records(start, 1..MAX_FETCH_BYTES, wait_ms)).map_err(broker_error)?;
         self.end.fetch_max(offset(high_watermark)?, Ordering::AcqRel);
         fetched
             .into_iter()

@@ -110,6 +110,34 @@ async fn keyed_records_land_on_their_keys_partition_in_order() {
     }
 }
 
+/// A broker answers one connection's requests in turn, so a reader's fetch, which waits for
+/// records, must not share the producers' connection: an append went out only once the fetch's
+/// wait ended (the ingest stall of docs/benchmarks/broker-stall.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_does_not_wait_for_a_reader_waiting_for_records() {
+    let topic = unique("vexil-no-wait");
+    let Some(bus) = bus(&topic, 2).await else { return };
+    let key_on = |partition: u32| {
+        (0..)
+            .map(|n| format!("user-{n}"))
+            .find(|k| vexil_distributed::kafka::kafka_partition(k.as_bytes(), 2) == partition)
+    };
+
+    let mut reader = bus.reader(0, 0).unwrap();
+    let waiting = tokio::task::spawn_blocking(move || reader.poll(10, Duration::from_secs(20)).unwrap());
+    // Let the reader's fetch reach the broker and start waiting on the empty partition 0.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "the reader waits for records");
+
+    bus.append(vec![BusRecord::keyed(key_on(1).unwrap(), b"to partition 1".to_vec())]).await.unwrap();
+    assert!(!waiting.is_finished(), "the append was acknowledged while the reader still waited");
+    assert_eq!(bus.end_offset(1), 1);
+
+    bus.append(vec![BusRecord::keyed(key_on(0).unwrap(), b"wakes the reader".to_vec())]).await.unwrap();
+    let woken = waiting.await.unwrap();
+    assert_eq!(woken.iter().map(|r| r.payload.as_slice()).collect::<Vec<_>>(), [b"wakes the reader"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn archive_files_are_single_objects_under_the_prefix_and_rewrites_replace_them() {
     let (Some(_endpoint), Some(url)) = (engine("AWS_ENDPOINT_URL", "s3.sh"), engine("VEXIL_TEST_S3_URL", "s3.sh"))
