@@ -86,11 +86,9 @@ impl KeyCache {
         (*expires > Instant::now()).then(|| caller.clone())
     }
 
-    /// The caller holding `secret`, from the cache or else the store.
+    /// The caller holding `secret` according to the store, remembered for the TTL; for a
+    /// secret [`KeyCache::cached`] did not know (the cache is not looked up again).
     pub async fn authenticate(&self, store: &dyn Store, secret: &str) -> Result<Option<Caller>, StoreError> {
-        if let Some(caller) = self.cached(secret) {
-            return Ok(Some(caller));
-        }
         let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
         let now = Instant::now();
         let Some(key) = store.authenticate(secret).await? else {
