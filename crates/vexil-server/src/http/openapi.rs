@@ -29,7 +29,7 @@ fn bodies(spec: &RouteSpec) -> (Option<&'static str>, &'static str, Option<&'sta
         (Method::POST, "/ofrep/v1/evaluate/flags/{key}") => (Some("OfrepRequest"), "200", Some("OfrepSuccess")),
         (Method::POST, "/ofrep/v1/evaluate/flags") => (Some("OfrepRequest"), "200", Some("OfrepBulkSuccess")),
         (Method::GET, "/v1/sdk/flags" | "/v1/admin/export") => (None, "200", Some("FlagsDocument")),
-        (Method::GET, "/v1/sdk/stream") => (None, "200", None),
+        (Method::GET, "/v1/sdk/stream" | "/ofrep/v1/event-stream") => (None, "200", None),
         (Method::POST, "/v1/admin/import") => (Some("FlagsDocument"), "200", Some("ImportReport")),
         (Method::POST, "/v1/admin/keys") => (Some("NewKey"), "201", Some("CreatedKey")),
         (Method::GET, "/v1/admin/keys") => (None, "200", Some("KeyList")),
@@ -61,8 +61,23 @@ fn operation(spec: &RouteSpec) -> Value {
             parameters.push(header("If-None-Match", "The ETag held; 304 when current."))
         }
         Method::POST if spec.path == "/ofrep/v1/evaluate/flags" => {
-            parameters.push(header("If-None-Match", "The ETag held; 304 when current."))
+            parameters.push(header("If-None-Match", "The ETag held; 304 when current."));
+            parameters.push(
+                json!({"name": "flagConfigEtag", "in": "query", "required": false, "schema": {"type": "string"},
+                "description": "The etag of the refetchEvaluation event that triggered this re-fetch (\"<revision>\"); \
+                    a node that has not loaded that revision yet catches up before answering. \
+                    Not a conditional request: If-None-Match decides 304. Anything but a revision is 400 GENERAL."}),
+            );
+            parameters.push(
+                json!({"name": "flagConfigLastModified", "in": "query", "required": false, "schema": {"type": "string"},
+                "description": "Accepted and ignored: vexil's events carry no lastModified."}),
+            );
         }
+        Method::GET if spec.path == "/ofrep/v1/event-stream" => parameters.push(header(
+            "Last-Event-ID",
+            "The id (a revision) of the last event received; when current, the stream does not start with a message. \
+             400 invalid_header when not a revision number.",
+        )),
         _ => {}
     }
     if spec.access == Some(Access::Admin) && spec.method != Method::GET {
@@ -75,6 +90,12 @@ fn operation(spec: &RouteSpec) -> Value {
         (_, "/v1/sdk/stream") => {
             json!({"description": "An event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}})
         }
+        (_, "/ofrep/v1/event-stream") => json!({
+            "description": "An event stream of `id: <revision>`, `event: message`, `data: OfrepRefetchEvent` \
+                (and `: heartbeat` comments)",
+            "content": {"text/event-stream": {"schema": {"type": "string"},
+                "x-data-schema": {"$ref": "#/components/schemas/OfrepRefetchEvent"}}}
+        }),
         (_, "/metrics") => {
             json!({"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}})
         }
@@ -83,7 +104,9 @@ fn operation(spec: &RouteSpec) -> Value {
     };
     responses.insert(status.into(), success);
     let error = |description: &str| json!({"description": description, "content": content("Error")});
-    if spec.path.starts_with("/ofrep/") {
+    if spec.path == "/ofrep/v1/event-stream" {
+        responses.insert("400".into(), error("Last-Event-ID is not a revision number (invalid_header)"));
+    } else if spec.path.starts_with("/ofrep/") {
         responses.insert("400".into(), json!({"description": "PARSE_ERROR, INVALID_CONTEXT or TARGETING_KEY_MISSING", "content": content("OfrepFailure")}));
         responses.insert("404".into(), json!({"description": "FLAG_NOT_FOUND", "content": content("OfrepFailure")}));
     } else if spec.access.is_some() {
@@ -159,7 +182,7 @@ pub fn document(specs: &[RouteSpec]) -> Value {
 
 fn schemas() -> Value {
     let object = |description: &str| json!({"type": "object", "description": description});
-    json!({
+    let mut schemas = json!({
         "Object": object("A JSON object."),
         "Error": {"type": "object", "required": ["error"], "properties": {
             "error": {"type": "object", "required": ["code", "message"], "properties": {
@@ -190,7 +213,9 @@ fn schemas() -> Value {
         "OfrepSuccess": {"type": "object", "properties": {
             "key": {"type": "string"}, "value": {}, "reason": {"type": "string"}, "variant": {"type": "string"},
             "metadata": {"type": "object"}}},
-        "OfrepBulkSuccess": {"type": "object", "properties": {"flags": {"type": "array", "items": {"type": "object"}}}},
+        "OfrepBulkSuccess": {"type": "object", "properties": {
+            "flags": {"type": "array", "items": {"type": "object"}},
+            "eventStreams": {"type": "array", "items": {"$ref": "#/components/schemas/OfrepEventStream"}}}},
         "OfrepFailure": {"type": "object", "required": ["errorCode"], "properties": {
             "key": {"type": "string"}, "errorCode": {"type": "string"}, "errorDetails": {"type": "string"}}},
         "NewKey": {"type": "object", "required": ["kind", "name"], "properties": {
@@ -203,5 +228,26 @@ fn schemas() -> Value {
         "AuditRecords": {"type": "object", "properties": {"records": {"type": "array", "items": {"type": "object", "properties": {
             "id": {"type": "integer"}, "at": {"type": "string"}, "actor": {"type": "string"}, "action": {"type": "string"},
             "entity": {"type": "string"}, "key": {"type": "string"}, "before": {}, "after": {}, "reason": {"type": ["string", "null"]}}}}}}
+    });
+    if let (Some(all), Value::Object(ofrep)) = (schemas.as_object_mut(), ofrep_schemas()) {
+        all.extend(ofrep);
+    }
+    schemas
+}
+
+/// OFREP's event stream: the `eventStreams` entry and the JSON data of each event.
+fn ofrep_schemas() -> Value {
+    json!({
+        "OfrepEventStream": {"type": "object", "required": ["type", "endpoint"],
+            "description": "Where live updates come from: connect to the provider's OFREP origin + endpoint.requestUri.",
+            "properties": {
+                "type": {"type": "string", "enum": ["sse"]},
+                "endpoint": {"type": "object", "required": ["requestUri"], "properties": {
+                    "requestUri": {"type": "string", "enum": ["/ofrep/v1/event-stream"]}}}}},
+        "OfrepRefetchEvent": {"type": "object", "required": ["type", "etag"],
+            "description": "The JSON data of each event: re-fetch the bulk evaluation with ?flagConfigEtag=<etag>.",
+            "properties": {
+                "type": {"type": "string", "enum": ["refetchEvaluation"]},
+                "etag": {"type": "string", "description": "The configuration's tag, \"<revision>\""}}}
     })
 }

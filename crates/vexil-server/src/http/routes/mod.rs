@@ -104,6 +104,17 @@ fn table(state: AppState) -> Table {
         .add(
             spec(
                 M::GET,
+                ofrep::EVENT_STREAM_PATH,
+                Some(Client),
+                "ofrep",
+                "OFREP event stream (SSE): a refetchEvaluation message per configuration change.",
+            )
+            .cors(),
+            ofrep::event_stream_route,
+        )
+        .add(
+            spec(
+                M::GET,
                 "/v1/sdk/flags",
                 Some(Server),
                 "sdk",
