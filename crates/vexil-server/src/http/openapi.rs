@@ -30,6 +30,9 @@ fn bodies(spec: &RouteSpec) -> (Option<&'static str>, &'static str, Option<&'sta
         (Method::POST, "/ofrep/v1/evaluate/flags") => (Some("OfrepRequest"), "200", Some("OfrepBulkSuccess")),
         (Method::GET, "/v1/sdk/flags" | "/v1/admin/export") => (None, "200", Some("FlagsDocument")),
         (Method::GET, "/v1/sdk/stream" | "/ofrep/v1/event-stream") => (None, "200", None),
+        (Method::POST, "/v1/events/evaluation-counts") => {
+            (Some("EvaluationCounts"), "200", Some("EvaluationCountsResult"))
+        }
         (Method::POST, "/v1/admin/import") => (Some("FlagsDocument"), "200", Some("ImportReport")),
         (Method::POST, "/v1/admin/keys") => (Some("NewKey"), "201", Some("CreatedKey")),
         (Method::GET, "/v1/admin/keys") => (None, "200", Some("KeyList")),
@@ -131,6 +134,9 @@ fn operation(spec: &RouteSpec) -> Value {
     if matches!(spec.method, Method::POST | Method::PUT | Method::DELETE) && spec.path.starts_with("/v1/admin/") {
         responses.insert("409".into(), error("Conflict: exists, version mismatch, or still referenced"));
     }
+    if spec.path == "/v1/events/evaluation-counts" {
+        responses.insert("409".into(), error("report_id_reused: the report_id was counted with other counts"));
+    }
     if spec.path == "/ready" {
         responses.insert("503".into(), error("Not ready"));
     }
@@ -229,15 +235,25 @@ fn schemas() -> Value {
             "id": {"type": "integer"}, "at": {"type": "string"}, "actor": {"type": "string"}, "action": {"type": "string"},
             "entity": {"type": "string"}, "key": {"type": "string"}, "before": {}, "after": {}, "reason": {"type": ["string", "null"]}}}}}}
     });
-    if let (Some(all), Value::Object(ofrep)) = (schemas.as_object_mut(), ofrep_schemas()) {
-        all.extend(ofrep);
+    if let (Some(all), Value::Object(more)) = (schemas.as_object_mut(), more_schemas()) {
+        all.extend(more);
     }
     schemas
 }
 
-/// OFREP's event stream: the `eventStreams` entry and the JSON data of each event.
-fn ofrep_schemas() -> Value {
+/// OFREP's event stream (the `eventStreams` entry and the JSON data of each event), and the
+/// SDK's evaluation-count reports.
+fn more_schemas() -> Value {
     json!({
+        "EvaluationCounts": {"type": "object", "required": ["counts"], "properties": {
+            "report_id": {"type": "string", "minLength": 1, "maxLength": 128,
+                "description": "The sender's id of this report (visible ASCII), sent unchanged with the same counts when \
+                    the report is sent again; a report_id this node counted recently is not counted again."},
+            "counts": {"type": "array", "maxItems": 10000, "items": {"type": "object", "required": ["flag", "variant", "count"],
+                "properties": {"flag": {"type": "string"}, "variant": {"type": "string"}, "count": {"type": "integer", "minimum": 1}}}}}},
+        "EvaluationCountsResult": {"type": "object", "properties": {
+            "accepted": {"type": "integer", "description": "Entries counted (0 for a duplicate)"},
+            "duplicate": {"type": "boolean", "description": "The report_id was counted already; nothing was counted now"}}},
         "OfrepEventStream": {"type": "object", "required": ["type", "endpoint"],
             "description": "Where live updates come from: connect to the provider's OFREP origin + endpoint.requestUri.",
             "properties": {

@@ -359,7 +359,8 @@ fn event_routes(t: &mut Table) {
             "/v1/events/evaluation-counts",
             Some(Server),
             "events",
-            "Add evaluation counts an SDK made in-process: {\"counts\": [{\"flag\", \"variant\", \"count\"}]}.",
+            "Add evaluation counts an SDK made in-process: {\"report_id\", \"counts\": [{\"flag\", \"variant\", \"count\"}]}; \
+             a report_id counted recently is a duplicate, not counted again.",
         ),
         events::evaluation_counts,
     )

@@ -306,7 +306,7 @@ mod tests {
         assert_eq!(announced_revision("42").ok(), Some(42));
         assert_eq!(announced_revision("W/\"7\"").ok(), Some(7));
         for bad in ["", "\"\"", "\"abc\"", "-1", "\"42", "99999999999999999999999"] {
-            let failure = announced_revision(bad).err().expect(bad);
+            let failure = announced_revision(bad).expect_err(bad);
             assert_eq!((failure.status, failure.code), (StatusCode::BAD_REQUEST, "GENERAL"));
             assert!(failure.details.contains("flagConfigEtag"), "{}", failure.details);
         }
