@@ -76,11 +76,16 @@ fn operation(spec: &RouteSpec) -> Value {
                 "description": "Accepted and ignored: vexil's events carry no lastModified."}),
             );
         }
-        Method::GET if spec.path == "/ofrep/v1/event-stream" => parameters.push(header(
-            "Last-Event-ID",
-            "The id (a revision) of the last event received; when current, the stream does not start with a message. \
-             400 invalid_header when not a revision number.",
-        )),
+        Method::GET if spec.path == "/ofrep/v1/event-stream" => {
+            parameters.push(header(
+                "Last-Event-ID",
+                "The id (a revision) of the last event received; when current, the stream does not start with a message. \
+                 400 invalid_header when not a revision number.",
+            ));
+            parameters.push(json!({"name": "key", "in": "query", "required": false, "schema": {"type": "string"},
+                "description": "A client key, for clients that cannot send headers (a browser's EventSource); the bulk \
+                    answer's eventStreams carries it for client keys. A server or admin key here is 403."}));
+        }
         _ => {}
     }
     if spec.access == Some(Access::Admin) && spec.method != Method::GET {
@@ -144,6 +149,9 @@ fn operation(spec: &RouteSpec) -> Value {
         responses.insert("304".into(), json!({"description": "Not modified"}));
     }
     let security = match spec.access {
+        Some(access) if spec.key_in_query => {
+            json!([{"bearer": [access.name()]}, {"apiKey": [access.name()]}, {"queryKey": ["client"]}])
+        }
         Some(access) if spec.path.starts_with("/ofrep/") => {
             json!([{"bearer": [access.name()]}, {"apiKey": [access.name()]}])
         }
@@ -179,7 +187,9 @@ pub fn document(specs: &[RouteSpec]) -> Value {
         "components": {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <key>"},
-                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "queryKey": {"type": "apiKey", "in": "query", "name": "key",
+                             "description": "A client key in the URL, on the routes that allow it (the OFREP event stream)"}
             },
             "schemas": schemas()
         }
@@ -259,7 +269,8 @@ fn more_schemas() -> Value {
             "properties": {
                 "type": {"type": "string", "enum": ["sse"]},
                 "endpoint": {"type": "object", "required": ["requestUri"], "properties": {
-                    "requestUri": {"type": "string", "enum": ["/ofrep/v1/event-stream"]}}}}},
+                    "requestUri": {"type": "string", "pattern": "^/ofrep/v1/event-stream(\\?key=.+)?$",
+                        "description": "/ofrep/v1/event-stream, with ?key=<client key> when the caller used a client key"}}}}},
         "OfrepRefetchEvent": {"type": "object", "required": ["type", "etag"],
             "description": "The JSON data of each event: re-fetch the bulk evaluation with ?flagConfigEtag=<etag>.",
             "properties": {

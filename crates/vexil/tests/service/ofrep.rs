@@ -113,25 +113,29 @@ async fn ofrep_event_stream_announces_changes_and_refetches_use_the_etag() {
         request.send()
     };
 
-    // The bulk answer names the stream: a request URI on the provider's own OFREP origin.
+    // The bulk answer names the stream: a request URI on the provider's own OFREP origin,
+    // carrying the client key, as a browser's EventSource sends no headers.
     let first = bulk(None, None).await.unwrap();
     assert_eq!(first.status(), StatusCode::OK);
     let etag = first.headers()["etag"].to_str().unwrap().to_string();
     let body: serde_json::Value = first.json().await.unwrap();
-    assert_eq!(body["eventStreams"], json!([{"type": "sse", "endpoint": {"requestUri": "/ofrep/v1/event-stream"}}]));
-    let stream_path = body["eventStreams"][0]["endpoint"]["requestUri"].as_str().unwrap().to_string();
+    let stream_uri = format!("/ofrep/v1/event-stream?key={key}");
+    assert_eq!(body["eventStreams"], json!([{"type": "sse", "endpoint": {"requestUri": stream_uri}}]));
 
-    // Two subscribers with the client key; each starts with the current configuration's tag.
+    // Two subscribers: one with only the URL (as EventSource connects), one with the key in a
+    // header. Each starts with the current configuration's tag.
     let open = |last_event_id: Option<String>| {
-        let mut request = server.client.get(server.url(&stream_path)).header("x-api-key", &key);
+        let mut request = server.client.get(server.url(&stream_uri));
         if let Some(id) = last_event_id {
             request = request.header("last-event-id", id);
         }
         request.send()
     };
     let mut subscribers = Vec::new();
-    for _ in 0..2 {
-        let response = open(None).await.unwrap();
+    for response in [
+        open(None).await.unwrap(),
+        server.client.get(server.url("/ofrep/v1/event-stream")).header("x-api-key", &key).send().await.unwrap(),
+    ] {
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()["content-type"], "text/event-stream");
         subscribers.push((response.bytes_stream(), String::new()));
@@ -192,6 +196,30 @@ async fn ofrep_event_stream_needs_a_key_and_refuses_bad_input() {
     ] {
         let (status, error) = Server::send(request).await;
         assert_eq!((status, error["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")));
+    }
+    // A wrong key in the URL is 401 too; a server or admin key is not taken from a URL (403):
+    // those keys go in a header, and the bulk answer does not put them in the URI.
+    let (status, _) = Server::send(server.client.get(server.url("/ofrep/v1/event-stream?key=vx_not_a_key"))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let server_key = server.create_key("server").await;
+    for secret in [server_key.as_str(), crate::harness::ADMIN_KEY] {
+        let (status, error) =
+            Server::send(server.client.get(server.url(&format!("/ofrep/v1/event-stream?key={secret}")))).await;
+        assert_eq!(
+            (status, error["error"]["code"].as_str(), error["error"]["field"].as_str()),
+            (StatusCode::FORBIDDEN, Some("forbidden"), Some("key"))
+        );
+        let request = server
+            .with_key(Method::POST, "/ofrep/v1/evaluate/flags", secret)
+            .json(&json!({"context": {"targetingKey": "u1"}}));
+        let (status, body) = Server::send(request).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            body["eventStreams"],
+            json!([{"type": "sse", "endpoint": {"requestUri": "/ofrep/v1/event-stream"}}])
+        );
+        let response = server.with_key(Method::GET, "/ofrep/v1/event-stream", secret).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "in a header, any key");
     }
     // A Last-Event-ID the stream never sent.
     for id in ["abc", "-1", "1.5"] {

@@ -107,9 +107,11 @@ fn table(state: AppState) -> Table {
                 ofrep::EVENT_STREAM_PATH,
                 Some(Client),
                 "ofrep",
-                "OFREP event stream (SSE): a refetchEvaluation message per configuration change.",
+                "OFREP event stream (SSE): a refetchEvaluation message per configuration change \
+                 (a client key may come as ?key=).",
             )
-            .cors(),
+            .cors()
+            .key_in_query(),
             ofrep::event_stream_route,
         )
         .add(

@@ -8,13 +8,15 @@
 //! the request's context, so a changed context never gets a stale 304.
 //!
 //! Live updates follow OFREP's event streams (the protocol's ADR 8): the bulk answer carries
-//! `eventStreams` naming `GET /ofrep/v1/event-stream`, an SSE stream sending
+//! `eventStreams` naming `GET /ofrep/v1/event-stream` (with `?key=` for a client key, which is
+//! how a browser's `EventSource` authenticates), an SSE stream sending
 //! `{"type": "refetchEvaluation", "etag": "\"<revision>\""}` (envelope `event: message`,
 //! `id: <revision>`) once per configuration change. The provider then re-fetches the bulk
 //! evaluation with `?flagConfigEtag=<etag>`; a node that has not loaded that revision yet (another
 //! node made the change) catches up with the store before answering, so the re-fetch never gets
 //! the configuration the event announced the end of.
 
+use crate::http::auth::{percent_encode, presented_secret, Caller};
 use crate::http::error::ApiError;
 use crate::http::extract::if_none_match;
 use crate::http::state::AppState;
@@ -24,11 +26,12 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use vexil_core::{Context, EvalError, Evaluation};
+use vexil_store::KeyKind;
 
 /// An OFREP failure: its status, `errorCode` and `errorDetails`.
 struct Failure {
@@ -207,6 +210,7 @@ fn announced_revision(etag: &str) -> Result<u64, Failure> {
 /// `POST /ofrep/v1/evaluate/flags`: every flag for the context.
 pub async fn bulk(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     query: Result<Query<BulkQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Bytes,
@@ -239,7 +243,9 @@ pub async fn bulk(
     if if_none_match(&headers, &etag) {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
     }
-    let flags = state.evaluator(&snapshot).evaluate(&ctx, Selection::All, bulk_entries).await;
+    let stream = event_stream(&caller, &headers);
+    let flags =
+        state.evaluator(&snapshot).evaluate(&ctx, Selection::All, |outcomes| bulk_entries(outcomes, stream)).await;
     ([(header::ETAG, etag)], flags).into_response()
 }
 
@@ -250,7 +256,7 @@ fn bulk_etag(request: &Request, revision: u64) -> String {
     format!("\"{revision}-{:016x}\"", hasher.finish())
 }
 
-fn bulk_entries(outcomes: Vec<Outcome<'_>>) -> Json<Value> {
+fn bulk_entries(outcomes: Vec<Outcome<'_>>, event_stream: Value) -> Json<Value> {
     let flags: Vec<BulkEntry> = outcomes
         .into_iter()
         .map(|(key, outcome)| match outcome {
@@ -258,13 +264,19 @@ fn bulk_entries(outcomes: Vec<Outcome<'_>>) -> Json<Value> {
             Err(e) => BulkEntry::Failure(eval_failure(&e).for_flag(key)),
         })
         .collect();
-    Json(json!({ "flags": flags, "eventStreams": [event_stream()] }))
+    Json(json!({ "flags": flags, "eventStreams": [event_stream] }))
 }
 
 /// The `eventStreams` entry: a request URI on the provider's own OFREP origin, so the answer
-/// holds no host name a proxy in front of vexil would have to rewrite.
-fn event_stream() -> Value {
-    json!({"type": "sse", "endpoint": {"requestUri": EVENT_STREAM_PATH}})
+/// holds no host name a proxy in front of vexil would have to rewrite. For a client key the URI
+/// carries the key (`?key=`), as a browser's `EventSource` cannot send headers and client keys
+/// are public anyway; server and admin keys stay out of URLs and go in a header.
+fn event_stream(caller: &Caller, headers: &HeaderMap) -> Value {
+    let request_uri = match presented_secret(headers) {
+        Some(secret) if caller.kind == KeyKind::Client => format!("{EVENT_STREAM_PATH}?key={}", percent_encode(secret)),
+        _ => EVENT_STREAM_PATH.to_string(),
+    };
+    json!({"type": "sse", "endpoint": {"requestUri": request_uri}})
 }
 
 /// `GET /ofrep/v1/event-stream`: `refetchEvaluation` messages, one per configuration change.

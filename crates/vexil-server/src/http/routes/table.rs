@@ -24,6 +24,8 @@ pub struct RouteSpec {
     pub cors: bool,
     /// Whether its answer is compressed for clients that accept it; see [`RouteSpec::compressed`].
     pub compressed: bool,
+    /// Whether a client key may come in the query string; see [`RouteSpec::key_in_query`].
+    pub key_in_query: bool,
     pub tag: &'static str,
     pub summary: &'static str,
 }
@@ -36,7 +38,7 @@ pub fn spec(
     tag: &'static str,
     summary: &'static str,
 ) -> RouteSpec {
-    RouteSpec { method, path, access, cors: false, compressed: false, tag, summary }
+    RouteSpec { method, path, access, cors: false, compressed: false, key_in_query: false, tag, summary }
 }
 
 impl RouteSpec {
@@ -44,6 +46,13 @@ impl RouteSpec {
     /// a web page calls with a client key (evaluation, assignment, OFREP, event ingest).
     pub fn cors(mut self) -> RouteSpec {
         self.cors = true;
+        self
+    }
+
+    /// Takes a client key as `?key=` too, for a route that browsers call with `EventSource`,
+    /// which cannot send headers (the OFREP event stream).
+    pub fn key_in_query(mut self) -> RouteSpec {
+        self.key_in_query = true;
         self
     }
 
@@ -96,7 +105,11 @@ impl Table {
             route = route.layer(CompressionLayer::new().compress_when(worth_it));
         }
         if let Some(access) = spec.access {
-            route = route.route_layer(auth::RequireKeyLayer { state: self.state.clone(), access });
+            route = route.route_layer(auth::RequireKeyLayer {
+                state: self.state.clone(),
+                access,
+                key_in_query: spec.key_in_query,
+            });
         }
         let entry =
             self.paths.remove(spec.path).map(|(existing, cors)| (existing.merge(route.clone()), cors || spec.cors));
