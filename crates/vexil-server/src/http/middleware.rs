@@ -294,6 +294,7 @@ pub fn cors(config: &CorsConfig) -> Option<CrossOriginLayer> {
                 header::CONTENT_TYPE,
                 header::IF_NONE_MATCH,
                 HeaderName::from_static("x-api-key"),
+                HeaderName::from_static("last-event-id"),
                 X_REQUEST_ID.clone(),
             ])
             .expose_headers([header::ETAG, X_REQUEST_ID.clone()])

@@ -4,9 +4,9 @@
 
 use crate::http::auth::{self, Access};
 use crate::http::state::AppState;
+use axum::extract::Request;
 use axum::handler::Handler;
 use axum::http::Method;
-use axum::extract::Request;
 use axum::response::Response;
 use axum::routing::{on_service, MethodFilter, MethodRouter};
 use axum::{Extension, Router};
@@ -28,6 +28,8 @@ pub struct RouteSpec {
     pub cors: bool,
     /// Whether its answer is compressed for clients that accept it; see [`RouteSpec::compressed`].
     pub compressed: bool,
+    /// Whether a client key may come in the query string; see [`RouteSpec::key_in_query`].
+    pub key_in_query: bool,
     pub tag: &'static str,
     pub summary: &'static str,
 }
@@ -40,7 +42,7 @@ pub fn spec(
     tag: &'static str,
     summary: &'static str,
 ) -> RouteSpec {
-    RouteSpec { method, path, access, cors: false, compressed: false, tag, summary }
+    RouteSpec { method, path, access, cors: false, compressed: false, key_in_query: false, tag, summary }
 }
 
 impl RouteSpec {
@@ -48,6 +50,13 @@ impl RouteSpec {
     /// a web page calls with a client key (evaluation, assignment, OFREP, event ingest).
     pub fn cors(mut self) -> RouteSpec {
         self.cors = true;
+        self
+    }
+
+    /// Takes a client key as `?key=` too, for a route that browsers call with `EventSource`,
+    /// which cannot send headers (the OFREP event stream).
+    pub fn key_in_query(mut self) -> RouteSpec {
+        self.key_in_query = true;
         self
     }
 
@@ -104,7 +113,9 @@ impl Table {
     {
         let route = match spec.access {
             Some(access) => {
-                let checked = auth::RequireKeyLayer { state: self.state.clone(), access }.layer(service);
+                let checked =
+                    auth::RequireKeyLayer { state: self.state.clone(), access, key_in_query: spec.key_in_query }
+                        .layer(service);
                 method_route(&spec, checked)
             }
             None => method_route(&spec, service),
