@@ -33,8 +33,15 @@ pub(crate) fn secret_hash(secret: &str) -> [u8; 32] {
 }
 
 /// The record of a key created now, with the hash of its `secret` to store beside it.
-pub(crate) fn new_key(kind: KeyKind, name: &str, secret: &str) -> (ApiKey, [u8; 32]) {
-    let key = ApiKey { id: new_id(), kind, name: name.to_owned(), created_at: crate::now(), revoked_at: None };
+pub(crate) fn new_key(kind: KeyKind, name: &str, environment: Option<&str>, secret: &str) -> (ApiKey, [u8; 32]) {
+    let key = ApiKey {
+        id: new_id(),
+        kind,
+        name: name.to_owned(),
+        environment: environment.map(str::to_owned),
+        created_at: crate::now(),
+        revoked_at: None,
+    };
     (key, secret_hash(secret))
 }
 

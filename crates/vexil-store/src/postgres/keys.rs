@@ -10,7 +10,7 @@ use crate::change::key_audit_record;
 use crate::secret::{new_key, secret_hash};
 use crate::{ApiKey, ChangeMeta, EntityKind, KeyKind, KeyStore, StoreError};
 
-const SELECT: &str = "SELECT id, kind, name, created_at, revoked_at FROM api_keys";
+const SELECT: &str = "SELECT id, kind, name, created_at, revoked_at, environment FROM api_keys";
 
 fn from_row(row: &Row) -> Result<ApiKey, StoreError> {
     Ok(ApiKey {
@@ -19,6 +19,7 @@ fn from_row(row: &Row) -> Result<ApiKey, StoreError> {
         name: row.get(2),
         created_at: row.get(3),
         revoked_at: row.get(4),
+        environment: row.get(5),
     })
 }
 
@@ -30,18 +31,20 @@ impl KeyStore for PostgresStore {
         &self,
         kind: KeyKind,
         name: &str,
+        environment: Option<&str>,
         secret: &str,
         meta: &ChangeMeta,
     ) -> Result<ApiKey, StoreError> {
-        let (key, hash) = new_key(kind, name, secret);
+        let (key, hash) = new_key(kind, name, environment, secret);
         let now = key.created_at;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let inserted = tx
             .execute(
-                "INSERT INTO api_keys (id, kind, name, secret_sha256, created_at) VALUES ($1, $2, $3, $4, $5)
+                "INSERT INTO api_keys (id, kind, name, secret_sha256, created_at, environment)
+                 VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (secret_sha256) DO NOTHING",
-                &[&key.id, &kind.as_str(), &key.name, &&hash[..], &now],
+                &[&key.id, &kind.as_str(), &key.name, &&hash[..], &now, &key.environment],
             )
             .await?;
         if inserted == 0 {

@@ -10,7 +10,7 @@ use crate::change::key_audit_record;
 use crate::secret::{new_key, secret_hash};
 use crate::{ApiKey, ChangeMeta, EntityKind, KeyKind, KeyStore, StoreError, Timestamp};
 
-const SELECT: &str = "SELECT id, kind, name, created_at, revoked_at FROM api_keys";
+const SELECT: &str = "SELECT id, kind, name, created_at, revoked_at, environment FROM api_keys";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<ApiKey> {
     Ok(ApiKey {
@@ -19,6 +19,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<ApiKey> {
         name: row.get(2)?,
         created_at: row.get::<_, Time>(3)?.0,
         revoked_at: row.get::<_, Option<Time>>(4)?.map(|t| t.0),
+        environment: row.get(5)?,
     })
 }
 
@@ -41,10 +42,11 @@ impl KeyStore for SqliteStore {
         &self,
         kind: KeyKind,
         name: &str,
+        environment: Option<&str>,
         secret: &str,
         meta: &ChangeMeta,
     ) -> Result<ApiKey, StoreError> {
-        let (key, hash) = new_key(kind, name, secret);
+        let (key, hash) = new_key(kind, name, environment, secret);
         let now = key.created_at;
         let meta = meta.clone();
         self.write(move |tx| {
@@ -55,9 +57,9 @@ impl KeyStore for SqliteStore {
                 return Err(StoreError::AlreadyExists { kind: EntityKind::Key, key: id });
             }
             tx.execute(
-                "INSERT INTO api_keys (id, kind, name, secret_sha256, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![key.id, key.kind, key.name, &hash[..], Time(now)],
+                "INSERT INTO api_keys (id, kind, name, secret_sha256, created_at, environment)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![key.id, key.kind, key.name, &hash[..], Time(now), key.environment],
             )?;
             audit(tx, &meta, now, "create", None, &key)?;
             Ok(key)
