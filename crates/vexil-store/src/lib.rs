@@ -32,11 +32,11 @@ pub mod testkit;
 
 pub use error::StoreError;
 pub use model::{is_environment_key, now, DEFAULT_ENVIRONMENT, GLOBAL};
-pub use scoped::Scoped;
 pub use model::{
     ApiKey, Assignment, AuditQuery, AuditRecord, ChangeMeta, EntityKind, Flush, KeyKind, NewAuditRecord, ShownDocument,
     StoredDocument, Timestamp, UnknownName, Write, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT,
 };
+pub use scoped::Scoped;
 
 use tokio::sync::watch;
 

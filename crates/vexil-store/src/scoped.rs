@@ -13,8 +13,7 @@ use tokio::sync::watch;
 
 use crate::{
     ApiKey, Assignment, AssignmentStore, AuditLog, AuditQuery, AuditRecord, Backend, ChangeMeta, ConfigStore,
-    EntityKind, Flush, KeyKind, KeyStore, NewAuditRecord, ShownDocument, StoreError, StoredDocument, Timestamp,
-    Write,
+    EntityKind, Flush, KeyKind, KeyStore, NewAuditRecord, ShownDocument, StoreError, StoredDocument, Timestamp, Write,
 };
 
 /// One environment of a backend.

@@ -8,7 +8,9 @@ use super::audit::append;
 use super::codec::{Json, Time};
 use super::SqliteStore;
 use crate::change::{created, if_match, replaced, DocumentChange};
-use crate::{ChangeMeta, DocumentStore, EntityKind, ShownDocument, StoreError, StoredDocument, Timestamp, Write, GLOBAL};
+use crate::{
+    ChangeMeta, DocumentStore, EntityKind, ShownDocument, StoreError, StoredDocument, Timestamp, Write, GLOBAL,
+};
 
 const SELECT: &str = "SELECT kind, key, id, version, created_at, updated_at, body FROM documents";
 
@@ -99,8 +101,10 @@ impl DocumentStore for SqliteStore {
             .write(move |tx| {
                 // One time for the whole batch: it is one change.
                 let now = crate::now();
-                let docs =
-                    writes.into_iter().map(|write| apply_one(tx, &env, write, now, &meta)).collect::<Result<Vec<_>, _>>()?;
+                let docs = writes
+                    .into_iter()
+                    .map(|write| apply_one(tx, &env, write, now, &meta))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let revision: u64 =
                     tx.query_row("UPDATE revision SET value = value + 1 WHERE id = 1 RETURNING value", [], |row| {
                         row.get(0)

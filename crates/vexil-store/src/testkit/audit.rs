@@ -63,8 +63,7 @@ pub async fn audit_query_filters_limits_and_pages(backend: &dyn TestBackend) {
     store.apply(writes, &meta()).await.unwrap();
     apply_one(&*store, Write::Upsert { kind: EntityKind::Flag, key: "f1".into(), body: json!({}) }).await;
 
-    let query =
-        |entity, key: Option<&str>, limit, before| AuditQuery {
+    let query = |entity, key: Option<&str>, limit, before| AuditQuery {
         entity,
         key: key.map(str::to_owned),
         limit,

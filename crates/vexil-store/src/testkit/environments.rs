@@ -47,7 +47,8 @@ pub async fn environments_keep_documents_and_audit_apart(backend: &impl TestBack
         expected_version: Some(1),
     };
     apply_one(staging.as_ref(), update).await;
-    staging.apply(vec![Write::Delete { kind: EntityKind::Flag, key: "checkout".into(), expected_version: None }], &meta())
+    staging
+        .apply(vec![Write::Delete { kind: EntityKind::Flag, key: "checkout".into(), expected_version: None }], &meta())
         .await
         .unwrap();
     assert_eq!(production.get(EntityKind::Flag, "checkout").await.unwrap(), Some(in_production));
@@ -71,7 +72,10 @@ pub async fn environments_keep_documents_and_audit_apart(backend: &impl TestBack
     );
     let production_audit = actions(production.query(&AuditQuery::default()).await.unwrap());
     assert_eq!(production_audit.len(), 2, "{production_audit:?}");
-    assert_eq!(production_audit[1], (Some(DEFAULT_ENVIRONMENT.into()), "create".into(), EntityKind::Flag, "checkout".into()));
+    assert_eq!(
+        production_audit[1],
+        (Some(DEFAULT_ENVIRONMENT.into()), "create".into(), EntityKind::Flag, "checkout".into())
+    );
 
     // Actions recorded through an environment's store are that environment's.
     let stop = crate::NewAuditRecord {
@@ -94,7 +98,11 @@ pub async fn deleting_an_environment_deletes_what_it_holds(backend: &impl TestBa
     let backend_handle = backend.open_backend().await;
     let env_body = json!({"key": "qa", "name": "QA", "description": "", "protected": false, "tags": []});
     backend_handle
-        .apply_in(GLOBAL, vec![Write::Create { kind: EntityKind::Environment, key: "qa".into(), body: env_body }], &meta())
+        .apply_in(
+            GLOBAL,
+            vec![Write::Create { kind: EntityKind::Environment, key: "qa".into(), body: env_body }],
+            &meta(),
+        )
         .await
         .unwrap();
     let (production, qa) = (environment(&backend_handle, DEFAULT_ENVIRONMENT), environment(&backend_handle, "qa"));

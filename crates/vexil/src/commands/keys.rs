@@ -64,7 +64,7 @@ pub fn run(args: Args) -> Outcome {
                 }
                 Connection::Store(store) => {
                     let (key, secret) =
-                        store.create_key(kind.key_kind(), &name, &meta).await.map_err(|e| e.to_string())?;
+                        store.create_key(kind.key_kind(), &name, None, &meta).await.map_err(|e| e.to_string())?;
                     json!({"id": key.id, "kind": key.kind, "name": key.name, "created_at": key.created_at, "key": secret})
                 }
             },

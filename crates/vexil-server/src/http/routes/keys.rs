@@ -9,16 +9,29 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use vexil_store::KeyKind;
+use vexil_store::{ApiKey, KeyKind};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
     kind: KeyKind,
     name: String,
+    /// The environment a server or client key acts in (default: the default environment).
+    environment: Option<String>,
 }
 
-/// `POST /v1/admin/keys` → 201 `{"id", "kind", "name", "created_at", "key"}`.
+/// A key as the API shows it: a server or client key with the environment it acts in (the
+/// default one when it was created without), an admin key with `environment: null` (it names
+/// its environment on each request).
+fn shown(key: &ApiKey, default: &str) -> Value {
+    let mut shown = json!(key);
+    if key.kind != KeyKind::Admin {
+        shown["environment"] = json!(key.environment.as_deref().unwrap_or(default));
+    }
+    shown
+}
+
+/// `POST /v1/admin/keys` → 201 `{"id", "kind", "name", "environment", "created_at", "key"}`.
 pub async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -29,16 +42,30 @@ pub async fn create(
     if name.is_empty() || name.len() > 128 {
         return Err(ApiError::bad_request("invalid_request", "name must be 1 to 128 characters").with_field("name"));
     }
-    let (key, secret) = state.store.create_key(new.kind, name, &caller.change(reason)).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"id": key.id, "kind": key.kind, "name": key.name, "created_at": key.created_at, "key": secret})),
-    ))
+    if let Some(environment) = &new.environment {
+        if new.kind == KeyKind::Admin {
+            let message = "an admin key has no environment: it names one on each request with ?env= or X-Vexil-Env";
+            return Err(ApiError::bad_request("invalid_request", message).with_field("environment"));
+        }
+        if state.environments.get(environment).is_none() {
+            let message = format!("environment \"{environment}\" does not exist");
+            return Err(ApiError::not_found("environment_not_found", message).with_field("environment"));
+        }
+    }
+    let backend = state.environments.backend();
+    let (key, secret) = backend.create_key(new.kind, name, new.environment.as_deref(), &caller.change(reason)).await?;
+    let mut shown = shown(&key, &state.environments.default().key);
+    shown["key"] = json!(secret);
+    shown.as_object_mut().expect("a key shows as an object").remove("revoked_at");
+    Ok((StatusCode::CREATED, Json(shown)))
 }
 
 /// `GET /v1/admin/keys` → `{"keys": [...]}`, revoked ones with `revoked_at`.
 pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "keys": state.store.list_keys().await? })))
+    let default = &state.environments.default().key;
+    let keys: Vec<Value> =
+        state.environments.backend().list_keys().await?.iter().map(|key| shown(key, default)).collect();
+    Ok(Json(json!({ "keys": keys })))
 }
 
 /// `DELETE /v1/admin/keys/{id}` → the revoked key. The key stops working on this node at once.
@@ -48,7 +75,7 @@ pub async fn revoke(
     ChangeReason(reason): ChangeReason,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let key = state.store.revoke_key(&id, &caller.change(reason)).await?;
+    let key = state.environments.backend().revoke_key(&id, &caller.change(reason)).await?;
     state.keys.invalidate(&key.id);
-    Ok(Json(json!(key)))
+    Ok(Json(shown(&key, &state.environments.default().key)))
 }

@@ -7,7 +7,7 @@
 //! answers `ETag` and honours `If-None-Match`: the tag covers the configuration revision and
 //! the request's context, so a changed context never gets a stale 304.
 
-use crate::http::extract::if_none_match;
+use crate::http::extract::{if_none_match, Env};
 use crate::http::state::AppState;
 use crate::service::evaluation::{Outcome, Selection};
 use axum::body::Bytes;
@@ -136,7 +136,7 @@ enum BulkEntry<'a> {
 }
 
 /// `POST /ofrep/v1/evaluate/flags/{key}`
-pub async fn flag(State(state): State<AppState>, Path(key): Path<String>, body: Bytes) -> Response {
+pub async fn flag(State(state): State<AppState>, Env(env): Env, Path(key): Path<String>, body: Bytes) -> Response {
     let request = match Request::parse(&body) {
         Ok(r) => r,
         Err(failure) => return failure.response(Some(&key)),
@@ -145,9 +145,9 @@ pub async fn flag(State(state): State<AppState>, Path(key): Path<String>, body: 
         Ok(ctx) => ctx,
         Err(failure) => return failure.response(Some(&key)),
     };
-    let snapshot = state.snapshots.read();
+    let snapshot = env.snapshots.read();
     state
-        .evaluator(&snapshot)
+        .evaluator(&env, &snapshot)
         .evaluate(&ctx, Selection::One(&key), |mut outcomes| {
             match outcomes.pop().expect("one flag asked, one answered") {
                 (_, Ok(result)) => Json(success(&result)).into_response(),
@@ -166,7 +166,7 @@ fn eval_failure(e: &EvalError) -> Failure {
 }
 
 /// `POST /ofrep/v1/evaluate/flags`: every flag for the context.
-pub async fn bulk(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn bulk(State(state): State<AppState>, Env(env): Env, headers: HeaderMap, body: Bytes) -> Response {
     let request = match Request::parse(&body) {
         Ok(r) => r,
         Err(failure) => return failure.response(None),
@@ -175,12 +175,12 @@ pub async fn bulk(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         Ok(ctx) => ctx,
         Err(failure) => return failure.response(None),
     };
-    let snapshot = state.snapshots.read();
+    let snapshot = env.snapshots.read();
     let etag = bulk_etag(&request, snapshot.revision);
     if if_none_match(&headers, &etag) {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
     }
-    let flags = state.evaluator(&snapshot).evaluate(&ctx, Selection::All, bulk_entries).await;
+    let flags = state.evaluator(&env, &snapshot).evaluate(&ctx, Selection::All, bulk_entries).await;
     ([(header::ETAG, etag)], flags).into_response()
 }
 
