@@ -396,3 +396,30 @@ async fn an_environment_created_on_one_node_is_served_by_another() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_sdk_stream_follows_its_keys_environment_only() {
+    for backend in backends().await {
+        let server = backend.start().await;
+        create_environment(&server, "staging").await;
+        server.create("flags", crate::harness::checkout_flag()).await;
+        let staging_server = create_key(&server, "server", "staging").await;
+        let response = server.with_key(Method::GET, "/v1/sdk/stream", &staging_server).send().await.unwrap();
+        assert_eq!(response.headers()["x-vexil-env"], "staging");
+        let mut stream = response.bytes_stream();
+        let mut buffer = String::new();
+        let put = crate::sdk::next_events(&mut stream, &mut buffer, 1).await;
+        assert_eq!(put[0], ("put".to_string(), json!({"flags": [], "segments": []})), "production's flag is not in it");
+
+        // A change in production, then one in staging: the stream's next change is staging's.
+        let mut production_flag = crate::harness::checkout_flag();
+        production_flag["key"] = json!("production_only");
+        server.create("flags", production_flag).await;
+        let staging_flag = json!({"key": "staging_only", "default": {"variant": "on"}});
+        let (status, _) = server.call(Method::POST, "/v1/admin/flags?env=staging", Some(staging_flag)).await;
+        assert_eq!(status, StatusCode::CREATED);
+        let patch = crate::sdk::next_events(&mut stream, &mut buffer, 1).await;
+        assert_eq!(patch[0].0, "patch");
+        assert_eq!((patch[0].1["kind"].as_str(), patch[0].1["key"].as_str()), (Some("flag"), Some("staging_only")));
+    }
+}
