@@ -33,8 +33,8 @@ pub mod testkit;
 pub use error::StoreError;
 pub use model::{is_environment_key, now, DEFAULT_ENVIRONMENT, GLOBAL};
 pub use model::{
-    ApiKey, Assignment, AuditQuery, AuditRecord, ChangeMeta, EntityKind, Flush, KeyKind, NewAuditRecord, ShownDocument,
-    StoredDocument, Timestamp, UnknownName, Write, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT,
+    ApiKey, Assignment, AuditQuery, AuditRecord, ChangeMeta, EntityKind, Flush, KeyGrant, KeyKind, NewAuditRecord,
+    Role, ShownDocument, StoredDocument, Timestamp, UnknownName, Write, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT,
 };
 pub use scoped::Scoped;
 
@@ -123,16 +123,17 @@ pub trait AuditLog: Send + Sync {
 pub trait KeyStore: Send + Sync {
     /// Creates a key with a fresh random secret. The secret is returned here and never again.
     /// Every backend stores it as it stores an imported one.
-    /// `environment` is the one a server or client key acts in (`None`: the default one).
+    /// `grant` is a server or client key's environment, or an admin key's role and
+    /// environments; what does not apply to the kind is left out.
     async fn create_key(
         &self,
         kind: KeyKind,
         name: &str,
-        environment: Option<&str>,
+        grant: &KeyGrant,
         meta: &ChangeMeta,
     ) -> Result<(ApiKey, String), StoreError> {
         let secret = secret::new_secret(kind);
-        let key = self.import_key(kind, name, environment, &secret, meta).await?;
+        let key = self.import_key(kind, name, grant, &secret, meta).await?;
         Ok((key, secret))
     }
 
@@ -142,7 +143,7 @@ pub trait KeyStore: Send + Sync {
         &self,
         kind: KeyKind,
         name: &str,
-        environment: Option<&str>,
+        grant: &KeyGrant,
         secret: &str,
         meta: &ChangeMeta,
     ) -> Result<ApiKey, StoreError>;

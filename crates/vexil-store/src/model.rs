@@ -117,6 +117,46 @@ named_enum! {
     }
 }
 
+named_enum! {
+    /// What an admin key may do (SPEC 9): `viewer` every admin read, `editor` also writes
+    /// configuration in its environments, `owner` everything, keys and environments included.
+    pub enum Role as "role" {
+        Owner = "owner",
+        Editor = "editor",
+        Viewer = "viewer",
+    }
+}
+
+impl Role {
+    /// Whether this role includes the rights of `needed`.
+    pub fn includes(self, needed: Role) -> bool {
+        let rank = |role: Role| match role {
+            Role::Viewer => 0,
+            Role::Editor => 1,
+            Role::Owner => 2,
+        };
+        rank(self) >= rank(needed)
+    }
+}
+
+/// What a new key is granted besides its kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyGrant {
+    /// A server or client key's environment; `None`: the default one.
+    pub environment: Option<String>,
+    /// An admin key's role; `None` reads as [`Role::Owner`].
+    pub role: Option<Role>,
+    /// The environments an admin key may act in; `None`: every one.
+    pub environments: Option<Vec<String>>,
+}
+
+impl KeyGrant {
+    /// A server or client key acting in `environment`.
+    pub fn in_environment(environment: &str) -> KeyGrant {
+        KeyGrant { environment: Some(environment.to_owned()), ..KeyGrant::default() }
+    }
+}
+
 /// A versioned configuration document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredDocument {
@@ -303,6 +343,12 @@ pub struct ApiKey {
     /// always for admin keys, which name their environment per request).
     #[serde(default)]
     pub environment: Option<String>,
+    /// An admin key's role (`owner` for admin keys created before roles); `None` for others.
+    #[serde(default)]
+    pub role: Option<Role>,
+    /// The environments an admin key may act in; `None`: every one.
+    #[serde(default)]
+    pub environments: Option<Vec<String>>,
     pub created_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
 }

@@ -13,7 +13,8 @@ use tokio::sync::watch;
 
 use crate::{
     ApiKey, Assignment, AssignmentStore, AuditLog, AuditQuery, AuditRecord, Backend, ChangeMeta, ConfigStore,
-    EntityKind, Flush, KeyKind, KeyStore, NewAuditRecord, ShownDocument, StoreError, StoredDocument, Timestamp, Write,
+    EntityKind, Flush, KeyGrant, KeyKind, KeyStore, NewAuditRecord, ShownDocument, StoreError, StoredDocument,
+    Timestamp, Write,
 };
 
 /// One environment of a backend.
@@ -87,11 +88,11 @@ impl KeyStore for Scoped {
         &self,
         kind: KeyKind,
         name: &str,
-        environment: Option<&str>,
+        grant: &KeyGrant,
         secret: &str,
         meta: &ChangeMeta,
     ) -> Result<ApiKey, StoreError> {
-        self.backend.import_key(kind, name, environment, secret, meta).await
+        self.backend.import_key(kind, name, grant, secret, meta).await
     }
 
     async fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError> {

@@ -75,7 +75,8 @@ async fn everything_survives_a_restart() {
         .unwrap()
         .remove(0)
         .unwrap();
-    let (key, secret) = store.create_key(KeyKind::Admin, "admin", None, &meta).await.unwrap();
+    let (key, secret) =
+        store.create_key(KeyKind::Admin, "admin", &vexil_store::KeyGrant::default(), &meta).await.unwrap();
     store.assign_if_absent(assignment.clone()).await.unwrap();
     let revision = store.revision().await.unwrap();
     let audit = store.query(&AuditQuery::default()).await.unwrap();

@@ -29,7 +29,7 @@ use std::sync::{Arc, RwLock};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 use tower::{Layer, Service, ServiceExt};
-use vexil_store::{Backend, ChangeMeta, KeyKind, StoreError};
+use vexil_store::{Backend, ChangeMeta, KeyKind, Role, StoreError};
 
 /// The request and response header naming an environment.
 pub const ENV_HEADER: &str = "x-vexil-env";
@@ -69,6 +69,10 @@ pub struct Caller {
     pub kind: KeyKind,
     /// The environment a server or client key acts in; `None`: the default one.
     pub environment: Option<Arc<str>>,
+    /// An admin key's role; `None` for server and client keys.
+    pub role: Option<Role>,
+    /// The environments an admin key may act in; `None`: every one.
+    pub environments: Option<Arc<[Arc<str>]>>,
 }
 
 impl Caller {
@@ -107,7 +111,13 @@ impl KeyCache {
             self.entries.write().expect("key cache lock").remove(&digest);
             return Ok(None);
         };
-        let caller = Caller { key_id: key.id.into(), kind: key.kind, environment: key.environment.map(Arc::from) };
+        let caller = Caller {
+            key_id: key.id.into(),
+            kind: key.kind,
+            environment: key.environment.map(Arc::from),
+            role: key.role,
+            environments: key.environments.map(|list| list.into_iter().map(Arc::from).collect()),
+        };
         if !self.ttl.is_zero() {
             let mut entries = self.entries.write().expect("key cache lock");
             entries.retain(|_, (_, expires)| *expires > now);
@@ -240,13 +250,50 @@ fn scope(state: &AppState, caller: &Caller, request: &mut Request) -> Result<Arc
             caller.environment.clone()
         }
     };
-    match wanted {
-        None => Ok(environments.default().clone()),
+    let environment = match wanted {
+        None => environments.default().clone(),
         Some(key) => environments.get(&key).ok_or_else(|| {
             let message = format!("environment \"{key}\" does not exist");
             Box::new(ApiError::not_found("environment_not_found", message).with_field("env").into_response())
-        }),
+        })?,
+    };
+    if caller.kind == KeyKind::Admin {
+        if let Some(missing) = admin_lacks(caller, request, &environment.key) {
+            return Err(Box::new(ApiError::new(StatusCode::FORBIDDEN, "forbidden", missing).into_response()));
+        }
     }
+    Ok(environment)
+}
+
+/// What an admin key lacks for this request, if anything (SPEC 9): `viewer` may read every
+/// admin route, `editor` also write configuration, `owner` also keys and environments; a key
+/// scoped to some environments acts only in them and never changes keys or environments.
+/// Routes outside `/v1/admin/` (evaluation, results, …) need only the scope.
+fn admin_lacks(caller: &Caller, request: &Request, environment: &str) -> Option<String> {
+    let path = request.uri().path();
+    let global = path.starts_with("/v1/admin/keys") || path.starts_with("/v1/admin/environments");
+    let reads = matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    let needed = match () {
+        _ if !path.starts_with("/v1/admin/") || reads => Role::Viewer,
+        _ if global => Role::Owner,
+        _ => Role::Editor,
+    };
+    let role = caller.role.unwrap_or(Role::Owner);
+    if !role.includes(needed) {
+        return Some(format!("this needs the {needed} role; the key is an admin key with the {role} role"));
+    }
+    let scope = caller.environments.as_deref()?;
+    let names = || scope.iter().map(|e| format!("\"{e}\"")).collect::<Vec<_>>().join(", ");
+    if global && !reads {
+        return Some(format!(
+            "changing keys or environments needs a key of every environment; this key's are {}",
+            names()
+        ));
+    }
+    if !global && !scope.iter().any(|e| &**e == environment) {
+        return Some(format!("the key may not act in environment \"{environment}\"; its environments are {}", names()));
+    }
+    None
 }
 
 /// The environment a request names with `X-Vexil-Env` or `?env=` (taken off the query), if any.
@@ -332,12 +379,15 @@ pub async fn bootstrap_admin_key(store: &dyn Backend, configured: Option<&str>) 
     let meta = ChangeMeta::new("system:bootstrap").with_reason("first start with an empty store");
     match configured {
         Some(secret) => {
-            store.import_key(KeyKind::Admin, "bootstrap admin", None, secret, &meta).await?;
+            store
+                .import_key(KeyKind::Admin, "bootstrap admin", &vexil_store::KeyGrant::default(), secret, &meta)
+                .await?;
             tracing::info!("created the admin key from VEXIL_ADMIN_KEY");
             Ok(None)
         }
         None => {
-            let (key, secret) = store.create_key(KeyKind::Admin, "bootstrap admin", None, &meta).await?;
+            let (key, secret) =
+                store.create_key(KeyKind::Admin, "bootstrap admin", &vexil_store::KeyGrant::default(), &meta).await?;
             tracing::info!(key_id = %key.id, "created an admin key");
             Ok(Some(secret))
         }

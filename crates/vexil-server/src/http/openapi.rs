@@ -106,7 +106,10 @@ fn operation(spec: &RouteSpec) -> Value {
     }
     if spec.access.is_some() {
         responses.insert("401".into(), error("Missing or invalid API key"));
-        responses.insert("403".into(), error("The key's kind may not call this route, or names another environment"));
+        responses.insert(
+            "403".into(),
+            error("The key's kind or role may not call this route, or it may not act in the environment"),
+        );
         responses.insert("429".into(), error("The key is over its rate limit (see Retry-After)"));
     } else if spec.path == "/metrics" {
         responses.insert("401".into(), error("metrics_key is configured and was not presented"));
@@ -212,10 +215,13 @@ fn schemas() -> Value {
     let Value::Object(more) = json!({
         "NewKey": {"type": "object", "required": ["kind", "name"], "properties": {
             "kind": {"type": "string", "enum": ["admin", "server", "client"]}, "name": {"type": "string"},
-            "environment": {"type": "string", "description": "Server and client keys: the environment they act in (default: the default one)."}}},
+            "environment": {"type": "string", "description": "Server and client keys: the environment they act in (default: the default one)."},
+            "role": {"type": "string", "enum": ["owner", "editor", "viewer"], "description": "Admin keys (default owner)."},
+            "environments": {"type": ["array", "null"], "items": {"type": "string"}, "description": "Admin keys: where they may act (null: every environment)."}}},
         "Key": {"type": "object", "properties": {
             "id": {"type": "string"}, "kind": {"type": "string"}, "name": {"type": "string"},
-            "environment": {"type": ["string", "null"]},
+            "environment": {"type": ["string", "null"]}, "role": {"type": "string"},
+            "environments": {"type": ["array", "null"], "items": {"type": "string"}},
             "created_at": {"type": "string"}, "revoked_at": {"type": ["string", "null"]}}},
         "CreatedKey": object("A new key with its secret in \"key\", shown only here."),
         "KeyList": {"type": "object", "properties": {"keys": {"type": "array", "items": {"$ref": "#/components/schemas/Key"}}}},

@@ -54,7 +54,10 @@ pub async fn environments_keep_documents_and_audit_apart(backend: &impl TestBack
     assert_eq!(production.get(EntityKind::Flag, "checkout").await.unwrap(), Some(in_production));
 
     // Each environment's audit shows its own changes, plus those of no environment (keys).
-    backend_handle.create_key(KeyKind::Server, "svc", Some("staging"), &meta()).await.unwrap();
+    backend_handle
+        .create_key(KeyKind::Server, "svc", &crate::KeyGrant::in_environment("staging"), &meta())
+        .await
+        .unwrap();
     let actions = |records: Vec<crate::AuditRecord>| {
         records.into_iter().map(|r| (r.environment, r.action, r.entity, r.key)).collect::<Vec<_>>()
     };
@@ -146,12 +149,30 @@ pub async fn deleting_an_environment_deletes_what_it_holds(backend: &impl TestBa
 
 pub async fn keys_carry_their_environment(backend: &impl TestBackend) {
     let store = backend.open_backend().await;
-    let (key, secret) = store.create_key(KeyKind::Client, "web", Some("staging"), &meta()).await.unwrap();
+    let (key, secret) =
+        store.create_key(KeyKind::Client, "web", &crate::KeyGrant::in_environment("staging"), &meta()).await.unwrap();
     assert_eq!(key.environment.as_deref(), Some("staging"));
-    let (admin, _) = store.create_key(KeyKind::Admin, "ops", None, &meta()).await.unwrap();
+    let (admin, _) = store.create_key(KeyKind::Admin, "ops", &crate::KeyGrant::default(), &meta()).await.unwrap();
+    assert_eq!(
+        (admin.role, &admin.environments),
+        (Some(crate::Role::Owner), &None),
+        "admin keys are owners by default"
+    );
+    let grant = crate::KeyGrant {
+        environment: Some("ignored for admin keys".into()),
+        role: Some(crate::Role::Editor),
+        environments: Some(vec!["staging".into()]),
+    };
+    let (_, editor_secret) = store.create_key(KeyKind::Admin, "staging editor", &grant, &meta()).await.unwrap();
     let other = backend.open_backend().await;
-    assert_eq!(other.authenticate(&secret).await.unwrap().unwrap().environment.as_deref(), Some("staging"));
+    let client = other.authenticate(&secret).await.unwrap().unwrap();
+    assert_eq!((client.environment.as_deref(), client.role, client.environments), (Some("staging"), None, None));
+    let editor = other.authenticate(&editor_secret).await.unwrap().unwrap();
+    assert_eq!(
+        (editor.environment, editor.role, editor.environments),
+        (None, Some(crate::Role::Editor), Some(vec!["staging".to_string()]))
+    );
     let listed = other.list_keys().await.unwrap();
     let environments: Vec<_> = listed.iter().map(|k| (k.id.clone(), k.environment.clone())).collect();
-    assert_eq!(environments, [(key.id, Some("staging".to_string())), (admin.id, None)]);
+    assert_eq!(environments[..2], [(key.id, Some("staging".to_string())), (admin.id, None)]);
 }

@@ -423,3 +423,76 @@ async fn an_sdk_stream_follows_its_keys_environment_only() {
         assert_eq!((patch[0].1["kind"].as_str(), patch[0].1["key"].as_str()), (Some("flag"), Some("staging_only")));
     }
 }
+
+// ---- admin key roles and scopes ----
+
+async fn admin_key(server: &Server, body: Value) -> String {
+    let (status, created) = server.call(Method::POST, "/v1/admin/keys", Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    created["key"].as_str().unwrap().to_string()
+}
+
+async fn as_key(server: &Server, key: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let mut request = server.with_key(method, path, key);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    Server::send(request).await
+}
+
+#[tokio::test]
+async fn admin_keys_act_within_their_role_and_environments() {
+    for backend in backends().await {
+        let server = backend.start().await;
+        create_environment(&server, "staging").await;
+        let (_, owner) = server.call(Method::POST, "/v1/admin/keys", Some(json!({"kind": "admin", "name": "o"}))).await;
+        assert_eq!((&owner["role"], &owner["environments"]), (&json!("owner"), &Value::Null), "the default role");
+        let viewer = admin_key(&server, json!({"kind": "admin", "name": "v", "role": "viewer"})).await;
+        let editor = admin_key(&server, json!({"kind": "admin", "name": "e", "role": "editor"})).await;
+        let staging_editor =
+            admin_key(&server, json!({"kind": "admin", "name": "se", "role": "editor", "environments": ["staging"]}))
+                .await;
+        let flag = crate::harness::checkout_flag();
+
+        // viewer: reads only.
+        assert_eq!(as_key(&server, &viewer, Method::GET, "/v1/admin/flags", None).await.0, StatusCode::OK);
+        assert_eq!(as_key(&server, &viewer, Method::GET, "/v1/admin/keys", None).await.0, StatusCode::OK);
+        let refused = as_key(&server, &viewer, Method::POST, "/v1/admin/flags", Some(flag.clone())).await;
+        assert_eq!(code(&refused), (StatusCode::FORBIDDEN, "forbidden"));
+        assert!(refused.1["error"]["message"].as_str().unwrap().contains("needs the editor role"), "{}", refused.1);
+        // editor: configuration, not keys or environments.
+        assert_eq!(
+            as_key(&server, &editor, Method::POST, "/v1/admin/flags", Some(flag.clone())).await.0,
+            StatusCode::CREATED
+        );
+        let refused =
+            as_key(&server, &editor, Method::POST, "/v1/admin/keys", Some(json!({"kind": "admin", "name": "x"}))).await;
+        assert_eq!(code(&refused), (StatusCode::FORBIDDEN, "forbidden"));
+        assert!(refused.1["error"]["message"].as_str().unwrap().contains("needs the owner role"), "{}", refused.1);
+        let refused = as_key(&server, &editor, Method::DELETE, "/v1/admin/environments/staging?force=true", None).await;
+        assert_eq!(code(&refused), (StatusCode::FORBIDDEN, "forbidden"));
+        // A key scoped to staging acts there only.
+        let created =
+            as_key(&server, &staging_editor, Method::POST, "/v1/admin/flags?env=staging", Some(flag.clone())).await;
+        assert_eq!(created.0, StatusCode::CREATED, "{}", created.1);
+        let refused = as_key(&server, &staging_editor, Method::GET, "/v1/admin/flags", None).await;
+        assert_eq!(code(&refused), (StatusCode::FORBIDDEN, "forbidden"));
+        let message = refused.1["error"]["message"].as_str().unwrap();
+        assert!(message.contains("may not act in environment \"production\""), "{message}");
+        // Bad grants are refused with the field named.
+        let answer = server
+            .call(Method::POST, "/v1/admin/keys", Some(json!({"kind": "admin", "name": "x", "role": "root"})))
+            .await;
+        assert_eq!(answer.0, StatusCode::BAD_REQUEST, "{}", answer.1);
+        let answer = server
+            .call(Method::POST, "/v1/admin/keys", Some(json!({"kind": "server", "name": "x", "role": "viewer"})))
+            .await;
+        assert_eq!((answer.0, &answer.1["error"]["field"]), (StatusCode::BAD_REQUEST, &json!("role")));
+        let body = json!({"kind": "admin", "name": "x", "environments": ["staging", "ghost"]});
+        let answer = server.call(Method::POST, "/v1/admin/keys", Some(body)).await;
+        assert_eq!(
+            (code(&answer), &answer.1["error"]["field"]),
+            ((StatusCode::NOT_FOUND, "environment_not_found"), &json!("environments[1]"))
+        );
+    }
+}

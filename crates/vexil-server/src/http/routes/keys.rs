@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use vexil_store::{ApiKey, KeyKind};
+use vexil_store::{ApiKey, KeyGrant, KeyKind, Role};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -18,15 +18,25 @@ pub struct NewKey {
     name: String,
     /// The environment a server or client key acts in (default: the default environment).
     environment: Option<String>,
+    /// An admin key's role (default `owner`).
+    role: Option<Role>,
+    /// The environments an admin key may act in (default, or `null`: every one).
+    environments: Option<Vec<String>>,
 }
 
 /// A key as the API shows it: a server or client key with the environment it acts in (the
 /// default one when it was created without), an admin key with `environment: null` (it names
-/// its environment on each request).
+/// its environment on each request), its `role` and `environments` (`null`: every one).
 fn shown(key: &ApiKey, default: &str) -> Value {
     let mut shown = json!(key);
-    if key.kind != KeyKind::Admin {
+    if key.kind == KeyKind::Admin {
+        let fields = shown.as_object_mut().expect("a key shows as an object");
+        fields.insert("role".into(), json!(key.role.unwrap_or(Role::Owner)));
+    } else {
         shown["environment"] = json!(key.environment.as_deref().unwrap_or(default));
+        let fields = shown.as_object_mut().expect("a key shows as an object");
+        fields.remove("role");
+        fields.remove("environments");
     }
     shown
 }
@@ -38,7 +48,8 @@ pub async fn create(
     ChangeReason(reason): ChangeReason,
     ApiJson(new): ApiJson<NewKey>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let name = new.name.trim();
+    let name = new.name.trim().to_owned();
+    let name = name.as_str();
     if name.is_empty() || name.len() > 128 {
         return Err(ApiError::bad_request("invalid_request", "name must be 1 to 128 characters").with_field("name"));
     }
@@ -52,8 +63,28 @@ pub async fn create(
             return Err(ApiError::not_found("environment_not_found", message).with_field("environment"));
         }
     }
+    if new.kind != KeyKind::Admin {
+        for (field, given) in [("role", new.role.is_some()), ("environments", new.environments.is_some())] {
+            if given {
+                let message = format!("{field} is for admin keys; a {} key acts in its environment", new.kind);
+                return Err(ApiError::bad_request("invalid_request", message).with_field(field));
+            }
+        }
+    }
+    if let Some(list) = &new.environments {
+        if list.is_empty() {
+            let message = "environments must name at least one environment, or be null for every one";
+            return Err(ApiError::bad_request("invalid_request", message).with_field("environments"));
+        }
+        if let Some((i, unknown)) = list.iter().enumerate().find(|(_, e)| state.environments.get(e).is_none()) {
+            let message = format!("environment \"{unknown}\" does not exist");
+            return Err(ApiError::not_found("environment_not_found", message).with_field(format!("environments[{i}]")));
+        }
+    }
+    let kind = new.kind;
+    let grant = KeyGrant { environment: new.environment, role: new.role, environments: new.environments };
     let backend = state.environments.backend();
-    let (key, secret) = backend.create_key(new.kind, name, new.environment.as_deref(), &caller.change(reason)).await?;
+    let (key, secret) = backend.create_key(kind, name, &grant, &caller.change(reason)).await?;
     let mut shown = shown(&key, &state.environments.default().key);
     shown["key"] = json!(secret);
     shown.as_object_mut().expect("a key shows as an object").remove("revoked_at");
