@@ -132,14 +132,27 @@ impl KeyCache {
     }
 }
 
-/// The secret a request presents, if any.
+/// The secret a request presents, if any: `Authorization: Bearer <secret>` (the scheme in any
+/// case) or `X-API-Key: <secret>`, blanks around it ignored. Read as bytes, as this runs on
+/// every request.
 fn presented_secret(headers: &HeaderMap) -> Option<&str> {
-    if let Some(value) = headers.get(axum::http::header::AUTHORIZATION) {
-        let text = value.to_str().ok()?;
-        let (scheme, secret) = text.split_once(' ')?;
-        return scheme.eq_ignore_ascii_case("bearer").then(|| secret.trim()).filter(|s| !s.is_empty());
+    let secret = match headers.get(axum::http::header::AUTHORIZATION) {
+        Some(value) => {
+            let text = value.as_bytes();
+            let (scheme, rest) = text.split_at_checked(7)?;
+            if !scheme.eq_ignore_ascii_case(b"bearer ") {
+                return None;
+            }
+            rest
+        }
+        None => headers.get("x-api-key")?.as_bytes(),
+    };
+    // Anything else in it (blanks inside, other bytes) matches no key: the lookup refuses it.
+    let secret = secret.trim_ascii();
+    if secret.is_empty() {
+        return None;
     }
-    headers.get("x-api-key")?.to_str().ok().map(str::trim).filter(|s| !s.is_empty())
+    std::str::from_utf8(secret).ok()
 }
 
 /// The layer the route table puts on each route that needs a key: 401 without a valid key,
@@ -415,7 +428,11 @@ mod tests {
         assert_eq!(presented_secret(&headers), Some("vx_cli_abc"));
         headers.insert("authorization", "Bearer vx_adm_xyz".parse().unwrap());
         assert_eq!(presented_secret(&headers), Some("vx_adm_xyz"));
+        headers.insert("authorization", "bEaReR   vx_adm_xyz ".parse().unwrap());
+        assert_eq!(presented_secret(&headers), Some("vx_adm_xyz"));
         headers.insert("authorization", "Basic dXNlcjpwYXNz".parse().unwrap());
+        assert_eq!(presented_secret(&headers), None);
+        headers.insert("authorization", "Bearer ".parse().unwrap());
         assert_eq!(presented_secret(&headers), None);
     }
 }
