@@ -28,6 +28,8 @@ pub struct ServerConfig {
     pub cors: CorsConfig,
     /// The secret of the admin key created on a fresh store; generated when absent.
     pub admin_key: Option<String>,
+    /// The environment of keys that name none and of admin requests that name none (SPEC 9).
+    pub default_environment: String,
     /// The bearer token `/metrics` requires, if any (its text names every flag and budget).
     pub metrics_key: Option<String>,
     /// How long an authenticated key is trusted without asking the store again.
@@ -145,6 +147,7 @@ partial_config! {
     cors_allowed_origins: Vec<String> = "VEXIL_CORS_ALLOWED_ORIGINS", "Allowed origins; * for any (default [\"*\"]).";
     metrics_key: String = "VEXIL_METRICS_KEY", "Bearer token that GET /metrics requires (default: none, /metrics is open).";
     admin_key: String = "VEXIL_ADMIN_KEY", "Secret of the admin key created on a fresh store (default: generated and printed).";
+    default_environment: String = "VEXIL_DEFAULT_ENVIRONMENT", "Environment of keys and admin requests that name none; it must exist (default production).";
     auth_cache_ttl_secs: u64 = "VEXIL_AUTH_CACHE_TTL_SECS", "Seconds an authenticated key is cached (default 10).";
     shutdown_timeout_secs: u64 = "VEXIL_SHUTDOWN_TIMEOUT_SECS", "Seconds shutdown waits for in-flight requests (default 30).";
     sse_heartbeat_secs: u64 = "VEXIL_SSE_HEARTBEAT_SECS", "Seconds between SSE heartbeat comments (default 15).";
@@ -284,6 +287,12 @@ impl ServerConfig {
         if c.metrics_key.as_ref().is_some_and(|key| key.len() < 16 || key.chars().any(char::is_whitespace)) {
             return Err("metrics_key: must be at least 16 characters without white space".into());
         }
+        let default_environment = c.default_environment.unwrap_or_else(|| vexil_store::DEFAULT_ENVIRONMENT.into());
+        if !vexil_store::is_environment_key(&default_environment) {
+            return Err(format!(
+                "default_environment: {default_environment:?} is not an environment key (^[a-z][a-z0-9_-]{{0,63}}$)"
+            ));
+        }
         if let Some(key) = &c.admin_key {
             if key.len() < 16 || key.chars().any(char::is_whitespace) {
                 return Err("admin_key: must be at least 16 characters without white space".into());
@@ -377,6 +386,7 @@ impl ServerConfig {
             log_format,
             cors: CorsConfig { enabled: c.cors_enabled.unwrap_or(true), allowed_origins },
             admin_key: c.admin_key,
+            default_environment,
             metrics_key: c.metrics_key,
             auth_cache_ttl: seconds(c.auth_cache_ttl_secs, 10, "auth_cache_ttl_secs", 0)?,
             shutdown_timeout: seconds(c.shutdown_timeout_secs, 30, "shutdown_timeout_secs", 0)?,

@@ -6,19 +6,19 @@ use crate::config::ServerConfig;
 use crate::http::auth::{bootstrap_admin_key, KeyCache};
 use crate::http::state::{AppState, Services};
 use crate::metrics::Metrics;
-use crate::service::snapshot::{LoadError, Snapshot, Snapshots};
+use crate::service::environments::Environments;
 use std::io::Write;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use vexil_store::postgres::PostgresStore;
 use vexil_store::sqlite::SqliteStore;
-use vexil_store::Store;
+use vexil_store::Backend;
 
 /// The longest time between purges of expired assignments (shorter TTLs purge more often).
 const ASSIGNMENT_PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Opens the embedded store in `data_dir`.
-pub async fn open_store(data_dir: &std::path::Path) -> Result<Arc<dyn Store>, String> {
+pub async fn open_store(data_dir: &std::path::Path) -> Result<Arc<dyn Backend>, String> {
     let dir = data_dir.to_path_buf();
     let store = tokio::task::spawn_blocking(move || SqliteStore::open(&dir))
         .await
@@ -29,7 +29,7 @@ pub async fn open_store(data_dir: &std::path::Path) -> Result<Arc<dyn Store>, St
 
 /// Opens the configured store: PostgreSQL when `database_url` is set (the distributed mode),
 /// else the embedded one in `data_dir`.
-pub async fn open_configured_store(config: &ServerConfig) -> Result<Arc<dyn Store>, String> {
+pub async fn open_configured_store(config: &ServerConfig) -> Result<Arc<dyn Backend>, String> {
     match &config.database_url {
         Some(url) => match PostgresStore::connect(url).await {
             Ok(store) => Ok(Arc::new(store)),
@@ -68,17 +68,12 @@ async fn event_engines(config: &ServerConfig) -> Result<crate::service::events::
     Ok(engines)
 }
 
-/// Builds the shared state over an open store: the first snapshot is loaded before serving.
-pub async fn state(config: ServerConfig, store: Arc<dyn Store>) -> Result<AppState, String> {
+/// Builds the shared state over an open store: every environment's first snapshot is loaded
+/// before serving.
+pub async fn state(config: ServerConfig, backend: Arc<dyn Backend>) -> Result<AppState, String> {
     let metrics = Metrics::new();
-    let initial = match Snapshot::load(store.as_ref(), &metrics).await {
-        Ok(snapshot) => snapshot,
-        Err(LoadError::Store(e)) => return Err(format!("cannot read the configuration: {e}")),
-        Err(e @ LoadError::Invalid(_)) => {
-            tracing::error!(error = %e, "starting without configuration; /ready answers 503 until it is fixed");
-            Snapshot::unloaded()
-        }
-    };
+    let default = config.default_environment.clone();
+    let (store, initial) = Environments::load_default(&backend, &default, &metrics).await?;
     let experiments = crate::service::events::experiment_definitions(&initial.experiments);
     let events = crate::service::events::Events::start(
         &metrics,
@@ -93,10 +88,13 @@ pub async fn state(config: ServerConfig, store: Arc<dyn Store>) -> Result<AppSta
     let supervisor = crate::service::supervise::Supervisor::new();
     metrics.register([supervisor.collector()]);
     let feed_experiments = crate::service::events::feed_experiments(events.pipeline.clone());
+    let environments =
+        Environments::new(backend, (&default, store, initial), metrics.clone(), feed_experiments).await?;
     Ok(AppState::new(Services {
         events,
         assigner: crate::service::assignment::Assigner::new(
-            store.clone(),
+            // Assignments are kept by experiment id, unique across environments.
+            environments.default().store.clone(),
             crate::service::assignment::AssignerOptions {
                 ttl: config.assignment_ttl,
                 cache_entries: config.assignment_cache_entries,
@@ -106,20 +104,19 @@ pub async fn state(config: ServerConfig, store: Arc<dyn Store>) -> Result<AppSta
         safety,
         keys: KeyCache::new(config.auth_cache_ttl),
         rate_limits: crate::http::rate_limit::RateLimits::new(config.rate_limit_per_key, config.rate_limit_burst),
-        snapshots: Arc::new(Snapshots::new(initial, metrics.clone()).before_publish(feed_experiments)),
+        environments: Arc::new(environments),
         metrics,
-        store,
         supervisor,
         config,
         shutdown: CancellationToken::new(),
-        sdk_streams: Arc::default(),
+        sdk_streams: Default::default(),
     }))
 }
 
 /// Runs the service until a shutdown signal.
 pub async fn run(config: ServerConfig) -> Result<(), String> {
-    let store = open_configured_store(&config).await?;
-    if let Some(secret) = bootstrap_admin_key(store.as_ref(), config.admin_key.as_deref())
+    let backend = open_configured_store(&config).await?;
+    if let Some(secret) = bootstrap_admin_key(backend.as_ref(), config.admin_key.as_deref())
         .await
         .map_err(|e| format!("cannot create the first admin key: {e}"))?
     {
@@ -129,21 +126,17 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
     }
     let listen = config.listen;
     let shutdown_timeout = config.shutdown_timeout;
-    let state = state(config, store.clone()).await?;
+    let state = state(config, backend).await?;
     let purge_every =
         state.config.assignment_ttl.map_or(ASSIGNMENT_PURGE_INTERVAL, |ttl| ttl.min(ASSIGNMENT_PURGE_INTERVAL));
     let (supervisor, shutdown) = (&state.supervisor, state.shutdown.clone());
     supervisor.spawn("assignment_purge", shutdown.clone(), {
-        let (store, shutdown) = (store.clone(), shutdown.clone());
+        let (store, shutdown) = (state.environments.default().store.clone(), shutdown.clone());
         move || crate::service::assignment::purge_expired(store.clone(), purge_every, shutdown.clone())
     });
     supervisor.spawn("snapshot_follower", shutdown.clone(), {
-        let (snapshots, shutdown) = (state.snapshots.clone(), shutdown.clone());
-        move || snapshots.clone().follow(store.clone(), shutdown.clone())
-    });
-    supervisor.spawn("sdk_stream_fanout", shutdown.clone(), {
-        let (streams, snapshots, shutdown) = (state.sdk_streams.clone(), state.snapshots.clone(), shutdown.clone());
-        move || streams.clone().run(snapshots.clone(), shutdown.clone())
+        let (environments, shutdown) = (state.environments.clone(), shutdown.clone());
+        move || environments.clone().follow(shutdown.clone())
     });
     supervisor.spawn("safety_scheduler", shutdown.clone(), {
         let (checks, interval) = (state.safety_checks(), state.config.safety_check_interval);

@@ -45,8 +45,8 @@ pub(crate) enum DocumentChange<'a> {
 }
 
 impl DocumentChange<'_> {
-    /// The audit record of this write, showing the documents as the API does.
-    pub(crate) fn audit_record(&self, meta: &ChangeMeta) -> NewAuditRecord {
+    /// The audit record of this write in `env`, showing the documents as the API does.
+    pub(crate) fn audit_record(&self, env: &str, meta: &ChangeMeta) -> NewAuditRecord {
         let (action, doc, before, after) = match *self {
             DocumentChange::Created(doc) => ("create", doc, None, Some(doc)),
             DocumentChange::Updated(before, after) => ("update", after, Some(before), Some(after)),
@@ -54,6 +54,7 @@ impl DocumentChange<'_> {
         };
         NewAuditRecord {
             meta: meta.clone(),
+            environment: (env != crate::GLOBAL).then(|| env.to_owned()),
             action: action.to_owned(),
             entity: doc.kind,
             key: doc.key.clone(),
@@ -73,6 +74,7 @@ pub(crate) fn key_audit_record(
     let json = |key: &ApiKey| serde_json::to_value(key).expect("an API key serialises to JSON");
     NewAuditRecord {
         meta: meta.clone(),
+        environment: None,
         action: action.to_owned(),
         entity: EntityKind::Key,
         key: after.id.clone(),
@@ -86,6 +88,7 @@ pub(crate) fn appended(id: u64, at: crate::Timestamp, entry: &NewAuditRecord) ->
     crate::AuditRecord {
         id,
         at,
+        environment: entry.environment.clone(),
         actor: entry.meta.actor.clone(),
         action: entry.action.clone(),
         entity: entry.entity,

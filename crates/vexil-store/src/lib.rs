@@ -1,9 +1,12 @@
 //! Storage of vexil: the traits the service talks to, and the backends that implement them.
 //!
-//! The service never touches a database directly; it holds an `Arc<dyn Store>` and uses four
-//! capabilities:
+//! The service never touches a database directly. A backend is an `Arc<dyn Backend>` holding
+//! every environment (SPEC 9); the service works on one environment at a time through
+//! [`Scoped`], an `Arc<dyn Store>` that sees only that environment's documents and audit
+//! records. Four capabilities:
 //!
-//! - [`ConfigStore`]: versioned configuration documents (flags, segments, experiments, …) with
+//! - [`ConfigStore`] (on a backend: [`DocumentStore`], which names the environment of each
+//!   call): versioned configuration documents (flags, segments, experiments, …) with
 //!   optimistic concurrency, atomic multi-document writes and change notification;
 //! - [`AuditLog`]: the append-only record of every change;
 //! - [`KeyStore`]: API keys, stored as hashes;
@@ -21,21 +24,53 @@ mod change;
 mod error;
 mod model;
 pub mod postgres;
+mod scoped;
 mod secret;
 pub mod sqlite;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 
 pub use error::StoreError;
-pub use model::now;
+pub use model::{is_environment_key, now, DEFAULT_ENVIRONMENT, GLOBAL};
 pub use model::{
-    ApiKey, Assignment, AuditQuery, AuditRecord, ChangeMeta, EntityKind, Flush, KeyKind, NewAuditRecord, ShownDocument,
-    StoredDocument, Timestamp, UnknownName, Write, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT,
+    ApiKey, Assignment, AuditQuery, AuditRecord, ChangeMeta, EntityKind, Flush, KeyGrant, KeyKind, NewAuditRecord,
+    Role, ShownDocument, StoredDocument, Timestamp, UnknownName, Write, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT,
 };
+pub use scoped::Scoped;
 
 use tokio::sync::watch;
 
-/// Versioned configuration documents, one namespace of keys per [`EntityKind`].
+/// Versioned configuration documents of every environment: each environment (and [`GLOBAL`],
+/// where the environments themselves are kept) has one namespace of keys per [`EntityKind`].
+/// The methods are [`ConfigStore`]'s with the environment named; see there.
+#[async_trait::async_trait]
+pub trait DocumentStore: Send + Sync {
+    async fn get_in(&self, env: &str, kind: EntityKind, key: &str) -> Result<Option<StoredDocument>, StoreError>;
+
+    async fn list_in(&self, env: &str, kind: EntityKind) -> Result<Vec<StoredDocument>, StoreError>;
+
+    async fn list_shown_in(&self, env: &str, kind: EntityKind) -> Result<Vec<ShownDocument>, StoreError> {
+        Ok(self.list_in(env, kind).await?.into_iter().map(ShownDocument::from).collect())
+    }
+
+    /// Applies the writes to documents of `env` atomically, audited in `env`. Deleting an
+    /// environment (kind [`EntityKind::Environment`] in [`GLOBAL`]) deletes every document of
+    /// that environment and the assignments of its experiments in the same transaction.
+    async fn apply_in(
+        &self,
+        env: &str,
+        writes: Vec<Write>,
+        meta: &ChangeMeta,
+    ) -> Result<Vec<Option<StoredDocument>>, StoreError>;
+
+    /// One revision for all environments.
+    async fn revision(&self) -> Result<u64, StoreError>;
+
+    fn watch(&self) -> watch::Receiver<u64>;
+}
+
+/// Versioned configuration documents of one environment, one namespace of keys per
+/// [`EntityKind`]. Implemented by [`Scoped`] over a backend's [`DocumentStore`].
 #[async_trait::async_trait]
 pub trait ConfigStore: Send + Sync {
     /// The current document, if there is one.
@@ -88,9 +123,17 @@ pub trait AuditLog: Send + Sync {
 pub trait KeyStore: Send + Sync {
     /// Creates a key with a fresh random secret. The secret is returned here and never again.
     /// Every backend stores it as it stores an imported one.
-    async fn create_key(&self, kind: KeyKind, name: &str, meta: &ChangeMeta) -> Result<(ApiKey, String), StoreError> {
+    /// `grant` is a server or client key's environment, or an admin key's role and
+    /// environments; what does not apply to the kind is left out.
+    async fn create_key(
+        &self,
+        kind: KeyKind,
+        name: &str,
+        grant: &KeyGrant,
+        meta: &ChangeMeta,
+    ) -> Result<(ApiKey, String), StoreError> {
         let secret = secret::new_secret(kind);
-        let key = self.import_key(kind, name, &secret, meta).await?;
+        let key = self.import_key(kind, name, grant, &secret, meta).await?;
         Ok((key, secret))
     }
 
@@ -100,6 +143,7 @@ pub trait KeyStore: Send + Sync {
         &self,
         kind: KeyKind,
         name: &str,
+        grant: &KeyGrant,
         secret: &str,
         meta: &ChangeMeta,
     ) -> Result<ApiKey, StoreError>;
@@ -144,7 +188,13 @@ pub trait AssignmentStore: Send + Sync {
     async fn purge_expired_assignments(&self, now: Timestamp) -> Result<u64, StoreError>;
 }
 
-/// Everything the service needs from storage, as one object.
+/// Everything the service needs from storage about one environment, as one object
+/// ([`Scoped`]).
 pub trait Store: ConfigStore + AuditLog + KeyStore + AssignmentStore {}
 
 impl<T: ConfigStore + AuditLog + KeyStore + AssignmentStore> Store for T {}
+
+/// A storage backend holding every environment.
+pub trait Backend: DocumentStore + AuditLog + KeyStore + AssignmentStore {}
+
+impl<T: DocumentStore + AuditLog + KeyStore + AssignmentStore> Backend for T {}

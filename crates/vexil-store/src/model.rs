@@ -87,7 +87,24 @@ named_enum! {
         EmergencyStop = "emergency_stop",
         Budget = "budget",
         RolloutPlan = "rollout_plan",
+        Environment = "environment",
     }
+}
+
+/// The environment a store starts with, and the one data written before environments existed
+/// belongs to.
+pub const DEFAULT_ENVIRONMENT: &str = "production";
+
+/// The namespace of documents that belong to no environment: the environments themselves.
+/// No environment can have this name, as environment keys start with a letter.
+pub const GLOBAL: &str = "";
+
+/// Whether `key` is a valid environment key (SPEC 9): `^[a-z][a-z0-9_-]{0,63}$`.
+pub fn is_environment_key(key: &str) -> bool {
+    let mut chars = key.chars();
+    key.len() <= 64
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
 named_enum! {
@@ -97,6 +114,46 @@ named_enum! {
         Admin = "admin",
         Server = "server",
         Client = "client",
+    }
+}
+
+named_enum! {
+    /// What an admin key may do (SPEC 9): `viewer` every admin read, `editor` also writes
+    /// configuration in its environments, `owner` everything, keys and environments included.
+    pub enum Role as "role" {
+        Owner = "owner",
+        Editor = "editor",
+        Viewer = "viewer",
+    }
+}
+
+impl Role {
+    /// Whether this role includes the rights of `needed`.
+    pub fn includes(self, needed: Role) -> bool {
+        let rank = |role: Role| match role {
+            Role::Viewer => 0,
+            Role::Editor => 1,
+            Role::Owner => 2,
+        };
+        rank(self) >= rank(needed)
+    }
+}
+
+/// What a new key is granted besides its kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyGrant {
+    /// A server or client key's environment; `None`: the default one.
+    pub environment: Option<String>,
+    /// An admin key's role; `None` reads as [`Role::Owner`].
+    pub role: Option<Role>,
+    /// The environments an admin key may act in; `None`: every one.
+    pub environments: Option<Vec<String>>,
+}
+
+impl KeyGrant {
+    /// A server or client key acting in `environment`.
+    pub fn in_environment(environment: &str) -> KeyGrant {
+        KeyGrant { environment: Some(environment.to_owned()), ..KeyGrant::default() }
     }
 }
 
@@ -222,6 +279,10 @@ pub struct AuditRecord {
     /// Grows with every record: later records have larger ids.
     pub id: u64,
     pub at: Timestamp,
+    /// The environment the change was made in; `None` for changes that belong to none (keys,
+    /// environments themselves).
+    #[serde(default)]
+    pub environment: Option<String>,
     pub actor: String,
     /// What happened: `create`, `update`, `delete` for documents and keys, `revoke` for keys,
     /// and whatever [`NewAuditRecord::action`] other actions name.
@@ -238,6 +299,8 @@ pub struct AuditRecord {
 pub struct NewAuditRecord {
     /// Becomes the record's `actor` and `reason`.
     pub meta: ChangeMeta,
+    /// See [`AuditRecord::environment`].
+    pub environment: Option<String>,
     pub action: String,
     pub entity: EntityKind,
     pub key: String,
@@ -253,6 +316,8 @@ pub const MAX_AUDIT_LIMIT: u32 = 1000;
 /// A filter over the audit log. The default matches everything, newest 100 first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditQuery {
+    /// Only the records of this environment and those of no environment (keys, environments).
+    pub environment: Option<String>,
     pub entity: Option<EntityKind>,
     pub key: Option<String>,
     /// At most [`MAX_AUDIT_LIMIT`]; larger values are capped.
@@ -274,6 +339,16 @@ pub struct ApiKey {
     pub id: String,
     pub kind: KeyKind,
     pub name: String,
+    /// The environment a server or client key acts in; `None`: the default environment (and
+    /// always for admin keys, which name their environment per request).
+    #[serde(default)]
+    pub environment: Option<String>,
+    /// An admin key's role (`owner` for admin keys created before roles); `None` for others.
+    #[serde(default)]
+    pub role: Option<Role>,
+    /// The environments an admin key may act in; `None`: every one.
+    #[serde(default)]
+    pub environments: Option<Vec<String>>,
     pub created_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
 }
@@ -360,6 +435,16 @@ mod tests {
                 "created_at": "2026-11-21T10:00:00Z", "updated_at": "2026-11-21T10:00:00Z",
             })
         );
+    }
+
+    #[test]
+    fn environment_keys_follow_the_spec() {
+        for good in ["production", "a", "dev-eu_1", &format!("a{}", "b".repeat(63))] {
+            assert!(is_environment_key(good), "{good}");
+        }
+        for bad in ["", "Prod", "1st", "-dev", "dev.eu", "dév", &format!("a{}", "b".repeat(64))] {
+            assert!(!is_environment_key(bad), "{bad}");
+        }
     }
 
     #[test]

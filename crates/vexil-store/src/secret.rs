@@ -33,14 +33,34 @@ pub(crate) fn secret_hash(secret: &str) -> [u8; 32] {
 }
 
 /// The record of a key created now, with the hash of its `secret` to store beside it.
-pub(crate) fn new_key(kind: KeyKind, name: &str, secret: &str) -> (ApiKey, [u8; 32]) {
-    let key = ApiKey { id: new_id(), kind, name: name.to_owned(), created_at: crate::now(), revoked_at: None };
+pub(crate) fn new_key(kind: KeyKind, name: &str, grant: &crate::KeyGrant, secret: &str) -> (ApiKey, [u8; 32]) {
+    let admin = kind == KeyKind::Admin;
+    let key = ApiKey {
+        id: new_id(),
+        kind,
+        name: name.to_owned(),
+        environment: grant.environment.clone().filter(|_| !admin),
+        role: admin.then(|| grant.role.unwrap_or(crate::Role::Owner)),
+        environments: grant.environments.clone().filter(|_| admin),
+        created_at: crate::now(),
+        revoked_at: None,
+    };
     (key, secret_hash(secret))
 }
 
 fn random_base62(len: usize) -> String {
     // The thread RNG is a CSPRNG seeded from the OS, which secrets require.
     Alphanumeric.sample_string(&mut rand::rng(), len)
+}
+
+/// An admin key's environments as stored: a JSON array, or NULL for every environment.
+pub(crate) fn environments_column(environments: &Option<Vec<String>>) -> Option<String> {
+    environments.as_ref().map(|list| serde_json::to_string(list).expect("strings serialise"))
+}
+
+/// [`environments_column`] read back.
+pub(crate) fn environments_from_column(column: Option<String>) -> Result<Option<Vec<String>>, serde_json::Error> {
+    column.map(|text| serde_json::from_str(&text)).transpose()
 }
 
 #[cfg(test)]

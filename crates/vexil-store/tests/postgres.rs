@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use vexil_store::postgres::PostgresStore;
 use vexil_store::testkit::TestBackend;
-use vexil_store::Store;
+use vexil_store::Backend;
 
 /// One fresh database; each `open` is a separate `PostgresStore`, as a separate node's.
 struct PostgresBackend {
@@ -24,7 +24,7 @@ async fn postgres_backend() -> Option<PostgresBackend> {
 
 #[async_trait::async_trait]
 impl TestBackend for PostgresBackend {
-    async fn open(&self) -> Arc<dyn Store> {
+    async fn open_backend(&self) -> Arc<dyn Backend> {
         Arc::new(PostgresStore::connect(&self.url).await.expect("open the store"))
     }
 

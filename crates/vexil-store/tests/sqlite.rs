@@ -9,9 +9,16 @@ use tempfile::TempDir;
 use vexil_store::sqlite::SqliteStore;
 use vexil_store::testkit::TestBackend;
 use vexil_store::{
-    Assignment, AssignmentStore, AuditLog, AuditQuery, ChangeMeta, ConfigStore, EntityKind, KeyKind, KeyStore, Store,
-    Write,
+    Assignment, AssignmentStore, AuditLog, AuditQuery, Backend, ChangeMeta, ConfigStore, EntityKind, KeyKind, KeyStore,
+    Scoped, Write, DEFAULT_ENVIRONMENT,
 };
+
+/// The default environment of a store opened in `dir`, and the database file's path.
+fn open(dir: &std::path::Path) -> (Scoped, std::path::PathBuf) {
+    let sqlite = SqliteStore::open(dir).unwrap();
+    let path = sqlite.path().to_owned();
+    (Scoped::new(Arc::new(sqlite), DEFAULT_ENVIRONMENT), path)
+}
 
 /// One data directory; each `open` is a separate `SqliteStore`, as a separate process's.
 struct SqliteBackend {
@@ -24,7 +31,7 @@ async fn sqlite_backend() -> SqliteBackend {
 
 #[async_trait::async_trait]
 impl TestBackend for SqliteBackend {
-    async fn open(&self) -> Arc<dyn Store> {
+    async fn open_backend(&self) -> Arc<dyn Backend> {
         Arc::new(SqliteStore::open(self.dir.path()).expect("open the store"))
     }
 
@@ -54,7 +61,7 @@ async fn everything_survives_a_restart() {
         expires_at: None,
     };
 
-    let store = SqliteStore::open(dir.path()).unwrap();
+    let (store, path) = open(dir.path());
     let flag = store
         .apply(
             vec![Write::Create {
@@ -68,15 +75,15 @@ async fn everything_survives_a_restart() {
         .unwrap()
         .remove(0)
         .unwrap();
-    let (key, secret) = store.create_key(KeyKind::Admin, "admin", &meta).await.unwrap();
+    let (key, secret) =
+        store.create_key(KeyKind::Admin, "admin", &vexil_store::KeyGrant::default(), &meta).await.unwrap();
     store.assign_if_absent(assignment.clone()).await.unwrap();
     let revision = store.revision().await.unwrap();
     let audit = store.query(&AuditQuery::default()).await.unwrap();
-    let path = store.path().to_owned();
     drop(store);
 
-    let store = SqliteStore::open(dir.path()).unwrap();
-    assert_eq!(store.path(), path);
+    let (store, reopened) = open(dir.path());
+    assert_eq!(reopened, path);
     assert!(path.ends_with(vexil_store::sqlite::DB_FILE));
     assert_eq!(store.get(EntityKind::Flag, "checkout").await.unwrap(), Some(flag));
     assert_eq!(store.revision().await.unwrap(), revision);

@@ -6,11 +6,18 @@
 //! `auth_cache_ttl_secs` (10 s by default). A key revoked through this node leaves the cache
 //! at once; one revoked through another node or the CLI stops working here within the TTL.
 //! Failed authentications are not cached, so a key created anywhere works immediately.
+//!
+//! The same layer resolves the request's environment (SPEC 9): a server or client key's own
+//! (carried in the cached entry, so the hot path stays a map lookup in memory), or for an admin
+//! key the one named by `?env=` or `X-Vexil-Env` (the default one otherwise). The
+//! [`Environment`] goes into the request's extensions and its key into the `X-Vexil-Env`
+//! response header; `?env=` is taken off the query so handlers see only their own parameters.
 
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
+use crate::service::environments::Environment;
 use axum::extract::Request;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use pin_project_lite::pin_project;
 use sha2::{Digest, Sha256};
@@ -23,7 +30,10 @@ use std::sync::{Arc, RwLock};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 use tower::{Layer, Service, ServiceExt};
-use vexil_store::{ChangeMeta, KeyKind, Store, StoreError};
+use vexil_store::{Backend, ChangeMeta, KeyKind, Role, StoreError};
+
+/// The request and response header naming an environment.
+pub const ENV_HEADER: &str = "x-vexil-env";
 
 /// The least a route requires: `Admin` only admin keys, `Server` admin and server keys,
 /// `Client` any key.
@@ -58,6 +68,12 @@ pub struct Caller {
     /// Shared, as every request clones its caller out of the cache.
     pub key_id: Arc<str>,
     pub kind: KeyKind,
+    /// The environment a server or client key acts in; `None`: the default one.
+    pub environment: Option<Arc<str>>,
+    /// An admin key's role; `None` for server and client keys.
+    pub role: Option<Role>,
+    /// The environments an admin key may act in; `None`: every one.
+    pub environments: Option<Arc<[Arc<str>]>>,
 }
 
 impl Caller {
@@ -89,14 +105,20 @@ impl KeyCache {
 
     /// The caller holding `secret` according to the store, remembered for the TTL; for a
     /// secret [`KeyCache::cached`] did not know (the cache is not looked up again).
-    pub async fn authenticate(&self, store: &dyn Store, secret: &str) -> Result<Option<Caller>, StoreError> {
+    pub async fn authenticate(&self, store: &dyn Backend, secret: &str) -> Result<Option<Caller>, StoreError> {
         let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
         let now = Instant::now();
         let Some(key) = store.authenticate(secret).await? else {
             self.entries.write().expect("key cache lock").remove(&digest);
             return Ok(None);
         };
-        let caller = Caller { key_id: key.id.into(), kind: key.kind };
+        let caller = Caller {
+            key_id: key.id.into(),
+            kind: key.kind,
+            environment: key.environment.map(Arc::from),
+            role: key.role,
+            environments: key.environments.map(|list| list.into_iter().map(Arc::from).collect()),
+        };
         if !self.ttl.is_zero() {
             let mut entries = self.entries.write().expect("key cache lock");
             entries.retain(|_, (_, expires)| *expires > now);
@@ -233,7 +255,7 @@ where
                 let secret = secret.into_owned();
                 let (state, access, inner) = (self.state.clone(), self.access, self.inner.clone());
                 let future = async move {
-                    let caller = match state.keys.authenticate(state.store.as_ref(), &secret).await {
+                    let caller = match state.keys.authenticate(state.environments.backend().as_ref(), &secret).await {
                         Ok(Some(caller)) => caller,
                         Ok(None) => return Ok(ApiError::unauthorized().into_response()),
                         Err(e) => return Ok(ApiError::from(e).into_response()),
@@ -244,8 +266,16 @@ where
                     if let Some(refused) = refusal(&state, access, &caller) {
                         return Ok(refused);
                     }
+                    let environment = match scope(&state, &caller, &mut request) {
+                        Ok(environment) => environment,
+                        Err(refused) => return Ok(*refused),
+                    };
+                    let named = env_header(&environment);
                     request.extensions_mut().insert(caller);
-                    inner.oneshot(request).await
+                    request.extensions_mut().insert(environment);
+                    let mut response = inner.oneshot(request).await?;
+                    response.headers_mut().insert(ENV_HEADER, named);
+                    Ok(response)
                 };
                 return KeyChecked::Authenticating { future: Box::pin(future) };
             }
@@ -256,8 +286,14 @@ where
         if let Some(refused) = refusal(&self.state, self.access, &caller) {
             return KeyChecked::Answered { response: Some(refused) };
         }
+        let environment = match scope(&self.state, &caller, &mut request) {
+            Ok(environment) => environment,
+            Err(refused) => return KeyChecked::Answered { response: Some(*refused) },
+        };
+        let named = env_header(&environment);
         request.extensions_mut().insert(caller);
-        KeyChecked::Admitted { future: self.inner.call(request) }
+        request.extensions_mut().insert(environment);
+        KeyChecked::Admitted { future: self.inner.call(request), environment: Some(named) }
     }
 }
 
@@ -270,6 +306,106 @@ fn query_refusal(caller: &Caller) -> Option<Response> {
         );
         ApiError::new(StatusCode::FORBIDDEN, "forbidden", message).with_field("key").into_response()
     })
+}
+
+fn env_header(environment: &Environment) -> HeaderValue {
+    HeaderValue::from_str(&environment.key).expect("environment keys are header-safe")
+}
+
+/// The environment `caller` acts in on this request, or the refusal: 403 when a server or
+/// client key names another environment than its own, 404 `environment_not_found` when the
+/// environment does not exist (any more).
+fn scope(state: &AppState, caller: &Caller, request: &mut Request) -> Result<Arc<Environment>, Box<Response>> {
+    let named = named_environment(request);
+    let environments = &state.environments;
+    let wanted = match (caller.kind, named) {
+        (KeyKind::Admin, Some(named)) => Some(Arc::<str>::from(named)),
+        (KeyKind::Admin, None) => None,
+        (_, named) => {
+            let own = caller.environment.as_deref().unwrap_or(&environments.default().key);
+            if let Some(named) = named.filter(|named| named != own) {
+                let message =
+                    format!("a {} key acts only in its environment \"{own}\", not in \"{named}\"", caller.kind);
+                return Err(Box::new(ApiError::new(StatusCode::FORBIDDEN, "forbidden", message).into_response()));
+            }
+            caller.environment.clone()
+        }
+    };
+    let environment = match wanted {
+        None => environments.default().clone(),
+        Some(key) => environments.get(&key).ok_or_else(|| {
+            let message = format!("environment \"{key}\" does not exist");
+            Box::new(ApiError::not_found("environment_not_found", message).with_field("env").into_response())
+        })?,
+    };
+    if caller.kind == KeyKind::Admin {
+        if let Some(missing) = admin_lacks(caller, request, &environment.key) {
+            return Err(Box::new(ApiError::new(StatusCode::FORBIDDEN, "forbidden", missing).into_response()));
+        }
+    }
+    Ok(environment)
+}
+
+/// What an admin key lacks for this request, if anything (SPEC 9): `viewer` may read every
+/// admin route, `editor` also write configuration, `owner` also keys and environments; a key
+/// scoped to some environments acts only in them and never changes keys or environments.
+/// Routes outside `/v1/admin/` (evaluation, results, …) need only the scope.
+fn admin_lacks(caller: &Caller, request: &Request, environment: &str) -> Option<String> {
+    let path = request.uri().path();
+    let global = path.starts_with("/v1/admin/keys") || path.starts_with("/v1/admin/environments");
+    let reads = matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    let needed = match () {
+        _ if !path.starts_with("/v1/admin/") || reads => Role::Viewer,
+        _ if global => Role::Owner,
+        _ => Role::Editor,
+    };
+    let role = caller.role.unwrap_or(Role::Owner);
+    if !role.includes(needed) {
+        return Some(format!("this needs the {needed} role; the key is an admin key with the {role} role"));
+    }
+    let scope = caller.environments.as_deref()?;
+    let names = || scope.iter().map(|e| format!("\"{e}\"")).collect::<Vec<_>>().join(", ");
+    if global && !reads {
+        return Some(format!(
+            "changing keys or environments needs a key of every environment; this key's are {}",
+            names()
+        ));
+    }
+    if !global && !scope.iter().any(|e| &**e == environment) {
+        return Some(format!("the key may not act in environment \"{environment}\"; its environments are {}", names()));
+    }
+    None
+}
+
+/// The environment a request names with `X-Vexil-Env` or `?env=` (taken off the query), if any.
+fn named_environment(request: &mut Request) -> Option<String> {
+    let from_query = match request.uri().query() {
+        Some(query) if query.split('&').any(|pair| pair.starts_with("env=")) => {
+            let mut named = None;
+            let rest: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+                .filter_map(|(name, value)| {
+                    if name == "env" {
+                        named = Some(value.into_owned());
+                        None
+                    } else {
+                        Some((name.into_owned(), value.into_owned()))
+                    }
+                })
+                .collect();
+            let rest = form_urlencoded::Serializer::new(String::new()).extend_pairs(rest).finish();
+            let path = request.uri().path();
+            let path_and_query = if rest.is_empty() { path.to_owned() } else { format!("{path}?{rest}") };
+            let mut parts = request.uri().clone().into_parts();
+            parts.path_and_query = path_and_query.parse().ok();
+            if let Ok(uri) = Uri::from_parts(parts) {
+                *request.uri_mut() = uri;
+            }
+            named
+        }
+        _ => None,
+    };
+    let from_header = request.headers().get(ENV_HEADER).map(|v| v.to_str().unwrap_or_default().trim().to_owned());
+    from_query.or(from_header)
 }
 
 /// Why `caller` may not call a route that needs `access` now, if it may not: 403 when its key's
@@ -286,7 +422,7 @@ pin_project! {
     /// The answer of [`RequireKey`].
     #[project = KeyCheckedProjection]
     pub enum KeyChecked<F> {
-        Admitted { #[pin] future: F },
+        Admitted { #[pin] future: F, environment: Option<HeaderValue> },
         Authenticating { future: Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>> },
         Answered { response: Option<Response> },
     }
@@ -300,7 +436,13 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            KeyCheckedProjection::Admitted { future } => future.poll(cx),
+            KeyCheckedProjection::Admitted { future, environment } => {
+                let Ok(mut response) = std::task::ready!(future.poll(cx));
+                if let Some(named) = environment.take() {
+                    response.headers_mut().insert(ENV_HEADER, named);
+                }
+                Poll::Ready(Ok(response))
+            }
             KeyCheckedProjection::Authenticating { future } => future.as_mut().poll(cx),
             KeyCheckedProjection::Answered { response } => {
                 Poll::Ready(Ok(response.take().expect("an answered request is not polled again")))
@@ -311,19 +453,22 @@ where
 
 /// On a store that never had a key, creates the admin key: the configured secret
 /// (`VEXIL_ADMIN_KEY`) if any, else a generated one, which is returned to be printed once.
-pub async fn bootstrap_admin_key(store: &dyn Store, configured: Option<&str>) -> Result<Option<String>, StoreError> {
+pub async fn bootstrap_admin_key(store: &dyn Backend, configured: Option<&str>) -> Result<Option<String>, StoreError> {
     if store.has_keys().await? {
         return Ok(None);
     }
     let meta = ChangeMeta::new("system:bootstrap").with_reason("first start with an empty store");
     match configured {
         Some(secret) => {
-            store.import_key(KeyKind::Admin, "bootstrap admin", secret, &meta).await?;
+            store
+                .import_key(KeyKind::Admin, "bootstrap admin", &vexil_store::KeyGrant::default(), secret, &meta)
+                .await?;
             tracing::info!("created the admin key from VEXIL_ADMIN_KEY");
             Ok(None)
         }
         None => {
-            let (key, secret) = store.create_key(KeyKind::Admin, "bootstrap admin", &meta).await?;
+            let (key, secret) =
+                store.create_key(KeyKind::Admin, "bootstrap admin", &vexil_store::KeyGrant::default(), &meta).await?;
             tracing::info!(key_id = %key.id, "created an admin key");
             Ok(Some(secret))
         }

@@ -106,6 +106,7 @@ impl From<StoreError> for ApiError {
                     "segment" => "segment_not_found",
                     "key" => "key_not_found",
                     "experiment" => "experiment_not_found",
+                    "environment" => "environment_not_found",
                     _ => "not_found",
                 };
                 ApiError::not_found(code, e.to_string())

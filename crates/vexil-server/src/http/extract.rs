@@ -4,6 +4,7 @@
 
 use crate::http::auth::Caller;
 use crate::http::error::{from_bytes_rejection, ApiError};
+use crate::service::environments::Environment;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
@@ -164,5 +165,46 @@ impl<S: Send + Sync> FromRequestParts<S> for Change {
         let ChangeReason(reason) = ChangeReason::from_request_parts(parts, state).await?;
         let IfMatch(expected_version) = IfMatch::from_request_parts(parts, state).await?;
         Ok(Change { kind, meta: caller.change(reason), expected_version })
+    }
+}
+
+/// The request's environment, resolved from its key or `?env=` by the key layer
+/// ([`crate::http::auth`]): its store and its live configuration.
+pub struct Env(pub std::sync::Arc<Environment>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Env {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<std::sync::Arc<Environment>>()
+            .cloned()
+            .map(Env)
+            .ok_or_else(|| ApiError::internal("the route resolved no environment"))
+    }
+}
+
+/// The request's environment, for routes whose feature reads the event pipeline (events,
+/// results, stats, DLQ, rollout plans with their guards, budgets): events are not separated
+/// by environment yet, so these serve only the default environment and refuse any other with
+/// 409 `environment_unsupported` rather than mix environments (docs/environments.md).
+pub struct EventsEnv(pub std::sync::Arc<Environment>);
+
+impl FromRequestParts<crate::http::state::AppState> for EventsEnv {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &crate::http::state::AppState) -> Result<Self, ApiError> {
+        let Env(env) = Env::from_request_parts(parts, state).await?;
+        let events = state.events_environment();
+        if env.key != events.key {
+            let message = format!(
+                "this route reads the event pipeline, which serves only the default environment \"{}\" \
+                 so far, not \"{}\"",
+                events.key, env.key
+            );
+            return Err(ApiError::conflict("environment_unsupported", message).with_field("env"));
+        }
+        Ok(EventsEnv(env))
     }
 }

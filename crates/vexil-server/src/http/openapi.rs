@@ -38,6 +38,11 @@ fn bodies(spec: &RouteSpec) -> (Option<&'static str>, &'static str, Option<&'sta
         (Method::GET, "/v1/admin/keys") => (None, "200", Some("KeyList")),
         (Method::DELETE, "/v1/admin/keys/{id}") => (None, "200", Some("Key")),
         (Method::GET, "/v1/admin/audit") => (None, "200", Some("AuditRecords")),
+        (Method::GET, "/v1/admin/environments") => (None, "200", Some("EnvironmentList")),
+        (_, p) if p.starts_with("/v1/admin/environments") && spec.method != Method::DELETE => {
+            let request = matches!(spec.method, Method::POST | Method::PUT).then_some("Environment");
+            (request, if spec.method == Method::POST { "201" } else { "200" }, Some("Environment"))
+        }
         (Method::GET, "/v1/admin/flags" | "/v1/admin/segments") => (None, "200", Some("DocumentList")),
         (Method::POST, _) => (Some(item_schema), "201", Some(item_schema)),
         (Method::GET, p) if p.starts_with("/v1/admin/") => (None, "200", Some(item_schema)),
@@ -91,6 +96,15 @@ fn operation(spec: &RouteSpec) -> Value {
     if spec.access == Some(Access::Admin) && spec.method != Method::GET {
         parameters.push(header("X-Vexil-Reason", "Why: recorded in the audit log (also ?reason=)."));
     }
+    if spec.access.is_some() {
+        parameters.push(header(
+            "X-Vexil-Env",
+            "The environment (also ?env=): admin keys name theirs, the default one otherwise; server and \
+             client keys act only in their own (403 for another). The answer's X-Vexil-Env header names the one used.",
+        ));
+        parameters.push(json!({"name": "env", "in": "query", "required": false, "schema": {"type": "string"},
+            "description": "The environment, as X-Vexil-Env."}));
+    }
     let content =
         |schema: &str| json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}});
     let mut responses = Map::new();
@@ -123,7 +137,10 @@ fn operation(spec: &RouteSpec) -> Value {
     }
     if spec.access.is_some() {
         responses.insert("401".into(), error("Missing or invalid API key"));
-        responses.insert("403".into(), error("The key's kind may not call this route"));
+        responses.insert(
+            "403".into(),
+            error("The key's kind or role may not call this route, or it may not act in the environment"),
+        );
         responses.insert("429".into(), error("The key is over its rate limit (see Retry-After)"));
     } else if spec.path == "/metrics" {
         responses.insert("401".into(), error("metrics_key is configured and was not presented"));
@@ -233,18 +250,38 @@ fn schemas() -> Value {
             "flags": {"type": "array", "items": {"type": "object"}},
             "eventStreams": {"type": "array", "items": {"$ref": "#/components/schemas/OfrepEventStream"}}}},
         "OfrepFailure": {"type": "object", "required": ["errorCode"], "properties": {
-            "key": {"type": "string"}, "errorCode": {"type": "string"}, "errorDetails": {"type": "string"}}},
+            "key": {"type": "string"}, "errorCode": {"type": "string"}, "errorDetails": {"type": "string"}}}
+    });
+    // Apart from the rest: one `json!` of every schema exceeds the macro's recursion limit.
+    let Value::Object(more) = json!({
         "NewKey": {"type": "object", "required": ["kind", "name"], "properties": {
-            "kind": {"type": "string", "enum": ["admin", "server", "client"]}, "name": {"type": "string"}}},
+            "kind": {"type": "string", "enum": ["admin", "server", "client"]}, "name": {"type": "string"},
+            "environment": {"type": "string", "description": "Server and client keys: the environment they act in (default: the default one)."},
+            "role": {"type": "string", "enum": ["owner", "editor", "viewer"], "description": "Admin keys (default owner)."},
+            "environments": {"type": ["array", "null"], "items": {"type": "string"}, "description": "Admin keys: where they may act (null: every environment)."}}},
         "Key": {"type": "object", "properties": {
             "id": {"type": "string"}, "kind": {"type": "string"}, "name": {"type": "string"},
+            "environment": {"type": ["string", "null"]}, "role": {"type": "string"},
+            "environments": {"type": ["array", "null"], "items": {"type": "string"}},
             "created_at": {"type": "string"}, "revoked_at": {"type": ["string", "null"]}}},
         "CreatedKey": object("A new key with its secret in \"key\", shown only here."),
         "KeyList": {"type": "object", "properties": {"keys": {"type": "array", "items": {"$ref": "#/components/schemas/Key"}}}},
-        "AuditRecords": {"type": "object", "properties": {"records": {"type": "array", "items": {"type": "object", "properties": {
-            "id": {"type": "integer"}, "at": {"type": "string"}, "actor": {"type": "string"}, "action": {"type": "string"},
+        "AuditRecords": {"type": "object", "properties": {"environment": {"type": "string"}, "records": {"type": "array", "items": {"type": "object", "properties": {
+            "id": {"type": "integer"}, "at": {"type": "string"}, "environment": {"type": ["string", "null"]},
+            "actor": {"type": "string"}, "action": {"type": "string"},
             "entity": {"type": "string"}, "key": {"type": "string"}, "before": {}, "after": {}, "reason": {"type": ["string", "null"]}}}}}}
-    });
+    }) else {
+        unreachable!("json! of an object is an object")
+    };
+    schemas.as_object_mut().expect("json! of an object is an object").extend(more);
+    schemas["Environment"] = json!({"type": "object", "required": ["key"], "properties": {
+        "key": {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,63}$"}, "name": {"type": "string"},
+        "description": {"type": "string"}, "protected": {"type": "boolean"},
+        "tags": {"type": "array", "items": {"type": "string"}}, "id": {"type": "string"}, "version": {"type": "integer"},
+        "created_at": {"type": "string"}, "updated_at": {"type": "string"}}});
+    schemas["EnvironmentList"] = json!({"type": "object", "properties": {
+        "environments": {"type": "array", "items": {"$ref": "#/components/schemas/Environment"}},
+        "default": {"type": "string"}}});
     if let (Some(all), Value::Object(more)) = (schemas.as_object_mut(), more_schemas()) {
         all.extend(more);
     }

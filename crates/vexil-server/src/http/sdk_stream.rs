@@ -14,6 +14,7 @@
 //! against a state it does not have. An OFREP stream needs no chain: every frame newer than what
 //! its client was last told becomes one `refetchEvaluation` naming the newest revision.
 
+use crate::service::environments::Environment;
 use crate::service::snapshot::{diff, Change, Snapshot, Snapshots};
 use axum::body::{Body, Bytes};
 use axum::http::header;
@@ -25,6 +26,29 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
+
+/// The fan-out of each environment, started with the first stream opened in it and ended at
+/// shutdown or when the environment is deleted.
+#[derive(Default)]
+pub struct SdkStreamsByEnvironment {
+    by_key: std::sync::Mutex<std::collections::HashMap<Arc<str>, Arc<SdkStreams>>>,
+}
+
+impl SdkStreamsByEnvironment {
+    /// The fan-out of `environment`, started now if this is its first stream.
+    pub fn of(&self, environment: &Environment, shutdown: &CancellationToken) -> Arc<SdkStreams> {
+        let mut by_key = self.by_key.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // A deleted environment's fan-out ended; one created again under its key starts anew.
+        by_key.retain(|_, streams| !streams.ended.is_cancelled());
+        if let Some(streams) = by_key.get(&environment.key) {
+            return streams.clone();
+        }
+        let streams = Arc::new(SdkStreams::default());
+        by_key.insert(environment.key.clone(), streams.clone());
+        tokio::spawn(streams.clone().run(environment.snapshots.clone(), shutdown.clone()));
+        streams
+    }
+}
 
 /// Frames kept for streams that are momentarily behind; one further behind gets a fresh `put`.
 const BUFFERED_FRAMES: usize = 256;
@@ -52,18 +76,24 @@ enum Protocol {
 /// Broadcasts one frame per configuration change to every SDK stream.
 pub struct SdkStreams {
     frames: broadcast::Sender<Frame>,
+    /// Cancelled when [`SdkStreams::run`] returns.
+    ended: CancellationToken,
 }
 
 impl Default for SdkStreams {
     fn default() -> SdkStreams {
-        SdkStreams { frames: broadcast::Sender::new(BUFFERED_FRAMES) }
+        SdkStreams { frames: broadcast::Sender::new(BUFFERED_FRAMES), ended: CancellationToken::new() }
     }
 }
 
 impl SdkStreams {
     /// Follows the published snapshots until `shutdown`, broadcasting each change once.
     pub async fn run(self: Arc<SdkStreams>, snapshots: Arc<Snapshots>, shutdown: CancellationToken) {
+        let _ended = self.ended.clone().drop_guard();
+        // Not kept: once a deleted environment's snapshots are dropped, `changed` fails and this
+        // task ends.
         let mut published = snapshots.subscribe();
+        drop(snapshots);
         let mut last = published.borrow_and_update().clone();
         loop {
             tokio::select! {

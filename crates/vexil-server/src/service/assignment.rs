@@ -287,15 +287,16 @@ pub async fn purge_expired(store: Arc<dyn Store>, interval: Duration, shutdown: 
 
 /// Assigns and, for a first assignment, emits the exposure event (fire-and-forget: a full
 /// event queue drops it and counts the drop, never delaying or failing the call). Repeat
-/// calls do not emit: the first exposure is what metrics count from.
+/// calls do not emit: the first exposure is what metrics count from. Without `events` (an
+/// environment whose events are not recorded) nothing is emitted.
 pub async fn assign(
     assigner: &Assigner,
-    events: &Events,
+    events: Option<&Events>,
     experiment: &Arc<LiveExperiment>,
     ctx: &Context<'_>,
 ) -> Result<Decision, AssignError> {
     let decision = assigner.assign(experiment, ctx).await?;
-    if let (AssignReason::Assigned, Some(record)) = (decision.reason, &decision.record) {
+    if let (AssignReason::Assigned, Some(record), Some(events)) = (decision.reason, &decision.record, events) {
         events.emit_exposure(vexil_events::Event {
             event_id: record.assignment_id.clone(),
             event: "exposure".into(),

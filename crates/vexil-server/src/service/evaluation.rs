@@ -34,7 +34,10 @@ pub type Outcome<'e> = (&'e str, Result<Evaluation<'e>, EvalError>);
 pub struct Evaluator<'h> {
     pub snapshot: &'h Snapshot,
     pub assigner: &'h Assigner,
-    pub events: &'h Events,
+    /// Where evaluations are tracked and exposures emitted; `None` in an environment whose
+    /// events are not recorded (every one but the default, until events are separated by
+    /// environment: docs/environments.md).
+    pub events: Option<&'h Events>,
 }
 
 impl Evaluator<'_> {
@@ -106,7 +109,9 @@ impl Evaluator<'_> {
         for (key, outcome) in &outcomes {
             if let Ok(evaluation) = outcome {
                 self.snapshot.count(key, evaluation.reason);
-                self.events.track(evaluation, ctx.user_id());
+                if let Some(events) = self.events {
+                    events.track(evaluation, ctx.user_id());
+                }
             }
         }
         respond(outcomes)

@@ -6,6 +6,7 @@
 //! - [`assignment`]: sticky experiment assignment with its cache and group-commit writer;
 //! - [`snapshot`]: the compiled configuration evaluation reads, swapped atomically on change;
 //! - [`catalog`]: whole-configuration checks for writes, deletes and imports;
+//! - [`environments`]: every environment's store and snapshot, and the environment document;
 //! - [`experiments`]: experiment validation, lifecycle and the compiled set;
 //! - [`results`]: experiment results and auto-conclusion;
 //! - [`events`]: the event pipeline as the service runs it;
@@ -16,6 +17,7 @@
 
 pub mod assignment;
 pub mod catalog;
+pub mod environments;
 pub mod evaluation;
 pub mod events;
 pub mod experiments;

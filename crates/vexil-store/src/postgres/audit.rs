@@ -16,8 +16,8 @@ pub(super) async fn append(
 ) -> Result<AuditRecord, StoreError> {
     let statement = client
         .prepare_cached(
-            "INSERT INTO audit (at, actor, action, entity, key, before, after, reason)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+            "INSERT INTO audit (at, actor, action, entity, key, before, after, reason, environment)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
         )
         .await?;
     let row = client
@@ -32,6 +32,7 @@ pub(super) async fn append(
                 &entry.before,
                 &entry.after,
                 &entry.meta.reason,
+                &entry.environment,
             ],
         )
         .await?;
@@ -49,6 +50,7 @@ fn from_row(row: &Row) -> Result<AuditRecord, StoreError> {
         before: row.get(6),
         after: row.get(7),
         reason: row.get(8),
+        environment: row.get(9),
     })
 }
 
@@ -65,6 +67,10 @@ impl AuditLog for PostgresStore {
         let limit = i64::from(query.effective_limit());
         let mut filters = Vec::new();
         let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+        if let Some(environment) = &query.environment {
+            params.push(environment);
+            filters.push(format!("(environment = ${} OR environment IS NULL)", params.len()));
+        }
         if let Some(entity) = &entity {
             params.push(entity);
             filters.push(format!("entity = ${}", params.len()));
@@ -82,7 +88,7 @@ impl AuditLog for PostgresStore {
         let client = self.client().await?;
         let statement = client
             .prepare_cached(&format!(
-                "SELECT id, at, actor, action, entity, key, before, after, reason
+                "SELECT id, at, actor, action, entity, key, before, after, reason, environment
                  FROM audit {filter} ORDER BY id DESC LIMIT ${}",
                 params.len()
             ))

@@ -1,4 +1,4 @@
-//! [`ConfigStore`] on the `documents` and `revision` tables.
+//! [`DocumentStore`] on the `documents` and `revision` tables.
 
 use deadpool_postgres::GenericClient;
 use serde_json::Value;
@@ -8,7 +8,7 @@ use tokio_postgres::Row;
 use super::audit::append;
 use super::{unsigned, PostgresStore, CHANNEL};
 use crate::change::{created, if_match, replaced, DocumentChange};
-use crate::{ChangeMeta, ConfigStore, EntityKind, StoreError, StoredDocument, Timestamp, Write};
+use crate::{ChangeMeta, DocumentStore, EntityKind, StoreError, StoredDocument, Timestamp, Write, GLOBAL};
 
 const SELECT: &str = "SELECT kind, key, id, version, created_at, updated_at, body FROM documents";
 
@@ -24,9 +24,15 @@ fn from_row(row: &Row) -> Result<StoredDocument, StoreError> {
     })
 }
 
-async fn load(client: &impl GenericClient, kind: EntityKind, key: &str) -> Result<Option<StoredDocument>, StoreError> {
-    let statement = client.prepare_cached(&format!("{SELECT} WHERE kind = $1 AND key = $2")).await?;
-    client.query_opt(&statement, &[&kind.as_str(), &key]).await?.as_ref().map(from_row).transpose()
+async fn load(
+    client: &impl GenericClient,
+    env: &str,
+    kind: EntityKind,
+    key: &str,
+) -> Result<Option<StoredDocument>, StoreError> {
+    let statement =
+        client.prepare_cached(&format!("{SELECT} WHERE environment = $1 AND kind = $2 AND key = $3")).await?;
+    client.query_opt(&statement, &[&env, &kind.as_str(), &key]).await?.as_ref().map(from_row).transpose()
 }
 
 pub(super) async fn read_revision(client: &impl GenericClient) -> Result<u64, StoreError> {
@@ -35,19 +41,25 @@ pub(super) async fn read_revision(client: &impl GenericClient) -> Result<u64, St
 }
 
 #[async_trait::async_trait]
-impl ConfigStore for PostgresStore {
-    async fn get(&self, kind: EntityKind, key: &str) -> Result<Option<StoredDocument>, StoreError> {
-        load(&self.client().await?, kind, key).await
+impl DocumentStore for PostgresStore {
+    async fn get_in(&self, env: &str, kind: EntityKind, key: &str) -> Result<Option<StoredDocument>, StoreError> {
+        load(&self.client().await?, env, kind, key).await
     }
 
-    async fn list(&self, kind: EntityKind) -> Result<Vec<StoredDocument>, StoreError> {
+    async fn list_in(&self, env: &str, kind: EntityKind) -> Result<Vec<StoredDocument>, StoreError> {
         let client = self.client().await?;
         // The column collates "C", so this order is bytewise.
-        let statement = client.prepare_cached(&format!("{SELECT} WHERE kind = $1 ORDER BY key")).await?;
-        client.query(&statement, &[&kind.as_str()]).await?.iter().map(from_row).collect()
+        let statement =
+            client.prepare_cached(&format!("{SELECT} WHERE environment = $1 AND kind = $2 ORDER BY key")).await?;
+        client.query(&statement, &[&env, &kind.as_str()]).await?.iter().map(from_row).collect()
     }
 
-    async fn apply(&self, writes: Vec<Write>, meta: &ChangeMeta) -> Result<Vec<Option<StoredDocument>>, StoreError> {
+    async fn apply_in(
+        &self,
+        env: &str,
+        writes: Vec<Write>,
+        meta: &ChangeMeta,
+    ) -> Result<Vec<Option<StoredDocument>>, StoreError> {
         if writes.is_empty() {
             return Ok(Vec::new());
         }
@@ -61,7 +73,7 @@ impl ConfigStore for PostgresStore {
         let now = crate::now();
         let mut docs = Vec::with_capacity(writes.len());
         for write in writes {
-            docs.push(apply_one(&tx, write, now, meta).await?);
+            docs.push(apply_one(&tx, env, write, now, meta).await?);
         }
         // Delivered to every listening node when, and only if, the transaction commits.
         tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &revision.to_string()]).await?;
@@ -81,28 +93,41 @@ impl ConfigStore for PostgresStore {
 
 async fn apply_one(
     tx: &impl GenericClient,
+    env: &str,
     write: Write,
     now: Timestamp,
     meta: &ChangeMeta,
 ) -> Result<Option<StoredDocument>, StoreError> {
     match write {
-        Write::Create { kind, key, body } => match load(tx, kind, &key).await? {
+        Write::Create { kind, key, body } => match load(tx, env, kind, &key).await? {
             Some(_) => Err(StoreError::AlreadyExists { kind, key }),
-            None => insert(tx, kind, key, body, now, meta).await.map(Some),
+            None => insert(tx, env, kind, key, body, now, meta).await.map(Some),
         },
         Write::Update { kind, key, body, expected_version } => {
-            let current = if_match(load(tx, kind, &key).await?, kind, key, expected_version)?;
-            replace(tx, current, body, now, meta).await.map(Some)
+            let current = if_match(load(tx, env, kind, &key).await?, kind, key, expected_version)?;
+            replace(tx, env, current, body, now, meta).await.map(Some)
         }
-        Write::Upsert { kind, key, body } => match load(tx, kind, &key).await? {
-            Some(current) => replace(tx, current, body, now, meta).await.map(Some),
-            None => insert(tx, kind, key, body, now, meta).await.map(Some),
+        Write::Upsert { kind, key, body } => match load(tx, env, kind, &key).await? {
+            Some(current) => replace(tx, env, current, body, now, meta).await.map(Some),
+            None => insert(tx, env, kind, key, body, now, meta).await.map(Some),
         },
         Write::Delete { kind, key, expected_version } => {
-            let current = if_match(load(tx, kind, &key).await?, kind, key, expected_version)?;
-            let statement = tx.prepare_cached("DELETE FROM documents WHERE kind = $1 AND key = $2").await?;
-            tx.execute(&statement, &[&current.kind.as_str(), &current.key]).await?;
-            append(tx, now, &DocumentChange::Deleted(&current).audit_record(meta)).await?;
+            let current = if_match(load(tx, env, kind, &key).await?, kind, key, expected_version)?;
+            let statement =
+                tx.prepare_cached("DELETE FROM documents WHERE environment = $1 AND kind = $2 AND key = $3").await?;
+            tx.execute(&statement, &[&env, &current.kind.as_str(), &current.key]).await?;
+            if env == GLOBAL && kind == EntityKind::Environment {
+                // The environment's contents go with it; its experiments' assignments first,
+                // while the experiments still say which ids they had.
+                tx.execute(
+                    "DELETE FROM assignments WHERE experiment_id IN
+                     (SELECT id FROM documents WHERE environment = $1 AND kind = 'experiment')",
+                    &[&current.key],
+                )
+                .await?;
+                tx.execute("DELETE FROM documents WHERE environment = $1", &[&current.key]).await?;
+            }
+            append(tx, now, &DocumentChange::Deleted(&current).audit_record(env, meta)).await?;
             Ok(None)
         }
     }
@@ -110,6 +135,7 @@ async fn apply_one(
 
 async fn insert(
     tx: &impl GenericClient,
+    env: &str,
     kind: EntityKind,
     key: String,
     body: Value,
@@ -119,17 +145,18 @@ async fn insert(
     let doc = created(kind, key, body, now);
     let statement = tx
         .prepare_cached(
-            "INSERT INTO documents (kind, key, id, version, created_at, updated_at, body)
-             VALUES ($1, $2, $3, 1, $4, $4, $5)",
+            "INSERT INTO documents (environment, kind, key, id, version, created_at, updated_at, body)
+             VALUES ($1, $2, $3, $4, 1, $5, $5, $6)",
         )
         .await?;
-    tx.execute(&statement, &[&doc.kind.as_str(), &doc.key, &doc.id, &now, &doc.body]).await?;
-    append(tx, now, &DocumentChange::Created(&doc).audit_record(meta)).await?;
+    tx.execute(&statement, &[&env, &doc.kind.as_str(), &doc.key, &doc.id, &now, &doc.body]).await?;
+    append(tx, now, &DocumentChange::Created(&doc).audit_record(env, meta)).await?;
     Ok(doc)
 }
 
 async fn replace(
     tx: &impl GenericClient,
+    env: &str,
     current: StoredDocument,
     body: Value,
     now: Timestamp,
@@ -138,9 +165,12 @@ async fn replace(
     let doc = replaced(&current, body, now);
     let version = i64::try_from(doc.version).map_err(|_| StoreError::Backend("version overflow".into()))?;
     let statement = tx
-        .prepare_cached("UPDATE documents SET version = $3, updated_at = $4, body = $5 WHERE kind = $1 AND key = $2")
+        .prepare_cached(
+            "UPDATE documents SET version = $4, updated_at = $5, body = $6
+             WHERE environment = $1 AND kind = $2 AND key = $3",
+        )
         .await?;
-    tx.execute(&statement, &[&doc.kind.as_str(), &doc.key, &version, &now, &doc.body]).await?;
-    append(tx, now, &DocumentChange::Updated(&current, &doc).audit_record(meta)).await?;
+    tx.execute(&statement, &[&env, &doc.kind.as_str(), &doc.key, &version, &now, &doc.body]).await?;
+    append(tx, now, &DocumentChange::Updated(&current, &doc).audit_record(env, meta)).await?;
     Ok(doc)
 }

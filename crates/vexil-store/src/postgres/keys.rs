@@ -7,10 +7,10 @@ use tokio_postgres::Row;
 use super::audit::append;
 use super::PostgresStore;
 use crate::change::key_audit_record;
-use crate::secret::{new_key, secret_hash};
-use crate::{ApiKey, ChangeMeta, EntityKind, KeyKind, KeyStore, StoreError};
+use crate::secret::{environments_column, environments_from_column, new_key, secret_hash};
+use crate::{ApiKey, ChangeMeta, EntityKind, KeyGrant, KeyKind, KeyStore, StoreError};
 
-const SELECT: &str = "SELECT id, kind, name, created_at, revoked_at FROM api_keys";
+const SELECT: &str = "SELECT id, kind, name, created_at, revoked_at, environment, role, environments FROM api_keys";
 
 fn from_row(row: &Row) -> Result<ApiKey, StoreError> {
     Ok(ApiKey {
@@ -19,6 +19,14 @@ fn from_row(row: &Row) -> Result<ApiKey, StoreError> {
         name: row.get(2),
         created_at: row.get(3),
         revoked_at: row.get(4),
+        environment: row.get(5),
+        role: row
+            .get::<_, Option<&str>>(6)
+            .map(str::parse)
+            .transpose()
+            .map_err(|e| StoreError::Backend(format!("api_keys: {e}")))?,
+        environments: environments_from_column(row.get(7))
+            .map_err(|e| StoreError::Backend(format!("api_keys: {e}")))?,
     })
 }
 
@@ -30,18 +38,29 @@ impl KeyStore for PostgresStore {
         &self,
         kind: KeyKind,
         name: &str,
+        grant: &KeyGrant,
         secret: &str,
         meta: &ChangeMeta,
     ) -> Result<ApiKey, StoreError> {
-        let (key, hash) = new_key(kind, name, secret);
+        let (key, hash) = new_key(kind, name, grant, secret);
         let now = key.created_at;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let inserted = tx
             .execute(
-                "INSERT INTO api_keys (id, kind, name, secret_sha256, created_at) VALUES ($1, $2, $3, $4, $5)
+                "INSERT INTO api_keys (id, kind, name, secret_sha256, created_at, environment, role, environments)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                  ON CONFLICT (secret_sha256) DO NOTHING",
-                &[&key.id, &kind.as_str(), &key.name, &&hash[..], &now],
+                &[
+                    &key.id,
+                    &kind.as_str(),
+                    &key.name,
+                    &&hash[..],
+                    &now,
+                    &key.environment,
+                    &key.role.map(|r| r.as_str()),
+                    &environments_column(&key.environments),
+                ],
             )
             .await?;
         if inserted == 0 {

@@ -12,7 +12,11 @@ use deadpool_postgres::GenericClient;
 use crate::StoreError;
 
 /// Migration `n` (1-based) is `MIGRATIONS[n - 1]`.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_initial.sql"),
+    include_str!("migrations/0002_environments.sql"),
+    include_str!("migrations/0003_key_roles.sql"),
+];
 
 /// The store's schema.
 pub(super) const STORE: Schema = Schema { version_table: "schema_version", migrations: MIGRATIONS };

@@ -11,8 +11,8 @@ use crate::{AuditLog, AuditQuery, AuditRecord, NewAuditRecord, StoreError, Times
 pub(super) fn append(conn: &Connection, at: Timestamp, entry: &NewAuditRecord) -> Result<AuditRecord, StoreError> {
     let id: u64 = conn
         .prepare_cached(
-            "INSERT INTO audit (at, actor, action, entity, key, before, after, reason)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
+            "INSERT INTO audit (at, actor, action, entity, key, before, after, reason, environment)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
         )?
         .query_row(
             rusqlite::params![
@@ -24,6 +24,7 @@ pub(super) fn append(conn: &Connection, at: Timestamp, entry: &NewAuditRecord) -
                 entry.before.clone().map(Json),
                 entry.after.clone().map(Json),
                 entry.meta.reason,
+                entry.environment,
             ],
             |row| row.get(0),
         )?;
@@ -41,6 +42,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
         before: row.get::<_, Option<Json>>(6)?.map(|j| j.0),
         after: row.get::<_, Option<Json>>(7)?.map(|j| j.0),
         reason: row.get(8)?,
+        environment: row.get(9)?,
     })
 }
 
@@ -57,6 +59,10 @@ impl AuditLog for SqliteStore {
             // (`?1 IS NULL OR entity = ?1` would defeat them).
             let mut filters = Vec::new();
             let mut params: Vec<Box<dyn ToSql>> = Vec::new();
+            if let Some(environment) = &query.environment {
+                filters.push("(environment = ? OR environment IS NULL)");
+                params.push(Box::new(environment.clone()));
+            }
             if let Some(entity) = query.entity {
                 filters.push("entity = ?");
                 params.push(Box::new(entity));
@@ -73,7 +79,7 @@ impl AuditLog for SqliteStore {
             params.push(Box::new(query.effective_limit()));
             let records = conn
                 .prepare_cached(&format!(
-                    "SELECT id, at, actor, action, entity, key, before, after, reason
+                    "SELECT id, at, actor, action, entity, key, before, after, reason, environment
                      FROM audit {filter} ORDER BY id DESC LIMIT ?"
                 ))?
                 .query_map(rusqlite::params_from_iter(params), from_row)?

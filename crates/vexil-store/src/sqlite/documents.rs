@@ -1,4 +1,4 @@
-//! [`ConfigStore`] on the `documents` and `revision` tables.
+//! [`DocumentStore`] on the `documents` and `revision` tables.
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::Value;
@@ -8,7 +8,9 @@ use super::audit::append;
 use super::codec::{Json, Time};
 use super::SqliteStore;
 use crate::change::{created, if_match, replaced, DocumentChange};
-use crate::{ChangeMeta, ConfigStore, EntityKind, ShownDocument, StoreError, StoredDocument, Timestamp, Write};
+use crate::{
+    ChangeMeta, DocumentStore, EntityKind, ShownDocument, StoreError, StoredDocument, Timestamp, Write, GLOBAL,
+};
 
 const SELECT: &str = "SELECT kind, key, id, version, created_at, updated_at, body FROM documents";
 
@@ -24,10 +26,10 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<StoredDocument> {
     })
 }
 
-fn load(conn: &Connection, kind: EntityKind, key: &str) -> Result<Option<StoredDocument>, StoreError> {
+fn load(conn: &Connection, env: &str, kind: EntityKind, key: &str) -> Result<Option<StoredDocument>, StoreError> {
     let doc = conn
-        .prepare_cached(&format!("{SELECT} WHERE kind = ?1 AND key = ?2"))?
-        .query_row(params![kind, key], from_row)
+        .prepare_cached(&format!("{SELECT} WHERE environment = ?1 AND kind = ?2 AND key = ?3"))?
+        .query_row(params![env, kind, key], from_row)
         .optional()?;
     Ok(doc)
 }
@@ -38,29 +40,32 @@ pub(super) fn read_revision(conn: &Connection) -> Result<u64, StoreError> {
 }
 
 #[async_trait::async_trait]
-impl ConfigStore for SqliteStore {
-    async fn get(&self, kind: EntityKind, key: &str) -> Result<Option<StoredDocument>, StoreError> {
-        let key = key.to_owned();
-        self.read(move |conn| load(conn, kind, &key)).await
+impl DocumentStore for SqliteStore {
+    async fn get_in(&self, env: &str, kind: EntityKind, key: &str) -> Result<Option<StoredDocument>, StoreError> {
+        let (env, key) = (env.to_owned(), key.to_owned());
+        self.read(move |conn| load(conn, &env, kind, &key)).await
     }
 
-    async fn list(&self, kind: EntityKind) -> Result<Vec<StoredDocument>, StoreError> {
+    async fn list_in(&self, env: &str, kind: EntityKind) -> Result<Vec<StoredDocument>, StoreError> {
+        let env = env.to_owned();
         self.read(move |conn| {
             let docs = conn
-                .prepare_cached(&format!("{SELECT} WHERE kind = ?1 ORDER BY key"))?
-                .query_map([kind], from_row)?
+                .prepare_cached(&format!("{SELECT} WHERE environment = ?1 AND kind = ?2 ORDER BY key"))?
+                .query_map(params![env, kind], from_row)?
                 .collect::<Result<_, _>>()?;
             Ok(docs)
         })
         .await
     }
 
-    async fn list_shown(&self, kind: EntityKind) -> Result<Vec<ShownDocument>, StoreError> {
+    async fn list_shown_in(&self, env: &str, kind: EntityKind) -> Result<Vec<ShownDocument>, StoreError> {
+        let env = env.to_owned();
         self.read(move |conn| {
             let mut statement = conn.prepare_cached(
-                "SELECT key, id, version, created_at, updated_at, body FROM documents WHERE kind = ?1 ORDER BY key",
+                "SELECT key, id, version, created_at, updated_at, body FROM documents
+                 WHERE environment = ?1 AND kind = ?2 ORDER BY key",
             )?;
-            let mut rows = statement.query([kind])?;
+            let mut rows = statement.query(params![env, kind])?;
             let mut shown = Vec::new();
             while let Some(row) = rows.next()? {
                 let (created_at, updated_at) = (row.get::<_, Time>(3)?.0, row.get::<_, Time>(4)?.0);
@@ -81,17 +86,25 @@ impl ConfigStore for SqliteStore {
         .await
     }
 
-    async fn apply(&self, writes: Vec<Write>, meta: &ChangeMeta) -> Result<Vec<Option<StoredDocument>>, StoreError> {
+    async fn apply_in(
+        &self,
+        env: &str,
+        writes: Vec<Write>,
+        meta: &ChangeMeta,
+    ) -> Result<Vec<Option<StoredDocument>>, StoreError> {
         if writes.is_empty() {
             return Ok(Vec::new());
         }
         let meta = meta.clone();
+        let env = env.to_owned();
         let (docs, revision) = self
             .write(move |tx| {
                 // One time for the whole batch: it is one change.
                 let now = crate::now();
-                let docs =
-                    writes.into_iter().map(|write| apply_one(tx, write, now, &meta)).collect::<Result<Vec<_>, _>>()?;
+                let docs = writes
+                    .into_iter()
+                    .map(|write| apply_one(tx, &env, write, now, &meta))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let revision: u64 =
                     tx.query_row("UPDATE revision SET value = value + 1 WHERE id = 1 RETURNING value", [], |row| {
                         row.get(0)
@@ -116,29 +129,40 @@ impl ConfigStore for SqliteStore {
 /// the current version and then writing cannot race with another writer.
 fn apply_one(
     conn: &Connection,
+    env: &str,
     write: Write,
     now: Timestamp,
     meta: &ChangeMeta,
 ) -> Result<Option<StoredDocument>, StoreError> {
     match write {
-        Write::Create { kind, key, body } => match load(conn, kind, &key)? {
+        Write::Create { kind, key, body } => match load(conn, env, kind, &key)? {
             Some(_) => Err(StoreError::AlreadyExists { kind, key }),
-            None => insert(conn, kind, key, body, now, meta).map(Some),
+            None => insert(conn, env, kind, key, body, now, meta).map(Some),
         },
         Write::Update { kind, key, body, expected_version } => {
-            let current = if_match(load(conn, kind, &key)?, kind, key, expected_version)?;
-            replace(conn, current, body, now, meta).map(Some)
+            let current = if_match(load(conn, env, kind, &key)?, kind, key, expected_version)?;
+            replace(conn, env, current, body, now, meta).map(Some)
         }
-        Write::Upsert { kind, key, body } => match load(conn, kind, &key)? {
-            Some(current) => replace(conn, current, body, now, meta),
-            None => insert(conn, kind, key, body, now, meta),
+        Write::Upsert { kind, key, body } => match load(conn, env, kind, &key)? {
+            Some(current) => replace(conn, env, current, body, now, meta),
+            None => insert(conn, env, kind, key, body, now, meta),
         }
         .map(Some),
         Write::Delete { kind, key, expected_version } => {
-            let current = if_match(load(conn, kind, &key)?, kind, key, expected_version)?;
-            conn.prepare_cached("DELETE FROM documents WHERE kind = ?1 AND key = ?2")?
-                .execute(params![current.kind, current.key])?;
-            audit(conn, meta, now, DocumentChange::Deleted(&current))?;
+            let current = if_match(load(conn, env, kind, &key)?, kind, key, expected_version)?;
+            conn.prepare_cached("DELETE FROM documents WHERE environment = ?1 AND kind = ?2 AND key = ?3")?
+                .execute(params![env, current.kind, current.key])?;
+            if env == GLOBAL && kind == EntityKind::Environment {
+                // The environment's contents go with it; its experiments' assignments first,
+                // while the experiments still say which ids they had.
+                conn.prepare_cached(
+                    "DELETE FROM assignments WHERE experiment_id IN
+                     (SELECT id FROM documents WHERE environment = ?1 AND kind = 'experiment')",
+                )?
+                .execute([&current.key])?;
+                conn.prepare_cached("DELETE FROM documents WHERE environment = ?1")?.execute([&current.key])?;
+            }
+            audit(conn, env, meta, now, DocumentChange::Deleted(&current))?;
             Ok(None)
         }
     }
@@ -146,6 +170,7 @@ fn apply_one(
 
 fn insert(
     conn: &Connection,
+    env: &str,
     kind: EntityKind,
     key: String,
     body: Value,
@@ -154,30 +179,39 @@ fn insert(
 ) -> Result<StoredDocument, StoreError> {
     let doc = created(kind, key, body, now);
     conn.prepare_cached(
-        "INSERT INTO documents (kind, key, id, version, created_at, updated_at, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
+        "INSERT INTO documents (environment, kind, key, id, version, created_at, updated_at, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
     )?
-    .execute(params![doc.kind, doc.key, doc.id, doc.version, Time(now), Json(doc.body.clone())])?;
-    audit(conn, meta, now, DocumentChange::Created(&doc))?;
+    .execute(params![env, doc.kind, doc.key, doc.id, doc.version, Time(now), Json(doc.body.clone())])?;
+    audit(conn, env, meta, now, DocumentChange::Created(&doc))?;
     Ok(doc)
 }
 
 fn replace(
     conn: &Connection,
+    env: &str,
     current: StoredDocument,
     body: Value,
     now: Timestamp,
     meta: &ChangeMeta,
 ) -> Result<StoredDocument, StoreError> {
     let doc = replaced(&current, body, now);
-    conn.prepare_cached("UPDATE documents SET version = ?3, updated_at = ?4, body = ?5 WHERE kind = ?1 AND key = ?2")?
-        .execute(params![doc.kind, doc.key, doc.version, Time(now), Json(doc.body.clone())])?;
-    audit(conn, meta, now, DocumentChange::Updated(&current, &doc))?;
+    conn.prepare_cached(
+        "UPDATE documents SET version = ?4, updated_at = ?5, body = ?6 WHERE environment = ?1 AND kind = ?2 AND key = ?3",
+    )?
+    .execute(params![env, doc.kind, doc.key, doc.version, Time(now), Json(doc.body.clone())])?;
+    audit(conn, env, meta, now, DocumentChange::Updated(&current, &doc))?;
     Ok(doc)
 }
 
 /// Audits a document write in the write's transaction.
-fn audit(conn: &Connection, meta: &ChangeMeta, now: Timestamp, change: DocumentChange<'_>) -> Result<(), StoreError> {
-    append(conn, now, &change.audit_record(meta))?;
+fn audit(
+    conn: &Connection,
+    env: &str,
+    meta: &ChangeMeta,
+    now: Timestamp,
+    change: DocumentChange<'_>,
+) -> Result<(), StoreError> {
+    append(conn, now, &change.audit_record(env, meta))?;
     Ok(())
 }

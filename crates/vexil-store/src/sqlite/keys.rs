@@ -7,10 +7,11 @@ use super::audit::append;
 use super::codec::Time;
 use super::SqliteStore;
 use crate::change::key_audit_record;
+use crate::secret::{environments_column, environments_from_column};
 use crate::secret::{new_key, secret_hash};
-use crate::{ApiKey, ChangeMeta, EntityKind, KeyKind, KeyStore, StoreError, Timestamp};
+use crate::{ApiKey, ChangeMeta, EntityKind, KeyGrant, KeyKind, KeyStore, StoreError, Timestamp};
 
-const SELECT: &str = "SELECT id, kind, name, created_at, revoked_at FROM api_keys";
+const SELECT: &str = "SELECT id, kind, name, created_at, revoked_at, environment, role, environments FROM api_keys";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<ApiKey> {
     Ok(ApiKey {
@@ -19,6 +20,12 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<ApiKey> {
         name: row.get(2)?,
         created_at: row.get::<_, Time>(3)?.0,
         revoked_at: row.get::<_, Option<Time>>(4)?.map(|t| t.0),
+        environment: row.get(5)?,
+        role: row.get::<_, Option<String>>(6)?.map(|r| r.parse()).transpose().map_err(|e: crate::UnknownName| {
+            rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, e.into())
+        })?,
+        environments: environments_from_column(row.get(7)?)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, e.into()))?,
     })
 }
 
@@ -41,10 +48,11 @@ impl KeyStore for SqliteStore {
         &self,
         kind: KeyKind,
         name: &str,
+        grant: &KeyGrant,
         secret: &str,
         meta: &ChangeMeta,
     ) -> Result<ApiKey, StoreError> {
-        let (key, hash) = new_key(kind, name, secret);
+        let (key, hash) = new_key(kind, name, grant, secret);
         let now = key.created_at;
         let meta = meta.clone();
         self.write(move |tx| {
@@ -55,9 +63,18 @@ impl KeyStore for SqliteStore {
                 return Err(StoreError::AlreadyExists { kind: EntityKind::Key, key: id });
             }
             tx.execute(
-                "INSERT INTO api_keys (id, kind, name, secret_sha256, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![key.id, key.kind, key.name, &hash[..], Time(now)],
+                "INSERT INTO api_keys (id, kind, name, secret_sha256, created_at, environment, role, environments)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    key.id,
+                    key.kind,
+                    key.name,
+                    &hash[..],
+                    Time(now),
+                    key.environment,
+                    key.role.map(|r| r.as_str()),
+                    environments_column(&key.environments),
+                ],
             )?;
             audit(tx, &meta, now, "create", None, &key)?;
             Ok(key)

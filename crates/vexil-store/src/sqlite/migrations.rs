@@ -8,7 +8,11 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::StoreError;
 
 /// Migration `n` (1-based) is `MIGRATIONS[n - 1]`.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_initial.sql"),
+    include_str!("migrations/0002_environments.sql"),
+    include_str!("migrations/0003_key_roles.sql"),
+];
 
 /// The schema version this build writes.
 pub(super) const LATEST: u32 = MIGRATIONS.len() as u32;

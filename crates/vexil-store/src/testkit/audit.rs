@@ -63,8 +63,13 @@ pub async fn audit_query_filters_limits_and_pages(backend: &dyn TestBackend) {
     store.apply(writes, &meta()).await.unwrap();
     apply_one(&*store, Write::Upsert { kind: EntityKind::Flag, key: "f1".into(), body: json!({}) }).await;
 
-    let query =
-        |entity, key: Option<&str>, limit, before| AuditQuery { entity, key: key.map(str::to_owned), limit, before };
+    let query = |entity, key: Option<&str>, limit, before| AuditQuery {
+        entity,
+        key: key.map(str::to_owned),
+        limit,
+        before,
+        ..AuditQuery::default()
+    };
     let all = store.query(&query(None, None, None, None)).await.unwrap();
     assert_eq!(all.len(), 100, "the default limit");
     assert_eq!((all[0].key.as_str(), all[0].action.as_str()), ("f1", "update"));
@@ -95,6 +100,7 @@ pub async fn audit_query_filters_limits_and_pages(backend: &dyn TestBackend) {
 pub async fn audit_records_other_actions(backend: &dyn TestBackend) {
     let store = backend.open().await;
     let entry = NewAuditRecord {
+        environment: None,
         meta: ChangeMeta::new("system:rollout").with_reason("guard error_rate broke"),
         action: "rollback".into(),
         entity: EntityKind::RolloutPlan,
@@ -115,6 +121,7 @@ pub async fn audit_records_other_actions(backend: &dyn TestBackend) {
     // JSON null is a value, distinct from no value.
     let stop = store
         .record(NewAuditRecord {
+            environment: None,
             meta: ChangeMeta::new("key_admin"),
             action: "stop".into(),
             entity: EntityKind::EmergencyStop,

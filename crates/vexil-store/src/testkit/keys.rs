@@ -7,10 +7,14 @@ pub async fn keys_create_list_authenticate_revoke(backend: &dyn TestBackend) {
     let store = backend.open().await;
     assert!(!store.has_keys().await.unwrap(), "a fresh store has no keys");
 
-    let (admin, admin_secret) =
-        store.create_key(KeyKind::Admin, "bootstrap", &ChangeMeta::new("system:bootstrap")).await.unwrap();
-    let (server, server_secret) =
-        store.create_key(KeyKind::Server, "checkout-service", &ChangeMeta::new(&admin.id)).await.unwrap();
+    let (admin, admin_secret) = store
+        .create_key(KeyKind::Admin, "bootstrap", &crate::KeyGrant::default(), &ChangeMeta::new("system:bootstrap"))
+        .await
+        .unwrap();
+    let (server, server_secret) = store
+        .create_key(KeyKind::Server, "checkout-service", &crate::KeyGrant::default(), &ChangeMeta::new(&admin.id))
+        .await
+        .unwrap();
     assert!(store.has_keys().await.unwrap());
     assert!(admin_secret.starts_with("vx_adm_") && server_secret.starts_with("vx_srv_"));
     assert_ne!(admin.id, server.id);
@@ -55,9 +59,9 @@ pub async fn keys_create_list_authenticate_revoke(backend: &dyn TestBackend) {
 pub async fn key_secrets_are_stored_only_hashed(backend: &dyn TestBackend) {
     let store = backend.open().await;
     let name = "key-name-that-is-stored-in-clear";
-    let (_, secret) = store.create_key(KeyKind::Client, name, &meta()).await.unwrap();
+    let (_, secret) = store.create_key(KeyKind::Client, name, &crate::KeyGrant::default(), &meta()).await.unwrap();
     let imported = "operator-chosen-secret-0123456789";
-    store.import_key(KeyKind::Admin, "imported", imported, &meta()).await.unwrap();
+    store.import_key(KeyKind::Admin, "imported", &crate::KeyGrant::default(), imported, &meta()).await.unwrap();
     assert!(backend.persisted_data_contains(name).await, "the check must see what is persisted, or it proves nothing");
     assert!(!backend.persisted_data_contains(&secret).await, "a generated secret was persisted");
     assert!(!backend.persisted_data_contains(imported).await, "an imported secret was persisted");
@@ -69,7 +73,13 @@ pub async fn imported_key_authenticates(backend: &dyn TestBackend) {
     let store = backend.open().await;
     let secret = "vx_adm_from-the-environment-variable";
     let key = store
-        .import_key(KeyKind::Admin, "VEXIL_ADMIN_KEY", secret, &ChangeMeta::new("system:bootstrap"))
+        .import_key(
+            KeyKind::Admin,
+            "VEXIL_ADMIN_KEY",
+            &crate::KeyGrant::default(),
+            secret,
+            &ChangeMeta::new("system:bootstrap"),
+        )
         .await
         .unwrap();
     assert_eq!((key.kind, key.name.as_str()), (KeyKind::Admin, "VEXIL_ADMIN_KEY"));
@@ -80,7 +90,8 @@ pub async fn imported_key_authenticates(backend: &dyn TestBackend) {
     let other = backend.open().await;
     assert_eq!(other.authenticate(secret).await.unwrap(), Some(key.clone()));
 
-    let err = other.import_key(KeyKind::Server, "again", secret, &meta()).await.unwrap_err();
+    let err =
+        other.import_key(KeyKind::Server, "again", &crate::KeyGrant::default(), secret, &meta()).await.unwrap_err();
     assert!(matches!(&err, StoreError::AlreadyExists { kind: EntityKind::Key, .. }), "{err:?}");
     assert_eq!(store.list_keys().await.unwrap(), vec![key.clone()]);
 
@@ -89,7 +100,7 @@ pub async fn imported_key_authenticates(backend: &dyn TestBackend) {
     let err = store.revoke_key(&key.id, &meta()).await.unwrap_err();
     assert!(matches!(&err, StoreError::LastAdminKey { id } if *id == key.id), "{err:?}");
     assert_eq!(store.authenticate(secret).await.unwrap(), Some(key.clone()), "still active");
-    let (second, _) = store.create_key(KeyKind::Admin, "second", &meta()).await.unwrap();
+    let (second, _) = store.create_key(KeyKind::Admin, "second", &crate::KeyGrant::default(), &meta()).await.unwrap();
     store.revoke_key(&key.id, &meta()).await.unwrap();
     assert!(matches!(store.revoke_key(&second.id, &meta()).await, Err(StoreError::LastAdminKey { .. })));
     assert!(store.has_keys().await.unwrap());

@@ -16,6 +16,7 @@
 mod assignments;
 mod audit;
 mod documents;
+mod environments;
 mod keys;
 pub mod postgres;
 
@@ -25,7 +26,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use crate::{ChangeMeta, EntityKind, Store, StoredDocument, Write};
+use crate::{Backend, ChangeMeta, EntityKind, Scoped, Store, StoredDocument, Write, DEFAULT_ENVIRONMENT};
 
 /// The value of a variable that names something a test needs from outside the process (an
 /// engine, a tool); `how` says what sets it.
@@ -61,6 +62,7 @@ pub fn required_variable(variable: &str, how: &str) -> Option<String> {
 pub use assignments::*;
 pub use audit::*;
 pub use documents::*;
+pub use environments::*;
 pub use keys::*;
 
 /// One empty data set of a backend, for one check.
@@ -68,7 +70,12 @@ pub use keys::*;
 pub trait TestBackend: Send + Sync {
     /// Opens a new handle on the data set. Handles must share nothing in memory, exactly as
     /// two processes would not, so what one sees of another's changes went through storage.
-    async fn open(&self) -> Arc<dyn Store>;
+    async fn open_backend(&self) -> Arc<dyn Backend>;
+
+    /// A new handle on the data set's default environment, where most checks work.
+    async fn open(&self) -> Arc<dyn Store> {
+        Arc::new(Scoped::new(self.open_backend().await, DEFAULT_ENVIRONMENT))
+    }
 
     /// Whether `needle` occurs anywhere in what the backend persisted (files, tables): the
     /// suite checks that secrets never do.
@@ -114,6 +121,10 @@ macro_rules! conformance_suite {
             expired_assignment_is_replaced_and_purged,
             assign_many_keeps_input_order,
             concurrent_first_assignments_agree,
+            a_fresh_store_has_the_production_environment,
+            environments_keep_documents_and_audit_apart,
+            deleting_an_environment_deletes_what_it_holds,
+            keys_carry_their_environment,
         );
     };
 }

@@ -67,8 +67,10 @@ pub fn run(args: Args) -> Outcome {
                     connection.call(reqwest::Method::POST, "/v1/admin/keys", Some(&body)).await?
                 }
                 Connection::Store(store) => {
-                    let (key, secret) =
-                        store.create_key(kind.key_kind(), &name, &meta).await.map_err(|e| e.to_string())?;
+                    let (key, secret) = store
+                        .create_key(kind.key_kind(), &name, &vexil_store::KeyGrant::default(), &meta)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     json!({"id": key.id, "kind": key.kind, "name": key.name, "created_at": key.created_at, "key": secret})
                 }
             },

@@ -9,7 +9,8 @@ use vexil_server::{PartialConfig, ServerConfig};
 /// The settings that have no command-line flag, named in `vexil serve --help`.
 const FILE_AND_ENVIRONMENT_ONLY: &str = "\
 More settings, only in the configuration file (key) or the environment (VEXIL_<KEY>):
-  access:     admin_key, metrics_key, auth_cache_ttl_secs, cors_enabled, cors_allowed_origins
+  access:     admin_key, metrics_key, auth_cache_ttl_secs, cors_enabled, cors_allowed_origins,
+              default_environment
   HTTP edge:  header_read_timeout_ms, body_timeout_ms, keep_alive_timeout_secs, max_connections,
               max_uri_bytes, max_header_bytes, rate_limit_per_key, rate_limit_burst
   streams:    sse_heartbeat_secs, shutdown_timeout_secs

@@ -63,7 +63,11 @@ impl Target {
                     key,
                 })
             }
-            None => Ok(Connection::Store(vexil_server::server::open_store(&self.data_dir()).await?)),
+            // Offline, the CLI acts on the default environment of a fresh store.
+            None => Ok(Connection::Store(Arc::new(vexil_store::Scoped::new(
+                vexil_server::server::open_store(&self.data_dir()).await?,
+                vexil_store::DEFAULT_ENVIRONMENT,
+            )))),
         }
     }
 

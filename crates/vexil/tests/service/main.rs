@@ -13,6 +13,7 @@ mod crash;
 mod dlq;
 mod edge;
 mod enrichment;
+mod environments;
 mod evaluation;
 mod events;
 mod experiments;

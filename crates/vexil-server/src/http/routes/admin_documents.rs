@@ -6,10 +6,10 @@
 //! [`EntityKind`] it serves through a request extension.
 
 use crate::http::error::ApiError;
-use crate::http::extract::{ApiJson, ApiQuery, Change};
-use crate::http::state::AppState;
+use crate::http::extract::{ApiJson, ApiQuery, Change, Env};
 use crate::service::catalog::{canonical, collection, Catalog};
-use axum::extract::{Path, State};
+use crate::service::environments::Environment;
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::Deserialize;
@@ -17,8 +17,8 @@ use serde_json::{json, Value};
 use vexil_store::{EntityKind, StoredDocument, Write};
 
 /// The catalog, provided the document exists.
-pub async fn catalog_with(state: &AppState, kind: EntityKind, key: &str) -> Result<Catalog, ApiError> {
-    let catalog = Catalog::load(state.store.as_ref()).await?;
+pub async fn catalog_with(env: &Environment, kind: EntityKind, key: &str) -> Result<Catalog, ApiError> {
+    let catalog = Catalog::load(env.store.as_ref()).await?;
     match catalog.version(kind, key) {
         Some(_) => Ok(catalog),
         None => Err(not_found(kind, key)),
@@ -41,7 +41,7 @@ pub struct ListQuery {
 
 /// `GET /v1/admin/{flags|segments}[?tag=]` → `{"flags": [...]}` / `{"segments": [...]}`.
 pub async fn list(
-    State(state): State<AppState>,
+    Env(env): Env,
     Extension(kind): Extension<EntityKind>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
@@ -51,23 +51,23 @@ pub async fn list(
         })
     };
     let items: Vec<Value> =
-        state.store.list(kind).await?.iter().filter(|d| has_tag(d)).map(StoredDocument::to_json).collect();
+        env.store.list(kind).await?.iter().filter(|d| has_tag(d)).map(StoredDocument::to_json).collect();
     Ok(Json(json!({ collection(kind): items })))
 }
 
 /// `GET /v1/admin/{flags|segments}/{key}`
 pub async fn get(
-    State(state): State<AppState>,
+    Env(env): Env,
     Extension(kind): Extension<EntityKind>,
     Path(key): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let doc = state.store.get(kind, &key).await?.ok_or_else(|| not_found(kind, &key))?;
+    let doc = env.store.get(kind, &key).await?.ok_or_else(|| not_found(kind, &key))?;
     Ok(Json(doc.to_json()))
 }
 
 /// `POST /v1/admin/{flags|segments}` → 201 with the stored document.
 pub async fn create(
-    State(state): State<AppState>,
+    Env(env): Env,
     Change { kind, meta, .. }: Change,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -76,13 +76,13 @@ pub async fn create(
         crate::service::experiments::check_new(&body)?;
     }
     let key = body["key"].as_str().expect("decoded documents have a key").to_string();
-    let catalog = Catalog::load(state.store.as_ref()).await?;
+    let catalog = Catalog::load(env.store.as_ref()).await?;
     if catalog.version(kind, &key).is_some() {
         return Err(ApiError::from(vexil_store::StoreError::AlreadyExists { kind, key }));
     }
     catalog.with(kind, &key, Some(body.clone())).check_write(kind, &key)?;
-    let stored = state.store.apply(vec![Write::Create { kind, key, body }], &meta).await?;
-    state.snapshots.catch_up(state.store.as_ref()).await;
+    let stored = env.store.apply(vec![Write::Create { kind, key, body }], &meta).await?;
+    env.snapshots.catch_up(env.store.as_ref()).await;
     Ok((StatusCode::CREATED, Json(stored_json(stored))))
 }
 
@@ -90,7 +90,7 @@ pub async fn create(
 /// must be the path's key (it may be left out). An experiment's replacement is checked
 /// against the stored one it replaces, and written only if that is still the stored version.
 pub async fn replace(
-    State(state): State<AppState>,
+    Env(env): Env,
     Change { kind, meta, mut expected_version }: Change,
     Path(key): Path<String>,
     ApiJson(mut body): ApiJson<Value>,
@@ -110,7 +110,7 @@ pub async fn replace(
             }
         }
     }
-    let catalog = catalog_with(&state, kind, &key).await?;
+    let catalog = catalog_with(&env, kind, &key).await?;
     let stored = catalog.body(kind, &key).cloned().unwrap_or_default();
     if kind == EntityKind::Experiment {
         crate::service::experiments::keep_lifecycle_fields(&stored, &mut body);
@@ -122,20 +122,20 @@ pub async fn replace(
     }
     catalog.with(kind, &key, Some(body.clone())).check_write(kind, &key)?;
     let write = Write::Update { kind, key, body, expected_version };
-    let stored = state.store.apply(vec![write], &meta).await?;
-    state.snapshots.catch_up(state.store.as_ref()).await;
+    let stored = env.store.apply(vec![write], &meta).await?;
+    env.snapshots.catch_up(env.store.as_ref()).await;
     Ok(Json(stored_json(stored)))
 }
 
 /// `DELETE /v1/admin/{flags|segments}/{key}` with optional `If-Match` → 204; 409 naming the
 /// referrers while a flag or segment still refers to it.
 pub async fn delete(
-    State(state): State<AppState>,
+    Env(env): Env,
     Change { kind, meta, expected_version }: Change,
     Path(key): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    crate::service::catalog::delete(state.store.as_ref(), kind, &key, expected_version, &meta).await?;
-    state.snapshots.catch_up(state.store.as_ref()).await;
+    crate::service::catalog::delete(env.store.as_ref(), kind, &key, expected_version, &meta).await?;
+    env.snapshots.catch_up(env.store.as_ref()).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

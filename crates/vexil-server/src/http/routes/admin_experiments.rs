@@ -6,11 +6,11 @@
 //! (or at `If-Match`, when given), so two racing calls cannot both pass from the same status.
 
 use crate::http::error::ApiError;
-use crate::http::extract::{Change, OptionalJson};
+use crate::http::extract::{Change, Env, OptionalJson};
 use crate::http::routes::admin_documents::{catalog_with, stored_json};
-use crate::http::state::AppState;
+use crate::service::environments::Environment;
 use crate::service::experiments;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::Value;
@@ -31,58 +31,58 @@ pub struct CompleteOptions {
 
 /// `POST /v1/admin/experiments/{key}/start`: draft or paused → running.
 pub async fn start(
-    State(state): State<AppState>,
+    Env(env): Env,
     change: Change,
     Path(key): Path<String>,
     _: OptionalJson<NoOptions>,
 ) -> Result<Json<Value>, ApiError> {
-    transition(&state, change, key, LifecycleAction::Start, None).await
+    transition(&env, change, key, LifecycleAction::Start, None).await
 }
 
 /// `POST /v1/admin/experiments/{key}/pause`: running → paused.
 pub async fn pause(
-    State(state): State<AppState>,
+    Env(env): Env,
     change: Change,
     Path(key): Path<String>,
     _: OptionalJson<NoOptions>,
 ) -> Result<Json<Value>, ApiError> {
-    transition(&state, change, key, LifecycleAction::Pause, None).await
+    transition(&env, change, key, LifecycleAction::Pause, None).await
 }
 
 /// `POST /v1/admin/experiments/{key}/complete` with an optional winner: running or paused →
 /// completed.
 pub async fn complete(
-    State(state): State<AppState>,
+    Env(env): Env,
     change: Change,
     Path(key): Path<String>,
     OptionalJson(options): OptionalJson<CompleteOptions>,
 ) -> Result<Json<Value>, ApiError> {
     let winner = options.and_then(|o| o.winner);
-    transition(&state, change, key, LifecycleAction::Complete, winner).await
+    transition(&env, change, key, LifecycleAction::Complete, winner).await
 }
 
 /// `POST /v1/admin/experiments/{key}/archive`: completed → archived.
 pub async fn archive(
-    State(state): State<AppState>,
+    Env(env): Env,
     change: Change,
     Path(key): Path<String>,
     _: OptionalJson<NoOptions>,
 ) -> Result<Json<Value>, ApiError> {
-    transition(&state, change, key, LifecycleAction::Archive, None).await
+    transition(&env, change, key, LifecycleAction::Archive, None).await
 }
 
 async fn transition(
-    state: &AppState,
+    env: &Environment,
     Change { kind, meta, expected_version }: Change,
     key: String,
     action: LifecycleAction,
     winner: Option<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let catalog = catalog_with(state, kind, &key).await?;
+    let catalog = catalog_with(env, kind, &key).await?;
     let stored = catalog.body(kind, &key).cloned().unwrap_or_default();
     let body = experiments::transition(&stored, action, winner)?;
     let expected_version = expected_version.or(catalog.version(kind, &key));
-    let stored = state.store.apply(vec![Write::Update { kind, key, body, expected_version }], &meta).await?;
-    state.snapshots.catch_up(state.store.as_ref()).await;
+    let stored = env.store.apply(vec![Write::Update { kind, key, body, expected_version }], &meta).await?;
+    env.snapshots.catch_up(env.store.as_ref()).await;
     Ok(Json(stored_json(stored)))
 }

@@ -4,10 +4,8 @@
 
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
-use crate::http::extract::{ApiJson, ApiQuery, ChangeReason};
-use crate::http::state::AppState;
+use crate::http::extract::{ApiJson, ApiQuery, ChangeReason, Env};
 use crate::service::catalog::{import, Catalog, ImportReport};
-use axum::extract::State;
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::Value;
@@ -19,18 +17,18 @@ pub struct ImportQuery {
 }
 
 pub async fn import_file(
-    State(state): State<AppState>,
+    Env(env): Env,
     Extension(caller): Extension<Caller>,
     ChangeReason(reason): ChangeReason,
     ApiQuery(query): ApiQuery<ImportQuery>,
     ApiJson(file): ApiJson<Value>,
 ) -> Result<Json<ImportReport>, ApiError> {
     let meta = caller.change(reason.or_else(|| Some("import".into())));
-    let report = import(state.store.as_ref(), &file, query.dry_run, &meta).await?;
-    state.snapshots.catch_up(state.store.as_ref()).await;
+    let report = import(env.store.as_ref(), &file, query.dry_run, &meta).await?;
+    env.snapshots.catch_up(env.store.as_ref()).await;
     Ok(Json(report))
 }
 
-pub async fn export(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(Catalog::load(state.store.as_ref()).await?.document()))
+pub async fn export(Env(env): Env) -> Result<Json<Value>, ApiError> {
+    Ok(Json(Catalog::load(env.store.as_ref()).await?.document()))
 }

@@ -1,9 +1,7 @@
 //! `GET /v1/admin/audit`: the change log, newest first, filtered by entity and key.
 
 use crate::http::error::ApiError;
-use crate::http::extract::ApiQuery;
-use crate::http::state::AppState;
-use axum::extract::State;
+use crate::http::extract::{ApiQuery, Env};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -18,18 +16,21 @@ pub struct Query {
     before: Option<u64>,
 }
 
-pub async fn list(State(state): State<AppState>, ApiQuery(query): ApiQuery<Query>) -> Result<Json<Value>, ApiError> {
+/// The environment's records and those of no environment (keys, environments), newest first.
+pub async fn list(Env(env): Env, ApiQuery(query): ApiQuery<Query>) -> Result<Json<Value>, ApiError> {
     let entity = match query.entity.as_deref() {
         None => None,
         Some(name) => Some(name.parse::<EntityKind>().map_err(|e| {
             ApiError::bad_request(
                 "invalid_query",
-                format!("{e}; one of flag, segment, experiment, key, emergency_stop, budget, rollout_plan"),
+                format!(
+                    "{e}; one of flag, segment, experiment, key, emergency_stop, budget, rollout_plan, environment"
+                ),
             )
             .with_field("entity")
         })?),
     };
-    let records =
-        state.store.query(&AuditQuery { entity, key: query.key, limit: query.limit, before: query.before }).await?;
-    Ok(Json(json!({ "records": records })))
+    let query = AuditQuery { entity, key: query.key, limit: query.limit, before: query.before, environment: None };
+    let records = env.store.query(&query).await?;
+    Ok(Json(json!({ "environment": &*env.key, "records": records })))
 }

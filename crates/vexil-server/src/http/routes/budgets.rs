@@ -3,8 +3,9 @@
 
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
-use crate::http::extract::{ApiJson, Change, ChangeReason};
+use crate::http::extract::{ApiJson, Change, ChangeReason, EventsEnv};
 use crate::http::state::AppState;
+use crate::service::environments::Environment;
 use crate::service::safety::budgets::{Budget, Progress};
 use crate::service::safety::scheduler::{budget_body, parse_budget};
 use axum::extract::{Path, State};
@@ -27,9 +28,9 @@ fn with_status(state: &AppState, doc: &StoredDocument) -> Value {
     body
 }
 
-async fn checked(state: &AppState, budget: &Budget) -> Result<(), ApiError> {
+async fn checked(state: &AppState, env: &Environment, budget: &Budget) -> Result<(), ApiError> {
     let flag_exists = match &budget.flag {
-        Some(flag) => state.store.get(EntityKind::Flag, flag).await?.is_some(),
+        Some(flag) => env.store.get(EntityKind::Flag, flag).await?.is_some(),
         None => false,
     };
     budget.validate(flag_exists, state.safety.signals.as_ref()).map_err(ApiError::validation)
@@ -43,34 +44,39 @@ fn stored(mut docs: Vec<Option<StoredDocument>>) -> StoredDocument {
 /// has never read `If-Match`.
 pub async fn create(
     State(state): State<AppState>,
+    EventsEnv(env): EventsEnv,
     Extension(caller): Extension<Caller>,
     ChangeReason(reason): ChangeReason,
     ApiJson(budget): ApiJson<Budget>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    checked(&state, &budget).await?;
+    checked(&state, &env, &budget).await?;
     let write = Write::Create {
         kind: EntityKind::Budget,
         key: budget.key.clone(),
         body: budget_body(&budget, &Progress::default()),
     };
-    let doc = stored(state.store.apply(vec![write], &caller.change(reason)).await?);
+    let doc = stored(env.store.apply(vec![write], &caller.change(reason)).await?);
     Ok((StatusCode::CREATED, Json(with_status(&state, &doc))))
 }
 
 /// `GET /v1/admin/budgets` → `{"budgets": [...]}` with each one's status.
-pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let docs = state.store.list(EntityKind::Budget).await?;
+pub async fn list(State(state): State<AppState>, EventsEnv(env): EventsEnv) -> Result<Json<Value>, ApiError> {
+    let docs = env.store.list(EntityKind::Budget).await?;
     Ok(Json(json!({"budgets": docs.iter().map(|d| with_status(&state, d)).collect::<Vec<_>>()})))
 }
 
 /// `GET /v1/admin/budgets/{key}`
-pub async fn get(State(state): State<AppState>, Path(key): Path<String>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(with_status(&state, &load(&state, &key).await?)))
+pub async fn get(
+    State(state): State<AppState>,
+    EventsEnv(env): EventsEnv,
+    Path(key): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(with_status(&state, &load(&env, &key).await?)))
 }
 
 /// The stored budget `key`, or 404.
-async fn load(state: &AppState, key: &str) -> Result<StoredDocument, ApiError> {
-    let doc = state.store.get(EntityKind::Budget, key).await?;
+async fn load(env: &Environment, key: &str) -> Result<StoredDocument, ApiError> {
+    let doc = env.store.get(EntityKind::Budget, key).await?;
     Ok(doc.ok_or_else(|| StoreError::NotFound { kind: EntityKind::Budget, key: key.to_string() })?)
 }
 
@@ -78,6 +84,7 @@ async fn load(state: &AppState, key: &str) -> Result<StoredDocument, ApiError> {
 /// thresholds already fired in this period.
 pub async fn replace(
     State(state): State<AppState>,
+    EventsEnv(env): EventsEnv,
     change: Change,
     Path(key): Path<String>,
     ApiJson(budget): ApiJson<Budget>,
@@ -89,8 +96,8 @@ pub async fn replace(
         )
         .with_field("key"));
     }
-    checked(&state, &budget).await?;
-    let current = load(&state, &key).await?;
+    checked(&state, &env, &budget).await?;
+    let current = load(&env, &key).await?;
     let progress = parse_budget(&current).map(|(_, p)| p).unwrap_or_default();
     let write = Write::Update {
         kind: change.kind,
@@ -98,16 +105,16 @@ pub async fn replace(
         body: budget_body(&budget, &progress),
         expected_version: change.expected_version.or(Some(current.version)),
     };
-    let doc = stored(state.store.apply(vec![write], &change.meta).await?);
+    let doc = stored(env.store.apply(vec![write], &change.meta).await?);
     Ok(Json(with_status(&state, &doc)))
 }
 
 /// `DELETE /v1/admin/budgets/{key}` (+ optional `If-Match`) → 204.
 pub async fn delete(
-    State(state): State<AppState>,
+    EventsEnv(env): EventsEnv,
     Change { kind, meta, expected_version }: Change,
     Path(key): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.store.apply(vec![Write::Delete { kind, key, expected_version }], &meta).await?;
+    env.store.apply(vec![Write::Delete { kind, key, expected_version }], &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -2,7 +2,7 @@
 //! now passes) and purge. All three select entries with the same query parameters.
 
 use crate::http::error::ApiError;
-use crate::http::extract::ApiQuery;
+use crate::http::extract::{ApiQuery, EventsEnv};
 use crate::http::routes::events::ingest_error;
 use crate::http::state::AppState;
 use axum::extract::State;
@@ -65,6 +65,7 @@ async fn blocking<T: Send + 'static>(
 /// `after_id=<next_after_id>`.
 pub async fn list(
     State(state): State<AppState>,
+    EventsEnv(_): EventsEnv,
     ApiQuery(q): ApiQuery<DlqQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let mut filter = q.filter()?;
@@ -79,7 +80,11 @@ pub async fn list(
 /// `POST /v1/admin/dlq/replay` → `{"replayed", "duplicates", "failed"}`. Entries that pass
 /// validation now are appended to the log and leave the queue; the others stay with their new
 /// error and one more attempt.
-pub async fn replay(State(state): State<AppState>, ApiQuery(q): ApiQuery<DlqQuery>) -> Response {
+pub async fn replay(
+    State(state): State<AppState>,
+    EventsEnv(_): EventsEnv,
+    ApiQuery(q): ApiQuery<DlqQuery>,
+) -> Response {
     let filter = match q.filter() {
         Ok(filter) => filter,
         Err(e) => return e.into_response(),
@@ -93,6 +98,7 @@ pub async fn replay(State(state): State<AppState>, ApiQuery(q): ApiQuery<DlqQuer
 /// `DELETE /v1/admin/dlq` → `{"purged": n}`; without parameters the whole queue is emptied.
 pub async fn purge(
     State(state): State<AppState>,
+    EventsEnv(_): EventsEnv,
     ApiQuery(q): ApiQuery<DlqQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let filter = q.filter()?;

@@ -3,8 +3,9 @@
 
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
-use crate::http::extract::{ApiJson, ChangeReason, OptionalJson};
+use crate::http::extract::{ApiJson, ChangeReason, Env, OptionalJson};
 use crate::http::state::AppState;
+use crate::service::environments::Environment;
 use crate::service::safety::stops::{self, Stop, StopError};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -25,27 +26,31 @@ impl From<StopError> for ApiError {
 }
 
 /// The active stops and the flags they cover, after this node's snapshot caught up.
-async fn status(state: &AppState) -> Result<(Vec<StoredDocument>, Vec<String>), ApiError> {
-    state.snapshots.catch_up(state.store.as_ref()).await;
-    let active = stops::active(state.store.as_ref()).await?;
-    let stopped = stops::covered(&active, &state.snapshots.current().flags);
-    state.safety.metrics.active_stops.set(i64::try_from(active.len()).unwrap_or(i64::MAX));
+async fn status(state: &AppState, env: &Environment) -> Result<(Vec<StoredDocument>, Vec<String>), ApiError> {
+    env.snapshots.catch_up(env.store.as_ref()).await;
+    let active = stops::active(env.store.as_ref()).await?;
+    let stopped = stops::covered(&active, &env.snapshots.current().flags);
+    // The gauge has no environment label yet: it counts the default environment's stops.
+    if env.key == state.events_environment().key {
+        state.safety.metrics.active_stops.set(i64::try_from(active.len()).unwrap_or(i64::MAX));
+    }
     Ok((active, stopped))
 }
 
 /// `POST /v1/admin/emergency-stop` → 201 with the stored stop and `stopped_flags`.
 pub async fn stop(
     State(state): State<AppState>,
+    Env(env): Env,
     Extension(caller): Extension<Caller>,
     ChangeReason(reason): ChangeReason,
     ApiJson(request): ApiJson<Stop>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let stored = stops::stop(state.store.as_ref(), request, &caller.change(reason)).await?;
-    let (_, stopped) = status(&state).await?;
+    let stored = stops::stop(env.store.as_ref(), request, &caller.change(reason)).await?;
+    let (_, stopped) = status(&state, &env).await?;
     state.safety.notifier.notify(crate::service::notify::Notification::new(
         "emergency_stop.started",
         format!("emergency stop {} covers {} flag(s)", stored.key, stopped.len()),
-        json!({"stop": stored.to_json(), "stopped_flags": stopped, "actor": &*caller.key_id}),
+        json!({"stop": stored.to_json(), "stopped_flags": stopped, "actor": &*caller.key_id, "environment": &*env.key}),
     ));
     let mut body = stored.to_json();
     body["stopped_flags"] = json!(stopped);
@@ -53,8 +58,8 @@ pub async fn stop(
 }
 
 /// `GET /v1/admin/emergency-stop` → `{"stops": [...], "stopped_flags": [...]}`.
-pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let (active, stopped) = status(&state).await?;
+pub async fn list(State(state): State<AppState>, Env(env): Env) -> Result<Json<Value>, ApiError> {
+    let (active, stopped) = status(&state, &env).await?;
     let stops: Vec<Value> = active.iter().map(StoredDocument::to_json).collect();
     Ok(Json(json!({"stops": stops, "stopped_flags": stopped})))
 }
@@ -68,19 +73,20 @@ pub struct ResumeRequest {
 /// `POST /v1/admin/emergency-stop/resume` `{}` → `{"resumed": [...], "stopped_flags": []}`.
 pub async fn resume(
     State(state): State<AppState>,
+    Env(env): Env,
     Extension(caller): Extension<Caller>,
     ChangeReason(reason): ChangeReason,
     OptionalJson(request): OptionalJson<ResumeRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let reason = reason.or(request.and_then(|r| r.reason));
-    let resumed = stops::resume(state.store.as_ref(), &caller.change(reason)).await?;
-    let (_, stopped) = status(&state).await?;
+    let resumed = stops::resume(env.store.as_ref(), &caller.change(reason)).await?;
+    let (_, stopped) = status(&state, &env).await?;
     let resumed: Vec<Value> = resumed.iter().map(StoredDocument::to_json).collect();
     if !resumed.is_empty() {
         state.safety.notifier.notify(crate::service::notify::Notification::new(
             "emergency_stop.resumed",
             format!("{} emergency stop(s) lifted", resumed.len()),
-            json!({"resumed": resumed, "actor": &*caller.key_id}),
+            json!({"resumed": resumed, "actor": &*caller.key_id, "environment": &*env.key}),
         ));
     }
     Ok(Json(json!({"resumed": resumed, "stopped_flags": stopped})))

@@ -3,7 +3,7 @@
 //! ([`crate::service::evaluation`]), which evaluates, assigns, counts and tracks.
 
 use crate::http::error::{ApiError, ErrorBody};
-use crate::http::extract::{ApiJson, ApiQuery, OptionalJson};
+use crate::http::extract::{ApiJson, ApiQuery, Env, OptionalJson};
 use crate::http::state::AppState;
 use crate::service::evaluation::{Outcome, Selection};
 use axum::extract::{Path, State};
@@ -64,12 +64,13 @@ fn one_record(ctx: &Context<'_>, mut outcomes: Vec<Outcome<'_>>) -> Result<Respo
 /// `POST /v1/flags/{key}/evaluate`
 pub async fn flag(
     State(state): State<AppState>,
+    Env(env): Env,
     Path(key): Path<String>,
     ApiJson(request): ApiJson<EvaluateRequest>,
 ) -> Result<Response, ApiError> {
     let ctx = request.context()?;
-    let snapshot = state.snapshots.read();
-    state.evaluator(&snapshot).evaluate(&ctx, Selection::One(&key), |outcomes| one_record(&ctx, outcomes)).await
+    let snapshot = env.snapshots.read();
+    state.evaluator(&env, &snapshot).evaluate(&ctx, Selection::One(&key), |outcomes| one_record(&ctx, outcomes)).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +82,7 @@ pub struct EvaluateQuery {
 /// `GET /v1/evaluate?flag_key=&user_id=` with an optional body `{"context"}`.
 pub async fn query(
     State(state): State<AppState>,
+    Env(env): Env,
     ApiQuery(query): ApiQuery<EvaluateQuery>,
     OptionalJson(body): OptionalJson<EvaluateRequest>,
 ) -> Result<Response, ApiError> {
@@ -90,8 +92,8 @@ pub async fn query(
     let user = query.user_id.map(Value::String);
     let body = body.unwrap_or_default();
     let ctx = Context::new(user_id(user.as_ref())?, attributes(body.context.as_ref())?);
-    let snapshot = state.snapshots.read();
-    state.evaluator(&snapshot).evaluate(&ctx, Selection::One(&key), |outcomes| one_record(&ctx, outcomes)).await
+    let snapshot = env.snapshots.read();
+    state.evaluator(&env, &snapshot).evaluate(&ctx, Selection::One(&key), |outcomes| one_record(&ctx, outcomes)).await
 }
 
 #[derive(Serialize)]
@@ -104,13 +106,14 @@ struct BatchResponse<'a> {
 /// `errors` without failing the others; an invalid user id fails the whole request.
 pub async fn batch(
     State(state): State<AppState>,
+    Env(env): Env,
     ApiJson(request): ApiJson<EvaluateRequest>,
 ) -> Result<Response, ApiError> {
     let ctx = request.context()?;
     vexil_core::validate_user_id(ctx.user_id())?;
     let selection = request.flag_keys.as_deref().map_or(Selection::All, Selection::Listed);
-    let snapshot = state.snapshots.read();
-    Ok(state.evaluator(&snapshot).evaluate(&ctx, selection, |outcomes| batch_response(&ctx, outcomes)).await)
+    let snapshot = env.snapshots.read();
+    Ok(state.evaluator(&env, &snapshot).evaluate(&ctx, selection, |outcomes| batch_response(&ctx, outcomes)).await)
 }
 
 /// Each flag's result document, or its error in `errors`.

@@ -4,7 +4,7 @@
 //! an SDK made in-process, which join the server's own (SPEC 5's evaluation tracking).
 
 use crate::http::error::{from_bytes_rejection, ApiError};
-use crate::http::extract::ApiJson;
+use crate::http::extract::{ApiJson, EventsEnv};
 use crate::http::state::AppState;
 use crate::service::events::Reported;
 use axum::body::Bytes;
@@ -51,7 +51,12 @@ pub fn ingest_error(e: IngestError) -> Response {
 
 /// `POST /v1/events`: a JSON array, `{"events": [...]}`, or NDJSON (`application/x-ndjson`) →
 /// `{"accepted", "duplicates", "rejected": [{"index", "error"}]}`.
-pub async fn ingest(State(state): State<AppState>, headers: HeaderMap, raw: Result<Bytes, BytesRejection>) -> Response {
+pub async fn ingest(
+    State(state): State<AppState>,
+    EventsEnv(_): EventsEnv,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Response {
     let format = match body_format(&headers, true) {
         Ok(format) => format,
         Err(e) => return e.into_response(),
@@ -71,6 +76,7 @@ pub async fn ingest(State(state): State<AppState>, headers: HeaderMap, raw: Resu
 /// were taken).
 pub async fn kinesis(
     State(state): State<AppState>,
+    EventsEnv(_): EventsEnv,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -111,6 +117,7 @@ struct EvaluationCount {
 /// with other counts is 409 `report_id_reused`.
 pub async fn evaluation_counts(
     State(state): State<AppState>,
+    EventsEnv(_): EventsEnv,
     ApiJson(request): ApiJson<EvaluationCountsRequest>,
 ) -> Result<Response, ApiError> {
     if request.counts.len() > MAX_COUNTS {

@@ -19,11 +19,11 @@ pub async fn live() -> Json<Value> {
 /// background task keeps panicking.
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let not_ready = |message: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", message);
-    let revision = tokio::time::timeout(Duration::from_secs(2), state.store.revision())
+    let revision = tokio::time::timeout(Duration::from_secs(2), state.environments.backend().revision())
         .await
         .map_err(|_| not_ready("the store did not answer within 2 s".into()))?
         .map_err(|e| not_ready(format!("the store is unreachable: {e}")))?;
-    let snapshot = state.snapshots.current();
+    let snapshot = state.environments.default().snapshots.current();
     if !snapshot.loaded {
         return Err(not_ready("the configuration is not loaded yet".into()));
     }
@@ -45,7 +45,7 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Resul
             return Err(ApiError::unauthorized());
         }
     }
-    let snapshot = state.snapshots.current();
+    let snapshot = state.environments.default().snapshots.current();
     let text = state.metrics.render(snapshot.built_at.elapsed().as_secs_f64(), snapshot.revision, snapshot.flags.len());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod budgets;
 pub mod dlq;
 pub mod emergency_stop;
+pub mod environments;
 pub mod evaluate;
 pub mod events;
 pub mod health;
@@ -186,6 +187,44 @@ fn table(state: AppState) -> Table {
     )
     .add(spec(M::GET, "/v1/admin/keys", Some(Admin), "admin", "List API keys (no secrets)."), keys::list)
     .add(spec(M::DELETE, "/v1/admin/keys/{id}", Some(Admin), "admin", "Revoke an API key."), keys::revoke)
+    .add(
+        spec(M::GET, "/v1/admin/environments", Some(Admin), "environments", "List environments and name the default one."),
+        environments::list,
+    )
+    .add(
+        spec(
+            M::POST,
+            "/v1/admin/environments",
+            Some(Admin),
+            "environments",
+            "Create an environment {\"key\", \"name\", \"description\", \"protected\", \"tags\"}.",
+        ),
+        environments::create,
+    )
+    .add(
+        spec(M::GET, "/v1/admin/environments/{env}", Some(Admin), "environments", "One environment."),
+        environments::get,
+    )
+    .add(
+        spec(
+            M::PUT,
+            "/v1/admin/environments/{env}",
+            Some(Admin),
+            "environments",
+            "Replace an environment's name, description, protection and tags (If-Match: <version>).",
+        ),
+        environments::replace,
+    )
+    .add(
+        spec(
+            M::DELETE,
+            "/v1/admin/environments/{env}",
+            Some(Admin),
+            "environments",
+            "Delete an environment: 409 not_empty while it holds anything unless ?force=true; never the default one.",
+        ),
+        environments::delete,
+    )
     .add(
         spec(
             M::GET,

@@ -18,7 +18,7 @@
 
 use crate::http::auth::{percent_encode, presented_secret, Caller};
 use crate::http::error::ApiError;
-use crate::http::extract::if_none_match;
+use crate::http::extract::{if_none_match, Env};
 use crate::http::state::AppState;
 use crate::service::evaluation::{Outcome, Selection};
 use axum::body::Bytes;
@@ -149,7 +149,7 @@ enum BulkEntry<'a> {
 }
 
 /// `POST /ofrep/v1/evaluate/flags/{key}`
-pub async fn flag(State(state): State<AppState>, Path(key): Path<String>, body: Bytes) -> Response {
+pub async fn flag(State(state): State<AppState>, Env(env): Env, Path(key): Path<String>, body: Bytes) -> Response {
     let request = match Request::parse(&body) {
         Ok(r) => r,
         Err(failure) => return failure.response(Some(&key)),
@@ -158,9 +158,9 @@ pub async fn flag(State(state): State<AppState>, Path(key): Path<String>, body: 
         Ok(ctx) => ctx,
         Err(failure) => return failure.response(Some(&key)),
     };
-    let snapshot = state.snapshots.read();
+    let snapshot = env.snapshots.read();
     state
-        .evaluator(&snapshot)
+        .evaluator(&env, &snapshot)
         .evaluate(&ctx, Selection::One(&key), |mut outcomes| {
             match outcomes.pop().expect("one flag asked, one answered") {
                 (_, Ok(result)) => Json(success(&result)).into_response(),
@@ -210,6 +210,7 @@ fn announced_revision(etag: &str) -> Result<u64, Failure> {
 /// `POST /ofrep/v1/evaluate/flags`: every flag for the context.
 pub async fn bulk(
     State(state): State<AppState>,
+    Env(env): Env,
     Extension(caller): Extension<Caller>,
     query: Result<Query<BulkQuery>, QueryRejection>,
     headers: HeaderMap,
@@ -235,17 +236,19 @@ pub async fn bulk(
         Err(failure) => return failure.response(None),
     };
     // An event from a node ahead of this one: load what it announced before answering.
-    if announced.is_some_and(|revision| revision > state.snapshots.current().revision) {
-        state.snapshots.catch_up(state.store.as_ref()).await;
+    if announced.is_some_and(|revision| revision > env.snapshots.current().revision) {
+        env.snapshots.catch_up(env.store.as_ref()).await;
     }
-    let snapshot = state.snapshots.read();
+    let snapshot = env.snapshots.read();
     let etag = bulk_etag(&request, snapshot.revision);
     if if_none_match(&headers, &etag) {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
     }
     let stream = event_stream(&caller, &headers);
-    let flags =
-        state.evaluator(&snapshot).evaluate(&ctx, Selection::All, |outcomes| bulk_entries(outcomes, stream)).await;
+    let flags = state
+        .evaluator(&env, &snapshot)
+        .evaluate(&ctx, Selection::All, |outcomes| bulk_entries(outcomes, stream))
+        .await;
     ([(header::ETAG, etag)], flags).into_response()
 }
 
@@ -283,7 +286,11 @@ fn event_stream(caller: &Caller, headers: &HeaderMap) -> Value {
 /// `Last-Event-ID` (sent by reconnecting SSE clients) is the revision last announced to the
 /// client; without it, or when it is older than the configuration, the stream starts with a
 /// message for the current revision.
-pub async fn event_stream_route(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn event_stream_route(
+    State(state): State<AppState>,
+    Env(env): Env,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     // An empty `Last-Event-ID` is what a client sends before it has seen any event.
     let presented = headers.get("last-event-id").map(|v| v.to_str().unwrap_or("\u{fffd}").trim());
     let last_seen = match presented.filter(|text| !text.is_empty()) {
@@ -299,8 +306,8 @@ pub async fn event_stream_route(State(state): State<AppState>, headers: HeaderMa
             Some(revision)
         }
     };
-    Ok(state.sdk_streams.open_ofrep(
-        state.snapshots.clone(),
+    Ok(state.sdk_streams.of(&env, &state.shutdown).open_ofrep(
+        env.snapshots.clone(),
         last_seen,
         state.config.sse_heartbeat,
         state.shutdown.clone(),

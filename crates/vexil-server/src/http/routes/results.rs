@@ -2,7 +2,7 @@
 //! (planning from the experiment's own control data).
 
 use crate::http::error::ApiError;
-use crate::http::extract::ApiQuery;
+use crate::http::extract::{ApiQuery, EventsEnv};
 use crate::http::state::AppState;
 use crate::service::results::{current, read_stats, variant_stats, Overrides};
 use axum::extract::{Path, State};
@@ -21,6 +21,7 @@ pub struct ResultsQuery {
 
 fn experiment(state: &AppState, key: &str) -> Result<Arc<crate::service::experiments::LiveExperiment>, ApiError> {
     state
+        .events_environment()
         .snapshots
         .read()
         .experiments
@@ -33,6 +34,7 @@ fn experiment(state: &AppState, key: &str) -> Result<Arc<crate::service::experim
 /// `?correction=` override the configured analysis for this answer.
 pub async fn results(
     State(state): State<AppState>,
+    EventsEnv(_): EventsEnv,
     Path(key): Path<String>,
     ApiQuery(q): ApiQuery<ResultsQuery>,
 ) -> Result<Json<Value>, ApiError> {
@@ -59,6 +61,7 @@ pub struct PowerQuery {
 /// effect detectable with `users` (or with the users the experiment has now).
 pub async fn power(
     State(state): State<AppState>,
+    EventsEnv(_): EventsEnv,
     Path(key): Path<String>,
     ApiQuery(q): ApiQuery<PowerQuery>,
 ) -> Result<Json<Value>, ApiError> {

@@ -3,7 +3,7 @@
 
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
-use crate::http::extract::{ApiJson, ChangeReason};
+use crate::http::extract::{ApiJson, ChangeReason, EventsEnv};
 use crate::http::state::AppState;
 use crate::service::safety::plans::{self, Action, Loaded, Plan, PlanError, PlanRequest, State};
 use axum::extract::{Path, State as AxumState};
@@ -29,12 +29,13 @@ fn no_plan(key: &str) -> ApiError {
 /// or is paused: 409).
 pub async fn put(
     AxumState(state): AxumState<AppState>,
+    EventsEnv(env): EventsEnv,
     Extension(caller): Extension<Caller>,
     ChangeReason(reason): ChangeReason,
     Path(key): Path<String>,
     ApiJson(request): ApiJson<PlanRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let store = state.store.as_ref();
+    let store = env.store.as_ref();
     let flag = store
         .get(EntityKind::Flag, &key)
         .await?
@@ -60,12 +61,16 @@ pub async fn put(
         None => Write::Create { kind: EntityKind::RolloutPlan, key: key.clone(), body: plans::stored_body(&plan) },
     };
     store.apply(vec![write], &caller.change(reason)).await?;
-    get(AxumState(state), Path(key)).await
+    get(AxumState(state), EventsEnv(env), Path(key)).await
 }
 
 /// `GET /v1/admin/flags/{key}/rollout-plan`: the plan, where it stands and its guard readings.
-pub async fn get(AxumState(state): AxumState<AppState>, Path(key): Path<String>) -> Result<Json<Value>, ApiError> {
-    let loaded = Loaded::load(state.store.as_ref(), &key).await?.ok_or_else(|| no_plan(&key))?;
+pub async fn get(
+    AxumState(state): AxumState<AppState>,
+    EventsEnv(env): EventsEnv,
+    Path(key): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let loaded = Loaded::load(env.store.as_ref(), &key).await?.ok_or_else(|| no_plan(&key))?;
     Ok(Json(loaded.status(state.safety.signals.as_ref(), vexil_store::now())))
 }
 
@@ -74,6 +79,7 @@ pub async fn get(AxumState(state): AxumState<AppState>, Path(key): Path<String>)
 /// `cancel` (any plan that has not ended; the flag stays as it is). Other states answer 409.
 pub async fn act(
     AxumState(state): AxumState<AppState>,
+    EventsEnv(env): EventsEnv,
     Extension(caller): Extension<Caller>,
     ChangeReason(reason): ChangeReason,
     Path((key, action)): Path<(String, String)>,
@@ -85,11 +91,11 @@ pub async fn act(
         "cancel" => Action::Cancel,
         _ => return Err(crate::http::error::not_found().await),
     };
-    let store = state.store.as_ref();
+    let store = env.store.as_ref();
     let loaded = Loaded::load(store, &key).await?.ok_or_else(|| no_plan(&key))?;
     let (plan, flag) = loaded.after(action, vexil_store::now())?;
     let reason = reason.or_else(|| Some(format!("rollout plan {}", action.name())));
     loaded.save(store, &plan, flag, &caller.change(reason)).await?;
-    state.snapshots.catch_up(store).await;
-    get(AxumState(state), Path(key)).await
+    env.snapshots.catch_up(store).await;
+    get(AxumState(state), EventsEnv(env), Path(key)).await
 }

@@ -9,15 +9,15 @@
 //! Flags under an emergency stop are served `enabled: false` (see [`crate::service::snapshot`]), so SDKs
 //! that evaluate locally honour stops without knowing about them.
 
-use crate::http::extract::if_none_match;
+use crate::http::extract::{if_none_match, Env};
 use crate::http::state::AppState;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 /// `GET /v1/sdk/flags`
-pub async fn flags(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let snapshot = state.snapshots.current();
+pub async fn flags(Env(env): Env, headers: HeaderMap) -> Response {
+    let snapshot = env.snapshots.current();
     if if_none_match(&headers, &snapshot.etag) {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, snapshot.etag.clone())]).into_response();
     }
@@ -29,6 +29,7 @@ pub async fn flags(State(state): State<AppState>, headers: HeaderMap) -> Respons
 }
 
 /// `GET /v1/sdk/stream`
-pub async fn stream(State(state): State<AppState>) -> Response {
-    state.sdk_streams.open(state.snapshots.clone(), state.config.sse_heartbeat, state.shutdown.clone())
+pub async fn stream(State(state): State<AppState>, Env(env): Env) -> Response {
+    let streams = state.sdk_streams.of(&env, &state.shutdown);
+    streams.open(env.snapshots.clone(), state.config.sse_heartbeat, state.shutdown.clone())
 }

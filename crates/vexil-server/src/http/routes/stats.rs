@@ -3,7 +3,7 @@
 //! committed.
 
 use crate::http::error::ApiError;
-use crate::http::extract::ApiQuery;
+use crate::http::extract::{ApiQuery, EventsEnv};
 use crate::http::state::AppState;
 use axum::extract::State;
 use axum::Json;
@@ -42,6 +42,7 @@ pub struct StatsAnswer {
 /// `experiment=` to split by variant. Windows starting in `[from, to)` are returned.
 pub async fn events(
     State(state): State<AppState>,
+    EventsEnv(_): EventsEnv,
     ApiQuery(q): ApiQuery<StatsQuery>,
 ) -> Result<Json<StatsAnswer>, ApiError> {
     let event =
