@@ -16,6 +16,7 @@
 
 use crate::service::environments::Environment;
 use crate::service::snapshot::{diff, Change, Snapshot, Snapshots};
+use crate::service::supervise::Supervisor;
 use axum::body::{Body, Bytes};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -35,17 +36,35 @@ pub struct SdkStreamsByEnvironment {
 }
 
 impl SdkStreamsByEnvironment {
-    /// The fan-out of `environment`, started now if this is its first stream.
-    pub fn of(&self, environment: &Environment, shutdown: &CancellationToken) -> Arc<SdkStreams> {
+    /// The fan-out of `environment`, started now if this is its first stream, under the
+    /// supervisor: a panic restarts it, and streams that missed a change get a fresh `put`.
+    pub fn of(
+        &self,
+        environment: &Arc<str>,
+        snapshots: &Arc<Snapshots>,
+        supervisor: &Supervisor,
+        shutdown: &CancellationToken,
+    ) -> Arc<SdkStreams> {
         let mut by_key = self.by_key.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         // A deleted environment's fan-out ended; one created again under its key starts anew.
         by_key.retain(|_, streams| !streams.ended.is_cancelled());
-        if let Some(streams) = by_key.get(&environment.key) {
+        if let Some(streams) = by_key.get(environment) {
             return streams.clone();
         }
         let streams = Arc::new(SdkStreams::default());
-        by_key.insert(environment.key.clone(), streams.clone());
-        tokio::spawn(streams.clone().run(environment.snapshots.clone(), shutdown.clone()));
+        by_key.insert(environment.clone(), streams.clone());
+        // The task holds the snapshots only while it runs, so a deleted environment's ends.
+        let (fanout, snapshots) = (streams.clone(), Arc::downgrade(snapshots));
+        let stop = shutdown.clone();
+        supervisor.spawn("sdk_stream_fanout", shutdown.clone(), move || {
+            let (fanout, snapshots, stop) = (fanout.clone(), snapshots.upgrade(), stop.clone());
+            async move {
+                match snapshots {
+                    Some(snapshots) => fanout.run(snapshots, stop).await,
+                    None => fanout.ended.cancel(),
+                }
+            }
+        });
         streams
     }
 }
@@ -76,7 +95,7 @@ enum Protocol {
 /// Broadcasts one frame per configuration change to every SDK stream.
 pub struct SdkStreams {
     frames: broadcast::Sender<Frame>,
-    /// Cancelled when [`SdkStreams::run`] returns.
+    /// Cancelled when [`SdkStreams::run`] returns (not when it panics).
     ended: CancellationToken,
 }
 
@@ -87,9 +106,14 @@ impl Default for SdkStreams {
 }
 
 impl SdkStreams {
-    /// Follows the published snapshots until `shutdown`, broadcasting each change once.
+    /// Follows the published snapshots until `shutdown` or their end, broadcasting each change
+    /// once. A panic here does not end the fan-out: the supervisor runs it again.
     pub async fn run(self: Arc<SdkStreams>, snapshots: Arc<Snapshots>, shutdown: CancellationToken) {
-        let _ended = self.ended.clone().drop_guard();
+        self.follow(snapshots, shutdown).await;
+        self.ended.cancel();
+    }
+
+    async fn follow(&self, snapshots: Arc<Snapshots>, shutdown: CancellationToken) {
         // Not kept: once a deleted environment's snapshots are dropped, `changed` fails and this
         // task ends.
         let mut published = snapshots.subscribe();
@@ -283,6 +307,25 @@ mod tests {
 
     fn text(chunks: Vec<Bytes>) -> String {
         chunks.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect()
+    }
+
+    #[tokio::test]
+    async fn an_environments_fanout_is_supervised_and_ends_with_its_snapshots() {
+        let supervisor = Supervisor::new();
+        let snapshots = Arc::new(Snapshots::new(Snapshot::unloaded(), Metrics::new()));
+        let streams = SdkStreamsByEnvironment::default();
+        let shutdown = CancellationToken::new();
+        let fanout = streams.of(&Arc::from("staging"), &snapshots, &supervisor, &shutdown);
+        let tasks: Vec<String> = supervisor.collector().collect()[0]
+            .get_metric()
+            .iter()
+            .flat_map(|m| m.get_label().iter().map(|l| l.value().to_string()).collect::<Vec<_>>())
+            .collect();
+        assert_eq!(tasks, ["sdk_stream_fanout"]);
+        assert!(Arc::ptr_eq(&fanout, &streams.of(&Arc::from("staging"), &snapshots, &supervisor, &shutdown)));
+        // The environment is deleted: its snapshots go, and so does its fan-out.
+        drop(snapshots);
+        tokio::time::timeout(Duration::from_secs(10), fanout.ended.cancelled()).await.expect("the fan-out ended");
     }
 
     #[tokio::test]

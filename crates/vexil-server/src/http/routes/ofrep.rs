@@ -306,7 +306,7 @@ pub async fn event_stream_route(
             Some(revision)
         }
     };
-    Ok(state.sdk_streams.of(&env, &state.shutdown).open_ofrep(
+    Ok(state.sdk_streams.of(&env.key, &env.snapshots, &state.supervisor, &state.shutdown).open_ofrep(
         env.snapshots.clone(),
         last_seen,
         state.config.sse_heartbeat,

@@ -30,6 +30,6 @@ pub async fn flags(Env(env): Env, headers: HeaderMap) -> Response {
 
 /// `GET /v1/sdk/stream`
 pub async fn stream(State(state): State<AppState>, Env(env): Env) -> Response {
-    let streams = state.sdk_streams.of(&env, &state.shutdown);
+    let streams = state.sdk_streams.of(&env.key, &env.snapshots, &state.supervisor, &state.shutdown);
     streams.open(env.snapshots.clone(), state.config.sse_heartbeat, state.shutdown.clone())
 }
