@@ -14,7 +14,6 @@
 //! against a state it does not have. An OFREP stream needs no chain: every frame newer than what
 //! its client was last told becomes one `refetchEvaluation` naming the newest revision.
 
-use crate::service::environments::Environment;
 use crate::service::snapshot::{diff, Change, Snapshot, Snapshots};
 use crate::service::supervise::Supervisor;
 use axum::body::{Body, Bytes};
