@@ -21,6 +21,7 @@ pub mod environments;
 pub mod evaluation;
 pub mod events;
 pub mod experiments;
+pub mod keys;
 pub mod notify;
 pub mod results;
 pub mod safety;

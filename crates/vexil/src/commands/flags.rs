@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use vexil_core::{parse_text, Format};
 use vexil_server::service::catalog::{self, import, Catalog, ImportError};
-use vexil_store::{ChangeMeta, EntityKind, StoredDocument};
+use vexil_store::{ChangeMeta, ConfigStore, EntityKind, StoredDocument};
 
 #[derive(clap::Subcommand)]
 pub enum Command {

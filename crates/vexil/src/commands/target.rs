@@ -7,7 +7,7 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use vexil_store::Store;
+use vexil_store::{Backend, EntityKind, Scoped, DEFAULT_ENVIRONMENT, GLOBAL};
 
 /// Where an admin command acts: a server, or a data directory.
 #[derive(clap::Args)]
@@ -21,12 +21,21 @@ pub struct Target {
     /// Data directory to act on directly when no server is given [default: ./vexil-data].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Environment to act in [default: the server's default environment; on a data directory, production].
+    #[arg(long = "env", env = "VEXIL_ENV", value_name = "ENV")]
+    environment: Option<String>,
 }
 
 /// An open target.
 pub enum Connection {
-    Server { client: reqwest::Client, base: String, key: String },
-    Store(Arc<dyn Store>),
+    Server {
+        client: reqwest::Client,
+        base: String,
+        key: String,
+        environment: Option<String>,
+    },
+    /// One environment of the data directory's store (keys and environments are the backend's).
+    Store(Arc<Scoped>),
 }
 
 /// The actor recorded in the audit log for changes made directly on a data directory.
@@ -61,20 +70,40 @@ impl Target {
                     client: reqwest::Client::new(),
                     base: base.trim_end_matches('/').to_string(),
                     key,
+                    environment: self.environment.clone(),
                 })
             }
-            // Offline, the CLI acts on the default environment of a fresh store.
-            None => Ok(Connection::Store(Arc::new(vexil_store::Scoped::new(
-                vexil_server::server::open_store(&self.data_dir()).await?,
-                vexil_store::DEFAULT_ENVIRONMENT,
-            )))),
+            // Offline there is no server setting to name the default environment: production,
+            // the one every store has, unless --env names another.
+            None => {
+                let backend = vexil_server::server::open_store(&self.data_dir()).await?;
+                let environment = self.environment.as_deref().unwrap_or(DEFAULT_ENVIRONMENT);
+                if !environment_exists(backend.as_ref(), environment).await? {
+                    return Err(format!(
+                        "environment \"{environment}\" does not exist in {}",
+                        self.data_dir().display()
+                    ));
+                }
+                Ok(Connection::Store(Arc::new(Scoped::new(backend, environment))))
+            }
         }
+    }
+
+    /// The environment named with --env (or VEXIL_ENV), if any.
+    pub fn environment(&self) -> Option<&str> {
+        self.environment.as_deref()
     }
 
     /// The data directory acted on when no server is given.
     pub fn data_dir(&self) -> PathBuf {
         self.data_dir.clone().unwrap_or_else(|| PathBuf::from("./vexil-data"))
     }
+}
+
+/// Whether the store holds the environment `key`.
+pub async fn environment_exists(backend: &dyn Backend, key: &str) -> Result<bool, String> {
+    let found = backend.get_in(GLOBAL, EntityKind::Environment, key).await.map_err(|e| e.to_string())?;
+    Ok(found.is_some())
 }
 
 impl Connection {
@@ -92,8 +121,13 @@ impl Connection {
         body: Option<&Value>,
         headers: &[(&str, String)],
     ) -> Result<Value, String> {
-        let Connection::Server { client, base, key } = self else { unreachable!("only called for servers") };
+        let Connection::Server { client, base, key, environment } = self else {
+            unreachable!("only called for servers")
+        };
         let mut request = client.request(method, format!("{base}{path}")).bearer_auth(key);
+        if let Some(environment) = environment {
+            request = request.header("X-Vexil-Env", environment);
+        }
         for (name, value) in headers {
             request = request.header(*name, value);
         }

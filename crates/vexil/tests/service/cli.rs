@@ -246,3 +246,56 @@ async fn everyday_flag_commands_work_through_a_server_and_on_a_data_directory() 
     })
     .await;
 }
+
+/// `--env` (or `VEXIL_ENV`) points every command at one environment, through a server and on a
+/// data directory alike; `keys create --env` binds a server or client key to it.
+#[tokio::test]
+async fn commands_act_in_the_environment_named_by_env() {
+    let server = Server::start().await;
+    let (status, body) = server.call(Method::POST, "/v1/admin/environments", Some(json!({"key": "staging"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("greeting.json");
+    std::fs::write(
+        &flag,
+        r#"{"key": "greeting", "type": "string", "enabled": true, "variants": {"hi": "hi", "off": ""},
+        "off_variant": "off", "default": {"variant": "hi"}}"#,
+    )
+    .unwrap();
+    let data_dir = server.data_dir.to_str().unwrap().to_string();
+    let remote = ["--server", server.base.as_str(), "--key", ADMIN_KEY, "--env", "staging"];
+    let local = ["--data-dir", data_dir.as_str(), "--env", "staging"];
+
+    let (ok, _, err) = run_on(&["flags", "set", flag.to_str().unwrap()], &remote).await;
+    assert!(ok, "{err}");
+    let (status, _) = server.call(Method::GET, "/v1/admin/flags/greeting", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "production has no such flag");
+    let (ok, _, err) = run_on(&["flags", "toggle", "greeting", "off", "--reason", "staging only"], &local).await;
+    assert!(ok, "{err}");
+    let (_, stored) = server.call(Method::GET, "/v1/admin/flags/greeting?env=staging", None).await;
+    assert_eq!(stored["enabled"], false, "{stored}");
+
+    let (ok, created, err) = run_on(&["keys", "create", "--kind", "server", "--name", "staging web"], &local).await;
+    assert!(ok, "{err}");
+    let created: Value = serde_json::from_str(&created).unwrap();
+    assert_eq!(created["environment"], "staging", "{created}");
+    let result = eventually("staging's flag evaluated with staging's key", || async {
+        let request = server
+            .with_key(Method::POST, "/v1/flags/greeting/evaluate", created["key"].as_str().unwrap())
+            .json(&json!({"user_id": "u"}));
+        let (status, result) = Server::send(request).await;
+        (status == StatusCode::OK && result["reason"] == "DISABLED").then_some(result)
+    })
+    .await;
+    assert_eq!(result["value"], "");
+    let (ok, _, err) = run_on(&["keys", "create", "--kind", "admin", "--name", "ops"], &local).await;
+    assert!(!ok && err.contains("environment"), "an admin key takes no --env: {err}");
+
+    for target in [
+        &["--server", server.base.as_str(), "--key", ADMIN_KEY, "--env", "qa"][..],
+        &["--data-dir", data_dir.as_str(), "--env", "qa"],
+    ] {
+        let (ok, _, err) = run_on(&["flags", "list"], target).await;
+        assert!(!ok && err.contains("\"qa\""), "an unknown environment is named: {err}");
+    }
+}

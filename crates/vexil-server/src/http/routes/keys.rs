@@ -4,6 +4,7 @@ use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, ChangeReason};
 use crate::http::state::AppState;
+use crate::service::keys::check_new_key;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
@@ -48,41 +49,17 @@ pub async fn create(
     ChangeReason(reason): ChangeReason,
     ApiJson(new): ApiJson<NewKey>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let name = new.name.trim().to_owned();
-    let name = name.as_str();
-    if name.is_empty() || name.len() > 128 {
-        return Err(ApiError::bad_request("invalid_request", "name must be 1 to 128 characters").with_field("name"));
-    }
-    if let Some(environment) = &new.environment {
-        if new.kind == KeyKind::Admin {
-            let message = "an admin key has no environment: it names one on each request with ?env= or X-Vexil-Env";
-            return Err(ApiError::bad_request("invalid_request", message).with_field("environment"));
-        }
-        if state.environments.get(environment).is_none() {
-            let message = format!("environment \"{environment}\" does not exist");
-            return Err(ApiError::not_found("environment_not_found", message).with_field("environment"));
-        }
-    }
-    if new.kind != KeyKind::Admin {
-        for (field, given) in [("role", new.role.is_some()), ("environments", new.environments.is_some())] {
-            if given {
-                let message = format!("{field} is for admin keys; a {} key acts in its environment", new.kind);
-                return Err(ApiError::bad_request("invalid_request", message).with_field(field));
-            }
-        }
-    }
-    if let Some(list) = &new.environments {
-        if list.is_empty() {
-            let message = "environments must name at least one environment, or be null for every one";
-            return Err(ApiError::bad_request("invalid_request", message).with_field("environments"));
-        }
-        if let Some((i, unknown)) = list.iter().enumerate().find(|(_, e)| state.environments.get(e).is_none()) {
-            let message = format!("environment \"{unknown}\" does not exist");
-            return Err(ApiError::not_found("environment_not_found", message).with_field(format!("environments[{i}]")));
-        }
-    }
-    let kind = new.kind;
     let grant = KeyGrant { environment: new.environment, role: new.role, environments: new.environments };
+    let environments = &state.environments;
+    let name = check_new_key(new.kind, &new.name, &grant, |e| environments.get(e).is_some()).map_err(|e| {
+        let error = if e.unknown_environment {
+            ApiError::not_found("environment_not_found", e.message)
+        } else {
+            ApiError::bad_request("invalid_request", e.message)
+        };
+        error.with_field(e.field)
+    })?;
+    let kind = new.kind;
     let backend = state.environments.backend();
     let (key, secret) = backend.create_key(kind, name, &grant, &caller.change(reason)).await?;
     let mut shown = shown(&key, &state.environments.default().key);
