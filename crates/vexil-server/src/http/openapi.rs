@@ -129,6 +129,9 @@ fn operation(spec: &RouteSpec) -> Value {
     ) {
         responses.insert("503".into(), error("The event pipeline cannot take events now"));
     }
+    if spec.path == "/v1/experiments/{key}/power" {
+        responses.insert("409".into(), error("not_enough_data: the control variant has no data for the metric yet"));
+    }
     if spec.path == "/ready" {
         responses.insert("503".into(), error("Not ready"));
     }
