@@ -102,7 +102,7 @@ struct ScriptedSignals {
 
 impl ScriptedSignals {
     fn read(script: &mut Script) -> ScriptedSignals {
-        let seen = script.u8() % 4 != 0;
+        let seen = !script.u8().is_multiple_of(4);
         let readings = (0..script.u8() % 8)
             .map(|_| Totals { count: u64::from(script.u32()) * u64::from(script.u8()), sum: script.f64() })
             .collect();
@@ -237,7 +237,7 @@ pub fn budget(data: &[u8]) -> bool {
     let Ok(budget) = serde_json::from_slice::<Budget>(parts[0]) else { return false };
     let mut script = Script { bytes: parts[1] };
     let signals = ScriptedSignals::read(&mut script);
-    let flag_exists = script.u8() % 2 == 0;
+    let flag_exists = script.u8().is_multiple_of(2);
     if budget.validate(flag_exists, &signals).is_err() {
         return false;
     }
