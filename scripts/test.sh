@@ -29,7 +29,9 @@
 #   VEXIL_TEST_MANIFEST   the Cargo.toml to test (default: this repository's workspace)
 #   VEXIL_TEST_SERVICES   the folder of engine scripts (default: scripts/services)
 #   VEXIL_TEST_ENGINES    the engines to start from it (default when unset: "postgres broker s3")
-#   VEXIL_TEST_PARTS      what to run, in order (default when unset: "pyarrow cargo ofrep schemathesis ops selftest")
+#   VEXIL_TEST_PARTS      what to run, in order (default when unset: "pyarrow cargo ofrep schemathesis ops
+#                         selftest"; "ofrep-web" adds the OpenFeature web provider check, which needs
+#                         Node.js)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -169,6 +171,12 @@ for part in "${parts[@]}"; do
         # with and without a key: no 5xx, every answer as documented.
         bash scripts/schemathesis-test.sh 2>&1 | tee "$log" || status=$?
         count_line schemathesis "$status" "$log"
+        ;;
+    ofrep-web)
+        # Opt-in (not in the default parts: it needs Node.js and npm): the published OpenFeature
+        # web SDK and OFREP web provider, live updates through the event stream included.
+        bash scripts/ofrep-web-test.sh 2>&1 | tee "$log" || status=$?
+        count_line ofrep-web "$status" "$log"
         ;;
     ops)
         # The operations kit: the Prometheus rules and their unit tests (promtool), and the

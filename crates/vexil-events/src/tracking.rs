@@ -16,6 +16,7 @@ use crate::ingest::Ingestor;
 use crate::log::{BusRecord, EventBus, LogError};
 use crate::metrics::Metrics;
 use chrono::Utc;
+use foldhash::fast::RandomState;
 use serde_json::{json, Map};
 use std::collections::HashMap;
 use std::future::Future;
@@ -24,7 +25,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-type Slots = HashMap<String, HashMap<String, Arc<AtomicU64>>>;
+/// Counters by flag, then variant: keys from the configuration, not from clients, so the fast
+/// seeded hasher (looked up twice on every evaluation) is safe here.
+type Slots = HashMap<String, HashMap<String, Arc<AtomicU64>, RandomState>, RandomState>;
 
 /// Counts evaluations and queues raw evaluation events.
 pub struct Tracker {
@@ -47,7 +50,7 @@ impl Tracker {
     pub fn new(metrics: Arc<Metrics>, capacity: usize) -> (Arc<Tracker>, TrackedEvents) {
         let (raw, receiver) = mpsc::channel(capacity);
         let tracker = Tracker {
-            slots: RwLock::new(Slots::new()),
+            slots: RwLock::new(Slots::default()),
             raw,
             metrics,
             hour: Mutex::new(hour_of(Utc::now().timestamp())),

@@ -30,6 +30,7 @@ async fn every_route_is_served_and_described() {
         (Method::POST, "/v1/assign"),
         (Method::POST, "/ofrep/v1/evaluate/flags/{key}"),
         (Method::POST, "/ofrep/v1/evaluate/flags"),
+        (Method::GET, "/ofrep/v1/event-stream"),
         (Method::POST, "/v1/events"),
     ]
     .into_iter()

@@ -73,3 +73,34 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every subcommand and every option or argument a user can type has a one-line description
+    /// in `--help`.
+    #[test]
+    fn every_command_and_option_is_described() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for argument in command.get_arguments() {
+                let builtin = matches!(argument.get_id().as_str(), "help" | "version");
+                if !builtin && argument.get_help().is_none() && !argument.is_hide_set() {
+                    missing.push(format!("{path} {}", argument.get_id()));
+                }
+            }
+            for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
+                let sub_path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() {
+                    missing.push(sub_path.clone());
+                }
+                walk(sub, &sub_path, missing);
+            }
+        }
+        Cli::command().debug_assert();
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "vexil", &mut missing);
+        assert!(missing.is_empty(), "without a description in --help: {missing:#?}");
+    }
+}

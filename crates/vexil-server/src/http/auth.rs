@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use pin_project_lite::pin_project;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
@@ -110,30 +111,88 @@ impl KeyCache {
     }
 }
 
-/// The secret a request presents, if any.
-fn presented_secret(headers: &HeaderMap) -> Option<&str> {
-    if let Some(value) = headers.get(axum::http::header::AUTHORIZATION) {
-        let text = value.to_str().ok()?;
-        let (scheme, secret) = text.split_once(' ')?;
-        return scheme.eq_ignore_ascii_case("bearer").then(|| secret.trim()).filter(|s| !s.is_empty());
+/// The secret a request presents, if any: `Authorization: Bearer <secret>` (the scheme in any
+/// case) or `X-API-Key: <secret>`, blanks around it ignored. Read as bytes, as this runs on
+/// every request.
+pub fn presented_secret(headers: &HeaderMap) -> Option<&str> {
+    let secret = match headers.get(axum::http::header::AUTHORIZATION) {
+        Some(value) => {
+            let text = value.as_bytes();
+            let (scheme, rest) = text.split_at_checked(7)?;
+            if !scheme.eq_ignore_ascii_case(b"bearer ") {
+                return None;
+            }
+            rest
+        }
+        None => headers.get("x-api-key")?.as_bytes(),
+    };
+    // Anything else in it (blanks inside, other bytes) matches no key: the lookup refuses it.
+    let secret = secret.trim_ascii();
+    if secret.is_empty() {
+        return None;
     }
-    headers.get("x-api-key")?.to_str().ok().map(str::trim).filter(|s| !s.is_empty())
+    std::str::from_utf8(secret).ok()
+}
+
+/// A client key in the query string, `?key=<secret>` (percent-encoded), if any: for the one
+/// route a browser's `EventSource` calls, which cannot send headers.
+fn query_secret(query: Option<&str>) -> Option<String> {
+    let value = query?.split('&').find_map(|pair| pair.strip_prefix("key="))?;
+    percent_decode(value).filter(|s| !s.trim().is_empty())
+}
+
+/// `%XX` sequences decoded (and `+` as a space, as forms encode it); `None` if malformed.
+fn percent_decode(text: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&first, tail)) = rest.split_first() {
+        match first {
+            b'%' => {
+                let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+                bytes.push(u8::from_str_radix(hex, 16).ok()?);
+                rest = &tail[2..];
+            }
+            b'+' => {
+                bytes.push(b' ');
+                rest = tail;
+            }
+            byte => {
+                bytes.push(byte);
+                rest = tail;
+            }
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
+/// `secret` percent-encoded for a query string: every byte but the unreserved ones.
+pub fn percent_encode(secret: &str) -> String {
+    secret
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// The layer the route table puts on each route that needs a key: 401 without a valid key,
 /// 403 when its kind is not enough for the route, 429 when the key is over its rate limit; the
-/// [`Caller`] in the request's extensions otherwise.
+/// [`Caller`] in the request's extensions otherwise. With `key_in_query`, a request without a
+/// key in its headers may give a client key as `?key=` (a server or admin key there is 403:
+/// URLs end up in logs and histories, and only client keys are meant to be public).
 #[derive(Clone)]
 pub struct RequireKeyLayer {
     pub state: AppState,
     pub access: Access,
+    pub key_in_query: bool,
 }
 
 impl<S> Layer<S> for RequireKeyLayer {
     type Service = RequireKey<S>;
 
     fn layer(&self, inner: S) -> RequireKey<S> {
-        RequireKey { inner, state: self.state.clone(), access: self.access }
+        RequireKey { inner, state: self.state.clone(), access: self.access, key_in_query: self.key_in_query }
     }
 }
 
@@ -144,6 +203,7 @@ pub struct RequireKey<S> {
     inner: S,
     state: AppState,
     access: Access,
+    key_in_query: bool,
 }
 
 impl<S> Service<Request> for RequireKey<S>
@@ -160,13 +220,17 @@ where
     }
 
     fn call(&mut self, mut request: Request) -> Self::Future {
-        let Some(secret) = presented_secret(request.headers()) else {
-            return KeyChecked::Answered { response: Some(ApiError::unauthorized().into_response()) };
+        let (secret, in_query) = match presented_secret(request.headers()) {
+            Some(secret) => (Cow::Borrowed(secret), false),
+            None => match self.key_in_query.then(|| query_secret(request.uri().query())).flatten() {
+                Some(secret) => (Cow::Owned(secret), true),
+                None => return KeyChecked::Answered { response: Some(ApiError::unauthorized().into_response()) },
+            },
         };
-        let caller = match self.state.keys.cached(secret) {
+        let caller = match self.state.keys.cached(&secret) {
             Some(caller) => caller,
             None => {
-                let secret = secret.to_owned();
+                let secret = secret.into_owned();
                 let (state, access, inner) = (self.state.clone(), self.access, self.inner.clone());
                 let future = async move {
                     let caller = match state.keys.authenticate(state.store.as_ref(), &secret).await {
@@ -174,6 +238,9 @@ where
                         Ok(None) => return Ok(ApiError::unauthorized().into_response()),
                         Err(e) => return Ok(ApiError::from(e).into_response()),
                     };
+                    if let Some(refused) = in_query.then(|| query_refusal(&caller)).flatten() {
+                        return Ok(refused);
+                    }
                     if let Some(refused) = refusal(&state, access, &caller) {
                         return Ok(refused);
                     }
@@ -183,12 +250,26 @@ where
                 return KeyChecked::Authenticating { future: Box::pin(future) };
             }
         };
+        if let Some(refused) = in_query.then(|| query_refusal(&caller)).flatten() {
+            return KeyChecked::Answered { response: Some(refused) };
+        }
         if let Some(refused) = refusal(&self.state, self.access, &caller) {
             return KeyChecked::Answered { response: Some(refused) };
         }
         request.extensions_mut().insert(caller);
         KeyChecked::Admitted { future: self.inner.call(request) }
     }
+}
+
+/// 403 for a server or admin key given in the URL: such keys go in a header.
+fn query_refusal(caller: &Caller) -> Option<Response> {
+    (caller.kind != KeyKind::Client).then(|| {
+        let message = format!(
+            "a {} key may not be given in the URL (?key=); send it in the Authorization or X-API-Key header",
+            caller.kind
+        );
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message).with_field("key").into_response()
+    })
 }
 
 /// Why `caller` may not call a route that needs `access` now, if it may not: 403 when its key's
@@ -254,6 +335,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_key_in_the_query_string_is_percent_decoded() {
+        assert_eq!(query_secret(Some("key=vx_cli_abc")).as_deref(), Some("vx_cli_abc"));
+        assert_eq!(query_secret(Some("a=1&key=k%2Fe%20y&b=2")).as_deref(), Some("k/e y"));
+        assert_eq!(query_secret(Some(&format!("key={}", percent_encode("k/e y+é")))).as_deref(), Some("k/e y+é"));
+        for none in [None, Some(""), Some("key="), Some("key=%2"), Some("key=%zz"), Some("keys=x"), Some("key=%FF")] {
+            assert_eq!(query_secret(none), None, "{none:?}");
+        }
+    }
+
+    #[test]
     fn access_matrix_follows_the_spec() {
         use KeyKind::*;
         let allowed = |access: Access| KeyKind::ALL.iter().copied().filter(|k| access.allows(*k)).collect::<Vec<_>>();
@@ -270,7 +361,11 @@ mod tests {
         assert_eq!(presented_secret(&headers), Some("vx_cli_abc"));
         headers.insert("authorization", "Bearer vx_adm_xyz".parse().unwrap());
         assert_eq!(presented_secret(&headers), Some("vx_adm_xyz"));
+        headers.insert("authorization", "bEaReR   vx_adm_xyz ".parse().unwrap());
+        assert_eq!(presented_secret(&headers), Some("vx_adm_xyz"));
         headers.insert("authorization", "Basic dXNlcjpwYXNz".parse().unwrap());
+        assert_eq!(presented_secret(&headers), None);
+        headers.insert("authorization", "Bearer ".parse().unwrap());
         assert_eq!(presented_secret(&headers), None);
     }
 }

@@ -108,11 +108,21 @@ enum Phase {
 const END_OF_HEAD: &[u8; 4] = b"\r\n\r\n";
 
 /// A socket with the edge's timers and the rewriting of hyper's bare rejections.
+///
+/// The timer is re-armed lazily, as resetting it on every request costs the timer wheel twice
+/// per request: the phase's deadline is kept in `due`, the [`Sleep`] is moved only when it must
+/// fire earlier than it would, and when it fires before `due` it is armed again for `due`. A
+/// head that arrives whole in one read never starts the header timer.
 pub struct EdgeIo {
     stream: TcpStream,
     limits: EdgeConfig,
     phase: Phase,
-    deadline: Pin<Box<Sleep>>,
+    /// When the current phase times out (none while a request is handled).
+    due: Option<Instant>,
+    /// Fires at or before `due`.
+    timer: Pin<Box<Sleep>>,
+    /// Whether `timer`, as armed now, has been polled, so it will wake the connection's task.
+    timer_polled: bool,
     /// How many bytes of [`END_OF_HEAD`] the bytes read so far end with.
     matched: usize,
     /// A rejection being written in place of hyper's: its bytes, how many are written, and
@@ -122,21 +132,53 @@ pub struct EdgeIo {
 
 impl EdgeIo {
     fn new(stream: TcpStream, limits: EdgeConfig) -> EdgeIo {
-        let deadline = Box::pin(tokio::time::sleep(limits.header_read_timeout));
-        EdgeIo { stream, limits, phase: Phase::Head, deadline, matched: 0, replacement: None }
+        let due = Instant::now() + limits.header_read_timeout;
+        let timer = Box::pin(tokio::time::sleep_until(due));
+        EdgeIo {
+            stream,
+            limits,
+            phase: Phase::Head,
+            due: Some(due),
+            timer,
+            timer_polled: false,
+            matched: 0,
+            replacement: None,
+        }
     }
 
     fn enter(&mut self, phase: Phase) {
+        self.phase = phase;
         let timeout = match phase {
             Phase::Head => self.limits.header_read_timeout,
             Phase::Idle => self.limits.keep_alive_timeout,
             Phase::Request => {
-                self.phase = phase;
+                self.due = None;
                 return;
             }
         };
-        self.phase = phase;
-        self.deadline.as_mut().reset(Instant::now() + timeout);
+        let due = Instant::now() + timeout;
+        self.due = Some(due);
+        if self.timer.is_elapsed() || self.timer.deadline() > due {
+            self.timer.as_mut().reset(due);
+            self.timer_polled = false;
+        }
+    }
+
+    /// Whether the current phase has run out of time; otherwise makes sure the timer will wake
+    /// the connection's task by the phase's deadline.
+    fn timed_out(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(due) = self.due else { return false };
+        loop {
+            if self.timer.as_mut().poll(cx).is_pending() {
+                self.timer_polled = true;
+                return false;
+            }
+            if self.timer.deadline() >= due {
+                return true;
+            }
+            // It fired for an earlier deadline than this phase's: wait on.
+            self.timer.as_mut().reset(due);
+        }
     }
 
     /// Follows the bytes of a request head until its blank line.
@@ -144,11 +186,10 @@ impl EdgeIo {
         if bytes.is_empty() {
             return;
         }
-        if self.phase == Phase::Idle {
-            self.enter(Phase::Head);
+        let starting = self.phase == Phase::Idle;
+        if starting {
             self.matched = 0;
-        }
-        if self.phase != Phase::Head {
+        } else if self.phase != Phase::Head {
             return;
         }
         // The blank line may straddle reads: a match begun in the last one goes on byte by
@@ -167,6 +208,9 @@ impl EdgeIo {
         if memchr::memmem::find(rest, END_OF_HEAD).is_some() {
             self.enter(Phase::Request);
             return;
+        }
+        if starting {
+            self.enter(Phase::Head);
         }
         self.matched = (1..END_OF_HEAD.len()).rev().find(|&n| rest.ends_with(&END_OF_HEAD[..n])).unwrap_or(0);
     }
@@ -192,7 +236,9 @@ impl EdgeIo {
     /// polled here to wake the connection's task when it runs out.
     fn answered(&mut self, cx: &mut Context<'_>) {
         self.enter(Phase::Idle);
-        let _ = self.deadline.as_mut().poll(cx);
+        if !self.timer_polled {
+            let _ = self.timed_out(cx);
+        }
     }
 }
 
@@ -205,7 +251,7 @@ impl AsyncRead for EdgeIo {
                 this.saw(&buf.filled()[before..]);
                 Poll::Ready(Ok(()))
             }
-            Poll::Pending if self.phase != Phase::Request && self.deadline.as_mut().poll(cx).is_ready() => {
+            Poll::Pending if self.timed_out(cx) => {
                 if self.phase == Phase::Head {
                     // Best effort: the answer is small enough for the socket's buffer, and a
                     // client too slow to send its headers may not read it anyway.

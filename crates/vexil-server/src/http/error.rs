@@ -5,7 +5,7 @@
 //! [`crate::http::extract`].
 
 use crate::service::assignment::AssignError;
-use crate::service::catalog::ImportError;
+use crate::service::catalog::{DeleteError, ImportError};
 use crate::service::experiments::ExperimentError;
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::http::StatusCode;
@@ -143,6 +143,15 @@ impl From<ImportError> for ApiError {
         match e {
             ImportError::Invalid(problems) => ApiError::validation(problems),
             ImportError::Store(e) => ApiError::from(e),
+        }
+    }
+}
+
+impl From<DeleteError> for ApiError {
+    fn from(e: DeleteError) -> Self {
+        match e {
+            DeleteError::Referenced { .. } => ApiError::conflict("referenced", e.to_string()),
+            DeleteError::Store(e) => ApiError::from(e),
         }
     }
 }

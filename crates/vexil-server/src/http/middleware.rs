@@ -285,7 +285,7 @@ pub fn cors(config: &CorsConfig) -> Option<CrossOriginLayer> {
     } else {
         AllowOrigin::list(config.allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
     };
-    Some(CrossOriginLayer(
+    Some(CrossOriginLayer(Arc::new(
         CorsLayer::new()
             .allow_origin(origins)
             .allow_methods([Method::GET, Method::POST])
@@ -294,55 +294,55 @@ pub fn cors(config: &CorsConfig) -> Option<CrossOriginLayer> {
                 header::CONTENT_TYPE,
                 header::IF_NONE_MATCH,
                 HeaderName::from_static("x-api-key"),
+                HeaderName::from_static("last-event-id"),
                 X_REQUEST_ID.clone(),
             ])
             .expose_headers([header::ETAG, X_REQUEST_ID.clone()])
             .max_age(Duration::from_secs(3600)),
-    ))
+    )))
 }
 
 /// CORS for requests that carry an `Origin` (what browsers send cross-origin), and nothing for
 /// those that do not: servers and SDKs never send one, and the CORS headers a request without
 /// one would get (`Vary: origin, ...`) tell caches how to key a response, while every response
 /// here is `Cache-Control: no-store`. Evaluation, the hottest route, is mostly called by servers.
+/// The router clones a route's service for every request, so the CORS settings are shared
+/// behind an `Arc` and a CORS service is only made for a request with an `Origin`.
 #[derive(Clone)]
-pub struct CrossOriginLayer(CorsLayer);
+pub struct CrossOriginLayer(Arc<CorsLayer>);
 
 impl<S: Clone> Layer<S> for CrossOriginLayer {
     type Service = CrossOrigin<S>;
 
     fn layer(&self, inner: S) -> CrossOrigin<S> {
-        CrossOrigin { browser: self.0.layer(inner.clone()), plain: inner }
+        CrossOrigin { cors: self.0.clone(), inner }
     }
 }
 
 /// See [`CrossOriginLayer`].
 #[derive(Clone)]
 pub struct CrossOrigin<S> {
-    browser: Cors<S>,
-    plain: S,
+    cors: Arc<CorsLayer>,
+    inner: S,
 }
 
 impl<S> Service<Request> for CrossOrigin<S>
 where
-    S: Service<Request, Response = Response, Error = Infallible>,
+    S: Service<Request, Response = Response, Error = Infallible> + Clone,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Either<<Cors<S> as Service<Request>>::Future, S::Future>;
+    type Future = Either<tower::util::Oneshot<Cors<S>, Request>, S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        if self.browser.poll_ready(cx)?.is_pending() {
-            return Poll::Pending;
-        }
-        self.plain.poll_ready(cx)
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
         if request.headers().contains_key(header::ORIGIN) {
-            Either::Left(self.browser.call(request))
+            Either::Left(tower::ServiceExt::oneshot(self.cors.layer(self.inner.clone()), request))
         } else {
-            Either::Right(self.plain.call(request))
+            Either::Right(self.inner.call(request))
         }
     }
 }

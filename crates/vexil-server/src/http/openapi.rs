@@ -29,7 +29,10 @@ fn bodies(spec: &RouteSpec) -> (Option<&'static str>, &'static str, Option<&'sta
         (Method::POST, "/ofrep/v1/evaluate/flags/{key}") => (Some("OfrepRequest"), "200", Some("OfrepSuccess")),
         (Method::POST, "/ofrep/v1/evaluate/flags") => (Some("OfrepRequest"), "200", Some("OfrepBulkSuccess")),
         (Method::GET, "/v1/sdk/flags" | "/v1/admin/export") => (None, "200", Some("FlagsDocument")),
-        (Method::GET, "/v1/sdk/stream") => (None, "200", None),
+        (Method::GET, "/v1/sdk/stream" | "/ofrep/v1/event-stream") => (None, "200", None),
+        (Method::POST, "/v1/events/evaluation-counts") => {
+            (Some("EvaluationCounts"), "200", Some("EvaluationCountsResult"))
+        }
         (Method::POST, "/v1/admin/import") => (Some("FlagsDocument"), "200", Some("ImportReport")),
         (Method::POST, "/v1/admin/keys") => (Some("NewKey"), "201", Some("CreatedKey")),
         (Method::GET, "/v1/admin/keys") => (None, "200", Some("KeyList")),
@@ -43,9 +46,7 @@ fn bodies(spec: &RouteSpec) -> (Option<&'static str>, &'static str, Option<&'sta
         (Method::POST, "/v1/admin/emergency-stop") => (Some("Object"), "201", Some("Object")),
         (Method::POST, "/v1/admin/budgets") => (Some("Object"), "201", Some("Object")),
         (Method::POST, "/v1/assign") => (Some("Object"), "200", Some("Object")),
-        (Method::POST, "/v1/events" | "/v1/events/kinesis" | "/v1/events/evaluation-counts") => {
-            (Some("Object"), "200", Some("Object"))
-        }
+        (Method::POST, "/v1/events" | "/v1/events/kinesis") => (Some("Object"), "200", Some("Object")),
         (Method::DELETE, "/v1/admin/dlq") => (None, "200", Some("Object")),
         (Method::POST, _) => (Some(item_schema), "201", Some(item_schema)),
         (Method::GET, p) if p.starts_with("/v1/admin/") => (None, "200", Some(item_schema)),
@@ -75,7 +76,27 @@ fn operation(spec: &RouteSpec) -> Value {
             parameters.push(header("If-None-Match", "The ETag held; 304 when current."))
         }
         Method::POST if spec.path == "/ofrep/v1/evaluate/flags" => {
-            parameters.push(header("If-None-Match", "The ETag held; 304 when current."))
+            parameters.push(header("If-None-Match", "The ETag held; 304 when current."));
+            parameters.push(
+                json!({"name": "flagConfigEtag", "in": "query", "required": false, "schema": {"type": "string"},
+                "description": "The etag of the refetchEvaluation event that triggered this re-fetch (\"<revision>\"); \
+                    a node that has not loaded that revision yet catches up before answering. \
+                    Not a conditional request: If-None-Match decides 304. Anything but a revision is 400 GENERAL."}),
+            );
+            parameters.push(
+                json!({"name": "flagConfigLastModified", "in": "query", "required": false, "schema": {"type": "string"},
+                "description": "Accepted and ignored: vexil's events carry no lastModified."}),
+            );
+        }
+        Method::GET if spec.path == "/ofrep/v1/event-stream" => {
+            parameters.push(header(
+                "Last-Event-ID",
+                "The id (a revision) of the last event received; when current, the stream does not start with a message. \
+                 400 invalid_header when not a revision number.",
+            ));
+            parameters.push(json!({"name": "key", "in": "query", "required": false, "schema": {"type": "string"},
+                "description": "A client key, for clients that cannot send headers (a browser's EventSource); the bulk \
+                    answer's eventStreams carries it for client keys. A server or admin key here is 403."}));
         }
         _ => {}
     }
@@ -90,6 +111,14 @@ fn operation(spec: &RouteSpec) -> Value {
             "type": "object", "description": "One server-sent event; its data is JSON text.",
             "properties": {"event": {"type": "string", "enum": ["put", "patch", "delete"]}, "data": {"type": "string"},
                            "id": {"type": "string"}}}}}}),
+        (_, "/ofrep/v1/event-stream") => json!({
+            "description": "An event stream of `id: <revision>`, `event: message`, `data: OfrepRefetchEvent` \
+                (and `: heartbeat` comments)",
+            "content": {"text/event-stream": {"schema": {
+                "type": "object", "description": "One server-sent event; its data is an OfrepRefetchEvent as JSON text.",
+                "properties": {"event": {"type": "string"}, "data": {"type": "string"}, "id": {"type": "string"}}},
+                "x-data-schema": {"$ref": "#/components/schemas/OfrepRefetchEvent"}}}
+        }),
         (_, "/metrics") => {
             json!({"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}})
         }
@@ -98,7 +127,9 @@ fn operation(spec: &RouteSpec) -> Value {
     };
     responses.insert(status.into(), success);
     let error = |description: &str| json!({"description": description, "content": content("Error")});
-    if spec.path.starts_with("/ofrep/") {
+    if spec.path == "/ofrep/v1/event-stream" {
+        responses.insert("400".into(), error("Last-Event-ID is not a revision number (invalid_header)"));
+    } else if spec.path.starts_with("/ofrep/") {
         responses.insert("400".into(), json!({"description": "PARSE_ERROR, INVALID_CONTEXT or TARGETING_KEY_MISSING", "content": content("OfrepFailure")}));
         responses.insert("404".into(), json!({"description": "FLAG_NOT_FOUND", "content": content("OfrepFailure")}));
     } else if spec.access.is_some() {
@@ -132,6 +163,9 @@ fn operation(spec: &RouteSpec) -> Value {
     if spec.path == "/v1/experiments/{key}/power" {
         responses.insert("409".into(), error("not_enough_data: the control variant has no data for the metric yet"));
     }
+    if spec.path == "/v1/events/evaluation-counts" {
+        responses.insert("409".into(), error("report_id_reused: the report_id was counted with other counts"));
+    }
     if spec.path == "/ready" {
         responses.insert("503".into(), error("Not ready"));
     }
@@ -139,6 +173,9 @@ fn operation(spec: &RouteSpec) -> Value {
         responses.insert("304".into(), json!({"description": "Not modified"}));
     }
     let security = match spec.access {
+        Some(access) if spec.key_in_query => {
+            json!([{"bearer": [access.name()]}, {"apiKey": [access.name()]}, {"queryKey": ["client"]}])
+        }
         Some(access) if spec.path.starts_with("/ofrep/") => {
             json!([{"bearer": [access.name()]}, {"apiKey": [access.name()]}])
         }
@@ -240,7 +277,9 @@ pub fn document(specs: &[RouteSpec]) -> Value {
         "components": {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <key>"},
-                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "queryKey": {"type": "apiKey", "in": "query", "name": "key",
+                             "description": "A client key in the URL, on the routes that allow it (the OFREP event stream)"}
             },
             "schemas": schemas()
         }
@@ -249,7 +288,7 @@ pub fn document(specs: &[RouteSpec]) -> Value {
 
 fn schemas() -> Value {
     let object = |description: &str| json!({"type": "object", "description": description});
-    json!({
+    let mut schemas = json!({
         "Object": object("A JSON object."),
         "Error": {"type": "object", "required": ["error"], "properties": {
             "error": {"type": "object", "required": ["code", "message"], "properties": {
@@ -280,7 +319,9 @@ fn schemas() -> Value {
         "OfrepSuccess": {"type": "object", "properties": {
             "key": {"type": "string"}, "value": {}, "reason": {"type": "string"}, "variant": {"type": "string"},
             "metadata": {"type": "object"}}},
-        "OfrepBulkSuccess": {"type": "object", "properties": {"flags": {"type": "array", "items": {"type": "object"}}}},
+        "OfrepBulkSuccess": {"type": "object", "properties": {
+            "flags": {"type": "array", "items": {"type": "object"}},
+            "eventStreams": {"type": "array", "items": {"$ref": "#/components/schemas/OfrepEventStream"}}}},
         "OfrepFailure": {"type": "object", "required": ["errorCode"], "properties": {
             "key": {"type": "string"}, "errorCode": {"type": "string"}, "errorDetails": {"type": "string"}}},
         "Completion": {"type": "object", "properties": {"winner": {"type": "string", "description": "A variant key"}}},
@@ -294,5 +335,37 @@ fn schemas() -> Value {
         "AuditRecords": {"type": "object", "properties": {"records": {"type": "array", "items": {"type": "object", "properties": {
             "id": {"type": "integer"}, "at": {"type": "string"}, "actor": {"type": "string"}, "action": {"type": "string"},
             "entity": {"type": "string"}, "key": {"type": "string"}, "before": {}, "after": {}, "reason": {"type": ["string", "null"]}}}}}}
+    });
+    if let (Some(all), Value::Object(more)) = (schemas.as_object_mut(), more_schemas()) {
+        all.extend(more);
+    }
+    schemas
+}
+
+/// OFREP's event stream (the `eventStreams` entry and the JSON data of each event), and the
+/// SDK's evaluation-count reports.
+fn more_schemas() -> Value {
+    json!({
+        "EvaluationCounts": {"type": "object", "required": ["counts"], "properties": {
+            "report_id": {"type": "string", "minLength": 1, "maxLength": 128,
+                "description": "The sender's id of this report (visible ASCII), sent unchanged with the same counts when \
+                    the report is sent again; a report_id this node counted recently is not counted again."},
+            "counts": {"type": "array", "maxItems": 10000, "items": {"type": "object", "required": ["flag", "variant", "count"],
+                "properties": {"flag": {"type": "string"}, "variant": {"type": "string"}, "count": {"type": "integer", "minimum": 1}}}}}},
+        "EvaluationCountsResult": {"type": "object", "properties": {
+            "accepted": {"type": "integer", "description": "Entries counted (0 for a duplicate)"},
+            "duplicate": {"type": "boolean", "description": "The report_id was counted already; nothing was counted now"}}},
+        "OfrepEventStream": {"type": "object", "required": ["type", "endpoint"],
+            "description": "Where live updates come from: connect to the provider's OFREP origin + endpoint.requestUri.",
+            "properties": {
+                "type": {"type": "string", "enum": ["sse"]},
+                "endpoint": {"type": "object", "required": ["requestUri"], "properties": {
+                    "requestUri": {"type": "string", "pattern": "^/ofrep/v1/event-stream(\\?key=.+)?$",
+                        "description": "/ofrep/v1/event-stream, with ?key=<client key> when the caller used a client key"}}}}},
+        "OfrepRefetchEvent": {"type": "object", "required": ["type", "etag"],
+            "description": "The JSON data of each event: re-fetch the bulk evaluation with ?flagConfigEtag=<etag>.",
+            "properties": {
+                "type": {"type": "string", "enum": ["refetchEvaluation"]},
+                "etag": {"type": "string", "description": "The configuration's tag, \"<revision>\""}}}
     })
 }

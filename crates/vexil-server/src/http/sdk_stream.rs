@@ -1,15 +1,18 @@
-//! The SDK stream's fan-out: each configuration change is diffed and serialised into one SSE
-//! frame, once, and every open `GET /v1/sdk/stream` sends that same frame (a reference-counted
-//! `Bytes`), so a node holds many streams at the cost of their sockets, not of a copy of the
-//! configuration or a diff per subscriber.
+//! The configuration streams' fan-out: each configuration change is diffed and serialised into
+//! one SSE frame, once, and every open `GET /v1/sdk/stream` sends that same frame (a
+//! reference-counted `Bytes`), so a node holds many streams at the cost of their sockets, not of
+//! a copy of the configuration or a diff per subscriber. The same broadcast carries, serialised
+//! once as well, the OFREP `refetchEvaluation` message every open `GET /ofrep/v1/event-stream`
+//! sends for that change.
 //!
 //! One task follows the published snapshots and broadcasts a [`Frame`] per change it observes,
 //! each saying which revision it starts from and which it brings a client to; the frames form a
-//! chain. A stream starts with a `put` of the current snapshot (its document is shared too) and
-//! then forwards the frames that continue from where its client is. A frame that does not (the
-//! stream fell behind the broadcast buffer, or its `put` came from a snapshot the task skipped)
-//! is replaced by a fresh `put` of the current snapshot: a client is never sent a diff against
-//! a state it does not have.
+//! chain. An SDK stream starts with a `put` of the current snapshot (its document is shared too)
+//! and then forwards the frames that continue from where its client is. A frame that does not
+//! (the stream fell behind the broadcast buffer, or its `put` came from a snapshot the task
+//! skipped) is replaced by a fresh `put` of the current snapshot: a client is never sent a diff
+//! against a state it does not have. An OFREP stream needs no chain: every frame newer than what
+//! its client was last told becomes one `refetchEvaluation` naming the newest revision.
 
 use crate::service::snapshot::{diff, Change, Snapshot, Snapshots};
 use axum::body::{Body, Bytes};
@@ -31,7 +34,19 @@ const BUFFERED_FRAMES: usize = 256;
 pub struct Frame {
     pub from: u64,
     pub to: u64,
+    /// The SDK stream's `patch` / `delete` events.
     pub bytes: Bytes,
+    /// The OFREP stream's `refetchEvaluation` message for revision `to`.
+    pub refetch: Bytes,
+}
+
+/// Which protocol a stream speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Protocol {
+    /// `put`, then `patch` / `delete`: the SDK stream.
+    Sdk,
+    /// OFREP's notification-only `refetchEvaluation` messages.
+    Ofrep,
 }
 
 /// Broadcasts one frame per configuration change to every SDK stream.
@@ -60,6 +75,7 @@ impl SdkStreams {
                 from: last.revision,
                 to: next.revision,
                 bytes: encode_changes(&diff(&last, &next), next.revision),
+                refetch: refetch_frame(next.revision),
             };
             // No stream open is not an error: nobody needed this frame.
             let _ = self.frames.send(frame);
@@ -75,21 +91,55 @@ impl SdkStreams {
         let first = snapshots.current();
         let at = first.revision;
         let put = stream::iter(put_frame(&first));
-        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let following = Following { frames, snapshots, at, ticks, shutdown };
-        let updates = stream::unfold(following, |mut following| async move {
-            let chunks = following.next().await?;
-            Some((stream::iter(chunks), following))
-        })
-        .flatten();
-        let body = Body::from_stream(put.chain(updates).map(Ok::<_, Infallible>));
-        ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response()
+        let following = Following { protocol: Protocol::Sdk, frames, snapshots, at, ticks: ticks(heartbeat), shutdown };
+        respond(put, following)
     }
+
+    /// The response of one `GET /ofrep/v1/event-stream`: OFREP `refetchEvaluation` messages,
+    /// one per configuration change, with heartbeats like the SDK stream's. `last_seen` is the
+    /// revision the client was last told (its `Last-Event-ID`); unless it is the current one
+    /// the stream starts with a message for the current revision, so a change made between the
+    /// client's bulk evaluation and its connection, or while it was away, is never missed.
+    pub fn open_ofrep(
+        &self,
+        snapshots: Arc<Snapshots>,
+        last_seen: Option<u64>,
+        heartbeat: Duration,
+        shutdown: CancellationToken,
+    ) -> Response {
+        let frames = self.frames.subscribe();
+        let at = snapshots.current().revision;
+        let first = match last_seen {
+            Some(seen) if seen >= at => vec![],
+            _ => vec![refetch_frame(at)],
+        };
+        let following =
+            Following { protocol: Protocol::Ofrep, frames, snapshots, at, ticks: ticks(heartbeat), shutdown };
+        respond(stream::iter(first), following)
+    }
+}
+
+/// Ticks every `heartbeat`, the first after one interval.
+fn ticks(heartbeat: Duration) -> tokio::time::Interval {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks
+}
+
+/// An event-stream response: `first`, then what `following` sends until it ends.
+fn respond(first: impl stream::Stream<Item = Bytes> + Send + 'static, following: Following) -> Response {
+    let updates = stream::unfold(following, |mut following| async move {
+        let chunks = following.next().await?;
+        Some((stream::iter(chunks), following))
+    })
+    .flatten();
+    let body = Body::from_stream(first.chain(updates).map(Ok::<_, Infallible>));
+    ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response()
 }
 
 /// One stream's place in the chain of frames.
 struct Following {
+    protocol: Protocol,
     frames: broadcast::Receiver<Frame>,
     snapshots: Arc<Snapshots>,
     /// The revision the client has.
@@ -109,6 +159,24 @@ impl Following {
                 received = self.frames.recv() => received,
                 _ = self.ticks.tick() => return Some(vec![Bytes::from_static(b": heartbeat\n\n")]),
             };
+            if self.protocol == Protocol::Ofrep {
+                match received {
+                    Ok(frame) if frame.to <= self.at => {}
+                    Ok(frame) => {
+                        self.at = frame.to;
+                        return Some(vec![frame.refetch]);
+                    }
+                    Err(RecvError::Lagged(_)) => {
+                        let current = self.snapshots.current().revision;
+                        if current > self.at {
+                            self.at = current;
+                            return Some(vec![refetch_frame(current)]);
+                        }
+                    }
+                    Err(RecvError::Closed) => return None,
+                }
+                continue;
+            }
             match received {
                 Ok(frame) if frame.to <= self.at => {}
                 Ok(frame) if frame.from == self.at => {
@@ -130,6 +198,20 @@ impl Following {
 fn put_frame(snapshot: &Snapshot) -> Vec<Bytes> {
     let head = format!("event: put\nid: {}\ndata: ", snapshot.revision);
     vec![Bytes::from(head), snapshot.sdk_document.clone(), Bytes::from_static(b"\n\n")]
+}
+
+/// OFREP's `refetchEvaluation` message for `revision`: the envelope's `event` is always
+/// `message`, its `id` the revision (so a reconnecting client's `Last-Event-ID` says what it was
+/// last told), and `etag` the configuration's tag, `"<revision>"`, which the provider sends back
+/// as `flagConfigEtag`.
+pub fn refetch_frame(revision: u64) -> Bytes {
+    let data = json!({"type": "refetchEvaluation", "etag": config_etag(revision)});
+    Bytes::from(format!("id: {revision}\nevent: message\ndata: {data}\n\n"))
+}
+
+/// The tag of the configuration at `revision`, as OFREP's `etag` / `flagConfigEtag` carry it.
+pub fn config_etag(revision: u64) -> String {
+    format!("\"{revision}\"")
 }
 
 /// `patch` and `delete` events for `changes`, each with the revision they lead to as `id`.
@@ -157,11 +239,16 @@ mod tests {
             tokio::time::Instant::now() + Duration::from_secs(3600),
             Duration::from_secs(3600),
         );
-        Following { frames, snapshots, at, ticks, shutdown: CancellationToken::new() }
+        Following { protocol: Protocol::Sdk, frames, snapshots, at, ticks, shutdown: CancellationToken::new() }
     }
 
     fn frame(from: u64, to: u64) -> Frame {
-        Frame { from, to, bytes: Bytes::from(format!("event: patch\nid: {to}\ndata: {{}}\n\n")) }
+        Frame {
+            from,
+            to,
+            bytes: Bytes::from(format!("event: patch\nid: {to}\ndata: {{}}\n\n")),
+            refetch: refetch_frame(to),
+        }
     }
 
     fn text(chunks: Vec<Bytes>) -> String {
@@ -187,6 +274,28 @@ mod tests {
             sender.send(frame(to - 1, to)).unwrap();
         }
         assert!(text(stream.next().await.unwrap()).starts_with("event: put\n"));
+        stream.shutdown.cancel();
+        assert!(stream.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_ofrep_stream_sends_one_refetch_per_newer_revision_and_goes_on_after_lagging() {
+        let sender = broadcast::Sender::new(4);
+        let mut stream = following(sender.subscribe(), 2);
+        stream.protocol = Protocol::Ofrep;
+        for f in [frame(1, 2), frame(5, 6), frame(6, 7)] {
+            sender.send(f).unwrap();
+        }
+        // Revision 2 was announced already; 5 → 6 is not a chain but still a newer revision.
+        let expected = "id: 6\nevent: message\ndata: {\"etag\":\"\\\"6\\\"\",\"type\":\"refetchEvaluation\"}\n\n";
+        assert_eq!(text(stream.next().await.unwrap()), expected);
+        assert!(text(stream.next().await.unwrap()).starts_with("id: 7\n"));
+        // Lagging behind the buffer loses nothing a client needs: it goes on with the newest
+        // frames kept (the current snapshot, revision 0 here, is not newer than what it has).
+        for to in 8..=13 {
+            sender.send(frame(to - 1, to)).unwrap();
+        }
+        assert!(text(stream.next().await.unwrap()).starts_with("id: 10\n"));
         stream.shutdown.cancel();
         assert!(stream.next().await.is_none());
     }

@@ -205,6 +205,64 @@ pub enum ImportError {
     Store(#[from] StoreError),
 }
 
+/// Creates a flag or segment, or replaces the stored one (only if `expected_version`, when
+/// given, is still the stored version), provided the whole configuration still compiles with
+/// it. Returns the stored document.
+pub async fn save(
+    store: &dyn Store,
+    kind: EntityKind,
+    document: &Value,
+    expected_version: Option<u64>,
+    meta: &ChangeMeta,
+) -> Result<vexil_store::StoredDocument, ImportError> {
+    let body = canonical(kind, document)?;
+    let key = body["key"].as_str().expect("decoded documents have a key").to_string();
+    let catalog = Catalog::load(store).await?;
+    let write = match catalog.version(kind, &key) {
+        Some(stored) => Write::Update {
+            kind,
+            key: key.clone(),
+            body: body.clone(),
+            expected_version: Some(expected_version.unwrap_or(stored)),
+        },
+        None => Write::Create { kind, key: key.clone(), body: body.clone() },
+    };
+    catalog.with(kind, &key, Some(body)).check_write(kind, &key)?;
+    let stored = store.apply(vec![write], meta).await?.pop().flatten();
+    Ok(stored.expect("a create or update returns the stored document"))
+}
+
+/// Why a delete did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteError {
+    /// Other documents still refer to it (as `flag new_checkout`, `segment beta`, …).
+    #[error("{kind} \"{key}\" is still referenced by {}", .referrers.join(", "))]
+    Referenced { kind: EntityKind, key: String, referrers: Vec<String> },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Deletes a flag, segment or experiment unless another document still refers to it; with
+/// `expected_version`, only if that is still the stored version.
+pub async fn delete(
+    store: &dyn Store,
+    kind: EntityKind,
+    key: &str,
+    expected_version: Option<u64>,
+    meta: &ChangeMeta,
+) -> Result<(), DeleteError> {
+    let catalog = Catalog::load(store).await?;
+    if catalog.version(kind, key).is_none() {
+        return Err(StoreError::NotFound { kind, key: key.to_string() }.into());
+    }
+    let referrers = catalog.referrers(kind, key);
+    if !referrers.is_empty() {
+        return Err(DeleteError::Referenced { kind, key: key.to_string(), referrers });
+    }
+    store.apply(vec![Write::Delete { kind, key: key.to_string(), expected_version }], meta).await?;
+    Ok(())
+}
+
 /// Imports a flags file (SPEC 1.5): every flag and segment in it is created or replaced,
 /// items not in it are left alone, and items whose content is unchanged are not rewritten.
 /// The file must be valid on its own and the stored set with it applied must compile; then

@@ -6,6 +6,9 @@
 //! into the ingestor in batches. A full queue drops the event and counts it
 //! (`vexil_events_dropped_total`), so emitting never adds latency to a request or fails it.
 //!
+//! Evaluation counts an SDK reports may carry a `report_id`: the node remembers the newest
+//! [`REPORT_IDS`] of them, so a report sent again after its reply was lost is not counted twice.
+//!
 //! Shutdown (after the HTTP server has drained its requests) flushes the evaluation counts,
 //! appends what the queue still holds, closes open archive files, commits and closes the log.
 
@@ -14,6 +17,8 @@ use crate::service::experiments::Experiments;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{IntCounter, IntGauge};
+use std::collections::{HashMap, VecDeque};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -37,6 +42,8 @@ const QUEUE_CAPACITY: usize = 65_536;
 const QUEUE_BATCH: usize = 1_000;
 /// How often evaluation counts are flushed to the log.
 const COUNTS_FLUSH: Duration = Duration::from_secs(10);
+/// Evaluation-count report ids a node remembers (the newest), to recognise a report sent again.
+pub const REPORT_IDS: usize = 100_000;
 /// How long shutdown waits for the pipeline to process what is in the log.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -51,6 +58,44 @@ pub struct Events {
     log: Option<Arc<FileLog>>,
     stop: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    report_ids: Mutex<ReportIds>,
+}
+
+/// What became of an SDK's evaluation-count report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reported {
+    /// Added to the node's counts.
+    Counted,
+    /// A report with this id and these counts was counted already: not counted again.
+    Duplicate,
+    /// A report with this id but other counts was counted already: a sender's mistake, not counted.
+    IdReused,
+}
+
+/// The newest report ids with a fingerprint of their counts, oldest first in `order`.
+#[derive(Default)]
+struct ReportIds {
+    seen: HashMap<String, u64>,
+    order: VecDeque<String>,
+}
+
+impl ReportIds {
+    fn remember(&mut self, id: &str, fingerprint: u64) {
+        self.seen.insert(id.to_owned(), fingerprint);
+        self.order.push_back(id.to_owned());
+        while self.order.len() > REPORT_IDS {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+    }
+}
+
+/// The same counts in the same order (an SDK sends a report again unchanged) hash alike.
+fn fingerprint(counts: &[(&str, &str, u64)]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    counts.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Reads one of the pipeline's atomics.
@@ -245,7 +290,17 @@ impl Events {
             tokio::spawn(tracker.clone().run_flusher(bus.clone(), COUNTS_FLUSH, stop.clone().cancelled_owned())),
         ];
         registry.register([Box::new(Exported::new(metrics.clone())) as Box<dyn Collector>]);
-        Ok(Events { ingestor, dlq, pipeline, tracker, metrics, log, stop, tasks: Mutex::new(tasks) })
+        Ok(Events {
+            ingestor,
+            dlq,
+            pipeline,
+            tracker,
+            metrics,
+            log,
+            stop,
+            tasks: Mutex::new(tasks),
+            report_ids: Mutex::default(),
+        })
     }
 
     /// Queues an exposure event for the log; never waits, never fails (a full queue drops it
@@ -268,6 +323,21 @@ impl Events {
         for (flag, variant, n) in counts {
             self.tracker.record_many(flag, variant, n);
         }
+    }
+
+    /// Adds a report of evaluation counts unless its `report_id` was counted already.
+    pub fn add_reported_counts(&self, report_id: Option<&str>, counts: &[(&str, &str, u64)]) -> Reported {
+        if let Some(id) = report_id {
+            let fingerprint = fingerprint(counts);
+            let mut ids = self.report_ids.lock().expect("report ids poisoned");
+            match ids.seen.get(id) {
+                Some(&seen) if seen == fingerprint => return Reported::Duplicate,
+                Some(_) => return Reported::IdReused,
+                None => ids.remember(id, fingerprint),
+            }
+        }
+        self.add_evaluation_counts(counts.iter().copied());
+        Reported::Counted
     }
 
     /// Flushes and stops everything, in order: the server's queued events and evaluation

@@ -25,6 +25,10 @@ use tokio_util::sync::CancellationToken;
 use vexil_core::{FlagSet, ValidationErrors};
 use vexil_store::{EntityKind, ShownDocument, Store, StoreError};
 
+/// Each flag's evaluation counters, looked up on every evaluation by a key from the
+/// configuration (never from a client), so with the fast seeded hasher.
+type FlagCounterMap = HashMap<String, FlagCounters, foldhash::fast::RandomState>;
+
 /// One consistent view of the configuration at a store revision.
 pub struct Snapshot {
     pub flags: FlagSet,
@@ -42,7 +46,7 @@ pub struct Snapshot {
     pub sdk_document: Bytes,
     /// The compiled experiments, so assignment never reads configuration from the store.
     pub experiments: Experiments,
-    counters: HashMap<String, FlagCounters>,
+    counters: FlagCounterMap,
 }
 
 /// Why a snapshot could not be built.
@@ -57,7 +61,7 @@ pub enum LoadError {
 impl Snapshot {
     /// The placeholder served until the first load succeeds (`/ready` says 503 meanwhile).
     pub fn unloaded() -> Snapshot {
-        Snapshot::build(0, false, BTreeMap::new(), FlagSet::empty(), &HashMap::new())
+        Snapshot::build(0, false, BTreeMap::new(), FlagSet::empty(), &FlagCounterMap::default())
     }
 
     fn build(
@@ -65,7 +69,7 @@ impl Snapshot {
         loaded: bool,
         documents: BTreeMap<(EntityKind, String), Box<RawValue>>,
         flags: FlagSet,
-        counters: &HashMap<String, FlagCounters>,
+        counters: &FlagCounterMap,
     ) -> Snapshot {
         #[derive(Serialize)]
         struct SdkDocument<'a> {

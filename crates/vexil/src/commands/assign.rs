@@ -1,10 +1,10 @@
 //! `vexil assign --experiment KEY --user ID [--context JSON]`: a user's sticky variant in an
 //! experiment, through a running server (`--server`/`--key`) or directly on a data directory
-//! (see [`super::flags::Target`]). Directly, the assignment is stored exactly as the server
+//! (see [`super::target::Target`]). Directly, the assignment is stored exactly as the server
 //! would store it (same TTL settings, insert-if-absent), but no exposure event is emitted:
 //! the event pipeline belongs to the server.
 
-use super::flags::{block_on, print_json, Connection, Target};
+use super::target::{block_on, print_json, Connection, Target};
 use super::Outcome;
 use serde_json::{json, Value};
 use vexil_core::Context;

@@ -3,7 +3,7 @@
 //! list and purge are safe while a server runs; replay appends to the event log, so it needs the
 //! log to itself and asks to go through the server when one holds it.
 
-use super::flags::{block_on, form_encode, print_json, Connection, Target};
+use super::target::{block_on, form_encode, print_json, Connection, Target};
 use super::Outcome;
 use std::path::Path;
 use std::sync::Arc;

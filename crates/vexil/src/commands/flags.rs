@@ -1,131 +1,76 @@
-//! `vexil flags export|import`: flags files in and out of a vexil installation, either through
-//! a running server's admin API (`--server`/`--key`, or `VEXIL_URL`/`VEXIL_KEY`) or directly on
-//! a data directory (`--data-dir`, safe while a server runs on it: it sees the change within a
-//! second). Import is all or nothing in both modes. [`Target`] is shared with the other admin
-//! commands (`vexil keys`, `vexil stop`, `vexil rollout`, …).
+//! `vexil flags …`: the everyday flag commands (`list`, `get`, `set`, `toggle`, `delete`) and
+//! flags files in and out of an installation (`export`, `import`). Each acts through a running
+//! server or directly on a data directory (see [`super::target::Target`]); every change is
+//! validated against the whole configuration and audited with its reason in both modes.
 
+use super::target::{block_on, form_encode, print_json, Connection, Target, CLI_ACTOR};
 use super::Outcome;
-use serde_json::Value;
-use std::path::PathBuf;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use vexil_core::{parse_text, Format};
-use vexil_server::service::catalog::{import, Catalog, ImportError};
-use vexil_store::{ChangeMeta, Store};
-
-/// Where an admin command acts: a server, or a data directory.
-#[derive(clap::Args)]
-pub struct Target {
-    /// Base URL of a running server, e.g. http://127.0.0.1:8080.
-    #[arg(long, env = "VEXIL_URL", conflicts_with = "data_dir")]
-    server: Option<String>,
-    /// Admin key for --server.
-    #[arg(long, env = "VEXIL_KEY", hide_env_values = true)]
-    key: Option<String>,
-    /// Data directory to act on directly when no server is given [default: ./vexil-data].
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-}
-
-/// An open target.
-pub enum Connection {
-    Server { client: reqwest::Client, base: String, key: String },
-    Store(Arc<dyn Store>),
-}
-
-/// The actor recorded in the audit log for changes made directly on a data directory.
-pub const CLI_ACTOR: &str = "cli";
-
-impl Target {
-    /// Connects to the server, or opens the data directory, which must hold a store already:
-    /// acting on a directory that does not (a typo, the wrong working directory) would create
-    /// an empty store and report success on nothing.
-    pub async fn connect(&self) -> Result<Connection, String> {
-        if self.server.is_none() {
-            let dir = self.data_dir();
-            if !dir.join(vexil_store::sqlite::DB_FILE).is_file() {
-                return Err(format!(
-                    "{} is not a vexil data directory (it has no {}); give --data-dir, or --server \
-                     with --key, or start `vexil serve` there first",
-                    dir.display(),
-                    vexil_store::sqlite::DB_FILE
-                ));
-            }
-        }
-        self.connect_or_create().await
-    }
-
-    /// As [`Target::connect`], but creates a store in a missing data directory (for `keys
-    /// create`, the way to make the first admin key of a fresh store).
-    pub async fn connect_or_create(&self) -> Result<Connection, String> {
-        match &self.server {
-            Some(base) => {
-                let key = self.key.clone().ok_or("--server needs --key (or VEXIL_KEY) with an admin key")?;
-                Ok(Connection::Server {
-                    client: reqwest::Client::new(),
-                    base: base.trim_end_matches('/').to_string(),
-                    key,
-                })
-            }
-            None => Ok(Connection::Store(vexil_server::server::open_store(&self.data_dir()).await?)),
-        }
-    }
-
-    /// The data directory acted on when no server is given.
-    pub fn data_dir(&self) -> PathBuf {
-        self.data_dir.clone().unwrap_or_else(|| PathBuf::from("./vexil-data"))
-    }
-}
-
-impl Connection {
-    /// Calls the admin API; a non-success answer becomes the error, with its message and
-    /// every validation problem.
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<Value, String> {
-        let Connection::Server { client, base, key } = self else { unreachable!("only called for servers") };
-        let mut request = client.request(method, format!("{base}{path}")).bearer_auth(key);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request.send().await.map_err(|e| format!("cannot reach {base}: {e}"))?;
-        let status = response.status();
-        let text = response.text().await.map_err(|e| e.to_string())?;
-        let json: Value =
-            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
-        if status.is_success() {
-            return Ok(json);
-        }
-        let mut message =
-            format!("the server answered {status}: {}", json["error"]["message"].as_str().unwrap_or("(no message)"));
-        for problem in json["errors"].as_array().into_iter().flatten() {
-            message.push_str(&format!(
-                "\n  {}: {}",
-                problem["path"].as_str().unwrap_or(""),
-                problem["message"].as_str().unwrap_or("")
-            ));
-        }
-        Err(message)
-    }
-}
-
-/// Runs an async command body on a small runtime.
-pub fn block_on<F: std::future::Future<Output = Outcome>>(future: F) -> Outcome {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?
-        .block_on(future)
-}
-
-/// Prints a JSON value, pretty.
-pub fn print_json(value: &impl serde::Serialize) -> Outcome {
-    super::print_line(&serde_json::to_string_pretty(value).map_err(|e| e.to_string())?);
-    Ok(ExitCode::SUCCESS)
-}
+use vexil_server::service::catalog::{self, import, Catalog, ImportError};
+use vexil_store::{ChangeMeta, EntityKind, StoredDocument};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
+    /// List the stored flags: key, on/off, version and tags (or the whole documents as JSON).
+    List {
+        /// Only the flags with this tag.
+        #[arg(long)]
+        tag: Option<String>,
+        /// Print the stored documents as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print one stored flag as JSON.
+    Get {
+        /// The flag's key.
+        #[arg(value_name = "KEY")]
+        flag: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Create or replace one flag from a file holding the flag (JSON, or YAML by extension; - reads standard input).
+    Set {
+        /// The flag document's file.
+        file: PathBuf,
+        /// Reason recorded in the audit log.
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// The kill switch: turn a flag on or off (its `enabled` field), with the reason audited.
+    Toggle {
+        /// The flag's key.
+        #[arg(value_name = "KEY")]
+        flag: String,
+        /// Turn the flag on or off.
+        #[arg(value_enum)]
+        state: Switch,
+        /// Why (required): recorded in the audit log.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Delete a flag (refused while another flag names it as a prerequisite).
+    Delete {
+        /// The flag's key.
+        #[arg(value_name = "KEY")]
+        flag: String,
+        /// Reason recorded in the audit log.
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Print the stored flags and segments as a flags file.
     Export {
+        /// Output format.
         #[arg(long, value_enum, default_value = "yaml")]
         format: OutputFormat,
         #[command(flatten)]
@@ -146,6 +91,13 @@ pub enum Command {
     },
 }
 
+/// A kill switch position.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum OutputFormat {
     Yaml,
@@ -161,16 +113,191 @@ pub struct Args {
 pub fn run(args: Args) -> Outcome {
     block_on(async move {
         match args.command {
+            Command::List { tag, json, target } => list(tag, json, &target.connect().await?).await,
+            Command::Get { flag, target } => print_json(&stored_flag(&target.connect().await?, &flag).await?),
+            Command::Set { file, reason, target } => set(&file, reason, &target.connect().await?).await,
+            Command::Toggle { flag, state, reason, target } => {
+                toggle(&flag, state == Switch::On, reason, &target.connect().await?).await
+            }
+            Command::Delete { flag, reason, target } => delete(&flag, reason, &target.connect().await?).await,
             Command::Export { format, target } => export(format, &target.connect().await?).await,
             Command::Import { file, dry_run, reason, target } => {
-                let text =
-                    std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-                let document = parse_text(&text, Format::from_file_name(&file.to_string_lossy()))
-                    .map_err(|e| format!("{}: {e}", file.display()))?;
+                let document = read_document(&file)?;
                 import_file(&document, dry_run, reason, &target.connect().await?).await
             }
         }
     })
+}
+
+/// Reads a JSON or YAML document from a file, or from standard input for `-`.
+fn read_document(file: &Path) -> Result<Value, String> {
+    let text = if file == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).map_err(|e| format!("cannot read standard input: {e}"))?
+    } else {
+        std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?
+    };
+    parse_text(&text, Format::from_file_name(&file.to_string_lossy())).map_err(|e| format!("{}: {e}", file.display()))
+}
+
+/// `?reason=…` for a change's audit record, or nothing.
+fn reason_query(reason: Option<&str>) -> String {
+    reason.map(|r| format!("?reason={}", form_encode(r))).unwrap_or_default()
+}
+
+async fn list(tag: Option<String>, as_json: bool, connection: &Connection) -> Outcome {
+    let flags: Vec<Value> = match connection {
+        Connection::Server { .. } => {
+            let path =
+                format!("/v1/admin/flags{}", tag.map(|t| format!("?tag={}", form_encode(&t))).unwrap_or_default());
+            let mut answer = connection.call(reqwest::Method::GET, &path, None).await?;
+            serde_json::from_value(answer["flags"].take()).map_err(|e| format!("unexpected answer: {e}"))?
+        }
+        Connection::Store(store) => store
+            .list(EntityKind::Flag)
+            .await
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(StoredDocument::to_json)
+            .filter(|flag| tag.as_ref().is_none_or(|t| has_tag(flag, t)))
+            .collect(),
+    };
+    if as_json {
+        return print_json(&json!({ "flags": flags }));
+    }
+    super::print_text(&flag_table(&flags));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn has_tag(flag: &Value, tag: &str) -> bool {
+    flag["tags"].as_array().is_some_and(|tags| tags.iter().any(|t| t == tag))
+}
+
+/// One line per flag under a header, columns aligned: KEY, STATE (on/off), VERSION, TAGS.
+fn flag_table(flags: &[Value]) -> String {
+    let rows: Vec<[String; 4]> = flags
+        .iter()
+        .map(|flag| {
+            let tags: Vec<&str> = flag["tags"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            [
+                flag["key"].as_str().unwrap_or_default().to_string(),
+                if flag["enabled"] == false { "off" } else { "on" }.to_string(),
+                flag["version"].to_string(),
+                tags.join(","),
+            ]
+        })
+        .collect();
+    let header = ["KEY", "STATE", "VERSION", "TAGS"].map(str::to_string);
+    let width = |column: usize| rows.iter().chain([&header]).map(|r| r[column].chars().count()).max().unwrap_or(0);
+    let widths = [width(0), width(1), width(2)];
+    std::iter::once(&header)
+        .chain(&rows)
+        .map(|r| {
+            format!(
+                "{:w0$}  {:w1$}  {:w2$}  {}",
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2]
+            )
+        })
+        .map(|line| format!("{}\n", line.trim_end()))
+        .collect()
+}
+
+/// The stored flag, with its version and timestamps.
+async fn stored_flag(connection: &Connection, key: &str) -> Result<Value, String> {
+    match connection {
+        Connection::Server { .. } => {
+            connection.call(reqwest::Method::GET, &format!("/v1/admin/flags/{}", form_encode(key)), None).await
+        }
+        Connection::Store(store) => store
+            .get(EntityKind::Flag, key)
+            .await
+            .map_err(|e| e.to_string())?
+            .map(|doc| doc.to_json())
+            .ok_or_else(|| format!("no flag \"{key}\"")),
+    }
+}
+
+/// `vexil flags set`: the file holds one flag, validated against the whole stored
+/// configuration (its segments and prerequisites must exist).
+async fn set(file: &Path, reason: Option<String>, connection: &Connection) -> Outcome {
+    let flag = read_document(file)?;
+    if !flag.is_object() || flag.get("flags").is_some() {
+        return Err(format!(
+            "{}: expected one flag (an object with \"key\"); for a flags file use `vexil flags import`",
+            file.display()
+        ));
+    }
+    print_json(&write_flag(flag, None, reason, connection).await?)
+}
+
+/// Creates or replaces one flag; with `expected_version`, only if that is still the stored
+/// version. Returns the stored flag.
+async fn write_flag(
+    flag: Value,
+    expected_version: Option<u64>,
+    reason: Option<String>,
+    connection: &Connection,
+) -> Result<Value, String> {
+    match connection {
+        Connection::Server { .. } => {
+            let key = flag["key"].as_str().ok_or("the flag has no \"key\"")?;
+            let item = format!("/v1/admin/flags/{}", form_encode(key));
+            let exists = expected_version.is_some() || stored_flag(connection, key).await.is_ok();
+            let (method, path) = match exists {
+                true => (reqwest::Method::PUT, format!("{item}{}", reason_query(reason.as_deref()))),
+                false => (reqwest::Method::POST, format!("/v1/admin/flags{}", reason_query(reason.as_deref()))),
+            };
+            let condition: Vec<_> = expected_version.map(|v| ("If-Match", v.to_string())).into_iter().collect();
+            connection.call_with(method, &path, Some(&flag), &condition).await
+        }
+        Connection::Store(store) => {
+            let meta = ChangeMeta { actor: CLI_ACTOR.into(), reason };
+            match catalog::save(store.as_ref(), EntityKind::Flag, &flag, expected_version, &meta).await {
+                Ok(stored) => Ok(stored.into_json()),
+                Err(ImportError::Invalid(problems)) => {
+                    Err(problems.iter().map(|p| format!("\n  {p}")).fold("the flag is invalid:".into(), |a, b| a + &b))
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    }
+}
+
+/// `vexil flags toggle`: sets `enabled` on the stored flag, conditional on the version read, so
+/// a concurrent edit is never overwritten (409 instead). A flag already in that state is left
+/// alone.
+async fn toggle(key: &str, on: bool, reason: String, connection: &Connection) -> Outcome {
+    let mut flag = stored_flag(connection, key).await?;
+    if flag["enabled"] != on {
+        let version = flag["version"].as_u64();
+        if let Some(fields) = flag.as_object_mut() {
+            for server_managed in ["id", "version", "created_at", "updated_at"] {
+                fields.remove(server_managed);
+            }
+        }
+        flag["enabled"] = json!(on);
+        flag = write_flag(flag, version, Some(reason), connection).await?;
+    }
+    print_json(&flag)
+}
+
+async fn delete(key: &str, reason: Option<String>, connection: &Connection) -> Outcome {
+    match connection {
+        Connection::Server { .. } => {
+            let path = format!("/v1/admin/flags/{}{}", form_encode(key), reason_query(reason.as_deref()));
+            connection.call(reqwest::Method::DELETE, &path, None).await?;
+        }
+        Connection::Store(store) => {
+            let meta = ChangeMeta { actor: CLI_ACTOR.into(), reason };
+            catalog::delete(store.as_ref(), EntityKind::Flag, key, None, &meta).await.map_err(|e| e.to_string())?;
+        }
+    }
+    print_json(&json!({ "deleted": key }))
 }
 
 async fn export(format: OutputFormat, connection: &Connection) -> Outcome {
@@ -188,37 +315,36 @@ async fn export(format: OutputFormat, connection: &Connection) -> Outcome {
 }
 
 async fn import_file(document: &Value, dry_run: bool, reason: Option<String>, connection: &Connection) -> Outcome {
-    let report = match connection {
+    print_json(&import_report(document, dry_run, reason, connection).await?)
+}
+
+/// Imports a flags file; the report names what was created, updated and left unchanged.
+async fn import_report(
+    document: &Value,
+    dry_run: bool,
+    reason: Option<String>,
+    connection: &Connection,
+) -> Result<Value, String> {
+    match connection {
         Connection::Server { .. } => {
             let mut path = format!("/v1/admin/import?dry_run={dry_run}");
             if let Some(reason) = &reason {
                 path.push_str(&format!("&reason={}", form_encode(reason)));
             }
-            connection.call(reqwest::Method::POST, &path, Some(document)).await?
+            connection.call(reqwest::Method::POST, &path, Some(document)).await
         }
         Connection::Store(store) => {
             let meta = ChangeMeta { actor: CLI_ACTOR.into(), reason: reason.or_else(|| Some("import".into())) };
             match import(store.as_ref(), document, dry_run, &meta).await {
-                Ok(report) => serde_json::to_value(report).map_err(|e| e.to_string())?,
-                Err(e @ ImportError::Store(_)) => return Err(e.to_string()),
+                Ok(report) => serde_json::to_value(report).map_err(|e| e.to_string()),
+                Err(e @ ImportError::Store(_)) => Err(e.to_string()),
                 Err(ImportError::Invalid(problems)) => {
                     let listed = problems.iter().map(|p| format!("\n  {p}")).collect::<String>();
-                    return Err(format!("{}{listed}", ImportError::Invalid(problems)));
+                    Err(format!("{}{listed}", ImportError::Invalid(problems)))
                 }
             }
         }
-    };
-    print_json(&report)
-}
-
-/// Percent-encodes a query value.
-pub fn form_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    }
 }
 
 /// `document` as YAML that YAML 1.1 readers read back the same: a flag's variants `on` and

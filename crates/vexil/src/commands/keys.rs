@@ -1,7 +1,7 @@
 //! `vexil keys create|list|revoke`: API keys, through a server or directly on a data directory
-//! (see [`super::flags::Target`]). A created key's secret is printed once.
+//! (see [`super::target::Target`]). A created key's secret is printed once.
 
-use super::flags::{block_on, print_json, Connection, Target, CLI_ACTOR};
+use super::target::{block_on, print_json, Connection, Target, CLI_ACTOR};
 use super::Outcome;
 use serde_json::json;
 use vexil_store::{ChangeMeta, KeyKind};
@@ -27,8 +27,11 @@ impl Kind {
 pub enum Command {
     /// Create a key and print it with its secret (shown only this once).
     Create {
+        /// admin: the admin API; server: evaluation and events from a backend; client: the
+        /// browser-safe routes.
         #[arg(long, value_enum)]
         kind: Kind,
+        /// A name to recognise the key by (the service or team using it).
         #[arg(long)]
         name: String,
         #[command(flatten)]
@@ -41,6 +44,7 @@ pub enum Command {
     },
     /// Revoke a key by id.
     Revoke {
+        /// The key's id (from `vexil keys list`), not its secret.
         id: String,
         #[command(flatten)]
         target: Target,

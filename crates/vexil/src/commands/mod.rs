@@ -12,6 +12,7 @@ pub mod results;
 pub mod rollout;
 pub mod serve;
 pub mod stop;
+pub mod target;
 pub mod validate;
 
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! table, or as the API's JSON document with `--json`. Results need the server's event pipeline,
 //! so this command always goes through `--server` (or `VEXIL_URL`) with a server or admin key.
 
-use super::flags::{block_on, print_json};
+use super::target::{block_on, print_json};
 use super::Outcome;
 use serde_json::Value;
 use std::fmt::Write;

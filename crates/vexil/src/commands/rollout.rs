@@ -1,8 +1,8 @@
 //! `vexil rollout status|start|pause|resume|cancel FLAG`: a flag's progressive rollout plan (see
-//! docs/safety.md), through a server or on a data directory (see [`super::flags::Target`]).
+//! docs/safety.md), through a server or on a data directory (see [`super::target::Target`]).
 //! Plans are written with the admin API; the server's scheduler advances them.
 
-use super::flags::{block_on, form_encode, print_json, Connection, Target, CLI_ACTOR};
+use super::target::{block_on, form_encode, print_json, Connection, Target, CLI_ACTOR};
 use super::Outcome;
 use vexil_server::service::safety::plans::{Action, Loaded};
 use vexil_server::service::safety::signals::PipelineSignals;

@@ -6,7 +6,20 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use vexil_server::{PartialConfig, ServerConfig};
 
+/// The settings that have no command-line flag, named in `vexil serve --help`.
+const FILE_AND_ENVIRONMENT_ONLY: &str = "\
+More settings, only in the configuration file (key) or the environment (VEXIL_<KEY>):
+  access:     admin_key, metrics_key, auth_cache_ttl_secs, cors_enabled, cors_allowed_origins
+  HTTP edge:  header_read_timeout_ms, body_timeout_ms, keep_alive_timeout_secs, max_connections,
+              max_uri_bytes, max_header_bytes, rate_limit_per_key, rate_limit_burst
+  streams:    sse_heartbeat_secs, shutdown_timeout_secs
+  assignment: assignment_ttl_secs, assignment_cache_entries, assignment_fsync
+  safety:     safety_check_interval_ms, webhook_url, webhook_secret
+  events:     dlq_max_entries, dlq_max_bytes, dlq_max_payload_bytes
+Each is described with its default in docs/configuration.md.";
+
 #[derive(clap::Args)]
+#[command(after_help = FILE_AND_ENVIRONMENT_ONLY)]
 pub struct Args {
     /// Configuration file (TOML); default ./vexil.toml when it exists.
     #[arg(long, env = "VEXIL_CONFIG")]
@@ -75,4 +88,25 @@ pub fn run(args: Args) -> Outcome {
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(vexil_server::run(config))?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    /// `serve --help` names every setting that docs/configuration.md lists without a flag.
+    #[test]
+    fn help_names_every_setting_without_a_flag() {
+        let table = include_str!("../../../../docs/configuration.md");
+        let without_flag: Vec<&str> = table
+            .lines()
+            .filter_map(|row| {
+                let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+                (cells.len() > 4 && cells[1].starts_with('`') && cells[3] == "—").then(|| cells[1].trim_matches('`'))
+            })
+            .collect();
+        assert!(without_flag.len() > 10, "the settings table was not found");
+        let named =
+            |setting: &str| super::FILE_AND_ENVIRONMENT_ONLY.split([' ', ',', '\n']).any(|word| word == setting);
+        let missing: Vec<&&str> = without_flag.iter().filter(|s| !named(s)).collect();
+        assert!(missing.is_empty(), "not named in `vexil serve --help`: {missing:?}");
+    }
 }

@@ -1,10 +1,10 @@
 //! `vexil stop` and `vexil resume`: the emergency stop of SPEC 7 — every flag, the flags with a
 //! tag, or listed flags evaluate as `DISABLED` until `resume` lifts every stop and restores the
 //! previous state exactly. Through a server or on a data directory (see
-//! [`super::flags::Target`]); on a data directory the change is audited with actor `cli` and a
+//! [`super::target::Target`]); on a data directory the change is audited with actor `cli` and a
 //! running server picks it up within a second, but sends no webhook notification.
 
-use super::flags::{block_on, print_json, Connection, Target, CLI_ACTOR};
+use super::target::{block_on, print_json, Connection, Target, CLI_ACTOR};
 use super::Outcome;
 use serde_json::{json, Value};
 use std::process::ExitCode;

@@ -15,6 +15,11 @@ pub async fn run(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// [`run`] with the target options (`--server …` or `--data-dir …`) after `args`.
+async fn run_on(args: &[&str], target: &[&str]) -> (bool, String, String) {
+    run(&[args, target].concat()).await
+}
+
 const FILE: &str = r#"
 flags:
   - key: dark_mode
@@ -153,4 +158,91 @@ async fn exported_yaml_reads_back_the_same_in_a_yaml_1_1_reader() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let from_pyyaml: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(from_pyyaml, serde_json::from_str::<Value>(&json_text).unwrap(), "PyYAML read:\n{yaml}");
+}
+
+/// The everyday flag commands, the same through a server and directly on its data directory:
+/// list (table, tag filter, JSON), get, set (one flag, checked against the stored segments),
+/// toggle (the kill switch, audited with its reason, seen by evaluation) and delete.
+#[tokio::test]
+async fn everyday_flag_commands_work_through_a_server_and_on_a_data_directory() {
+    let server = Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let file = write("flags.yaml", FILE);
+    let data_dir = server.data_dir.to_str().unwrap().to_string();
+    let remote = ["--server", server.base.as_str(), "--key", ADMIN_KEY];
+    let local = ["--data-dir", data_dir.as_str()];
+    let (ok, _, err) = run(&[&["flags", "import", file.as_str()][..], &remote].concat()).await;
+    assert!(ok, "{err}");
+    let evaluate = |key: &'static str| {
+        let server = &server;
+        async move {
+            let request =
+                server.admin(Method::POST, &format!("/v1/flags/{key}/evaluate")).json(&json!({"user_id": "u"}));
+            Server::send(request).await
+        }
+    };
+
+    for (mode, target) in [("server", &remote[..]), ("data dir", &local[..])] {
+        let (ok, table, err) = run_on(&["flags", "list"], target).await;
+        assert!(ok, "{mode}: {err}");
+        let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+        assert_eq!(rows[0], ["KEY", "STATE", "VERSION", "TAGS"], "{mode}: {table}");
+        assert!(rows.iter().any(|r| r[..2] == ["dark_mode", "on"]), "{mode}: {table}");
+        let (_, listed, _) = run_on(&["flags", "list", "--json", "--tag", "none-has-it"], target).await;
+        assert_eq!(serde_json::from_str::<Value>(&listed).unwrap(), json!({"flags": []}), "{mode}");
+
+        let (ok, got, err) = run_on(&["flags", "get", "beta_banner"], target).await;
+        assert!(ok, "{mode}: {err}");
+        let got: Value = serde_json::from_str(&got).unwrap();
+        assert_eq!(got["rules"][0]["when"], json!({"segment": "testers"}), "{mode}");
+
+        // One flag that refers to a stored segment is valid on its own terms.
+        let flag = format!("{{\"key\": \"greeting_{}\", \"type\": \"string\", \"enabled\": true, \"variants\": {{\"hi\": \"hi\", \"off\": \"\"}}, \"off_variant\": \"off\", \"default\": {{\"variant\": \"off\"}}, \"rules\": [{{\"id\": \"t\", \"when\": {{\"segment\": \"testers\"}}, \"serve\": {{\"variant\": \"hi\"}}}}]}}", mode.len());
+        let (ok, stored, err) =
+            run_on(&["flags", "set", &write("greeting.json", &flag), "--reason", "new greeting"], target).await;
+        assert!(ok, "{mode}: {err}");
+        let stored: Value = serde_json::from_str(&stored).unwrap();
+        let created = stored["key"].as_str().unwrap();
+        assert_eq!(stored["version"], 1, "{mode}: {stored}");
+        let ghost = flag.replace("testers", "ghost");
+        let (ok, _, err) = run_on(&["flags", "set", &write("ghost.json", &ghost)], target).await;
+        assert!(!ok && err.contains("ghost"), "{mode}: an unknown segment is refused: {err}");
+        let (_, again, _) = run_on(&["flags", "get", created], target).await;
+        assert_eq!(
+            serde_json::from_str::<Value>(&again).unwrap()["version"],
+            1,
+            "{mode}: a refused set stores nothing"
+        );
+
+        let (ok, _, err) = run_on(&["flags", "toggle", "dark_mode", "off"], target).await;
+        assert!(!ok && err.contains("--reason"), "{mode}: the kill switch needs a reason: {err}");
+        let (ok, toggled, err) =
+            run_on(&["flags", "toggle", "dark_mode", "off", "--reason", &format!("incident via {mode}")], target).await;
+        assert!(ok, "{mode}: {err}");
+        assert_eq!(serde_json::from_str::<Value>(&toggled).unwrap()["enabled"], false, "{mode}");
+        eventually("evaluation answering DISABLED", || async {
+            (evaluate("dark_mode").await.1["reason"] == "DISABLED").then_some(())
+        })
+        .await;
+        let (_, audit) = server.call(Method::GET, "/v1/admin/audit?entity=flag&key=dark_mode", None).await;
+        assert_eq!(audit["records"][0]["reason"], format!("incident via {mode}"), "{mode}: {audit}");
+        let (ok, _, err) = run_on(&["flags", "toggle", "dark_mode", "on", "--reason", "over"], target).await;
+        assert!(ok, "{mode}: {err}");
+
+        let (ok, _, err) = run_on(&["flags", "delete", created, "--reason", "done"], target).await;
+        assert!(ok, "{mode}: {err}");
+        let (ok, _, err) = run_on(&["flags", "get", created], target).await;
+        assert!(!ok && !err.is_empty(), "{mode}: a deleted flag is gone");
+        let (ok, _, err) = run_on(&["flags", "delete", "no_such_flag"], target).await;
+        assert!(!ok && err.contains("no_such_flag"), "{mode}: {err}");
+    }
+    eventually("evaluation answering the flag turned on again", || async {
+        (evaluate("dark_mode").await.1["value"] == true).then_some(())
+    })
+    .await;
 }

@@ -112,6 +112,33 @@ async fn idle_connections_close_after_the_keep_alive_timeout() {
     assert_eq!(answer.matches("HTTP/1.1").count(), 1, "only the answer, no rejection after it: {answer}");
 }
 
+/// The timers follow a kept-alive connection through its requests: after an answered request,
+/// a head that stops halfway is cut off by the header timeout (shorter than the keep-alive
+/// timeout it replaces), and a connection used again within the keep-alive timeout stays open.
+#[tokio::test]
+async fn a_kept_alive_connection_gets_each_phases_timeout() {
+    let server = Server::start_with(with_env(&[
+        ("VEXIL_HEADER_READ_TIMEOUT_MS", "2500"),
+        ("VEXIL_KEEP_ALIVE_TIMEOUT_SECS", "30"),
+    ]))
+    .await;
+    let mut stream = connect(&server).await;
+    let mut answer = vec![0u8; 4096];
+    for _ in 0..3 {
+        stream.write_all(b"GET /health HTTP/1.1\r\nhost: localhost\r\n\r\n").await.unwrap();
+        let n = tokio::time::timeout(PATIENCE, stream.read(&mut answer)).await.expect("no answer").unwrap();
+        assert!(answer[..n].starts_with(b"HTTP/1.1 200 OK"), "{}", String::from_utf8_lossy(&answer[..n]));
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+    stream.write_all(b"GET /health HTTP/1.1\r\nhost: loc").await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut rest))
+        .await
+        .expect("the half-sent head was never cut off")
+        .unwrap();
+    assert_rejection(&String::from_utf8_lossy(&rest), 408, "request_timeout");
+}
+
 /// Opens `n` connections that send nothing.
 async fn idle_connections(server: &Server, n: usize) -> Vec<TcpStream> {
     let mut open = Vec::with_capacity(n);

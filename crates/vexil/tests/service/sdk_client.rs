@@ -288,6 +288,48 @@ async fn evaluation_counts_and_events_reach_the_server() {
 }
 
 #[tokio::test]
+async fn an_evaluation_count_report_sent_again_with_its_report_id_is_counted_once() {
+    let server = Server::start().await;
+    server.create("flags", json!({"key": "plain", "enabled": true, "default": {"variant": "on"}})).await;
+    let key = server.create_key("server").await;
+    let report = |id: &str, count: u64| {
+        let body = json!({"report_id": id, "counts": [{"flag": "plain", "variant": "on", "count": count}]});
+        Server::send(server.with_key(Method::POST, "/v1/events/evaluation-counts", &key).json(&body))
+    };
+    let (status, answer) = report("3f1c9a52-report-1", 7).await;
+    assert_eq!((status.as_u16(), answer), (200, json!({"accepted": 1, "duplicate": false})));
+    // The reply was lost, say, and the SDK sends the same report again: acknowledged, not counted.
+    for _ in 0..2 {
+        let (status, answer) = report("3f1c9a52-report-1", 7).await;
+        assert_eq!((status.as_u16(), answer), (200, json!({"accepted": 0, "duplicate": true})));
+    }
+    // The same id with other counts is a sender's mistake, refused and not counted.
+    let (status, answer) = report("3f1c9a52-report-1", 9).await;
+    assert_eq!(
+        (status.as_u16(), answer["error"]["code"].as_str(), answer["error"]["field"].as_str()),
+        (409, Some("report_id_reused"), Some("report_id"))
+    );
+    for bad in [String::new(), "two words".to_string(), "x".repeat(129), "caf\u{e9}".to_string()] {
+        let (status, answer) = report(&bad, 1).await;
+        assert_eq!(
+            (status.as_u16(), answer["error"]["code"].as_str(), answer["error"]["field"].as_str()),
+            (400, Some("invalid_report_id"), Some("report_id")),
+            "{bad:?}"
+        );
+    }
+    // A later report is counted. Counts are added as each request is answered, so once this one
+    // shows, everything sent before it does too: 7 + 1, not 7 + 7 + 7 + 1.
+    let (status, _) = report("3f1c9a52-report-2", 1).await;
+    assert_eq!(status.as_u16(), 200);
+    let total = eventually("the reports are counted", || async {
+        let total = counted(&server, "$evaluation:plain").await;
+        (total >= 8.0).then_some(total)
+    })
+    .await;
+    assert_eq!(total, 8.0);
+}
+
+#[tokio::test]
 async fn events_wait_for_an_unreachable_server_up_to_the_capacity_then_drop_and_count() {
     let base = format!("http://{}", free_address());
     let client = Client::start(sdk_options(&base, "k").event_capacity(5).report_interval(Duration::from_secs(3600)));

@@ -134,14 +134,7 @@ pub async fn delete(
     Change { kind, meta, expected_version }: Change,
     Path(key): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let referrers = catalog_with(&state, kind, &key).await?.referrers(kind, &key);
-    if !referrers.is_empty() {
-        return Err(ApiError::conflict(
-            "referenced",
-            format!("{kind} \"{key}\" is still referenced by {}", referrers.join(", ")),
-        ));
-    }
-    state.store.apply(vec![Write::Delete { kind, key, expected_version }], &meta).await?;
+    crate::service::catalog::delete(state.store.as_ref(), kind, &key, expected_version, &meta).await?;
     state.snapshots.catch_up(state.store.as_ref()).await;
     Ok(StatusCode::NO_CONTENT)
 }

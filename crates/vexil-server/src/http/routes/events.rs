@@ -6,6 +6,7 @@
 use crate::http::error::{from_bytes_rejection, ApiError};
 use crate::http::extract::ApiJson;
 use crate::http::state::AppState;
+use crate::service::events::Reported;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -86,10 +87,12 @@ pub async fn kinesis(
     }
 }
 
-/// `{"counts": [{"flag", "variant", "count"}]}`.
+/// `{"report_id", "counts": [{"flag", "variant", "count"}]}`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvaluationCountsRequest {
+    /// The sender's id of this report, the same when it sends the report again.
+    report_id: Option<String>,
     counts: Vec<EvaluationCount>,
 }
 
@@ -101,8 +104,11 @@ struct EvaluationCount {
     count: u64,
 }
 
-/// `POST /v1/events/evaluation-counts` → `{"accepted": n}`. The whole request is checked before
-/// any count is taken, so a refused request can be corrected and sent again without doubling.
+/// `POST /v1/events/evaluation-counts` → `{"accepted": n, "duplicate": false}`. The whole
+/// request is checked before any count is taken, so a refused request can be corrected and sent
+/// again without doubling. A report whose `report_id` this node counted recently is answered
+/// `{"accepted": 0, "duplicate": true}` and not counted again (its reply was lost); the same id
+/// with other counts is 409 `report_id_reused`.
 pub async fn evaluation_counts(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<EvaluationCountsRequest>,
@@ -126,6 +132,20 @@ pub async fn evaluation_counts(
             return Err(ApiError::bad_request("invalid_count", format!("{field} {rule}")).with_field(field));
         }
     }
-    state.events.add_evaluation_counts(request.counts.iter().map(|c| (c.flag.as_str(), c.variant.as_str(), c.count)));
-    Ok(Json(json!({"accepted": request.counts.len()})).into_response())
+    if let Some(id) = &request.report_id {
+        if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+            let message = "report_id must be 1 to 128 visible ASCII characters (a UUID, say)";
+            return Err(ApiError::bad_request("invalid_report_id", message).with_field("report_id"));
+        }
+    }
+    let counts: Vec<_> = request.counts.iter().map(|c| (c.flag.as_str(), c.variant.as_str(), c.count)).collect();
+    match state.events.add_reported_counts(request.report_id.as_deref(), &counts) {
+        Reported::Counted => Ok(Json(json!({"accepted": counts.len(), "duplicate": false})).into_response()),
+        Reported::Duplicate => Ok(Json(json!({"accepted": 0, "duplicate": true})).into_response()),
+        Reported::IdReused => Err(ApiError::conflict(
+            "report_id_reused",
+            "this report_id was counted with other counts; send a new report with a new id",
+        )
+        .with_field("report_id")),
+    }
 }

@@ -104,6 +104,19 @@ fn table(state: AppState) -> Table {
         .add(
             spec(
                 M::GET,
+                ofrep::EVENT_STREAM_PATH,
+                Some(Client),
+                "ofrep",
+                "OFREP event stream (SSE): a refetchEvaluation message per configuration change \
+                 (a client key may come as ?key=).",
+            )
+            .cors()
+            .key_in_query(),
+            ofrep::event_stream_route,
+        )
+        .add(
+            spec(
+                M::GET,
                 "/v1/sdk/flags",
                 Some(Server),
                 "sdk",
@@ -348,7 +361,8 @@ fn event_routes(t: &mut Table) {
             "/v1/events/evaluation-counts",
             Some(Server),
             "events",
-            "Add evaluation counts an SDK made in-process: {\"counts\": [{\"flag\", \"variant\", \"count\"}]}.",
+            "Add evaluation counts an SDK made in-process: {\"report_id\", \"counts\": [{\"flag\", \"variant\", \"count\"}]}; \
+             a report_id counted recently is a duplicate, not counted again.",
         ),
         events::evaluation_counts,
     )

@@ -6,19 +6,32 @@
 //! own body, `{"key", "errorCode", "errorDetails"}`, not the API's error shape. The bulk call
 //! answers `ETag` and honours `If-None-Match`: the tag covers the configuration revision and
 //! the request's context, so a changed context never gets a stale 304.
+//!
+//! Live updates follow OFREP's event streams (the protocol's ADR 8): the bulk answer carries
+//! `eventStreams` naming `GET /ofrep/v1/event-stream` (with `?key=` for a client key, which is
+//! how a browser's `EventSource` authenticates), an SSE stream sending
+//! `{"type": "refetchEvaluation", "etag": "\"<revision>\""}` (envelope `event: message`,
+//! `id: <revision>`) once per configuration change. The provider then re-fetches the bulk
+//! evaluation with `?flagConfigEtag=<etag>`; a node that has not loaded that revision yet (another
+//! node made the change) catches up with the store before answering, so the re-fetch never gets
+//! the configuration the event announced the end of.
 
+use crate::http::auth::{percent_encode, presented_secret, Caller};
+use crate::http::error::ApiError;
 use crate::http::extract::if_none_match;
 use crate::http::state::AppState;
 use crate::service::evaluation::{Outcome, Selection};
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use vexil_core::{Context, EvalError, Evaluation};
+use vexil_store::KeyKind;
 
 /// An OFREP failure: its status, `errorCode` and `errorDetails`.
 struct Failure {
@@ -165,8 +178,54 @@ fn eval_failure(e: &EvalError) -> Failure {
     }
 }
 
+/// The path of the OFREP event stream, which `eventStreams` names.
+pub const EVENT_STREAM_PATH: &str = "/ofrep/v1/event-stream";
+
+/// The bulk call's query: the SSE metadata of a re-fetch an event triggered.
+#[derive(serde::Deserialize)]
+pub struct BulkQuery {
+    /// The `etag` of the `refetchEvaluation` event: the configuration revision it announced.
+    #[serde(rename = "flagConfigEtag")]
+    flag_config_etag: Option<String>,
+    // `flagConfigLastModified` goes with an event's `lastModified`; vexil's events carry none,
+    // so it is accepted and ignored, like any other parameter.
+}
+
+/// The revision a `flagConfigEtag` names: `"42"` as the events send it (also `42`, `W/"42"`).
+fn announced_revision(etag: &str) -> Result<u64, Failure> {
+    let tag = etag.trim();
+    let tag = tag.strip_prefix("W/").unwrap_or(tag);
+    let tag = tag.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(tag);
+    tag.parse().map_err(|_| {
+        Failure::new(
+            StatusCode::BAD_REQUEST,
+            "GENERAL",
+            format!(
+                "flagConfigEtag must be the etag of a refetchEvaluation event, a quoted revision like \"42\"; got {etag:?}"
+            ),
+        )
+    })
+}
+
 /// `POST /ofrep/v1/evaluate/flags`: every flag for the context.
-pub async fn bulk(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn bulk(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    query: Result<Query<BulkQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let announced = match query {
+        Ok(Query(BulkQuery { flag_config_etag: Some(etag), .. })) => match announced_revision(&etag) {
+            Ok(revision) => Some(revision),
+            Err(failure) => return failure.response(None),
+        },
+        Ok(_) => None,
+        Err(rejection) => {
+            let details = format!("the query string is invalid: {}", rejection.body_text());
+            return Failure::new(StatusCode::BAD_REQUEST, "GENERAL", details).response(None);
+        }
+    };
     let request = match Request::parse(&body) {
         Ok(r) => r,
         Err(failure) => return failure.response(None),
@@ -175,12 +234,18 @@ pub async fn bulk(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         Ok(ctx) => ctx,
         Err(failure) => return failure.response(None),
     };
+    // An event from a node ahead of this one: load what it announced before answering.
+    if announced.is_some_and(|revision| revision > state.snapshots.current().revision) {
+        state.snapshots.catch_up(state.store.as_ref()).await;
+    }
     let snapshot = state.snapshots.read();
     let etag = bulk_etag(&request, snapshot.revision);
     if if_none_match(&headers, &etag) {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
     }
-    let flags = state.evaluator(&snapshot).evaluate(&ctx, Selection::All, bulk_entries).await;
+    let stream = event_stream(&caller, &headers);
+    let flags =
+        state.evaluator(&snapshot).evaluate(&ctx, Selection::All, |outcomes| bulk_entries(outcomes, stream)).await;
     ([(header::ETAG, etag)], flags).into_response()
 }
 
@@ -191,7 +256,7 @@ fn bulk_etag(request: &Request, revision: u64) -> String {
     format!("\"{revision}-{:016x}\"", hasher.finish())
 }
 
-fn bulk_entries(outcomes: Vec<Outcome<'_>>) -> Json<Value> {
+fn bulk_entries(outcomes: Vec<Outcome<'_>>, event_stream: Value) -> Json<Value> {
     let flags: Vec<BulkEntry> = outcomes
         .into_iter()
         .map(|(key, outcome)| match outcome {
@@ -199,5 +264,63 @@ fn bulk_entries(outcomes: Vec<Outcome<'_>>) -> Json<Value> {
             Err(e) => BulkEntry::Failure(eval_failure(&e).for_flag(key)),
         })
         .collect();
-    Json(json!({ "flags": flags }))
+    Json(json!({ "flags": flags, "eventStreams": [event_stream] }))
+}
+
+/// The `eventStreams` entry: a request URI on the provider's own OFREP origin, so the answer
+/// holds no host name a proxy in front of vexil would have to rewrite. For a client key the URI
+/// carries the key (`?key=`), as a browser's `EventSource` cannot send headers and client keys
+/// are public anyway; server and admin keys stay out of URLs and go in a header.
+fn event_stream(caller: &Caller, headers: &HeaderMap) -> Value {
+    let request_uri = match presented_secret(headers) {
+        Some(secret) if caller.kind == KeyKind::Client => format!("{EVENT_STREAM_PATH}?key={}", percent_encode(secret)),
+        _ => EVENT_STREAM_PATH.to_string(),
+    };
+    json!({"type": "sse", "endpoint": {"requestUri": request_uri}})
+}
+
+/// `GET /ofrep/v1/event-stream`: `refetchEvaluation` messages, one per configuration change.
+/// `Last-Event-ID` (sent by reconnecting SSE clients) is the revision last announced to the
+/// client; without it, or when it is older than the configuration, the stream starts with a
+/// message for the current revision.
+pub async fn event_stream_route(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    // An empty `Last-Event-ID` is what a client sends before it has seen any event.
+    let presented = headers.get("last-event-id").map(|v| v.to_str().unwrap_or("\u{fffd}").trim());
+    let last_seen = match presented.filter(|text| !text.is_empty()) {
+        None => None,
+        Some(text) => {
+            let revision = text.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_header",
+                    "Last-Event-ID must be the id of an event this stream sent (a revision number, e.g. 42)",
+                )
+                .with_field("Last-Event-ID")
+            })?;
+            Some(revision)
+        }
+    };
+    Ok(state.sdk_streams.open_ofrep(
+        state.snapshots.clone(),
+        last_seen,
+        state.config.sse_heartbeat,
+        state.shutdown.clone(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::sdk_stream::config_etag;
+
+    #[test]
+    fn flag_config_etags_name_a_revision() {
+        assert_eq!(announced_revision(&config_etag(42)).ok(), Some(42));
+        assert_eq!(announced_revision("42").ok(), Some(42));
+        assert_eq!(announced_revision("W/\"7\"").ok(), Some(7));
+        for bad in ["", "\"\"", "\"abc\"", "-1", "\"42", "99999999999999999999999"] {
+            let failure = announced_revision(bad).expect_err(bad);
+            assert_eq!((failure.status, failure.code), (StatusCode::BAD_REQUEST, "GENERAL"));
+            assert!(failure.details.contains("flagConfigEtag"), "{}", failure.details);
+        }
+    }
 }

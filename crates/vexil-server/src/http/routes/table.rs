@@ -4,11 +4,15 @@
 
 use crate::http::auth::{self, Access};
 use crate::http::state::AppState;
+use axum::extract::Request;
 use axum::handler::Handler;
 use axum::http::Method;
-use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::response::Response;
+use axum::routing::{on_service, MethodFilter, MethodRouter};
 use axum::{Extension, Router};
 use std::collections::BTreeMap;
+use std::convert::Infallible;
+use tower::{Layer, Service};
 use tower_http::compression::predicate::{DefaultPredicate, Predicate, SizeAbove};
 use tower_http::compression::CompressionLayer;
 use vexil_store::EntityKind;
@@ -24,6 +28,8 @@ pub struct RouteSpec {
     pub cors: bool,
     /// Whether its answer is compressed for clients that accept it; see [`RouteSpec::compressed`].
     pub compressed: bool,
+    /// Whether a client key may come in the query string; see [`RouteSpec::key_in_query`].
+    pub key_in_query: bool,
     pub tag: &'static str,
     pub summary: &'static str,
 }
@@ -36,7 +42,7 @@ pub fn spec(
     tag: &'static str,
     summary: &'static str,
 ) -> RouteSpec {
-    RouteSpec { method, path, access, cors: false, compressed: false, tag, summary }
+    RouteSpec { method, path, access, cors: false, compressed: false, key_in_query: false, tag, summary }
 }
 
 impl RouteSpec {
@@ -44,6 +50,13 @@ impl RouteSpec {
     /// a web page calls with a client key (evaluation, assignment, OFREP, event ingest).
     pub fn cors(mut self) -> RouteSpec {
         self.cors = true;
+        self
+    }
+
+    /// Takes a client key as `?key=` too, for a route that browsers call with `EventSource`,
+    /// which cannot send headers (the OFREP event stream).
+    pub fn key_in_query(mut self) -> RouteSpec {
+        self.key_in_query = true;
         self
     }
 
@@ -71,33 +84,42 @@ impl Table {
 
     pub fn add<H, T>(&mut self, spec: RouteSpec, handler: H) -> &mut Self
     where
-        H: Handler<T, AppState>,
+        H: Handler<T, AppState> + Sync,
         T: 'static,
     {
-        let route = on(method_filter(&spec.method), handler);
-        self.insert(spec, route)
+        let service = handler.with_state(self.state.clone());
+        self.insert(spec, service)
     }
 
     /// A route of the handlers shared by several kinds of document, told which kind it serves
     /// (read by [`crate::http::extract::Change`] and the handlers).
     pub fn add_document<H, T>(&mut self, kind: EntityKind, spec: RouteSpec, handler: H) -> &mut Self
     where
-        H: Handler<T, AppState>,
+        H: Handler<T, AppState> + Sync,
         T: 'static,
     {
-        let route = on(method_filter(&spec.method), handler).layer(Extension(kind));
-        self.insert(spec, route)
+        let service = Layer::layer(&Extension(kind), handler.with_state(self.state.clone()));
+        self.insert(spec, service)
     }
 
-    fn insert(&mut self, spec: RouteSpec, mut route: MethodRouter<AppState>) -> &mut Self {
-        if spec.compressed {
-            // Answers of a few hundred bytes gain nothing from compression and would pay its cost.
-            let worth_it = DefaultPredicate::new().and(SizeAbove::new(1024));
-            route = route.layer(CompressionLayer::new().compress_when(worth_it));
-        }
-        if let Some(access) = spec.access {
-            route = route.route_layer(auth::RequireKeyLayer { state: self.state.clone(), access });
-        }
+    /// Registers a route's service wrapped in what its spec asks for: the key check, then
+    /// compression. The stack is built here, around the handler, rather than with axum's route
+    /// layers, so that each route is boxed once: the router clones a route's boxed service for
+    /// every request.
+    fn insert<S>(&mut self, spec: RouteSpec, service: S) -> &mut Self
+    where
+        S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + Sync + 'static,
+        S::Future: Send + 'static,
+    {
+        let route = match spec.access {
+            Some(access) => {
+                let checked =
+                    auth::RequireKeyLayer { state: self.state.clone(), access, key_in_query: spec.key_in_query }
+                        .layer(service);
+                method_route(&spec, checked)
+            }
+            None => method_route(&spec, service),
+        };
         let entry =
             self.paths.remove(spec.path).map(|(existing, cors)| (existing.merge(route.clone()), cors || spec.cors));
         self.paths.insert(spec.path, entry.unwrap_or((route, spec.cors)));
@@ -132,6 +154,22 @@ impl Table {
             .merge(browser)
             .fallback(crate::http::error::not_found)
             .with_state(self.state)
+    }
+}
+
+/// The route of one method, its answers compressed if the spec asks for it.
+fn method_route<S>(spec: &RouteSpec, service: S) -> MethodRouter<AppState>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+{
+    let filter = method_filter(&spec.method);
+    if spec.compressed {
+        // Answers of a few hundred bytes gain nothing from compression and would pay its cost.
+        let worth_it = DefaultPredicate::new().and(SizeAbove::new(1024));
+        on_service(filter, CompressionLayer::new().compress_when(worth_it).layer(service))
+    } else {
+        on_service(filter, service)
     }
 }
 

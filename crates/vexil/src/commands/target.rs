@@ -1,0 +1,143 @@
+//! Where an admin command acts: a running server's admin API (`--server`/`--key`, or
+//! `VEXIL_URL`/`VEXIL_KEY`) or a data directory directly (`--data-dir`, safe while a server runs
+//! on it: the server sees the change within a second). Shared by every admin command.
+
+use super::Outcome;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use vexil_store::Store;
+
+/// Where an admin command acts: a server, or a data directory.
+#[derive(clap::Args)]
+pub struct Target {
+    /// Base URL of a running server, e.g. http://127.0.0.1:8080.
+    #[arg(long, env = "VEXIL_URL", conflicts_with = "data_dir")]
+    server: Option<String>,
+    /// Admin key for --server.
+    #[arg(long, env = "VEXIL_KEY", hide_env_values = true)]
+    key: Option<String>,
+    /// Data directory to act on directly when no server is given [default: ./vexil-data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+/// An open target.
+pub enum Connection {
+    Server { client: reqwest::Client, base: String, key: String },
+    Store(Arc<dyn Store>),
+}
+
+/// The actor recorded in the audit log for changes made directly on a data directory.
+pub const CLI_ACTOR: &str = "cli";
+
+impl Target {
+    /// Connects to the server, or opens the data directory, which must hold a store already:
+    /// acting on a directory that does not (a typo, the wrong working directory) would create
+    /// an empty store and report success on nothing.
+    pub async fn connect(&self) -> Result<Connection, String> {
+        if self.server.is_none() {
+            let dir = self.data_dir();
+            if !dir.join(vexil_store::sqlite::DB_FILE).is_file() {
+                return Err(format!(
+                    "{} is not a vexil data directory (it has no {}); give --data-dir, or --server \
+                     with --key, or start `vexil serve` there first",
+                    dir.display(),
+                    vexil_store::sqlite::DB_FILE
+                ));
+            }
+        }
+        self.connect_or_create().await
+    }
+
+    /// As [`Target::connect`], but creates a store in a missing data directory (for `keys
+    /// create`, the way to make the first admin key of a fresh store).
+    pub async fn connect_or_create(&self) -> Result<Connection, String> {
+        match &self.server {
+            Some(base) => {
+                let key = self.key.clone().ok_or("--server needs --key (or VEXIL_KEY) with an admin key")?;
+                Ok(Connection::Server {
+                    client: reqwest::Client::new(),
+                    base: base.trim_end_matches('/').to_string(),
+                    key,
+                })
+            }
+            None => Ok(Connection::Store(vexil_server::server::open_store(&self.data_dir()).await?)),
+        }
+    }
+
+    /// The data directory acted on when no server is given.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| PathBuf::from("./vexil-data"))
+    }
+}
+
+impl Connection {
+    /// Calls the admin API; a non-success answer becomes the error, with its message and
+    /// every validation problem.
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<Value, String> {
+        self.call_with(method, path, body, &[]).await
+    }
+
+    /// [`Connection::call`] with extra request headers (`If-Match`, `X-Vexil-Reason`).
+    pub async fn call_with(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, String)],
+    ) -> Result<Value, String> {
+        let Connection::Server { client, base, key } = self else { unreachable!("only called for servers") };
+        let mut request = client.request(method, format!("{base}{path}")).bearer_auth(key);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| format!("cannot reach {base}: {e}"))?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| e.to_string())?;
+        let json: Value =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        if status.is_success() {
+            return Ok(json);
+        }
+        let mut message =
+            format!("the server answered {status}: {}", json["error"]["message"].as_str().unwrap_or("(no message)"));
+        for problem in json["errors"].as_array().into_iter().flatten() {
+            message.push_str(&format!(
+                "\n  {}: {}",
+                problem["path"].as_str().unwrap_or(""),
+                problem["message"].as_str().unwrap_or("")
+            ));
+        }
+        Err(message)
+    }
+}
+
+/// Runs an async command body on a small runtime.
+pub fn block_on<F: std::future::Future<Output = Outcome>>(future: F) -> Outcome {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?
+        .block_on(future)
+}
+
+/// Prints a JSON value, pretty.
+pub fn print_json(value: &impl serde::Serialize) -> Outcome {
+    super::print_line(&serde_json::to_string_pretty(value).map_err(|e| e.to_string())?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Percent-encodes a query value.
+pub fn form_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
