@@ -7,7 +7,7 @@ Usage: python run_schemathesis.py PATH_TO_VEXIL_BINARY
 Prints Schemathesis's own report of each run, then "schemathesis: N passed, N failed" (one
 test per operation and run); exits non-zero when any failed.
 
-Environment: SCHEMATHESIS_MAX_EXAMPLES (per operation and phase, default 20) and
+Environment: SCHEMATHESIS_MAX_EXAMPLES (per operation and phase, default 100) and
 SCHEMATHESIS_SEED (default 20261204) make the run larger or different.
 """
 
@@ -76,7 +76,6 @@ def run(st, schema, base, name, headers, report_dir, max_examples, seed):
                "--max-examples", str(max_examples),
                "--seed", str(seed),
                "--workers", "2",
-               "--request-timeout", "30",
                "--generation-database", "none",
                "--suppress-health-check", "all",
                "--report", "junit", "--report-junit-path", junit,
@@ -103,7 +102,7 @@ def run(st, schema, base, name, headers, report_dir, max_examples, seed):
 def main():
     binary = sys.argv[1]
     st = os.path.join(os.path.dirname(sys.executable), "st")
-    max_examples = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "20"))
+    max_examples = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "100"))
     seed = int(os.environ.get("SCHEMATHESIS_SEED", "20261204"))
     with tempfile.TemporaryDirectory() as data_dir, tempfile.TemporaryDirectory() as report_dir:
         process, base = start_server(binary, data_dir, ADMIN_KEY)
