@@ -10,8 +10,8 @@
 # - Every engine (scripts/services/) and pyarrow (scripts/pyarrow.sh) must start or install; if
 #   one does not, no test runs and each missing one counts as failed.
 # - A test binary that dies without cargo's `test result:` line (abort, a signal, a stack
-#   overflow) counts as failed, and so does a cargo, OFREP or self-test run that fails without
-#   saying how many tests failed (a build error, a crash). `--no-fail-fast`: one failing binary
+#   overflow) counts as failed, and so does a cargo, OFREP, Schemathesis or self-test run that
+#   fails without saying how many tests failed (a build error, a crash). `--no-fail-fast`: one failing binary
 #   does not hide the ones after it.
 # - Tests skip only with VEXIL_TEST_ALLOW_SKIPS=1, for local partial runs: then an engine that
 #   does not start is noted and the tests that need it skip instead of failing.
@@ -29,15 +29,16 @@
 #   VEXIL_TEST_MANIFEST   the Cargo.toml to test (default: this repository's workspace)
 #   VEXIL_TEST_SERVICES   the folder of engine scripts (default: scripts/services)
 #   VEXIL_TEST_ENGINES    the engines to start from it (default when unset: "postgres broker s3")
-#   VEXIL_TEST_PARTS      what to run, in order (default when unset: "pyarrow cargo ofrep ops selftest";
-#                         "ofrep-web" adds the OpenFeature web provider check, which needs Node.js)
+#   VEXIL_TEST_PARTS      what to run, in order (default when unset: "pyarrow cargo ofrep schemathesis ops
+#                         selftest"; "ofrep-web" adds the OpenFeature web provider check, which needs
+#                         Node.js)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 manifest="${VEXIL_TEST_MANIFEST:-Cargo.toml}"
 services="${VEXIL_TEST_SERVICES:-scripts/services}"
 read -r -a engines <<<"${VEXIL_TEST_ENGINES-postgres broker s3}"
-read -r -a parts <<<"${VEXIL_TEST_PARTS-pyarrow cargo ofrep ops selftest}"
+read -r -a parts <<<"${VEXIL_TEST_PARTS-pyarrow cargo ofrep schemathesis ops selftest}"
 has_part() { [[ " ${parts[*]} " == *" $1 "* ]]; }
 
 # Only "1" allows skips; any other value is unset so the tests see the same strict decision.
@@ -164,6 +165,12 @@ for part in "${parts[@]}"; do
         # the service.
         bash scripts/ofrep-test.sh 2>&1 | tee "$log" || status=$?
         count_line ofrep "$status" "$log"
+        ;;
+    schemathesis)
+        # Property-based requests for every operation of the service's own OpenAPI document,
+        # with and without a key: no 5xx, every answer as documented.
+        bash scripts/schemathesis-test.sh 2>&1 | tee "$log" || status=$?
+        count_line schemathesis "$status" "$log"
         ;;
     ofrep-web)
         # Opt-in (not in the default parts: it needs Node.js and npm): the published OpenFeature

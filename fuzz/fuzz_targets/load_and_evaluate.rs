@@ -11,6 +11,8 @@ use serde_json::{Map, Value};
 use vexil_core::{Context, FlagSet, Format};
 
 const USERS: [&str; 4] = ["user_1", "", " ", "ünïcødé"];
+/// The evaluation time (milliseconds since the epoch) that schedules are judged at.
+const NOW_MILLIS: i64 = 1_796_000_000_000;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
@@ -24,11 +26,11 @@ fuzz_target!(|data: &[u8]| {
 
     for user in USERS {
         let ctx = Context::new(user, &attributes);
-        let first = set.evaluate_all(&ctx).map(|all| all.iter().map(|r| (r.variant, r.reason)).collect::<Vec<_>>());
-        let again = reloaded.evaluate_all(&ctx).map(|all| all.iter().map(|r| (r.variant, r.reason)).collect::<Vec<_>>());
+        let first = set.evaluate_all(&ctx, NOW_MILLIS).map(|all| all.iter().map(|r| (r.variant, r.reason)).collect::<Vec<_>>());
+        let again = reloaded.evaluate_all(&ctx, NOW_MILLIS).map(|all| all.iter().map(|r| (r.variant, r.reason)).collect::<Vec<_>>());
         assert_eq!(first, again, "round trip changed results for {user:?}");
         for flag in set.flags() {
-            let _ = set.evaluate(&flag.key, &ctx);
+            let _ = set.evaluate(&flag.key, &ctx, NOW_MILLIS);
         }
     }
 });

@@ -14,6 +14,8 @@
 //! [`metrics`] (the one Prometheus registry, which both layers register into) and [`logging`].
 
 pub mod config;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod http;
 pub mod logging;
 pub mod metrics;

@@ -44,6 +44,15 @@ fn bodies(spec: &RouteSpec) -> (Option<&'static str>, &'static str, Option<&'sta
             (request, if spec.method == Method::POST { "201" } else { "200" }, Some("Environment"))
         }
         (Method::GET, "/v1/admin/flags" | "/v1/admin/segments") => (None, "200", Some("DocumentList")),
+        (Method::POST, "/v1/admin/experiments/{key}/complete") => (Some("Completion"), "200", Some("Object")),
+        (Method::POST, p) if p.starts_with("/v1/admin/experiments/{key}/") => (None, "200", Some("Object")),
+        (Method::POST, "/v1/admin/flags/{key}/rollout-plan/{action}") => (None, "200", Some("Object")),
+        (Method::POST, "/v1/admin/emergency-stop/resume" | "/v1/admin/dlq/replay") => (None, "200", Some("Object")),
+        (Method::POST, "/v1/admin/emergency-stop") => (Some("Object"), "201", Some("Object")),
+        (Method::POST, "/v1/admin/budgets") => (Some("Object"), "201", Some("Object")),
+        (Method::POST, "/v1/assign") => (Some("Object"), "200", Some("Object")),
+        (Method::POST, "/v1/events" | "/v1/events/kinesis") => (Some("Object"), "200", Some("Object")),
+        (Method::DELETE, "/v1/admin/dlq") => (None, "200", Some("Object")),
         (Method::POST, _) => (Some(item_schema), "201", Some(item_schema)),
         (Method::GET, p) if p.starts_with("/v1/admin/") => (None, "200", Some(item_schema)),
         (Method::PUT, _) => (Some(item_schema), "200", Some(item_schema)),
@@ -60,6 +69,9 @@ fn operation(spec: &RouteSpec) -> Value {
         .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
         .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
         .collect();
+    parameters.extend(query_parameters(spec.path).iter().map(|(name, schema, required, description)| {
+        json!({"name": name, "in": "query", "required": required, "schema": schema, "description": description})
+    }));
     let header = |name: &str, description: &str| json!({"name": name, "in": "header", "required": false, "schema": {"type": "string"}, "description": description});
     match spec.method {
         Method::PUT | Method::DELETE => {
@@ -109,13 +121,16 @@ fn operation(spec: &RouteSpec) -> Value {
         |schema: &str| json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}});
     let mut responses = Map::new();
     let success = match (response, spec.path) {
-        (_, "/v1/sdk/stream") => {
-            json!({"description": "An event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}})
-        }
+        (_, "/v1/sdk/stream") => json!({"description": "An event stream", "content": {"text/event-stream": {"schema": {
+            "type": "object", "description": "One server-sent event; its data is JSON text.",
+            "properties": {"event": {"type": "string", "enum": ["put", "patch", "delete"]}, "data": {"type": "string"},
+                           "id": {"type": "string"}}}}}}),
         (_, "/ofrep/v1/event-stream") => json!({
             "description": "An event stream of `id: <revision>`, `event: message`, `data: OfrepRefetchEvent` \
                 (and `: heartbeat` comments)",
-            "content": {"text/event-stream": {"schema": {"type": "string"},
+            "content": {"text/event-stream": {"schema": {
+                "type": "object", "description": "One server-sent event; its data is an OfrepRefetchEvent as JSON text.",
+                "properties": {"event": {"type": "string"}, "data": {"type": "string"}, "id": {"type": "string"}}},
                 "x-data-schema": {"$ref": "#/components/schemas/OfrepRefetchEvent"}}}
         }),
         (_, "/metrics") => {
@@ -156,6 +171,15 @@ fn operation(spec: &RouteSpec) -> Value {
     if matches!(spec.method, Method::POST | Method::PUT | Method::DELETE) && spec.path.starts_with("/v1/admin/") {
         responses.insert("409".into(), error("Conflict: exists, version mismatch, or still referenced"));
     }
+    if matches!(
+        spec.path,
+        "/v1/events" | "/v1/events/kinesis" | "/v1/events/evaluation-counts" | "/v1/admin/dlq/replay"
+    ) {
+        responses.insert("503".into(), error("The event pipeline cannot take events now"));
+    }
+    if spec.path == "/v1/experiments/{key}/power" {
+        responses.insert("409".into(), error("not_enough_data: the control variant has no data for the metric yet"));
+    }
     if spec.path == "/v1/events/evaluation-counts" {
         responses.insert("409".into(), error("report_id_reused: the report_id was counted with other counts"));
     }
@@ -184,9 +208,75 @@ fn operation(spec: &RouteSpec) -> Value {
         "security": security,
     });
     if let Some(schema) = request {
-        op["requestBody"] = json!({"required": spec.method != Method::GET, "content": content(schema)});
+        // The winner of a completion is optional, and so is its body.
+        let required = spec.method != Method::GET && !spec.path.ends_with("/complete");
+        op["requestBody"] = json!({"required": required, "content": content(schema)});
     }
     op
+}
+
+/// The query parameters a route reads: (name, schema, required, description). The handlers
+/// validate them (400 naming the parameter), so the schemas only say what a valid value looks
+/// like.
+fn query_parameters(path: &str) -> Vec<(&'static str, Value, bool, &'static str)> {
+    let string = || json!({"type": "string"});
+    let integer = || json!({"type": "integer", "minimum": 0});
+    let time = || json!({"type": "string", "format": "date-time"});
+    match path {
+        "/v1/evaluate" => {
+            vec![("flag_key", string(), true, "The flag to evaluate."), ("user_id", string(), true, "The user.")]
+        }
+        "/v1/assign" => {
+            vec![("experiment_key", string(), true, "The experiment."), ("user_id", string(), true, "The user.")]
+        }
+        "/v1/admin/flags" | "/v1/admin/segments" | "/v1/admin/experiments" => {
+            vec![("tag", string(), false, "Only the documents with this tag.")]
+        }
+        "/v1/admin/import" => vec![("dry_run", json!({"type": "boolean"}), false, "Only validate; change nothing.")],
+        "/v1/admin/audit" => vec![
+            ("entity", string(), false, "flag, segment, experiment, key, ..."),
+            ("key", string(), false, "The entity's key."),
+            ("limit", integer(), false, "Records at most."),
+            ("before", integer(), false, "Records older than this id."),
+        ],
+        "/v1/admin/dlq" | "/v1/admin/dlq/replay" => vec![
+            ("code", string(), false, "Only letters with this error code."),
+            ("stage", string(), false, "Only letters rejected at this stage."),
+            ("since", time(), false, "Only letters since this time."),
+            ("after_id", integer(), false, "Letters after this id (paging)."),
+            ("ids", string(), false, "Comma-separated ids."),
+            ("limit", integer(), false, "Letters at most."),
+        ],
+        "/v1/stats/events" => vec![
+            ("event", string(), true, "The event name."),
+            ("window", json!({"type": "string", "enum": ["hour", "day"]}), false, "Counter granularity."),
+            ("from", time(), false, "Start of the range."),
+            ("to", time(), false, "End of the range."),
+            ("experiment", string(), false, "Only this experiment's exposures."),
+        ],
+        "/v1/experiments/{key}/results" => vec![
+            (
+                "method",
+                json!({"type": "string", "enum": ["frequentist", "sequential", "bayesian"]}),
+                false,
+                "Analysis method.",
+            ),
+            (
+                "correction",
+                json!({"type": "string", "enum": ["holm", "bh", "none"]}),
+                false,
+                "Multiple-comparison correction.",
+            ),
+        ],
+        "/v1/experiments/{key}/power" => vec![
+            ("metric", string(), false, "The metric to plan for."),
+            ("mde", json!({"type": "number"}), false, "Relative minimum detectable effect."),
+            ("users", integer(), false, "Users per variant."),
+            ("alpha", json!({"type": "number"}), false, "Significance level."),
+            ("power", json!({"type": "number"}), false, "Statistical power."),
+        ],
+        _ => Vec::new(),
+    }
 }
 
 /// The document for these routes.
@@ -254,6 +344,7 @@ fn schemas() -> Value {
     });
     // Apart from the rest: one `json!` of every schema exceeds the macro's recursion limit.
     let Value::Object(more) = json!({
+        "Completion": {"type": "object", "properties": {"winner": {"type": "string", "description": "A variant key"}}},
         "NewKey": {"type": "object", "required": ["kind", "name"], "properties": {
             "kind": {"type": "string", "enum": ["admin", "server", "client"]}, "name": {"type": "string"},
             "environment": {"type": "string", "description": "Server and client keys: the environment they act in (default: the default one)."},

@@ -130,7 +130,9 @@ impl Budget {
 
     /// Spend in the period holding `now`.
     pub fn spend(&self, signals: &dyn Signals, now: DateTime<Utc>) -> Result<Totals, String> {
-        signals.totals(&self.event, None, self.period_start(now), now + chrono::Duration::hours(1))
+        // Saturating, so no instant makes the arithmetic overflow.
+        let to = now.checked_add_signed(chrono::Duration::hours(1)).unwrap_or(DateTime::<Utc>::MAX_UTC);
+        signals.totals(&self.event, None, self.period_start(now), to)
     }
 
     /// Whether a flag with `key` and `tags` is in the budget's scope.

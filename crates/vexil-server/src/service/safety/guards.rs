@@ -83,7 +83,8 @@ impl Guard {
         now: DateTime<Utc>,
     ) -> Result<Reading, String> {
         let from = now.checked_sub_signed(self.window.delta()).unwrap_or(DateTime::<Utc>::MIN_UTC);
-        let to = now + chrono::Duration::hours(1);
+        // The hour holding `now`, whole; saturating, so no instant makes the arithmetic overflow.
+        let to = now.checked_add_signed(chrono::Duration::hours(1)).unwrap_or(DateTime::<Utc>::MAX_UTC);
         let events = signals.totals(&self.event, None, from, to)?;
         let (value, sample) = match self.signal {
             Signal::Count => (Some(events.count as f64), events.count),

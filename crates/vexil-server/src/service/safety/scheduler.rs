@@ -537,4 +537,16 @@ mod tests {
         let again = decide_budget(&budget(), decision.progress, &signals, now()).unwrap();
         assert!(!again.new_period);
     }
+
+    /// Found by the `rollout_plan` and `budget` fuzz targets: reading a guard or a budget's
+    /// spend at the last representable instant overflowed the window's end (a panic).
+    #[test]
+    fn guards_and_budgets_read_at_the_end_of_time() {
+        let signals = FakeSignals::default().with("checkout_error", 5, 5.0).with("llm_cost", 3, 300.0);
+        let end = DateTime::<Utc>::MAX_UTC;
+        let reading = guard(Signal::Count, 10.0, 0).read(&signals, "new_checkout", &[], end).unwrap();
+        assert_eq!(reading.verdict, Verdict::Pass);
+        let decision = decide_budget(&budget(), Progress::default(), &signals, end).unwrap();
+        assert_eq!(decision.spend, 300.0);
+    }
 }
