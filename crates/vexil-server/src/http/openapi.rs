@@ -143,9 +143,14 @@ fn operation(spec: &RouteSpec) -> Value {
     let error = |description: &str| json!({"description": description, "content": content("Error")});
     if spec.path == "/ofrep/v1/event-stream" {
         responses.insert("400".into(), error("Last-Event-ID is not a revision number (invalid_header)"));
+        responses.insert("404".into(), error("The environment named by ?env= or X-Vexil-Env does not exist"));
     } else if spec.path.starts_with("/ofrep/") {
         responses.insert("400".into(), json!({"description": "PARSE_ERROR, INVALID_CONTEXT or TARGETING_KEY_MISSING", "content": content("OfrepFailure")}));
-        responses.insert("404".into(), json!({"description": "FLAG_NOT_FOUND", "content": content("OfrepFailure")}));
+        // The flag is OFREP's to report; the environment is checked with the key, before OFREP.
+        responses.insert("404".into(), json!({
+            "description": "FLAG_NOT_FOUND (OFREP's shape), or environment_not_found (the API's error shape)",
+            "content": {"application/json": {"schema": {"oneOf": [
+                {"$ref": "#/components/schemas/OfrepFailure"}, {"$ref": "#/components/schemas/Error"}]}}}}));
     } else if spec.access.is_some() {
         responses.insert("400".into(), error("Invalid input"));
         responses.insert("404".into(), error("Unknown flag, document or route"));
