@@ -17,7 +17,7 @@ use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::service::environments::Environment;
 use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use pin_project_lite::pin_project;
 use sha2::{Digest, Sha256};
@@ -33,7 +33,9 @@ use tower::{Layer, Service, ServiceExt};
 use vexil_store::{Backend, ChangeMeta, KeyKind, Role, StoreError};
 
 /// The request and response header naming an environment.
-pub const ENV_HEADER: &str = "x-vexil-env";
+/// A `HeaderName` made once: looking a header up or inserting it by `&str` parses the name on
+/// every request.
+pub static ENV_HEADER: HeaderName = HeaderName::from_static("x-vexil-env");
 
 /// The least a route requires: `Admin` only admin keys, `Server` admin and server keys,
 /// `Client` any key.
@@ -274,7 +276,7 @@ where
                     request.extensions_mut().insert(caller);
                     request.extensions_mut().insert(environment);
                     let mut response = inner.oneshot(request).await?;
-                    response.headers_mut().insert(ENV_HEADER, named);
+                    response.headers_mut().insert(ENV_HEADER.clone(), named);
                     Ok(response)
                 };
                 return KeyChecked::Authenticating { future: Box::pin(future) };
@@ -404,7 +406,7 @@ fn named_environment(request: &mut Request) -> Option<String> {
         }
         _ => None,
     };
-    let from_header = request.headers().get(ENV_HEADER).map(|v| v.to_str().unwrap_or_default().trim().to_owned());
+    let from_header = request.headers().get(&ENV_HEADER).map(|v| v.to_str().unwrap_or_default().trim().to_owned());
     from_query.or(from_header)
 }
 
@@ -439,7 +441,7 @@ where
             KeyCheckedProjection::Admitted { future, environment } => {
                 let Ok(mut response) = std::task::ready!(future.poll(cx));
                 if let Some(named) = environment.take() {
-                    response.headers_mut().insert(ENV_HEADER, named);
+                    response.headers_mut().insert(ENV_HEADER.clone(), named);
                 }
                 Poll::Ready(Ok(response))
             }
