@@ -7,6 +7,7 @@
 //! - [`snapshot`]: the compiled configuration evaluation reads, swapped atomically on change;
 //! - [`catalog`]: whole-configuration checks for writes, deletes and imports;
 //! - [`environments`]: every environment's store and snapshot, and the environment document;
+//! - [`keys`]: what a new API key may be granted (its environment, role and scope);
 //! - [`experiments`]: experiment validation, lifecycle and the compiled set;
 //! - [`results`]: experiment results and auto-conclusion;
 //! - [`events`]: the event pipeline as the service runs it;
