@@ -10,6 +10,7 @@ use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use axum::Extension;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 use vexil_store::{ChangeMeta, EntityKind};
 
 /// `axum::Json` with errors in the API's shape.
@@ -207,4 +208,21 @@ impl FromRequestParts<crate::http::state::AppState> for EventsEnv {
         }
         Ok(EventsEnv(env))
     }
+}
+
+/// A replacement's body names the document of its path: a missing `key` is filled in from the
+/// path; a different one is 400 `key_mismatch`.
+pub fn path_key(body: &mut Value, key: &str) -> Result<(), ApiError> {
+    let Some(object) = body.as_object_mut() else { return Ok(()) };
+    match object.get("key") {
+        None => {
+            object.insert("key".into(), Value::String(key.to_owned()));
+        }
+        Some(k) if *k == key => {}
+        Some(k) => {
+            let message = format!("the body's key {k} is not the path's key \"{key}\"");
+            return Err(ApiError::bad_request("key_mismatch", message).with_field("key"));
+        }
+    }
+    Ok(())
 }

@@ -147,10 +147,13 @@ fn operation(spec: &RouteSpec) -> Value {
     } else if spec.path.starts_with("/ofrep/") {
         responses.insert("400".into(), json!({"description": "PARSE_ERROR, INVALID_CONTEXT or TARGETING_KEY_MISSING", "content": content("OfrepFailure")}));
         // The flag is OFREP's to report; the environment is checked with the key, before OFREP.
-        responses.insert("404".into(), json!({
+        responses.insert(
+            "404".into(),
+            json!({
             "description": "FLAG_NOT_FOUND (OFREP's shape), or environment_not_found (the API's error shape)",
             "content": {"application/json": {"schema": {"oneOf": [
-                {"$ref": "#/components/schemas/OfrepFailure"}, {"$ref": "#/components/schemas/Error"}]}}}}));
+                {"$ref": "#/components/schemas/OfrepFailure"}, {"$ref": "#/components/schemas/Error"}]}}}}),
+        );
     } else if spec.access.is_some() {
         responses.insert("400".into(), error("Invalid input"));
         responses.insert("404".into(), error("Unknown flag, document or route"));

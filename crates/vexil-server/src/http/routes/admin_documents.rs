@@ -6,7 +6,7 @@
 //! [`EntityKind`] it serves through a request extension.
 
 use crate::http::error::ApiError;
-use crate::http::extract::{ApiJson, ApiQuery, Change, Env};
+use crate::http::extract::{path_key, ApiJson, ApiQuery, Change, Env};
 use crate::service::catalog::{canonical, collection, Catalog};
 use crate::service::environments::Environment;
 use axum::extract::Path;
@@ -95,21 +95,7 @@ pub async fn replace(
     Path(key): Path<String>,
     ApiJson(mut body): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    if let Some(object) = body.as_object_mut() {
-        match object.get("key") {
-            None => {
-                object.insert("key".into(), Value::String(key.clone()));
-            }
-            Some(k) if *k == key.as_str() => {}
-            Some(k) => {
-                return Err(ApiError::bad_request(
-                    "key_mismatch",
-                    format!("the body's key {k} is not the path's key \"{key}\""),
-                )
-                .with_field("key"))
-            }
-        }
-    }
+    path_key(&mut body, &key)?;
     let catalog = catalog_with(&env, kind, &key).await?;
     let stored = catalog.body(kind, &key).cloned().unwrap_or_default();
     if kind == EntityKind::Experiment {

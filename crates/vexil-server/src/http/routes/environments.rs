@@ -5,7 +5,7 @@
 
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
-use crate::http::extract::{ApiJson, ApiQuery, ChangeReason, IfMatch};
+use crate::http::extract::{path_key, ApiJson, ApiQuery, ChangeReason, IfMatch};
 use crate::http::state::AppState;
 use crate::service::environments::{canonical, holdings};
 use axum::extract::{Path, State};
@@ -65,18 +65,7 @@ pub async fn replace(
     Path(key): Path<String>,
     ApiJson(mut body): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    if let Some(object) = body.as_object_mut() {
-        match object.get("key") {
-            None => {
-                object.insert("key".into(), Value::String(key.clone()));
-            }
-            Some(k) if *k == key.as_str() => {}
-            Some(k) => {
-                let message = format!("the body's key {k} is not the path's key \"{key}\"");
-                return Err(ApiError::bad_request("key_mismatch", message).with_field("key"));
-            }
-        }
-    }
+    path_key(&mut body, &key)?;
     let body = decode(&body)?;
     let write = Write::Update { kind: EntityKind::Environment, key, body, expected_version };
     let docs = state.environments.backend().apply_in(GLOBAL, vec![write], &caller.change(reason)).await?;
