@@ -36,8 +36,6 @@ pub struct Snapshot {
     /// Whether this snapshot was loaded from the store (the empty placeholder is not).
     pub loaded: bool,
     pub built_at: Instant,
-    /// `"<revision>"`: the ETag of everything derived from this snapshot alone.
-    pub etag: String,
     /// Flags and segments as the API shows them, by (kind, key), with the flags under an
     /// emergency stop shown `enabled: false`: the SDK document and the base of the stream's diffs.
     /// Kept serialised: as `Value`s (a B-tree node per object) they took about 13 KB per flag.
@@ -86,7 +84,6 @@ impl Snapshot {
             revision,
             loaded,
             built_at: Instant::now(),
-            etag: format!("\"{revision}\""),
             experiments: Experiments::default(),
             sdk_document: Bytes::from(serde_json::to_vec(&sdk).expect("JSON values serialise")),
             documents,

@@ -291,6 +291,21 @@ async fn keys_act_only_in_their_environment() {
         let production_server = create_key(&server, "server", "production").await;
         let staging_server = create_key(&server, "server", "staging").await;
         let staging_client = create_key(&server, "client", "staging").await;
+
+        // Every environment shares the store's revision, so the SDK document's tag names the
+        // environment: staging's tag is no 304 for production's key.
+        let sdk = |key: &str, etag: Option<&str>| {
+            let mut request = server.with_key(Method::GET, "/v1/sdk/flags", key);
+            if let Some(etag) = etag {
+                request = request.header("if-none-match", etag);
+            }
+            request.send()
+        };
+        let staging_sdk = sdk(&staging_server, None).await.unwrap();
+        let staging_etag = staging_sdk.headers()["etag"].to_str().unwrap().to_string();
+        assert_eq!(sdk(&staging_server, Some(&staging_etag)).await.unwrap().status(), StatusCode::NOT_MODIFIED);
+        let production_sdk = sdk(&production_server, Some(&staging_etag)).await.unwrap();
+        assert_eq!(production_sdk.status(), StatusCode::OK, "another environment's tag");
         let (_, default_key) =
             server.call(Method::POST, "/v1/admin/keys", Some(json!({"kind": "client", "name": "no env"}))).await;
         assert_eq!(default_key["environment"], "production", "a key without environment belongs to the default one");

@@ -240,7 +240,7 @@ pub async fn bulk(
         env.snapshots.catch_up(env.store.as_ref()).await;
     }
     let snapshot = env.snapshots.read();
-    let etag = bulk_etag(&request, snapshot.revision);
+    let etag = bulk_etag(&request, &env.key, snapshot.revision);
     if if_none_match(&headers, &etag) {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
     }
@@ -252,11 +252,12 @@ pub async fn bulk(
     ([(header::ETAG, etag)], flags).into_response()
 }
 
-/// The bulk answer's tag: the configuration revision and the request's context.
-fn bulk_etag(request: &Request, revision: u64) -> String {
+/// The bulk answer's tag: the environment, the configuration revision (shared by all
+/// environments) and the request's context.
+fn bulk_etag(request: &Request, environment: &str, revision: u64) -> String {
     let mut hasher = DefaultHasher::new();
     serde_json::to_string(request.attributes()).expect("JSON values serialise").hash(&mut hasher);
-    format!("\"{revision}-{:016x}\"", hasher.finish())
+    format!("\"{environment}-{revision}-{:016x}\"", hasher.finish())
 }
 
 fn bulk_entries(outcomes: Vec<Outcome<'_>>, event_stream: Value) -> Json<Value> {

@@ -15,16 +15,15 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-/// `GET /v1/sdk/flags`
+/// `GET /v1/sdk/flags`. The ETag names the environment as well as the revision, which all
+/// environments share: another environment's tag never gets a 304.
 pub async fn flags(Env(env): Env, headers: HeaderMap) -> Response {
     let snapshot = env.snapshots.current();
-    if if_none_match(&headers, &snapshot.etag) {
-        return (StatusCode::NOT_MODIFIED, [(header::ETAG, snapshot.etag.clone())]).into_response();
+    let etag = format!("\"{}-{}\"", env.key, snapshot.revision);
+    if if_none_match(&headers, &etag) {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
     }
-    (
-        [(header::ETAG, snapshot.etag.clone()), (header::CONTENT_TYPE, "application/json".into())],
-        snapshot.sdk_document.clone(),
-    )
+    ([(header::ETAG, etag), (header::CONTENT_TYPE, "application/json".into())], snapshot.sdk_document.clone())
         .into_response()
 }
 
