@@ -257,13 +257,8 @@ async fn write_flag(
         }
         Connection::Store(store) => {
             let meta = ChangeMeta { actor: CLI_ACTOR.into(), reason };
-            match catalog::save(store.as_ref(), EntityKind::Flag, &flag, expected_version, &meta).await {
-                Ok(stored) => Ok(stored.into_json()),
-                Err(ImportError::Invalid(problems)) => {
-                    Err(problems.iter().map(|p| format!("\n  {p}")).fold("the flag is invalid:".into(), |a, b| a + &b))
-                }
-                Err(e) => Err(e.to_string()),
-            }
+            let stored = catalog::save(store.as_ref(), EntityKind::Flag, &flag, expected_version, &meta).await;
+            stored.map(|stored| stored.into_json()).map_err(import_error_text)
         }
     }
 }
@@ -335,14 +330,8 @@ async fn import_report(
         }
         Connection::Store(store) => {
             let meta = ChangeMeta { actor: CLI_ACTOR.into(), reason: reason.or_else(|| Some("import".into())) };
-            match import(store.as_ref(), document, dry_run, &meta).await {
-                Ok(report) => serde_json::to_value(report).map_err(|e| e.to_string()),
-                Err(e @ ImportError::Store(_)) => Err(e.to_string()),
-                Err(ImportError::Invalid(problems)) => {
-                    let listed = problems.iter().map(|p| format!("\n  {p}")).collect::<String>();
-                    Err(format!("{}{listed}", ImportError::Invalid(problems)))
-                }
-            }
+            let report = import(store.as_ref(), document, dry_run, &meta).await.map_err(import_error_text)?;
+            serde_json::to_value(report).map_err(|e| e.to_string())
         }
     }
 }
@@ -368,4 +357,15 @@ pub fn yaml_text(document: &Value) -> Result<String, String> {
     yaml_rust2::YamlEmitter::new(&mut text).dump(&node(document)).map_err(|e| format!("writing YAML failed: {e}"))?;
     text.push('\n');
     Ok(text)
+}
+
+/// An import or save that failed, with every validation problem on a line of its own.
+fn import_error_text(error: ImportError) -> String {
+    match error {
+        ImportError::Invalid(problems) => {
+            let listed = problems.iter().map(|p| format!("\n  {p}")).collect::<String>();
+            format!("{}{listed}", ImportError::Invalid(problems))
+        }
+        store => store.to_string(),
+    }
 }
