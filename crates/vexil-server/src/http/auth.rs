@@ -262,19 +262,10 @@ where
                         Ok(None) => return Ok(ApiError::unauthorized().into_response()),
                         Err(e) => return Ok(ApiError::from(e).into_response()),
                     };
-                    if let Some(refused) = in_query.then(|| query_refusal(&caller)).flatten() {
-                        return Ok(refused);
-                    }
-                    if let Some(refused) = refusal(&state, access, &caller) {
-                        return Ok(refused);
-                    }
-                    let environment = match scope(&state, &caller, &mut request) {
-                        Ok(environment) => environment,
+                    let named = match admit(&state, access, caller, in_query, &mut request) {
+                        Ok(named) => named,
                         Err(refused) => return Ok(*refused),
                     };
-                    let named = env_header(&environment);
-                    request.extensions_mut().insert(caller);
-                    request.extensions_mut().insert(environment);
                     let mut response = inner.oneshot(request).await?;
                     response.headers_mut().insert(ENV_HEADER.clone(), named);
                     Ok(response)
@@ -282,21 +273,35 @@ where
                 return KeyChecked::Authenticating { future: Box::pin(future) };
             }
         };
-        if let Some(refused) = in_query.then(|| query_refusal(&caller)).flatten() {
-            return KeyChecked::Answered { response: Some(refused) };
+        match admit(&self.state, self.access, caller, in_query, &mut request) {
+            Ok(named) => KeyChecked::Admitted { future: self.inner.call(request), environment: Some(named) },
+            Err(refused) => KeyChecked::Answered { response: Some(*refused) },
         }
-        if let Some(refused) = refusal(&self.state, self.access, &caller) {
-            return KeyChecked::Answered { response: Some(refused) };
-        }
-        let environment = match scope(&self.state, &caller, &mut request) {
-            Ok(environment) => environment,
-            Err(refused) => return KeyChecked::Answered { response: Some(*refused) },
-        };
-        let named = env_header(&environment);
-        request.extensions_mut().insert(caller);
-        request.extensions_mut().insert(environment);
-        KeyChecked::Admitted { future: self.inner.call(request), environment: Some(named) }
     }
+}
+
+/// What follows a key's authentication, for a cached key and a looked-up one alike: the
+/// refusals (a server or admin key in the URL, a kind or rate limit, the environment), then the
+/// caller and its environment in the request's extensions. Answers the environment's name for
+/// the response's `X-Vexil-Env`.
+fn admit(
+    state: &AppState,
+    access: Access,
+    caller: Caller,
+    in_query: bool,
+    request: &mut Request,
+) -> Result<HeaderValue, Box<Response>> {
+    if let Some(refused) = in_query.then(|| query_refusal(&caller)).flatten() {
+        return Err(Box::new(refused));
+    }
+    if let Some(refused) = refusal(state, access, &caller) {
+        return Err(Box::new(refused));
+    }
+    let environment = scope(state, &caller, request)?;
+    let named = env_header(&environment);
+    request.extensions_mut().insert(caller);
+    request.extensions_mut().insert(environment);
+    Ok(named)
 }
 
 /// 403 for a server or admin key given in the URL: such keys go in a header.
