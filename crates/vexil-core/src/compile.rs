@@ -10,10 +10,10 @@ use crate::condition::{self, Matcher};
 use crate::context::AttributePath;
 use crate::error::{index, join, ValidationErrors};
 use crate::hash::SaltedHasher;
-use crate::model::{Flag, FlagType, FlagsDocument, Segment, Serve};
+use crate::model::{Condition, Flag, FlagType, FlagsDocument, Segment, Serve};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// Longest allowed chain of prerequisites (SPEC 3 step 4).
@@ -35,8 +35,21 @@ pub(crate) struct CompiledFlag {
     pub(crate) default: CompiledServe,
     /// No rules and no overrides: a fixed default is then reported as `STATIC`.
     pub(crate) is_static: bool,
+}
+
+/// A compiled flag as a set holds it: shared by the sets of successive snapshots (a write
+/// recompiles the flags it touches and shares the others), with the emergency stop beside it.
+#[derive(Debug, Clone)]
+pub(crate) struct FlagEntry {
+    pub(crate) compiled: Arc<CompiledFlag>,
     /// Under an emergency stop: evaluates as disabled whatever `enabled` says.
     pub(crate) stopped: bool,
+}
+
+impl FlagEntry {
+    fn new(compiled: CompiledFlag) -> FlagEntry {
+        FlagEntry { compiled: Arc::new(compiled), stopped: false }
+    }
 }
 
 #[derive(Debug)]
@@ -61,9 +74,9 @@ pub(crate) enum CompiledServe {
 }
 
 /// The compiled flags and segments of one document, in key order.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Compiled {
-    pub(crate) flags: Vec<CompiledFlag>,
+    pub(crate) flags: Vec<FlagEntry>,
     pub(crate) segments: Vec<Segment>,
     /// Compiled segment conditions, for experiments' targeting.
     pub(crate) segment_matchers: FxHashMap<String, Arc<Matcher>>,
@@ -83,23 +96,158 @@ pub(crate) fn compile(doc: FlagsDocument, broken_keys: &[String]) -> Result<Comp
         segment_table.resolve(&s.key, &join("segments", &s.key), &mut errors);
     }
 
+    let sources: Vec<&Flag> = flags.iter().collect();
     let flag_index: HashMap<&str, usize> = flags.iter().enumerate().map(|(i, f)| (f.key.as_str(), i)).collect();
-    check_prerequisite_graph(&flags, &flag_index, &mut errors);
+    check_prerequisite_graph(&sources, &flag_index, &mut errors);
 
     let mut compiled = Vec::with_capacity(flags.len());
     for flag in &flags {
         let path = join("flags", &flag.key);
         let mut flag_errors = ValidationErrors::default();
-        let result = compile_flag(flag, &flags, &flag_index, broken_keys, &mut segment_table, &mut flag_errors);
+        let result = compile_flag(flag, &sources, &flag_index, broken_keys, &mut segment_table, &mut flag_errors);
         errors.extend_within(&path, flag_errors);
         compiled.extend(result);
     }
     let segment_matchers = segment_table.into_compiled();
     errors.into_result(())?;
-    for (flag, source) in compiled.iter_mut().zip(flags) {
-        flag.source = source;
+    drop(sources);
+    let flags = compiled
+        .into_iter()
+        .zip(flags)
+        .map(|(mut flag, source)| {
+            flag.source = source;
+            FlagEntry::new(flag)
+        })
+        .collect();
+    Ok(Compiled { flags, segments, segment_matchers })
+}
+
+/// A compiled set with some flags and segments replaced (`Some`) or removed (`None`), checked as
+/// [`compile`] checks a whole document. Only what a change can affect is compiled again: the
+/// changed items, the segments that refer to a changed segment (transitively), the flags whose
+/// rules use one of those, the flags with a changed flag as a prerequisite and, when flags were
+/// added or removed (positions move), every flag with prerequisites. The other flags are shared
+/// with `base`. The prerequisite graph (cycles, depth) is checked whole: it is a walk over keys.
+pub(crate) fn recompile(
+    base: &Compiled,
+    flag_changes: BTreeMap<String, Option<Flag>>,
+    segment_changes: BTreeMap<String, Option<Segment>>,
+) -> Result<(Compiled, bool), ValidationErrors> {
+    let mut errors = ValidationErrors::default();
+
+    let mut segments: BTreeMap<&str, &Segment> = base.segments.iter().map(|s| (s.key.as_str(), s)).collect();
+    for (key, change) in &segment_changes {
+        match change {
+            Some(segment) => segments.insert(key, segment),
+            None => segments.remove(key.as_str()),
+        };
     }
-    Ok(Compiled { flags: compiled, segments, segment_matchers })
+    let segments: Vec<Segment> = segments.into_values().cloned().collect();
+    let mut dirty_segments: FxHashSet<&str> = segment_changes.keys().map(String::as_str).collect();
+    loop {
+        let before = dirty_segments.len();
+        for s in &segments {
+            if !dirty_segments.contains(s.key.as_str()) && mentions_any(&s.when, &dirty_segments) {
+                dirty_segments.insert(&s.key);
+            }
+        }
+        if dirty_segments.len() == before {
+            break;
+        }
+    }
+    let mut segment_table = SegmentTable::new(&segments, &[]);
+    for (key, matcher) in &base.segment_matchers {
+        if !dirty_segments.contains(key.as_str()) {
+            segment_table.compiled.insert(key.clone(), Some(matcher.clone()));
+        }
+    }
+    for s in &segments {
+        if dirty_segments.contains(s.key.as_str()) {
+            segment_table.resolve(&s.key, &join("segments", &s.key), &mut errors);
+        }
+    }
+
+    // Merge the changes into the base flags, both in key order.
+    enum Slot<'a> {
+        Kept(&'a FlagEntry),
+        New(Box<Flag>),
+    }
+    let mut keys_changed = false;
+    let mut slots: Vec<Slot<'_>> = Vec::with_capacity(base.flags.len() + flag_changes.len());
+    let changed_flags: FxHashSet<String> = flag_changes.keys().cloned().collect();
+    let mut changes = flag_changes.into_iter().peekable();
+    for entry in &base.flags {
+        let key = entry.compiled.source.key.as_str();
+        while let Some((_, change)) = changes.next_if(|(k, _)| k.as_str() < key) {
+            keys_changed |= change.is_some();
+            slots.extend(change.map(|f| Slot::New(Box::new(f))));
+        }
+        match changes.next_if(|(k, _)| k.as_str() == key) {
+            Some((_, change)) => {
+                keys_changed |= change.is_none();
+                slots.extend(change.map(|f| Slot::New(Box::new(f))));
+            }
+            None => slots.push(Slot::Kept(entry)),
+        }
+    }
+    for (_, change) in changes {
+        keys_changed |= change.is_some();
+        slots.extend(change.map(|f| Slot::New(Box::new(f))));
+    }
+
+    let sources: Vec<&Flag> = slots
+        .iter()
+        .map(|slot| match slot {
+            Slot::Kept(entry) => &entry.compiled.source,
+            Slot::New(flag) => flag,
+        })
+        .collect();
+    // Positions by key are needed only for prerequisites; most configurations have few or none.
+    let mut flag_index: HashMap<&str, usize> = HashMap::new();
+    if sources.iter().any(|f| !f.prerequisites.is_empty()) {
+        flag_index = sources.iter().enumerate().map(|(i, f)| (f.key.as_str(), i)).collect();
+        check_prerequisite_graph(&sources, &flag_index, &mut errors);
+    }
+
+    let mut flags = Vec::with_capacity(slots.len());
+    for (slot, source) in slots.iter().zip(&sources) {
+        let dirty = match slot {
+            Slot::New(_) => true,
+            Slot::Kept(_) => {
+                (!source.prerequisites.is_empty()
+                    && (keys_changed || source.prerequisites.iter().any(|p| changed_flags.contains(&p.flag))))
+                    || (!dirty_segments.is_empty()
+                        && source.rules.iter().any(|r| mentions_any(&r.when, &dirty_segments)))
+            }
+        };
+        match slot {
+            Slot::Kept(entry) if !dirty => flags.push((*entry).clone()),
+            _ => {
+                let mut flag_errors = ValidationErrors::default();
+                let result = compile_flag(source, &sources, &flag_index, &[], &mut segment_table, &mut flag_errors);
+                errors.extend_within(&join("flags", &source.key), flag_errors);
+                let stopped = match slot {
+                    Slot::Kept(entry) => entry.stopped,
+                    Slot::New(_) => false,
+                };
+                flags.extend(result.map(|compiled| FlagEntry { compiled: Arc::new(compiled), stopped }));
+            }
+        }
+    }
+    let segment_matchers = segment_table.into_compiled();
+    errors.into_result(())?;
+    drop(sources);
+    Ok((Compiled { flags, segments, segment_matchers }, keys_changed))
+}
+
+/// Whether a condition refers to one of the segments `keys`.
+fn mentions_any(condition: &Condition, keys: &FxHashSet<&str>) -> bool {
+    match condition {
+        Condition::Segment(key) => keys.contains(key.as_str()),
+        Condition::All(items) | Condition::Any(items) => items.iter().any(|c| mentions_any(c, keys)),
+        Condition::Not(inner) => mentions_any(inner, keys),
+        Condition::Compare(_) => false,
+    }
 }
 
 fn report_duplicates<'a>(
@@ -169,11 +317,11 @@ impl<'a> SegmentTable<'a> {
     }
 }
 
-fn check_prerequisite_graph(flags: &[Flag], index_of: &HashMap<&str, usize>, errors: &mut ValidationErrors) {
+fn check_prerequisite_graph(flags: &[&Flag], index_of: &HashMap<&str, usize>, errors: &mut ValidationErrors) {
     // Depth of the longest prerequisite chain below each flag; None while being visited.
     fn depth(
         i: usize,
-        flags: &[Flag],
+        flags: &[&Flag],
         index_of: &HashMap<&str, usize>,
         memo: &mut Vec<Option<Option<usize>>>,
         stack: &mut Vec<usize>,
@@ -219,7 +367,7 @@ fn check_prerequisite_graph(flags: &[Flag], index_of: &HashMap<&str, usize>, err
 
 fn compile_flag(
     flag: &Flag,
-    flags: &[Flag],
+    flags: &[&Flag],
     index_of: &HashMap<&str, usize>,
     broken_keys: &[String],
     segments: &mut SegmentTable<'_>,
@@ -329,7 +477,6 @@ fn compile_flag(
         rules: rules.into(),
         default: default?,
         is_static: flag.rules.is_empty() && overrides.is_empty(),
-        stopped: false,
     })
 }
 

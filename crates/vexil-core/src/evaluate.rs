@@ -3,7 +3,7 @@
 //! The evaluator borrows everything it returns from the compiled flag set, so evaluating a
 //! flag allocates nothing on the heap (a test with a counting allocator holds us to that).
 
-use crate::compile::{CompiledFlag, CompiledServe};
+use crate::compile::{CompiledFlag, CompiledServe, FlagEntry};
 use crate::context::{unit_bytes, Context};
 use crate::model::{Flag, FlagType};
 use serde::Serialize;
@@ -192,16 +192,12 @@ pub fn validate_user_id(user_id: &str) -> Result<(), EvalError> {
     }
 }
 
-pub(crate) fn evaluate<'a>(
-    flags: &'a [CompiledFlag],
-    i: usize,
-    ctx: &Context<'_>,
-    env: &EvalEnv<'a>,
-) -> Evaluation<'a> {
-    let flag = &flags[i];
+pub(crate) fn evaluate<'a>(flags: &'a [FlagEntry], i: usize, ctx: &Context<'_>, env: &EvalEnv<'a>) -> Evaluation<'a> {
+    let entry = &flags[i];
+    let flag: &CompiledFlag = &entry.compiled;
     let off = || flag.serve_variant(flag.off, Reason::Disabled, None);
 
-    if !flag.source.enabled || flag.stopped {
+    if !flag.source.enabled || entry.stopped {
         return off();
     }
     if let Some((enable_at, disable_at)) = flag.schedule {

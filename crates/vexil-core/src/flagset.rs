@@ -1,7 +1,7 @@
 //! A validated, compiled set of flags and segments that answers evaluations.
 
-use crate::compile::{self, CompiledFlag};
-use crate::condition::{self, CompiledCondition, Matcher};
+use crate::compile;
+use crate::condition::{self, CompiledCondition};
 use crate::context::Context;
 use crate::decode;
 use crate::error::{ValidationError, ValidationErrors};
@@ -40,13 +40,14 @@ pub fn parse_text(text: &str, format: Format) -> Result<Value, ValidationErrors>
     parsed.map_err(|message| ValidationErrors(vec![ValidationError::new("", message)]))
 }
 
-/// Flags and segments, validated as a whole and compiled for evaluation.
-#[derive(Debug)]
+/// Flags and segments, validated as a whole and compiled for evaluation. Each compiled flag is
+/// shared (`Arc`): a clone, or a set made by [`FlagSet::with_changes`], copies pointers, not
+/// flags.
+#[derive(Debug, Clone)]
 pub struct FlagSet {
-    flags: Vec<CompiledFlag>,
-    index: FxHashMap<Box<str>, usize>,
-    segments: Vec<Segment>,
-    segment_matchers: FxHashMap<String, Arc<Matcher>>,
+    compiled: compile::Compiled,
+    /// Position of each flag by key; shared while the keys stay the same.
+    index: Arc<FxHashMap<Box<str>, usize>>,
 }
 
 impl FlagSet {
@@ -56,13 +57,32 @@ impl FlagSet {
     }
 
     fn from_compiled(compiled: compile::Compiled) -> FlagSet {
-        let index = compiled.flags.iter().enumerate().map(|(i, f)| (f.source.key.as_str().into(), i)).collect();
-        FlagSet {
-            flags: compiled.flags,
-            index,
-            segments: compiled.segments,
-            segment_matchers: compiled.segment_matchers,
+        let index =
+            compiled.flags.iter().enumerate().map(|(i, f)| (f.compiled.source.key.as_str().into(), i)).collect();
+        FlagSet { compiled, index: Arc::new(index) }
+    }
+
+    /// This set with stored flags and segments created or replaced (`Some` document, as stored:
+    /// server-managed fields allowed) or removed (`None`), by key, validated as a whole like
+    /// [`FlagSet::from_items`] (problems carry document paths, `flags.KEY.rules[0]`) but
+    /// compiling only what the changes can affect; every other compiled flag is shared with
+    /// `self`. Stops carry over to the flags that stay; set them again after.
+    pub fn with_changes(
+        &self,
+        flags: impl IntoIterator<Item = (String, Option<Value>)>,
+        segments: impl IntoIterator<Item = (String, Option<Value>)>,
+    ) -> Result<FlagSet, ValidationErrors> {
+        let mut errors = ValidationErrors::default();
+        let flags = decode_changes(flags, "flags", decode::decode_stored_flag, |f| &f.key, &mut errors);
+        let segments = decode_changes(segments, "segments", decode::decode_stored_segment, |s| &s.key, &mut errors);
+        if !errors.is_empty() {
+            return Err(errors);
         }
+        let (compiled, keys_changed) = compile::recompile(&self.compiled, flags, segments)?;
+        if keys_changed {
+            return Ok(FlagSet::from_compiled(compiled));
+        }
+        Ok(FlagSet { compiled, index: self.index.clone() })
     }
 
     /// Parses, decodes and compiles a flags file.
@@ -96,40 +116,45 @@ impl FlagSet {
         }
     }
 
+    /// Whether `other` has the same flag keys in the same positions because it was made from
+    /// this set by [`FlagSet::with_changes`] that created and removed none (shares the index).
+    pub fn same_keys(&self, other: &FlagSet) -> bool {
+        Arc::ptr_eq(&self.index, &other.index)
+    }
+
     pub fn empty() -> FlagSet {
-        FlagSet {
+        FlagSet::from_compiled(compile::Compiled {
             flags: Vec::new(),
-            index: FxHashMap::default(),
             segments: Vec::new(),
             segment_matchers: FxHashMap::default(),
-        }
+        })
     }
 
     pub fn len(&self) -> usize {
-        self.flags.len()
+        self.compiled.flags.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.flags.is_empty()
+        self.compiled.flags.is_empty()
     }
 
     pub fn get(&self, key: &str) -> Option<&Flag> {
-        self.index.get(key).map(|i| &self.flags[*i].source)
+        self.index.get(key).map(|i| &self.compiled.flags[*i].compiled.source)
     }
 
     /// The flags in key order.
     pub fn flags(&self) -> impl ExactSizeIterator<Item = &Flag> {
-        self.flags.iter().map(|f| &f.source)
+        self.compiled.flags.iter().map(|f| &f.compiled.source)
     }
 
     /// The segments in key order.
     pub fn segments(&self) -> &[Segment] {
-        &self.segments
+        &self.compiled.segments
     }
 
     /// The document this set was compiled from (what `vexil flags export` writes).
     pub fn document(&self) -> FlagsDocument {
-        FlagsDocument { flags: self.flags().cloned().collect(), segments: self.segments.clone() }
+        FlagsDocument { flags: self.flags().cloned().collect(), segments: self.compiled.segments.clone() }
     }
 
     /// Compiles a condition (an experiment's targeting, a metric's filter) against this set's
@@ -137,7 +162,7 @@ impl FlagSet {
     pub fn compile_condition(&self, condition: &Condition, path: &str) -> Result<CompiledCondition, ValidationErrors> {
         let mut errors = ValidationErrors::default();
         let mut resolve = |key: &str, at: &str, errors: &mut ValidationErrors| {
-            let found = self.segment_matchers.get(key).cloned();
+            let found = self.compiled.segment_matchers.get(key).cloned();
             if found.is_none() {
                 errors.push(at, format!("unknown segment \"{key}\""));
             }
@@ -152,8 +177,8 @@ impl FlagSet {
 
     /// Puts flags under an emergency stop (they evaluate as `DISABLED`) or lifts it.
     pub fn set_stopped(&mut self, mut stopped: impl FnMut(&Flag) -> bool) {
-        for f in &mut self.flags {
-            f.stopped = stopped(&f.source);
+        for f in &mut self.compiled.flags {
+            f.stopped = stopped(&f.compiled.source);
         }
     }
 
@@ -171,7 +196,7 @@ impl FlagSet {
     ) -> Result<Evaluation<'a>, EvalError> {
         validate_user_id(ctx.user_id())?;
         let i = *self.index.get(key).ok_or_else(|| EvalError::FlagNotFound(key.to_string()))?;
-        Ok(evaluate::evaluate(&self.flags, i, ctx, env))
+        Ok(evaluate::evaluate(&self.compiled.flags, i, ctx, env))
     }
 
     /// The position of the flag `key` in key order, for [`FlagSet::evaluate_at`]: a caller
@@ -188,10 +213,10 @@ impl FlagSet {
         env: &EvalEnv<'a>,
     ) -> Result<Evaluation<'a>, EvalError> {
         validate_user_id(ctx.user_id())?;
-        if position >= self.flags.len() {
+        if position >= self.compiled.flags.len() {
             return Err(EvalError::FlagNotFound(format!("#{position}")));
         }
-        Ok(evaluate::evaluate(&self.flags, position, ctx, env))
+        Ok(evaluate::evaluate(&self.compiled.flags, position, ctx, env))
     }
 
     /// Evaluates every flag at `now_millis`, in key order.
@@ -205,6 +230,34 @@ impl FlagSet {
         env: &EvalEnv<'a>,
     ) -> Result<Vec<Evaluation<'a>>, EvalError> {
         validate_user_id(ctx.user_id())?;
-        Ok((0..self.flags.len()).map(|i| evaluate::evaluate(&self.flags, i, ctx, env)).collect())
+        Ok((0..self.compiled.flags.len()).map(|i| evaluate::evaluate(&self.compiled.flags, i, ctx, env)).collect())
     }
+}
+
+/// The changes of [`FlagSet::with_changes`] decoded, by key; problems are added to `errors`.
+fn decode_changes<T>(
+    changes: impl IntoIterator<Item = (String, Option<Value>)>,
+    collection: &str,
+    decode: fn(&Value) -> Result<T, ValidationErrors>,
+    key_of: fn(&T) -> &str,
+    errors: &mut ValidationErrors,
+) -> std::collections::BTreeMap<String, Option<T>> {
+    let mut decoded = std::collections::BTreeMap::new();
+    for (key, value) in changes {
+        let item = match value.as_ref().map(decode) {
+            None => None,
+            Some(Ok(item)) if key_of(&item) == key => Some(item),
+            Some(Ok(item)) => {
+                let message = format!("the document's key is \"{}\"", key_of(&item));
+                errors.push(crate::error::join(collection, &key), message);
+                continue;
+            }
+            Some(Err(problems)) => {
+                errors.0.extend(problems.0);
+                continue;
+            }
+        };
+        decoded.insert(key, item);
+    }
+    decoded
 }

@@ -27,6 +27,7 @@ pub mod experiment;
 mod flagset;
 pub mod hash;
 pub mod model;
+mod record_json;
 
 pub use compile::MAX_PREREQUISITE_DEPTH;
 pub use condition::CompiledCondition;

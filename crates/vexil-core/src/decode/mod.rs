@@ -85,6 +85,20 @@ pub fn decode_flag(value: &Value) -> Result<Flag, ValidationErrors> {
     r.finish(flag)
 }
 
+/// Decodes one stored flag of a set, with the paths of a whole document (`flags.KEY.rules[0]`).
+pub(crate) fn decode_stored_flag(value: &Value) -> Result<Flag, ValidationErrors> {
+    let mut r = Reader::default();
+    let flag = r.flag(value, "flags", true);
+    r.finish(flag)
+}
+
+/// Decodes one stored segment of a set, with the paths of a whole document.
+pub(crate) fn decode_stored_segment(value: &Value) -> Result<Segment, ValidationErrors> {
+    let mut r = Reader::default();
+    let segment = r.segment(value, "segments", true);
+    r.finish(segment)
+}
+
 /// Decodes one segment, with paths relative to the segment.
 pub fn decode_segment(value: &Value) -> Result<Segment, ValidationErrors> {
     let mut r = Reader::default();
