@@ -33,8 +33,9 @@ pub mod testkit;
 pub use error::StoreError;
 pub use model::{is_environment_key, now, DEFAULT_ENVIRONMENT, GLOBAL};
 pub use model::{
-    ApiKey, Assignment, AuditQuery, AuditRecord, ChangeMeta, EntityKind, Flush, KeyGrant, KeyKind, NewAuditRecord,
-    Role, ShownDocument, StoredDocument, Timestamp, UnknownName, Write, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT,
+    ApiKey, Assignment, AuditQuery, AuditRecord, ChangeMeta, DocumentChanges, EntityKind, Flush, KeyGrant, KeyKind,
+    NewAuditRecord, Role, ShownDocument, StoredDocument, Timestamp, UnknownName, Write, DEFAULT_AUDIT_LIMIT,
+    MAX_AUDIT_LIMIT,
 };
 pub use scoped::Scoped;
 
@@ -66,6 +67,12 @@ pub trait DocumentStore: Send + Sync {
     /// One revision for all environments.
     async fn revision(&self) -> Result<u64, StoreError>;
 
+    /// [`ConfigStore::changes_since`] in `env`; `None` where the backend cannot tell.
+    async fn changes_since_in(&self, env: &str, revision: u64) -> Result<Option<DocumentChanges>, StoreError> {
+        let _ = (env, revision);
+        Ok(None)
+    }
+
     fn watch(&self) -> watch::Receiver<u64>;
 }
 
@@ -73,6 +80,9 @@ pub trait DocumentStore: Send + Sync {
 /// [`EntityKind`]. Implemented by [`Scoped`] over a backend's [`DocumentStore`].
 #[async_trait::async_trait]
 pub trait ConfigStore: Send + Sync {
+    /// The environment whose documents these are.
+    fn environment(&self) -> &str;
+
     /// The current document, if there is one.
     async fn get(&self, kind: EntityKind, key: &str) -> Result<Option<StoredDocument>, StoreError>;
 
@@ -93,6 +103,16 @@ pub trait ConfigStore: Send + Sync {
     ///
     /// Returns, for each write in order, the stored document afterwards (`None` for deletes).
     async fn apply(&self, writes: Vec<Write>, meta: &ChangeMeta) -> Result<Vec<Option<StoredDocument>>, StoreError>;
+
+    /// The documents of this environment written or deleted after `revision`, consistent with
+    /// the revision they bring the reader to: a reader that holds the configuration at
+    /// `revision` patches it instead of reading everything again. `None` when the backend
+    /// cannot tell (the reader then reads everything). A change of another environment moves
+    /// the revision and lists nothing here.
+    async fn changes_since(&self, revision: u64) -> Result<Option<DocumentChanges>, StoreError> {
+        let _ = revision;
+        Ok(None)
+    }
 
     /// A global revision that grows with every committed change of documents, whichever
     /// process committed it. Nodes compare it to know whether their cached configuration is

@@ -88,6 +88,7 @@ named_enum! {
         Budget = "budget",
         RolloutPlan = "rollout_plan",
         Environment = "environment",
+        ChangeRequest = "change_request",
     }
 }
 
@@ -197,6 +198,18 @@ impl StoredDocument {
 pub struct ShownDocument {
     pub key: String,
     pub json: Box<RawValue>,
+}
+
+/// What changed in one environment's documents after a revision
+/// ([`ConfigStore::changes_since`](crate::ConfigStore::changes_since)).
+#[derive(Debug, Default)]
+pub struct DocumentChanges {
+    /// The store's revision these changes bring a reader to.
+    pub revision: u64,
+    /// Documents created or replaced since, as the API shows them, ordered by kind and key.
+    pub changed: Vec<(EntityKind, ShownDocument)>,
+    /// Documents deleted since (and not created again), ordered by kind and key.
+    pub deleted: Vec<(EntityKind, String)>,
 }
 
 impl From<StoredDocument> for ShownDocument {

@@ -13,8 +13,8 @@ use tokio::sync::watch;
 
 use crate::{
     ApiKey, Assignment, AssignmentStore, AuditLog, AuditQuery, AuditRecord, Backend, ChangeMeta, ConfigStore,
-    EntityKind, Flush, KeyGrant, KeyKind, KeyStore, NewAuditRecord, ShownDocument, StoreError, StoredDocument,
-    Timestamp, Write,
+    DocumentChanges, EntityKind, Flush, KeyGrant, KeyKind, KeyStore, NewAuditRecord, ShownDocument, StoreError,
+    StoredDocument, Timestamp, Write,
 };
 
 /// One environment of a backend.
@@ -42,6 +42,10 @@ impl Scoped {
 
 #[async_trait::async_trait]
 impl ConfigStore for Scoped {
+    fn environment(&self) -> &str {
+        &self.environment
+    }
+
     async fn get(&self, kind: EntityKind, key: &str) -> Result<Option<StoredDocument>, StoreError> {
         self.backend.get_in(&self.environment, kind, key).await
     }
@@ -60,6 +64,10 @@ impl ConfigStore for Scoped {
 
     async fn revision(&self) -> Result<u64, StoreError> {
         self.backend.revision().await
+    }
+
+    async fn changes_since(&self, revision: u64) -> Result<Option<DocumentChanges>, StoreError> {
+        self.backend.changes_since_in(&self.environment, revision).await
     }
 
     fn watch(&self) -> watch::Receiver<u64> {

@@ -9,7 +9,8 @@ use super::codec::{Json, Time};
 use super::SqliteStore;
 use crate::change::{created, if_match, replaced, DocumentChange};
 use crate::{
-    ChangeMeta, DocumentStore, EntityKind, ShownDocument, StoreError, StoredDocument, Timestamp, Write, GLOBAL,
+    ChangeMeta, DocumentChanges, DocumentStore, EntityKind, ShownDocument, StoreError, StoredDocument, Timestamp,
+    Write, GLOBAL,
 };
 
 const SELECT: &str = "SELECT kind, key, id, version, created_at, updated_at, body FROM documents";
@@ -118,6 +119,48 @@ impl DocumentStore for SqliteStore {
 
     async fn revision(&self) -> Result<u64, StoreError> {
         self.read(read_revision).await
+    }
+
+    /// From the `revision` column and the `deleted_documents` table (migration 4), read in one
+    /// transaction with the revision, so a change commits wholly before or after the read.
+    async fn changes_since_in(&self, env: &str, revision: u64) -> Result<Option<DocumentChanges>, StoreError> {
+        let env = env.to_owned();
+        self.read(move |conn| {
+            let tx = conn.unchecked_transaction()?;
+            let now = read_revision(&tx)?;
+            let mut changes = DocumentChanges { revision: now, ..DocumentChanges::default() };
+            let mut statement = tx.prepare_cached(
+                "SELECT kind, key, id, version, created_at, updated_at, body FROM documents
+                 WHERE environment = ?1 AND revision > ?2 ORDER BY kind, key",
+            )?;
+            let mut rows = statement.query(params![env, revision])?;
+            while let Some(row) = rows.next()? {
+                let (created_at, updated_at) = (row.get::<_, Time>(4)?.0, row.get::<_, Time>(5)?.0);
+                let body = row.get_ref(6)?.as_str().map_err(rusqlite::Error::from)?;
+                let document = ShownDocument::from_text(
+                    row.get(1)?,
+                    &row.get::<_, String>(2)?,
+                    row.get(3)?,
+                    &created_at,
+                    &updated_at,
+                    body,
+                )
+                .map_err(|e| StoreError::Backend(format!("documents: {e}")))?;
+                changes.changed.push((row.get(0)?, document));
+            }
+            drop(rows);
+            drop(statement);
+            changes.deleted = tx
+                .prepare_cached(
+                    "SELECT kind, key FROM deleted_documents WHERE environment = ?1 AND revision > ?2
+                     ORDER BY kind, key",
+                )?
+                .query_map(params![env, revision], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            tx.commit()?;
+            Ok(Some(changes))
+        })
+        .await
     }
 
     fn watch(&self) -> watch::Receiver<u64> {

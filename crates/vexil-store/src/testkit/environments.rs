@@ -176,3 +176,46 @@ pub async fn keys_carry_their_environment(backend: &impl TestBackend) {
     let environments: Vec<_> = listed.iter().map(|k| (k.id.clone(), k.environment.clone())).collect();
     assert_eq!(environments[..2], [(key.id, Some("staging".to_string())), (admin.id, None)]);
 }
+
+/// `changes_since` (where the backend answers it): the documents written or deleted in the
+/// environment after a revision, nothing of other environments, and nothing from the current
+/// revision on. A deleted then re-created document is a change, not a deletion.
+pub async fn changes_since_lists_what_changed_in_the_environment(backend: &impl TestBackend) {
+    let backend_handle = backend.open_backend().await;
+    let (production, staging) =
+        (environment(&backend_handle, DEFAULT_ENVIRONMENT), environment(&backend_handle, "staging"));
+    for key in ["a", "b", "c", "d"] {
+        apply_one(production.as_ref(), create(EntityKind::Flag, key, 1)).await;
+    }
+    let start = production.revision().await.unwrap();
+    let Some(nothing) = production.changes_since(start).await.unwrap() else {
+        return;
+    };
+    assert_eq!((nothing.revision, nothing.changed.len(), nothing.deleted.len()), (start, 0, 0));
+
+    let update = Write::Update { kind: EntityKind::Flag, key: "a".into(), body: body("a", 2), expected_version: None };
+    apply_one(production.as_ref(), update).await;
+    let delete = |key: &str| Write::Delete { kind: EntityKind::Flag, key: key.into(), expected_version: None };
+    production.apply(vec![delete("b"), delete("c")], &meta()).await.unwrap();
+    apply_one(production.as_ref(), create(EntityKind::Flag, "c", 3)).await;
+    apply_one(production.as_ref(), create(EntityKind::Segment, "s", 1)).await;
+    apply_one(staging.as_ref(), create(EntityKind::Flag, "other", 1)).await;
+    let end = production.revision().await.unwrap();
+
+    let changes = production.changes_since(start).await.unwrap().unwrap();
+    assert_eq!(changes.revision, end);
+    let changed: Vec<_> = changes.changed.iter().map(|(kind, doc)| (*kind, doc.key.as_str())).collect();
+    assert_eq!(changed, [(EntityKind::Flag, "a"), (EntityKind::Flag, "c"), (EntityKind::Segment, "s")]);
+    let shown: serde_json::Value = serde_json::from_str(changes.changed[0].1.json.get()).unwrap();
+    assert_eq!((shown["n"].clone(), shown["version"].clone()), (json!(2), json!(2)));
+    assert_eq!(changes.deleted, [(EntityKind::Flag, "b".to_string())]);
+
+    // Only what came after the given revision; another environment's change lists nothing here.
+    let after_delete = production.changes_since(end - 3).await.unwrap().unwrap();
+    let changed: Vec<_> = after_delete.changed.iter().map(|(_, doc)| doc.key.as_str()).collect();
+    assert_eq!((changed, after_delete.deleted.len()), (vec!["c", "s"], 0));
+    let in_staging = staging.changes_since(start).await.unwrap().unwrap();
+    let changed: Vec<_> = in_staging.changed.iter().map(|(_, doc)| doc.key.as_str()).collect();
+    assert_eq!(changed, ["other"]);
+    assert!(production.changes_since(end).await.unwrap().unwrap().changed.is_empty());
+}

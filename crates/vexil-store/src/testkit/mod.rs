@@ -125,6 +125,7 @@ macro_rules! conformance_suite {
             environments_keep_documents_and_audit_apart,
             deleting_an_environment_deletes_what_it_holds,
             keys_carry_their_environment,
+            changes_since_lists_what_changed_in_the_environment,
         );
     };
 }
