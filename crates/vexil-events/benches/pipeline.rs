@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use vexil_core::experiment::{decode_experiment, CompiledExperiment};
 use vexil_core::FlagSet;
 use vexil_events::archive::LocalArchive;
-use vexil_events::pipeline::{Pipeline, PipelineOptions};
+use vexil_events::pipeline::{production, Pipeline, PipelineOptions};
 use vexil_events::sqlite::SqliteBackend;
 use vexil_events::{BodyFormat, Dlq, EventBus, FileLog, IngestOptions, Ingestor, LogOptions, Metrics};
 
@@ -133,9 +133,16 @@ fn process(c: &mut Criterion) {
                 let archive = Arc::new(LocalArchive::open(dir.path().join("archive")).unwrap());
                 let state = Arc::new(SqliteBackend::open(dir.path().join("state.sqlite")).unwrap());
                 let start = Instant::now();
-                let pipeline =
-                    Pipeline::start(bus, state, dlq, archive, experiments(), metrics, PipelineOptions::default())
-                        .unwrap();
+                let pipeline = Pipeline::start(
+                    bus,
+                    state,
+                    dlq,
+                    archive,
+                    production(experiments()),
+                    metrics,
+                    PipelineOptions::default(),
+                )
+                .unwrap();
                 assert!(pipeline.wait_caught_up(Duration::from_secs(300)));
                 total += start.elapsed();
                 pipeline.stop();

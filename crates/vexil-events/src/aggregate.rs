@@ -24,7 +24,9 @@
 //! The stage is [`aggregate`], run on the user the [`enrich`](crate::enrich) stage found.
 
 use crate::enrich::{Enriched, MetricValue};
+use crate::environment;
 use crate::event::Event;
+use crate::pipeline::ExperimentsByEnv;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -37,17 +39,21 @@ struct Aggregated {
     metrics: Vec<CompiledMetric>,
 }
 
-/// The experiments being aggregated, by key.
+/// The experiments being aggregated, by qualified key (`staging/checkout`, see
+/// [`crate::environment`]), as the users' assignments name them.
 pub(crate) struct Experiments(HashMap<String, Aggregated>);
 
 impl Experiments {
-    pub fn new(experiments: &[Arc<CompiledExperiment>]) -> Experiments {
-        let by_key = experiments
+    /// Every environment's experiments.
+    pub fn new(by_env: &ExperimentsByEnv) -> Experiments {
+        let by_key = by_env
             .iter()
-            .map(|compiled| {
+            .flat_map(|(env, experiments)| experiments.iter().map(move |compiled| (env.as_deref(), compiled)))
+            .map(|(env, compiled)| {
                 let experiment = compiled.experiment();
                 let metrics = experiment.metrics.iter().enumerate().map(|(i, m)| CompiledMetric::new(i, m)).collect();
-                (experiment.key.clone(), Aggregated { experiment: compiled.clone(), metrics })
+                let key = environment::qualify(env, &experiment.key).into_owned();
+                (key, Aggregated { experiment: compiled.clone(), metrics })
             })
             .collect();
         Experiments(by_key)

@@ -13,12 +13,14 @@
 //! The stage is [`count`], per event; the batch's events are then counted together
 //! ([`Counters::add_events`]) before the batch's commit.
 
+use crate::environment;
 use crate::error::Error;
 use crate::event::{EvaluationCounts, StoredEvent};
 use crate::store::PartitionStore;
 use chrono::{DateTime, Utc};
 use hashbrown::{Equivalent, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 /// Prefix of the event name under which flag evaluation counts are kept (`$` cannot start a
 /// sent event's name, so these never mix with real events).
@@ -146,12 +148,17 @@ struct Contribution<'a> {
 /// attributed to: they are counted together so that the batch pays one round trip to the store.
 #[derive(Default)]
 pub(crate) struct Pending<'a> {
-    events: Vec<(&'a StoredEvent, Vec<(String, String)>)>,
+    events: Vec<PendingEvent<'a>>,
 }
+
+/// An event waiting to be counted: the event, its name as its environment's counters are kept
+/// (see [`crate::environment`]), and the experiments (and variants) it is attributed to.
+type PendingEvent<'a> = (&'a StoredEvent, Cow<'a, str>, Vec<(String, String)>);
 
 /// The counters stage of one event: it waits in `pending` for the end of its batch.
 pub(crate) fn count<'a>(pending: &mut Pending<'a>, stored: &'a StoredEvent, attribution: Vec<(String, String)>) {
-    pending.events.push((stored, attribution));
+    let name = environment::qualify(stored.env.as_deref(), &stored.event.event);
+    pending.events.push((stored, name, attribution));
 }
 
 impl Pending<'_> {
@@ -159,14 +166,14 @@ impl Pending<'_> {
     /// counters, overall and per variant it is attributed to.
     fn contributions(&self) -> Vec<Contribution<'_>> {
         let mut out = Vec::with_capacity(self.events.len() * 4);
-        for (stored, attribution) in &self.events {
+        for (stored, name, attribution) in &self.events {
             let event = &stored.event;
             let at = event.timestamp.timestamp_millis();
             let value = event.value.unwrap_or(0.0);
             let user = Some(event.user_id.as_str());
             for window in Window::BOTH {
                 let start = window.start_of(at);
-                let key = |experiment, variant| CounterRef { window, start, event: &event.event, experiment, variant };
+                let key = |experiment, variant| CounterRef { window, start, event: name, experiment, variant };
                 out.push(Contribution { key: key("", ""), user, count: 1, value });
                 for (experiment, variant) in attribution {
                     out.push(Contribution { key: key(experiment, variant), user, count: 1, value });
@@ -245,8 +252,12 @@ impl Counters {
 
     /// Adds flushed evaluation counts to the `$evaluation:<flag>` counters.
     pub fn add_evaluations(&mut self, store: &mut dyn PartitionStore, counts: &EvaluationCounts) -> Result<(), Error> {
-        let events: Vec<String> =
-            counts.counts.iter().map(|(flag, _, _)| format!("{EVALUATION_PREFIX}{flag}")).collect();
+        let env = counts.env.as_deref();
+        let events: Vec<String> = counts
+            .counts
+            .iter()
+            .map(|(flag, _, _)| environment::qualify(env, &format!("{EVALUATION_PREFIX}{flag}")).into_owned())
+            .collect();
         let mut contributions = Vec::with_capacity(events.len() * 2);
         for (event, (_, variant, n)) in events.iter().zip(&counts.counts) {
             for window in Window::BOTH {

@@ -14,9 +14,11 @@
 //! The ids of a batch are looked up in the store together, before the batch is processed
 //! ([`Deliveries::lookup`]); the stage is then [`is_redelivery`], per event.
 
+use crate::environment;
 use crate::error::Error;
 use crate::event::StoredEvent;
 use crate::store::{FirstDelivery, PartitionStore};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// The dedupe decisions of one batch.
@@ -55,5 +57,11 @@ impl Deliveries {
 /// The dedupe stage: whether `stored`, the record at `offset`, repeats an event first delivered
 /// at another offset. Only a sender-given id can come back; a generated one is never looked up.
 pub(crate) fn is_redelivery(deliveries: &mut Deliveries, stored: &StoredEvent, offset: u64) -> bool {
-    stored.id_given && deliveries.is_duplicate(&stored.event.event_id, offset, stored.received_at)
+    stored.id_given && deliveries.is_duplicate(&id_of(stored), offset, stored.received_at)
+}
+
+/// The event's id as its environment's dedupe state keeps it (see [`crate::environment`]): the
+/// same id sent to two environments is two events.
+pub(crate) fn id_of(stored: &StoredEvent) -> Cow<'_, str> {
+    environment::qualify_id(stored.env.as_deref(), &stored.event.event_id)
 }

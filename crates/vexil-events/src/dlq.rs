@@ -63,11 +63,19 @@ pub struct DlqEntry {
     pub source_offset: Option<u64>,
     /// How often processing (or replay) was tried.
     pub attempts: u32,
+    /// The environment the event was sent to; `None` is production, which also holds the
+    /// records that failed processing (an undecodable record names no environment).
+    #[serde(skip)]
+    pub env: Option<String>,
 }
 
-/// Which entries a list, replay or purge applies to. The default selects everything.
+/// Which entries a list, replay or purge applies to. The default selects every entry of
+/// production.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DlqFilter {
+    /// Only entries of this environment (`None`: production, see [`crate::environment`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
     /// Only entries with this error code.
     pub code: Option<String>,
     pub stage: Option<DlqStage>,
@@ -161,6 +169,13 @@ impl Dlq {
                  attempts INTEGER NOT NULL
              );",
         )?;
+        // Queues written before environments have no environment column: their entries are
+        // production's (NULL).
+        let has_env: bool =
+            conn.query_row("SELECT COUNT(*) FROM pragma_table_info('dlq') WHERE name = 'env'", [], |r| r.get(0))?;
+        if !has_env {
+            conn.execute_batch("ALTER TABLE dlq ADD COLUMN env TEXT")?;
+        }
         let dlq = Dlq { conn: Mutex::new(Ingested { conn, entries: 0, bytes: 0 }), metrics, limits };
         dlq.refresh_size()?;
         Ok(dlq)
@@ -169,7 +184,8 @@ impl Dlq {
     /// Stores events rejected at ingest, each with its error and raw payload (cut past
     /// `max_payload_bytes`), in one transaction, as long as the queue's ingest entries stay
     /// within their limits; the rest are counted as refused. Returns how many were stored.
-    pub fn push_rejected(&self, rejected: &[(EventError, String)]) -> Result<usize, Error> {
+    /// `env` is their environment (`None`: production).
+    pub fn push_rejected(&self, env: Option<&str>, rejected: &[(EventError, String)]) -> Result<usize, Error> {
         if rejected.is_empty() {
             return Ok(0);
         }
@@ -179,8 +195,8 @@ impl Dlq {
         let tx = guard.transaction()?;
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO dlq (created_at, stage, code, message, field, payload, attempts)
-                 VALUES (?1, 'ingest', ?2, ?3, ?4, ?5, 0)",
+                "INSERT INTO dlq (created_at, stage, code, message, field, payload, attempts, env)
+                 VALUES (?1, 'ingest', ?2, ?3, ?4, ?5, 0, ?6)",
             )?;
             let now = Utc::now().to_rfc3339();
             for (error, payload) in rejected {
@@ -189,7 +205,7 @@ impl Dlq {
                 if entries >= self.limits.max_entries || bytes + kept.len() as u64 > self.limits.max_bytes {
                     break;
                 }
-                insert.execute(params![now, error.code, error.message, error.field, kept])?;
+                insert.execute(params![now, error.code, error.message, error.field, kept, env])?;
                 (entries, bytes, stored) = (entries + 1, bytes + kept.len() as u64, stored + 1);
                 cut += u64::from(shortened.is_some());
             }
@@ -220,7 +236,7 @@ impl Dlq {
         let (clause, args) = where_clause(filter);
         let limit = filter.limit.map_or(-1, |l| l as i64);
         let sql = format!(
-            "SELECT id, created_at, stage, code, message, field, payload, source_offset, attempts
+            "SELECT id, created_at, stage, code, message, field, payload, source_offset, attempts, env
              FROM dlq {clause} ORDER BY id LIMIT {limit}"
         );
         let conn = self.conn.lock().expect("dlq connection poisoned");
@@ -259,6 +275,13 @@ impl Dlq {
         Ok(n as u64)
     }
 
+    /// The number of entries of environment `env` (`None`: production).
+    pub fn count(&self, env: Option<&str>) -> Result<u64, Error> {
+        let conn = self.conn.lock().expect("dlq connection poisoned");
+        let n: i64 = conn.query_row("SELECT COUNT(*) FROM dlq WHERE env IS ?1", [env], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
     /// Whether the queue is empty.
     pub fn is_empty(&self) -> Result<bool, Error> {
         let conn = self.conn.lock().expect("dlq connection poisoned");
@@ -284,6 +307,13 @@ fn where_clause(filter: &DlqFilter) -> (String, Vec<rusqlite::types::Value>) {
     use rusqlite::types::Value as Sql;
     let mut conditions = Vec::new();
     let mut args: Vec<Sql> = Vec::new();
+    match &filter.env {
+        None => conditions.push("env IS NULL".to_owned()),
+        Some(env) => {
+            args.push(Sql::Text(env.clone()));
+            conditions.push(format!("env = ?{}", args.len()));
+        }
+    }
     if let Some(code) = &filter.code {
         args.push(Sql::Text(code.clone()));
         conditions.push(format!("code = ?{}", args.len()));
@@ -304,7 +334,7 @@ fn where_clause(filter: &DlqFilter) -> (String, Vec<rusqlite::types::Value>) {
         let list: Vec<String> = ids.iter().map(i64::to_string).collect();
         conditions.push(format!("id IN ({})", list.join(",")));
     }
-    let clause = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+    let clause = format!("WHERE {}", conditions.join(" AND "));
     (clause, args)
 }
 
@@ -319,5 +349,6 @@ fn entry_of_row(row: &Row<'_>) -> rusqlite::Result<DlqEntry> {
         payload: row.get(6)?,
         source_offset: row.get::<_, Option<i64>>(7)?.map(|o| o as u64),
         attempts: row.get(8)?,
+        env: row.get(9)?,
     })
 }

@@ -13,6 +13,7 @@
 //! found, and [`Enriched::into_attribution`] hands the attribution on to the archive and the
 //! counters.
 
+use crate::environment;
 use crate::event::{Event, EventType};
 use crate::metrics::Metrics;
 use serde::{Deserialize, Serialize};
@@ -96,9 +97,9 @@ impl Users {
 
     /// The experiments (and variants) `event` belongs to, without changing anything (for records
     /// replayed into the archive only: they were enriched before the checkpoint).
-    pub fn attribution(&self, event: &Event) -> Vec<(String, String)> {
+    pub fn attribution(&self, event: &Event, env: Option<&str>) -> Vec<(String, String)> {
         let at = event.timestamp.timestamp_millis();
-        self.by_id.get(&event.user_id).map_or_else(Vec::new, |user| attribution(user, at))
+        self.by_id.get(&event.user_id).map_or_else(Vec::new, |user| attribution(user, at, env))
     }
 
     /// The users changed since the last commit.
@@ -117,29 +118,33 @@ pub(crate) struct Enriched<'a> {
     /// `None` when the user was never exposed: the event then belongs to no experiment.
     user: Option<&'a mut UserState>,
     user_id: &'a str,
+    /// The event's environment: only its assignments count.
+    env: Option<&'a str>,
     /// The event's time, Unix ms.
     at: i64,
-    /// The experiment and variant the event's exposure has just entered the user into.
-    entered: Option<(&'a str, &'a str)>,
+    /// The experiment (qualified) and variant the event's exposure has just entered the user into.
+    entered: Option<(String, &'a str)>,
     /// Whether the user must be written with the next commit.
     changed: bool,
     changed_users: &'a mut HashSet<String>,
 }
 
 impl<'a> Enriched<'a> {
-    /// The experiment and variant the event's exposure has just entered the user into.
-    pub fn entered(&self) -> Option<(&'a str, &'a str)> {
-        self.entered
+    /// The experiment (qualified, see [`crate::environment`]) and variant the event's exposure
+    /// has just entered the user into.
+    pub fn entered(&self) -> Option<(&str, &'a str)> {
+        self.entered.as_ref().map(|(experiment, variant)| (experiment.as_str(), *variant))
     }
 
-    /// The user's assignments that the event falls under (first exposure at or before it).
+    /// The user's assignments in the event's environment that the event falls under (first
+    /// exposure at or before it).
     pub fn active_mut(&mut self) -> impl Iterator<Item = &mut Assignment> {
-        let at = self.at;
+        let (at, env) = (self.at, self.env);
         self.user
             .as_deref_mut()
             .into_iter()
             .flat_map(|user| user.assignments.iter_mut())
-            .filter(move |a| a.first_exposure <= at)
+            .filter(move |a| a.first_exposure <= at && environment::split(&a.experiment).0 == env)
     }
 
     /// Records that the user's metric values changed, so the user is written with the commit.
@@ -154,19 +159,26 @@ impl<'a> Enriched<'a> {
         if self.changed {
             self.changed_users.insert(self.user_id.to_owned());
         }
-        attribution(user, self.at)
+        attribution(user, self.at, self.env)
     }
 }
 
 /// The enrich stage: applies an exposure to its user's assignments (entering them into the
 /// experiment, or moving their first exposure back) and finds the user `event` is about.
-pub(crate) fn enrich<'a>(users: &'a mut Users, event: &'a Event, metrics: &Metrics) -> Enriched<'a> {
+/// `env` is the event's environment: its experiments are kept under qualified keys.
+pub(crate) fn enrich<'a>(
+    users: &'a mut Users,
+    event: &'a Event,
+    env: Option<&'a str>,
+    metrics: &Metrics,
+) -> Enriched<'a> {
     let at = event.timestamp.timestamp_millis();
     if !users.by_id.contains_key(&event.user_id) {
         // A user who was never exposed belongs to no experiment: nothing to keep for them.
         if event.kind != EventType::Exposure {
             let changed_users = &mut users.changed;
-            return Enriched { user: None, user_id: &event.user_id, at, entered: None, changed: false, changed_users };
+            let user_id = &event.user_id;
+            return Enriched { user: None, user_id, env, at, entered: None, changed: false, changed_users };
         }
         users.by_id.insert(event.user_id.clone(), UserState::default());
     }
@@ -174,20 +186,29 @@ pub(crate) fn enrich<'a>(users: &'a mut Users, event: &'a Event, metrics: &Metri
     let (mut entered, mut changed) = (None, false);
     if let (EventType::Exposure, Some(experiment), Some(variant)) = (event.kind, &event.experiment_key, &event.variant)
     {
-        let before = user.assignments.iter().find(|a| &a.experiment == experiment).map(|a| a.first_exposure);
-        match user.expose(experiment, variant, at) {
+        let experiment = environment::qualify(env, experiment);
+        let before = user.assignments.iter().find(|a| a.experiment == experiment).map(|a| a.first_exposure);
+        match user.expose(&experiment, variant, at) {
             Exposure::New => {
                 changed = true;
-                entered = Some((experiment.as_str(), variant.as_str()));
+                entered = Some((experiment.into_owned(), variant.as_str()));
             }
             Exposure::Known => changed = before.is_some_and(|first| at < first),
             Exposure::Conflict => Metrics::add(&metrics.variant_conflicts_total, 1),
         }
     }
-    Enriched { user: Some(user), user_id: &event.user_id, at, entered, changed, changed_users: &mut users.changed }
+    let changed_users = &mut users.changed;
+    Enriched { user: Some(user), user_id: &event.user_id, env, at, entered, changed, changed_users }
 }
 
-/// The experiments (and variants) of `user`'s assignments valid at `at` (Unix ms).
-fn attribution(user: &UserState, at: i64) -> Vec<(String, String)> {
-    user.active_at(at).map(|i| (user.assignments[i].experiment.clone(), user.assignments[i].variant.clone())).collect()
+/// The experiments (and variants) of `user`'s assignments in environment `env` valid at `at`
+/// (Unix ms), by their keys in that environment.
+fn attribution(user: &UserState, at: i64, env: Option<&str>) -> Vec<(String, String)> {
+    user.active_at(at)
+        .map(|i| &user.assignments[i])
+        .filter_map(|a| match environment::split(&a.experiment) {
+            (in_env, key) if in_env == env => Some((key.to_owned(), a.variant.clone())),
+            _ => None,
+        })
+        .collect()
 }

@@ -7,6 +7,7 @@
 //! its neighbours are not, and each invalid one goes to the DLQ with its error and raw text.
 
 use crate::dlq::{Dlq, DlqFilter};
+use crate::environment;
 use crate::event::{
     skip_whitespace, validate_event, validate_prefix, validate_text, Event, EventError, Receipt, ValidEvent,
 };
@@ -140,8 +141,18 @@ impl Ingestor {
         &self.metrics
     }
 
-    /// `POST /v1/events`: decodes the body and accepts each valid event.
+    /// `POST /v1/events` in production: decodes the body and accepts each valid event.
     pub async fn ingest(&self, body: &[u8], format: BodyFormat) -> Result<IngestResponse, IngestError> {
+        self.ingest_in(None, body, format).await
+    }
+
+    /// `POST /v1/events` in environment `env` (`None`: production, see [`crate::environment`]).
+    pub async fn ingest_in(
+        &self,
+        env: Option<&str>,
+        body: &[u8],
+        format: BodyFormat,
+    ) -> Result<IngestResponse, IngestError> {
         let now = Utc::now();
         let texts;
         let judged = match decode_body(body, format, now)? {
@@ -151,16 +162,22 @@ impl Ingestor {
                 judge(&texts, now)
             }
         };
-        Ok(summarise(self.accept(judged, now).await?))
+        Ok(summarise(self.accept(env, judged, now).await?))
     }
 
-    /// `POST /v1/events/kinesis`: a record fails when its data is not base64, not JSON, or not a
-    /// valid event; redelivered records succeed (they were accepted before).
+    /// `POST /v1/events/kinesis` in production.
     pub async fn ingest_kinesis(&self, body: &[u8]) -> Result<KinesisResponse, IngestError> {
+        self.ingest_kinesis_in(None, body).await
+    }
+
+    /// `POST /v1/events/kinesis` in environment `env`: a record fails when its data is not
+    /// base64, not JSON, or not a valid event; redelivered records succeed (they were accepted
+    /// before).
+    pub async fn ingest_kinesis_in(&self, env: Option<&str>, body: &[u8]) -> Result<KinesisResponse, IngestError> {
         let now = Utc::now();
         let records = decode_kinesis(body)?;
         let (ids, items): (Vec<String>, Vec<Item>) = records.into_iter().unzip();
-        let outcomes = self.accept(judge(&items, now), now).await?;
+        let outcomes = self.accept(env, judge(&items, now), now).await?;
         let batch_item_failures = ids
             .into_iter()
             .zip(outcomes)
@@ -170,16 +187,18 @@ impl Ingestor {
         Ok(KinesisResponse { batch_item_failures })
     }
 
-    /// Appends events built inside the server (exposures from assignment, tracked evaluations),
-    /// whose ids the server generated.
-    pub async fn ingest_events(&self, events: &[Event]) -> Result<IngestResponse, IngestError> {
+    /// Appends events built inside the server (exposures from assignment, tracked evaluations)
+    /// in environment `env`, whose ids the server generated.
+    pub async fn ingest_events(&self, env: Option<&str>, events: &[Event]) -> Result<IngestResponse, IngestError> {
         let now = Utc::now();
         let judged = events.iter().map(|event| (event, validate_event(event, now).map(ValidEvent::with_generated_id)));
-        Ok(summarise(self.accept(judged.collect(), now).await?))
+        Ok(summarise(self.accept(env, judged.collect(), now).await?))
     }
 
-    /// Validates the selected DLQ entries again; the ones that pass are appended and removed.
+    /// Validates the selected DLQ entries (of the filter's environment) again; the ones that
+    /// pass are appended to that environment and removed.
     pub async fn replay_dlq(&self, filter: &DlqFilter) -> Result<ReplayReport, IngestError> {
+        let env = filter.env.as_deref();
         let entries = self.dlq.list(filter).map_err(unavailable)?;
         let now = Utc::now();
         let mut report = ReplayReport::default();
@@ -195,7 +214,7 @@ impl Ingestor {
             }
         }
         let (ids, events): (Vec<i64>, Vec<ValidEvent>) = valid.into_iter().unzip();
-        let outcomes = self.append_valid(&events, now).await?;
+        let outcomes = self.append_valid(env, &events, now).await?;
         for (id, duplicate) in ids.into_iter().zip(outcomes) {
             if duplicate {
                 report.duplicates += 1;
@@ -205,7 +224,8 @@ impl Ingestor {
             done.push(id);
         }
         if !done.is_empty() {
-            self.dlq.purge(&DlqFilter { ids: Some(done), ..DlqFilter::default() }).map_err(unavailable)?;
+            let done = DlqFilter { env: filter.env.clone(), ids: Some(done), ..DlqFilter::default() };
+            self.dlq.purge(&done).map_err(unavailable)?;
         }
         Ok(report)
     }
@@ -213,6 +233,7 @@ impl Ingestor {
     /// Dead-letters the rejected events of a batch and appends the valid ones.
     async fn accept<R: RawText>(
         &self,
+        env: Option<&str>,
         judged: Vec<(R, Result<ValidEvent<'_>, EventError>)>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Outcome>, IngestError> {
@@ -234,9 +255,9 @@ impl Ingestor {
                 }
             }
         }
-        self.dlq.push_rejected(&dead).map_err(unavailable)?;
+        self.dlq.push_rejected(env, &dead).map_err(unavailable)?;
         Metrics::add(&self.metrics.rejected_total, dead.len() as u64);
-        let mut duplicates = self.append_valid(&valid, now).await?.into_iter();
+        let mut duplicates = self.append_valid(env, &valid, now).await?.into_iter();
         Ok(outcomes
             .into_iter()
             .map(|o| {
@@ -255,21 +276,31 @@ impl Ingestor {
 
     /// Appends valid events durably; returns, per event, whether it was a known redelivery
     /// (and therefore not appended).
-    async fn append_valid(&self, events: &[ValidEvent<'_>], now: DateTime<Utc>) -> Result<Vec<bool>, IngestError> {
+    async fn append_valid(
+        &self,
+        env: Option<&str>,
+        events: &[ValidEvent<'_>],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, IngestError> {
+        // Ids are remembered as the dedupe stage keeps them: the same id in two environments
+        // is two events.
         // Only the lookups happen under the lock, so concurrent batches encode their records
         // in parallel.
         let duplicate: Vec<bool> = {
             let recent = self.recent.lock().expect("recent ids poisoned");
             let mut in_batch = HashSet::new();
             // A generated id is a fresh UUID: only a sender-given id can come back.
-            events.iter().map(|e| e.given_id().is_some_and(|id| recent.contains(id) || !in_batch.insert(id))).collect()
+            events
+                .iter()
+                .map(|e| given_id(env, e).is_some_and(|id| recent.contains(&id) || !in_batch.insert(id)))
+                .collect()
         };
         let fresh = || events.iter().zip(&duplicate).filter(|(_, seen)| !**seen).map(|(event, _)| event);
         let receipt = Receipt::new(now);
         // Keyed by user: a user's events stay in order on one partition.
         let mut records = Vec::with_capacity(events.len());
-        records.extend(fresh().map(|event| BusRecord::keyed(event.user_id(), event.to_record(&receipt))));
-        let given_ids = fresh().filter_map(|event| event.given_id().map(str::to_owned)).collect();
+        records.extend(fresh().map(|event| BusRecord::keyed(event.user_id(), event.to_record(&receipt, env))));
+        let given_ids = fresh().filter_map(|event| given_id(env, event).map(Cow::into_owned)).collect();
         let appended = records.len() as u64;
         let duplicates = duplicate.iter().filter(|d| **d).count() as u64;
         let (bus, recent, metrics) = (self.bus.clone(), self.recent.clone(), self.metrics.clone());
@@ -288,6 +319,12 @@ impl Ingestor {
         append.await.map_err(|e| IngestError::new(503, "unavailable", format!("the append failed: {e}")))??;
         Ok(duplicate)
     }
+}
+
+/// A sender-given id as the dedupe stage of its environment keeps it (see
+/// [`crate::environment`]): the same id in two environments is two events.
+fn given_id<'e>(env: Option<&str>, event: &'e ValidEvent<'_>) -> Option<Cow<'e, str>> {
+    event.given_id().map(|id| environment::qualify_id(env, id))
 }
 
 fn summarise(outcomes: Vec<Outcome>) -> IngestResponse {

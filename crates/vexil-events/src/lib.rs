@@ -15,7 +15,8 @@
 //! - [`store`]: where the processing state is kept, per log partition, and which partitions
 //!   a node processes; [`sqlite`] is the embedded mode's;
 //! - [`tracking`]: flag evaluation counts and raw evaluation events, never blocking an evaluation;
-//! - [`metrics`]: the atomic counters the server exposes.
+//! - [`metrics`]: the atomic counters the server exposes;
+//! - [`environment`]: how each environment's events are kept apart in the shared state.
 //!
 //! `docs/events.md` explains the design and the exactly-once argument.
 
@@ -26,6 +27,7 @@ pub mod dedupe;
 pub mod dlq;
 mod durable;
 pub mod enrich;
+pub mod environment;
 mod error;
 pub mod event;
 pub mod ingest;

@@ -29,17 +29,24 @@ use tokio::sync::mpsc;
 /// seeded hasher (looked up twice on every evaluation) is safe here.
 type Slots = HashMap<String, HashMap<String, Arc<AtomicU64>, RandomState>, RandomState>;
 
+/// An environment as records store it (`None`: production, see [`crate::environment`]).
+pub type Env = Option<Arc<str>>;
+
+/// A raw event waiting in the queue, with its environment.
+pub type Queued = (Env, Event);
+
 /// Counts evaluations and queues raw evaluation events.
 pub struct Tracker {
-    slots: RwLock<Slots>,
-    raw: mpsc::Sender<Event>,
+    /// Per environment: a handful, so a short list scanned before the flag's map.
+    slots: RwLock<Vec<(Env, Arc<RwLock<Slots>>)>>,
+    raw: mpsc::Sender<Queued>,
     metrics: Arc<Metrics>,
     /// Start (Unix seconds) of the hour the counts being gathered belong to.
     hour: Mutex<i64>,
 }
 
 /// The receiving end of the raw evaluation events queue; drain it with [`TrackedEvents::run`].
-pub struct TrackedEvents(mpsc::Receiver<Event>);
+pub struct TrackedEvents(mpsc::Receiver<Queued>);
 
 fn hour_of(unix_seconds: i64) -> i64 {
     unix_seconds.div_euclid(3600) * 3600
@@ -49,64 +56,87 @@ impl Tracker {
     /// A tracker whose raw-event queue holds `capacity` events.
     pub fn new(metrics: Arc<Metrics>, capacity: usize) -> (Arc<Tracker>, TrackedEvents) {
         let (raw, receiver) = mpsc::channel(capacity);
-        let tracker = Tracker {
-            slots: RwLock::new(Slots::default()),
-            raw,
-            metrics,
-            hour: Mutex::new(hour_of(Utc::now().timestamp())),
-        };
+        let tracker =
+            Tracker { slots: RwLock::new(Vec::new()), raw, metrics, hour: Mutex::new(hour_of(Utc::now().timestamp())) };
         (Arc::new(tracker), TrackedEvents(receiver))
     }
 
-    /// Counts one evaluation of `flag` that served `variant`.
-    pub fn record(&self, flag: &str, variant: &str) {
-        self.record_many(flag, variant, 1);
+    /// Counts one evaluation of `flag` that served `variant` in environment `env`.
+    pub fn record(&self, env: Option<&str>, flag: &str, variant: &str) {
+        self.record_many(env, flag, variant, 1);
     }
 
-    /// Counts `n` evaluations of `flag` that served `variant` (an SDK's counts arrive summed).
-    pub fn record_many(&self, flag: &str, variant: &str, n: u64) {
-        let slots = self.slots.read().expect("tracker lock poisoned");
-        if let Some(slot) = slots.get(flag).and_then(|v| v.get(variant)) {
-            slot.fetch_add(n, Ordering::Relaxed);
-            return;
+    /// Counts `n` evaluations of `flag` that served `variant` in environment `env` (an SDK's
+    /// counts arrive summed).
+    pub fn record_many(&self, env: Option<&str>, flag: &str, variant: &str, n: u64) {
+        {
+            let environments = self.slots.read().expect("tracker lock poisoned");
+            if let Some((_, slots)) = environments.iter().find(|(e, _)| e.as_deref() == env) {
+                let slots = slots.read().expect("tracker lock poisoned");
+                if let Some(slot) = slots.get(flag).and_then(|v| v.get(variant)) {
+                    slot.fetch_add(n, Ordering::Relaxed);
+                    return;
+                }
+            }
         }
-        drop(slots);
         // Another evaluation may have inserted it meanwhile: the entry API keeps its count.
-        let mut slots = self.slots.write().expect("tracker lock poisoned");
+        let slots = {
+            let mut environments = self.slots.write().expect("tracker lock poisoned");
+            match environments.iter().find(|(e, _)| e.as_deref() == env) {
+                Some((_, slots)) => slots.clone(),
+                None => {
+                    let slots = Arc::new(RwLock::new(Slots::default()));
+                    environments.push((env.map(Arc::from), slots.clone()));
+                    slots
+                }
+            }
+        };
+        let mut slots = slots.write().expect("tracker lock poisoned");
         let slot = slots.entry(flag.to_owned()).or_default().entry(variant.to_owned()).or_default();
         slot.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Queues a raw event (an evaluation or an exposure); false (and counted as dropped) when the
-    /// queue is full or closed.
-    pub fn track(&self, event: Event) -> bool {
-        let queued = self.raw.try_send(event).is_ok();
+    /// Queues a raw event (an evaluation or an exposure) of environment `env`; false (and
+    /// counted as dropped) when the queue is full or closed.
+    pub fn track(&self, env: Env, event: Event) -> bool {
+        let queued = self.raw.try_send((env, event)).is_ok();
         if !queued {
             Metrics::add(&self.metrics.dropped_total, 1);
         }
         queued
     }
 
-    /// Appends the counts gathered so far to the log; returns how many flag × variant pairs had
-    /// counts. On failure the counts are put back, to go with the next flush.
+    /// Appends the counts gathered so far to the log, one record per environment; returns how
+    /// many flag × variant pairs had counts. On failure the counts are put back, to go with the
+    /// next flush.
     pub async fn flush(&self, bus: &dyn EventBus) -> Result<usize, LogError> {
         let now = Utc::now();
         let hour = std::mem::replace(&mut *self.hour.lock().expect("tracker lock poisoned"), hour_of(now.timestamp()));
+        let environments = self.slots.read().expect("tracker lock poisoned").clone();
         let mut taken = Vec::new();
-        for (flag, variants) in self.slots.read().expect("tracker lock poisoned").iter() {
-            for (variant, slot) in variants {
-                let n = slot.swap(0, Ordering::Relaxed);
-                if n > 0 {
-                    taken.push((flag.clone(), variant.clone(), n, slot.clone()));
+        let mut records = Vec::new();
+        for (env, slots) in environments {
+            let first = taken.len();
+            for (flag, variants) in slots.read().expect("tracker lock poisoned").iter() {
+                for (variant, slot) in variants {
+                    let n = slot.swap(0, Ordering::Relaxed);
+                    if n > 0 {
+                        taken.push((flag.clone(), variant.clone(), n, slot.clone()));
+                    }
                 }
             }
+            if taken.len() == first {
+                continue;
+            }
+            let counts = taken[first..].iter().map(|(f, v, n, _)| (f.clone(), v.clone(), *n)).collect();
+            let env = env.as_deref().map(str::to_owned);
+            let counts = EvaluationCounts { hour, counts, flushed_at: now.timestamp_millis(), env };
+            records.push(BusRecord::unkeyed(LogRecord::EvaluationCounts(counts).to_bytes()));
         }
         if taken.is_empty() {
             return Ok(0);
         }
-        let counts = taken.iter().map(|(f, v, n, _)| (f.clone(), v.clone(), *n)).collect();
-        let record = LogRecord::EvaluationCounts(EvaluationCounts { hour, counts, flushed_at: now.timestamp_millis() });
-        match bus.append(vec![BusRecord::unkeyed(record.to_bytes())]).await {
+        match bus.append(records).await {
             Ok(_) => Ok(taken.len()),
             Err(e) => {
                 for (_, _, n, slot) in taken {
@@ -165,8 +195,9 @@ impl Tracker {
 
 impl TrackedEvents {
     /// Appends queued events in batches of up to `batch` until the tracker is gone or `stop`
-    /// completes; then the queue is closed and what it still holds is appended.
-    pub async fn run(mut self, ingestor: Arc<Ingestor>, batch: usize, stop: impl Future<Output = ()>) {
+    /// completes; then the queue is closed and what it still holds is appended. It borrows the
+    /// queue, so a supervisor can run it again on the same queue after a panic.
+    pub async fn run(&mut self, ingestor: Arc<Ingestor>, batch: usize, stop: impl Future<Output = ()>) {
         let mut stop = std::pin::pin!(stop);
         let mut events = Vec::with_capacity(batch);
         let mut stopping = false;
@@ -187,8 +218,14 @@ impl TrackedEvents {
                 return;
             }
             // Events that cannot be appended now are dropped and counted, like a full queue.
-            if ingestor.ingest_events(&events).await.is_err() {
-                Metrics::add(&ingestor.metrics().dropped_total, events.len() as u64);
+            // The queue mixes environments; each environment's events go in one append.
+            events.sort_by(|(a, _), (b, _)| a.cmp(b));
+            for chunk in events.chunk_by(|(a, _), (b, _)| a == b) {
+                let env = chunk[0].0.as_deref();
+                let batch: Vec<Event> = chunk.iter().map(|(_, event)| event.clone()).collect();
+                if ingestor.ingest_events(env, &batch).await.is_err() {
+                    Metrics::add(&ingestor.metrics().dropped_total, batch.len() as u64);
+                }
             }
             events.clear();
         }

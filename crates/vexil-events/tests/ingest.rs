@@ -147,10 +147,13 @@ async fn dlq_entries_can_be_listed_replayed_and_purged() {
     let purged = env.dlq.purge(&DlqFilter { code: Some("invalid_value".into()), ..DlqFilter::default() }).unwrap();
     assert_eq!(purged, 1);
     env.dlq
-        .push_rejected(&[(
-            vexil_events::EventError::new("unavailable", None, "broker down"),
-            r#"{"event": "purchase", "user_id": "u9", "event_id": "r1"}"#.to_owned(),
-        )])
+        .push_rejected(
+            None,
+            &[(
+                vexil_events::EventError::new("unavailable", None, "broker down"),
+                r#"{"event": "purchase", "user_id": "u9", "event_id": "r1"}"#.to_owned(),
+            )],
+        )
         .unwrap();
     let report =
         env.ingestor.replay_dlq(&DlqFilter { code: Some("unavailable".into()), ..DlqFilter::default() }).await.unwrap();
@@ -205,7 +208,7 @@ fn log_records_are_the_derived_encoding_of_the_validated_event() {
     let now = Utc::now();
     let receipt = Receipt::new(now);
     let record = |raw: &str| {
-        let bytes = validate_text(raw, now).unwrap().to_record(&receipt);
+        let bytes = validate_text(raw, now).unwrap().to_record(&receipt, None);
         let decoded: LogRecord = serde_json::from_slice(&bytes).unwrap();
         let LogRecord::Event(stored) = decoded.clone() else { panic!("an event record: {decoded:?}") };
         (bytes, decoded, stored)

@@ -181,3 +181,63 @@ async fn an_undecodable_record_goes_to_the_dlq_after_its_attempts() {
     assert_eq!(Metrics::get(&env.metrics.retries_total), 4);
     assert_eq!(env.archive().len(), 1);
 }
+
+/// Two environments with the same experiment key, the same users and the same event ids: each
+/// environment's aggregates, counters, dedupe, archive and DLQ hold only its own events, and
+/// production's names are the unqualified ones written before environments.
+#[tokio::test(flavor = "multi_thread")]
+async fn environments_keep_their_events_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::open(dir.path(), experiments());
+    env.pipeline.set_experiments_of(Some("staging"), experiments());
+    let t0 = chrono::Utc::now() - chrono::Duration::hours(3);
+    let exposure = |variant: &str| {
+        json!({"event": "exposure", "type": "exposure", "user_id": "u1", "experiment_key": "exp_a",
+               "variant": variant, "timestamp": at(t0, 0), "event_id": "x1"})
+    };
+    let purchase = |value: f64| json!({"event": "purchase", "user_id": "u1", "value": value, "timestamp": at(t0, 5), "event_id": "p1"});
+    let production = json!([exposure("control"), purchase(10.0), {"event": 5, "user_id": "u1"}]);
+    let staging = json!([exposure("treatment"), purchase(70.0), purchase(70.0), {"event": "purchase"}]);
+    env.ingestor.ingest_in(None, production.to_string().as_bytes(), BodyFormat::Auto).await.unwrap();
+    let answer =
+        env.ingestor.ingest_in(Some("staging"), staging.to_string().as_bytes(), BodyFormat::Auto).await.unwrap();
+    // The same ids as production's are new in staging; only the repeat inside the batch is not.
+    assert_eq!((answer.accepted, answer.duplicates), (2, 1));
+    env.settle();
+    let stats = env.pipeline.stats().unwrap();
+    let revenue = |experiment: &str| {
+        let rows = stats.aggregates(experiment).unwrap();
+        rows.into_iter()
+            .filter(|r| r.metric == "revenue")
+            .map(|r| (r.variant, r.sums.n, r.sums.sum_x))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(revenue("exp_a"), vec![("control".to_owned(), 1, 10.0)]);
+    assert_eq!(revenue("staging/exp_a"), vec![("treatment".to_owned(), 1, 70.0)]);
+    let (from, to) = (t0 - chrono::Duration::days(1), t0 + chrono::Duration::days(1));
+    let sum = |event: &str| {
+        stats.event_counters(event, Window::Day, from, to).unwrap().iter().map(|r| r.counter.sum).sum::<f64>()
+    };
+    assert_eq!((sum("purchase"), sum("staging/purchase")), (10.0, 70.0));
+    let per_variant = stats.variant_counters("staging/purchase", "exp_a", Window::Day, from, to).unwrap();
+    assert_eq!(per_variant.iter().map(|r| r.variant.as_str()).collect::<Vec<_>>(), ["treatment"]);
+    // Production's archive is where it always was; staging's under env=staging/.
+    let archived = common::read_archive(&dir.path().join("archive"));
+    assert_eq!(
+        archived.iter().filter(|e| e["event"] == "purchase").map(|e| e["value"].clone()).collect::<Vec<_>>(),
+        [json!(10.0)]
+    );
+    let staged = common::read_archive(&dir.path().join("archive").join("env=staging"));
+    let bought = staged.iter().find(|e| e["event"] == "purchase").unwrap();
+    assert_eq!((bought["value"].clone(), bought["experiments"].clone()), (json!(70.0), json!({"exp_a": "treatment"})));
+    // Each environment's DLQ has its own rejected event.
+    let dead = |env_key: Option<&str>| {
+        let filter = DlqFilter { env: env_key.map(str::to_owned), ..DlqFilter::default() };
+        env.dlq.list(&filter).unwrap().into_iter().map(|e| e.error.code).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        (dead(None), dead(Some("staging"))),
+        (vec!["invalid_event_name".to_owned()], vec!["invalid_user_id".to_owned()])
+    );
+    assert!(dead(Some("qa")).is_empty());
+}

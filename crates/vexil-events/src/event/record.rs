@@ -30,7 +30,8 @@ impl ValidEvent<'_> {
     /// The event's log record: `LogRecord::Event(StoredEvent { .. })` exactly as its derived
     /// `Serialize` writes it, written straight from the validated fields so that no `Event`
     /// (and its strings and property map) is built only to be serialised once.
-    pub fn to_record(&self, receipt: &Receipt) -> Vec<u8> {
+    /// `env` is the event's environment as [`StoredEvent::env`] holds it.
+    pub fn to_record(&self, receipt: &Receipt, env: Option<&str>) -> Vec<u8> {
         let strings = self.event.len() + self.user_id.len() + self.properties.len();
         let mut out = Vec::with_capacity(strings + 256);
         out.extend_from_slice(br#"{"event":{"event":{"event_id":"#);
@@ -70,7 +71,12 @@ impl ValidEvent<'_> {
         out.extend_from_slice(br#"},"received_at":"#);
         write_json(&mut out, &receipt.millis);
         out.extend_from_slice(br#","id_given":"#);
-        out.extend_from_slice(if self.given_id().is_some() { b"true}}" } else { b"false}}" });
+        out.extend_from_slice(if self.given_id().is_some() { b"true" } else { b"false" });
+        if let Some(env) = env {
+            out.extend_from_slice(br#","env":"#);
+            write_json(&mut out, env);
+        }
+        out.extend_from_slice(b"}}");
         out
     }
 }
@@ -106,6 +112,10 @@ pub struct StoredEvent {
     pub received_at: i64,
     /// Whether the sender gave the `event_id` (only then can the event be delivered twice).
     pub id_given: bool,
+    /// The environment the event belongs to; `None` is production (and every record written
+    /// before environments). See [`crate::environment`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
 }
 
 /// Evaluation counts of one hour, flushed by [`crate::tracking`].
@@ -117,6 +127,9 @@ pub struct EvaluationCounts {
     pub counts: Vec<(String, String, u64)>,
     /// Flush time, Unix milliseconds.
     pub flushed_at: i64,
+    /// The environment of the evaluations; `None` is production.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
 }
 
 /// One record of the durable log.

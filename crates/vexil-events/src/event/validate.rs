@@ -189,12 +189,16 @@ impl<'a> Fields<'a> {
         };
         let event_id = match self.event_id {
             Json::Null => EventId::Generated(uuid::Uuid::new_v4()),
-            Json::Str(id) if !id.trim().is_empty() && id.len() <= 256 => EventId::Given(id),
+            // Control characters are refused: they separate an environment from an id in the
+            // dedupe state (crate::environment).
+            Json::Str(id) if !id.trim().is_empty() && id.len() <= 256 && !id.chars().any(char::is_control) => {
+                EventId::Given(id)
+            }
             _ => {
                 return Err(EventError::field(
                     "invalid_event_id",
                     "event_id",
-                    "event_id must be a non-empty string of at most 256 bytes",
+                    "event_id must be a non-empty string of at most 256 bytes without control characters",
                 ))
             }
         };

@@ -48,6 +48,15 @@ use std::time::Duration;
 use supervisor::Supervisor;
 use vexil_core::experiment::CompiledExperiment;
 
+/// The experiments each environment aggregates (`None`: production, see
+/// [`crate::environment`]).
+pub type ExperimentsByEnv = BTreeMap<Option<String>, Vec<Arc<CompiledExperiment>>>;
+
+/// Production's experiments alone (a deployment with one environment).
+pub fn production(experiments: Vec<Arc<CompiledExperiment>>) -> ExperimentsByEnv {
+    BTreeMap::from([(None, experiments)])
+}
+
 /// The consumer name under which the pipeline commits to the bus (for log retention).
 pub const CONSUMER: &str = "pipeline";
 
@@ -115,7 +124,7 @@ struct Shared {
     progress: Mutex<Progress>,
     changed: Condvar,
     /// The experiments to aggregate, with a generation that each change bumps.
-    experiments: Mutex<(u64, Vec<Arc<CompiledExperiment>>)>,
+    experiments: Mutex<(u64, ExperimentsByEnv)>,
     bus: Arc<dyn EventBus>,
     metrics: Arc<Metrics>,
 }
@@ -153,7 +162,7 @@ impl Pipeline {
         backend: Arc<dyn ProcessingBackend>,
         dlq: Arc<Dlq>,
         archive: Arc<dyn ArchiveStore>,
-        experiments: Vec<Arc<CompiledExperiment>>,
+        experiments: ExperimentsByEnv,
         metrics: Arc<Metrics>,
         options: PipelineOptions,
     ) -> Result<Pipeline, Error> {
@@ -171,10 +180,23 @@ impl Pipeline {
         Ok(Pipeline { shared, backend, supervisor: Mutex::new(Some(thread)) })
     }
 
-    /// Replaces the experiments being aggregated; applies from each processor's next batch on.
+    /// Replaces the experiments being aggregated in production; applies from each processor's
+    /// next batch on.
     pub fn set_experiments(&self, experiments: Vec<Arc<CompiledExperiment>>) {
+        self.set_experiments_of(None, experiments);
+    }
+
+    /// Replaces the experiments being aggregated in environment `env` (`None`: production; an
+    /// empty list forgets the environment); applies from each processor's next batch on.
+    pub fn set_experiments_of(&self, env: Option<&str>, experiments: Vec<Arc<CompiledExperiment>>) {
         let mut current = self.shared.experiments.lock().expect("experiments poisoned");
-        *current = (current.0 + 1, experiments);
+        current.0 += 1;
+        let env = env.map(str::to_owned);
+        if experiments.is_empty() {
+            current.1.remove(&env);
+        } else {
+            current.1.insert(env, experiments);
+        }
     }
 
     /// The partitions this node processes now.

@@ -15,11 +15,13 @@ use crate::counters;
 use crate::dedupe::{self, Deliveries};
 use crate::dlq::Dlq;
 use crate::enrich;
+use crate::environment;
 use crate::error::Error;
 use crate::event::{EventError, LogRecord, StoredEvent};
 use crate::metrics::Metrics;
 use crate::store::PartitionStore;
 use chrono::Utc;
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -80,7 +82,7 @@ impl Stages {
     ) -> Stages {
         Stages {
             store,
-            experiments: Experiments::new(&[]),
+            experiments: Experiments::new(&crate::pipeline::ExperimentsByEnv::new()),
             archiver,
             dlq,
             metrics,
@@ -118,7 +120,9 @@ impl Stages {
     ) -> Result<Option<CommitReport>, Failure> {
         let Some(last) = batch.last().map(|d| d.offset) else { return Ok(None) };
         let checkpoint = copy.next_offset;
-        let mut deliveries = Deliveries::lookup(&mut *self.store, &given_ids(&batch))?;
+        let ids = given_ids(&batch);
+        let ids: Vec<&str> = ids.iter().map(|id| id.as_ref()).collect();
+        let mut deliveries = Deliveries::lookup(&mut *self.store, &ids)?;
         let mut to_count = counters::Pending::default();
         let mut report = CommitReport::default();
         for Decoded { offset, record } in &batch {
@@ -140,12 +144,14 @@ impl Stages {
                 }
                 continue;
             }
-            let partition = archive::partition_of(stored.event.timestamp);
+            let env = stored.env.as_deref();
+            let partition =
+                format!("{}{}", environment::archive_prefix(env), archive::partition_of(stored.event.timestamp));
             if replayed {
                 report.closed.extend(self.archive_replayed(copy, partition, offset, stored)?);
                 continue;
             }
-            let mut user = enrich::enrich(&mut copy.users, &stored.event, &self.metrics);
+            let mut user = enrich::enrich(&mut copy.users, &stored.event, env, &self.metrics);
             aggregate::aggregate(&mut copy.aggregates, &self.experiments, &mut user, &stored.event);
             let attribution = user.into_attribution();
             report.closed.extend(archive::archive(&mut self.archiver, partition, offset, stored, &attribution)?);
@@ -171,7 +177,8 @@ impl Stages {
         if !self.archiver.wants_replayed(&partition, offset) {
             return Ok(Vec::new());
         }
-        archive::archive(&mut self.archiver, partition, offset, stored, &copy.users.attribution(&stored.event))
+        let attribution = copy.users.attribution(&stored.event, stored.env.as_deref());
+        archive::archive(&mut self.archiver, partition, offset, stored, &attribution)
     }
 
     /// Closes every open archive file and commits that (at a flush and when stopping).
@@ -237,12 +244,13 @@ impl Stages {
     }
 }
 
-/// The sender-given ids of a batch, looked up together before any of them is judged.
-fn given_ids(batch: &[Decoded]) -> Vec<&str> {
+/// The sender-given ids of a batch, as their environments keep them, looked up together before
+/// any of them is judged.
+fn given_ids(batch: &[Decoded]) -> Vec<Cow<'_, str>> {
     batch
         .iter()
         .filter_map(|d| match &d.record {
-            Ok(LogRecord::Event(stored)) if stored.id_given => Some(stored.event.event_id.as_str()),
+            Ok(LogRecord::Event(stored)) if stored.id_given => Some(dedupe::id_of(stored)),
             _ => None,
         })
         .collect()

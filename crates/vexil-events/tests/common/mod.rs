@@ -13,7 +13,7 @@ use vexil_core::experiment::{decode_experiment, Aggregation, CompiledExperiment,
 use vexil_core::FlagSet;
 use vexil_events::aggregate::Sums;
 use vexil_events::archive::LocalArchive;
-use vexil_events::pipeline::{Pipeline, PipelineOptions};
+use vexil_events::pipeline::{production, Pipeline, PipelineOptions};
 use vexil_events::sqlite::SqliteBackend;
 use vexil_events::{Dlq, EventBus, FileLog, IngestOptions, Ingestor, LogOptions, Metrics};
 
@@ -37,7 +37,8 @@ impl Env {
         let state = Arc::new(SqliteBackend::open(dir.join("state.sqlite")).unwrap());
         let options = PipelineOptions { idle_poll: Duration::from_millis(20), ..PipelineOptions::default() };
         let pipeline =
-            Pipeline::start(bus, state, dlq.clone(), archive, experiments, metrics.clone(), options).unwrap();
+            Pipeline::start(bus, state, dlq.clone(), archive, production(experiments), metrics.clone(), options)
+                .unwrap();
         Env { dir: dir.to_owned(), log, dlq, metrics, ingestor, pipeline }
     }
 
