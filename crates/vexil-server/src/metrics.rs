@@ -44,6 +44,7 @@ pub struct FlagCounters(Arc<LazyCounters>);
 
 struct LazyCounters {
     evaluations: IntCounterVec,
+    environment: Box<str>,
     flag: Box<str>,
     by_reason: [OnceLock<IntCounter>; Reason::ALL.len()],
 }
@@ -52,7 +53,9 @@ impl FlagCounters {
     pub fn count(&self, reason: Reason) {
         let counters = &self.0;
         counters.by_reason[reason as usize]
-            .get_or_init(|| counters.evaluations.with_label_values(&[&counters.flag, reason.name()]))
+            .get_or_init(|| {
+                counters.evaluations.with_label_values(&[&counters.environment, &counters.flag, reason.name()])
+            })
             .inc();
     }
 }
@@ -75,8 +78,8 @@ impl Metrics {
         )
         .expect("valid metric");
         let evaluations = IntCounterVec::new(
-            Opts::new("vexil_evaluations_total", "Flag evaluations, by flag and reason."),
-            &["flag", "reason"],
+            Opts::new("vexil_evaluations_total", "Flag evaluations, by environment, flag and reason."),
+            &["environment", "flag", "reason"],
         )
         .expect("valid metric");
         let reads = |result: &str| {
@@ -139,9 +142,10 @@ impl Metrics {
     }
 
     /// The counters of one flag, each resolved on its first use.
-    pub fn flag_counters(&self, flag: &str) -> FlagCounters {
+    pub fn flag_counters(&self, environment: &str, flag: &str) -> FlagCounters {
         FlagCounters(Arc::new(LazyCounters {
             evaluations: self.evaluations.clone(),
+            environment: environment.into(),
             flag: flag.into(),
             by_reason: Default::default(),
         }))

@@ -7,6 +7,7 @@ use crate::http::auth::{bootstrap_admin_key, KeyCache};
 use crate::http::state::{AppState, Services};
 use crate::metrics::Metrics;
 use crate::service::environments::Environments;
+use crate::service::safety::scheduler::SafetyChecks;
 use std::io::Write;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -74,22 +75,15 @@ pub async fn state(config: ServerConfig, backend: Arc<dyn Backend>) -> Result<Ap
     let metrics = Metrics::new();
     let default = config.default_environment.clone();
     let (store, initial) = Environments::load_default(&backend, &default, &metrics).await?;
-    let experiments = crate::service::events::experiment_definitions(&initial.experiments);
-    let events = crate::service::events::Events::start(
-        &metrics,
-        &config.data_dir,
-        &config.archive_dir,
-        config.archive_format,
-        event_engines(&config).await?,
-        experiments,
-        config.dlq_limits,
-    )?;
-    let safety = Arc::new(crate::service::safety::Safety::new(&config, &metrics, events.pipeline.clone()));
+    // Every environment is loaded before the pipeline starts, so it starts with all their
+    // experiments.
+    let feed = Arc::new(crate::service::events::ExperimentFeed::default());
+    let environments = Environments::new(backend, (&default, store, initial), metrics.clone(), feed.hook()).await?;
     let supervisor = crate::service::supervise::Supervisor::new();
     metrics.register([supervisor.collector()]);
-    let feed_experiments = crate::service::events::feed_experiments(events.pipeline.clone());
-    let environments =
-        Environments::new(backend, (&default, store, initial), metrics.clone(), feed_experiments).await?;
+    let events =
+        crate::service::events::Events::start(&metrics, &config, event_engines(&config).await?, &feed, &supervisor)?;
+    let safety = Arc::new(crate::service::safety::Safety::new(&config, &metrics, events.pipeline.clone(), &supervisor));
     Ok(AppState::new(Services {
         events,
         assigner: crate::service::assignment::Assigner::new(
@@ -100,6 +94,7 @@ pub async fn state(config: ServerConfig, backend: Arc<dyn Backend>) -> Result<Ap
                 cache_entries: config.assignment_cache_entries,
                 flush: config.assignment_flush,
             },
+            &supervisor,
         ),
         safety,
         keys: KeyCache::new(config.auth_cache_ttl),
@@ -139,8 +134,17 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         move || environments.clone().follow(shutdown.clone())
     });
     supervisor.spawn("safety_scheduler", shutdown.clone(), {
-        let (checks, interval) = (state.safety_checks(), state.config.safety_check_interval);
-        move || crate::service::safety::scheduler::run(checks.clone(), interval, shutdown.clone())
+        // Every environment's plans and budgets, on its own signals; environments come and go.
+        let (environments, interval) = (state.environments.clone(), state.config.safety_check_interval);
+        let (safety, pipeline) = (state.safety.clone(), state.events.pipeline.clone());
+        move || {
+            let (environments, safety, pipeline) = (environments.clone(), safety.clone(), pipeline.clone());
+            let checks = move || {
+                let all = environments.all();
+                all.iter().map(|environment| SafetyChecks::of(environment, &safety, &pipeline)).collect()
+            };
+            crate::service::safety::scheduler::run(checks, interval, shutdown.clone())
+        }
     });
     let app = crate::http::middleware::apply(crate::http::routes::router(state.clone()), &state);
 

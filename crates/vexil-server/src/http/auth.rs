@@ -16,11 +16,11 @@
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::service::environments::Environment;
-use axum::extract::Request;
+use axum::extract::{FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use pin_project_lite::pin_project;
-use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -85,11 +85,15 @@ impl Caller {
     }
 }
 
-/// Authenticated keys by the hash of their secret, each trusted until its expiry.
+/// Authenticated keys by their secret, each trusted until its expiry.
+///
+/// Keyed by the secret itself rather than a digest of it: a lookup on every request then costs
+/// a fast hash and one comparison instead of a SHA-256, and the secret is in this process's
+/// memory during every request that presents it anyway. Only keys the store authenticated are
+/// inserted, so a client cannot choose what the table holds and a fast hasher is safe.
 pub struct KeyCache {
     ttl: Duration,
-    /// Keyed by digests, which no client can choose, so a fast hasher is safe here.
-    entries: RwLock<HashMap<[u8; 32], (Caller, Instant), foldhash::fast::RandomState>>,
+    entries: RwLock<HashMap<Box<str>, (Caller, Instant), foldhash::fast::RandomState>>,
 }
 
 impl KeyCache {
@@ -99,19 +103,17 @@ impl KeyCache {
 
     /// The caller holding `secret`, if the cache holds it and it has not expired.
     pub fn cached(&self, secret: &str) -> Option<Caller> {
-        let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
         let entries = self.entries.read().expect("key cache lock");
-        let (caller, expires) = entries.get(&digest)?;
+        let (caller, expires) = entries.get(secret)?;
         (*expires > Instant::now()).then(|| caller.clone())
     }
 
     /// The caller holding `secret` according to the store, remembered for the TTL; for a
     /// secret [`KeyCache::cached`] did not know (the cache is not looked up again).
     pub async fn authenticate(&self, store: &dyn Backend, secret: &str) -> Result<Option<Caller>, StoreError> {
-        let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
         let now = Instant::now();
         let Some(key) = store.authenticate(secret).await? else {
-            self.entries.write().expect("key cache lock").remove(&digest);
+            self.entries.write().expect("key cache lock").remove(secret);
             return Ok(None);
         };
         let caller = Caller {
@@ -124,7 +126,7 @@ impl KeyCache {
         if !self.ttl.is_zero() {
             let mut entries = self.entries.write().expect("key cache lock");
             entries.retain(|_, (_, expires)| *expires > now);
-            entries.insert(digest, (caller.clone(), now + self.ttl));
+            entries.insert(secret.into(), (caller.clone(), now + self.ttl));
         }
         Ok(Some(caller))
     }
@@ -299,9 +301,27 @@ fn admit(
     }
     let environment = scope(state, &caller, request)?;
     let named = env_header(&environment);
-    request.extensions_mut().insert(caller);
-    request.extensions_mut().insert(environment);
+    request.extensions_mut().insert(Admitted { caller, environment });
     Ok(named)
+}
+
+/// What the key check leaves in the request's extensions: who is calling and the environment
+/// the request acts in. One extension rather than two, as each costs an allocation and the
+/// second grew the table, on every request. Handlers take them with the [`Caller`] and
+/// [`crate::http::extract::Env`] extractors.
+#[derive(Clone)]
+pub struct Admitted {
+    pub caller: Caller,
+    pub environment: Arc<Environment>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    /// The caller the key check admitted; 401 on a route without a key check.
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts.extensions.get::<Admitted>().map(|admitted| admitted.caller.clone()).ok_or_else(ApiError::unauthorized)
+    }
 }
 
 /// 403 for a server or admin key given in the URL: such keys go in a header.
@@ -359,6 +379,9 @@ fn scope(state: &AppState, caller: &Caller, request: &mut Request) -> Result<Arc
 /// Routes outside `/v1/admin/` (evaluation, results, …) need only the scope.
 fn admin_lacks(caller: &Caller, request: &Request, environment: &str) -> Option<String> {
     let path = request.uri().path();
+    if across_environments(path) {
+        return None;
+    }
     let global = path.starts_with("/v1/admin/keys") || path.starts_with("/v1/admin/environments");
     let reads = matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD);
     let needed = match () {
@@ -382,6 +405,41 @@ fn admin_lacks(caller: &Caller, request: &Request, environment: &str) -> Option<
         return Some(format!("the key may not act in environment \"{environment}\"; its environments are {}", names()));
     }
     None
+}
+
+/// Whether the route acts on environments named in its path or on every environment
+/// (`/v1/admin/flags/{key}/environments`, `/v1/admin/environments/{to}/promote`): its handler
+/// checks the caller's rights on each environment it reads or writes ([`Caller::lacks`]).
+fn across_environments(path: &str) -> bool {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    matches!(
+        parts.as_slice(),
+        ["v1", "admin", "flags", _, "environments"] | ["v1", "admin", "environments", _, "promote"]
+    )
+}
+
+impl Caller {
+    /// What this admin caller lacks to act with the `needed` role in `environment`, if anything.
+    pub fn lacks(&self, needed: Role, environment: &str) -> Option<String> {
+        let role = self.role.unwrap_or(Role::Owner);
+        if !role.includes(needed) {
+            return Some(format!("this needs the {needed} role; the key is an admin key with the {role} role"));
+        }
+        let scope = self.environments.as_deref()?;
+        if scope.iter().any(|e| &**e == environment) {
+            return None;
+        }
+        let names = scope.iter().map(|e| format!("\"{e}\"")).collect::<Vec<_>>().join(", ");
+        Some(format!("the key may not act in environment \"{environment}\"; its environments are {names}"))
+    }
+
+    /// [`Caller::lacks`] as the API's 403.
+    pub fn may(&self, needed: Role, environment: &str) -> Result<(), ApiError> {
+        match self.lacks(needed, environment) {
+            Some(missing) => Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", missing)),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The environment a request names with `X-Vexil-Env` or `?env=` (taken off the query), if any.

@@ -205,7 +205,7 @@ impl EdgeIo {
                 return;
             }
         }
-        if memchr::memmem::find(rest, END_OF_HEAD).is_some() {
+        if holds_blank_line(rest) {
             self.enter(Phase::Request);
             return;
         }
@@ -240,6 +240,13 @@ impl EdgeIo {
             let _ = self.timed_out(cx);
         }
     }
+}
+
+/// Whether `bytes` hold a blank line (`\r\n\r\n`). Whether a head is complete is whether one
+/// arrived at all (a head holds none before its end), so the search starts from the end: it
+/// then passes over only the body that came with the head, usually to the first line feed.
+fn holds_blank_line(bytes: &[u8]) -> bool {
+    memchr::memrchr_iter(b'\n', bytes).any(|at| at >= 3 && bytes[at - 3..=at] == *END_OF_HEAD)
 }
 
 impl AsyncRead for EdgeIo {
@@ -359,6 +366,18 @@ fn rejection(status: StatusCode) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_blank_line_is_found_wherever_it_is() {
+        let head = b"POST /v1/evaluate HTTP/1.1\r\nHost: x\r\n\r\n{\"user_id\":\"u\\n\"}\n\r\n";
+        for end in 0..=head.len() {
+            for start in 0..=end {
+                let bytes = &head[start..end];
+                let expected = bytes.windows(END_OF_HEAD.len()).any(|w| w == END_OF_HEAD);
+                assert_eq!(holds_blank_line(bytes), expected, "{:?}", String::from_utf8_lossy(bytes));
+            }
+        }
+    }
 
     #[test]
     fn only_bodiless_heads_without_a_request_id_are_hyper_rejections() {

@@ -6,7 +6,9 @@
 
 use crate::service::assignment::AssignError;
 use crate::service::catalog::{DeleteError, ImportError};
+use crate::service::changes::{ApplyError, RequestError};
 use crate::service::experiments::ExperimentError;
+use crate::service::promotion::PromoteError;
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -115,6 +117,49 @@ impl From<StoreError> for ApiError {
             StoreError::VersionMismatch { .. } => ApiError::conflict("version_mismatch", e.to_string()),
             StoreError::LastAdminKey { .. } => ApiError::conflict("last_admin_key", e.to_string()),
             StoreError::Backend(_) => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<ApplyError> for ApiError {
+    fn from(e: ApplyError) -> Self {
+        match e {
+            ApplyError::Changed(_) => ApiError::conflict("version_mismatch", e.to_string()),
+            ApplyError::Invalid(problems) => ApiError::validation(problems),
+            ApplyError::Store(e) => ApiError::from(e),
+        }
+    }
+}
+
+impl From<PromoteError> for ApiError {
+    fn from(e: PromoteError) -> Self {
+        match e {
+            PromoteError::Invalid(field, _) => {
+                ApiError::bad_request("invalid_request", e.to_string()).with_field(field)
+            }
+            PromoteError::NotInSource { entity, .. } => {
+                let code =
+                    if entity == vexil_store::EntityKind::Segment { "segment_not_found" } else { "flag_not_found" };
+                ApiError::not_found(code, e.to_string())
+            }
+            PromoteError::MissingDependencies { .. } => ApiError::conflict("missing_dependencies", e.to_string()),
+            PromoteError::Stale(_) => {
+                ApiError::conflict("version_mismatch", e.to_string()).with_field("expected_versions")
+            }
+            PromoteError::Apply(e) => ApiError::from(e),
+            PromoteError::Store(e) => ApiError::from(e),
+        }
+    }
+}
+
+impl From<RequestError> for ApiError {
+    fn from(e: RequestError) -> Self {
+        match e {
+            RequestError::NotFound(_) => ApiError::not_found("change_request_not_found", e.to_string()),
+            RequestError::Closed { .. } => ApiError::conflict("change_request_closed", e.to_string()),
+            RequestError::OwnApproval(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
+            RequestError::Apply(e) => ApiError::from(e),
+            RequestError::Store(e) => ApiError::from(e),
         }
     }
 }

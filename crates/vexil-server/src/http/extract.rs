@@ -2,13 +2,14 @@
 //! answer in the API's error shape ([`crate::http::error`]), the conditional and audit headers
 //! (`If-Match`, `If-None-Match`, `X-Vexil-Reason`), and [`Change`], what every write carries.
 
-use crate::http::auth::Caller;
-use crate::http::error::{from_bytes_rejection, ApiError};
+use crate::http::auth::{Admitted, Caller};
+use crate::http::error::ApiError;
 use crate::service::environments::Environment;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use axum::Extension;
+use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use vexil_store::{ChangeMeta, EntityKind};
@@ -28,7 +29,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
             return Ok(ApiJson(value));
         }
-        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(from_bytes_rejection)?;
+        let bytes = read_body(req).await?;
         match serde_json::from_slice(&bytes) {
             Ok(value) => Ok(ApiJson(value)),
             Err(_) => {
@@ -41,11 +42,24 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 
 /// Whether the content type is exactly `application/json`, with or without parameters.
 fn plain_json(headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = headers.get(axum::http::header::CONTENT_TYPE) else {
         return false;
     };
-    let essence = value.split(';').next().unwrap_or_default().trim();
-    essence.eq_ignore_ascii_case("application/json")
+    let value = value.as_bytes();
+    let essence = value.split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
+    essence.eq_ignore_ascii_case(b"application/json")
+}
+
+/// The request's body. The edge has read it whole within its limit already
+/// ([`crate::http::middleware`]), so it is taken as it is, without axum's limit wrapper around
+/// it again.
+async fn read_body(req: Request) -> Result<axum::body::Bytes, ApiError> {
+    let collected = req
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| ApiError::bad_request("invalid_request", format!("reading the body failed: {e}")))?;
+    Ok(collected.to_bytes())
 }
 
 /// An optional JSON body: empty bodies are `None`, with no content type needed (the query form
@@ -55,8 +69,8 @@ pub struct OptionalJson<T>(pub Option<T>);
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(from_bytes_rejection)?;
+    async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
+        let bytes = read_body(req).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(None));
         }
@@ -89,6 +103,24 @@ pub fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
         .flat_map(|v| v.split(','))
         .map(|t| t.trim().trim_start_matches("W/"))
         .any(|t| t == etag || t == "*")
+}
+
+/// Whether `Accept-Encoding` accepts gzip: `gzip`, `x-gzip` or `*` with a quality above 0.
+pub fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(axum::http::header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or_default().trim();
+            let quality = parts
+                .filter_map(|p| p.trim().strip_prefix("q=").or_else(|| p.trim().strip_prefix("Q=")))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            ["gzip", "x-gzip", "*"].iter().any(|c| coding.eq_ignore_ascii_case(c)) && quality > 0.0
+        })
 }
 
 /// `If-Match: <version>` (quoted or not), or none.
@@ -161,8 +193,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Change {
         let Extension(kind) = Extension::<EntityKind>::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError::internal(e.to_string()))?;
-        let Extension(caller) =
-            Extension::<Caller>::from_request_parts(parts, state).await.map_err(|_| ApiError::unauthorized())?;
+        let caller = Caller::from_request_parts(parts, state).await?;
         let ChangeReason(reason) = ChangeReason::from_request_parts(parts, state).await?;
         let IfMatch(expected_version) = IfMatch::from_request_parts(parts, state).await?;
         Ok(Change { kind, meta: caller.change(reason), expected_version })
@@ -179,34 +210,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Env {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         parts
             .extensions
-            .get::<std::sync::Arc<Environment>>()
-            .cloned()
-            .map(Env)
+            .get::<Admitted>()
+            .map(|admitted| Env(admitted.environment.clone()))
             .ok_or_else(|| ApiError::internal("the route resolved no environment"))
-    }
-}
-
-/// The request's environment, for routes whose feature reads the event pipeline (events,
-/// results, stats, DLQ, rollout plans with their guards, budgets): events are not separated
-/// by environment yet, so these serve only the default environment and refuse any other with
-/// 409 `environment_unsupported` rather than mix environments (docs/environments.md).
-pub struct EventsEnv(pub std::sync::Arc<Environment>);
-
-impl FromRequestParts<crate::http::state::AppState> for EventsEnv {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &crate::http::state::AppState) -> Result<Self, ApiError> {
-        let Env(env) = Env::from_request_parts(parts, state).await?;
-        let events = state.events_environment();
-        if env.key != events.key {
-            let message = format!(
-                "this route reads the event pipeline, which serves only the default environment \"{}\" \
-                 so far, not \"{}\"",
-                events.key, env.key
-            );
-            return Err(ApiError::conflict("environment_unsupported", message).with_field("env"));
-        }
-        Ok(EventsEnv(env))
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! - [`routes`]: the route table and one module per group of endpoints;
 //! - [`error`]: the one error shape (SPEC 4) and the mapping of every service error and axum
-//!   rejection to it; [`extract`]: the extractors, which reject in that shape;
+//!   rejection to it; [`extract`]: the extractors, which reject in that shape; [`json`]: the
+//!   JSON answers of the hot routes;
 //! - [`edge`]: connections, timeouts and request size limits before any route;
 //! - [`middleware`]: request ids, security headers, body limit, panic guard, CORS;
 //! - [`auth`]: API keys, their kinds, and the authentication cache; [`rate_limit`]: per-key
@@ -15,6 +16,7 @@ pub mod auth;
 pub mod edge;
 pub mod error;
 pub mod extract;
+pub mod json;
 pub mod middleware;
 pub mod openapi;
 pub mod rate_limit;

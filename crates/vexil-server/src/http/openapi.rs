@@ -39,6 +39,10 @@ fn bodies(spec: &RouteSpec) -> (Option<&'static str>, &'static str, Option<&'sta
         (Method::DELETE, "/v1/admin/keys/{id}") => (None, "200", Some("Key")),
         (Method::GET, "/v1/admin/audit") => (None, "200", Some("AuditRecords")),
         (Method::GET, "/v1/admin/environments") => (None, "200", Some("EnvironmentList")),
+        (Method::POST, "/v1/admin/environments/{env}/promote") => (Some("Promotion"), "200", Some("PromotionResult")),
+        (Method::GET, "/v1/admin/flags/{key}/environments") => (None, "200", Some("FlagEnvironments")),
+        (Method::GET, "/v1/admin/change-requests") => (None, "200", Some("ChangeRequestList")),
+        (_, p) if p.starts_with("/v1/admin/change-requests/") => (None, "200", Some("ChangeRequest")),
         (_, p) if p.starts_with("/v1/admin/environments") && spec.method != Method::DELETE => {
             let request = matches!(spec.method, Method::POST | Method::PUT).then_some("Environment");
             (request, if spec.method == Method::POST { "201" } else { "200" }, Some("Environment"))
@@ -59,6 +63,16 @@ fn bodies(spec: &RouteSpec) -> (Option<&'static str>, &'static str, Option<&'sta
         (Method::DELETE, _) => (None, "204", None),
         _ => (None, "200", Some("Object")),
     }
+}
+
+/// Whether an editor's call of the route may be held as a change request (202).
+fn held(spec: &RouteSpec) -> bool {
+    let documents = ["/v1/admin/flags", "/v1/admin/segments", "/v1/admin/experiments"];
+    let document = documents.iter().any(|c| spec.path == *c || spec.path == format!("{c}/{{key}}"));
+    let lifecycle = spec.path.starts_with("/v1/admin/experiments/{key}/");
+    (document && spec.method != Method::GET)
+        || lifecycle
+        || matches!(spec.path, "/v1/admin/environments/{env}/promote" | "/v1/admin/import")
 }
 
 fn operation(spec: &RouteSpec) -> Value {
@@ -140,6 +154,13 @@ fn operation(spec: &RouteSpec) -> Value {
         (None, _) => json!({"description": "Success"}),
     };
     responses.insert(status.into(), success);
+    if held(spec) {
+        responses.insert(
+            "202".into(),
+            json!({"description": "Held for approval: an editor's change in a protected environment",
+                   "content": content("HeldChange")}),
+        );
+    }
     let error = |description: &str| json!({"description": description, "content": content("Error")});
     if spec.path == "/ofrep/v1/event-stream" {
         responses.insert("400".into(), error("Last-Event-ID is not a revision number (invalid_header)"));
@@ -241,6 +262,12 @@ fn query_parameters(path: &str) -> Vec<(&'static str, Value, bool, &'static str)
             vec![("tag", string(), false, "Only the documents with this tag.")]
         }
         "/v1/admin/import" => vec![("dry_run", json!({"type": "boolean"}), false, "Only validate; change nothing.")],
+        "/v1/admin/change-requests" => vec![(
+            "status",
+            json!({"type": "string", "enum": ["pending", "approved", "rejected"]}),
+            false,
+            "Only the requests in this state.",
+        )],
         "/v1/admin/audit" => vec![
             ("entity", string(), false, "flag, segment, experiment, key, ..."),
             ("key", string(), false, "The entity's key."),
@@ -384,6 +411,9 @@ fn schemas() -> Value {
     if let (Some(all), Value::Object(more)) = (schemas.as_object_mut(), more_schemas()) {
         all.extend(more);
     }
+    if let (Some(all), Value::Object(more)) = (schemas.as_object_mut(), change_schemas()) {
+        all.extend(more);
+    }
     schemas
 }
 
@@ -412,5 +442,45 @@ fn more_schemas() -> Value {
             "properties": {
                 "type": {"type": "string", "enum": ["refetchEvaluation"]},
                 "etag": {"type": "string", "description": "The configuration's tag, \"<revision>\""}}}
+    })
+}
+
+/// Promotion, a flag across environments, and change requests (SPEC 9).
+fn change_schemas() -> Value {
+    let versions = json!({"type": "object", "additionalProperties": {"type": ["integer", "null"]}});
+    json!({
+        "Promotion": {"type": "object", "required": ["from"], "properties": {
+            "from": {"type": "string", "description": "The source environment."},
+            "flags": {"type": "array", "items": {"type": "string"}},
+            "segments": {"type": "array", "items": {"type": "string"}},
+            "dry_run": {"type": "boolean", "description": "Only show the changes."},
+            "expected_versions": {"type": "object", "description": "The target's versions the changes were reviewed \
+                against (a dry run's expected_versions; null: absent); 409 version_mismatch otherwise.",
+                "properties": {"flags": versions.clone(), "segments": versions.clone()}}}},
+        "PlannedChange": {"type": "object", "required": ["entity", "key", "action"], "properties": {
+            "entity": {"type": "string"}, "key": {"type": "string"},
+            "action": {"type": "string", "enum": ["create", "update", "delete", "unchanged"]},
+            "before": {"description": "The stored document, or null"},
+            "after": {"description": "The body it will have, or null"}}},
+        "PromotionResult": {"type": "object", "properties": {
+            "from": {"type": "string"}, "to": {"type": "string"}, "dry_run": {"type": "boolean"},
+            "applied": {"type": "boolean"},
+            "expected_versions": {"type": "object", "properties": {"flags": versions.clone(), "segments": versions}},
+            "changes": {"type": "array", "items": {"$ref": "#/components/schemas/PlannedChange"}}}},
+        "FlagEnvironments": {"type": "object", "properties": {
+            "flag": {"type": "string"},
+            "environments": {"type": "object", "additionalProperties": {"type": ["object", "null"]}}}},
+        "ChangeRequest": {"type": "object", "properties": {
+            "id": {"type": "string"}, "environment": {"type": "string"},
+            "status": {"type": "string", "enum": ["pending", "approved", "rejected"]},
+            "author": {"type": "string"}, "reason": {"type": ["string", "null"]}, "source": {"type": ["string", "null"]},
+            "changes": {"type": "array", "items": {"$ref": "#/components/schemas/PlannedChange"}},
+            "decided_by": {"type": ["string", "null"]}, "decision_reason": {"type": ["string", "null"]},
+            "version": {"type": "integer"}, "created_at": {"type": "string"}, "updated_at": {"type": "string"}}},
+        "ChangeRequestList": {"type": "object", "properties": {
+            "environment": {"type": "string"},
+            "change_requests": {"type": "array", "items": {"$ref": "#/components/schemas/ChangeRequest"}}}},
+        "HeldChange": {"type": "object", "required": ["change_request"], "properties": {
+            "change_request": {"$ref": "#/components/schemas/ChangeRequest"}}}
     })
 }

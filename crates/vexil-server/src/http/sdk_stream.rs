@@ -250,7 +250,7 @@ impl Following {
 /// `event: put` with the whole document: the document's own bytes are shared, not copied.
 fn put_frame(snapshot: &Snapshot) -> Vec<Bytes> {
     let head = format!("event: put\nid: {}\ndata: ", snapshot.revision);
-    vec![Bytes::from(head), snapshot.sdk_document.clone(), Bytes::from_static(b"\n\n")]
+    vec![Bytes::from(head), snapshot.sdk_document(), Bytes::from_static(b"\n\n")]
 }
 
 /// OFREP's `refetchEvaluation` message for `revision`: the envelope's `event` is always

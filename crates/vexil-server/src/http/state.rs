@@ -7,8 +7,8 @@ use crate::http::auth::KeyCache;
 use crate::metrics::Metrics;
 use crate::service::environments::{Environment, Environments};
 use crate::service::evaluation::Evaluator;
+use crate::service::events::EventsIn;
 use crate::service::results::ResultsSources;
-use crate::service::safety::scheduler::SafetyChecks;
 use crate::service::snapshot::Snapshot;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -46,43 +46,20 @@ impl AppState {
 }
 
 impl Services {
-    /// The environment whose configuration the event pipeline, experiment results and the
-    /// safety rails' checks work on: events are not separated by environment yet
-    /// (docs/environments.md), so those features serve the default environment only.
-    pub fn events_environment(&self) -> &Arc<Environment> {
-        self.environments.default()
+    /// What experiment results of `environment` read and write: its events' aggregates, its
+    /// configuration and its store.
+    pub fn results(&self, environment: &Environment) -> ResultsSources {
+        ResultsSources::of(environment, &self.events.pipeline)
     }
 
-    /// What experiment results read and write.
-    pub fn results(&self) -> ResultsSources {
-        let environment = self.events_environment();
-        ResultsSources {
-            pipeline: self.events.pipeline.clone(),
-            snapshots: environment.snapshots.clone(),
-            store: environment.store.clone(),
-        }
-    }
-
-    /// What the safety rails' periodic checks read and act on.
-    pub fn safety_checks(&self) -> SafetyChecks {
-        let environment = self.events_environment();
-        SafetyChecks {
-            store: environment.store.clone(),
-            snapshots: environment.snapshots.clone(),
-            safety: self.safety.clone(),
-            results: self.results(),
-        }
-    }
-
-    /// The events of `environment`, if they are recorded: only the default environment's
-    /// are, until events are separated by environment.
-    pub fn events_of(&self, environment: &Environment) -> Option<&crate::service::events::Events> {
-        (environment.key == self.events_environment().key).then_some(&self.events)
+    /// The events of `environment`: where its evaluations are counted and its exposures go.
+    pub fn events_of<'a>(&'a self, environment: &'a Environment) -> EventsIn<'a> {
+        self.events.of(&environment.key)
     }
 
     /// The evaluation service over `snapshot` of `environment` (one the caller read, so a
     /// request sees one configuration throughout).
-    pub fn evaluator<'a>(&'a self, environment: &Environment, snapshot: &'a Snapshot) -> Evaluator<'a> {
+    pub fn evaluator<'a>(&'a self, environment: &'a Environment, snapshot: &'a Snapshot) -> Evaluator<'a> {
         Evaluator { snapshot, assigner: &self.assigner, events: self.events_of(environment) }
     }
 }

@@ -24,8 +24,9 @@
 //!
 //! [`CompiledExperiment::place`]: vexil_core::experiment::CompiledExperiment::place
 
-use crate::service::events::Events;
+use crate::service::events::EventsIn;
 use crate::service::experiments::LiveExperiment;
+use crate::service::supervise::Supervisor;
 use quick_cache::sync::Cache;
 use serde::Serialize;
 use std::sync::Arc;
@@ -149,11 +150,17 @@ pub struct AssignerOptions {
 }
 
 impl Assigner {
-    /// Starts the group-commit writer (it ends when the assigner is dropped).
-    pub fn new(store: Arc<dyn Store>, options: AssignerOptions) -> Assigner {
+    /// Starts the group-commit writer under `supervisor` (it ends when the assigner is dropped).
+    pub fn new(store: Arc<dyn Store>, options: AssignerOptions, supervisor: &Supervisor) -> Assigner {
         let AssignerOptions { ttl, cache_entries, flush } = options;
         let (writes, queue) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(write_batches(store.clone(), queue, flush));
+        // The queue outlives a panicking writer: the restarted task locks it again, and the
+        // callers of the batch it held get an error instead of waiting forever.
+        let queue = Arc::new(tokio::sync::Mutex::new(queue));
+        supervisor.spawn("assignment_writer", CancellationToken::new(), {
+            let store = store.clone();
+            move || write_batches(store.clone(), queue.clone(), flush)
+        });
         Assigner {
             store,
             cache: Cache::new(cache_entries.max(1)),
@@ -253,7 +260,12 @@ fn sticky(experiment: &Arc<LiveExperiment>, record: Arc<Assignment>) -> Decision
 
 /// The group-commit writer: every record queued while the previous transaction ran goes into
 /// the next one.
-async fn write_batches(store: Arc<dyn Store>, mut queue: mpsc::Receiver<PendingWrite>, flush: Flush) {
+async fn write_batches(
+    store: Arc<dyn Store>,
+    queue: Arc<tokio::sync::Mutex<mpsc::Receiver<PendingWrite>>>,
+    flush: Flush,
+) {
+    let mut queue = queue.lock().await;
     let mut pending = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut pending, MAX_BATCH).await > 0 {
         let (batch, replies): (Vec<_>, Vec<_>) = pending.drain(..).unzip();
@@ -287,16 +299,16 @@ pub async fn purge_expired(store: Arc<dyn Store>, interval: Duration, shutdown: 
 
 /// Assigns and, for a first assignment, emits the exposure event (fire-and-forget: a full
 /// event queue drops it and counts the drop, never delaying or failing the call). Repeat
-/// calls do not emit: the first exposure is what metrics count from. Without `events` (an
-/// environment whose events are not recorded) nothing is emitted.
+/// calls do not emit: the first exposure is what metrics count from. The exposure goes to
+/// `events`, the experiment's environment's.
 pub async fn assign(
     assigner: &Assigner,
-    events: Option<&Events>,
+    events: EventsIn<'_>,
     experiment: &Arc<LiveExperiment>,
     ctx: &Context<'_>,
 ) -> Result<Decision, AssignError> {
     let decision = assigner.assign(experiment, ctx).await?;
-    if let (AssignReason::Assigned, Some(record), Some(events)) = (decision.reason, &decision.record, events) {
+    if let (AssignReason::Assigned, Some(record)) = (decision.reason, &decision.record) {
         events.emit_exposure(vexil_events::Event {
             event_id: record.assignment_id.clone(),
             event: "exposure".into(),

@@ -6,9 +6,12 @@
 //! Bodies are stored in canonical form (decoded and serialised again): aliases become
 //! canonical operator names and defaults are filled in, as SPEC 1.2 asks.
 
+use crate::service::environments::Environment;
+use crate::service::snapshot::Snapshot;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use vexil_core::decode::{decode_flag, decode_segment};
 use vexil_core::experiment::decode_experiment;
 use vexil_core::model::{Condition, Meta, Serve};
@@ -117,19 +120,7 @@ impl Catalog {
     /// Checks the catalog after a write of `kind`/`key`: problems inside that item get paths
     /// relative to it (as the client posted it), problems elsewhere keep their document path.
     pub fn check_write(&self, kind: EntityKind, key: &str) -> Result<(), ValidationErrors> {
-        let Err(problems) = self.compile() else { return Ok(()) };
-        let prefix = format!("{}.{key}", collection(kind));
-        let relative = problems
-            .0
-            .into_iter()
-            .map(|p| match p.path.strip_prefix(&prefix) {
-                Some(rest) if rest.is_empty() || rest.starts_with('.') || rest.starts_with('[') => {
-                    ValidationError::new(rest.trim_start_matches('.'), p.message)
-                }
-                _ => p,
-            })
-            .collect();
-        Err(ValidationErrors(relative))
+        self.compile().map(drop).map_err(|problems| relative_to(problems, kind, key))
     }
 
     /// Who refers to a flag (as a prerequisite), a segment (in a condition) or an experiment
@@ -168,6 +159,87 @@ impl Catalog {
         }
         found
     }
+}
+
+/// Problems inside the item `kind`/`key` with paths relative to it (as the client posted it);
+/// problems elsewhere keep their document path.
+fn relative_to(problems: ValidationErrors, kind: EntityKind, key: &str) -> ValidationErrors {
+    let prefix = format!("{}.{key}", collection(kind));
+    let relative = problems
+        .0
+        .into_iter()
+        .map(|p| match p.path.strip_prefix(&prefix) {
+            Some(rest) if rest.is_empty() || rest.starts_with('.') || rest.starts_with('[') => {
+                ValidationError::new(rest.trim_start_matches('.'), p.message)
+            }
+            _ => p,
+        })
+        .collect();
+    ValidationErrors(relative)
+}
+
+/// The environment's live snapshot brought up to the store's revision, if it holds the stored
+/// configuration (it does not while that configuration fails to compile): the write checks
+/// below validate against it instead of reading and compiling the whole catalog.
+async fn live(env: &Environment) -> Option<Arc<Snapshot>> {
+    env.snapshots.catch_up(env.store.as_ref()).await;
+    let snapshot = env.snapshots.current();
+    snapshot.loaded.then_some(snapshot)
+}
+
+/// Checks that the environment's configuration still compiles, experiments included, with
+/// `kind`/`key` set to the canonical `body` (a create or a replace), as
+/// [`Catalog::check_write`] does: against the live snapshot, recompiling only what the write
+/// can affect; against the whole stored catalog if there is no live snapshot.
+pub async fn check_write(env: &Environment, kind: EntityKind, key: &str, body: &Value) -> Result<(), ImportError> {
+    let Some(snapshot) = live(env).await else {
+        let catalog = Catalog::load(env.store.as_ref()).await?;
+        return Ok(catalog.with(kind, key, Some(body.clone())).check_write(kind, key)?);
+    };
+    let change = || [(key.to_string(), Some(body.clone()))];
+    let flags = match kind {
+        EntityKind::Flag => snapshot.flags.with_changes(change(), []),
+        EntityKind::Segment => snapshot.flags.with_changes([], change()),
+        _ => Ok(snapshot.flags.clone()),
+    };
+    let experiments = snapshot.experiment_documents().iter().filter(|d| kind != EntityKind::Experiment || d.key != key);
+    let bodies: Vec<&Value> =
+        experiments.map(|d| &d.body).chain((kind == EntityKind::Experiment).then_some(body)).collect();
+    let checked = flags.and_then(|flags| crate::service::experiments::compile(&flags, bodies).map(drop));
+    Ok(checked.map_err(|problems| relative_to(problems, kind, key))?)
+}
+
+/// Who refers to `kind`/`key`, as [`Catalog::referrers`] says, from the live snapshot (the
+/// whole stored catalog if there is none).
+pub async fn referrers(env: &Environment, kind: EntityKind, key: &str) -> Result<Vec<String>, StoreError> {
+    let Some(snapshot) = live(env).await else {
+        return Ok(Catalog::load(env.store.as_ref()).await?.referrers(kind, key));
+    };
+    let mut found: Vec<(EntityKind, &str)> = Vec::new();
+    let flags = snapshot.flags.flags().filter(|f| match kind {
+        EntityKind::Segment => f.rules.iter().any(|r| mentions_segment(&r.when, key)),
+        EntityKind::Flag => f.key != key && f.prerequisites.iter().any(|p| p.flag == key),
+        EntityKind::Experiment => {
+            f.rules.iter().map(|r| &r.serve).chain([&f.default]).any(|s| matches!(s, Serve::Experiment(k) if k == key))
+        }
+        _ => false,
+    });
+    found.extend(flags.map(|f| (EntityKind::Flag, f.key.as_str())));
+    if kind == EntityKind::Segment {
+        let segments = snapshot.flags.segments().iter().filter(|s| s.key != key && mentions_segment(&s.when, key));
+        found.extend(segments.map(|s| (EntityKind::Segment, s.key.as_str())));
+        let experiments = snapshot.experiment_documents().iter().filter(|d| {
+            decode_experiment(&d.body).is_ok_and(|e| {
+                e.targeting
+                    .iter()
+                    .chain(e.metrics.iter().filter_map(|m| m.filter.as_ref()))
+                    .any(|c| mentions_segment(c, key))
+            })
+        });
+        found.extend(experiments.map(|d| (EntityKind::Experiment, d.key.as_str())));
+    }
+    found.sort();
+    Ok(found.into_iter().map(|(kind, key)| format!("{kind} {key}")).collect())
 }
 
 fn mentions_segment(condition: &Condition, key: &str) -> bool {
@@ -256,6 +328,33 @@ pub async fn delete(
         return Err(StoreError::NotFound { kind, key: key.to_string() }.into());
     }
     let referrers = catalog.referrers(kind, key);
+    delete_unreferenced(store, kind, key, expected_version, meta, referrers).await
+}
+
+/// [`delete`] in an environment served by this process: the references are looked up in its
+/// live snapshot rather than in the whole stored catalog.
+pub async fn delete_in(
+    env: &Environment,
+    kind: EntityKind,
+    key: &str,
+    expected_version: Option<u64>,
+    meta: &ChangeMeta,
+) -> Result<(), DeleteError> {
+    if env.store.get(kind, key).await?.is_none() {
+        return Err(StoreError::NotFound { kind, key: key.to_string() }.into());
+    }
+    let referrers = referrers(env, kind, key).await?;
+    delete_unreferenced(env.store.as_ref(), kind, key, expected_version, meta, referrers).await
+}
+
+async fn delete_unreferenced(
+    store: &dyn Store,
+    kind: EntityKind,
+    key: &str,
+    expected_version: Option<u64>,
+    meta: &ChangeMeta,
+    referrers: Vec<String>,
+) -> Result<(), DeleteError> {
     if !referrers.is_empty() {
         return Err(DeleteError::Referenced { kind, key: key.to_string(), referrers });
     }
@@ -309,6 +408,25 @@ pub async fn import(
         store.apply(writes, meta).await?;
     }
     Ok(report)
+}
+
+/// The changes importing a flags file would make, as [`import`] checks them, for a change
+/// request that holds the import for approval (unchanged items included, so the request shows
+/// the whole file's effect).
+pub async fn import_changes(
+    store: &dyn Store,
+    file: &Value,
+) -> Result<Vec<crate::service::changes::PlannedChange>, ImportError> {
+    FlagSet::from_value(file)?;
+    let mut catalog = Catalog::load(store).await?;
+    let mut changes = Vec::new();
+    for (kind, key, body) in file_items(file)? {
+        let current = store.get(kind, &key).await?;
+        changes.push(crate::service::changes::PlannedChange::between(kind, &key, current.as_ref(), Some(body.clone())));
+        catalog = catalog.with(kind, &key, Some(body));
+    }
+    catalog.compile()?;
+    Ok(changes)
 }
 
 /// The flags and segments of a valid file, each in canonical form.

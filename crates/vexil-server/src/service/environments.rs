@@ -8,7 +8,7 @@
 //! environments created anywhere, drops the deleted ones and brings every snapshot up to date.
 
 use crate::metrics::Metrics;
-use crate::service::snapshot::{LoadError, PublishHook, Snapshot, Snapshots};
+use crate::service::snapshot::{LoadError, Snapshot, Snapshots};
 use arc_swap::ArcSwap;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -25,11 +25,24 @@ pub struct Environment {
     pub snapshots: Arc<Snapshots>,
 }
 
+/// Told about every environment's snapshots before anyone can read them (the event pipeline
+/// learns each environment's experiments from it), and with `None` when an environment is gone.
+pub type EnvironmentHook = Arc<dyn Fn(&str, Option<&Snapshot>) + Send + Sync>;
+
+/// `hook` for the snapshots of environment `env`: told about `initial` now and about every
+/// later snapshot before it is published.
+fn hooked(hook: &EnvironmentHook, env: &Arc<str>, initial: Snapshot, metrics: Arc<Metrics>) -> Snapshots {
+    hook(env, Some(&initial));
+    let (hook, env) = (hook.clone(), env.clone());
+    Snapshots::new(initial, metrics).before_publish(Box::new(move |snapshot| hook(&env, Some(snapshot))))
+}
+
 /// Every environment, by key.
 pub struct Environments {
     backend: Arc<dyn Backend>,
     default: Arc<Environment>,
     metrics: Arc<Metrics>,
+    hook: EnvironmentHook,
     all: ArcSwap<HashMap<Arc<str>, Arc<Environment>>>,
     /// One synchronisation with the store at a time.
     syncing: tokio::sync::Mutex<()>,
@@ -49,8 +62,7 @@ async fn first_snapshot(env: &str, store: &dyn Store, metrics: &Metrics) -> Resu
 }
 
 impl Environments {
-    /// The default environment's store and first snapshot: the event pipeline is started
-    /// from its experiments before [`Environments::new`] publishes anything.
+    /// The default environment's store and first snapshot, once it is known to exist.
     pub async fn load_default(
         backend: &Arc<dyn Backend>,
         default: &str,
@@ -74,24 +86,24 @@ impl Environments {
         Ok((store, initial))
     }
 
-    /// Every environment, the default one from [`Environments::load_default`]; its snapshots
-    /// are published through `hook` (the event pipeline learns experiments from it).
+    /// Every environment, the default one from [`Environments::load_default`]; every
+    /// environment's snapshots are published through `hook` (the event pipeline learns
+    /// experiments from it).
     pub async fn new(
         backend: Arc<dyn Backend>,
         (default, store, initial): (&str, Arc<dyn Store>, Snapshot),
         metrics: Arc<Metrics>,
-        hook: PublishHook,
+        hook: EnvironmentHook,
     ) -> Result<Environments, String> {
-        let default = Arc::new(Environment {
-            key: default.into(),
-            store,
-            snapshots: Arc::new(Snapshots::new(initial, metrics.clone()).before_publish(hook)),
-        });
+        let key: Arc<str> = default.into();
+        let snapshots = Arc::new(hooked(&hook, &key, initial, metrics.clone()));
+        let default = Arc::new(Environment { key, store, snapshots });
         let all = HashMap::from([(default.key.clone(), default.clone())]);
         let environments = Environments {
             backend,
             default,
             metrics,
+            hook,
             all: ArcSwap::from_pointee(all),
             syncing: tokio::sync::Mutex::new(()),
         };
@@ -136,8 +148,11 @@ impl Environments {
             let store: Arc<dyn Store> = Arc::new(Scoped::new(self.backend.clone(), doc.key.as_str()));
             let initial = first_snapshot(&doc.key, store.as_ref(), &self.metrics).await?;
             let key: Arc<str> = doc.key.into();
-            let snapshots = Arc::new(Snapshots::new(initial, self.metrics.clone()));
+            let snapshots = Arc::new(hooked(&self.hook, &key, initial, self.metrics.clone()));
             next.insert(key.clone(), Arc::new(Environment { key, store, snapshots }));
+        }
+        for gone in current.keys().filter(|key| !next.contains_key(*key)) {
+            (self.hook)(gone, None);
         }
         self.all.store(Arc::new(next));
         Ok(())

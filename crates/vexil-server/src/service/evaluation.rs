@@ -12,7 +12,7 @@
 //! serves its off variant, and evaluation never fails for it.
 
 use crate::service::assignment::{assign, AssignError, Assigner, Decision};
-use crate::service::events::Events;
+use crate::service::events::EventsIn;
 use crate::service::snapshot::Snapshot;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -34,10 +34,8 @@ pub type Outcome<'e> = (&'e str, Result<Evaluation<'e>, EvalError>);
 pub struct Evaluator<'h> {
     pub snapshot: &'h Snapshot,
     pub assigner: &'h Assigner,
-    /// Where evaluations are tracked and exposures emitted; `None` in an environment whose
-    /// events are not recorded (every one but the default, until events are separated by
-    /// environment: docs/environments.md).
-    pub events: Option<&'h Events>,
+    /// Where evaluations are tracked and exposures emitted: the snapshot's environment's events.
+    pub events: EventsIn<'h>,
 }
 
 impl Evaluator<'_> {
@@ -109,9 +107,7 @@ impl Evaluator<'_> {
         for (key, outcome) in &outcomes {
             if let Ok(evaluation) = outcome {
                 self.snapshot.count(key, evaluation.reason);
-                if let Some(events) = self.events {
-                    events.track(evaluation, ctx.user_id());
-                }
+                self.events.track(evaluation, ctx.user_id());
             }
         }
         respond(outcomes)

@@ -12,14 +12,15 @@
 //! Shutdown (after the HTTP server has drained its requests) flushes the evaluation counts,
 //! appends what the queue still holds, closes open archive files, commits and closes the log.
 
+use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::service::experiments::Experiments;
+use crate::service::supervise::Supervisor;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{IntCounter, IntGauge};
 use std::collections::{HashMap, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,12 +28,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use vexil_core::experiment::CompiledExperiment;
 use vexil_core::Evaluation;
-use vexil_events::archive::{ArchiveFormat, ArchiveOptions, ArchiveStore, LocalArchive};
-use vexil_events::pipeline::{Pipeline, PipelineOptions};
+use vexil_events::archive::{ArchiveOptions, ArchiveStore, LocalArchive};
+use vexil_events::environment;
+use vexil_events::pipeline::{ExperimentsByEnv, Pipeline, PipelineOptions};
 use vexil_events::sqlite::SqliteBackend;
 use vexil_events::store::ProcessingBackend;
 use vexil_events::tracking::Tracker;
-use vexil_events::{Dlq, DlqLimits, Event, EventBus, FileLog, IngestOptions, Ingestor, LogOptions};
+use vexil_events::{Dlq, Event, EventBus, FileLog, IngestOptions, Ingestor, LogOptions};
 
 pub use vexil_events::Metrics as EventMetrics;
 
@@ -222,19 +224,19 @@ pub struct Engines {
 }
 
 impl Events {
-    /// Opens the log, the DLQ, the archive (files in `archive_format`) and the processing state,
-    /// starts processing (with the configuration's experiments from the first record on) and
-    /// the tasks that drain the server's own events, and registers the pipeline's metrics in
-    /// `registry`. Must run inside the tokio runtime.
+    /// Opens the log, the DLQ, the archive (in the configured file format) and the processing
+    /// state, starts processing (with every environment's experiments `feed` has, from the first
+    /// record on) and the tasks that drain the server's own events (under `supervisor`), and
+    /// registers the pipeline's metrics in `registry`. Must run inside the tokio runtime.
     pub fn start(
         registry: &Metrics,
-        data_dir: &Path,
-        archive_dir: &Path,
-        archive_format: ArchiveFormat,
+        config: &ServerConfig,
         engines: Engines,
-        experiments: Vec<Arc<CompiledExperiment>>,
-        dlq_limits: DlqLimits,
+        feed: &ExperimentFeed,
+        supervisor: &Supervisor,
     ) -> Result<Events, String> {
+        let (data_dir, archive_dir) = (config.data_dir.as_path(), config.archive_dir.as_path());
+        let (archive_format, dlq_limits) = (config.archive_format, config.dlq_limits);
         let dir = data_dir.join("events");
         let metrics = Arc::new(EventMetrics::default());
         let (log, bus): (Option<Arc<FileLog>>, Arc<dyn EventBus>) = match engines.bus {
@@ -268,26 +270,31 @@ impl Events {
             ),
         };
         let ingestor = Arc::new(Ingestor::new(bus.clone(), dlq.clone(), metrics.clone(), IngestOptions::default()));
-        let pipeline = Arc::new(
-            Pipeline::start(
-                bus.clone(),
-                processing,
-                dlq.clone(),
-                archive,
-                experiments,
-                metrics.clone(),
-                PipelineOptions {
-                    archive: ArchiveOptions { format: archive_format, ..ArchiveOptions::default() },
-                    ..PipelineOptions::default()
-                },
-            )
-            .map_err(|e| format!("cannot start the event pipeline in {}: {e}", dir.display()))?,
-        );
+        // Every environment's experiments, as fed so far.
+        let pipeline = feed.start(|experiments| {
+            let options = PipelineOptions {
+                archive: ArchiveOptions { format: archive_format, ..ArchiveOptions::default() },
+                ..PipelineOptions::default()
+            };
+            Pipeline::start(bus.clone(), processing, dlq.clone(), archive, experiments, metrics.clone(), options)
+                .map_err(|e| format!("cannot start the event pipeline in {}: {e}", dir.display()))
+        })?;
         let (tracker, queued) = Tracker::new(metrics.clone(), QUEUE_CAPACITY);
         let stop = CancellationToken::new();
+        // The queue outlives a panicking drain: the restarted task locks it again.
+        let queued = Arc::new(tokio::sync::Mutex::new(queued));
         let tasks = vec![
-            tokio::spawn(queued.run(ingestor.clone(), QUEUE_BATCH, stop.clone().cancelled_owned())),
-            tokio::spawn(tracker.clone().run_flusher(bus.clone(), COUNTS_FLUSH, stop.clone().cancelled_owned())),
+            supervisor.spawn("tracked_events", stop.clone(), {
+                let (ingestor, stop) = (ingestor.clone(), stop.clone());
+                move || {
+                    let (queued, ingestor, stop) = (queued.clone(), ingestor.clone(), stop.clone());
+                    async move { queued.lock().await.run(ingestor, QUEUE_BATCH, stop.cancelled_owned()).await }
+                }
+            }),
+            supervisor.spawn("evaluation_counts_flusher", stop.clone(), {
+                let (tracker, bus, stop) = (tracker.clone(), bus.clone(), stop.clone());
+                move || tracker.clone().run_flusher(bus.clone(), COUNTS_FLUSH, stop.clone().cancelled_owned())
+            }),
         ];
         registry.register([Box::new(Exported::new(metrics.clone())) as Box<dyn Collector>]);
         Ok(Events {
@@ -303,40 +310,34 @@ impl Events {
         })
     }
 
-    /// Queues an exposure event for the log; never waits, never fails (a full queue drops it
-    /// and counts the drop).
-    pub fn emit_exposure(&self, event: Event) {
-        self.tracker.track(event);
+    /// The events of environment `env`: what evaluation and assignment there record.
+    pub fn of<'a>(&'a self, env: &'a Arc<str>) -> EventsIn<'a> {
+        EventsIn { events: self, env: (&**env != environment::PRODUCTION).then_some(env) }
     }
 
-    /// Counts one evaluation (one atomic increment) and, for a flag with `track_events`, queues
-    /// its raw `evaluation` event; never waits, a full queue drops and counts.
-    pub fn track<'a>(&self, evaluation: &Evaluation<'a>, user_id: &'a str) {
-        self.tracker.record(&evaluation.flag.key, evaluation.variant);
-        if evaluation.flag.track_events {
-            self.tracker.track(Tracker::evaluation_event(&evaluation.record(user_id)));
-        }
-    }
-
-    /// Adds evaluation counts an SDK made in-process to this node's, to be flushed with them.
-    pub fn add_evaluation_counts<'a>(&self, counts: impl IntoIterator<Item = (&'a str, &'a str, u64)>) {
-        for (flag, variant, n) in counts {
-            self.tracker.record_many(flag, variant, n);
-        }
-    }
-
-    /// Adds a report of evaluation counts unless its `report_id` was counted already.
-    pub fn add_reported_counts(&self, report_id: Option<&str>, counts: &[(&str, &str, u64)]) -> Reported {
+    /// Adds a report of evaluation counts made in environment `env` unless its `report_id` was
+    /// counted already there.
+    pub fn add_reported_counts(
+        &self,
+        env: &Arc<str>,
+        report_id: Option<&str>,
+        counts: &[(&str, &str, u64)],
+    ) -> Reported {
         if let Some(id) = report_id {
+            // Report ids are remembered per environment, like event ids.
+            let id = environment::qualify_id(environment::stored(env), id);
             let fingerprint = fingerprint(counts);
             let mut ids = self.report_ids.lock().expect("report ids poisoned");
-            match ids.seen.get(id) {
+            match ids.seen.get(id.as_ref()) {
                 Some(&seen) if seen == fingerprint => return Reported::Duplicate,
                 Some(_) => return Reported::IdReused,
-                None => ids.remember(id, fingerprint),
+                None => ids.remember(&id, fingerprint),
             }
         }
-        self.add_evaluation_counts(counts.iter().copied());
+        let env = environment::stored(env);
+        for &(flag, variant, n) in counts {
+            self.tracker.record_many(env, flag, variant, n);
+        }
         Reported::Counted
     }
 
@@ -346,7 +347,8 @@ impl Events {
         self.stop.cancel();
         let tasks = std::mem::take(&mut *self.tasks.lock().expect("event tasks poisoned"));
         for task in tasks {
-            // A task that panicked has nothing left to flush.
+            // A supervised task ends when it has flushed; the handle fails only if the
+            // runtime is going away, and then there is nothing left to wait for.
             let _ = task.await;
         }
         tokio::task::block_in_place(|| {
@@ -364,14 +366,74 @@ impl Events {
     }
 }
 
+/// The events of one environment, as evaluation and assignment there record them.
+#[derive(Clone, Copy)]
+pub struct EventsIn<'a> {
+    events: &'a Events,
+    /// `None`: production (see `vexil_events::environment`).
+    env: Option<&'a Arc<str>>,
+}
+
+impl EventsIn<'_> {
+    /// Queues an exposure event for the log; never waits, never fails (a full queue drops it
+    /// and counts the drop).
+    pub fn emit_exposure(&self, event: Event) {
+        self.events.tracker.track(self.env.cloned(), event);
+    }
+
+    /// Counts one evaluation (one atomic increment) and, for a flag with `track_events`, queues
+    /// its raw `evaluation` event; never waits, a full queue drops and counts.
+    pub fn track<'e>(&self, evaluation: &Evaluation<'e>, user_id: &'e str) {
+        let tracker = &self.events.tracker;
+        tracker.record(self.env.map(|e| &**e), &evaluation.flag.key, evaluation.variant);
+        if evaluation.flag.track_events {
+            tracker.track(self.env.cloned(), Tracker::evaluation_event(&evaluation.record(user_id)));
+        }
+    }
+}
+
 /// The experiments of a snapshot as the pipeline aggregates them: the snapshot's compiled
 /// experiments themselves, so metric filters see the snapshot's segments.
 pub fn experiment_definitions(experiments: &Experiments) -> Vec<Arc<CompiledExperiment>> {
     experiments.iter().map(|live| live.compiled.clone()).collect()
 }
 
-/// Hands each new snapshot's experiments to the pipeline, so a new experiment counts from its
-/// first exposure and a changed metric (or a changed segment its filter uses) from the change on.
-pub fn feed_experiments(pipeline: Arc<Pipeline>) -> crate::service::snapshot::PublishHook {
-    Box::new(move |snapshot| pipeline.set_experiments(experiment_definitions(&snapshot.experiments)))
+/// Hands every environment's experiments to the pipeline: each new snapshot's, so a new
+/// experiment counts from its first exposure and a changed metric (or a changed segment its
+/// filter uses) from the change on. Environments are loaded before the pipeline starts, so
+/// until then their experiments wait here and the pipeline starts with all of them (no record
+/// of any environment is processed without its experiments).
+#[derive(Default)]
+pub struct ExperimentFeed {
+    /// The pipeline once started; before, what it will start with.
+    state: Mutex<(Option<Arc<Pipeline>>, ExperimentsByEnv)>,
+}
+
+impl ExperimentFeed {
+    /// The hook [`crate::service::environments::Environments`] calls.
+    pub fn hook(self: &Arc<Self>) -> crate::service::environments::EnvironmentHook {
+        let feed = self.clone();
+        Arc::new(move |env, snapshot| {
+            let experiments = snapshot.map(|s| experiment_definitions(&s.experiments)).unwrap_or_default();
+            let env = environment::stored(env);
+            let mut state = feed.state.lock().expect("experiment feed poisoned");
+            match &state.0 {
+                Some(pipeline) => pipeline.set_experiments_of(env, experiments),
+                None if experiments.is_empty() => {
+                    state.1.remove(&env.map(str::to_owned));
+                }
+                None => {
+                    state.1.insert(env.map(str::to_owned), experiments);
+                }
+            }
+        })
+    }
+
+    /// Starts the pipeline with the experiments fed so far; later ones go straight to it.
+    pub fn start<E>(&self, start: impl FnOnce(ExperimentsByEnv) -> Result<Pipeline, E>) -> Result<Arc<Pipeline>, E> {
+        let mut state = self.state.lock().expect("experiment feed poisoned");
+        let pipeline = Arc::new(start(std::mem::take(&mut state.1))?);
+        state.0 = Some(pipeline.clone());
+        Ok(pipeline)
+    }
 }

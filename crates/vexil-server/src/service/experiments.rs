@@ -49,9 +49,12 @@ pub fn compile<'a>(
         }
     }
     for flag in flags.flags() {
-        let serves = flag.rules.iter().enumerate().map(|(i, r)| (format!("rules[{i}].serve"), &r.serve));
-        for (path, serve) in serves.chain([("default".to_string(), &flag.default)]) {
+        // Positions, not paths: a path is written only for a flag that serves an experiment (this
+        // runs over every flag on every configuration write).
+        let serves = flag.rules.iter().enumerate().map(|(i, r)| (Some(i), &r.serve));
+        for (rule, serve) in serves.chain([(None, &flag.default)]) {
             let Serve::Experiment(key) = serve else { continue };
+            let path = rule.map_or_else(|| "default".to_string(), |i| format!("rules[{i}].serve"));
             let at = format!("flags.{}.{path}.experiment", flag.key);
             let Some(experiment) = compiled.iter().map(CompiledExperiment::experiment).find(|e| &e.key == key) else {
                 problems.push(ValidationError::new(at, format!("unknown experiment \"{key}\"")));
@@ -98,7 +101,7 @@ impl LiveExperiment {
 }
 
 /// The compiled experiments of a snapshot, by key.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Experiments {
     by_key: HashMap<String, Arc<LiveExperiment>>,
     /// Whether any flag serves an experiment: evaluation probes for experiments only then.

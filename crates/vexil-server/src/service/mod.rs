@@ -6,6 +6,8 @@
 //! - [`assignment`]: sticky experiment assignment with its cache and group-commit writer;
 //! - [`snapshot`]: the compiled configuration evaluation reads, swapped atomically on change;
 //! - [`catalog`]: whole-configuration checks for writes, deletes and imports;
+//! - [`changes`]: planned changes applied atomically, and change requests held for approval;
+//! - [`promotion`]: copying flags and segments from one environment to another;
 //! - [`environments`]: every environment's store and snapshot, and the environment document;
 //! - [`keys`]: what a new API key may be granted (its environment, role and scope);
 //! - [`experiments`]: experiment validation, lifecycle and the compiled set;
@@ -18,12 +20,14 @@
 
 pub mod assignment;
 pub mod catalog;
+pub mod changes;
 pub mod environments;
 pub mod evaluation;
 pub mod events;
 pub mod experiments;
 pub mod keys;
 pub mod notify;
+pub mod promotion;
 pub mod results;
 pub mod safety;
 pub mod snapshot;

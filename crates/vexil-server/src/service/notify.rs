@@ -8,13 +8,16 @@
 //! `X-Vexil-Signature: sha256=<hex HMAC-SHA256 of the body>` so the receiver can check that the
 //! body came from this server unchanged.
 
+use crate::service::supervise::Supervisor;
 use hmac::{Hmac, Mac};
 use prometheus::IntCounterVec;
 use serde::Serialize;
 use serde_json::Value;
 use sha2::Sha256;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use vexil_store::Timestamp;
 
 /// Notifications waiting for delivery before new ones are dropped (and counted as failed).
@@ -73,11 +76,17 @@ pub struct Notifier {
 
 impl Notifier {
     /// A notifier that only logs when `webhook` is `None`; otherwise it starts the delivery
-    /// task (inside the tokio runtime). `deliveries` is counted by `result` (`ok`, `failed`).
-    pub fn new(webhook: Option<WebhookConfig>, deliveries: IntCounterVec) -> Notifier {
+    /// task under `supervisor` (inside the tokio runtime); it ends when the notifier is dropped.
+    /// `deliveries` is counted by `result` (`ok`, `failed`).
+    pub fn new(webhook: Option<WebhookConfig>, deliveries: IntCounterVec, supervisor: &Supervisor) -> Notifier {
         let queue = webhook.map(|config| {
             let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
-            tokio::spawn(deliver_all(config, receiver, deliveries.clone()));
+            // The queue outlives a panicking delivery: the restarted task locks it again.
+            let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
+            let (config, deliveries) = (Arc::new(config), deliveries.clone());
+            supervisor.spawn("webhook_delivery", CancellationToken::new(), move || {
+                deliver_all(config.clone(), receiver.clone(), deliveries.clone())
+            });
             sender
         });
         Notifier { queue, deliveries }
@@ -102,8 +111,19 @@ impl Notifier {
     }
 }
 
-async fn deliver_all(config: WebhookConfig, mut queue: mpsc::Receiver<Notification>, deliveries: IntCounterVec) {
-    let client = reqwest::Client::builder().timeout(ATTEMPT_TIMEOUT).build().expect("a default HTTP client builds");
+async fn deliver_all(
+    config: Arc<WebhookConfig>,
+    queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Notification>>>,
+    deliveries: IntCounterVec,
+) {
+    let client = match reqwest::Client::builder().timeout(ATTEMPT_TIMEOUT).build() {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the webhook client; notifications are only logged");
+            return;
+        }
+    };
+    let mut queue = queue.lock().await;
     while let Some(notification) = queue.recv().await {
         let body = serde_json::to_vec(&notification).expect("notifications serialise");
         let result = if deliver(&client, &config, &body).await { "ok" } else { "failed" };

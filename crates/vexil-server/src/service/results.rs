@@ -4,6 +4,7 @@
 //! an experiment with its winner once the analysis may decide (at any time for the sequential
 //! method, whose intervals are valid under continuous monitoring; at `end_at` for the others).
 
+use crate::service::environments::Environment;
 use crate::service::experiments::{self, LiveExperiment};
 use crate::service::snapshot::Snapshots;
 use chrono::{DateTime, Duration, Utc};
@@ -173,8 +174,29 @@ pub fn compute(
 #[derive(Clone)]
 pub struct ResultsSources {
     pub pipeline: Arc<Pipeline>,
+    /// The environment as the pipeline's state names it (`None`: production): results read
+    /// only its events.
+    pub env: Option<String>,
     pub snapshots: Arc<Snapshots>,
     pub store: Arc<dyn Store>,
+}
+
+impl ResultsSources {
+    /// What results of `environment` read and write: its events' aggregates in `pipeline`, its
+    /// configuration and its store.
+    pub fn of(environment: &Environment, pipeline: &Arc<Pipeline>) -> ResultsSources {
+        ResultsSources {
+            pipeline: pipeline.clone(),
+            env: vexil_events::environment::stored(&environment.key).map(str::to_owned),
+            snapshots: environment.snapshots.clone(),
+            store: environment.store.clone(),
+        }
+    }
+
+    /// An experiment key or event name of this environment as the pipeline's state names it.
+    pub fn qualified(&self, key: &str) -> String {
+        vexil_events::environment::qualify(self.env.as_deref(), key).into_owned()
+    }
 }
 
 /// Runs `read` on the pipeline's committed state, off the async runtime.
@@ -193,10 +215,13 @@ pub async fn read_stats<T: Send + 'static>(
 pub async fn current(state: &ResultsSources, live: &LiveExperiment, overrides: Overrides) -> Result<Results, String> {
     let now = Utc::now();
     let key = live.experiment().key.clone();
+    let qualified = state.qualified(&key);
+    let exposure_event = state.qualified(EXPOSURE_EVENT);
     let from = live.experiment().start_at.unwrap_or(now - Duration::days(SERIES_DAYS));
     let (rows, exposures) = read_stats(state, move |stats| {
-        let rows = stats.aggregates(&key)?;
-        let exposures = stats.variant_counters(EXPOSURE_EVENT, &key, Window::Day, from, now + Duration::days(1))?;
+        let rows = stats.aggregates(&qualified)?;
+        let to = now + Duration::days(1);
+        let exposures = stats.variant_counters(&exposure_event, &key, Window::Day, from, to)?;
         Ok((rows, exposures))
     })
     .await?;

@@ -4,7 +4,10 @@
 //! Evaluation never reads the store: it loads the current snapshot (a few nanoseconds, no
 //! lock) and evaluates against it. A background task follows [`ConfigStore::watch`], which
 //! reports changes made by this process at once and by other processes (another node, the CLI)
-//! within a second, rebuilds the snapshot and publishes it. A rebuild that fails to compile
+//! within a second, brings the snapshot up to date and publishes it: patched with the store's
+//! changes since its revision ([`ConfigStore::changes_since`](vexil_store::ConfigStore::changes_since)),
+//! recompiling only what they affect and sharing every other compiled flag and document, or
+//! loaded whole where the store cannot list changes. A rebuild that fails to compile
 //! (possible only when two nodes race conflicting writes) keeps the previous snapshot and is
 //! counted in `vexil_config_reloads_total{result="error"}`. Active emergency stops (documents
 //! of their own) are overlaid on the compiled flags here, so a stop never changes a flag.
@@ -18,12 +21,12 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use vexil_core::{FlagSet, ValidationErrors};
-use vexil_store::{EntityKind, ShownDocument, Store, StoreError};
+use vexil_store::{DocumentChanges, EntityKind, ShownDocument, Store, StoreError, StoredDocument};
 
 /// Each flag's evaluation counters, looked up on every evaluation by a key from the
 /// configuration (never from a client), so with the fast seeded hasher.
@@ -39,12 +42,18 @@ pub struct Snapshot {
     /// Flags and segments as the API shows them, by (kind, key), with the flags under an
     /// emergency stop shown `enabled: false`: the SDK document and the base of the stream's diffs.
     /// Kept serialised: as `Value`s (a B-tree node per object) they took about 13 KB per flag.
-    pub documents: BTreeMap<(EntityKind, String), Box<RawValue>>,
-    /// `{"flags": [...], "segments": [...]}`, serialised once for `GET /v1/sdk/flags` and SSE.
-    pub sdk_document: Bytes,
+    /// Shared (`Arc`) with the snapshots before and after that have the same document.
+    pub documents: BTreeMap<(EntityKind, String), Arc<RawValue>>,
     /// The compiled experiments, so assignment never reads configuration from the store.
     pub experiments: Experiments,
-    counters: FlagCounterMap,
+    /// `{"flags": [...], "segments": [...]}` for `GET /v1/sdk/flags` and SSE, serialised on first
+    /// use (a write does not pay for 10 MB of JSON nobody may ask for), and its gzip.
+    sdk_document: OnceLock<Bytes>,
+    sdk_document_gzip: OnceLock<Bytes>,
+    counters: Arc<FlagCounterMap>,
+    /// The stored experiments and emergency stops, which a patch compiles again.
+    experiment_documents: Arc<Vec<StoredDocument>>,
+    stop_documents: Arc<Vec<StoredDocument>>,
 }
 
 /// Why a snapshot could not be built.
@@ -56,38 +65,23 @@ pub enum LoadError {
     Invalid(ValidationErrors),
 }
 
+type Documents = BTreeMap<(EntityKind, String), Arc<RawValue>>;
+
 impl Snapshot {
     /// The placeholder served until the first load succeeds (`/ready` says 503 meanwhile).
     pub fn unloaded() -> Snapshot {
-        Snapshot::build(0, false, BTreeMap::new(), FlagSet::empty(), &FlagCounterMap::default())
-    }
-
-    fn build(
-        revision: u64,
-        loaded: bool,
-        documents: BTreeMap<(EntityKind, String), Box<RawValue>>,
-        flags: FlagSet,
-        counters: &FlagCounterMap,
-    ) -> Snapshot {
-        #[derive(Serialize)]
-        struct SdkDocument<'a> {
-            flags: Vec<&'a RawValue>,
-            segments: Vec<&'a RawValue>,
-        }
-        let of_kind = |kind: EntityKind| {
-            documents.iter().filter(move |((k, _), _)| *k == kind).map(|(_, v)| v.as_ref()).collect()
-        };
-        let sdk = SdkDocument { flags: of_kind(EntityKind::Flag), segments: of_kind(EntityKind::Segment) };
-        let counters = flags.flags().filter_map(|f| Some((f.key.clone(), counters.get(&f.key)?.clone()))).collect();
         Snapshot {
-            flags,
-            revision,
-            loaded,
+            flags: FlagSet::empty(),
+            revision: 0,
+            loaded: false,
             built_at: Instant::now(),
+            documents: BTreeMap::new(),
             experiments: Experiments::default(),
-            sdk_document: Bytes::from(serde_json::to_vec(&sdk).expect("JSON values serialise")),
-            documents,
-            counters,
+            sdk_document: OnceLock::new(),
+            sdk_document_gzip: OnceLock::new(),
+            counters: Arc::default(),
+            experiment_documents: Arc::default(),
+            stop_documents: Arc::default(),
         }
     }
 
@@ -108,30 +102,182 @@ impl Snapshot {
             }
             // Kept as text, and parsed one document at a time to compile: ten thousand flags as
             // `Value`s take about 120 MB, and every copy of them raised the peak of a load.
-            let mut compiled = FlagSet::from_items(parsed(&flags), parsed(&segments)).map_err(LoadError::Invalid)?;
-            let mut documents: BTreeMap<_, _> = flags
+            let compiled = FlagSet::from_items(parsed(&flags), parsed(&segments)).map_err(LoadError::Invalid)?;
+            let documents: Documents = flags
                 .into_iter()
-                .map(|d| ((EntityKind::Flag, d.key), d.json))
-                .chain(segments.into_iter().map(|d| ((EntityKind::Segment, d.key), d.json)))
+                .map(|d| ((EntityKind::Flag, d.key), Arc::from(d.json)))
+                .chain(segments.into_iter().map(|d| ((EntityKind::Segment, d.key), Arc::from(d.json))))
                 .collect();
-            let stops: Vec<_> = stops.iter().filter_map(crate::service::safety::stops::Stop::from_document).collect();
-            compiled.set_stopped(|flag| stops.iter().any(|stop| stop.covers(flag)));
-            // SDKs evaluate the documents themselves: a stopped flag is served disabled there too.
-            for key in crate::service::safety::stops::stopped_flags(&stops, &compiled) {
-                if let Some(document) = documents.get_mut(&(EntityKind::Flag, key)) {
-                    let mut shown: Value = serde_json::from_str(document.get()).expect("stored as JSON");
-                    shown["enabled"] = Value::Bool(false);
-                    *document = raw(&shown);
+            let environment = store.environment();
+            let counters =
+                compiled.flags().map(|f| (f.key.clone(), metrics.flag_counters(environment, &f.key))).collect();
+            return Snapshot::finish(
+                revision,
+                compiled,
+                documents,
+                None,
+                Arc::new(counters),
+                Arc::new(experiments),
+                Arc::new(stops),
+            );
+        }
+    }
+
+    /// Overlays the stops, compiles the experiments and assembles the snapshot. `patched`:
+    /// the flags whose documents are new (a patch), `None` for all (a load).
+    fn finish(
+        revision: u64,
+        mut compiled: FlagSet,
+        mut documents: Documents,
+        patched: Option<&[String]>,
+        counters: Arc<FlagCounterMap>,
+        experiment_documents: Arc<Vec<StoredDocument>>,
+        stop_documents: Arc<Vec<StoredDocument>>,
+    ) -> Result<Snapshot, LoadError> {
+        let stops: Vec<_> =
+            stop_documents.iter().filter_map(crate::service::safety::stops::Stop::from_document).collect();
+        compiled.set_stopped(|flag| stops.iter().any(|stop| stop.covers(flag)));
+        // SDKs evaluate the documents themselves: a stopped flag is served disabled there too.
+        let stopped = match patched {
+            None => crate::service::safety::stops::stopped_flags(&stops, &compiled),
+            Some(keys) => keys
+                .iter()
+                .filter(|key| compiled.get(key).is_some_and(|flag| stops.iter().any(|stop| stop.covers(flag))))
+                .cloned()
+                .collect(),
+        };
+        for key in stopped {
+            if let Some(document) = documents.get_mut(&(EntityKind::Flag, key)) {
+                let mut shown: Value = serde_json::from_str(document.get()).expect("stored as JSON");
+                shown["enabled"] = Value::Bool(false);
+                *document = Arc::from(raw(&shown));
+            }
+        }
+        let compiled_experiments =
+            crate::service::experiments::compile(&compiled, experiment_documents.iter().map(|d| &d.body))
+                .map_err(LoadError::Invalid)?;
+        let experiments =
+            Experiments::new(&compiled, experiment_documents.iter().map(|d| d.id.clone()).zip(compiled_experiments));
+        Ok(Snapshot {
+            flags: compiled,
+            revision,
+            loaded: true,
+            built_at: Instant::now(),
+            documents,
+            experiments,
+            sdk_document: OnceLock::new(),
+            sdk_document_gzip: OnceLock::new(),
+            counters,
+            experiment_documents,
+            stop_documents,
+        })
+    }
+
+    /// This snapshot with the store's changes since its revision applied: only the changed
+    /// flags and segments and what depends on them are compiled again (see
+    /// [`FlagSet::with_changes`]), everything else is shared. `None` when the emergency stops
+    /// changed: a stop lifted from a flag needs the flag's stored document, so the caller
+    /// loads everything.
+    pub async fn patched(
+        &self,
+        store: &dyn Store,
+        changes: DocumentChanges,
+        metrics: &Metrics,
+    ) -> Result<Option<Snapshot>, LoadError> {
+        let (mut flag_changes, mut segment_changes) = (Vec::new(), Vec::new());
+        let mut documents = None;
+        let mut experiments_changed = false;
+        let mut patched = Vec::new();
+        let changed = changes.changed.into_iter().map(|(kind, doc)| (kind, doc.key, Some(doc.json)));
+        let deleted = changes.deleted.into_iter().map(|(kind, key)| (kind, key, None));
+        for (kind, key, json) in changed.chain(deleted) {
+            let target = match kind {
+                EntityKind::Flag => &mut flag_changes,
+                EntityKind::Segment => &mut segment_changes,
+                EntityKind::Experiment => {
+                    experiments_changed = true;
+                    continue;
+                }
+                EntityKind::EmergencyStop => return Ok(None),
+                _ => continue,
+            };
+            let documents = documents.get_or_insert_with(|| self.documents.clone());
+            let id = (kind, key.clone());
+            if kind == EntityKind::Flag {
+                patched.push(key.clone());
+            }
+            match json {
+                Some(json) => {
+                    target.push((key, Some(serde_json::from_str(json.get()).expect("the store lists JSON text"))));
+                    documents.insert(id, Arc::from(json));
+                }
+                None => {
+                    target.push((key, None));
+                    documents.remove(&id);
                 }
             }
-            let counters = compiled.flags().map(|f| (f.key.clone(), metrics.flag_counters(&f.key))).collect();
-            let compiled_experiments =
-                crate::service::experiments::compile(&compiled, experiments.iter().map(|d| &d.body))
-                    .map_err(LoadError::Invalid)?;
-            let experiments =
-                Experiments::new(&compiled, experiments.iter().map(|d| d.id.clone()).zip(compiled_experiments));
-            return Ok(Snapshot { experiments, ..Snapshot::build(revision, true, documents, compiled, &counters) });
         }
+        if documents.is_none() && !experiments_changed {
+            return Ok(Some(self.at_revision(changes.revision)));
+        }
+        let compiled = self.flags.with_changes(flag_changes, segment_changes).map_err(LoadError::Invalid)?;
+        let counters = if compiled.same_keys(&self.flags) {
+            self.counters.clone()
+        } else {
+            let counters = compiled
+                .flags()
+                .map(|f| {
+                    (
+                        f.key.clone(),
+                        self.counters
+                            .get(&f.key)
+                            .cloned()
+                            .unwrap_or_else(|| metrics.flag_counters(store.environment(), &f.key)),
+                    )
+                })
+                .collect();
+            Arc::new(counters)
+        };
+        let experiment_documents = match experiments_changed {
+            true => Arc::new(store.list(EntityKind::Experiment).await?),
+            false => self.experiment_documents.clone(),
+        };
+        Snapshot::finish(
+            changes.revision,
+            compiled,
+            documents.unwrap_or_else(|| self.documents.clone()),
+            Some(&patched),
+            counters,
+            experiment_documents,
+            self.stop_documents.clone(),
+        )
+        .map(Some)
+    }
+
+    /// The same configuration at a later revision (another environment changed), sharing all.
+    fn at_revision(&self, revision: u64) -> Snapshot {
+        let shared = |cell: &OnceLock<Bytes>| match cell.get() {
+            Some(bytes) => OnceLock::from(bytes.clone()),
+            None => OnceLock::new(),
+        };
+        Snapshot {
+            flags: self.flags.clone(),
+            revision,
+            loaded: self.loaded,
+            built_at: Instant::now(),
+            documents: self.documents.clone(),
+            experiments: self.experiments.clone(),
+            sdk_document: shared(&self.sdk_document),
+            sdk_document_gzip: shared(&self.sdk_document_gzip),
+            counters: self.counters.clone(),
+            experiment_documents: self.experiment_documents.clone(),
+            stop_documents: self.stop_documents.clone(),
+        }
+    }
+
+    /// The stored experiments this snapshot compiled.
+    pub fn experiment_documents(&self) -> &[StoredDocument] {
+        &self.experiment_documents
     }
 
     /// Counts one evaluation of `flag` for `/metrics`.
@@ -141,8 +287,40 @@ impl Snapshot {
         }
     }
 
-    pub fn sdk_document_text(&self) -> &str {
-        std::str::from_utf8(&self.sdk_document).expect("serde_json writes UTF-8")
+    /// `{"flags": [...], "segments": [...]}`: the documents as SDKs read them, serialised once
+    /// per snapshot, on first use.
+    pub fn sdk_document(&self) -> Bytes {
+        self.sdk_document
+            .get_or_init(|| {
+                #[derive(Serialize)]
+                struct SdkDocument<'a> {
+                    flags: Vec<&'a RawValue>,
+                    segments: Vec<&'a RawValue>,
+                }
+                let of_kind = |kind: EntityKind| {
+                    self.documents.iter().filter(|((k, _), _)| *k == kind).map(|(_, v)| v.as_ref()).collect()
+                };
+                let sdk = SdkDocument { flags: of_kind(EntityKind::Flag), segments: of_kind(EntityKind::Segment) };
+                Bytes::from(serde_json::to_vec(&sdk).expect("JSON values serialise"))
+            })
+            .clone()
+    }
+
+    /// [`Snapshot::sdk_document`] gzip-compressed, once per snapshot, on first use: every client
+    /// that accepts gzip is served the same bytes.
+    pub fn sdk_document_gzip(&self) -> Bytes {
+        self.sdk_document_gzip
+            .get_or_init(|| {
+                use std::io::Write;
+                let document = self.sdk_document();
+                let mut encoder = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(document.len() / 8),
+                    flate2::Compression::default(),
+                );
+                encoder.write_all(&document).expect("writing to memory cannot fail");
+                Bytes::from(encoder.finish().expect("writing to memory cannot fail"))
+            })
+            .clone()
     }
 }
 
@@ -178,7 +356,7 @@ pub fn diff<'a>(old: &'a Snapshot, new: &'a Snapshot) -> Vec<Change<'a>> {
     let mut patches: Vec<Change<'a>> = new
         .documents
         .iter()
-        .filter(|(id, doc)| old.documents.get(*id).is_none_or(|old| old.get() != doc.get()))
+        .filter(|(id, doc)| old.documents.get(*id).is_none_or(|old| !Arc::ptr_eq(old, doc) && old.get() != doc.get()))
         .map(|((kind, key), object)| Change::Patch { kind: *kind, key, object: object.as_ref() })
         .collect();
     patches.sort_by_key(|c| matches!(c, Change::Patch { kind: EntityKind::Flag, .. }));
@@ -273,14 +451,15 @@ impl Snapshots {
         }
     }
 
-    /// Rebuilds the snapshot if the store has moved past it.
+    /// Brings the snapshot up to the store's revision if the store has moved past it: patched
+    /// with the changes since its revision where the store lists them, loaded whole otherwise.
     pub async fn refresh(&self, store: &dyn Store) {
         let _one_at_a_time = self.reloading.lock().await;
-        let current = self.current.load();
+        let current = self.current.load_full();
         if current.loaded && current.revision >= self.latest_revision.load(Ordering::Relaxed) {
             return;
         }
-        match Snapshot::load(store, &self.metrics).await {
+        match self.next(&current, store).await {
             Ok(snapshot) => {
                 self.metrics.reloads_ok.inc();
                 self.latest_revision.fetch_max(snapshot.revision, Ordering::Relaxed);
@@ -292,6 +471,24 @@ impl Snapshots {
                 tracing::error!(error = %e, "configuration reload failed; serving the previous snapshot");
             }
         }
+    }
+
+    /// The snapshot after `current` at the store's revision.
+    async fn next(&self, current: &Snapshot, store: &dyn Store) -> Result<Snapshot, LoadError> {
+        if current.loaded {
+            // A patch parses its changed documents all at once; a load parses one at a time, so
+            // a large change (an import) reads everything rather than raise the peak of memory.
+            let small = |c: &DocumentChanges| c.changed.len() + c.deleted.len() <= (current.flags.len() / 4).max(256);
+            if let Some(changes) = store.changes_since(current.revision).await?.filter(small) {
+                match current.patched(store, changes, &self.metrics).await {
+                    Ok(Some(next)) => return Ok(next),
+                    Ok(None) => {}
+                    // Two nodes raced conflicting writes; the whole stored configuration decides.
+                    Err(e) => tracing::warn!(error = %e, "patching the configuration failed; loading it whole"),
+                }
+            }
+        }
+        Snapshot::load(store, &self.metrics).await
     }
 
     /// Follows the store's revision until `shutdown`, refreshing on every move.

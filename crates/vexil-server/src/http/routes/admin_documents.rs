@@ -7,10 +7,13 @@
 
 use crate::http::error::ApiError;
 use crate::http::extract::{path_key, ApiJson, ApiQuery, Change, Env};
-use crate::service::catalog::{canonical, collection, Catalog};
+use crate::http::routes::change_requests::{propose, Held};
+use crate::service::catalog::{self, canonical, collection, Catalog};
+use crate::service::changes::PlannedChange;
 use crate::service::environments::Environment;
 use axum::extract::Path;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -65,25 +68,30 @@ pub async fn get(
     Ok(Json(doc.to_json()))
 }
 
-/// `POST /v1/admin/{flags|segments}` → 201 with the stored document.
+/// `POST /v1/admin/{flags|segments}` → 201 with the stored document (202 with a change request
+/// when the write is [`Held`]).
 pub async fn create(
     Env(env): Env,
     Change { kind, meta, .. }: Change,
+    held: Option<Extension<Held>>,
     ApiJson(body): ApiJson<Value>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Response, ApiError> {
     let body = decode(kind, &body)?;
     if kind == EntityKind::Experiment {
         crate::service::experiments::check_new(&body)?;
     }
     let key = body["key"].as_str().expect("decoded documents have a key").to_string();
-    let catalog = Catalog::load(env.store.as_ref()).await?;
-    if catalog.version(kind, &key).is_some() {
+    if env.store.get(kind, &key).await?.is_some() {
         return Err(ApiError::from(vexil_store::StoreError::AlreadyExists { kind, key }));
     }
-    catalog.with(kind, &key, Some(body.clone())).check_write(kind, &key)?;
+    catalog::check_write(&env, kind, &key, &body).await?;
+    if held.is_some() {
+        let change = PlannedChange::between(kind, &key, None, Some(body));
+        return Ok(propose(&env, vec![change], None, &meta).await?.into_response());
+    }
     let stored = env.store.apply(vec![Write::Create { kind, key, body }], &meta).await?;
     env.snapshots.catch_up(env.store.as_ref()).await;
-    Ok((StatusCode::CREATED, Json(stored_json(stored))))
+    Ok((StatusCode::CREATED, Json(stored_json(stored))).into_response())
 }
 
 /// `PUT /v1/admin/{flags|segments}/{key}` with optional `If-Match: <version>`. The body's key
@@ -92,25 +100,51 @@ pub async fn create(
 pub async fn replace(
     Env(env): Env,
     Change { kind, meta, mut expected_version }: Change,
+    held: Option<Extension<Held>>,
     Path(key): Path<String>,
     ApiJson(mut body): ApiJson<Value>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     path_key(&mut body, &key)?;
-    let catalog = catalog_with(&env, kind, &key).await?;
-    let stored = catalog.body(kind, &key).cloned().unwrap_or_default();
+    let stored = env.store.get(kind, &key).await?.ok_or_else(|| not_found(kind, &key))?;
     if kind == EntityKind::Experiment {
-        crate::service::experiments::keep_lifecycle_fields(&stored, &mut body);
+        crate::service::experiments::keep_lifecycle_fields(&stored.body, &mut body);
     }
     let body = decode(kind, &body)?;
     if kind == EntityKind::Experiment {
-        crate::service::experiments::check_replace(&stored, &body)?;
-        expected_version = expected_version.or(catalog.version(kind, &key));
+        crate::service::experiments::check_replace(&stored.body, &body)?;
+        expected_version = expected_version.or(Some(stored.version));
     }
-    catalog.with(kind, &key, Some(body.clone())).check_write(kind, &key)?;
+    catalog::check_write(&env, kind, &key, &body).await?;
+    if held.is_some() {
+        let current = held_base(&env, kind, &key, expected_version).await?;
+        let change = PlannedChange::between(kind, &key, Some(&current), Some(body));
+        return Ok(propose(&env, vec![change], None, &meta).await?.into_response());
+    }
     let write = Write::Update { kind, key, body, expected_version };
     let stored = env.store.apply(vec![write], &meta).await?;
     env.snapshots.catch_up(env.store.as_ref()).await;
-    Ok(Json(stored_json(stored)))
+    Ok(Json(stored_json(stored)).into_response())
+}
+
+/// The stored document a held change applies to, checked against `If-Match` as a write is.
+async fn held_base(
+    env: &Environment,
+    kind: EntityKind,
+    key: &str,
+    expected_version: Option<u64>,
+) -> Result<StoredDocument, ApiError> {
+    let current = env.store.get(kind, key).await?.ok_or_else(|| not_found(kind, key))?;
+    match expected_version {
+        Some(expected) if expected != current.version => {
+            Err(ApiError::from(vexil_store::StoreError::VersionMismatch {
+                kind,
+                key: key.to_owned(),
+                expected,
+                actual: current.version,
+            }))
+        }
+        _ => Ok(current),
+    }
 }
 
 /// `DELETE /v1/admin/{flags|segments}/{key}` with optional `If-Match` → 204; 409 naming the
@@ -118,11 +152,22 @@ pub async fn replace(
 pub async fn delete(
     Env(env): Env,
     Change { kind, meta, expected_version }: Change,
+    held: Option<Extension<Held>>,
     Path(key): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    crate::service::catalog::delete(env.store.as_ref(), kind, &key, expected_version, &meta).await?;
+) -> Result<Response, ApiError> {
+    if held.is_some() {
+        let current = held_base(&env, kind, &key, expected_version).await?;
+        let referrers = catalog::referrers(&env, kind, &key).await?;
+        if !referrers.is_empty() {
+            let e = crate::service::catalog::DeleteError::Referenced { kind, key, referrers };
+            return Err(e.into());
+        }
+        let change = PlannedChange::between(kind, &key, Some(&current), None);
+        return Ok(propose(&env, vec![change], None, &meta).await?.into_response());
+    }
+    catalog::delete_in(&env, kind, &key, expected_version, &meta).await?;
     env.snapshots.catch_up(env.store.as_ref()).await;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 pub fn stored_json(mut stored: Vec<Option<StoredDocument>>) -> Value {

@@ -5,7 +5,9 @@
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, ApiQuery, ChangeReason, Env};
-use crate::service::catalog::{import, Catalog, ImportReport};
+use crate::http::routes::change_requests::{propose, Held};
+use crate::service::catalog::{import, import_changes, Catalog};
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::Value;
@@ -16,17 +18,24 @@ pub struct ImportQuery {
     dry_run: bool,
 }
 
+/// `POST /v1/admin/import[?dry_run=true]` → the report; when the write is [`Held`], `202` with
+/// a change request holding every change of the file.
 pub async fn import_file(
     Env(env): Env,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     ChangeReason(reason): ChangeReason,
+    held: Option<Extension<Held>>,
     ApiQuery(query): ApiQuery<ImportQuery>,
     ApiJson(file): ApiJson<Value>,
-) -> Result<Json<ImportReport>, ApiError> {
+) -> Result<Response, ApiError> {
     let meta = caller.change(reason.or_else(|| Some("import".into())));
+    if held.is_some() && !query.dry_run {
+        let changes = import_changes(env.store.as_ref(), &file).await?;
+        return Ok(propose(&env, changes, None, &meta).await?.into_response());
+    }
     let report = import(env.store.as_ref(), &file, query.dry_run, &meta).await?;
     env.snapshots.catch_up(env.store.as_ref()).await;
-    Ok(Json(report))
+    Ok(Json(report).into_response())
 }
 
 pub async fn export(Env(env): Env) -> Result<Json<Value>, ApiError> {

@@ -4,13 +4,13 @@
 
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, ApiQuery, Env, OptionalJson};
+use crate::http::json::Json;
 use crate::http::routes::evaluate::{attributes, user_id};
 use crate::http::state::AppState;
 use crate::service::assignment;
 use crate::service::environments::Environment;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Deserialize;
 use serde_json::Value;
 use vexil_core::Context;

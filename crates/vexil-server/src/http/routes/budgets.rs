@@ -3,23 +3,23 @@
 
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
-use crate::http::extract::{ApiJson, Change, ChangeReason, EventsEnv};
+use crate::http::extract::{ApiJson, Change, ChangeReason, Env};
 use crate::http::state::AppState;
 use crate::service::environments::Environment;
 use crate::service::safety::budgets::{Budget, Progress};
 use crate::service::safety::scheduler::{budget_body, parse_budget};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::{Extension, Json};
+use axum::Json;
 use serde_json::{json, Value};
 use vexil_store::{EntityKind, StoreError, StoredDocument, Write};
 
 /// A stored budget with its current period's spend.
-fn with_status(state: &AppState, doc: &StoredDocument) -> Value {
+fn with_status(state: &AppState, env: &Environment, doc: &StoredDocument) -> Value {
     let mut body = doc.to_json();
     if let Some((budget, _)) = parse_budget(doc) {
         let now = vexil_store::now();
-        body["status"] = match budget.spend(state.safety.signals.as_ref(), now) {
+        body["status"] = match budget.spend(state.safety.signals_of(&env.key).as_ref(), now) {
             Ok(spend) => json!({"period_start": budget.period_start(now), "spend": spend.sum, "events": spend.count,
                 "remaining": budget.limit - spend.sum, "used_percent": spend.sum / budget.limit * 100.0}),
             Err(e) => json!({"error": e}),
@@ -33,7 +33,7 @@ async fn checked(state: &AppState, env: &Environment, budget: &Budget) -> Result
         Some(flag) => env.store.get(EntityKind::Flag, flag).await?.is_some(),
         None => false,
     };
-    budget.validate(flag_exists, state.safety.signals.as_ref()).map_err(ApiError::validation)
+    budget.validate(flag_exists, state.safety.signals_of(&env.key).as_ref()).map_err(ApiError::validation)
 }
 
 fn stored(mut docs: Vec<Option<StoredDocument>>) -> StoredDocument {
@@ -44,8 +44,8 @@ fn stored(mut docs: Vec<Option<StoredDocument>>) -> StoredDocument {
 /// has never read `If-Match`.
 pub async fn create(
     State(state): State<AppState>,
-    EventsEnv(env): EventsEnv,
-    Extension(caller): Extension<Caller>,
+    Env(env): Env,
+    caller: Caller,
     ChangeReason(reason): ChangeReason,
     ApiJson(budget): ApiJson<Budget>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -56,22 +56,22 @@ pub async fn create(
         body: budget_body(&budget, &Progress::default()),
     };
     let doc = stored(env.store.apply(vec![write], &caller.change(reason)).await?);
-    Ok((StatusCode::CREATED, Json(with_status(&state, &doc))))
+    Ok((StatusCode::CREATED, Json(with_status(&state, &env, &doc))))
 }
 
 /// `GET /v1/admin/budgets` → `{"budgets": [...]}` with each one's status.
-pub async fn list(State(state): State<AppState>, EventsEnv(env): EventsEnv) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(state): State<AppState>, Env(env): Env) -> Result<Json<Value>, ApiError> {
     let docs = env.store.list(EntityKind::Budget).await?;
-    Ok(Json(json!({"budgets": docs.iter().map(|d| with_status(&state, d)).collect::<Vec<_>>()})))
+    Ok(Json(json!({"budgets": docs.iter().map(|d| with_status(&state, &env, d)).collect::<Vec<_>>()})))
 }
 
 /// `GET /v1/admin/budgets/{key}`
 pub async fn get(
     State(state): State<AppState>,
-    EventsEnv(env): EventsEnv,
+    Env(env): Env,
     Path(key): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(with_status(&state, &load(&env, &key).await?)))
+    Ok(Json(with_status(&state, &env, &load(&env, &key).await?)))
 }
 
 /// The stored budget `key`, or 404.
@@ -84,7 +84,7 @@ async fn load(env: &Environment, key: &str) -> Result<StoredDocument, ApiError> 
 /// thresholds already fired in this period.
 pub async fn replace(
     State(state): State<AppState>,
-    EventsEnv(env): EventsEnv,
+    Env(env): Env,
     change: Change,
     Path(key): Path<String>,
     ApiJson(budget): ApiJson<Budget>,
@@ -106,12 +106,12 @@ pub async fn replace(
         expected_version: change.expected_version.or(Some(current.version)),
     };
     let doc = stored(env.store.apply(vec![write], &change.meta).await?);
-    Ok(Json(with_status(&state, &doc)))
+    Ok(Json(with_status(&state, &env, &doc)))
 }
 
 /// `DELETE /v1/admin/budgets/{key}` (+ optional `If-Match`) → 204.
 pub async fn delete(
-    EventsEnv(env): EventsEnv,
+    Env(env): Env,
     Change { kind, meta, expected_version }: Change,
     Path(key): Path<String>,
 ) -> Result<StatusCode, ApiError> {

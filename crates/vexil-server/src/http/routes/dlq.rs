@@ -1,8 +1,9 @@
-//! `/v1/admin/dlq`: the dead-letter queue — list, replay (validate again and re-ingest what
-//! now passes) and purge. All three select entries with the same query parameters.
+//! `/v1/admin/dlq`: the dead-letter queue of the request's environment — list, replay
+//! (validate again and re-ingest what now passes, in that environment) and purge. All three
+//! select entries with the same query parameters.
 
 use crate::http::error::ApiError;
-use crate::http::extract::{ApiQuery, EventsEnv};
+use crate::http::extract::{ApiQuery, Env};
 use crate::http::routes::events::ingest_error;
 use crate::http::state::AppState;
 use axum::extract::State;
@@ -30,7 +31,8 @@ pub struct DlqQuery {
 }
 
 impl DlqQuery {
-    fn filter(self) -> Result<DlqFilter, ApiError> {
+    /// The entries of environment `env` the query selects.
+    fn filter(self, env: &str) -> Result<DlqFilter, ApiError> {
         let ids = self
             .ids
             .map(|list| {
@@ -41,6 +43,7 @@ impl DlqQuery {
             })
             .transpose()?;
         Ok(DlqFilter {
+            env: vexil_events::environment::stored(env).map(str::to_owned),
             code: self.code,
             stage: self.stage,
             since: self.since,
@@ -65,14 +68,14 @@ async fn blocking<T: Send + 'static>(
 /// `after_id=<next_after_id>`.
 pub async fn list(
     State(state): State<AppState>,
-    EventsEnv(_): EventsEnv,
+    Env(env): Env,
     ApiQuery(q): ApiQuery<DlqQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let mut filter = q.filter()?;
+    let mut filter = q.filter(&env.key)?;
     let limit = filter.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
     filter.limit = Some(limit);
     let dlq = state.events.dlq.clone();
-    let (entries, total) = blocking(move || Ok((dlq.list(&filter)?, dlq.len()?))).await?;
+    let (entries, total) = blocking(move || Ok((dlq.list(&filter)?, dlq.count(filter.env.as_deref())?))).await?;
     let next_after_id = if entries.len() == limit { entries.last().map(|e| e.id) } else { None };
     Ok(Json(json!({"entries": entries, "total": total, "next_after_id": next_after_id})))
 }
@@ -80,12 +83,8 @@ pub async fn list(
 /// `POST /v1/admin/dlq/replay` → `{"replayed", "duplicates", "failed"}`. Entries that pass
 /// validation now are appended to the log and leave the queue; the others stay with their new
 /// error and one more attempt.
-pub async fn replay(
-    State(state): State<AppState>,
-    EventsEnv(_): EventsEnv,
-    ApiQuery(q): ApiQuery<DlqQuery>,
-) -> Response {
-    let filter = match q.filter() {
+pub async fn replay(State(state): State<AppState>, Env(env): Env, ApiQuery(q): ApiQuery<DlqQuery>) -> Response {
+    let filter = match q.filter(&env.key) {
         Ok(filter) => filter,
         Err(e) => return e.into_response(),
     };
@@ -95,13 +94,14 @@ pub async fn replay(
     }
 }
 
-/// `DELETE /v1/admin/dlq` → `{"purged": n}`; without parameters the whole queue is emptied.
+/// `DELETE /v1/admin/dlq` → `{"purged": n}`; without parameters the environment's whole queue
+/// is emptied.
 pub async fn purge(
     State(state): State<AppState>,
-    EventsEnv(_): EventsEnv,
+    Env(env): Env,
     ApiQuery(q): ApiQuery<DlqQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let filter = q.filter()?;
+    let filter = q.filter(&env.key)?;
     let dlq = state.events.dlq.clone();
     let purged = blocking(move || dlq.purge(&filter)).await?;
     Ok(Json(json!({ "purged": purged })))

@@ -9,7 +9,7 @@ use crate::service::environments::Environment;
 use crate::service::safety::stops::{self, Stop, StopError};
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::{Extension, Json};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use vexil_store::StoredDocument;
@@ -30,10 +30,12 @@ async fn status(state: &AppState, env: &Environment) -> Result<(Vec<StoredDocume
     env.snapshots.catch_up(env.store.as_ref()).await;
     let active = stops::active(env.store.as_ref()).await?;
     let stopped = stops::covered(&active, &env.snapshots.current().flags);
-    // The gauge has no environment label yet: it counts the default environment's stops.
-    if env.key == state.events_environment().key {
-        state.safety.metrics.active_stops.set(i64::try_from(active.len()).unwrap_or(i64::MAX));
-    }
+    state
+        .safety
+        .metrics
+        .active_stops
+        .with_label_values(&[&*env.key])
+        .set(i64::try_from(active.len()).unwrap_or(i64::MAX));
     Ok((active, stopped))
 }
 
@@ -41,7 +43,7 @@ async fn status(state: &AppState, env: &Environment) -> Result<(Vec<StoredDocume
 pub async fn stop(
     State(state): State<AppState>,
     Env(env): Env,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     ChangeReason(reason): ChangeReason,
     ApiJson(request): ApiJson<Stop>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -74,7 +76,7 @@ pub struct ResumeRequest {
 pub async fn resume(
     State(state): State<AppState>,
     Env(env): Env,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     ChangeReason(reason): ChangeReason,
     OptionalJson(request): OptionalJson<ResumeRequest>,
 ) -> Result<Json<Value>, ApiError> {

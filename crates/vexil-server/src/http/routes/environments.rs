@@ -10,7 +10,7 @@ use crate::http::state::AppState;
 use crate::service::environments::{canonical, holdings};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::{Extension, Json};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use vexil_store::{ChangeMeta, EntityKind, StoreError, StoredDocument, Write, GLOBAL};
@@ -43,7 +43,7 @@ pub async fn get(State(state): State<AppState>, Path(key): Path<String>) -> Resu
 /// `POST /v1/admin/environments` → 201 with the stored environment, empty and ready to serve.
 pub async fn create(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     ChangeReason(reason): ChangeReason,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -59,7 +59,7 @@ pub async fn create(
 /// description, protection and tags. The body's key must be the path's (it may be left out).
 pub async fn replace(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     ChangeReason(reason): ChangeReason,
     IfMatch(expected_version): IfMatch,
     Path(key): Path<String>,
@@ -86,7 +86,7 @@ pub struct DeleteQuery {
 /// environment (and so the last one) cannot be deleted: 409 `default_environment`.
 pub async fn delete(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     ChangeReason(reason): ChangeReason,
     IfMatch(expected_version): IfMatch,
     ApiQuery(query): ApiQuery<DeleteQuery>,

@@ -4,11 +4,11 @@
 
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{ApiJson, ApiQuery, Env, OptionalJson};
+use crate::http::json::Json;
 use crate::http::state::AppState;
 use crate::service::evaluation::{Outcome, Selection};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -58,7 +58,7 @@ impl EvaluateRequest {
 /// The answer for one flag: its result document, or the error it failed with.
 fn one_record(ctx: &Context<'_>, mut outcomes: Vec<Outcome<'_>>) -> Result<Response, ApiError> {
     let (_, outcome) = outcomes.pop().expect("one flag asked, one answered");
-    Ok(Json(outcome?.record(ctx.user_id())).into_response())
+    Ok(crate::http::json::evaluation(&outcome?.record(ctx.user_id())))
 }
 
 /// `POST /v1/flags/{key}/evaluate`

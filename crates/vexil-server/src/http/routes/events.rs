@@ -4,7 +4,7 @@
 //! an SDK made in-process, which join the server's own (SPEC 5's evaluation tracking).
 
 use crate::http::error::{from_bytes_rejection, ApiError};
-use crate::http::extract::{ApiJson, EventsEnv};
+use crate::http::extract::{ApiJson, Env};
 use crate::http::state::AppState;
 use crate::service::events::Reported;
 use axum::body::Bytes;
@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
+use vexil_events::environment::stored;
 use vexil_events::{BodyFormat, IngestError};
 
 /// Count entries one request may carry.
@@ -53,7 +54,7 @@ pub fn ingest_error(e: IngestError) -> Response {
 /// `{"accepted", "duplicates", "rejected": [{"index", "error"}]}`.
 pub async fn ingest(
     State(state): State<AppState>,
-    EventsEnv(_): EventsEnv,
+    Env(env): Env,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -65,7 +66,7 @@ pub async fn ingest(
         Ok(raw) => raw,
         Err(e) => return from_bytes_rejection(e).into_response(),
     };
-    match state.events.ingestor.ingest(&raw, format).await {
+    match state.events.ingestor.ingest_in(stored(&env.key), &raw, format).await {
         Ok(answer) => Json(answer).into_response(),
         Err(e) => ingest_error(e),
     }
@@ -76,7 +77,7 @@ pub async fn ingest(
 /// were taken).
 pub async fn kinesis(
     State(state): State<AppState>,
-    EventsEnv(_): EventsEnv,
+    Env(env): Env,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -87,7 +88,7 @@ pub async fn kinesis(
         Ok(raw) => raw,
         Err(e) => return from_bytes_rejection(e).into_response(),
     };
-    match state.events.ingestor.ingest_kinesis(&raw).await {
+    match state.events.ingestor.ingest_kinesis_in(stored(&env.key), &raw).await {
         Ok(answer) => Json(answer).into_response(),
         Err(e) => ingest_error(e),
     }
@@ -117,7 +118,7 @@ struct EvaluationCount {
 /// with other counts is 409 `report_id_reused`.
 pub async fn evaluation_counts(
     State(state): State<AppState>,
-    EventsEnv(_): EventsEnv,
+    Env(env): Env,
     ApiJson(request): ApiJson<EvaluationCountsRequest>,
 ) -> Result<Response, ApiError> {
     if request.counts.len() > MAX_COUNTS {
@@ -146,7 +147,7 @@ pub async fn evaluation_counts(
         }
     }
     let counts: Vec<_> = request.counts.iter().map(|c| (c.flag.as_str(), c.variant.as_str(), c.count)).collect();
-    match state.events.add_reported_counts(request.report_id.as_deref(), &counts) {
+    match state.events.add_reported_counts(&env.key, request.report_id.as_deref(), &counts) {
         Reported::Counted => Ok(Json(json!({"accepted": counts.len(), "duplicate": false})).into_response()),
         Reported::Duplicate => Ok(Json(json!({"accepted": 0, "duplicate": true})).into_response()),
         Reported::IdReused => Err(ApiError::conflict(

@@ -7,7 +7,7 @@ use crate::http::state::AppState;
 use crate::service::keys::check_new_key;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::{Extension, Json};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use vexil_store::{ApiKey, KeyGrant, KeyKind, Role};
@@ -45,7 +45,7 @@ fn shown(key: &ApiKey, default: &str) -> Value {
 /// `POST /v1/admin/keys` → 201 `{"id", "kind", "name", "environment", "created_at", "key"}`.
 pub async fn create(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     ChangeReason(reason): ChangeReason,
     ApiJson(new): ApiJson<NewKey>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -79,7 +79,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
 /// `DELETE /v1/admin/keys/{id}` → the revoked key. The key stops working on this node at once.
 pub async fn revoke(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     ChangeReason(reason): ChangeReason,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {

@@ -9,6 +9,7 @@ pub mod admin_import;
 pub mod assign;
 pub mod audit;
 pub mod budgets;
+pub mod change_requests;
 pub mod dlq;
 pub mod emergency_stop;
 pub mod environments;
@@ -17,6 +18,7 @@ pub mod events;
 pub mod health;
 pub mod keys;
 pub mod ofrep;
+pub mod promotion;
 pub mod results;
 pub mod rollout_plans;
 pub mod sdk;
@@ -224,6 +226,62 @@ fn table(state: AppState) -> Table {
             "Delete an environment: 409 not_empty while it holds anything unless ?force=true; never the default one.",
         ),
         environments::delete,
+    )
+    .add(
+        spec(
+            M::POST,
+            "/v1/admin/environments/{env}/promote",
+            Some(Admin),
+            "environments",
+            "Promote flags and segments {\"from\", \"flags\", \"segments\", \"dry_run\", \"expected_versions\"} \
+             into this environment: the changes, applied atomically unless dry_run (202 with a change request for an \
+             editor in a protected environment).",
+        ),
+        promotion::promote,
+    )
+    .add(
+        spec(
+            M::GET,
+            "/v1/admin/flags/{key}/environments",
+            Some(Admin),
+            "environments",
+            "A flag in every environment the key may read: {\"environments\": {env: flag or null}}.",
+        ),
+        promotion::flag_everywhere,
+    )
+    .add(
+        spec(
+            M::GET,
+            "/v1/admin/change-requests",
+            Some(Admin),
+            "environments",
+            "The environment's change requests, newest first (?status=pending|approved|rejected).",
+        ),
+        change_requests::list,
+    )
+    .add(
+        spec(M::GET, "/v1/admin/change-requests/{id}", Some(Admin), "environments", "One change request."),
+        change_requests::get,
+    )
+    .add(
+        spec(
+            M::POST,
+            "/v1/admin/change-requests/{id}/approve",
+            Some(Admin),
+            "environments",
+            "Approve and apply a change request (not by its author; 409 if what it changes changed since).",
+        ),
+        change_requests::approve,
+    )
+    .add(
+        spec(
+            M::POST,
+            "/v1/admin/change-requests/{id}/reject",
+            Some(Admin),
+            "environments",
+            "Reject a change request.",
+        ),
+        change_requests::reject,
     )
     .add(
         spec(

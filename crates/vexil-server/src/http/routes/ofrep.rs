@@ -19,6 +19,7 @@
 use crate::http::auth::{percent_encode, presented_secret, Caller};
 use crate::http::error::ApiError;
 use crate::http::extract::{if_none_match, Env};
+use crate::http::json::Json;
 use crate::http::state::AppState;
 use crate::service::evaluation::{Outcome, Selection};
 use axum::body::Bytes;
@@ -26,7 +27,6 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -211,7 +211,7 @@ fn announced_revision(etag: &str) -> Result<u64, Failure> {
 pub async fn bulk(
     State(state): State<AppState>,
     Env(env): Env,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     query: Result<Query<BulkQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Bytes,

@@ -2,8 +2,9 @@
 //! (planning from the experiment's own control data).
 
 use crate::http::error::ApiError;
-use crate::http::extract::{ApiQuery, EventsEnv};
+use crate::http::extract::{ApiQuery, Env};
 use crate::http::state::AppState;
+use crate::service::environments::Environment;
 use crate::service::results::{current, read_stats, variant_stats, Overrides};
 use axum::extract::{Path, State};
 use axum::Json;
@@ -19,10 +20,8 @@ pub struct ResultsQuery {
     correction: Option<Correction>,
 }
 
-fn experiment(state: &AppState, key: &str) -> Result<Arc<crate::service::experiments::LiveExperiment>, ApiError> {
-    state
-        .events_environment()
-        .snapshots
+fn experiment(env: &Environment, key: &str) -> Result<Arc<crate::service::experiments::LiveExperiment>, ApiError> {
+    env.snapshots
         .read()
         .experiments
         .get(key)
@@ -34,13 +33,13 @@ fn experiment(state: &AppState, key: &str) -> Result<Arc<crate::service::experim
 /// `?correction=` override the configured analysis for this answer.
 pub async fn results(
     State(state): State<AppState>,
-    EventsEnv(_): EventsEnv,
+    Env(env): Env,
     Path(key): Path<String>,
     ApiQuery(q): ApiQuery<ResultsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let live = experiment(&state, &key)?;
+    let live = experiment(&env, &key)?;
     let overrides = Overrides { method: q.method, correction: q.correction };
-    let results = current(&state.results(), &live, overrides).await.map_err(ApiError::internal)?;
+    let results = current(&state.results(&env), &live, overrides).await.map_err(ApiError::internal)?;
     Ok(Json(serde_json::to_value(results).map_err(|e| ApiError::internal(e.to_string()))?))
 }
 
@@ -61,11 +60,11 @@ pub struct PowerQuery {
 /// effect detectable with `users` (or with the users the experiment has now).
 pub async fn power(
     State(state): State<AppState>,
-    EventsEnv(_): EventsEnv,
+    Env(env): Env,
     Path(key): Path<String>,
     ApiQuery(q): ApiQuery<PowerQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let live = experiment(&state, &key)?;
+    let live = experiment(&env, &key)?;
     let exp = live.experiment();
     let metric = match &q.metric {
         Some(name) => exp.metrics.iter().find(|m| &m.key == name).ok_or_else(|| {
@@ -88,9 +87,10 @@ pub async fn power(
             );
         }
     }
-    let (key_for_read, metric_key, control) = (key.clone(), metric.key.clone(), exp.variants[0].key.clone());
-    let rows =
-        read_stats(&state.results(), move |stats| stats.aggregates(&key_for_read)).await.map_err(ApiError::internal)?;
+    let sources = state.results(&env);
+    let (key_for_read, metric_key, control) =
+        (sources.qualified(&key), metric.key.clone(), exp.variants[0].key.clone());
+    let rows = read_stats(&sources, move |stats| stats.aggregates(&key_for_read)).await.map_err(ApiError::internal)?;
     let sums = rows.iter().find(|r| r.variant == control && r.metric == metric_key).map(|r| r.sums).unwrap_or_default();
     let stats = variant_stats(metric.kind, &sums);
     let baseline = match (stats, stats.mean(), stats.variance()) {

@@ -3,11 +3,11 @@
 
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
-use crate::http::extract::{ApiJson, ChangeReason, EventsEnv};
+use crate::http::extract::{ApiJson, ChangeReason, Env};
 use crate::http::state::AppState;
 use crate::service::safety::plans::{self, Action, Loaded, Plan, PlanError, PlanRequest, State};
 use axum::extract::{Path, State as AxumState};
-use axum::{Extension, Json};
+use axum::Json;
 use serde_json::Value;
 use vexil_store::{EntityKind, StoreError, Write};
 
@@ -29,8 +29,8 @@ fn no_plan(key: &str) -> ApiError {
 /// or is paused: 409).
 pub async fn put(
     AxumState(state): AxumState<AppState>,
-    EventsEnv(env): EventsEnv,
-    Extension(caller): Extension<Caller>,
+    Env(env): Env,
+    caller: Caller,
     ChangeReason(reason): ChangeReason,
     Path(key): Path<String>,
     ApiJson(request): ApiJson<PlanRequest>,
@@ -41,7 +41,7 @@ pub async fn put(
         .await?
         .ok_or_else(|| ApiError::from(StoreError::NotFound { kind: EntityKind::Flag, key: key.clone() }))?;
     let plan = Plan::from(request);
-    plan.validate(&flag.body, state.safety.signals.as_ref())?;
+    plan.validate(&flag.body, state.safety.signals_of(&env.key).as_ref())?;
     let existing = store.get(EntityKind::RolloutPlan, &key).await?;
     let write = match &existing {
         Some(doc) => {
@@ -61,17 +61,17 @@ pub async fn put(
         None => Write::Create { kind: EntityKind::RolloutPlan, key: key.clone(), body: plans::stored_body(&plan) },
     };
     store.apply(vec![write], &caller.change(reason)).await?;
-    get(AxumState(state), EventsEnv(env), Path(key)).await
+    get(AxumState(state), Env(env), Path(key)).await
 }
 
 /// `GET /v1/admin/flags/{key}/rollout-plan`: the plan, where it stands and its guard readings.
 pub async fn get(
     AxumState(state): AxumState<AppState>,
-    EventsEnv(env): EventsEnv,
+    Env(env): Env,
     Path(key): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let loaded = Loaded::load(env.store.as_ref(), &key).await?.ok_or_else(|| no_plan(&key))?;
-    Ok(Json(loaded.status(state.safety.signals.as_ref(), vexil_store::now())))
+    Ok(Json(loaded.status(state.safety.signals_of(&env.key).as_ref(), vexil_store::now())))
 }
 
 /// `POST /v1/admin/flags/{key}/rollout-plan/{action}`, action `start` (apply the first step now;
@@ -79,8 +79,8 @@ pub async fn get(
 /// `cancel` (any plan that has not ended; the flag stays as it is). Other states answer 409.
 pub async fn act(
     AxumState(state): AxumState<AppState>,
-    EventsEnv(env): EventsEnv,
-    Extension(caller): Extension<Caller>,
+    Env(env): Env,
+    caller: Caller,
     ChangeReason(reason): ChangeReason,
     Path((key, action)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
@@ -97,5 +97,5 @@ pub async fn act(
     let reason = reason.or_else(|| Some(format!("rollout plan {}", action.name())));
     loaded.save(store, &plan, flag, &caller.change(reason)).await?;
     env.snapshots.catch_up(store).await;
-    get(AxumState(state), EventsEnv(env), Path(key)).await
+    get(AxumState(state), Env(env), Path(key)).await
 }

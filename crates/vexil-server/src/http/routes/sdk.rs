@@ -9,22 +9,29 @@
 //! Flags under an emergency stop are served `enabled: false` (see [`crate::service::snapshot`]), so SDKs
 //! that evaluate locally honour stops without knowing about them.
 
-use crate::http::extract::{if_none_match, Env};
+use crate::http::extract::{accepts_gzip, if_none_match, Env};
 use crate::http::state::AppState;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 /// `GET /v1/sdk/flags`. The ETag names the environment as well as the revision, which all
-/// environments share: another environment's tag never gets a 304.
+/// environments share: another environment's tag never gets a 304. The body is serialised and
+/// gzip-compressed once per snapshot (environment and revision), not per request; a client
+/// that accepts gzip gets the compressed bytes.
 pub async fn flags(Env(env): Env, headers: HeaderMap) -> Response {
     let snapshot = env.snapshots.current();
     let etag = format!("\"{}-{}\"", env.key, snapshot.revision);
+    let vary = (header::VARY, HeaderValue::from_static("accept-encoding"));
     if if_none_match(&headers, &etag) {
-        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)], [vary]).into_response();
     }
-    ([(header::ETAG, etag), (header::CONTENT_TYPE, "application/json".into())], snapshot.sdk_document.clone())
-        .into_response()
+    let json = (header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if accepts_gzip(&headers) {
+        let gzip = (header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        return ([(header::ETAG, etag)], [json, vary, gzip], snapshot.sdk_document_gzip()).into_response();
+    }
+    ([(header::ETAG, etag)], [json, vary], snapshot.sdk_document()).into_response()
 }
 
 /// `GET /v1/sdk/stream`

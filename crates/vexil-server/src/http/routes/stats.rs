@@ -3,13 +3,14 @@
 //! committed.
 
 use crate::http::error::ApiError;
-use crate::http::extract::{ApiQuery, EventsEnv};
+use crate::http::extract::{ApiQuery, Env};
 use crate::http::state::AppState;
 use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use vexil_events::counters::{CounterRow, Window, EVALUATION_PREFIX};
+use vexil_events::environment::{self, stored};
 use vexil_events::event::is_valid_event_name;
 
 /// Most windows one answer may span.
@@ -42,7 +43,7 @@ pub struct StatsAnswer {
 /// `experiment=` to split by variant. Windows starting in `[from, to)` are returned.
 pub async fn events(
     State(state): State<AppState>,
-    EventsEnv(_): EventsEnv,
+    Env(env): Env,
     ApiQuery(q): ApiQuery<StatsQuery>,
 ) -> Result<Json<StatsAnswer>, ApiError> {
     let event =
@@ -73,8 +74,9 @@ pub async fn events(
         return Err(ApiError::bad_request("invalid_query", format!("from..to spans more than {MAX_WINDOWS} windows"))
             .with_field("from"));
     }
-    let (name, experiment) = (event.clone(), q.experiment.clone());
-    let buckets = tokio::task::spawn_blocking(move || {
+    // The environment's counters, named as the pipeline keeps them; answered by their own names.
+    let (name, experiment) = (environment::qualify(stored(&env.key), &event).into_owned(), q.experiment.clone());
+    let mut buckets = tokio::task::spawn_blocking(move || {
         let stats = state.events.pipeline.stats()?;
         match &experiment {
             Some(key) => stats.variant_counters(&name, key, window, from, to),
@@ -84,5 +86,8 @@ pub async fn events(
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?
     .map_err(|e| ApiError::internal(format!("cannot read the counters: {e}")))?;
+    for bucket in &mut buckets {
+        bucket.event.clone_from(&event);
+    }
     Ok(Json(StatsAnswer { event, window, from, to, experiment: q.experiment, buckets }))
 }

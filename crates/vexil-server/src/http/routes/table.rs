@@ -112,6 +112,21 @@ impl Table {
         S::Future: Send + 'static,
     {
         let route = match spec.access {
+            Some(Access::Admin) if spec.method != Method::GET => {
+                // After the key check: protected environments hold or refuse an editor's writes.
+                let protected = axum::middleware::from_fn_with_state(
+                    self.state.clone(),
+                    crate::http::routes::change_requests::protect,
+                )
+                .layer(service);
+                let checked = auth::RequireKeyLayer {
+                    state: self.state.clone(),
+                    access: Access::Admin,
+                    key_in_query: spec.key_in_query,
+                }
+                .layer(protected);
+                method_route(&spec, checked)
+            }
             Some(access) => {
                 let checked =
                     auth::RequireKeyLayer { state: self.state.clone(), access, key_in_query: spec.key_in_query }

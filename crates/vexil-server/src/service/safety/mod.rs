@@ -12,7 +12,8 @@ pub mod stops;
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::service::notify::Notifier;
-use prometheus::{GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts};
+use crate::service::supervise::Supervisor;
+use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts};
 use std::sync::Arc;
 use vexil_events::pipeline::Pipeline;
 
@@ -20,25 +21,32 @@ use vexil_events::pipeline::Pipeline;
 pub struct Safety {
     pub notifier: Notifier,
     pub metrics: SafetyMetrics,
-    pub signals: Arc<dyn signals::Signals>,
+    /// Where every environment's signals are read.
+    pipeline: Arc<Pipeline>,
 }
 
 impl Safety {
-    /// Registers the metrics and starts webhook delivery when one is configured; signals come
+    /// Registers the metrics and starts webhook delivery (under `supervisor`) when one is configured; signals come
     /// from `pipeline`'s counters.
-    pub fn new(config: &ServerConfig, metrics: &Metrics, pipeline: Arc<Pipeline>) -> Safety {
+    pub fn new(config: &ServerConfig, metrics: &Metrics, pipeline: Arc<Pipeline>, supervisor: &Supervisor) -> Safety {
         let safety_metrics = SafetyMetrics::new(metrics);
         Safety {
-            notifier: Notifier::new(config.webhook.clone(), safety_metrics.webhook_deliveries.clone()),
+            notifier: Notifier::new(config.webhook.clone(), safety_metrics.webhook_deliveries.clone(), supervisor),
             metrics: safety_metrics,
-            signals: Arc::new(signals::PipelineSignals::of(pipeline)),
+            pipeline,
         }
+    }
+
+    /// The signals of environment `env`: its events' counters only.
+    pub fn signals_of(&self, env: &str) -> Arc<dyn signals::Signals> {
+        Arc::new(signals::PipelineSignals::of(self.pipeline.clone(), env))
     }
 }
 
 /// The safety rails' Prometheus metrics.
+/// Every series but the webhook deliveries' is labelled by `environment`.
 pub struct SafetyMetrics {
-    pub active_stops: IntGauge,
+    pub active_stops: IntGaugeVec,
     pub webhook_deliveries: IntCounterVec,
     pub guard_breaks: IntCounterVec,
     pub plan_state: IntGaugeVec,
@@ -51,8 +59,11 @@ pub struct SafetyMetrics {
 impl SafetyMetrics {
     fn new(metrics: &Metrics) -> SafetyMetrics {
         let m = SafetyMetrics {
-            active_stops: IntGauge::new("vexil_emergency_stops_active", "Emergency stops in force.")
-                .expect("valid metric"),
+            active_stops: IntGaugeVec::new(
+                Opts::new("vexil_emergency_stops_active", "Emergency stops in force, by environment."),
+                &["environment"],
+            )
+            .expect("valid metric"),
             webhook_deliveries: IntCounterVec::new(
                 Opts::new(
                     "vexil_webhook_deliveries_total",
@@ -63,32 +74,32 @@ impl SafetyMetrics {
             .expect("valid metric"),
             guard_breaks: IntCounterVec::new(
                 Opts::new("vexil_rollout_guard_breaks_total", "Guards that broke and rolled a plan back, by flag."),
-                &["flag"],
+                &["environment", "flag"],
             )
             .expect("valid metric"),
             plan_state: IntGaugeVec::new(
                 Opts::new("vexil_rollout_plan_state", "1 for the state each flag's rollout plan is in."),
-                &["flag", "state"],
+                &["environment", "flag", "state"],
             )
             .expect("valid metric"),
             plan_step: IntGaugeVec::new(
                 Opts::new("vexil_rollout_plan_step", "The step (1-based) in force of each rollout plan."),
-                &["flag"],
+                &["environment", "flag"],
             )
             .expect("valid metric"),
             plan_percent: GaugeVec::new(
                 Opts::new("vexil_rollout_plan_percent", "The rollout percentage of each plan's step in force."),
-                &["flag"],
+                &["environment", "flag"],
             )
             .expect("valid metric"),
             budget_spend: GaugeVec::new(
                 Opts::new("vexil_budget_spend", "Spend of each budget in its current period."),
-                &["budget"],
+                &["environment", "budget"],
             )
             .expect("valid metric"),
             budget_remaining: GaugeVec::new(
                 Opts::new("vexil_budget_remaining", "Limit minus spend of each budget in its current period."),
-                &["budget"],
+                &["environment", "budget"],
             )
             .expect("valid metric"),
         };

@@ -12,36 +12,67 @@ use super::plans::{self, Loaded, Plan, State, ROLLOUT_ACTOR};
 use super::signals::Signals;
 use super::stops::{self, Scope, Stop};
 use super::Safety;
+use crate::service::environments::Environment;
 use crate::service::notify::Notification;
 use crate::service::results::ResultsSources;
 use crate::service::snapshot::Snapshots;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+use vexil_events::pipeline::Pipeline;
 use vexil_store::{ChangeMeta, EntityKind, Store, StoreError, StoredDocument, Timestamp, Write};
 
-/// What the checks read and act on.
+/// What the checks of one environment read and act on.
 #[derive(Clone)]
 pub struct SafetyChecks {
+    /// The environment's key (the metrics' `environment` label).
+    pub environment: Arc<str>,
     pub store: Arc<dyn Store>,
     pub snapshots: Arc<Snapshots>,
     pub safety: Arc<Safety>,
+    /// The environment's signals: its events' counters.
+    pub signals: Arc<dyn Signals>,
     /// Auto-conclusion of experiments runs with the checks.
     pub results: ResultsSources,
 }
 
-/// Checks every `interval` until `shutdown`.
-pub async fn run(state: SafetyChecks, interval: std::time::Duration, shutdown: CancellationToken) {
-    let state = &state;
+impl SafetyChecks {
+    /// The checks of `environment`, reading its events in `pipeline`.
+    pub fn of(environment: &Environment, safety: &Arc<Safety>, pipeline: &Arc<Pipeline>) -> SafetyChecks {
+        SafetyChecks {
+            environment: environment.key.clone(),
+            store: environment.store.clone(),
+            snapshots: environment.snapshots.clone(),
+            safety: safety.clone(),
+            signals: safety.signals_of(&environment.key),
+            results: ResultsSources::of(environment, pipeline),
+        }
+    }
+}
+
+/// Checks every environment `environments` gives every `interval` until `shutdown`; the
+/// gauges are set from all of them after each round.
+pub async fn run<F>(environments: F, interval: std::time::Duration, shutdown: CancellationToken)
+where
+    F: Fn() -> Vec<SafetyChecks> + Send + Sync,
+{
+    let environments = &environments;
     crate::service::every(interval, shutdown, move || async move {
-        if let Err(e) = tick(state).await {
-            tracing::error!(error = %e, "safety check failed; retrying at the next interval");
+        let checks = environments();
+        for state in &checks {
+            if let Err(e) = tick(state).await {
+                tracing::error!(environment = %state.environment, error = %e,
+                    "safety check failed; retrying at the next interval");
+            }
+        }
+        if let Err(e) = refresh_metrics(&checks).await {
+            tracing::error!(error = %e, "cannot read the safety rails' state for their metrics");
         }
     })
     .await;
 }
 
-/// One round over plans, budgets and auto-concluding experiments.
+/// One round over one environment's plans, budgets and auto-concluding experiments.
 pub async fn tick(state: &SafetyChecks) -> Result<(), StoreError> {
     let now = vexil_store::now();
     let mut changed = false;
@@ -55,7 +86,7 @@ pub async fn tick(state: &SafetyChecks) -> Result<(), StoreError> {
         state.snapshots.catch_up(state.store.as_ref()).await;
     }
     crate::service::results::conclude_decided(&state.results).await;
-    refresh_metrics(state).await
+    Ok(())
 }
 
 /// A write refused because another node (or an operator) changed the document first is not
@@ -124,7 +155,7 @@ async fn check_plan(state: &SafetyChecks, key: &str, now: Timestamp) -> Result<b
     let store = state.store.as_ref();
     let Some(loaded) = Loaded::load(store, key).await? else { return Ok(false) };
     let plan = &loaded.plan;
-    match decide_plan(plan, &loaded.flag.body, key, state.safety.signals.as_ref(), now) {
+    match decide_plan(plan, &loaded.flag.body, key, state.signals.as_ref(), now) {
         PlanDecision::Wait => return Ok(false),
         PlanDecision::RollBack { cause } => {
             let mut rolled_back = plan.clone();
@@ -132,7 +163,7 @@ async fn check_plan(state: &SafetyChecks, key: &str, now: Timestamp) -> Result<b
             rolled_back.cause = Some(cause.clone());
             let meta = ChangeMeta::new(ROLLOUT_ACTOR).with_reason(&cause);
             loaded.save(store, &rolled_back, Some(loaded.flag_rolled_back()), &meta).await?;
-            state.safety.metrics.guard_breaks.with_label_values(&[key]).inc();
+            state.safety.metrics.guard_breaks.with_label_values(&[&state.environment, key]).inc();
             let message = format!("flag {key} rolled back: {cause}");
             notify_plan(state, "rollout.rolled_back", key, &rolled_back, message);
         }
@@ -205,7 +236,7 @@ pub fn decide_budget(
 
 async fn check_budget(state: &SafetyChecks, doc: &StoredDocument, now: Timestamp) -> Result<bool, StoreError> {
     let Some((budget, progress)) = parse_budget(doc) else { return Ok(false) };
-    let decision = match decide_budget(&budget, progress, state.safety.signals.as_ref(), now) {
+    let decision = match decide_budget(&budget, progress, state.signals.as_ref(), now) {
         Ok(decision) => decision,
         Err(e) => {
             tracing::warn!(budget = %budget.key, error = %e, "cannot read a budget's spend");
@@ -331,29 +362,45 @@ async fn fire(
     Ok(keys)
 }
 
-/// Sets the gauges of stops, plans and budgets from the store.
-async fn refresh_metrics(state: &SafetyChecks) -> Result<(), StoreError> {
-    let store = state.store.as_ref();
-    let m = &state.safety.metrics;
-    m.active_stops.set(i64::try_from(stops::active(store).await?.len()).unwrap_or(i64::MAX));
+/// Sets the gauges of stops, plans and budgets of every environment from the store (so a
+/// deleted environment's, plan's or budget's series disappear).
+async fn refresh_metrics(environments: &[SafetyChecks]) -> Result<(), StoreError> {
+    let Some(first) = environments.first() else { return Ok(()) };
+    let m = &first.safety.metrics;
+    let mut readings = Vec::with_capacity(environments.len());
+    // Everything is read before any gauge is reset, so a failed read leaves them as they were.
+    for state in environments {
+        let store = state.store.as_ref();
+        let stops = stops::active(store).await?.len();
+        let plans = store.list(EntityKind::RolloutPlan).await?;
+        let budgets = store.list(EntityKind::Budget).await?;
+        readings.push((state, stops, plans, budgets));
+    }
+    m.active_stops.reset();
     m.plan_state.reset();
     m.plan_step.reset();
     m.plan_percent.reset();
-    for doc in store.list(EntityKind::RolloutPlan).await? {
-        let Some(plan) = plans::from_body(&doc.body) else { continue };
-        let name = serde_json::to_value(plan.state).expect("states serialise");
-        m.plan_state.with_label_values(&[doc.key.as_str(), name.as_str().unwrap_or_default()]).set(1);
-        if let Some(i) = plan.step {
-            m.plan_step.with_label_values(&[doc.key.as_str()]).set(i64::try_from(i + 1).unwrap_or(i64::MAX));
-            m.plan_percent.with_label_values(&[doc.key.as_str()]).set(plan.steps[i].percent);
-        }
-    }
+    m.budget_spend.reset();
+    m.budget_remaining.reset();
     let now = vexil_store::now();
-    for doc in store.list(EntityKind::Budget).await? {
-        let Some((budget, _)) = parse_budget(&doc) else { continue };
-        if let Ok(spend) = budget.spend(state.safety.signals.as_ref(), now) {
-            m.budget_spend.with_label_values(&[budget.key.as_str()]).set(spend.sum);
-            m.budget_remaining.with_label_values(&[budget.key.as_str()]).set(budget.limit - spend.sum);
+    for (state, stops, plans, budgets) in readings {
+        let env = &*state.environment;
+        m.active_stops.with_label_values(&[env]).set(i64::try_from(stops).unwrap_or(i64::MAX));
+        for doc in plans {
+            let Some(plan) = plans::from_body(&doc.body) else { continue };
+            let name = serde_json::to_value(plan.state).expect("states serialise");
+            m.plan_state.with_label_values(&[env, doc.key.as_str(), name.as_str().unwrap_or_default()]).set(1);
+            if let Some(i) = plan.step {
+                m.plan_step.with_label_values(&[env, doc.key.as_str()]).set(i64::try_from(i + 1).unwrap_or(i64::MAX));
+                m.plan_percent.with_label_values(&[env, doc.key.as_str()]).set(plan.steps[i].percent);
+            }
+        }
+        for doc in budgets {
+            let Some((budget, _)) = parse_budget(&doc) else { continue };
+            if let Ok(spend) = budget.spend(state.signals.as_ref(), now) {
+                m.budget_spend.with_label_values(&[env, budget.key.as_str()]).set(spend.sum);
+                m.budget_remaining.with_label_values(&[env, budget.key.as_str()]).set(budget.limit - spend.sum);
+            }
         }
     }
     Ok(())

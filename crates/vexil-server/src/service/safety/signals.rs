@@ -12,6 +12,7 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::sync::Arc;
 use vexil_events::counters::{Window, EVALUATION_PREFIX};
+use vexil_events::environment;
 use vexil_events::pipeline::Pipeline;
 use vexil_events::sqlite::SqliteStats;
 use vexil_events::store::Stats;
@@ -47,23 +48,29 @@ pub fn evaluations_of(flag: &str) -> String {
 /// Opens a reader of the pipeline's committed counters; `None` when there is no state yet.
 type OpenStats = Box<dyn Fn() -> Result<Option<Box<dyn Stats>>, String> + Send + Sync>;
 
-/// The pipeline's committed counters.
+/// The pipeline's committed counters of one environment.
 pub struct PipelineSignals {
     open: OpenStats,
+    /// The environment as the pipeline's state names it (`None`: production).
+    env: Option<String>,
 }
 
 impl PipelineSignals {
-    /// The counters of a running pipeline, wherever it keeps its state (summed over the
-    /// partitions of every node in the distributed mode).
-    pub fn of(pipeline: Arc<Pipeline>) -> PipelineSignals {
-        PipelineSignals { open: Box::new(move || pipeline.stats().map(Some).map_err(|e| e.to_string())) }
+    /// The counters of environment `env` in a running pipeline, wherever it keeps its state
+    /// (summed over the partitions of every node in the distributed mode).
+    pub fn of(pipeline: Arc<Pipeline>, env: &str) -> PipelineSignals {
+        PipelineSignals {
+            open: Box::new(move || pipeline.stats().map(Some).map_err(|e| e.to_string())),
+            env: environment::stored(env).map(str::to_owned),
+        }
     }
 
-    /// The counters in an embedded data directory (`<data_dir>/events/state.sqlite`), for the
-    /// CLI beside or without a server.
-    pub fn embedded(data_dir: &std::path::Path) -> PipelineSignals {
+    /// The counters of environment `env` in an embedded data directory
+    /// (`<data_dir>/events/state.sqlite`), for the CLI beside or without a server.
+    pub fn embedded(data_dir: &std::path::Path, env: &str) -> PipelineSignals {
         let path = data_dir.join("events").join("state.sqlite");
         PipelineSignals {
+            env: environment::stored(env).map(str::to_owned),
             open: Box::new(move || {
                 // No state yet: the pipeline never ran here.
                 if !path.exists() {
@@ -90,7 +97,8 @@ impl Signals for PipelineSignals {
     ) -> Result<Totals, String> {
         let Some(stats) = self.stats()? else { return Ok(Totals::default()) };
         let from = from.duration_trunc(Duration::hours(1)).map_err(|e| e.to_string())?;
-        let rows = stats.event_counters(event, Window::Hour, from, to).map_err(|e| e.to_string())?;
+        let event = environment::qualify(self.env.as_deref(), event);
+        let rows = stats.event_counters(&event, Window::Hour, from, to).map_err(|e| e.to_string())?;
         Ok(rows
             .iter()
             .filter(|r| variants.is_none_or(|v| v.contains(&r.variant)))
@@ -99,8 +107,9 @@ impl Signals for PipelineSignals {
 
     fn seen(&self, event: &str) -> Result<bool, String> {
         let Some(stats) = self.stats()? else { return Ok(false) };
+        let event = environment::qualify(self.env.as_deref(), event);
         let rows = stats
-            .event_counters(event, Window::Day, DateTime::<Utc>::UNIX_EPOCH, Utc::now() + Duration::days(2))
+            .event_counters(&event, Window::Day, DateTime::<Utc>::UNIX_EPOCH, Utc::now() + Duration::days(2))
             .map_err(|e| e.to_string())?;
         Ok(!rows.is_empty())
     }
