@@ -28,7 +28,7 @@ enum Command {
     Hash(commands::hash::Args),
     /// Run the service: admin, evaluation, OFREP and SDK APIs over embedded storage.
     Serve(commands::serve::Args),
-    /// Export or import flags files (through a server or on a data directory).
+    /// List, show, change, export, import, diff and promote flags (through a server or on a data directory).
     Flags(commands::flags::Args),
     /// List, replay or purge the event pipeline's dead-letter queue.
     Dlq(commands::dlq::Args),
@@ -46,6 +46,10 @@ enum Command {
     Resume(commands::stop::ResumeArgs),
     /// Show, start, pause, resume or cancel a flag's progressive rollout plan.
     Rollout(commands::rollout::Args),
+    /// List, create and delete environments on a running server.
+    Env(commands::env::Args),
+    /// List, show, approve and reject change requests of a protected environment (with --env).
+    Changes(commands::changes::Args),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +68,8 @@ fn main() -> ExitCode {
         Command::Resume(args) => commands::stop::resume(args),
         Command::Rollout(args) => commands::rollout::run(args),
         Command::Assign(args) => commands::assign::run(args),
+        Command::Env(args) => commands::env::run(args),
+        Command::Changes(args) => commands::changes::run(args),
     };
     match outcome {
         Ok(code) => code,

@@ -55,7 +55,9 @@ pub fn run(args: Args) -> Outcome {
                 // One assignment, then the process ends: nothing to gain from not waiting.
                 let options =
                     AssignerOptions { ttl: settings.assignment_ttl, cache_entries: 1, flush: Flush::OnCommit };
-                let assigner = Assigner::new(store.clone(), options);
+                // The writer's panics are logged; this process has no /metrics to count them in.
+                let assigner =
+                    Assigner::new(store.clone(), options, &vexil_server::service::supervise::Supervisor::new());
                 let decision = assigner.assign(experiment, &ctx).await.map_err(|e| e.to_string())?;
                 serde_json::to_value(decision.response(vexil_store::now())).map_err(|e| e.to_string())?
             }

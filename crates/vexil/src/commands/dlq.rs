@@ -49,7 +49,8 @@ impl Selection {
         }
     }
 
-    fn filter(&self) -> Result<DlqFilter, String> {
+    /// The selected entries of environment `env`.
+    fn filter(&self, env: &str) -> Result<DlqFilter, String> {
         let since = self
             .since
             .as_deref()
@@ -59,7 +60,8 @@ impl Selection {
         let stage =
             self.stage.as_deref().map(|s| if s == "processing" { DlqStage::Processing } else { DlqStage::Ingest });
         let ids = (!self.ids.is_empty()).then(|| self.ids.clone());
-        Ok(DlqFilter { code: self.code.clone(), stage, since, after_id: None, ids, limit: self.limit })
+        let env = vexil_events::environment::stored(env).map(str::to_owned);
+        Ok(DlqFilter { env, code: self.code.clone(), stage, since, after_id: None, ids, limit: self.limit })
     }
 }
 
@@ -121,14 +123,16 @@ pub fn run(args: Args) -> Outcome {
             return print_json(&answer);
         }
         let data_dir = target.data_dir();
-        let filter = selection.filter()?;
+        // Offline, as for every command: production unless --env names another.
+        let filter = selection.filter(target.environment().unwrap_or(vexil_events::environment::PRODUCTION))?;
         let (dlq, metrics) = open_dlq(&data_dir)?;
         let failed = |e: vexil_events::Error| format!("the dead-letter queue failed: {e}");
         match args.command {
             Command::List { .. } => {
                 let filter = DlqFilter { limit: Some(filter.limit.unwrap_or(100)), ..filter };
                 let entries = dlq.list(&filter).map_err(failed)?;
-                print_json(&serde_json::json!({"entries": entries, "total": dlq.len().map_err(failed)?}))
+                let total = dlq.count(filter.env.as_deref()).map_err(failed)?;
+                print_json(&serde_json::json!({"entries": entries, "total": total}))
             }
             Command::Purge { .. } => print_json(&serde_json::json!({"purged": dlq.purge(&filter).map_err(failed)?})),
             Command::Replay { .. } => {

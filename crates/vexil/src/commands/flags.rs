@@ -1,8 +1,10 @@
-//! `vexil flags …`: the everyday flag commands (`list`, `get`, `set`, `toggle`, `delete`) and
-//! flags files in and out of an installation (`export`, `import`). Each acts through a running
+//! `vexil flags …`: the everyday flag commands (`list`, `get`, `set`, `toggle`, `delete`),
+//! flags files in and out of an installation (`export`, `import`), and promotion between
+//! environments (`diff`, `promote`, in [`super::promote`]). Each acts through a running
 //! server or directly on a data directory (see [`super::target::Target`]); every change is
 //! validated against the whole configuration and audited with its reason in both modes.
 
+use super::promote::Promotion;
 use super::target::{block_on, form_encode, print_json, Connection, Target, CLI_ACTOR};
 use super::Outcome;
 use serde_json::{json, Value};
@@ -89,6 +91,46 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Show what promoting flags and segments from one environment to another would change (all of them by default).
+    Diff {
+        #[command(flatten)]
+        between: Between,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Copy flags and segments from one environment to another, all or nothing, printing the changes.
+    Promote {
+        #[command(flatten)]
+        between: Between,
+        /// Promote every flag and segment of the source environment.
+        #[arg(long, conflicts_with_all = ["flags", "segments"])]
+        all: bool,
+        /// Only print the changes; apply nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Reason recorded in the audit log.
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// The environments and documents a diff or a promotion is about.
+#[derive(clap::Args)]
+pub struct Between {
+    /// The environment to promote from.
+    #[arg(long, value_name = "ENV")]
+    from: String,
+    /// The environment to promote to.
+    #[arg(long, value_name = "ENV")]
+    to: String,
+    /// A flag to include (repeatable).
+    #[arg(long = "flag", value_name = "KEY")]
+    flags: Vec<String>,
+    /// A segment to include (repeatable); promote the segments the flags use with them.
+    #[arg(long = "segment", value_name = "KEY")]
+    segments: Vec<String>,
 }
 
 /// A kill switch position.
@@ -121,6 +163,15 @@ pub fn run(args: Args) -> Outcome {
             }
             Command::Delete { flag, reason, target } => delete(&flag, reason, &target.connect().await?).await,
             Command::Export { format, target } => export(format, &target.connect().await?).await,
+            Command::Diff { between: Between { from, to, flags, segments }, target } => {
+                let all = flags.is_empty() && segments.is_empty();
+                let promotion = Promotion { from: &from, to: &to, flags, segments, all, reason: None };
+                super::promote::diff(promotion, &target.connect().await?).await
+            }
+            Command::Promote { between: Between { from, to, flags, segments }, all, dry_run, reason, target } => {
+                let promotion = Promotion { from: &from, to: &to, flags, segments, all, reason };
+                super::promote::promote(promotion, dry_run, &target.connect().await?).await
+            }
             Command::Import { file, dry_run, reason, target } => {
                 let document = read_document(&file)?;
                 import_file(&document, dry_run, reason, &target.connect().await?).await

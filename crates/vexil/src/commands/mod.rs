@@ -2,12 +2,15 @@
 //! (reported as exit code 2).
 
 pub mod assign;
+pub mod changes;
 pub mod dlq;
+pub mod env;
 pub mod eval;
 pub mod flags;
 pub mod hash;
 pub mod keys;
 pub mod power;
+pub mod promote;
 pub mod results;
 pub mod rollout;
 pub mod serve;

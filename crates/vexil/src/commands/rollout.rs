@@ -72,7 +72,8 @@ pub fn run(args: Args) -> Outcome {
                     let meta = ChangeMeta { actor: CLI_ACTOR.into(), reason };
                     loaded.save(store, &plan, body, &meta).await.map_err(|e| e.to_string())?;
                 }
-                let signals = PipelineSignals::embedded(&target.data_dir());
+                let env = target.environment().unwrap_or(vexil_events::environment::PRODUCTION);
+                let signals = PipelineSignals::embedded(&target.data_dir(), env);
                 load(store, &flag).await?.status(&signals, vexil_store::now())
             }
         };

@@ -89,6 +89,11 @@ impl Target {
         }
     }
 
+    /// Whether a server was given (--server or VEXIL_URL).
+    pub fn is_server(&self) -> bool {
+        self.server.is_some()
+    }
+
     /// The environment named with --env (or VEXIL_ENV), if any.
     pub fn environment(&self) -> Option<&str> {
         self.environment.as_deref()

@@ -299,3 +299,108 @@ async fn commands_act_in_the_environment_named_by_env() {
         assert!(!ok && err.contains("\"qa\""), "an unknown environment is named: {err}");
     }
 }
+
+#[tokio::test]
+async fn environments_are_managed_diffed_and_promoted_from_the_command_line() {
+    let server = Server::start().await;
+    let remote = ["--server", server.base.as_str(), "--key", ADMIN_KEY];
+    let (ok, out, err) = run_on(&["env", "create", "staging", "--name", "Staging"], &remote).await;
+    assert!(ok, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["name"], "Staging");
+    let (ok, out, err) = run_on(&["env", "create", "scratch"], &remote).await;
+    assert!(ok, "{err}: {out}");
+    let (ok, out, _) = run_on(&["env", "list"], &remote).await;
+    assert!(ok);
+    assert_eq!(out, "production\tProduction\tdefault\nscratch\tscratch\nstaging\tStaging\n");
+    let (ok, _, err) = run_on(&["env", "delete", "scratch"], &remote).await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = run_on(&["env", "delete", "production"], &remote).await;
+    assert!(!ok && err.contains("default environment"), "{err}");
+    let (ok, _, err) = run(&["env", "list", "--data-dir", "."]).await;
+    assert!(!ok && err.contains("--server"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("flags.yaml");
+    std::fs::write(&file, FILE).unwrap();
+    let staging = [&remote[..], &["--env", "staging"]].concat();
+    let (ok, _, err) = run_on(&["flags", "import", file.to_str().unwrap()], &staging).await;
+    assert!(ok, "{err}");
+
+    // Everything differs at first; a promotion names what it needs.
+    let (ok, out, err) = run_on(&["flags", "diff", "--from", "staging", "--to", "production"], &remote).await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        "staging → production:\n+ segment testers (create)\n+ flag beta_banner (create)\n+ flag dark_mode (create)\n"
+    );
+    let promote = ["flags", "promote", "--from", "staging", "--to", "production"];
+    let (ok, _, err) = run_on(&[&promote[..], &["--flag", "beta_banner"]].concat(), &remote).await;
+    assert!(!ok && err.contains("segment \"testers\""), "{err}");
+    let (ok, out, err) =
+        run_on(&[&promote[..], &["--flag", "beta_banner", "--segment", "testers", "--dry-run"]].concat(), &remote)
+            .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("+ flag beta_banner (create)") && !out.contains("promoted"), "{out}");
+    let (status, _) = server.call(Method::GET, "/v1/admin/flags/beta_banner", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a dry run applies nothing");
+    let (ok, out, err) = run_on(
+        &[&promote[..], &["--flag", "beta_banner", "--segment", "testers", "--reason", "ship"]].concat(),
+        &remote,
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.ends_with("promoted from staging to production\n"), "{out}");
+    let (status, flag) = server.call(Method::GET, "/v1/admin/flags/beta_banner", None).await;
+    assert_eq!((status, &flag["version"]), (StatusCode::OK, &json!(1)));
+
+    // A change in staging shows as a field-by-field update, and promotes on the data directory too.
+    let (ok, _, err) = run_on(&["flags", "toggle", "beta_banner", "off", "--reason", "pause"], &staging).await;
+    assert!(ok, "{err}");
+    let (ok, out, _) =
+        run_on(&["flags", "diff", "--from", "staging", "--to", "production", "--flag", "beta_banner"], &remote).await;
+    assert!(ok);
+    assert_eq!(out, "staging → production:\n~ flag beta_banner (update)\n    enabled: true → false\n");
+    let data_dir = server.data_dir.to_str().unwrap().to_string();
+    let (ok, out, err) = run_on(&[&promote[..], &["--all"]].concat(), &["--data-dir", data_dir.as_str()]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("~ flag beta_banner (update)") && out.contains("+ flag dark_mode (create)"), "{out}");
+    assert!(out.contains("= segment testers (unchanged)"), "{out}");
+    let flag = eventually("the promotion made on the data directory", || async {
+        let (_, flag) = server.call(Method::GET, "/v1/admin/flags/beta_banner", None).await;
+        (flag["enabled"] == false).then_some(flag)
+    })
+    .await;
+    assert_eq!(flag["version"], 2);
+
+    // In a protected environment an editor's promotion waits for another key's approval.
+    let (ok, _, err) = run_on(&["env", "create", "qa", "--protected"], &remote).await;
+    assert!(ok, "{err}");
+    let mut editors = Vec::new();
+    for name in ["author", "reviewer"] {
+        let args = ["keys", "create", "--kind", "admin", "--name", name, "--role", "editor"];
+        let (ok, out, err) = run_on(&args, &remote).await;
+        assert!(ok, "{err}");
+        editors.push(serde_json::from_str::<Value>(&out).unwrap()["key"].as_str().unwrap().to_owned());
+    }
+    let as_editor = |key: &str| vec!["--server".to_owned(), server.base.clone(), "--key".to_owned(), key.to_owned()];
+    let author: Vec<String> = as_editor(&editors[0]);
+    let author: Vec<&str> = author.iter().map(String::as_str).collect();
+    let (ok, out, err) =
+        run_on(&["flags", "promote", "--from", "staging", "--to", "qa", "--flag", "dark_mode"], &author).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("held for approval as change request cr_"), "{out}");
+    let (ok, listed, err) = run_on(&["changes", "list", "--status", "pending", "--env", "qa"], &author).await;
+    assert!(ok, "{err}");
+    let id = listed.split('\t').next().unwrap().to_owned();
+    assert!(listed.contains("pending") && listed.contains("create flag dark_mode"), "{listed}");
+    let (ok, _, err) = run_on(&["changes", "approve", &id, "--env", "qa"], &author).await;
+    assert!(!ok && err.contains("author"), "{err}");
+    let reviewer: Vec<String> = as_editor(&editors[1]);
+    let reviewer: Vec<&str> = reviewer.iter().map(String::as_str).collect();
+    let (ok, out, err) =
+        run_on(&["changes", "approve", &id, "--env", "qa", "--reason", "looks right"], &reviewer).await;
+    assert!(ok, "{err}");
+    assert_eq!(out, format!("change request {id} is approved in qa\n"));
+    let (status, _) = server.call(Method::GET, "/v1/admin/flags/dark_mode?env=qa", None).await;
+    assert_eq!(status, StatusCode::OK);
+}

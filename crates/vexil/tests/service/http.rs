@@ -82,7 +82,7 @@ async fn request_ids_cors_metrics_and_openapi() {
     assert_eq!(status, StatusCode::OK);
     let metrics = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
     for needle in [
-        "vexil_evaluations_total{flag=\"new_checkout\",reason=\"TARGETING_MATCH\"} 1",
+        "vexil_evaluations_total{environment=\"production\",flag=\"new_checkout\",reason=\"TARGETING_MATCH\"} 1",
         "vexil_http_requests_total{method=\"POST\",route=\"/v1/flags/{key}/evaluate\",status=\"200\"} 1",
         "vexil_http_request_duration_seconds_bucket{method=\"POST\",route=\"/v1/flags/{key}/evaluate\"",
         "vexil_config_snapshot_hit_ratio",

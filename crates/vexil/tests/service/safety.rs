@@ -57,7 +57,7 @@ async fn emergency_stop_and_resume_round_trip_across_a_restart() {
     let (_, active) = server.call(Method::GET, "/v1/admin/emergency-stop", None).await;
     assert_eq!(active["stops"].as_array().unwrap().len(), 1);
     let metrics = server.metrics().await;
-    assert!(metrics.contains("vexil_emergency_stops_active 1"), "{metrics}");
+    assert!(metrics.contains("vexil_emergency_stops_active{environment=\"production\"} 1"), "{metrics}");
 
     let (status, body) = server.call(Method::POST, "/v1/admin/emergency-stop/resume", Some(json!({}))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -106,7 +106,7 @@ async fn a_plan_steps_through_its_percentages_as_holds_elapse() {
     assert!(audit["records"][0]["actor"] == "system:rollout");
     // The gauges are refreshed from the store at each scheduler tick, so they may trail the
     // plan's state by one tick.
-    let completed = "vexil_rollout_plan_state{flag=\"new_checkout\",state=\"completed\"} 1";
+    let completed = "vexil_rollout_plan_state{environment=\"production\",flag=\"new_checkout\",state=\"completed\"} 1";
     eventually("the plan's gauge saying completed", || async {
         server.metrics().await.contains(completed).then_some(())
     })
@@ -230,8 +230,38 @@ async fn once_event_counted(server: &Server, event: &str, method: Method, path: 
     .await
 }
 
+/// Waits, if midnight UTC is less than `margin` away, until it has passed.
+async fn clear_of_midnight(margin: std::time::Duration) {
+    let since_midnight = chrono::Utc::now().timestamp().rem_euclid(86_400) as u64;
+    let to_midnight = 86_400 - since_midnight;
+    if to_midnight < margin.as_secs() {
+        tokio::time::sleep(std::time::Duration::from_secs(to_midnight + 1)).await;
+    }
+}
+
 fn metric_line(metrics: &str, line: &str) -> bool {
     metrics.lines().any(|l| l == line)
+}
+
+#[tokio::test]
+async fn every_background_task_of_a_node_runs_supervised() {
+    let webhooks = Webhooks::start().await;
+    let server = Server::start_with(webhooks.options(300)).await;
+    // A supervised task's panic series exists from its start, at zero.
+    let tasks = [
+        "safety_scheduler",
+        "snapshot_follower",
+        "assignment_purge",
+        "assignment_writer",
+        "tracked_events",
+        "evaluation_counts_flusher",
+        "webhook_delivery",
+    ];
+    let metrics = server.metrics().await;
+    for task in tasks {
+        let series = format!("vexil_background_task_panics_total{{task=\"{task}\"}} 0");
+        assert!(metric_line(&metrics, &series), "{task} is not supervised:\n{metrics}");
+    }
 }
 
 #[tokio::test]
@@ -270,9 +300,9 @@ async fn an_error_burst_breaks_a_guard_and_rolls_back() {
     // the webhook was delivered: wait for all of them together.
     let expected = [
         "vexil_webhook_deliveries_total{result=\"ok\"} 1",
-        "vexil_rollout_guard_breaks_total{flag=\"new_checkout\"} 1",
-        "vexil_rollout_plan_state{flag=\"new_checkout\",state=\"rolled_back\"} 1",
-        "vexil_rollout_plan_percent{flag=\"new_checkout\"} 5",
+        "vexil_rollout_guard_breaks_total{environment=\"production\",flag=\"new_checkout\"} 1",
+        "vexil_rollout_plan_state{environment=\"production\",flag=\"new_checkout\",state=\"rolled_back\"} 1",
+        "vexil_rollout_plan_percent{environment=\"production\",flag=\"new_checkout\"} 5",
     ];
     eventually("the delivery, the break and the plan's state in /metrics", || async {
         let metrics = server.metrics().await;
@@ -326,6 +356,9 @@ async fn out_of_range_durations_answer_400_and_other_plans_keep_advancing() {
 
 #[tokio::test]
 async fn a_budget_throttles_then_disables_its_flag() {
+    // The budget's period is the UTC day: spend from before midnight is yesterday's, so the
+    // gauges this test waits for could never appear if it ran across midnight.
+    clear_of_midnight(std::time::Duration::from_secs(180)).await;
     let mut webhooks = Webhooks::start().await;
     let server = Server::start_with(webhooks.options(100)).await;
     let flag = json!({"key": "ai_summaries", "enabled": true, "default": {"split": {"on": 1}, "rollout": 100}});
@@ -353,8 +386,11 @@ async fn a_budget_throttles_then_disables_its_flag() {
     // The gauges are set by the scheduler's pass, which may finish just after the flag changed.
     eventually("the budget gauges", || async {
         let metrics = server.metrics().await;
-        (metric_line(&metrics, "vexil_budget_spend{budget=\"summaries_daily\"} 60.5")
-            && metric_line(&metrics, "vexil_budget_remaining{budget=\"summaries_daily\"} 39.5"))
+        (metric_line(&metrics, "vexil_budget_spend{budget=\"summaries_daily\",environment=\"production\"} 60.5")
+            && metric_line(
+                &metrics,
+                "vexil_budget_remaining{budget=\"summaries_daily\",environment=\"production\"} 39.5",
+            ))
         .then_some(())
     })
     .await;
@@ -372,7 +408,8 @@ async fn a_budget_throttles_then_disables_its_flag() {
     send_events(&server, "llm_cost", [10.0]).await;
     eventually("the spend counted", || async {
         let metrics = server.metrics().await;
-        metric_line(&metrics, "vexil_budget_spend{budget=\"summaries_daily\"} 110.5").then_some(())
+        metric_line(&metrics, "vexil_budget_spend{budget=\"summaries_daily\",environment=\"production\"} 110.5")
+            .then_some(())
     })
     .await;
     let (_, flag) = server.call(Method::GET, "/v1/admin/flags/ai_summaries", None).await;
