@@ -14,6 +14,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/serve.sh"
 curl -sf "$url/v1/admin/experiments" -H "Authorization: Bearer $key" -H 'Content-Type: application/json' \
     -d '{"key": "bench", "variants": [{"key": "control", "weight": 1}, {"key": "treatment", "weight": 1}]}' > /dev/null
 curl -sf -X POST "$url/v1/admin/experiments/bench/start" -H "Authorization: Bearer $key" > /dev/null
+# With ENVIRONMENTS > 1, every environment holds the 100 flags of the evaluation benchmark.
+if [[ ${ENVIRONMENTS:-1} -gt 1 ]]; then import_rule_flags; fi
 
 run "POST /v1/assign, a new user on every request" assign-new.lua
 connections=80 PACE_MS=2 run "POST /v1/assign, a new user on every request, 2 ms between a connection's requests" \

@@ -4,7 +4,9 @@
 # $root, $vexil, $key, $work, $server (pid) and $url. Extra `serve` arguments: "$@".
 # Environment: WORKERS (server worker threads, default 2), THREADS/CONNECTIONS (wrk, default
 # 1/32), DURATION (default 10s), BUILD_PROFILE (default profiling), VEXIL_BINARY (a vexil binary
-# to run instead of building one: an older build, for alternated runs of old and new).
+# to run instead of building one: an older build, for alternated runs of old and new),
+# ENVIRONMENTS (default 1: environments the server holds; the load goes to production, and
+# each other environment, bench_2 … bench_N, gets the benchmark's 100 flags too).
 #
 # The `profiling` profile is the release build with line tables (root Cargo.toml): the same
 # optimised code users run, and `perf record -g -p $server` or callgrind can name its
@@ -84,6 +86,20 @@ import_rule_flags() {
         echo ']}'
     } > "$work/flags.json"
     "$vexil" flags import "$work/flags.json" --server "$url" --key "$key" > /dev/null
+    load_other_environments
+}
+
+# load_other_environments: creates bench_2 … bench_$ENVIRONMENTS, each with the 100 flags of
+# import_rule_flags, so that the measured environment (production) shares the server with others.
+load_other_environments() {
+    local n
+    for n in $(seq 2 "${ENVIRONMENTS:-1}"); do
+        curl -sf "$url/v1/admin/environments" -H "Authorization: Bearer $key" \
+            -H 'Content-Type: application/json' -d '{"key": "bench_'"$n"'", "name": "bench '"$n"'"}' > /dev/null
+        [[ -f $work/flags.json ]] && "$vexil" flags import "$work/flags.json" --env "bench_$n" \
+            --server "$url" --key "$key" > /dev/null
+    done
+    return 0
 }
 
 # warm_up SCRIPT [URL]: two seconds of wrk (one thread, 8 connections), output discarded.
