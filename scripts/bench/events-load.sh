@@ -13,8 +13,6 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/serve.sh"
 
-metric() { curl -s "$url/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
-
 low="${CONNECTIONS_LOW:-4}"
 for c in "$low" "$connections"; do
     connections="$c" run "POST /v1/events, 500-event batches" events.lua | tee "$work/run.txt"

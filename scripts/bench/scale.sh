@@ -9,8 +9,10 @@
 #   - the size of `GET /v1/sdk/flags`, plain and with `Accept-Encoding: gzip`.
 # Targets: RSS at ready <= 150 MiB, start to /ready <= 300 ms, write visible <= 10 ms median (and
 # <= 3x the 10-flag figure), first evaluation of all flags <= 100 ms, SDK document compressed.
+# Then the users' figures of scripts/bench/scale-users.sh (USERS new users, default 20,000,000;
+# USERS=0 leaves them out).
 #
-# Environment: FLAGS, SEGMENTS, WRITES (default 21), BUILD_PROFILE and WORKERS as serve.sh.
+# Environment: FLAGS, SEGMENTS, WRITES (default 21), USERS, BUILD_PROFILE and WORKERS as serve.sh.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/serve.sh"
 
@@ -39,3 +41,8 @@ wait "$started_pid" 2> /dev/null || true
 
 "${measure[@]}" restart --vexil "$vexil" --data-dir "$work/large" --workers "$workers" --flags "$flags"
 
+
+# The users' figures: scripts/bench/scale-users.sh, on its own server (USERS=0 leaves them out).
+if [[ "${USERS:-20000000}" != 0 ]]; then
+    VEXIL_BINARY="$vexil" bash "$root/scripts/bench/scale-users.sh"
+fi

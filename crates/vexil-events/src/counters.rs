@@ -196,16 +196,23 @@ struct Slot {
 }
 
 /// The counters in memory, and what changed since the last commit.
-#[derive(Default)]
 pub(crate) struct Counters {
     slots: Vec<Slot>,
     index: HashMap<CounterKey, usize>,
     /// New members since the last commit: (slot, user).
     new_users: Vec<(usize, String)>,
     newest_start: i64,
+    /// Unique-user memberships kept in memory between commits at most (see
+    /// [`Counters::committed`]).
+    member_capacity: usize,
 }
 
 impl Counters {
+    /// No counter in memory; up to `member_capacity` known members kept between batches.
+    pub fn new(member_capacity: usize) -> Counters {
+        Counters { slots: Vec::new(), index: HashMap::new(), new_users: Vec::new(), newest_start: 0, member_capacity }
+    }
+
     /// Counts a batch's events.
     pub fn add_events(&mut self, store: &mut dyn PartitionStore, pending: &Pending<'_>) -> Result<(), Error> {
         self.add(store, &pending.contributions())
@@ -308,8 +315,9 @@ impl Counters {
         self.new_users.iter().map(|(slot, user)| (&self.slots[*slot].key, user.as_str())).collect()
     }
 
-    /// After a commit: nothing is changed any more, and counters of windows more than two days
-    /// older than the newest one (which rarely see events again) leave memory.
+    /// After a commit: nothing is changed any more, counters of windows more than two days
+    /// older than the newest one (which rarely see events again) leave memory, and so do the
+    /// known members beyond the capacity.
     pub fn committed(&mut self) {
         self.new_users.clear();
         let horizon = self.newest_start - 2 * 86_400;
@@ -319,6 +327,29 @@ impl Counters {
         }
         for slot in &mut self.slots {
             slot.dirty = false;
+        }
+        self.forget_members_beyond_capacity();
+    }
+
+    /// Known members are a cache of what the store holds (every new member is committed by
+    /// now): over the capacity, the largest sets leave memory until half the capacity is
+    /// left, so a steady stream of new users does not empty the cache at every commit. A
+    /// counter that forgets its members is no longer complete: its next users are looked up.
+    fn forget_members_beyond_capacity(&mut self) {
+        let mut held: usize = self.slots.iter().map(|s| s.users.len()).sum();
+        if held <= self.member_capacity {
+            return;
+        }
+        let mut largest_first: Vec<usize> = (0..self.slots.len()).collect();
+        largest_first.sort_unstable_by_key(|&i| std::cmp::Reverse(self.slots[i].users.len()));
+        for i in largest_first {
+            if held <= self.member_capacity / 2 {
+                break;
+            }
+            let slot = &mut self.slots[i];
+            held -= slot.users.len();
+            slot.users = HashSet::new();
+            slot.complete = false;
         }
     }
 }

@@ -14,10 +14,13 @@
 //! counters.
 
 use crate::environment;
+use crate::error::Error;
 use crate::event::{Event, EventType};
 use crate::metrics::Metrics;
+use crate::store::PartitionStore;
+use hashlink::LruCache;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 /// A user's raw per-metric sums within one experiment (see [`crate::aggregate`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -82,34 +85,59 @@ impl UserState {
     }
 }
 
-/// The users of one log partition that were ever exposed, in memory, and which of them changed
-/// since the last commit.
+/// The exposed users of one log partition that processing needs, in memory: a bounded cache in
+/// front of the [`PartitionStore`]. A batch first reads its users that memory lacks
+/// ([`Users::load`]), so within the batch a user absent from memory was never exposed; after each
+/// commit the least recently used users beyond the capacity leave memory. They are committed by
+/// then, so the store holds their state for the next batch that needs them.
 pub(crate) struct Users {
-    by_id: HashMap<String, UserState>,
+    cached: LruCache<String, UserState>,
     changed: HashSet<String>,
+    capacity: usize,
 }
 
 impl Users {
-    /// The users as last committed.
-    pub fn new(by_id: HashMap<String, UserState>) -> Users {
-        Users { by_id, changed: HashSet::new() }
+    /// No user in memory; up to `capacity` kept between batches.
+    pub fn new(capacity: usize) -> Users {
+        Users { cached: LruCache::new_unbounded(), changed: HashSet::new(), capacity }
+    }
+
+    /// Brings the states of `user_ids` that memory lacks in from `store`, in one call.
+    pub fn load(&mut self, store: &mut dyn PartitionStore, user_ids: &[&str]) -> Result<(), Error> {
+        let mut asked = HashSet::new();
+        let missing: Vec<&str> =
+            user_ids.iter().copied().filter(|id| self.cached.get(*id).is_none() && asked.insert(*id)).collect();
+        if !missing.is_empty() {
+            for (user_id, state) in store.users(&missing)? {
+                self.cached.insert(user_id, state);
+            }
+        }
+        Ok(())
     }
 
     /// The experiments (and variants) `event` belongs to, without changing anything (for records
     /// replayed into the archive only: they were enriched before the checkpoint).
     pub fn attribution(&self, event: &Event, env: Option<&str>) -> Vec<(String, String)> {
         let at = event.timestamp.timestamp_millis();
-        self.by_id.get(&event.user_id).map_or_else(Vec::new, |user| attribution(user, at, env))
+        self.cached.peek(event.user_id.as_str()).map_or_else(Vec::new, |user| attribution(user, at, env))
     }
 
-    /// The users changed since the last commit.
+    /// The users changed since the last commit (all of them in memory: users leave memory only
+    /// after a commit).
     pub fn changed(&self) -> Vec<(&str, &UserState)> {
-        self.changed.iter().map(|u| (u.as_str(), &self.by_id[u])).collect()
+        self.changed
+            .iter()
+            .filter_map(|user_id| self.cached.peek(user_id.as_str()).map(|state| (user_id.as_str(), state)))
+            .collect()
     }
 
-    /// After a commit: nothing is changed any more.
+    /// After a commit: nothing is changed any more, and the least recently used users beyond the
+    /// capacity leave memory.
     pub fn committed(&mut self) {
         self.changed.clear();
+        while self.cached.len() > self.capacity {
+            self.cached.remove_lru();
+        }
     }
 }
 
@@ -173,16 +201,16 @@ pub(crate) fn enrich<'a>(
     metrics: &Metrics,
 ) -> Enriched<'a> {
     let at = event.timestamp.timestamp_millis();
-    if !users.by_id.contains_key(&event.user_id) {
+    if !users.cached.contains_key(event.user_id.as_str()) {
         // A user who was never exposed belongs to no experiment: nothing to keep for them.
         if event.kind != EventType::Exposure {
             let changed_users = &mut users.changed;
             let user_id = &event.user_id;
             return Enriched { user: None, user_id, env, at, entered: None, changed: false, changed_users };
         }
-        users.by_id.insert(event.user_id.clone(), UserState::default());
+        users.cached.insert(event.user_id.clone(), UserState::default());
     }
-    let user = users.by_id.get_mut(&event.user_id).expect("present");
+    let user = users.cached.get_mut(event.user_id.as_str()).expect("found or inserted above");
     let (mut entered, mut changed) = (None, false);
     if let (EventType::Exposure, Some(experiment), Some(variant)) = (event.kind, &event.experiment_key, &event.variant)
     {

@@ -4,6 +4,7 @@
 use crate::aggregate::{AggregateKey, AggregateRow, Sums};
 use crate::archive::OpenFile;
 use crate::counters::{Counter, CounterKey, CounterRow, Window};
+use crate::enrich::UserState;
 use crate::error::Error;
 use crate::store::{Changes, Committed, Lease, PartitionStore, ProcessingBackend, Stats};
 use chrono::{DateTime, TimeZone, Utc};
@@ -115,13 +116,6 @@ impl PartitionStore for SqlitePartitionStore {
         let conn = &self.conn;
         let next_offset: Option<i64> =
             conn.query_row("SELECT next_offset FROM checkpoint WHERE id = 0", [], |r| r.get(0)).optional()?;
-        let mut users = HashMap::new();
-        let mut stmt = conn.prepare("SELECT user_id, state FROM users")?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let state: String = row.get(1)?;
-            users.insert(row.get(0)?, serde_json::from_str(&state)?);
-        }
         let mut sums = HashMap::new();
         let mut stmt = conn
             .prepare("SELECT experiment, variant, metric, n, sum_x, sum_x2, sum_y, sum_y2, sum_xy FROM aggregates")?;
@@ -140,7 +134,7 @@ impl PartitionStore for SqlitePartitionStore {
                 })
             })?
             .collect::<Result<_, _>>()?;
-        Ok(Committed { next_offset: next_offset.unwrap_or(0) as u64, open_files, users, sums })
+        Ok(Committed { next_offset: next_offset.unwrap_or(0) as u64, open_files, sums })
     }
 
     // SQLite runs in this process: a point lookup per id costs about what a batched query
@@ -151,6 +145,17 @@ impl PartitionStore for SqlitePartitionStore {
         for id in ids {
             if let Some(offset) = stmt.query_row([id], |r| r.get::<_, i64>(0)).optional()? {
                 found.insert((*id).to_owned(), offset as u64);
+            }
+        }
+        Ok(found)
+    }
+
+    fn users(&mut self, user_ids: &[&str]) -> Result<HashMap<String, UserState>, Error> {
+        let mut stmt = self.conn.prepare_cached("SELECT state FROM users WHERE user_id = ?1")?;
+        let mut found = HashMap::new();
+        for user_id in user_ids {
+            if let Some(state) = stmt.query_row([user_id], |r| r.get::<_, String>(0)).optional()? {
+                found.insert((*user_id).to_owned(), serde_json::from_str(&state)?);
             }
         }
         Ok(found)

@@ -2,8 +2,10 @@
 //! SQLite database ([`crate::sqlite`]) and on PostgreSQL (the distributed mode, in
 //! `vexil-distributed`) alike.
 //!
-//! The state is kept per partition of the log: a partition's processor holds the assignments
-//! and metric values of the partition's users in memory, and writes what a batch changed —
+//! The state is kept per partition of the log: a partition's processor reads the assignments
+//! and metric values of a batch's users from the store (keeping the recently seen ones in a
+//! bounded cache, so memory does not grow with the number of users), and writes what a batch
+//! changed —
 //! users, aggregates, counters, new unique users, dedupe ids, the archive's open buffers and
 //! the next offset — in **one transaction** ([`PartitionStore::commit`]). Because every event
 //! of a user is on the user's partition (the bus is keyed by `user_id`), the partitions' sums,
@@ -37,7 +39,6 @@ pub struct Committed {
     /// Every record of the partition below this offset is processed.
     pub next_offset: u64,
     pub open_files: Vec<OpenFile>,
-    pub users: HashMap<String, UserState>,
     pub sums: HashMap<AggregateKey, Sums>,
 }
 
@@ -66,8 +67,11 @@ pub struct Changes<'a> {
 
 /// The processing state of one partition, under one lease.
 pub trait PartitionStore: Send {
-    /// The committed state.
+    /// The committed state, without the users: they are read as batches need them
+    /// ([`PartitionStore::users`]), so a takeover reads no more than a restart does.
     fn load(&mut self) -> Result<Committed, Error>;
+    /// The committed states of those of `user_ids` that were ever exposed (the others have none).
+    fn users(&mut self, user_ids: &[&str]) -> Result<HashMap<String, UserState>, Error>;
     /// Of `ids`, the ones already delivered, with the offset of their first delivery.
     fn first_deliveries(&mut self, ids: &[&str]) -> Result<HashMap<String, u64>, Error>;
     /// The committed values of those of `keys` that exist.

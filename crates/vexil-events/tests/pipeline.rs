@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use std::io::Write;
 use std::time::Duration;
 use vexil_events::counters::Window;
+use vexil_events::pipeline::StateCache;
 use vexil_events::{BodyFormat, DlqFilter, EventBus, FileLog, LogOptions, Metrics};
 
 fn at(base: chrono::DateTime<chrono::Utc>, minutes: i64) -> String {
@@ -51,9 +52,20 @@ async fn events_before_the_first_exposure_do_not_count() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn aggregates_equal_a_brute_force_recomputation_from_the_archive() {
+    aggregates_match_a_brute_force_recomputation(StateCache::default()).await;
+}
+
+/// The same with caches far smaller than the 1,200 users: users and unique-user memberships
+/// leave memory after nearly every commit and are read back from the store.
+#[tokio::test(flavor = "multi_thread")]
+async fn aggregates_stay_exact_when_users_leave_memory() {
+    aggregates_match_a_brute_force_recomputation(StateCache { users: 40, members: 100 }).await;
+}
+
+async fn aggregates_match_a_brute_force_recomputation(cache: StateCache) {
     let dir = tempfile::tempdir().unwrap();
     let defs = experiments();
-    let env = Env::open(dir.path(), defs.clone());
+    let env = Env::open_with_cache(dir.path(), defs.clone(), cache);
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let t0 = chrono::Utc::now() - chrono::Duration::days(2);
     let mut events: Vec<(i64, Value)> = Vec::new();
@@ -110,16 +122,17 @@ async fn aggregates_equal_a_brute_force_recomputation_from_the_archive() {
         .event_counters("purchase", Window::Hour, t0 - chrono::Duration::days(1), t0 + chrono::Duration::days(2))
         .unwrap();
     assert_eq!(rows.iter().map(|r| r.counter.count).sum::<u64>(), purchases.len() as u64);
-    let first_hour = rows[0].start;
-    let users: std::collections::HashSet<&str> = purchases
-        .iter()
-        .filter(|e| {
-            let t = chrono::DateTime::parse_from_rfc3339(e["timestamp"].as_str().unwrap()).unwrap();
-            t >= first_hour && t < first_hour + chrono::Duration::hours(1)
-        })
-        .map(|e| e["user_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(rows[0].counter.unique_users, users.len() as u64);
+    for row in &rows {
+        let users: std::collections::HashSet<&str> = purchases
+            .iter()
+            .filter(|e| {
+                let t = chrono::DateTime::parse_from_rfc3339(e["timestamp"].as_str().unwrap()).unwrap();
+                t >= row.start && t < row.start + chrono::Duration::hours(1)
+            })
+            .map(|e| e["user_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(row.counter.unique_users, users.len() as u64, "unique users of the hour at {}", row.start);
+    }
     assert_eq!(Metrics::get(&env.metrics.lag_events), 0);
 }
 

@@ -48,6 +48,8 @@ pub struct ServerConfig {
     pub archive_dir: PathBuf,
     /// The event archive's file format (default gzip JSON lines).
     pub archive_format: ArchiveFormat,
+    /// How much per-user processing state each event partition keeps in memory.
+    pub event_state_cache: vexil_events::pipeline::StateCache,
     /// The Kafka-protocol event bus of the distributed mode (`kafka://host:port/topic`);
     /// `None`: the embedded log under `data_dir`.
     pub event_bus: Option<String>,
@@ -156,6 +158,8 @@ partial_config! {
     assignment_fsync: bool = "VEXIL_ASSIGNMENT_FSYNC", "Answer a first assignment only after its group commit is fsync'd, instead of flushing it in the background within 250 ms (default false).";
     archive_dir: PathBuf = "VEXIL_ARCHIVE_DIR", "Directory of the event archive (default <data_dir>/archive).";
     archive_format: String = "VEXIL_ARCHIVE_FORMAT", "File format of the event archive: jsonl (gzip JSON lines) or parquet (default jsonl).";
+    event_user_cache_entries: usize = "VEXIL_EVENT_USER_CACHE_ENTRIES", "Exposed users whose experiment state each event partition keeps in memory; the rest are read from the store when their events come (default 100000).";
+    event_member_cache_entries: usize = "VEXIL_EVENT_MEMBER_CACHE_ENTRIES", "Unique-user counter memberships each event partition keeps in memory; the rest are looked up in the store (default 1000000).";
     safety_check_interval_ms: u64 = "VEXIL_SAFETY_CHECK_INTERVAL_MS", "Milliseconds between checks of rollout plans, guards and budgets (default 10000).";
     webhook_url: String = "VEXIL_WEBHOOK_URL", "URL that notifications of the safety rails are POSTed to (default: none, log only).";
     webhook_secret: String = "VEXIL_WEBHOOK_SECRET", "Secret of the X-Vexil-Signature HMAC-SHA256 header of webhooks (default: unsigned).";
@@ -347,6 +351,11 @@ impl ServerConfig {
             n if n < min => Err(format!("{name}: {n} is below the minimum of {min}")),
             n => Ok(n),
         };
+        let cache_defaults = vexil_events::pipeline::StateCache::default();
+        let event_state_cache = vexil_events::pipeline::StateCache {
+            users: at_least(c.event_user_cache_entries, cache_defaults.users, "event_user_cache_entries", 1)?,
+            members: at_least(c.event_member_cache_entries, cache_defaults.members, "event_member_cache_entries", 1)?,
+        };
         let edge = EdgeConfig {
             header_read_timeout: millis(c.header_read_timeout_ms, 10_000, "header_read_timeout_ms")?,
             body_timeout: millis(c.body_timeout_ms, 30_000, "body_timeout_ms")?,
@@ -376,6 +385,7 @@ impl ServerConfig {
             listen,
             archive_dir: c.archive_dir.unwrap_or_else(|| data_dir.join("archive")),
             archive_format,
+            event_state_cache,
             data_dir,
             database_url: c.database_url,
             event_bus: c.event_bus,

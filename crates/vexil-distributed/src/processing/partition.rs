@@ -15,6 +15,7 @@ use tokio_postgres::types::ToSql;
 use vexil_events::aggregate::AggregateKey;
 use vexil_events::archive::OpenFile;
 use vexil_events::counters::{Counter, CounterKey};
+use vexil_events::enrich::UserState;
 use vexil_events::store::{Changes, Committed, Lease, PartitionStore};
 use vexil_events::Error;
 
@@ -45,14 +46,6 @@ impl PartitionStore for PostgresPartition {
                 .await
                 .map_err(pg)?
                 .get(0);
-            let mut users = HashMap::new();
-            for row in client
-                .query("SELECT user_id, state FROM event_users WHERE log_partition = $1", &[&p])
-                .await
-                .map_err(pg)?
-            {
-                users.insert(row.get(0), serde_json::from_str(row.get(1))?);
-            }
             let mut sums = HashMap::new();
             for row in client
                 .query(
@@ -81,7 +74,23 @@ impl PartitionStore for PostgresPartition {
                     first_received: r.get(2),
                 })
                 .collect();
-            Ok(Committed { next_offset: next_offset as u64, open_files, users, sums })
+            Ok(Committed { next_offset: next_offset as u64, open_files, sums })
+        })
+    }
+
+    fn users(&mut self, user_ids: &[&str]) -> Result<HashMap<String, UserState>, Error> {
+        let p = self.partition();
+        wait(&self.runtime, async {
+            let client = self.pool.get().await.map_err(db_error)?;
+            let statement = client
+                .prepare_cached("SELECT user_id, state FROM event_users WHERE log_partition = $1 AND user_id = ANY($2)")
+                .await
+                .map_err(pg)?;
+            let mut found = HashMap::new();
+            for row in client.query(&statement, &[&p, &user_ids]).await.map_err(pg)? {
+                found.insert(row.get(0), serde_json::from_str(row.get(1))?);
+            }
+            Ok(found)
         })
     }
 

@@ -82,6 +82,27 @@ pub struct PipelineOptions {
     /// How long a processor waits for records before doing idle work, and how often the
     /// supervisor checks which partitions this node holds.
     pub idle_poll: Duration,
+    /// How much of a partition's per-user state stays in memory between batches.
+    pub state_cache: StateCache,
+}
+
+/// The sizes of a partition's caches in front of its store. Per-user state lives in the store;
+/// memory holds the users and unique-user memberships that recent batches touched, up to these
+/// counts, so a node's memory does not grow with the number of distinct users. Larger caches
+/// save store reads for users who come back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateCache {
+    /// Exposed users (their assignments and metric values) kept per partition.
+    pub users: usize,
+    /// Counter memberships (a user counted in an hour's or a day's unique users of an event)
+    /// kept per partition.
+    pub members: usize,
+}
+
+impl Default for StateCache {
+    fn default() -> Self {
+        StateCache { users: 100_000, members: 1_000_000 }
+    }
 }
 
 impl Default for PipelineOptions {
@@ -96,6 +117,7 @@ impl Default for PipelineOptions {
             dedupe_window: Duration::from_secs(7 * 86_400),
             archive: ArchiveOptions::default(),
             idle_poll: Duration::from_millis(200),
+            state_cache: StateCache::default(),
         }
     }
 }

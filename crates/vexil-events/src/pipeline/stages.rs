@@ -8,7 +8,7 @@
 
 use super::reader::Decoded;
 use super::working_copy::WorkingCopy;
-use super::PipelineOptions;
+use super::{PipelineOptions, StateCache};
 use crate::aggregate::{self, Experiments};
 use crate::archive::{self, Archiver, ClosedFile};
 use crate::counters;
@@ -70,6 +70,7 @@ pub(super) struct Stages {
     max_attempts: u32,
     dedupe_window: Duration,
     last_expiry: Option<Instant>,
+    state_cache: StateCache,
 }
 
 impl Stages {
@@ -91,6 +92,7 @@ impl Stages {
             max_attempts: options.max_attempts,
             dedupe_window: options.dedupe_window,
             last_expiry: None,
+            state_cache: options.state_cache,
         }
     }
 
@@ -102,14 +104,15 @@ impl Stages {
     /// Starts again from the last commit: the working copy as committed, and the archive's
     /// buffers as they were open then (replay fills them again).
     pub fn resume(&mut self) -> Result<WorkingCopy, Error> {
-        let copy = WorkingCopy::load(&mut *self.store)?;
+        let copy = WorkingCopy::load(&mut *self.store, self.state_cache)?;
         self.archiver.restore(&copy.open_files);
         Ok(copy)
     }
 
     /// Runs a batch through the stages and commits it; `None` for an empty batch.
     ///
-    /// Each event goes through dedupe → enrich → aggregate → archive → counters in log order;
+    /// The batch's dedupe ids and users are read from the store first, together. Each event
+    /// then goes through dedupe → enrich → aggregate → archive → counters in log order;
     /// the counters of the whole batch are then added together and everything it changed is
     /// committed in one transaction with the checkpoint. Records before the checkpoint are
     /// being replayed after a restart.
@@ -123,6 +126,7 @@ impl Stages {
         let ids = given_ids(&batch);
         let ids: Vec<&str> = ids.iter().map(|id| id.as_ref()).collect();
         let mut deliveries = Deliveries::lookup(&mut *self.store, &ids)?;
+        copy.users.load(&mut *self.store, &users_of(&batch))?;
         let mut to_count = counters::Pending::default();
         let mut report = CommitReport::default();
         for Decoded { offset, record } in &batch {
@@ -251,6 +255,17 @@ fn given_ids(batch: &[Decoded]) -> Vec<Cow<'_, str>> {
         .iter()
         .filter_map(|d| match &d.record {
             Ok(LogRecord::Event(stored)) if stored.id_given => Some(dedupe::id_of(stored)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The users of a batch's events, read together before any event is enriched.
+fn users_of(batch: &[Decoded]) -> Vec<&str> {
+    batch
+        .iter()
+        .filter_map(|d| match &d.record {
+            Ok(LogRecord::Event(stored)) => Some(stored.event.user_id.as_str()),
             _ => None,
         })
         .collect()

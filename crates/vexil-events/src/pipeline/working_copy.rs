@@ -1,6 +1,7 @@
 //! The working copy of one log partition's processing state: what its processor holds in memory
-//! between commits — its users' assignments and metric values, the aggregates, the counters and
-//! the checkpoint — each part kept by the stage that changes it.
+//! between commits — its recent users' assignments and metric values, the aggregates, the recent
+//! counters and the checkpoint — each part kept by the stage that changes it. Users and counters
+//! are caches of bounded size in front of the store ([`StateCache`]).
 //!
 //! Every change made while processing a batch is written in one transaction together with the
 //! dedupe ids, the archive's open buffers and the next offset to process. After a crash or a
@@ -8,6 +9,7 @@
 //! log is read again from the checkpoint: the only recovery path there is, shared by crashes,
 //! retries and a partition taken over by another node.
 
+use super::StateCache;
 use crate::aggregate::Aggregates;
 use crate::archive::OpenFile;
 use crate::counters::Counters;
@@ -26,15 +28,16 @@ pub(super) struct WorkingCopy {
 }
 
 impl WorkingCopy {
-    /// Loads the committed state.
-    pub fn load(store: &mut dyn PartitionStore) -> Result<WorkingCopy, Error> {
+    /// Loads the committed state; users and counters are read as batches need them, into
+    /// caches of `cache`'s sizes.
+    pub fn load(store: &mut dyn PartitionStore, cache: StateCache) -> Result<WorkingCopy, Error> {
         let committed = store.load()?;
         Ok(WorkingCopy {
             next_offset: committed.next_offset,
             open_files: committed.open_files,
-            users: Users::new(committed.users),
+            users: Users::new(cache.users),
             aggregates: Aggregates::new(committed.sums),
-            counters: Counters::default(),
+            counters: Counters::new(cache.members),
         })
     }
 

@@ -13,7 +13,7 @@ use vexil_core::experiment::{decode_experiment, Aggregation, CompiledExperiment,
 use vexil_core::FlagSet;
 use vexil_events::aggregate::Sums;
 use vexil_events::archive::LocalArchive;
-use vexil_events::pipeline::{production, Pipeline, PipelineOptions};
+use vexil_events::pipeline::{production, Pipeline, PipelineOptions, StateCache};
 use vexil_events::sqlite::SqliteBackend;
 use vexil_events::{Dlq, EventBus, FileLog, IngestOptions, Ingestor, LogOptions, Metrics};
 
@@ -28,6 +28,11 @@ pub struct Env {
 
 impl Env {
     pub fn open(dir: &Path, experiments: Vec<Arc<CompiledExperiment>>) -> Env {
+        Env::open_with_cache(dir, experiments, StateCache::default())
+    }
+
+    /// A pipeline whose caches of users and unique-user memberships hold `cache`'s sizes.
+    pub fn open_with_cache(dir: &Path, experiments: Vec<Arc<CompiledExperiment>>, cache: StateCache) -> Env {
         let metrics = Arc::new(Metrics::default());
         let log = Arc::new(FileLog::open(dir.join("log"), LogOptions::default()).unwrap());
         let dlq = Arc::new(Dlq::open(&dir.join("dlq.sqlite"), metrics.clone()).unwrap());
@@ -35,7 +40,8 @@ impl Env {
         let ingestor = Ingestor::new(bus.clone(), dlq.clone(), metrics.clone(), IngestOptions::default());
         let archive = Arc::new(LocalArchive::open(dir.join("archive")).unwrap());
         let state = Arc::new(SqliteBackend::open(dir.join("state.sqlite")).unwrap());
-        let options = PipelineOptions { idle_poll: Duration::from_millis(20), ..PipelineOptions::default() };
+        let options =
+            PipelineOptions { idle_poll: Duration::from_millis(20), state_cache: cache, ..PipelineOptions::default() };
         let pipeline =
             Pipeline::start(bus, state, dlq.clone(), archive, production(experiments), metrics.clone(), options)
                 .unwrap();

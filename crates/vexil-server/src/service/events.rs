@@ -236,7 +236,8 @@ impl Events {
         supervisor: &Supervisor,
     ) -> Result<Events, String> {
         let (data_dir, archive_dir) = (config.data_dir.as_path(), config.archive_dir.as_path());
-        let (archive_format, dlq_limits) = (config.archive_format, config.dlq_limits);
+        let (archive_format, dlq_limits, state_cache) =
+            (config.archive_format, config.dlq_limits, config.event_state_cache);
         let dir = data_dir.join("events");
         let metrics = Arc::new(EventMetrics::default());
         let (log, bus): (Option<Arc<FileLog>>, Arc<dyn EventBus>) = match engines.bus {
@@ -274,6 +275,7 @@ impl Events {
         let pipeline = feed.start(|experiments| {
             let options = PipelineOptions {
                 archive: ArchiveOptions { format: archive_format, ..ArchiveOptions::default() },
+                state_cache,
                 ..PipelineOptions::default()
             };
             Pipeline::start(bus.clone(), processing, dlq.clone(), archive, experiments, metrics.clone(), options)

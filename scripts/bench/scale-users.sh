@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Scale benchmark of the event pipeline's per-user state: USERS users never seen before (default
+# 20,000,000), sent in two halves, each user exposed to the experiment `checkout` and purchasing
+# once (scripts/bench/events-users.lua: 500-event batches, 250 users each). After each half is
+# processed it prints the server's RSS; then it offers about 100,000 events/s of further new
+# users for DURATION (5 connections pausing PACE_MS, default 20 ms, after each answer) and
+# prints the pipeline's lag, with that many users known.
+# Targets: RSS after 20 M users <= 512 MiB, RSS growth from 10 M to 20 M users <= 64 MiB, lag
+# under 2 s at 100,000 events/s. Environment as in serve.sh; LOAD_CONNECTIONS (default 8) for
+# the loading runs.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/serve.sh"
+
+users="${USERS:-20000000}"
+half=$((users / 2))
+H=(-H "Authorization: Bearer $key" -H "Content-Type: application/json")
+curl -sf "$url/v1/admin/experiments" "${H[@]}" -d '{"key": "checkout",
+    "variants": [{"key": "control", "weight": 50}, {"key": "treatment", "weight": 50}],
+    "metrics": [{"key": "purchase_rate", "kind": "conversion", "event": "purchase", "role": "primary"},
+                {"key": "revenue", "kind": "sum", "event": "purchase"}]}' > /dev/null
+curl -sf -X POST "$url/v1/admin/experiments/checkout/start" "${H[@]}" > /dev/null
+
+rss_mib() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$server/status"; }
+
+# send_users FIRST COUNT: COUNT new users from u<FIRST> as fast as the server takes them (429s
+# are retried by nothing: their users are simply not sent, and the acknowledged count says how
+# many were), then waits until processing has caught up.
+send_users() {
+    local started=$SECONDS
+    FIRST_USER="$1" USERS_PER_THREAD="$2" wrk -t1 -c"${LOAD_CONNECTIONS:-8}" -d24h \
+        -s "$root/scripts/bench/events-users.lua" "${H[@]}" "$url" > "$work/users.txt"
+    until [[ "$(metric vexil_events_lag_events)" == "0" ]]; do sleep 1; done
+    awk -v s=$((SECONDS - started)) '/^2xx responses:/ {printf "   %d users acknowledged, processed in %d s\n", $3 * 250, s}' \
+        "$work/users.txt"
+}
+
+echo "== first half: $half users (server workers: $workers)"
+send_users 0 "$half"
+first_rss="$(rss_mib)"
+echo "   RSS after the first half: $first_rss MiB"
+echo "== second half: $half more users"
+send_users 1000000000 "$half"
+second_rss="$(rss_mib)"
+echo "   RSS after both halves: $second_rss MiB (growth over the second half: $(awk -v a="$first_rss" -v b="$second_rss" 'BEGIN {printf "%.1f", b - a}') MiB)"
+echo "   processed events: $(metric vexil_events_processed_total); state database: $(du -sh "$work/data/events" | cut -f1)"
+
+export PACE_MS="${PACE_MS:-20}" FIRST_USER=2000000000 USERS_PER_THREAD=1000000000
+connections="${CONNECTIONS:-5}"
+connections="$connections" run "new users, 500-event batches, ${PACE_MS} ms between batches per connection" \
+    events-users.lua > "$work/run.txt" &
+watch_lag $!
+echo "   RSS at the end: $(rss_mib) MiB"
+report_machine
