@@ -128,8 +128,8 @@ pub async fn check(store: &dyn Store, changes: &[PlannedChange]) -> Result<(), A
     catalog.compile().map_err(ApplyError::Invalid)?;
     for change in changes.iter().filter(|c| c.entity == EntityKind::RolloutPlan) {
         let Some(plan) = change.after.as_ref().and_then(crate::service::safety::plans::from_body) else { continue };
-        let flag = catalog.body(EntityKind::Flag, &change.key).cloned().unwrap_or_default();
-        if let Some(problem) = plan.target_problem(&flag) {
+        if let Some(problem) = plan.target_problem(catalog.body(EntityKind::Flag, &change.key).unwrap_or(&Value::Null))
+        {
             return Err(ApplyError::Invalid(ValidationErrors(vec![problem])));
         }
     }
