@@ -111,8 +111,11 @@ impl Metrics {
             .expect("valid metric"),
             snapshot_age: Gauge::new("vexil_config_snapshot_age_seconds", "Seconds since the snapshot was built.")
                 .expect("valid metric"),
-            snapshot_revision: IntGauge::new("vexil_config_revision", "Store revision of the loaded snapshot.")
-                .expect("valid metric"),
+            snapshot_revision: IntGauge::new(
+                "vexil_config_revision",
+                "Store revision the served configuration is known to be current at.",
+            )
+            .expect("valid metric"),
             snapshot_flags: IntGauge::new("vexil_config_flags", "Flags in the loaded snapshot.").expect("valid metric"),
             registry,
         };

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use vexil_store::postgres::PostgresStore;
 use vexil_store::testkit::TestBackend;
-use vexil_store::Backend;
+use vexil_store::{Backend, DocumentStore, EntityKind};
 
 /// One fresh database; each `open` is a separate `PostgresStore`, as a separate node's.
 struct PostgresBackend {
@@ -90,4 +90,61 @@ async fn the_audit_table_rejects_updates_and_deletes() {
         let err = client.batch_execute(sql).await.unwrap_err();
         assert!(format!("{:?}", err).contains("append-only"), "{sql}: {err:?}");
     }
+}
+
+/// A database written before document revisions (migration 4): its documents are served as
+/// they were; a reader at a revision from before the migration is told to read everything
+/// (deletions before it were never recorded), one from after it gets the changes; and a node of
+/// the previous release, still writing during a rolling upgrade, has its changes listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_from_before_document_revisions_keeps_working() {
+    let Some(backend) = postgres_backend().await else { return };
+    let (pool, _) = vexil_store::postgres::connection_pool(&backend.url, 1).unwrap();
+    let before_revisions = vexil_store::postgres::Schema {
+        version_table: "schema_version",
+        migrations: &[
+            include_str!("../src/postgres/migrations/0001_initial.sql"),
+            include_str!("../src/postgres/migrations/0002_environments.sql"),
+            include_str!("../src/postgres/migrations/0003_key_roles.sql"),
+        ],
+    };
+    vexil_store::postgres::migrate(&mut pool.get().await.unwrap(), &before_revisions).await.unwrap();
+    drop(pool);
+    let client = raw(&backend).await;
+    let insert = |key: &str| {
+        format!(
+            "INSERT INTO documents (environment, kind, key, id, version, created_at, updated_at, body)
+             VALUES ('production', 'flag', '{key}', '{key}-id', 1, now(), now(), '{{\"key\": \"{key}\"}}')"
+        )
+    };
+    old_release_write(&client, &insert("a")).await;
+    let old_reader_revision = 1;
+    old_release_write(&client, &insert("b")).await;
+    old_release_write(&client, "DELETE FROM documents WHERE key = 'a'").await;
+
+    let store = PostgresStore::connect(&backend.url).await.unwrap();
+    let flags = store.list_in("production", EntityKind::Flag).await.unwrap();
+    assert_eq!(flags.iter().map(|d| d.key.as_str()).collect::<Vec<_>>(), ["b"]);
+    assert!(store.changes_since_in("production", old_reader_revision).await.unwrap().is_none());
+    let migrated_at = store.revision().await.unwrap();
+    let nothing = store.changes_since_in("production", migrated_at).await.unwrap().expect("changes since");
+    assert_eq!((nothing.revision, nothing.changed.len(), nothing.deleted.len()), (3, 0, 0));
+
+    let update = "UPDATE documents SET version = 2, body = '{\"key\": \"b\", \"n\": 2}' WHERE key = 'b'";
+    old_release_write(&client, update).await;
+    old_release_write(&client, &insert("c")).await;
+    let changes = store.changes_since_in("production", migrated_at).await.unwrap().expect("changes since");
+    let changed: Vec<_> = changes.changed.iter().map(|(_, d)| d.key.as_str()).collect();
+    assert_eq!((changes.revision, changed), (5, vec!["b", "c"]));
+    let b: serde_json::Value = serde_json::from_str(changes.changed[0].1.json.get()).unwrap();
+    assert_eq!((&b["n"], &b["version"]), (&serde_json::json!(2), &serde_json::json!(2)));
+    old_release_write(&client, "DELETE FROM documents WHERE key = 'c'").await;
+    let changes = store.changes_since_in("production", 5).await.unwrap().expect("changes since");
+    assert_eq!(changes.deleted, [(EntityKind::Flag, "c".to_string())]);
+}
+
+/// A document change as the previous release made it: the revision row first, then the write.
+async fn old_release_write(client: &tokio_postgres::Client, sql: &str) {
+    let change = format!("BEGIN; UPDATE revision SET value = value + 1 WHERE id = 1; {sql}; COMMIT");
+    client.batch_execute(&change).await.unwrap();
 }

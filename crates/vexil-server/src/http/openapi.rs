@@ -65,14 +65,11 @@ fn bodies(spec: &RouteSpec) -> (Option<&'static str>, &'static str, Option<&'sta
     }
 }
 
-/// Whether an editor's call of the route may be held as a change request (202).
+/// Whether an editor's call of the route may be held as a change request (202): the routes the
+/// protection middleware holds, and promotion, which holds by its target in the path.
 fn held(spec: &RouteSpec) -> bool {
-    let documents = ["/v1/admin/flags", "/v1/admin/segments", "/v1/admin/experiments"];
-    let document = documents.iter().any(|c| spec.path == *c || spec.path == format!("{c}/{{key}}"));
-    let lifecycle = spec.path.starts_with("/v1/admin/experiments/{key}/");
-    (document && spec.method != Method::GET)
-        || lifecycle
-        || matches!(spec.path, "/v1/admin/environments/{env}/promote" | "/v1/admin/import")
+    crate::http::routes::change_requests::is_held_route(&spec.method, spec.path)
+        || spec.path == "/v1/admin/environments/{env}/promote"
 }
 
 fn operation(spec: &RouteSpec) -> Value {

@@ -115,7 +115,9 @@ pub async fn changed_since(store: &dyn Store, changes: &[PlannedChange]) -> Resu
 }
 
 /// Checks that the configuration compiles with the changes applied (flags, segments and
-/// experiments; other kinds are checked where they are written).
+/// experiments), and that each rollout plan written still steers a split of its flag as it
+/// will be (a held plan may wait while its flag changes); other kinds are checked where they
+/// are written.
 pub async fn check(store: &dyn Store, changes: &[PlannedChange]) -> Result<(), ApplyError> {
     let mut catalog = Catalog::load(store).await?;
     for change in changes {
@@ -123,7 +125,15 @@ pub async fn check(store: &dyn Store, changes: &[PlannedChange]) -> Result<(), A
             catalog = catalog.with(change.entity, &change.key, change.after.clone());
         }
     }
-    catalog.compile().map(|_| ()).map_err(ApplyError::Invalid)
+    catalog.compile().map_err(ApplyError::Invalid)?;
+    for change in changes.iter().filter(|c| c.entity == EntityKind::RolloutPlan) {
+        let Some(plan) = change.after.as_ref().and_then(crate::service::safety::plans::from_body) else { continue };
+        if let Some(problem) = plan.target_problem(catalog.body(EntityKind::Flag, &change.key).unwrap_or(&Value::Null))
+        {
+            return Err(ApplyError::Invalid(ValidationErrors(vec![problem])));
+        }
+    }
+    Ok(())
 }
 
 /// The store writes of `changes`, segments created or updated first and deleted last, so no
@@ -282,7 +292,7 @@ pub async fn approve(store: &dyn Store, id: &str, meta: &ChangeMeta) -> Result<S
     if request.author == meta.actor {
         return Err(RequestError::OwnApproval(id.to_owned()));
     }
-    let changes = request.changes.clone();
+    let changes = crate::service::safety::plans::held_until(request.changes.clone(), vexil_store::now());
     let mut why = format!("change request {id} by {}", request.author);
     if let Some(source) = &request.source {
         why.push_str(&format!(", promoted from {source}"));

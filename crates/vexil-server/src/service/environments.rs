@@ -8,6 +8,7 @@
 //! environments created anywhere, drops the deleted ones and brings every snapshot up to date.
 
 use crate::metrics::Metrics;
+use crate::service::changes::Status;
 use crate::service::snapshot::{LoadError, Snapshot, Snapshots};
 use arc_swap::ArcSwap;
 use serde_json::{Map, Value};
@@ -268,8 +269,9 @@ pub fn canonical(value: &Value) -> Result<Value, ValidationErrors> {
     Ok(Value::Object(body))
 }
 
-/// What an environment holds, as "2 flags, 1 key": its documents of every kind and the
-/// active keys that act in it. Empty when it holds nothing.
+/// What an environment holds, as "2 flags, 1 key": its documents of every kind, its pending
+/// change requests and the active keys that act in it. Empty when it holds nothing (decided
+/// change requests are history, like its audit records).
 pub async fn holdings(
     environment: &Environment,
     backend: &dyn Backend,
@@ -284,12 +286,16 @@ pub async fn holdings(
         (EntityKind::Budget, "budget"),
         (EntityKind::EmergencyStop, "emergency stop"),
     ];
-    for (kind, name) in kinds {
-        let n = environment.store.list(kind).await?.len();
+    let mut count = |n: usize, name: &str| {
         if n > 0 {
             held.push(format!("{n} {name}{}", if n == 1 { "" } else { "s" }));
         }
+    };
+    for (kind, name) in kinds {
+        count(environment.store.list(kind).await?.len(), name);
     }
+    let pending = crate::service::changes::list(environment.store.as_ref(), Some(Status::Pending)).await?;
+    count(pending.len(), "pending change request");
     let keys = backend
         .list_keys()
         .await?
@@ -300,9 +306,7 @@ pub async fn holdings(
             None => is_default,
         })
         .count();
-    if keys > 0 {
-        held.push(format!("{keys} key{}", if keys == 1 { "" } else { "s" }));
-    }
+    count(keys, "key");
     Ok(held)
 }
 

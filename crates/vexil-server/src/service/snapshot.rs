@@ -7,7 +7,11 @@
 //! within a second, brings the snapshot up to date and publishes it: patched with the store's
 //! changes since its revision ([`ConfigStore::changes_since`](vexil_store::ConfigStore::changes_since)),
 //! recompiling only what they affect and sharing every other compiled flag and document, or
-//! loaded whole where the store cannot list changes. A rebuild that fails to compile
+//! loaded whole where the store cannot list changes. When nothing the snapshot holds changed
+//! (another environment's documents did, or documents it does not hold, like change
+//! requests), it is not rebuilt at all: its compiled flags, its SDK document and its revision
+//! (which the SDK document's ETag and the streams' event ids name) stay as they are, and only
+//! the store revision it is known to be current at moves. A rebuild that fails to compile
 //! (possible only when two nodes race conflicting writes) keeps the previous snapshot and is
 //! counted in `vexil_config_reloads_total{result="error"}`. Active emergency stops (documents
 //! of their own) are overlaid on the compiled flags here, so a stop never changes a flag.
@@ -35,6 +39,9 @@ type FlagCounterMap = HashMap<String, FlagCounters, foldhash::fast::RandomState>
 /// One consistent view of the configuration at a store revision.
 pub struct Snapshot {
     pub flags: FlagSet,
+    /// The store revision this configuration was read at. It names the configuration: the
+    /// environment's configuration at one revision is one thing, so the same revision is the
+    /// same configuration on any node. It stays while only other environments change.
     pub revision: u64,
     /// Whether this snapshot was loaded from the store (the empty placeholder is not).
     pub loaded: bool,
@@ -175,15 +182,15 @@ impl Snapshot {
 
     /// This snapshot with the store's changes since its revision applied: only the changed
     /// flags and segments and what depends on them are compiled again (see
-    /// [`FlagSet::with_changes`]), everything else is shared. `None` when the emergency stops
-    /// changed: a stop lifted from a flag needs the flag's stored document, so the caller
-    /// loads everything.
+    /// [`FlagSet::with_changes`]), everything else is shared; [`Update::Unchanged`] when none
+    /// of the changes is of what it holds. `None` when the emergency stops changed: a stop
+    /// lifted from a flag needs the flag's stored document, so the caller loads everything.
     pub async fn patched(
         &self,
         store: &dyn Store,
         changes: DocumentChanges,
         metrics: &Metrics,
-    ) -> Result<Option<Snapshot>, LoadError> {
+    ) -> Result<Option<Update>, LoadError> {
         let (mut flag_changes, mut segment_changes) = (Vec::new(), Vec::new());
         let mut documents = None;
         let mut experiments_changed = false;
@@ -218,7 +225,7 @@ impl Snapshot {
             }
         }
         if documents.is_none() && !experiments_changed {
-            return Ok(Some(self.at_revision(changes.revision)));
+            return Ok(Some(Update::Unchanged { revision: changes.revision }));
         }
         let compiled = self.flags.with_changes(flag_changes, segment_changes).map_err(LoadError::Invalid)?;
         let counters = if compiled.same_keys(&self.flags) {
@@ -251,28 +258,7 @@ impl Snapshot {
             experiment_documents,
             self.stop_documents.clone(),
         )
-        .map(Some)
-    }
-
-    /// The same configuration at a later revision (another environment changed), sharing all.
-    fn at_revision(&self, revision: u64) -> Snapshot {
-        let shared = |cell: &OnceLock<Bytes>| match cell.get() {
-            Some(bytes) => OnceLock::from(bytes.clone()),
-            None => OnceLock::new(),
-        };
-        Snapshot {
-            flags: self.flags.clone(),
-            revision,
-            loaded: self.loaded,
-            built_at: Instant::now(),
-            documents: self.documents.clone(),
-            experiments: self.experiments.clone(),
-            sdk_document: shared(&self.sdk_document),
-            sdk_document_gzip: shared(&self.sdk_document_gzip),
-            counters: self.counters.clone(),
-            experiment_documents: self.experiment_documents.clone(),
-            stop_documents: self.stop_documents.clone(),
-        }
+        .map(|snapshot| Some(Update::Changed(Box::new(snapshot))))
     }
 
     /// The stored experiments this snapshot compiled.
@@ -371,12 +357,23 @@ pub fn diff<'a>(old: &'a Snapshot, new: &'a Snapshot) -> Vec<Change<'a>> {
     patches
 }
 
+/// What bringing a snapshot up to the store's revision gives.
+pub enum Update {
+    /// Nothing the snapshot holds changed up to `revision`: it stays.
+    Unchanged { revision: u64 },
+    /// The snapshot that replaces it (boxed: a snapshot is large beside a revision).
+    Changed(Box<Snapshot>),
+}
+
 /// The current snapshot, the newest revision known to exist, and a channel for streams.
 pub struct Snapshots {
     current: ArcSwap<Snapshot>,
-    /// The store's latest revision as last reported by `watch`; a read of an older snapshot
-    /// is counted as stale.
+    /// The store's latest revision as last reported by `watch`; a read of a snapshot not known
+    /// to be current at it is counted as stale.
     latest_revision: AtomicU64,
+    /// The store revision the current snapshot is known to be current at: its own, or later
+    /// when only what it does not hold changed since.
+    current_at: AtomicU64,
     changes: watch::Sender<Arc<Snapshot>>,
     metrics: Arc<Metrics>,
     /// One rebuild at a time, so an older snapshot is never published over a newer one.
@@ -393,6 +390,7 @@ impl Snapshots {
         let initial = Arc::new(initial);
         Snapshots {
             latest_revision: AtomicU64::new(initial.revision),
+            current_at: AtomicU64::new(initial.revision),
             changes: watch::Sender::new(initial.clone()),
             current: ArcSwap::new(initial),
             metrics,
@@ -412,7 +410,7 @@ impl Snapshots {
     /// The snapshot for one evaluation request, counted as a hit or a stale read.
     pub fn read(&self) -> Guard<Arc<Snapshot>> {
         let snapshot = self.current.load();
-        if snapshot.revision >= self.latest_revision.load(Ordering::Relaxed) {
+        if self.current_at.load(Ordering::Relaxed) >= self.latest_revision.load(Ordering::Relaxed) {
             self.metrics.snapshot_hits.inc();
         } else {
             self.metrics.snapshot_stale_reads.inc();
@@ -423,6 +421,12 @@ impl Snapshots {
     /// The snapshot, uncounted (SDK document, readiness, metrics).
     pub fn current(&self) -> Arc<Snapshot> {
         self.current.load_full()
+    }
+
+    /// The store revision the current snapshot is known to be current at (readiness and the
+    /// `vexil_config_revision` gauge: a node behind its peers has not caught up).
+    pub fn current_at(&self) -> u64 {
+        self.current_at.load(Ordering::Relaxed)
     }
 
     /// Every published snapshot, starting with the current one.
@@ -456,15 +460,21 @@ impl Snapshots {
     pub async fn refresh(&self, store: &dyn Store) {
         let _one_at_a_time = self.reloading.lock().await;
         let current = self.current.load_full();
-        if current.loaded && current.revision >= self.latest_revision.load(Ordering::Relaxed) {
+        if current.loaded && self.current_at() >= self.latest_revision.load(Ordering::Relaxed) {
             return;
         }
         match self.next(&current, store).await {
-            Ok(snapshot) => {
+            Ok(Update::Unchanged { revision }) => {
+                self.latest_revision.fetch_max(revision, Ordering::Relaxed);
+                self.current_at.fetch_max(revision, Ordering::Relaxed);
+            }
+            Ok(Update::Changed(snapshot)) => {
                 self.metrics.reloads_ok.inc();
-                self.latest_revision.fetch_max(snapshot.revision, Ordering::Relaxed);
-                tracing::info!(revision = snapshot.revision, flags = snapshot.flags.len(), "configuration loaded");
-                self.publish(snapshot);
+                let revision = snapshot.revision;
+                self.latest_revision.fetch_max(revision, Ordering::Relaxed);
+                tracing::info!(revision, flags = snapshot.flags.len(), "configuration loaded");
+                self.publish(*snapshot);
+                self.current_at.fetch_max(revision, Ordering::Relaxed);
             }
             Err(e) => {
                 self.metrics.reloads_failed.inc();
@@ -473,22 +483,22 @@ impl Snapshots {
         }
     }
 
-    /// The snapshot after `current` at the store's revision.
-    async fn next(&self, current: &Snapshot, store: &dyn Store) -> Result<Snapshot, LoadError> {
+    /// What `current` becomes at the store's revision.
+    async fn next(&self, current: &Snapshot, store: &dyn Store) -> Result<Update, LoadError> {
         if current.loaded {
             // A patch parses its changed documents all at once; a load parses one at a time, so
             // a large change (an import) reads everything rather than raise the peak of memory.
             let small = |c: &DocumentChanges| c.changed.len() + c.deleted.len() <= (current.flags.len() / 4).max(256);
             if let Some(changes) = store.changes_since(current.revision).await?.filter(small) {
                 match current.patched(store, changes, &self.metrics).await {
-                    Ok(Some(next)) => return Ok(next),
+                    Ok(Some(update)) => return Ok(update),
                     Ok(None) => {}
                     // Two nodes raced conflicting writes; the whole stored configuration decides.
                     Err(e) => tracing::warn!(error = %e, "patching the configuration failed; loading it whole"),
                 }
             }
         }
-        Snapshot::load(store, &self.metrics).await
+        Snapshot::load(store, &self.metrics).await.map(|snapshot| Update::Changed(Box::new(snapshot)))
     }
 
     /// Follows the store's revision until `shutdown`, refreshing on every move.

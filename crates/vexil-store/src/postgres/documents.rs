@@ -8,13 +8,20 @@ use tokio_postgres::Row;
 use super::audit::append;
 use super::{unsigned, PostgresStore, CHANNEL};
 use crate::change::{created, if_match, replaced, DocumentChange};
-use crate::{ChangeMeta, DocumentStore, EntityKind, StoreError, StoredDocument, Timestamp, Write, GLOBAL};
+use crate::{
+    ChangeMeta, DocumentChanges, DocumentStore, EntityKind, ShownDocument, StoreError, StoredDocument, Timestamp,
+    Write, GLOBAL,
+};
 
 const SELECT: &str = "SELECT kind, key, id, version, created_at, updated_at, body FROM documents";
 
+fn kind_of(row: &Row) -> Result<EntityKind, StoreError> {
+    row.get::<_, &str>(0).parse().map_err(|e| StoreError::Backend(format!("documents: {e}")))
+}
+
 fn from_row(row: &Row) -> Result<StoredDocument, StoreError> {
     Ok(StoredDocument {
-        kind: row.get::<_, &str>(0).parse().map_err(|e| StoreError::Backend(format!("documents: {e}")))?,
+        kind: kind_of(row)?,
         key: row.get(1),
         id: row.get(2),
         version: unsigned(row.get(3))?,
@@ -84,6 +91,53 @@ impl DocumentStore for PostgresStore {
 
     async fn revision(&self) -> Result<u64, StoreError> {
         read_revision(&self.client().await?).await
+    }
+
+    /// From the `revision` column and the `deleted_documents` table (migration 4), read in one
+    /// REPEATABLE READ transaction, so in one snapshot of the database. Writers take the
+    /// revision row's lock first and keep it until they commit, so they commit in revision
+    /// order: the snapshot holds every change up to the revision it reads and none after it,
+    /// and no change committed later can carry a revision a reader has already passed.
+    async fn changes_since_in(&self, env: &str, revision: u64) -> Result<Option<DocumentChanges>, StoreError> {
+        let since = i64::try_from(revision).map_err(|_| StoreError::Backend("revision overflow".into()))?;
+        let mut client = self.client().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let statement = tx.prepare_cached("SELECT value, recorded_since FROM revision WHERE id = 1").await?;
+        let row = tx.query_one(&statement, &[]).await?;
+        let (now, recorded_since) = (unsigned(row.get(0))?, unsigned(row.get(1))?);
+        if revision < recorded_since {
+            return Ok(None);
+        }
+        let statement = tx
+            .prepare_cached(&format!(
+                "{SELECT} WHERE environment = $1 AND revision > $2 ORDER BY kind COLLATE \"C\", key"
+            ))
+            .await?;
+        let changed = tx
+            .query(&statement, &[&env, &since])
+            .await?
+            .iter()
+            .map(|row| from_row(row).map(|doc| (doc.kind, ShownDocument::from(doc))))
+            .collect::<Result<_, _>>()?;
+        let statement = tx
+            .prepare_cached(
+                "SELECT kind, key FROM deleted_documents WHERE environment = $1 AND revision > $2
+                 ORDER BY kind COLLATE \"C\", key",
+            )
+            .await?;
+        let deleted = tx
+            .query(&statement, &[&env, &since])
+            .await?
+            .iter()
+            .map(|row| Ok((kind_of(row)?, row.get(1))))
+            .collect::<Result<_, StoreError>>()?;
+        tx.commit().await?;
+        Ok(Some(DocumentChanges { revision: now, changed, deleted }))
     }
 
     fn watch(&self) -> watch::Receiver<u64> {

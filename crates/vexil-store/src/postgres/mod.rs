@@ -7,7 +7,9 @@
 //!
 //! - a document change first bumps the one-row `revision` table, so concurrent `apply`s queue
 //!   on that row lock and each reads-then-writes without a race (the role SQLite's `BEGIN
-//!   IMMEDIATE` plays);
+//!   IMMEDIATE` plays), and they commit in the order of their revisions, which a trigger
+//!   stamps on the documents they write, so `changes_since` never misses one
+//!   (docs/storage.md);
 //! - assignments are `INSERT … ON CONFLICT` against the primary key, then a read of what is
 //!   stored, so racing nodes agree on one record;
 //! - key secrets are unique by their hash.

@@ -126,6 +126,7 @@ macro_rules! conformance_suite {
             deleting_an_environment_deletes_what_it_holds,
             keys_carry_their_environment,
             changes_since_lists_what_changed_in_the_environment,
+            following_changes_since_during_concurrent_writes_misses_nothing,
         );
     };
 }

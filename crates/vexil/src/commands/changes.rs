@@ -80,15 +80,8 @@ pub fn run(args: Args) -> Outcome {
                 }
                 for request in answer["change_requests"].as_array().into_iter().flatten() {
                     let text = |field: &str| request[field].as_str().unwrap_or_default().to_owned();
-                    let changes: Vec<String> = request["changes"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|c| {
-                            let part = |f: &str| c[f].as_str().unwrap_or_default().to_owned();
-                            format!("{} {} {}", part("action"), part("entity"), part("key"))
-                        })
-                        .collect();
+                    let changes: Vec<String> =
+                        request["changes"].as_array().into_iter().flatten().map(described).collect();
                     print_line(&format!(
                         "{}\t{}\tby {}\t{}",
                         text("id"),
@@ -109,6 +102,31 @@ pub fn run(args: Args) -> Outcome {
             Command::Reject { id, reason, server } => decide(&id, "reject", reason, &server).await,
         }
     })
+}
+
+/// One change of a request as `update rollout plan new_checkout (ready → running)`: what it
+/// does to which document, and the state or status it moves the document between, if any.
+fn described(change: &serde_json::Value) -> String {
+    let part = |f: &str| change[f].as_str().unwrap_or_default().to_owned();
+    let entity = part("entity").replace('_', " ");
+    let mut text = format!("{} {entity} {}", part("action"), part("key"));
+    for field in ["state", "status"] {
+        let (before, after) = (&change["before"][field], &change["after"][field]);
+        if let (Some(before), Some(after)) = (before.as_str(), after.as_str()) {
+            if before != after {
+                text.push_str(&format!(" ({before} → {after})"));
+            }
+        }
+    }
+    text
+}
+
+/// Says that a write was held for approval in a protected environment, and how to approve it.
+pub fn print_held(request: &serde_json::Value) {
+    let (id, env) = (request["id"].as_str().unwrap_or_default(), request["environment"].as_str().unwrap_or_default());
+    print_line(&format!(
+        "{env} is protected: held for approval as change request {id} (vexil changes approve {id} --env {env})"
+    ));
 }
 
 async fn decide(id: &str, verb: &str, reason: Option<String>, server: &Server) -> Outcome {

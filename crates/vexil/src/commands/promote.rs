@@ -45,11 +45,7 @@ pub async fn promote(promotion: Promotion<'_>, dry_run: bool, connection: &Conne
             let path = format!("/v1/admin/environments/{to}/promote");
             let answer = connection.call_with(reqwest::Method::POST, &path, Some(&body), &headers).await?;
             if let Some(request) = answer.get("change_request") {
-                print_line(&format!(
-                    "{to} is protected: held for approval as change request {} (vexil changes approve {} --env {to})",
-                    request["id"].as_str().unwrap_or_default(),
-                    request["id"].as_str().unwrap_or_default()
-                ));
+                super::changes::print_held(request);
                 return Ok(ExitCode::SUCCESS);
             }
         }

@@ -59,7 +59,12 @@ pub fn run(args: Args) -> Outcome {
                         if let Some(reason) = &reason {
                             path.push_str(&format!("?reason={}", form_encode(reason)));
                         }
-                        connection.call(reqwest::Method::POST, &path, None).await?
+                        let answer = connection.call(reqwest::Method::POST, &path, None).await?;
+                        if let Some(request) = answer.get("change_request") {
+                            super::changes::print_held(request);
+                            return Ok(std::process::ExitCode::SUCCESS);
+                        }
+                        answer
                     }
                 }
             }

@@ -16,7 +16,7 @@ pub async fn run(args: &[&str]) -> (bool, String, String) {
 }
 
 /// [`run`] with the target options (`--server …` or `--data-dir …`) after `args`.
-async fn run_on(args: &[&str], target: &[&str]) -> (bool, String, String) {
+pub async fn run_on(args: &[&str], target: &[&str]) -> (bool, String, String) {
     run(&[args, target].concat()).await
 }
 

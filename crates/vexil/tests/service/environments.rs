@@ -292,8 +292,8 @@ async fn keys_act_only_in_their_environment() {
         let staging_server = create_key(&server, "server", "staging").await;
         let staging_client = create_key(&server, "client", "staging").await;
 
-        // Every environment shares the store's revision, so the SDK document's tag names the
-        // environment: staging's tag is no 304 for production's key.
+        // The SDK document's tag names the environment as well as a revision, which two
+        // environments may share: staging's tag is no 304 for production's key.
         let sdk = |key: &str, etag: Option<&str>| {
             let mut request = server.with_key(Method::GET, "/v1/sdk/flags", key);
             if let Some(etag) = etag {
@@ -411,6 +411,105 @@ async fn an_environment_created_on_one_node_is_served_by_another() {
         (status == StatusCode::OK).then_some(())
     })
     .await;
+}
+
+/// `GET /v1/sdk/flags` with a server key and an optional `If-None-Match`: the status, the
+/// ETag and the document.
+async fn sdk_document(server: &Server, key: &str, etag: Option<&str>) -> (StatusCode, String, Value) {
+    let mut request = server.with_key(Method::GET, "/v1/sdk/flags", key);
+    if let Some(etag) = etag {
+        request = request.header("if-none-match", etag);
+    }
+    let response = request.send().await.unwrap();
+    let (status, tag) = (response.status(), response.headers()["etag"].to_str().unwrap().to_owned());
+    (status, tag, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Waits until the node's default environment (production) has caught up with the store.
+async fn caught_up(server: &Server) {
+    eventually("production caught up with the store", || async {
+        let (status, ready) = server.call(Method::GET, "/ready", None).await;
+        (status == StatusCode::OK && ready["revision"] == ready["store_revision"]).then_some(())
+    })
+    .await;
+}
+
+/// The rollout of production's `new_checkout` in an SDK document.
+fn rollout_in(document: &Value) -> Value {
+    document["flags"].as_array().unwrap().iter().find(|f| f["key"] == "new_checkout").unwrap()["default"]["rollout"]
+        .clone()
+}
+
+#[tokio::test]
+async fn a_write_in_one_environment_leaves_anothers_sdk_document_as_it_was() {
+    for backend in backends().await {
+        let server = backend.start().await;
+        create_environment(&server, "staging").await;
+        server.create("flags", crate::harness::checkout_flag()).await;
+        let production_server = create_key(&server, "server", "production").await;
+        caught_up(&server).await;
+        let (status, etag, document) = sdk_document(&server, &production_server, None).await;
+        assert_eq!((status, rollout_in(&document)), (StatusCode::OK, json!(50)));
+
+        // Staging changes; production, having read that nothing of its own changed, keeps its
+        // document and its tag, which still answers 304.
+        let staging_flag = json!({"key": "staging_only", "default": {"variant": "on"}});
+        let (status, _) = server.call(Method::POST, "/v1/admin/flags?env=staging", Some(staging_flag)).await;
+        assert_eq!(status, StatusCode::CREATED);
+        caught_up(&server).await;
+        let (status, after_staging, unchanged) = sdk_document(&server, &production_server, None).await;
+        assert_eq!((status, &after_staging, &unchanged), (StatusCode::OK, &etag, &document));
+        assert_eq!(sdk_document(&server, &production_server, Some(&etag)).await.0, StatusCode::NOT_MODIFIED);
+
+        // Production changes: a client holding the old tag gets the new document and tag.
+        let mut flag = crate::harness::checkout_flag();
+        flag["default"]["rollout"] = json!(70);
+        let (status, _) = server.call(Method::PUT, "/v1/admin/flags/new_checkout", Some(flag)).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, changed, document) = sdk_document(&server, &production_server, Some(&etag)).await;
+        assert_eq!((status, rollout_in(&document)), (StatusCode::OK, json!(70)));
+        assert_ne!(changed, etag);
+        assert_eq!(sdk_document(&server, &production_server, Some(&changed)).await.0, StatusCode::NOT_MODIFIED);
+    }
+}
+
+#[tokio::test]
+async fn a_change_on_one_node_reaches_another_nodes_evaluations() {
+    // Two nodes of the distributed mode on one database: the second patches its snapshot from
+    // the store's changes since its revision.
+    let Some(url) = fresh_database().await else { return };
+    let backend = Backend::Postgres(url);
+    let (first, second) = (backend.start().await, backend.start().await);
+    create_environment(&first, "staging").await;
+    first.create("flags", crate::harness::checkout_flag()).await;
+    let production_server = create_key(&first, "server", "production").await;
+    eventually("the second node evaluates the new flag", || async {
+        let (status, on) = evaluate(&second, &production_server, "new_checkout", "user_1").await;
+        (status == StatusCode::OK && on["reason"] != "DISABLED").then_some(())
+    })
+    .await;
+    caught_up(&second).await;
+    let (_, etag, _) = sdk_document(&second, &production_server, None).await;
+
+    // A staging change on the first node leaves the second node's production as it was.
+    let staging_flag = json!({"key": "staging_only", "default": {"variant": "on"}});
+    let (status, _) = first.call(Method::POST, "/v1/admin/flags?env=staging", Some(staging_flag)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    caught_up(&second).await;
+    assert_eq!(sdk_document(&second, &production_server, Some(&etag)).await.0, StatusCode::NOT_MODIFIED);
+
+    // A production change on the first node reaches the second node's evaluations.
+    let mut disabled = crate::harness::checkout_flag();
+    disabled["enabled"] = json!(false);
+    let (status, _) = first.call(Method::PUT, "/v1/admin/flags/new_checkout", Some(disabled)).await;
+    assert_eq!(status, StatusCode::OK);
+    eventually("the second node evaluates the disabled flag", || async {
+        let (_, off) = evaluate(&second, &production_server, "new_checkout", "user_1").await;
+        (off["reason"] == "DISABLED" && off["value"] == false).then_some(())
+    })
+    .await;
+    let (status, _, document) = sdk_document(&second, &production_server, Some(&etag)).await;
+    assert_eq!((status, &document["flags"][0]["enabled"]), (StatusCode::OK, &json!(false)));
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ mod admin;
 mod archive;
 mod assign;
 mod auth;
+mod change_requests;
 mod cli;
 mod config;
 mod crash;

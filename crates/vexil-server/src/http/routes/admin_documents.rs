@@ -116,7 +116,7 @@ pub async fn replace(
     }
     catalog::check_write(&env, kind, &key, &body).await?;
     if held.is_some() {
-        let current = held_base(&env, kind, &key, expected_version).await?;
+        let current = current_at(&env, kind, &key, expected_version).await?;
         let change = PlannedChange::between(kind, &key, Some(&current), Some(body));
         return Ok(propose(&env, vec![change], None, &meta).await?.into_response());
     }
@@ -126,8 +126,9 @@ pub async fn replace(
     Ok(Json(stored_json(stored)).into_response())
 }
 
-/// The stored document a held change applies to, checked against `If-Match` as a write is.
-async fn held_base(
+/// The stored document a change applies to, checked against `If-Match` as a write is: 404 if
+/// there is none, 409 if it is not the version named.
+pub async fn current_at(
     env: &Environment,
     kind: EntityKind,
     key: &str,
@@ -156,7 +157,7 @@ pub async fn delete(
     Path(key): Path<String>,
 ) -> Result<Response, ApiError> {
     if held.is_some() {
-        let current = held_base(&env, kind, &key, expected_version).await?;
+        let current = current_at(&env, kind, &key, expected_version).await?;
         let referrers = catalog::referrers(&env, kind, &key).await?;
         if !referrers.is_empty() {
             let e = crate::service::catalog::DeleteError::Referenced { kind, key, referrers };

@@ -1,16 +1,21 @@
 //! `/v1/admin/budgets`: create, list, read (with spend and remaining), replace and delete cost
-//! budgets. The scheduler evaluates them (see [`crate::service::safety::scheduler`]).
+//! budgets. The scheduler evaluates them (see [`crate::service::safety::scheduler`]). An
+//! editor's write in a protected environment is [`Held`]: 202 with a change request.
 
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, Change, ChangeReason, Env};
+use crate::http::routes::admin_documents::current_at;
+use crate::http::routes::change_requests::{propose, Held};
 use crate::http::state::AppState;
+use crate::service::changes::PlannedChange;
 use crate::service::environments::Environment;
 use crate::service::safety::budgets::{Budget, Progress};
 use crate::service::safety::scheduler::{budget_body, parse_budget};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde_json::{json, Value};
 use vexil_store::{EntityKind, StoreError, StoredDocument, Write};
 
@@ -47,16 +52,21 @@ pub async fn create(
     Env(env): Env,
     caller: Caller,
     ChangeReason(reason): ChangeReason,
+    held: Option<Extension<Held>>,
     ApiJson(budget): ApiJson<Budget>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Response, ApiError> {
     checked(&state, &env, &budget).await?;
-    let write = Write::Create {
-        kind: EntityKind::Budget,
-        key: budget.key.clone(),
-        body: budget_body(&budget, &Progress::default()),
-    };
-    let doc = stored(env.store.apply(vec![write], &caller.change(reason)).await?);
-    Ok((StatusCode::CREATED, Json(with_status(&state, &env, &doc))))
+    let (kind, key, body) = (EntityKind::Budget, budget.key.clone(), budget_body(&budget, &Progress::default()));
+    let meta = caller.change(reason);
+    if held.is_some() {
+        if env.store.get(kind, &key).await?.is_some() {
+            return Err(StoreError::AlreadyExists { kind, key }.into());
+        }
+        let change = PlannedChange::between(kind, &key, None, Some(body));
+        return Ok(propose(&env, vec![change], None, &meta).await?.into_response());
+    }
+    let doc = stored(env.store.apply(vec![Write::Create { kind, key, body }], &meta).await?);
+    Ok((StatusCode::CREATED, Json(with_status(&state, &env, &doc))).into_response())
 }
 
 /// `GET /v1/admin/budgets` → `{"budgets": [...]}` with each one's status.
@@ -71,13 +81,7 @@ pub async fn get(
     Env(env): Env,
     Path(key): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(with_status(&state, &env, &load(&env, &key).await?)))
-}
-
-/// The stored budget `key`, or 404.
-async fn load(env: &Environment, key: &str) -> Result<StoredDocument, ApiError> {
-    let doc = env.store.get(EntityKind::Budget, key).await?;
-    Ok(doc.ok_or_else(|| StoreError::NotFound { kind: EntityKind::Budget, key: key.to_string() })?)
+    Ok(Json(with_status(&state, &env, &current_at(&env, EntityKind::Budget, &key, None).await?)))
 }
 
 /// `PUT /v1/admin/budgets/{key}` (+ optional `If-Match`): replaces the budget, keeping which
@@ -85,10 +89,11 @@ async fn load(env: &Environment, key: &str) -> Result<StoredDocument, ApiError> 
 pub async fn replace(
     State(state): State<AppState>,
     Env(env): Env,
-    change: Change,
+    Change { kind, meta, expected_version }: Change,
+    held: Option<Extension<Held>>,
     Path(key): Path<String>,
     ApiJson(budget): ApiJson<Budget>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     if budget.key != key {
         return Err(ApiError::bad_request(
             "key_mismatch",
@@ -97,24 +102,30 @@ pub async fn replace(
         .with_field("key"));
     }
     checked(&state, &env, &budget).await?;
-    let current = load(&env, &key).await?;
+    let current = current_at(&env, kind, &key, expected_version).await?;
     let progress = parse_budget(&current).map(|(_, p)| p).unwrap_or_default();
-    let write = Write::Update {
-        kind: change.kind,
-        key,
-        body: budget_body(&budget, &progress),
-        expected_version: change.expected_version.or(Some(current.version)),
-    };
-    let doc = stored(env.store.apply(vec![write], &change.meta).await?);
-    Ok(Json(with_status(&state, &env, &doc)))
+    let body = budget_body(&budget, &progress);
+    if held.is_some() {
+        let change = PlannedChange::between(kind, &key, Some(&current), Some(body));
+        return Ok(propose(&env, vec![change], None, &meta).await?.into_response());
+    }
+    let write = Write::Update { kind, key, body, expected_version: Some(current.version) };
+    let doc = stored(env.store.apply(vec![write], &meta).await?);
+    Ok(Json(with_status(&state, &env, &doc)).into_response())
 }
 
 /// `DELETE /v1/admin/budgets/{key}` (+ optional `If-Match`) → 204.
 pub async fn delete(
     Env(env): Env,
     Change { kind, meta, expected_version }: Change,
+    held: Option<Extension<Held>>,
     Path(key): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
+    if held.is_some() {
+        let current = current_at(&env, kind, &key, expected_version).await?;
+        let change = PlannedChange::between(kind, &key, Some(&current), None);
+        return Ok(propose(&env, vec![change], None, &meta).await?.into_response());
+    }
     env.store.apply(vec![Write::Delete { kind, key, expected_version }], &meta).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -4,8 +4,8 @@
 //! or rejects. Owners write directly; emergency stops and resumes are never held.
 //!
 //! [`protect`] runs on every admin write route, after the key check: for an editor in a
-//! protected environment it marks the request [`Held`] (the document handlers and promotion
-//! then propose instead of writing) or refuses the routes whose changes cannot be held yet.
+//! protected environment it marks the request [`Held`], and the handlers of flags, segments,
+//! experiments, imports, rollout plans, budgets and promotion then propose instead of writing.
 //! The routes here list, show, approve and reject the requests
 //! ([`crate::service::changes`] does the work).
 
@@ -28,30 +28,24 @@ use vexil_store::{ChangeMeta, EntityKind, Role, StoreError, GLOBAL};
 #[derive(Debug, Clone, Copy)]
 pub struct Held;
 
-/// What a protected environment does with an editor's write to a route.
-enum Protection {
-    /// Applies as for anyone: not configuration (DLQ), never held (emergency stops), or decided
-    /// by the handler (promotion names its target in the path; change requests).
-    Pass,
-    /// Held as a change request by the handler.
-    Hold,
-    /// Refused: holding this route's changes is not built yet.
-    Refuse,
-}
-
-fn protection(method: &Method, path: &str) -> Protection {
+/// Whether an editor's write to this route is held in a protected environment: writes of
+/// flags, segments, experiments (lifecycle included), imports, rollout plans and budgets. Other
+/// writes apply as for anyone: not configuration (DLQ), never held (emergency stops), or
+/// decided by the handler (promotion names its target in the path; change requests).
+pub(crate) fn is_held_route(method: &Method, path: &str) -> bool {
     if method == Method::GET || method == Method::HEAD {
-        return Protection::Pass;
+        return false;
     }
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match parts.as_slice() {
+    matches!(
+        parts.as_slice(),
         ["v1", "admin", "flags" | "segments" | "experiments"]
-        | ["v1", "admin", "flags" | "segments" | "experiments", _]
-        | ["v1", "admin", "experiments", _, _]
-        | ["v1", "admin", "import"] => Protection::Hold,
-        ["v1", "admin", "flags", _, "rollout-plan", ..] | ["v1", "admin", "budgets", ..] => Protection::Refuse,
-        _ => Protection::Pass,
-    }
+            | ["v1", "admin", "flags" | "segments" | "experiments", _]
+            | ["v1", "admin", "experiments", _, _]
+            | ["v1", "admin", "flags", _, "rollout-plan", ..]
+            | ["v1", "admin", "budgets", ..]
+            | ["v1", "admin", "import"]
+    )
 }
 
 /// Whether environment `key` is protected.
@@ -68,8 +62,7 @@ pub async fn holds(state: &AppState, caller: &Caller, key: &str) -> Result<bool,
 
 /// The middleware of admin write routes; see the module documentation.
 pub async fn protect(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let protection = protection(request.method(), request.uri().path());
-    if matches!(protection, Protection::Pass) {
+    if !is_held_route(request.method(), request.uri().path()) {
         return next.run(request).await;
     }
     // Only ever layered inside the key check, which leaves the caller and its environment.
@@ -77,21 +70,13 @@ pub async fn protect(State(state): State<AppState>, mut request: Request, next: 
         return ApiError::internal("a protected route ran without the key check").into_response();
     };
     match holds(&state, &caller, &env.key).await {
-        Ok(false) => next.run(request).await,
-        Err(e) => ApiError::from(e).into_response(),
-        Ok(true) if matches!(protection, Protection::Hold) => {
-            request.extensions_mut().insert(Held);
+        Ok(held) => {
+            if held {
+                request.extensions_mut().insert(Held);
+            }
             next.run(request).await
         }
-        Ok(true) => {
-            let message = format!(
-                "environment \"{}\" is protected: an editor's changes there are held for approval, which this route \
-                 does not support yet (flags, segments, experiments, imports and promotions are held; rollout plans \
-                 and budgets not yet); an owner may make it",
-                env.key
-            );
-            ApiError::new(StatusCode::FORBIDDEN, "forbidden", message).into_response()
-        }
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 

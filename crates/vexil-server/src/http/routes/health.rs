@@ -23,14 +23,14 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
         .await
         .map_err(|_| not_ready("the store did not answer within 2 s".into()))?
         .map_err(|e| not_ready(format!("the store is unreachable: {e}")))?;
-    let snapshot = state.environments.default().snapshots.current();
-    if !snapshot.loaded {
+    let snapshots = &state.environments.default().snapshots;
+    if !snapshots.current().loaded {
         return Err(not_ready("the configuration is not loaded yet".into()));
     }
     if let Some((task, cause)) = state.supervisor.failing().into_iter().next() {
         return Err(not_ready(format!("the background task {task} keeps failing: {cause}")));
     }
-    Ok(Json(json!({"status": "ready", "revision": snapshot.revision, "store_revision": revision})))
+    Ok(Json(json!({"status": "ready", "revision": snapshots.current_at(), "store_revision": revision})))
 }
 
 /// `GET /metrics`: the Prometheus text format; with `metrics_key` configured, only for
@@ -45,7 +45,9 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Resul
             return Err(ApiError::unauthorized());
         }
     }
-    let snapshot = state.environments.default().snapshots.current();
-    let text = state.metrics.render(snapshot.built_at.elapsed().as_secs_f64(), snapshot.revision, snapshot.flags.len());
+    let snapshots = &state.environments.default().snapshots;
+    let snapshot = snapshots.current();
+    let text =
+        state.metrics.render(snapshot.built_at.elapsed().as_secs_f64(), snapshots.current_at(), snapshot.flags.len());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }

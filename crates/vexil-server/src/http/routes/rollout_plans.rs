@@ -1,13 +1,18 @@
 //! `/v1/admin/flags/{key}/rollout-plan`: write a flag's progressive rollout plan, read its
-//! status with live guard readings, and start, pause, resume or cancel it.
+//! status with live guard readings, and start, pause, resume or cancel it. An editor's write
+//! in a protected environment is [`Held`]: 202 with a change request (to stop a rollout at
+//! once there, an editor uses the emergency stop, which is never held).
 
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, ChangeReason, Env};
+use crate::http::routes::change_requests::{propose, Held};
 use crate::http::state::AppState;
+use crate::service::changes::PlannedChange;
 use crate::service::safety::plans::{self, Action, Loaded, Plan, PlanError, PlanRequest, State};
 use axum::extract::{Path, State as AxumState};
-use axum::Json;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde_json::Value;
 use vexil_store::{EntityKind, StoreError, Write};
 
@@ -32,9 +37,10 @@ pub async fn put(
     Env(env): Env,
     caller: Caller,
     ChangeReason(reason): ChangeReason,
+    held: Option<Extension<Held>>,
     Path(key): Path<String>,
     ApiJson(request): ApiJson<PlanRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let store = env.store.as_ref();
     let flag = store
         .get(EntityKind::Flag, &key)
@@ -43,25 +49,24 @@ pub async fn put(
     let plan = Plan::from(request);
     plan.validate(&flag.body, state.safety.signals_of(&env.key).as_ref())?;
     let existing = store.get(EntityKind::RolloutPlan, &key).await?;
+    if existing
+        .as_ref()
+        .and_then(|doc| plans::from_body(&doc.body))
+        .is_some_and(|p| matches!(p.state, State::Running | State::Paused))
+    {
+        return Err(PlanError::WrongState("a running or paused plan cannot be replaced; cancel it first".into()).into());
+    }
+    let (kind, body, meta) = (EntityKind::RolloutPlan, plans::stored_body(&plan), caller.change(reason));
+    if held.is_some() {
+        let change = PlannedChange::between(kind, &key, existing.as_ref(), Some(body));
+        return Ok(propose(&env, vec![change], None, &meta).await?.into_response());
+    }
     let write = match &existing {
-        Some(doc) => {
-            if plans::from_body(&doc.body).is_some_and(|p| matches!(p.state, State::Running | State::Paused)) {
-                return Err(PlanError::WrongState(
-                    "a running or paused plan cannot be replaced; cancel it first".into(),
-                )
-                .into());
-            }
-            Write::Update {
-                kind: EntityKind::RolloutPlan,
-                key: key.clone(),
-                body: plans::stored_body(&plan),
-                expected_version: Some(doc.version),
-            }
-        }
-        None => Write::Create { kind: EntityKind::RolloutPlan, key: key.clone(), body: plans::stored_body(&plan) },
+        Some(doc) => Write::Update { kind, key: key.clone(), body, expected_version: Some(doc.version) },
+        None => Write::Create { kind, key: key.clone(), body },
     };
-    store.apply(vec![write], &caller.change(reason)).await?;
-    get(AxumState(state), Env(env), Path(key)).await
+    store.apply(vec![write], &meta).await?;
+    Ok(get(AxumState(state), Env(env), Path(key)).await?.into_response())
 }
 
 /// `GET /v1/admin/flags/{key}/rollout-plan`: the plan, where it stands and its guard readings.
@@ -82,8 +87,9 @@ pub async fn act(
     Env(env): Env,
     caller: Caller,
     ChangeReason(reason): ChangeReason,
+    held: Option<Extension<Held>>,
     Path((key, action)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let action = match action.as_str() {
         "start" => Action::Start,
         "pause" => Action::Pause,
@@ -94,8 +100,11 @@ pub async fn act(
     let store = env.store.as_ref();
     let loaded = Loaded::load(store, &key).await?.ok_or_else(|| no_plan(&key))?;
     let (plan, flag) = loaded.after(action, vexil_store::now())?;
-    let reason = reason.or_else(|| Some(format!("rollout plan {}", action.name())));
-    loaded.save(store, &plan, flag, &caller.change(reason)).await?;
+    let meta = caller.change(reason.or_else(|| Some(format!("rollout plan {}", action.name()))));
+    if held.is_some() {
+        return Ok(propose(&env, loaded.planned(&plan, flag), None, &meta).await?.into_response());
+    }
+    loaded.save(store, &plan, flag, &meta).await?;
     env.snapshots.catch_up(store).await;
-    get(AxumState(state), Env(env), Path(key)).await
+    Ok(get(AxumState(state), Env(env), Path(key)).await?.into_response())
 }

@@ -15,10 +15,10 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-/// `GET /v1/sdk/flags`. The ETag names the environment as well as the revision, which all
-/// environments share: another environment's tag never gets a 304. The body is serialised and
-/// gzip-compressed once per snapshot (environment and revision), not per request; a client
-/// that accepts gzip gets the compressed bytes.
+/// `GET /v1/sdk/flags`. The ETag names the environment and the revision its snapshot was read
+/// at, which stays while only other environments change (see [`crate::service::snapshot`]);
+/// another environment's tag never gets a 304. The body is serialised and gzip-compressed once
+/// per snapshot, not per request; a client that accepts gzip gets the compressed bytes.
 pub async fn flags(Env(env): Env, headers: HeaderMap) -> Response {
     let snapshot = env.snapshots.current();
     let etag = format!("\"{}-{}\"", env.key, snapshot.revision);

@@ -7,6 +7,7 @@
 
 use super::guards::Guard;
 use super::signals::{Seconds, Signals};
+use crate::service::changes::PlannedChange;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use vexil_core::{Percent, ValidationError, ValidationErrors};
@@ -151,15 +152,15 @@ pub fn rolled_out_variants(flag: &Value, target: &str) -> Vec<String> {
 }
 
 impl Plan {
+    /// Why the plan cannot steer `flag`, if it cannot: its target is not a split there.
+    pub fn target_problem(&self, flag: &Value) -> Option<ValidationError> {
+        let message = format!("\"{}\" is neither \"default\" nor a rule of the flag that serves a split", self.target);
+        split_path(flag, &self.target).is_none().then(|| ValidationError::new("target", message))
+    }
+
     /// Checks the plan against its flag and the events the pipeline knows.
     pub fn validate(&self, flag: &Value, signals: &dyn Signals) -> Result<(), PlanError> {
-        let mut problems = Vec::new();
-        if split_path(flag, &self.target).is_none() {
-            problems.push(ValidationError::new(
-                "target",
-                format!("\"{}\" is neither \"default\" nor a rule of the flag that serves a split", self.target),
-            ));
-        }
+        let mut problems: Vec<ValidationError> = self.target_problem(flag).into_iter().collect();
         if self.steps.is_empty() {
             problems.push(ValidationError::new("steps", "a plan needs at least one step"));
         }
@@ -251,6 +252,16 @@ impl Loaded {
         Ok(())
     }
 
+    /// What [`Loaded::save`] would write, as changes held for approval in a protected
+    /// environment (SPEC 9): the flag first, when given, then the plan.
+    pub fn planned(&self, plan: &Plan, flag: Option<Value>) -> Vec<PlannedChange> {
+        let flag =
+            flag.map(|body| PlannedChange::between(EntityKind::Flag, &self.flag.key, Some(&self.flag), Some(body)));
+        let plan =
+            PlannedChange::between(EntityKind::RolloutPlan, &self.doc.key, Some(&self.doc), Some(stored_body(plan)));
+        flag.into_iter().chain([plan]).collect()
+    }
+
     /// The flag body with the target split's rollout at `percent`.
     pub fn flag_at(&self, percent: f64) -> Value {
         let mut body = self.flag.body.clone();
@@ -301,6 +312,20 @@ pub fn stored_body(plan: &Plan) -> Value {
 /// Reads a stored plan body.
 pub fn from_body(body: &Value) -> Option<Plan> {
     serde_json::from_value(body.clone()).ok()
+}
+
+/// Held changes as they apply at `now`, when approved: a step that a change to a plan puts in
+/// force (a start or a resume) starts its hold when it applies, not when it was asked for.
+pub fn held_until(mut changes: Vec<PlannedChange>, now: Timestamp) -> Vec<PlannedChange> {
+    for change in changes.iter_mut().filter(|c| c.entity == EntityKind::RolloutPlan) {
+        let Some(mut plan) = change.after.as_ref().and_then(from_body) else { continue };
+        let before = change.before.as_ref().and_then(from_body).and_then(|p| p.step_started_at);
+        if plan.step_started_at.is_some() && plan.step_started_at != before {
+            plan.step_started_at = Some(now);
+            change.after = Some(stored_body(&plan));
+        }
+    }
+    changes
 }
 
 /// Whether `now` is past the hold of the step in force.
