@@ -370,3 +370,89 @@ impl LoginThrottle {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vexil_store::sqlite::SqliteStore;
+
+    fn policy() -> SessionPolicy {
+        SessionPolicy {
+            lifetime: Duration::from_secs(12 * 3600),
+            idle_timeout: Duration::from_secs(2 * 3600),
+            max_failures_per_username: 2,
+            max_failures_per_address: 3,
+            failure_window: Duration::from_secs(900),
+        }
+    }
+
+    async fn people_with_alice() -> (tempfile::TempDir, Arc<dyn Backend>, People) {
+        let dir = tempfile::tempdir().unwrap();
+        let backend: Arc<dyn Backend> = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        let alice = NewUser {
+            username: "alice".into(),
+            password: "a long passphrase".into(),
+            role: Role::Owner,
+            environments: None,
+        };
+        create_user(backend.as_ref(), alice, |_| true, &ChangeMeta::new("test")).await.unwrap();
+        let people = People::new(backend.clone(), policy());
+        (dir, backend, people)
+    }
+
+    #[tokio::test]
+    async fn sessions_end_at_their_absolute_and_idle_expiry_and_are_deleted() {
+        let (_dir, backend, people) = people_with_alice().await;
+        let now = vexil_store::now();
+        let (_, expired) = backend.create_session("alice", now - chrono::Duration::seconds(1)).await.unwrap();
+        let (_, idle) = backend.create_session("alice", now + chrono::Duration::hours(12)).await.unwrap();
+        backend.touch_session(&idle, now - chrono::Duration::hours(2) - chrono::Duration::seconds(1)).await.unwrap();
+        let (_, live) = backend.create_session("alice", now + chrono::Duration::hours(12)).await.unwrap();
+        let a_while_ago = now - chrono::Duration::minutes(5);
+        backend.touch_session(&live, a_while_ago).await.unwrap();
+
+        assert!(people.session(&expired).await.unwrap().is_none());
+        assert!(people.session(&idle).await.unwrap().is_none());
+        assert_eq!(backend.session(&expired).await.unwrap(), None, "an expired session is deleted");
+        assert_eq!(backend.session(&idle).await.unwrap(), None, "an idle one too");
+        let signed_in = people.session(&live).await.unwrap().expect("a live session");
+        assert_eq!(signed_in.user.username, "alice");
+        let touched = backend.session(&live).await.unwrap().unwrap().0.last_seen_at;
+        assert!(touched > a_while_ago, "its use is recorded");
+    }
+
+    #[tokio::test]
+    async fn sign_in_creates_sessions_for_the_right_password_only_and_purges_expired_ones() {
+        let (_dir, backend, people) = people_with_alice().await;
+        let (_, stale) = backend.create_session("alice", vexil_store::now()).await.unwrap();
+        assert!(matches!(people.sign_in("alice", "wrong", None).await, Err(PeopleError::InvalidCredentials)));
+        assert!(matches!(people.sign_in("bob", "a long passphrase", None).await, Err(PeopleError::InvalidCredentials)));
+        let before = vexil_store::now();
+        let (signed_in, token) = people.sign_in("alice", "a long passphrase", None).await.unwrap();
+        let lifetime = chrono::Duration::hours(12);
+        assert!((before + lifetime..=vexil_store::now() + lifetime).contains(&signed_in.session.expires_at));
+        assert!(people.session(&token).await.unwrap().is_some());
+        assert_eq!(backend.session(&stale).await.unwrap(), None, "sign-in purged the expired session");
+        assert!(people.sign_out(&token).await.unwrap());
+        assert!(people.session(&token).await.unwrap().is_none());
+    }
+
+    #[test]
+    fn the_throttle_counts_failures_per_username_and_address_until_a_success() {
+        let throttle = LoginThrottle::new(policy());
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        throttle.failed("alice", Some(a));
+        assert_eq!(throttle.refusal("alice", Some(b)), None);
+        throttle.failed("alice", Some(b));
+        let wait = throttle.refusal("alice", None).expect("two failures of alice's");
+        assert!(wait <= Duration::from_secs(900) && wait > Duration::from_secs(800), "{wait:?}");
+        assert_eq!(throttle.refusal("bob", Some(a)), None, "another username from the same address");
+        throttle.failed("carol", Some(a));
+        assert_eq!(throttle.refusal("bob", Some(a)), None, "two failures from address a");
+        throttle.failed("dave", Some(a));
+        assert!(throttle.refusal("bob", Some(a)).is_some(), "three failures from address a");
+        assert_eq!(throttle.refusal("bob", Some(b)), None);
+        throttle.succeeded("alice", Some(a));
+        assert_eq!(throttle.refusal("alice", Some(a)), None);
+    }
+}
