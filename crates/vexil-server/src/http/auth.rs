@@ -12,6 +12,10 @@
 //! key the one named by `?env=` or `X-Vexil-Env` (the default one otherwise). The
 //! [`Environment`] goes into the request's extensions and its key into the `X-Vexil-Env`
 //! response header; `?env=` is taken off the query so handlers see only their own parameters.
+//!
+//! A request that presents no key may carry a person's session cookie instead
+//! ([`crate::http::session`]): it is looked up in the store and admitted as an admin caller with
+//! the person's role and environments, through the same checks.
 
 use crate::http::error::ApiError;
 use crate::http::session;

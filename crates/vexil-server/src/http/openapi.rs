@@ -4,7 +4,7 @@
 
 use crate::http::auth::Access;
 use crate::http::routes::{specs, RouteSpec};
-use crate::http::session::SESSION_PATH;
+use crate::http::session::{writes, SESSION_PATH};
 use crate::http::state::AppState;
 use axum::extract::State;
 use axum::http::Method;
@@ -76,11 +76,6 @@ fn bodies(spec: &RouteSpec) -> (Option<&'static str>, &'static str, Option<&'sta
 /// session's own.
 fn signed_in(spec: &RouteSpec) -> bool {
     spec.access.is_some() || (spec.path == SESSION_PATH && spec.method != Method::POST)
-}
-
-/// Whether a request with this method needs `X-CSRF-Token` with the session cookie.
-fn writes(method: &Method) -> bool {
-    matches!(*method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE)
 }
 
 /// Whether an editor's call of the route may be held as a change request (202).

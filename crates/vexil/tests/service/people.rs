@@ -608,3 +608,18 @@ async fn the_cookie_is_secure_when_the_request_came_over_tls() {
     let (_, _, headers) = sign_in_as(&switched, "alice", PASSWORD).await;
     assert!(secure(&cookie_of(&headers)), "{}", cookie_of(&headers));
 }
+
+#[tokio::test]
+async fn a_session_made_on_one_node_works_on_another_and_ends_on_both() {
+    let Some(url) = vexil_store::testkit::postgres::fresh_database().await else { return };
+    let options = Options { args: vec!["--database-url".into(), url], ..Options::default() };
+    let (first, second) = (Server::start_with(options.clone()).await, Server::start_with(options).await);
+    create_user(&first, "alice", "owner", Value::Null).await;
+    let alice = sign_in(&first, "alice").await;
+    let (status, session) = Server::send(alice.request(&second, Method::GET, "/v1/session")).await;
+    assert_eq!((status, &session["csrf_token"]), (StatusCode::OK, &json!(alice.csrf)));
+    let (status, _) = Server::send(alice.write(&second, Method::POST, "/v1/admin/flags").json(&checkout_flag())).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(Server::send(alice.write(&second, Method::DELETE, "/v1/session")).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(Server::send(alice.request(&first, Method::GET, "/v1/admin/flags")).await.0, StatusCode::UNAUTHORIZED);
+}
