@@ -247,7 +247,7 @@ impl People {
         password: &str,
         client: Option<IpAddr>,
     ) -> Result<(SignedIn, String), PeopleError> {
-        if let Some(retry_after) = self.throttle.refusal(username, client) {
+        if let Some(retry_after) = self.throttle.attempt(username, client) {
             let retry_after_secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
             return Err(PeopleError::TooManyAttempts { retry_after_secs: retry_after_secs.max(1) });
         }
@@ -259,10 +259,7 @@ impl People {
         let matches = verify_password(password, stored).await;
         let user = match found {
             Some((user, _)) if matches && !user.disabled => user,
-            _ => {
-                self.throttle.failed(username, client);
-                return Err(PeopleError::InvalidCredentials);
-            }
+            _ => return Err(PeopleError::InvalidCredentials),
         };
         self.throttle.succeeded(username, client);
         let now = vexil_store::now();
@@ -335,21 +332,15 @@ impl LoginThrottle {
         }
     }
 
-    /// How long until a sign-in of `username` from `client` is let through, if it is refused now.
-    fn refusal(&self, username: &str, client: Option<IpAddr>) -> Option<Duration> {
-        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        Self::counted(username, client)
-            .filter_map(|attempted| {
-                let (count, since) = failures.get(&attempted)?;
-                let ends = *since + self.policy.failure_window;
-                (*count >= self.limit(&attempted) && ends > now).then(|| ends - now)
-            })
-            .max()
-    }
-
-    fn failed(&self, username: &str, client: Option<IpAddr>) {
+    /// Counts a sign-in of `username` from `client` as a failure before its password is
+    /// checked, or refuses it: how long until it would be let through. Counting first, under
+    /// the same lock as the check, means guesses sent in parallel cannot all pass the check
+    /// while the slow password checks run; a success clears the count ([`Self::succeeded`]).
+    fn attempt(&self, username: &str, client: Option<IpAddr>) -> Option<Duration> {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(wait) = self.refusal_in(&failures, username, client) {
+            return Some(wait);
+        }
         let now = Instant::now();
         if failures.len() > SWEEP_ABOVE {
             failures.retain(|_, (_, since)| *since + self.policy.failure_window > now);
@@ -361,6 +352,30 @@ impl LoginThrottle {
             }
             entry.0 += 1;
         }
+        None
+    }
+
+    /// How long until a sign-in of `username` from `client` is let through, if it is refused now.
+    #[cfg(test)]
+    fn refusal(&self, username: &str, client: Option<IpAddr>) -> Option<Duration> {
+        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        self.refusal_in(&failures, username, client)
+    }
+
+    fn refusal_in(
+        &self,
+        failures: &HashMap<Attempted, (u32, Instant)>,
+        username: &str,
+        client: Option<IpAddr>,
+    ) -> Option<Duration> {
+        let now = Instant::now();
+        Self::counted(username, client)
+            .filter_map(|attempted| {
+                let (count, since) = failures.get(&attempted)?;
+                let ends = *since + self.policy.failure_window;
+                (*count >= self.limit(&attempted) && ends > now).then(|| ends - now)
+            })
+            .max()
     }
 
     fn succeeded(&self, username: &str, client: Option<IpAddr>) {
@@ -441,15 +456,15 @@ mod tests {
     fn the_throttle_counts_failures_per_username_and_address_until_a_success() {
         let throttle = LoginThrottle::new(policy());
         let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
-        throttle.failed("alice", Some(a));
+        throttle.attempt("alice", Some(a));
         assert_eq!(throttle.refusal("alice", Some(b)), None);
-        throttle.failed("alice", Some(b));
+        throttle.attempt("alice", Some(b));
         let wait = throttle.refusal("alice", None).expect("two failures of alice's");
         assert!(wait <= Duration::from_secs(900) && wait > Duration::from_secs(800), "{wait:?}");
         assert_eq!(throttle.refusal("bob", Some(a)), None, "another username from the same address");
-        throttle.failed("carol", Some(a));
+        throttle.attempt("carol", Some(a));
         assert_eq!(throttle.refusal("bob", Some(a)), None, "two failures from address a");
-        throttle.failed("dave", Some(a));
+        throttle.attempt("dave", Some(a));
         assert!(throttle.refusal("bob", Some(a)).is_some(), "three failures from address a");
         assert_eq!(throttle.refusal("bob", Some(b)), None);
         throttle.succeeded("alice", Some(a));
