@@ -19,6 +19,7 @@ mod documents;
 mod environments;
 mod keys;
 pub mod postgres;
+mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,6 +65,7 @@ pub use audit::*;
 pub use documents::*;
 pub use environments::*;
 pub use keys::*;
+pub use users::*;
 
 /// One empty data set of a backend, for one check.
 #[async_trait::async_trait]
@@ -127,6 +129,8 @@ macro_rules! conformance_suite {
             keys_carry_their_environment,
             changes_since_lists_what_changed_in_the_environment,
             following_changes_since_during_concurrent_writes_misses_nothing,
+            users_are_created_listed_changed_and_audited,
+            sessions_last_until_they_expire_end_or_their_user_is_disabled,
         );
     };
 }

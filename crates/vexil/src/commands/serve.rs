@@ -11,6 +11,9 @@ const FILE_AND_ENVIRONMENT_ONLY: &str = "\
 More settings, only in the configuration file (key) or the environment (VEXIL_<KEY>):
   access:     admin_key, metrics_key, auth_cache_ttl_secs, cors_enabled, cors_allowed_origins,
               default_environment
+  people:     session_lifetime_secs, session_idle_timeout_secs, session_cookie_secure,
+              trust_forwarded_headers, login_max_failures, login_max_failures_per_address,
+              login_failure_window_secs
   HTTP edge:  header_read_timeout_ms, body_timeout_ms, keep_alive_timeout_secs, max_connections,
               max_uri_bytes, max_header_bytes, rate_limit_per_key, rate_limit_burst
   streams:    sse_heartbeat_secs, shutdown_timeout_secs
