@@ -38,6 +38,9 @@ fn bodies(spec: &RouteSpec) -> (Option<&'static str>, &'static str, Option<&'sta
         (Method::GET, "/v1/admin/keys") => (None, "200", Some("KeyList")),
         (Method::DELETE, "/v1/admin/keys/{id}") => (None, "200", Some("Key")),
         (Method::GET, "/v1/admin/audit") => (None, "200", Some("AuditRecords")),
+        (Method::GET, "/v1/stats/event-names") => (None, "200", Some("EventNames")),
+        (Method::GET, "/v1/admin/rollout-plans") => (None, "200", Some("RolloutPlanList")),
+        (Method::GET, "/v1/admin/emergency-stop/preview") => (None, "200", Some("StopPreview")),
         (Method::GET, "/v1/admin/environments") => (None, "200", Some("EnvironmentList")),
         (Method::POST, "/v1/admin/environments/{env}/promote") => (Some("Promotion"), "200", Some("PromotionResult")),
         (Method::GET, "/v1/admin/flags/{key}/environments") => (None, "200", Some("FlagEnvironments")),
@@ -289,6 +292,15 @@ fn query_parameters(path: &str) -> Vec<(&'static str, Value, bool, &'static str)
             ("to", time(), false, "End of the range."),
             ("experiment", string(), false, "Only this experiment's exposures."),
         ],
+        "/v1/admin/emergency-stop/preview" => vec![
+            ("scope", json!({"type": "string", "enum": ["all", "tag", "flags"]}), true, "What the stop covers."),
+            ("tag", string(), false, "The tag (scope tag)."),
+            ("flags", string(), false, "Comma-separated flag keys (scope flags)."),
+        ],
+        "/v1/stats/event-names" => vec![
+            ("from", time(), false, "Start of the range (default 30 days before to)."),
+            ("to", time(), false, "End of the range (default now)."),
+        ],
         "/v1/experiments/{key}/results" => vec![
             (
                 "method",
@@ -391,6 +403,17 @@ fn schemas() -> Value {
             "environments": {"type": ["array", "null"], "items": {"type": "string"}},
             "created_at": {"type": "string"}, "revoked_at": {"type": ["string", "null"]}}},
         "CreatedKey": object("A new key with its secret in \"key\", shown only here."),
+        "EventNames": {"type": "object", "required": ["from", "to", "events"], "properties": {
+            "from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time"},
+            "events": {"type": "array", "items": {"type": "object", "required": ["event", "count", "sum"], "properties": {
+                "event": {"type": "string"}, "count": {"type": "integer", "minimum": 0}, "sum": {"type": "number"}}}}}},
+        "RolloutPlanList": {"type": "object", "required": ["environment", "plans"], "properties": {
+            "environment": {"type": "string"},
+            "plans": {"type": "array", "items": {"$ref": "#/components/schemas/Object"}}}},
+        "StopPreview": {"type": "object", "required": ["scope", "flags", "experiments"], "properties": {
+            "scope": {"type": "string", "enum": ["all", "tag", "flags"]},
+            "flags": {"type": "array", "items": {"type": "string"}},
+            "experiments": {"type": "array", "items": {"type": "string"}}}},
         "KeyList": {"type": "object", "properties": {"keys": {"type": "array", "items": {"$ref": "#/components/schemas/Key"}}}},
         "AuditRecords": {"type": "object", "properties": {"environment": {"type": "string"}, "records": {"type": "array", "items": {"type": "object", "properties": {
             "id": {"type": "integer"}, "at": {"type": "string"}, "environment": {"type": ["string", "null"]},

@@ -309,6 +309,17 @@ fn table(state: AppState) -> Table {
     )
     .add(
         spec(
+            M::GET,
+            "/v1/admin/emergency-stop/preview",
+            Some(Admin),
+            "safety",
+            "What a stop would cover now (?scope=all|tag|flags&tag=&flags=a,b): the flags it turns off and the \
+             experiments they serve; stores nothing.",
+        ),
+        emergency_stop::preview,
+    )
+    .add(
+        spec(
             M::POST,
             "/v1/admin/emergency-stop/resume",
             Some(Admin),
@@ -341,6 +352,16 @@ fn table(state: AppState) -> Table {
             "start, pause, resume or cancel the rollout plan (409 in the wrong state).",
         ),
         rollout_plans::act,
+    )
+    .add(
+        spec(
+            M::GET,
+            "/v1/admin/rollout-plans",
+            Some(Admin),
+            "safety",
+            "Every rollout plan of the environment with its state, step and guard readings.",
+        ),
+        rollout_plans::list,
     );
     let (budgets, budget) = ("/v1/admin/budgets", "/v1/admin/budgets/{key}");
     let kind = EntityKind::Budget;
@@ -472,6 +493,16 @@ fn event_routes(t: &mut Table) {
             "Hourly or daily counters of an event (?event=&window=hour|day&from=&to=&experiment=).",
         ),
         stats::events,
+    )
+    .add(
+        spec(
+            M::GET,
+            "/v1/stats/event-names",
+            Some(Server),
+            "events",
+            "The event names sent in the UTC days starting in [from, to), with their count and sum (?from=&to=).",
+        ),
+        stats::event_names,
     )
     .add(
         spec(
