@@ -1,8 +1,12 @@
-// Plain SVG charts (the console helper's version brings svg() and lineChart(); the forest plot
-// below is appended to it).
+// Charts as plain SVG, drawn from data: no library, nothing but this origin's script (the
+// console's Content-Security-Policy allows nothing else). Each series has a name in the legend
+// and its own dash pattern, so lines differ by more than colour.
 
 const SVG = 'http://www.w3.org/2000/svg';
+const COLOURS = ['#1f5fbf', '#c2410c', '#17663a', '#7c3aed', '#a3221b', '#0e7490'];
+const DASHES = ['', '6 3', '2 3', '10 3 2 3', '1 2', '12 4'];
 
+/** An SVG element with attributes. */
 export function svg(tag, attrs = {}, ...children) {
   const element = document.createElementNS(SVG, tag);
   for (const [name, value] of Object.entries(attrs)) {
@@ -12,6 +16,68 @@ export function svg(tag, attrs = {}, ...children) {
     if (child !== null && child !== undefined) element.append(child instanceof Node ? child : String(child));
   }
   return element;
+}
+
+/** Round steps covering [min, max] for an axis: about `count` of them. */
+export function ticks(min, max, count = 5) {
+  if (!(max > min)) return [min];
+  const raw = (max - min) / count;
+  const magnitude = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * magnitude).find((s) => s >= raw);
+  const out = [];
+  for (let value = Math.ceil(min / step) * step; value <= max + step * 1e-9; value += step) out.push(Number(value.toPrecision(12)));
+  return out;
+}
+
+/**
+ * A line chart of `series` [{name, points: [{x, y}]}] (x numbers or Dates), with axes, a
+ * legend and a title read by screen readers. `options`: {title, width, height, yLabel,
+ * formatX, formatY}.
+ */
+export function lineChart(series, options = {}) {
+  const width = options.width || 640;
+  const height = options.height || 260;
+  const pad = {left: 52, right: 16, top: 16, bottom: 52};
+  const formatX = options.formatX || ((x) => (x instanceof Date ? x.toISOString().slice(5, 16).replace('T', ' ') : String(x)));
+  const formatY = options.formatY || ((y) => String(y));
+  const points = series.flatMap((s) => s.points);
+  const xs = points.map((p) => +p.x);
+  const ys = points.map((p) => p.y);
+  const [xMin, xMax] = xs.length ? [Math.min(...xs), Math.max(...xs)] : [0, 1];
+  const yTicks = ticks(Math.min(0, ...ys), ys.length ? Math.max(...ys) : 1);
+  const [yMin, yMax] = [yTicks[0], Math.max(yTicks[yTicks.length - 1], yTicks[0] + 1)];
+  const sx = (x) => pad.left + ((+x - xMin) / (xMax - xMin || 1)) * (width - pad.left - pad.right);
+  const sy = (y) => height - pad.bottom - ((y - yMin) / (yMax - yMin)) * (height - pad.top - pad.bottom);
+
+  const chart = svg('svg', {class: 'chart', viewBox: `0 0 ${width} ${height}`, role: 'img'});
+  if (options.title) chart.append(svg('title', {}, options.title));
+  for (const y of yTicks) {
+    chart.append(svg('line', {class: 'grid', x1: pad.left, x2: width - pad.right, y1: sy(y), y2: sy(y)}));
+    chart.append(svg('text', {x: pad.left - 6, y: sy(y) + 4, 'text-anchor': 'end'}, formatY(y)));
+  }
+  const xAxis = [...new Set(xs)].sort((a, b) => a - b);
+  const every = Math.max(1, Math.ceil(xAxis.length / 6));
+  xAxis.forEach((x, i) => {
+    if (i % every === 0) {
+      chart.append(svg('text', {x: sx(x), y: height - pad.bottom + 16, 'text-anchor': 'middle'}, formatX(xs.length && points[0].x instanceof Date ? new Date(x) : x)));
+    }
+  });
+  chart.append(svg('line', {class: 'axis', x1: pad.left, x2: pad.left, y1: pad.top, y2: height - pad.bottom}));
+  chart.append(svg('line', {class: 'axis', x1: pad.left, x2: width - pad.right, y1: height - pad.bottom, y2: height - pad.bottom}));
+  if (options.yLabel) {
+    chart.append(svg('text', {x: 12, y: pad.top + (height - pad.top - pad.bottom) / 2, transform: `rotate(-90 12 ${pad.top + (height - pad.top - pad.bottom) / 2})`, 'text-anchor': 'middle'}, options.yLabel));
+  }
+  series.forEach((s, i) => {
+    const sorted = [...s.points].sort((a, b) => +a.x - +b.x);
+    const d = sorted.map((p, j) => `${j ? 'L' : 'M'}${sx(p.x).toFixed(1)},${sy(p.y).toFixed(1)}`).join(' ');
+    const colour = COLOURS[i % COLOURS.length];
+    chart.append(svg('path', {class: 'series', d, stroke: colour, 'stroke-dasharray': DASHES[i % DASHES.length] || null}, svg('title', {}, s.name)));
+    const lx = pad.left + i * 140;
+    const ly = height - 14;
+    chart.append(svg('line', {x1: lx, x2: lx + 24, y1: ly, y2: ly, stroke: colour, 'stroke-width': 2, 'stroke-dasharray': DASHES[i % DASHES.length] || null}));
+    chart.append(svg('text', {x: lx + 30, y: ly + 4}, s.name));
+  });
+  return chart;
 }
 
 const VERDICTS = {better: 'better', worse: 'worse', unclear: 'no clear difference'};

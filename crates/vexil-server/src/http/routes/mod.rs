@@ -53,6 +53,11 @@ fn table(state: AppState) -> Table {
         )
         .add(spec(M::GET, "/metrics", None, "operations", "Prometheus metrics."), health::metrics)
         .add(spec(M::GET, "/openapi.json", None, "operations", "This OpenAPI document."), crate::http::openapi::serve)
+        .add(spec(M::GET, "/", None, "console", "The web console."), crate::http::console::page)
+        .add(
+            spec(M::GET, "/console/{*path}", None, "console", "The web console's scripts and styles."),
+            crate::http::console::file,
+        )
         .add(
             spec(
                 M::POST,
@@ -238,6 +243,28 @@ fn table(state: AppState) -> Table {
              editor in a protected environment).",
         ),
         promotion::promote,
+    )
+    .add(
+        spec(
+            M::GET,
+            "/v1/admin/flags/{key}/evaluation",
+            Some(Admin),
+            "admin",
+            "What the flag gives a user and context now (?user_id=&context=<JSON object>), as the evaluation routes \
+             answer, without counting, tracking or assigning (experiment rules answer as for a user in none).",
+        ),
+        evaluate::preview,
+    )
+    .add(
+        spec(
+            M::GET,
+            "/v1/admin/stream",
+            Some(Admin),
+            "admin",
+            "Server-Sent Events for the web console: `event: revision` {\"revision\"} whenever the environment's \
+             configuration changes (and once on connect unless Last-Event-ID is current).",
+        ),
+        sdk::admin_stream,
     )
     .add(
         spec(
