@@ -20,19 +20,20 @@ export async function render(root, ctx) {
   await Promise.all([showCounters(counters, ctx, 'hour'), showDlq(letters, ctx)]);
 }
 
-async function showCounters(section, ctx, window) {
+/** Draws the counters `window` by `window`; `chosen`: the person just picked it (keep the focus). */
+async function showCounters(section, ctx, window, chosen = false) {
   const {events} = await ctx.api.get('/v1/stats/event-names');
   const busiest = [...events].sort((a, b) => b.count - a.count).slice(0, CHARTS);
   const charts = await Promise.all(busiest.map((e) => eventChart(ctx, e.event, window)));
   const picker = h(
     'fieldset',
     {class: 'window-picker'},
-    h('legend', {}, 'Counters'),
+    h('legend', {}, 'Show counters'),
     Object.entries(SPANS).map(([name, span]) =>
       h(
         'label',
         {},
-        h('input', {type: 'radio', name: 'window', value: name, checked: name === window, onchange: () => showCounters(section, ctx, name)}),
+        h('input', {type: 'radio', name: 'window', value: name, checked: name === window, onchange: () => showCounters(section, ctx, name, true)}),
         ` ${span.label}`,
       ),
     ),
@@ -51,7 +52,7 @@ async function showCounters(section, ctx, window) {
     ),
     events.length ? [picker, h('div', {class: 'chart-grid'}, charts)] : null,
   );
-  section.querySelector(`input[value="${window}"]`)?.focus({preventScroll: true});
+  if (chosen) section.querySelector(`input[value="${window}"]`)?.focus({preventScroll: true});
 }
 
 /** One event name's events and unique users per window; windows without events count zero. */
@@ -69,7 +70,8 @@ async function eventChart(ctx, event, window) {
     {class: 'event-chart', 'data-event': event},
     lineChart([line('events', (b) => b.count), line('unique users', (b) => b.unique_users)], {
       title: `${event}: events and unique users ${SPANS[window].label} (UTC)`,
-      height: 220,
+      width: 480,
+      height: 240,
       formatX,
     }),
     h('figcaption', {}, `${event}: ${number(total, 0)} event(s) ${SPANS[window].label}`),

@@ -207,13 +207,13 @@ function resultsView(results) {
     h('h2', {id: 'results-heading'}, 'Results'),
     h('p', {class: 'hint'}, `${results.method} analysis, ${results.correction} correction; computed ${new Date(results.computed_at).toLocaleString()}.`),
     srm.ok
-      ? h('p', {class: 'srm srm-ok', id: 'srm'}, `Sample ratio as configured (SRM check p = ${srm.p_value.toFixed(4)}).`)
+      ? h('p', {class: 'srm srm-ok', id: 'srm'}, `Sample ratio as configured (SRM check p ${pValue(srm.p_value, true)}).`)
       : h(
           'div',
           {class: 'banner banner-bad srm', id: 'srm', role: 'alert'},
           h('strong', {}, 'Warning: sample ratio mismatch. '),
           `The variants received ${srm.observed.join(' / ')} users where their weights expect shares of `,
-          `${srm.expected.map((share) => `${(share * 100).toFixed(1)} %`).join(' / ')} (p = ${srm.p_value.toFixed(4)}). `,
+          `${srm.expected.map((share) => `${(share * 100).toFixed(1)} %`).join(' / ')} (p ${pValue(srm.p_value, true)}). `,
           'Assignment or event logging is broken somewhere: no metric below can be trusted.',
         ),
     h(
@@ -235,6 +235,12 @@ function resultsView(results) {
     h('h3', {}, 'Exposed users per variant, cumulative by day'),
     seriesChart(results),
   );
+}
+
+/** A p-value to four places, `< 0.0001` below that; `relation` writes `= 0.0123` / `< 0.0001`. */
+function pValue(p, relation = false) {
+  if (p < 0.0001) return '< 0.0001';
+  return relation ? `= ${p.toFixed(4)}` : p.toFixed(4);
 }
 
 const VERDICT_TEXT = {better: 'better', worse: 'worse', unclear: 'no significant difference'};
@@ -263,12 +269,12 @@ function metricView(metric) {
     forestPlot({title: `${metric.key}: each variant's relative effect against ${control}, with its interval`, rows, format: signedPercent}),
     table(
       [
-        {title: 'Variant', header: true, cell: (v) => (v.key === control ? `${v.key} (control)` : v.key)},
+        {title: 'Variant', header: true, cell: (v) => (v.key === control && control !== 'control' ? `${v.key} (control)` : v.key)},
         {title: 'Users', cell: (v) => number(v.users, 0)},
         {title: 'Mean', cell: (v) => number(v.mean)},
         {title: 'Lift', cell: (v) => optional(v.relative, (r) => signedPercent(r.effect))},
         {title: 'Interval', cell: (v) => optional(v.relative, (r) => `[${signedPercent(r.ci[0])}, ${signedPercent(r.ci[1])}]`)},
-        {title: 'p (adjusted)', cell: (v) => optional(v.p_value_adjusted, (p) => p.toFixed(4))},
+        {title: 'p (adjusted)', cell: (v) => optional(v.p_value_adjusted, pValue)},
         {title: 'Chance to win', cell: (v) => optional(v.chance_to_win, (c) => `${(c * 100).toFixed(1)} %`)},
         {title: 'Verdict', cell: (v) => optional(v.relative, () => badge(VERDICT_TEXT[verdict(metric, v)], verdict(metric, v)))},
       ],

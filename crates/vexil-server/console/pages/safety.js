@@ -155,7 +155,7 @@ async function plans(section, ctx) {
       title: 'Actions',
       cell: (p) =>
         (PLAN_ACTIONS[p.state] || []).map((action) =>
-          h('button', {type: 'button', 'data-action': action, 'aria-label': `${action} the rollout plan of ${p.flag}`, onclick: () => act(p, action)}, action),
+          h('button', {type: 'button', 'data-action': action, 'aria-label': `${action} the rollout plan of ${p.flag}`, onclick: () => act(p, action)}, `${action[0].toUpperCase()}${action.slice(1)}`),
         ),
     });
   }
