@@ -143,6 +143,7 @@ function renderHeader() {
 
 function renderNav(current) {
   const nav = document.getElementById('nav');
+  document.body.classList.toggle('signed-out', !state.session);
   if (!state.session) {
     replace(nav);
     return;
@@ -198,7 +199,8 @@ async function signedIn(session) {
   state.session = session;
   await loadEnvironments();
   openStream();
-  if (!window.location.hash || window.location.hash === '#/') window.location.hash = `#/${HOME}`;
+  // Without a hashchange event: this render is the one that shows it.
+  if (!window.location.hash || window.location.hash === '#/') window.history.replaceState(null, '', `#/${HOME}`);
   await render();
 }
 

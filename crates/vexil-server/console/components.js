@@ -182,7 +182,10 @@ export function dialog(title, content, actions) {
         showErrors(form, error);
       }
     });
-    box.addEventListener('cancel', () => resolve(null));
+    box.addEventListener('cancel', (event) => {
+      event.preventDefault();
+      close(null);
+    });
     document.body.append(box);
     box.showModal();
   });

@@ -58,7 +58,13 @@ export async function render(root, ctx) {
   });
   jsonTab.addEventListener('click', () => {
     if (jsonTab.getAttribute('aria-selected') === 'true') return;
-    json.value = JSON.stringify(editor.read(), null, 2);
+    try {
+      json.value = JSON.stringify(editor.read(), null, 2);
+    } catch (error) {
+      showErrors(form, error);
+      return;
+    }
+    clearErrors(form);
     selectTab(true);
   });
   function selectTab(jsonShown) {

@@ -11,8 +11,7 @@
 
 use crate::http::error::ApiError;
 use crate::http::extract::{accepts_gzip, if_none_match};
-use axum::extract::Path;
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use rust_embed::RustEmbed;
 use std::collections::HashMap;
@@ -34,9 +33,10 @@ pub async fn page(headers: HeaderMap) -> Response {
     asset("index.html", &headers)
 }
 
-/// `GET /console/{*path}`: one of the console's files; 404 for any other name.
-pub async fn file(Path(path): Path<String>, headers: HeaderMap) -> Response {
-    asset(&path, &headers)
+/// `GET /console/{*path}`: one of the console's files; 404 for any other name. The name is
+/// taken from the path as sent: no file's name needs decoding, so one that does names none.
+pub async fn file(uri: Uri, headers: HeaderMap) -> Response {
+    asset(uri.path().strip_prefix("/console/").unwrap_or_default(), &headers)
 }
 
 /// The answer for the embedded file `name`.
