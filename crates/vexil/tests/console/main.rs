@@ -13,5 +13,8 @@ mod browser;
 mod access;
 mod audit;
 mod environments;
+mod events;
+mod experiments;
 mod flags;
+mod safety;
 mod weight;
