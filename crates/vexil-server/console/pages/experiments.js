@@ -191,7 +191,7 @@ function lifecycleButton(ctx, experiment, action, refresh) {
     const winner = h('select', {name: 'winner'}, h('option', {value: ''}, 'no winner'), experiment.variants.map((v) => h('option', {value: v.key}, v.key)));
     await dialog(
       `Complete ${experiment.key}`,
-      [h('p', {}, 'Completing ends assignment: every user is served the control, or the winner if you name one.'), field('Winner', winner, {path: 'winner'})],
+      [h('p', {}, 'Completing ends the experiment: assignment then answers every user with the winner if you name one, with no variant otherwise.'), field('Winner', winner, {path: 'winner'})],
       [{label: 'Cancel'}, {label: 'Complete', primary: true, run: () => run(winner.value ? {winner: winner.value} : {})}],
     );
   };
