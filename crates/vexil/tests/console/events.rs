@@ -30,7 +30,8 @@ async fn counters_are_charted_and_dead_letters_replayed_and_purged() {
     browser.goto("/#/events").await;
     let caption = browser.wait_text("figure.event-chart[data-event=signup] figcaption", "2 event(s)").await;
     assert!(caption.contains("per hour"), "{caption}");
-    let charts = browser.script("return [...document.querySelectorAll('figure.event-chart')].map((f) => f.dataset.event)").await;
+    let charts =
+        browser.script("return [...document.querySelectorAll('figure.event-chart')].map((f) => f.dataset.event)").await;
     assert_eq!(charts, json!(["signup", "purchase"]), "the busiest first");
     browser.wait_text("#dlq-total", "2 event(s)").await;
 

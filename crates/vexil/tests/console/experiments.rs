@@ -47,8 +47,7 @@ async fn results_show_a_forest_plot_per_metric_the_daily_series_and_the_srm_warn
         }
     }
     let server_key = server.create_key("server").await;
-    let (status, answer) =
-        Server::send(server.with_key(Method::POST, "/v1/events", &server_key).json(&events)).await;
+    let (status, answer) = Server::send(server.with_key(Method::POST, "/v1/events", &server_key).json(&events)).await;
     assert_eq!((status, answer["rejected"].clone()), (StatusCode::OK, json!([])), "{answer}");
     eventually("the results count every exposed user", || async {
         let (_, results) = server.call(Method::GET, "/v1/experiments/checkout_redesign/results", None).await;
@@ -64,11 +63,13 @@ async fn results_show_a_forest_plot_per_metric_the_daily_series_and_the_srm_warn
     let recommendation = browser.wait_text("#recommendation", "stop").await;
     assert!(recommendation.contains("sample ratio mismatch"), "the reasons are listed: {recommendation}");
 
-    let metrics = browser.script(
-        "return [...document.querySelectorAll('article.metric')].map((m) => ({
+    let metrics = browser
+        .script(
+            "return [...document.querySelectorAll('article.metric')].map((m) => ({
              metric: m.dataset.metric,
              rows: [...m.querySelectorAll('svg.forest .forest-row')].map((r) => r.textContent)}))",
-    ).await;
+        )
+        .await;
     let metrics = metrics.as_array().unwrap();
     let keys: Vec<&str> = metrics.iter().map(|m| m["metric"].as_str().unwrap()).collect();
     assert_eq!(keys, ["purchase_rate", "revenue"]);

@@ -19,13 +19,19 @@ async fn an_emergency_stop_names_what_stops_takes_effect_and_resumes() {
     let server = Server::start().await;
     create_user(&server, "erin", "editor", Value::Null).await;
     server
-        .create("experiments", json!({"key": "checkout_test",
-            "variants": [{"key": "control", "value": false}, {"key": "treatment", "value": true}]}))
+        .create(
+            "experiments",
+            json!({"key": "checkout_test",
+            "variants": [{"key": "control", "value": false}, {"key": "treatment", "value": true}]}),
+        )
         .await;
     server.create("flags", checkout_flag()).await;
     server
-        .create("flags", json!({"key": "checkout_banner", "enabled": true, "tags": ["payments"],
-                                "default": {"experiment": "checkout_test"}}))
+        .create(
+            "flags",
+            json!({"key": "checkout_banner", "enabled": true, "tags": ["payments"],
+                                "default": {"experiment": "checkout_test"}}),
+        )
         .await;
     server.create("flags", json!({"key": "dark_mode", "enabled": true, "default": {"variant": "on"}})).await;
     let Some(browser) = Browser::open(&server, "emergency_stop").await else { return };
