@@ -9,6 +9,7 @@ mod assign;
 mod auth;
 mod cli;
 mod config;
+mod console;
 mod crash;
 mod dlq;
 mod edge;
