@@ -23,6 +23,7 @@ mod http;
 mod limits;
 mod ofrep;
 mod operators;
+mod people;
 mod promotion;
 mod results;
 mod safety;

@@ -403,13 +403,14 @@ async fn an_editors_change_in_a_protected_environment_waits_for_another_approver
     }
 }
 
-/// The role an admin route needs (SPEC 9): every read is a viewer's; keys and environments are
-/// an owner's to change, except promotion, an editor's (in its target); everything else an
-/// editor's.
+/// The role an admin route needs (SPEC 9): people are an owner's to see and change; every other
+/// read is a viewer's; keys and environments are an owner's to change, except promotion, an
+/// editor's (in its target); everything else an editor's.
 fn needed_role(method: &str, path: &str) -> &'static str {
     let global = path.starts_with("/v1/admin/keys")
         || (path.starts_with("/v1/admin/environments") && !path.ends_with("/promote"));
     match () {
+        _ if path.starts_with("/v1/admin/users") => "owner",
         _ if method == "get" => "viewer",
         _ if global => "owner",
         _ => "editor",
