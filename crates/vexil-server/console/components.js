@@ -199,6 +199,17 @@ export function notify(message, tone = 'info') {
   setTimeout(() => item.remove(), 8000);
 }
 
+/** What the server keeps beside a document's content. */
+const MANAGED = ['id', 'version', 'created_at', 'updated_at', 'environment'];
+
+/** A document without the fields the server manages, for comparing contents. */
+export function content(doc) {
+  if (!doc || typeof doc !== 'object') return doc;
+  const out = {...doc};
+  for (const field of MANAGED) delete out[field];
+  return out;
+}
+
 /** A line diff of two JSON values, pretty-printed: removed lines `-`, added `+`. */
 export function jsonDiff(before, after) {
   const a = before === null || before === undefined ? [] : JSON.stringify(before, null, 2).split('\n');

@@ -65,6 +65,14 @@ pub struct ServerConfig {
     pub rate_limit_burst: u32,
     /// Bounds on the invalid events the dead-letter queue keeps.
     pub dlq_limits: vexil_events::dlq::DlqLimits,
+    /// How long people's sessions last and how failed sign-ins are throttled.
+    pub sessions: crate::service::people::SessionPolicy,
+    /// Whether the session cookie is always marked `Secure` (the service is reached over TLS).
+    pub session_cookie_secure: bool,
+    /// Whether `X-Forwarded-Proto` and `X-Forwarded-For` from a reverse proxy are believed: the
+    /// session cookie is `Secure` when the proxy says `https`, and sign-in failures count
+    /// against the address the proxy names.
+    pub trust_forwarded_headers: bool,
 }
 
 /// How long and how much a client may take before the edge cuts it off (see `http::edge`).
@@ -170,6 +178,13 @@ partial_config! {
     dlq_max_bytes: u64 = "VEXIL_DLQ_MAX_BYTES", "Total payload bytes of invalid events the dead-letter queue keeps at most (default 67108864).";
     dlq_max_payload_bytes: usize = "VEXIL_DLQ_MAX_PAYLOAD_BYTES", "Dead-lettered payloads are cut to this many bytes (default 8192).";
     max_header_bytes: usize = "VEXIL_MAX_HEADER_BYTES", "Largest total of header names and values in bytes; larger ones get 431 (default 16384).";
+    session_lifetime_secs: u64 = "VEXIL_SESSION_LIFETIME_SECS", "Seconds a person's session lasts after sign-in, however active (default 43200, 12 hours).";
+    session_idle_timeout_secs: u64 = "VEXIL_SESSION_IDLE_TIMEOUT_SECS", "Seconds a session may go unused before it ends (default 7200, 2 hours).";
+    session_cookie_secure: bool = "VEXIL_SESSION_COOKIE_SECURE", "Always mark the session cookie Secure: set it when people reach the service over TLS (default false).";
+    trust_forwarded_headers: bool = "VEXIL_TRUST_FORWARDED_HEADERS", "Believe X-Forwarded-Proto (https: the session cookie is Secure) and X-Forwarded-For (the client address sign-in failures count against) from the reverse proxy in front (default false).";
+    login_max_failures: u32 = "VEXIL_LOGIN_MAX_FAILURES", "Failed sign-ins of one username within login_failure_window_secs before its sign-in is refused with 429 (default 5).";
+    login_max_failures_per_address: u32 = "VEXIL_LOGIN_MAX_FAILURES_PER_ADDRESS", "Failed sign-ins from one client address within login_failure_window_secs before its sign-ins are refused with 429 (default 20).";
+    login_failure_window_secs: u64 = "VEXIL_LOGIN_FAILURE_WINDOW_SECS", "Seconds failed sign-ins are counted for, from the first (default 900).";
 }
 
 /// How a setting's type reads from an environment variable.
@@ -366,7 +381,21 @@ impl ServerConfig {
                 256,
             )?,
         };
+        let positive = |value: Option<u32>, default: u32, name: &str| match value.unwrap_or(default) {
+            0 => Err(format!("{name}: must be at least 1")),
+            n => Ok(n),
+        };
+        let sessions = crate::service::people::SessionPolicy {
+            lifetime: seconds(c.session_lifetime_secs, 12 * 3600, "session_lifetime_secs", 60)?,
+            idle_timeout: seconds(c.session_idle_timeout_secs, 2 * 3600, "session_idle_timeout_secs", 60)?,
+            max_failures_per_username: positive(c.login_max_failures, 5, "login_max_failures")?,
+            max_failures_per_address: positive(c.login_max_failures_per_address, 20, "login_max_failures_per_address")?,
+            failure_window: seconds(c.login_failure_window_secs, 900, "login_failure_window_secs", 1)?,
+        };
         Ok(ServerConfig {
+            sessions,
+            session_cookie_secure: c.session_cookie_secure.unwrap_or(false),
+            trust_forwarded_headers: c.trust_forwarded_headers.unwrap_or(false),
             rate_limit_per_key: c.rate_limit_per_key.unwrap_or(0),
             rate_limit_burst: c.rate_limit_burst.unwrap_or(0),
             edge,

@@ -98,6 +98,7 @@ pub async fn state(config: ServerConfig, backend: Arc<dyn Backend>) -> Result<Ap
         ),
         safety,
         keys: KeyCache::new(config.auth_cache_ttl),
+        people: crate::service::people::People::new(environments.backend().clone(), config.sessions),
         rate_limits: crate::http::rate_limit::RateLimits::new(config.rate_limit_per_key, config.rate_limit_burst),
         environments: Arc::new(environments),
         metrics,

@@ -6,7 +6,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::secret::new_id;
-use crate::{ApiKey, ChangeMeta, EntityKind, NewAuditRecord, StoreError, StoredDocument, Timestamp};
+use crate::{ApiKey, ChangeMeta, EntityKind, NewAuditRecord, StoreError, StoredDocument, Timestamp, User, UserUpdate};
 
 /// The document an update or delete of `kind`/`key` applies to, given the `current` one the
 /// backend read in the write's transaction, checked against `If-Match` (`expected`).
@@ -80,6 +80,40 @@ pub(crate) fn key_audit_record(
         key: after.id.clone(),
         before: before.map(json),
         after: Some(json(after)),
+    }
+}
+
+/// The audit record of a user's creation (`before` is `None`) or change. The password never
+/// appears; a change of it shows as `"password_changed": true` in `after`.
+pub(crate) fn user_audit_record(
+    meta: &ChangeMeta,
+    before: Option<&User>,
+    after: &User,
+    password_changed: bool,
+) -> NewAuditRecord {
+    let json = |user: &User| serde_json::to_value(user).expect("a user serialises to JSON");
+    let mut shown = json(after);
+    if password_changed {
+        shown["password_changed"] = Value::Bool(true);
+    }
+    NewAuditRecord {
+        meta: meta.clone(),
+        environment: None,
+        action: if before.is_some() { "update" } else { "create" }.to_owned(),
+        entity: EntityKind::User,
+        key: after.username.clone(),
+        before: before.map(json),
+        after: Some(shown),
+    }
+}
+
+/// A user with `update` applied.
+pub(crate) fn updated_user(current: &User, update: &UserUpdate) -> User {
+    User {
+        role: update.role.unwrap_or(current.role),
+        environments: update.environments.clone().unwrap_or_else(|| current.environments.clone()),
+        disabled: update.disabled.unwrap_or(current.disabled),
+        ..current.clone()
     }
 }
 

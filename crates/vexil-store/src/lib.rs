@@ -10,7 +10,8 @@
 //!   optimistic concurrency, atomic multi-document writes and change notification;
 //! - [`AuditLog`]: the append-only record of every change;
 //! - [`KeyStore`]: API keys, stored as hashes;
-//! - [`AssignmentStore`]: sticky experiment assignments, written insert-if-absent.
+//! - [`AssignmentStore`]: sticky experiment assignments, written insert-if-absent;
+//! - [`UserStore`]: the people who sign in to the web console, and their sessions.
 //!
 //! Every backend must behave identically, so none of the traits assumes it is the only process
 //! on the data: versions and revisions live in the database, conflicts are detected by the
@@ -34,8 +35,8 @@ pub use error::StoreError;
 pub use model::{is_environment_key, now, DEFAULT_ENVIRONMENT, GLOBAL};
 pub use model::{
     ApiKey, Assignment, AuditQuery, AuditRecord, ChangeMeta, DocumentChanges, EntityKind, Flush, KeyGrant, KeyKind,
-    NewAuditRecord, Role, ShownDocument, StoredDocument, Timestamp, UnknownName, Write, DEFAULT_AUDIT_LIMIT,
-    MAX_AUDIT_LIMIT,
+    NewAuditRecord, Role, Session, ShownDocument, StoredDocument, Timestamp, UnknownName, User, UserUpdate, Write,
+    DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT,
 };
 pub use scoped::Scoped;
 
@@ -182,6 +183,45 @@ pub trait KeyStore: Send + Sync {
     async fn has_keys(&self) -> Result<bool, StoreError>;
 }
 
+/// People who sign in to the web console (SPEC 9) and their sessions. Passwords arrive already
+/// hashed (the service hashes them with Argon2id); session tokens are generated here and stored
+/// only as hashes, like key secrets. Changes to users are audited; sessions are not.
+#[async_trait::async_trait]
+pub trait UserStore: Send + Sync {
+    /// Stores a new user with the hash of their password, audited in the same transaction.
+    /// Fails with [`StoreError::AlreadyExists`] if the username is taken.
+    async fn create_user(&self, user: &User, password_hash: &str, meta: &ChangeMeta) -> Result<User, StoreError>;
+
+    /// Every user, disabled ones included, ordered by username (bytewise).
+    async fn list_users(&self) -> Result<Vec<User>, StoreError>;
+
+    /// A user and the hash of their password, if the username exists.
+    async fn user_credentials(&self, username: &str) -> Result<Option<(User, String)>, StoreError>;
+
+    /// Changes a user, audited in the same transaction. Disabling a user or changing their
+    /// password ends every session of theirs in that transaction too. [`StoreError::NotFound`]
+    /// for an unknown username.
+    async fn update_user(&self, username: &str, update: &UserUpdate, meta: &ChangeMeta) -> Result<User, StoreError>;
+
+    /// Starts a session of `username` that ends at `expires_at` at the latest, and returns it
+    /// with its token, which is shown here and never again.
+    async fn create_session(&self, username: &str, expires_at: Timestamp) -> Result<(Session, String), StoreError>;
+
+    /// The session with this token and its user, whatever its expiry (the service decides what
+    /// has expired, as the idle timeout is its setting).
+    async fn session(&self, token: &str) -> Result<Option<(Session, User)>, StoreError>;
+
+    /// Records that the session was used at `at`.
+    async fn touch_session(&self, token: &str, at: Timestamp) -> Result<(), StoreError>;
+
+    /// Ends a session; whether it existed.
+    async fn end_session(&self, token: &str) -> Result<bool, StoreError>;
+
+    /// Deletes the sessions whose absolute expiry is at or before `now` or that were last used
+    /// at or before `idle_before`; returns how many.
+    async fn purge_sessions(&self, now: Timestamp, idle_before: Timestamp) -> Result<u64, StoreError>;
+}
+
 /// Sticky experiment assignments, keyed by (experiment id, unit).
 #[async_trait::async_trait]
 pub trait AssignmentStore: Send + Sync {
@@ -214,7 +254,7 @@ pub trait Store: ConfigStore + AuditLog + KeyStore + AssignmentStore {}
 
 impl<T: ConfigStore + AuditLog + KeyStore + AssignmentStore> Store for T {}
 
-/// A storage backend holding every environment.
-pub trait Backend: DocumentStore + AuditLog + KeyStore + AssignmentStore {}
+/// A storage backend holding every environment, and the people who use them.
+pub trait Backend: DocumentStore + AuditLog + KeyStore + AssignmentStore + UserStore {}
 
-impl<T: DocumentStore + AuditLog + KeyStore + AssignmentStore> Backend for T {}
+impl<T: DocumentStore + AuditLog + KeyStore + AssignmentStore + UserStore> Backend for T {}

@@ -89,6 +89,7 @@ named_enum! {
         RolloutPlan = "rollout_plan",
         Environment = "environment",
         ChangeRequest = "change_request",
+        User = "user",
     }
 }
 
@@ -156,6 +157,44 @@ impl KeyGrant {
     pub fn in_environment(environment: &str) -> KeyGrant {
         KeyGrant { environment: Some(environment.to_owned()), ..KeyGrant::default() }
     }
+}
+
+/// A person who signs in to the web console (SPEC 9), as the API shows them. The password's
+/// hash is stored beside it and never part of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub username: String,
+    pub role: Role,
+    /// The environments the person may act in; `None`: every one.
+    pub environments: Option<Vec<String>>,
+    /// A disabled person cannot sign in, and their sessions are gone.
+    pub disabled: bool,
+    pub created_at: Timestamp,
+}
+
+/// A change to a user; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserUpdate {
+    pub role: Option<Role>,
+    /// `Some(None)`: every environment.
+    pub environments: Option<Option<Vec<String>>>,
+    pub disabled: Option<bool>,
+    /// A new password's hash (PHC string).
+    pub password_hash: Option<String>,
+}
+
+/// A signed-in person's session. Its token is stored only as a hash; the CSRF token a
+/// cookie-authenticated write must echo is stored as it is, since it is worthless without the
+/// session's cookie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub username: String,
+    pub csrf_token: String,
+    pub created_at: Timestamp,
+    /// When a request last used it (kept to about a minute), for the idle expiry.
+    pub last_seen_at: Timestamp,
+    /// The absolute expiry: the session ends then, however active.
+    pub expires_at: Timestamp,
 }
 
 /// A versioned configuration document.

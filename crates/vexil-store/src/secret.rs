@@ -1,4 +1,4 @@
-//! Random identifiers and API key secrets, shared by every backend so that a key created by one
+//! Random identifiers, API key secrets and session tokens, shared by every backend so that a key created by one
 //! authenticates against another (a store migrated from SQLite to PostgreSQL keeps its keys).
 
 use rand::distr::{Alphanumeric, SampleString};
@@ -21,6 +21,17 @@ pub(crate) fn new_secret(kind: KeyKind) -> String {
         KeyKind::Client => "cli",
     };
     format!("vx_{prefix}_{}", random_base62(32))
+}
+
+/// A new session token: 43 base62 characters, about 256 random bits, so neither the token
+/// nor its stored hash can be guessed.
+pub(crate) fn new_session_token() -> String {
+    random_base62(43)
+}
+
+/// A new CSRF token of a session (about 190 random bits).
+pub(crate) fn new_csrf_token() -> String {
+    random_base62(32)
 }
 
 /// The stored form of a secret. A plain SHA-256 is the right tool here, unlike for passwords:

@@ -34,6 +34,8 @@ enum Command {
     Dlq(commands::dlq::Args),
     /// Create, list and revoke API keys.
     Keys(commands::keys::Args),
+    /// Create, list and disable the people who sign in to the web console.
+    Users(commands::users::Args),
     /// Assign a user to an experiment's variant (sticky), through a server or on a data directory.
     Assign(commands::assign::Args),
     /// Plan an experiment: users per variant for an effect, or the effect for a number of users.
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
         Command::Flags(args) => commands::flags::run(args),
         Command::Dlq(args) => commands::dlq::run(args),
         Command::Keys(args) => commands::keys::run(args),
+        Command::Users(args) => commands::users::run(args),
         Command::Power(args) => commands::power::run(args),
         Command::Results(args) => commands::results::run(args),
         Command::Stop(args) => commands::stop::run(args),

@@ -1,7 +1,7 @@
 // Change requests of the selected environment: what each would change (a diff per document),
 // who asked and why; people with editor rights there approve or reject (never their own).
 
-import {h, replace, heading, field, badge, dialog, notify, jsonDiff} from '../components.js';
+import {h, replace, heading, field, badge, dialog, notify, jsonDiff, content} from '../components.js';
 
 const TONES = {pending: 'warn', approved: 'on', rejected: 'off'};
 
@@ -42,7 +42,7 @@ export async function render(root, ctx) {
       h('h2', {}, `${request.changes.map((c) => `${c.action} ${c.entity} ${c.key}`).join(', ')} `, badge(request.status, TONES[request.status] || 'off')),
       h('p', {}, `Asked by ${request.author} on ${new Date(request.created_at).toLocaleString()}`, request.reason ? `: “${request.reason}”` : '', request.source ? ` (from ${request.source})` : ''),
       request.decided_by ? h('p', {}, `Decided by ${request.decided_by}`, request.decision_reason ? `: “${request.decision_reason}”` : '') : null,
-      request.changes.map((c) => h('div', {}, h('h3', {}, `${c.action} ${c.entity} ${c.key}`), jsonDiff(c.before, c.after))),
+      request.changes.map((c) => h('div', {}, h('h3', {}, `${c.action} ${c.entity} ${c.key}`), jsonDiff(content(c.before), content(c.after)))),
       request.status === 'pending'
         ? h('div', {class: 'actions'},
             h('button', {type: 'button', class: 'primary', disabled: !mayDecide, onclick: decide('approve'), 'data-approve': request.id}, 'Approve'),

@@ -2,7 +2,7 @@
 // from one environment to another: the diff of a dry run first, then applying exactly what was
 // reviewed (`expected_versions` make the server refuse if the target changed since).
 
-import {h, replace, table, heading, field, checkbox, badge, dialog, notify, jsonDiff, showErrors, clearErrors, listOf} from '../components.js';
+import {h, replace, table, heading, field, checkbox, badge, dialog, notify, jsonDiff, showErrors, clearErrors, listOf, content} from '../components.js';
 
 export async function render(root, ctx) {
   const {api, live} = ctx;
@@ -108,7 +108,7 @@ function renderPromotion(panel, ctx) {
       replace(
         preview,
         h('h3', {}, `${changes.length} change(s) from ${request.from} into ${target}`),
-        changes.length ? changes.map((c) => h('div', {class: 'change'}, h('h4', {}, `${c.action} ${c.entity} ${c.key}`), jsonDiff(c.before, c.after))) : h('p', {class: 'empty'}, 'Nothing to change: the target already has these.'),
+        changes.length ? changes.map((c) => h('div', {class: 'change'}, h('h4', {}, `${c.action} ${c.entity} ${c.key}`), jsonDiff(content(c.before), content(c.after)))) : h('p', {class: 'empty'}, 'Nothing to change: the target already has these.'),
         changes.length && mayApply
           ? h('button', {type: 'button', class: 'primary', id: 'promote-apply', onclick: async () => {
               try {

@@ -2,7 +2,7 @@
 // API, which validates them; each error is shown at its field), and "evaluate as" (what the
 // flag gives a user and context now). Read-only for people who may not write here.
 
-import {h, replace, field, checkbox, showErrors, clearErrors, heading, dialog, notify, listOf, badge} from '../components.js';
+import {h, replace, field, checkbox, showErrors, clearErrors, heading, dialog, notify, listOf, badge, content} from '../components.js';
 import {conditionEditor} from '../condition.js';
 
 const TYPES = ['boolean', 'string', 'number', 'json'];
@@ -425,8 +425,7 @@ function flagForm(doc, {creating, readOnly}) {
     const listed = prerequisites.map((p) => ({flag: p.flag.value.trim(), variants: listOf(p.variants.value)})).filter((p) => p.flag);
     if (listed.length) out.prerequisites = listed;
     else delete out.prerequisites;
-    for (const managed of ['id', 'version', 'created_at', 'updated_at', 'environment']) delete out[managed];
-    return out;
+    return content(out);
   }
 
   return {element, read};

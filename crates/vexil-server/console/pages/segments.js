@@ -1,7 +1,7 @@
 // Segments: the list, and one segment's editor (`#/segments/<key>`, `#/segments/new`): key,
 // description, tags and its condition, saved through the API, errors at their fields.
 
-import {h, replace, table, heading, field, showErrors, clearErrors, notify, listOf, dialog} from '../components.js';
+import {h, replace, table, heading, field, showErrors, clearErrors, notify, listOf, dialog, content} from '../components.js';
 import {conditionEditor} from '../condition.js';
 
 export async function render(root, ctx) {
@@ -52,8 +52,7 @@ async function renderEditor(root, ctx) {
     event.preventDefault();
     clearErrors(form);
     try {
-      const doc = {...segment, key: key.value.trim(), description: description.value, tags: listOf(tags.value), when: when.read()};
-      for (const managed of ['id', 'version', 'created_at', 'updated_at', 'environment']) delete doc[managed];
+      const doc = content({...segment, key: key.value.trim(), description: description.value, tags: listOf(tags.value), when: when.read()});
       const query = {reason: reason.value.trim()};
       const answer = creating
         ? await api.post('/v1/admin/segments', doc, {query})

@@ -14,6 +14,7 @@
 //! response header; `?env=` is taken off the query so handlers see only their own parameters.
 
 use crate::http::error::ApiError;
+use crate::http::session;
 use crate::http::state::AppState;
 use crate::service::environments::Environment;
 use axum::extract::{FromRequestParts, Request};
@@ -64,7 +65,8 @@ impl Access {
     }
 }
 
-/// Who is calling: put into the request's extensions by [`require`].
+/// Who is calling: a key, or a person signed in to the web console (an admin caller with the
+/// person's role and environments). Put into the request's extensions by [`RequireKey`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     /// Shared, as every request clones its caller out of the cache.
@@ -76,6 +78,9 @@ pub struct Caller {
     pub role: Option<Role>,
     /// The environments an admin key may act in; `None`: every one.
     pub environments: Option<Arc<[Arc<str>]>>,
+    /// A person signed in with the session cookie rather than a key ([`crate::http::session`]);
+    /// `key_id` is then `user:<username>`.
+    pub person: bool,
 }
 
 impl Caller {
@@ -122,6 +127,7 @@ impl KeyCache {
             environment: key.environment.map(Arc::from),
             role: key.role,
             environments: key.environments.map(|list| list.into_iter().map(Arc::from).collect()),
+            person: false,
         };
         if !self.ttl.is_zero() {
             let mut entries = self.entries.write().expect("key cache lock");
@@ -250,7 +256,7 @@ where
             Some(secret) => (Cow::Borrowed(secret), false),
             None => match self.key_in_query.then(|| query_secret(request.uri().query())).flatten() {
                 Some(secret) => (Cow::Owned(secret), true),
-                None => return KeyChecked::Answered { response: Some(ApiError::unauthorized().into_response()) },
+                None => return self.signed_in(request),
             },
         };
         let caller = match self.state.keys.cached(&secret) {
@@ -264,13 +270,7 @@ where
                         Ok(None) => return Ok(ApiError::unauthorized().into_response()),
                         Err(e) => return Ok(ApiError::from(e).into_response()),
                     };
-                    let named = match admit(&state, access, caller, in_query, &mut request) {
-                        Ok(named) => named,
-                        Err(refused) => return Ok(*refused),
-                    };
-                    let mut response = inner.oneshot(request).await?;
-                    response.headers_mut().insert(ENV_HEADER.clone(), named);
-                    Ok(response)
+                    call_admitted(state, access, caller, in_query, request, inner).await
                 };
                 return KeyChecked::Authenticating { future: Box::pin(future) };
             }
@@ -280,6 +280,57 @@ where
             Err(refused) => KeyChecked::Answered { response: Some(*refused) },
         }
     }
+}
+
+impl<S> RequireKey<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    /// A request without a key: a person's, if it carries a live session cookie (and, to
+    /// write, the session's CSRF token); 401 otherwise.
+    fn signed_in(&mut self, request: Request) -> KeyChecked<S::Future> {
+        let Some(token) = session::token(request.headers()) else {
+            return KeyChecked::Answered { response: Some(ApiError::unauthorized().into_response()) };
+        };
+        let (state, access, inner) = (self.state.clone(), self.access, self.inner.clone());
+        let future = async move {
+            let signed_in = match state.people.session(&token).await {
+                Ok(Some(signed_in)) => signed_in,
+                Ok(None) => return Ok(ApiError::unauthorized().into_response()),
+                Err(e) => return Ok(ApiError::from(e).into_response()),
+            };
+            if session::writes(request.method()) {
+                if let Err(refused) = session::check_csrf(request.headers(), &signed_in) {
+                    return Ok(refused.into_response());
+                }
+            }
+            call_admitted(state, access, Caller::person(&signed_in.user), false, request, inner).await
+        };
+        KeyChecked::Authenticating { future: Box::pin(future) }
+    }
+}
+
+/// The request of a caller the store just authenticated (a key missing from the cache, or a
+/// session), through [`admit`] to the route, with the `X-Vexil-Env` of its answer.
+async fn call_admitted<S>(
+    state: AppState,
+    access: Access,
+    caller: Caller,
+    in_query: bool,
+    mut request: Request,
+    inner: S,
+) -> Result<Response, Infallible>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    let named = match admit(&state, access, caller, in_query, &mut request) {
+        Ok(named) => named,
+        Err(refused) => return Ok(*refused),
+    };
+    let mut response = inner.oneshot(request).await?;
+    response.headers_mut().insert(ENV_HEADER.clone(), named);
+    Ok(response)
 }
 
 /// What follows a key's authentication, for a cached key and a looked-up one alike: the
@@ -382,8 +433,10 @@ fn admin_lacks(caller: &Caller, request: &Request, environment: &str) -> Option<
     if across_environments(path) {
         return None;
     }
-    let global = path.starts_with("/v1/admin/keys") || path.starts_with("/v1/admin/environments");
-    let reads = matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    // People are an owner's to see and manage, as they hold roles like keys do.
+    let people = path.starts_with("/v1/admin/users");
+    let global = people || path.starts_with("/v1/admin/keys") || path.starts_with("/v1/admin/environments");
+    let reads = matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD) && !people;
     let needed = match () {
         _ if !path.starts_with("/v1/admin/") || reads => Role::Viewer,
         _ if global => Role::Owner,
@@ -391,18 +444,23 @@ fn admin_lacks(caller: &Caller, request: &Request, environment: &str) -> Option<
     };
     let role = caller.role.unwrap_or(Role::Owner);
     if !role.includes(needed) {
-        return Some(format!("this needs the {needed} role; the key is an admin key with the {role} role"));
+        return Some(format!("this needs the {needed} role; {} the {role} role", caller.has()));
     }
     let scope = caller.environments.as_deref()?;
     let names = || scope.iter().map(|e| format!("\"{e}\"")).collect::<Vec<_>>().join(", ");
     if global && !reads {
         return Some(format!(
-            "changing keys or environments needs a key of every environment; this key's are {}",
+            "changing keys, environments or people needs the rights in every environment; {}'s environments are {}",
+            caller.subject(),
             names()
         ));
     }
     if !global && !scope.iter().any(|e| &**e == environment) {
-        return Some(format!("the key may not act in environment \"{environment}\"; its environments are {}", names()));
+        return Some(format!(
+            "{} may not act in environment \"{environment}\"; its environments are {}",
+            caller.subject(),
+            names()
+        ));
     }
     None
 }
@@ -419,18 +477,36 @@ fn across_environments(path: &str) -> bool {
 }
 
 impl Caller {
+    /// Who is refused, in a message: the key or the person.
+    fn subject(&self) -> &'static str {
+        if self.person {
+            "this person"
+        } else {
+            "the key"
+        }
+    }
+
+    /// What the caller has, in a message: `the key is an admin key with` / `this person has`.
+    fn has(&self) -> &'static str {
+        if self.person {
+            "this person has"
+        } else {
+            "the key is an admin key with"
+        }
+    }
+
     /// What this admin caller lacks to act with the `needed` role in `environment`, if anything.
     pub fn lacks(&self, needed: Role, environment: &str) -> Option<String> {
         let role = self.role.unwrap_or(Role::Owner);
         if !role.includes(needed) {
-            return Some(format!("this needs the {needed} role; the key is an admin key with the {role} role"));
+            return Some(format!("this needs the {needed} role; {} the {role} role", self.has()));
         }
         let scope = self.environments.as_deref()?;
         if scope.iter().any(|e| &**e == environment) {
             return None;
         }
         let names = scope.iter().map(|e| format!("\"{e}\"")).collect::<Vec<_>>().join(", ");
-        Some(format!("the key may not act in environment \"{environment}\"; its environments are {names}"))
+        Some(format!("{} may not act in environment \"{environment}\"; its environments are {names}", self.subject()))
     }
 
     /// [`Caller::lacks`] as the API's 403.

@@ -53,9 +53,9 @@ where
             slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
             () = shutdown.cancelled() => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file handles or a connection reset before it was accepted: wait
                     // rather than spin, as the condition usually lasts a moment.
@@ -69,9 +69,15 @@ where
         let _ = stream.set_nodelay(true);
         let connection = builder.serve_connection(
             TokioIo::new(EdgeIo::new(stream, limits)),
-            TowerToHyperService::new(
-                app.clone().map_request(|request: hyper::Request<Incoming>| request.map(Body::new)),
-            ),
+            TowerToHyperService::new(app.clone().map_request(move |request: hyper::Request<Incoming>| {
+                let mut request = request.map(Body::new);
+                // Only sign-in counts failures by client address; an extension on every
+                // request would cost an allocation on the hot path.
+                if request.uri().path() == crate::http::session::SESSION_PATH {
+                    request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                }
+                request
+            })),
         );
         let shutdown = shutdown.clone();
         connections.spawn(async move {

@@ -8,6 +8,8 @@ use crate::service::assignment::AssignError;
 use crate::service::catalog::{DeleteError, ImportError};
 use crate::service::changes::{ApplyError, RequestError};
 use crate::service::experiments::ExperimentError;
+use crate::service::keys::GrantError;
+use crate::service::people::PeopleError;
 use crate::service::promotion::PromoteError;
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::http::StatusCode;
@@ -109,14 +111,44 @@ impl From<StoreError> for ApiError {
                     "key" => "key_not_found",
                     "experiment" => "experiment_not_found",
                     "environment" => "environment_not_found",
+                    "user" => "user_not_found",
                     _ => "not_found",
                 };
                 ApiError::not_found(code, e.to_string())
             }
-            StoreError::AlreadyExists { .. } => ApiError::conflict("already_exists", e.to_string()).with_field("key"),
+            StoreError::AlreadyExists { kind, .. } => {
+                let field = if *kind == vexil_store::EntityKind::User { "username" } else { "key" };
+                ApiError::conflict("already_exists", e.to_string()).with_field(field)
+            }
             StoreError::VersionMismatch { .. } => ApiError::conflict("version_mismatch", e.to_string()),
             StoreError::LastAdminKey { .. } => ApiError::conflict("last_admin_key", e.to_string()),
             StoreError::Backend(_) => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<GrantError> for ApiError {
+    fn from(e: GrantError) -> Self {
+        let error = if e.unknown_environment {
+            ApiError::not_found("environment_not_found", e.message)
+        } else {
+            ApiError::bad_request("invalid_request", e.message)
+        };
+        error.with_field(e.field)
+    }
+}
+
+impl From<PeopleError> for ApiError {
+    fn from(e: PeopleError) -> Self {
+        match e {
+            PeopleError::Invalid(e) => ApiError::from(e),
+            PeopleError::InvalidCredentials => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", e.to_string())
+            }
+            PeopleError::TooManyAttempts { .. } => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", e.to_string())
+            }
+            PeopleError::Store(e) => ApiError::from(e),
         }
     }
 }

@@ -7,8 +7,8 @@
 //!   JSON answers of the hot routes;
 //! - [`edge`]: connections, timeouts and request size limits before any route;
 //! - [`middleware`]: request ids, security headers, body limit, panic guard, CORS;
-//! - [`auth`]: API keys, their kinds, and the authentication cache; [`rate_limit`]: per-key
-//!   request rates;
+//! - [`auth`]: API keys, their kinds, and the authentication cache; [`session`]: people's
+//!   session cookie and CSRF header; [`rate_limit`]: per-key request rates;
 //! - [`openapi`]: the API description; [`state`]: what every handler shares;
 //! - [`console`]: the web console's embedded files;
 //! - [`sdk_stream`]: the SDK stream's fan-out, one serialised frame per change for all streams.
@@ -24,4 +24,5 @@ pub mod openapi;
 pub mod rate_limit;
 pub mod routes;
 pub mod sdk_stream;
+pub mod session;
 pub mod state;

@@ -4,6 +4,7 @@
 
 use crate::http::auth::Access;
 use crate::http::routes::{specs, RouteSpec};
+use crate::http::session::SESSION_PATH;
 use crate::http::state::AppState;
 use axum::extract::State;
 use axum::http::Method;
@@ -41,6 +42,12 @@ fn bodies(spec: &RouteSpec) -> (Option<&'static str>, &'static str, Option<&'sta
         (Method::POST, "/v1/admin/keys") => (Some("NewKey"), "201", Some("CreatedKey")),
         (Method::GET, "/v1/admin/keys") => (None, "200", Some("KeyList")),
         (Method::DELETE, "/v1/admin/keys/{id}") => (None, "200", Some("Key")),
+        (Method::POST, "/v1/admin/users") => (Some("NewUser"), "201", Some("User")),
+        (Method::GET, "/v1/admin/users") => (None, "200", Some("UserList")),
+        (Method::PUT, "/v1/admin/users/{username}") => (Some("UserChange"), "200", Some("User")),
+        (Method::POST, SESSION_PATH) => (Some("Credentials"), "200", Some("Session")),
+        (Method::GET, SESSION_PATH) => (None, "200", Some("Session")),
+        (Method::DELETE, SESSION_PATH) => (None, "204", None),
         (Method::GET, "/v1/admin/audit") => (None, "200", Some("AuditRecords")),
         (Method::GET, "/v1/stats/event-names") => (None, "200", Some("EventNames")),
         (Method::GET, "/v1/admin/rollout-plans") => (None, "200", Some("RolloutPlanList")),
@@ -72,6 +79,17 @@ fn bodies(spec: &RouteSpec) -> (Option<&'static str>, &'static str, Option<&'sta
     }
 }
 
+/// Whether a person's session cookie may authenticate the route: any that takes a key, and the
+/// session's own.
+fn signed_in(spec: &RouteSpec) -> bool {
+    spec.access.is_some() || (spec.path == SESSION_PATH && spec.method != Method::POST)
+}
+
+/// Whether a request with this method needs `X-CSRF-Token` with the session cookie.
+fn writes(method: &Method) -> bool {
+    matches!(*method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE)
+}
+
 /// Whether an editor's call of the route may be held as a change request (202).
 fn held(spec: &RouteSpec) -> bool {
     let documents = ["/v1/admin/flags", "/v1/admin/segments", "/v1/admin/experiments"];
@@ -95,8 +113,9 @@ fn operation(spec: &RouteSpec) -> Value {
         json!({"name": name, "in": "query", "required": required, "schema": schema, "description": description})
     }));
     let header = |name: &str, description: &str| json!({"name": name, "in": "header", "required": false, "schema": {"type": "string"}, "description": description});
+    let versioned = !spec.path.starts_with("/v1/admin/users") && spec.path != SESSION_PATH;
     match spec.method {
-        Method::PUT | Method::DELETE => {
+        Method::PUT | Method::DELETE if versioned => {
             parameters.push(header("If-Match", "The version the change applies to; 409 version_mismatch otherwise."))
         }
         Method::GET if matches!(spec.path, "/v1/sdk/flags" | "/" | CONSOLE_FILES) => {
@@ -134,6 +153,12 @@ fn operation(spec: &RouteSpec) -> Value {
     }
     if spec.access == Some(Access::Admin) && spec.method != Method::GET {
         parameters.push(header("X-Vexil-Reason", "Why: recorded in the audit log (also ?reason=)."));
+    }
+    if signed_in(spec) && writes(&spec.method) {
+        parameters.push(header(
+            "X-CSRF-Token",
+            "With the session cookie: the session's csrf_token (403 csrf_required without it). Not needed with a key.",
+        ));
     }
     if spec.access.is_some() {
         parameters.push(header(
@@ -205,13 +230,41 @@ fn operation(spec: &RouteSpec) -> Value {
         responses.insert("400".into(), error("Invalid input"));
         responses.insert("404".into(), error("Unknown flag, document or route"));
     }
+    let retry_after = json!({"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}});
     if spec.access.is_some() {
-        responses.insert("401".into(), error("Missing or invalid API key"));
+        responses.insert("401".into(), error("Missing or invalid API key or session"));
         responses.insert(
             "403".into(),
-            error("The key's kind or role may not call this route, or it may not act in the environment"),
+            error(
+                "The key's (or person's) kind or role may not call this route, or may not act in the environment; \
+                 csrf_required: a write with the session cookie lacks X-CSRF-Token",
+            ),
         );
-        responses.insert("429".into(), error("The key is over its rate limit (see Retry-After)"));
+        let mut limited = error("The key is over its rate limit (see Retry-After)");
+        limited["headers"] = retry_after.clone();
+        responses.insert("429".into(), limited);
+    } else if spec.path == SESSION_PATH {
+        responses.insert(
+            "401".into(),
+            match spec.method {
+                Method::POST => error("invalid_credentials: wrong username or password"),
+                _ => error("unauthenticated: no live session"),
+            },
+        );
+        if spec.method == Method::POST {
+            responses.insert("400".into(), error("Invalid input"));
+            let mut throttled = error("too_many_attempts: too many failed sign-ins lately (see Retry-After)");
+            throttled["headers"] = retry_after;
+            responses.insert("429".into(), throttled);
+            responses["200"]["headers"] = json!({"Set-Cookie": {
+                "description": "vexil_session=<token>; HttpOnly; SameSite=Strict; Path=/ (and Secure over TLS)",
+                "schema": {"type": "string"}}});
+        }
+        if spec.method == Method::DELETE {
+            responses.insert("403".into(), error("csrf_required: X-CSRF-Token is missing or wrong"));
+            responses["204"]["headers"] = json!({"Set-Cookie": {
+                "description": "The session cookie, cleared", "schema": {"type": "string"}}});
+        }
     } else if spec.path == "/metrics" {
         responses.insert("401".into(), error("metrics_key is configured and was not presented"));
     }
@@ -250,7 +303,7 @@ fn operation(spec: &RouteSpec) -> Value {
     if matches!(spec.path, "/v1/sdk/flags" | "/ofrep/v1/evaluate/flags") {
         responses.insert("304".into(), json!({"description": "Not modified"}));
     }
-    let security = match spec.access {
+    let mut security = match spec.access {
         Some(access) if spec.key_in_query => {
             json!([{"bearer": [access.name()]}, {"apiKey": [access.name()]}, {"queryKey": ["client"]}])
         }
@@ -260,6 +313,9 @@ fn operation(spec: &RouteSpec) -> Value {
         Some(access) => json!([{"bearer": [access.name()]}]),
         None => json!([]),
     };
+    if signed_in(spec) {
+        security.as_array_mut().expect("security is a list").push(json!({"session": []}));
+    }
     let mut op = json!({
         "summary": spec.summary,
         "tags": [spec.tag],
@@ -377,7 +433,10 @@ pub fn document(specs: &[RouteSpec]) -> Value {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <key>"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
                 "queryKey": {"type": "apiKey", "in": "query", "name": "key",
-                             "description": "A client key in the URL, on the routes that allow it (the OFREP event stream)"}
+                             "description": "A client key in the URL, on the routes that allow it (the OFREP event stream)"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "vexil_session",
+                            "description": "A person's session (POST /v1/session): acts with the person's role and \
+                                environments as an admin key would; writes also need X-CSRF-Token"}
             },
             "schemas": schemas()
         }
@@ -471,6 +530,9 @@ fn schemas() -> Value {
     if let (Some(all), Value::Object(more)) = (schemas.as_object_mut(), change_schemas()) {
         all.extend(more);
     }
+    if let (Some(all), Value::Object(more)) = (schemas.as_object_mut(), people_schemas()) {
+        all.extend(more);
+    }
     schemas
 }
 
@@ -499,6 +561,31 @@ fn more_schemas() -> Value {
             "properties": {
                 "type": {"type": "string", "enum": ["refetchEvaluation"]},
                 "etag": {"type": "string", "description": "The configuration's tag, \"<revision>\""}}}
+    })
+}
+
+/// People and their sessions (SPEC 9).
+fn people_schemas() -> Value {
+    let role = json!({"type": "string", "enum": ["owner", "editor", "viewer"]});
+    let environments = json!({"type": ["array", "null"], "items": {"type": "string"},
+        "description": "Where the person may act (null: every environment)."});
+    json!({
+        "NewUser": {"type": "object", "required": ["username", "password", "role"], "properties": {
+            "username": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._@-]{0,63}$"},
+            "password": {"type": "string", "minLength": 8, "description": "Never answered nor logged"},
+            "role": role.clone(), "environments": environments.clone()}},
+        "UserChange": {"type": "object", "minProperties": 1, "properties": {
+            "role": role.clone(), "environments": environments.clone(), "disabled": {"type": "boolean"},
+            "password": {"type": "string", "minLength": 8}}},
+        "User": {"type": "object", "required": ["username", "role", "environments", "disabled", "created_at"], "properties": {
+            "username": {"type": "string"}, "role": role.clone(), "environments": environments.clone(),
+            "disabled": {"type": "boolean"}, "created_at": {"type": "string"}}},
+        "UserList": {"type": "object", "properties": {"users": {"type": "array", "items": {"$ref": "#/components/schemas/User"}}}},
+        "Credentials": {"type": "object", "required": ["username", "password"], "properties": {
+            "username": {"type": "string"}, "password": {"type": "string"}}},
+        "Session": {"type": "object", "required": ["username", "role", "environments", "csrf_token"], "properties": {
+            "username": {"type": "string"}, "role": role, "environments": environments,
+            "csrf_token": {"type": "string", "description": "Send it as X-CSRF-Token with every write"}}}
     })
 }
 

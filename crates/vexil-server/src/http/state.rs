@@ -22,6 +22,8 @@ pub struct Services {
     pub environments: Arc<Environments>,
     pub config: ServerConfig,
     pub keys: KeyCache,
+    /// People's sign-in and sessions (SPEC 9).
+    pub people: crate::service::people::People,
     /// Per-key request rates.
     pub rate_limits: crate::http::rate_limit::RateLimits,
     pub metrics: Arc<Metrics>,

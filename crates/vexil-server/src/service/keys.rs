@@ -15,7 +15,7 @@ pub struct GrantError {
 }
 
 impl GrantError {
-    fn invalid(field: impl Into<String>, message: impl Into<String>) -> GrantError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> GrantError {
         GrantError { field: field.into(), unknown_environment: false, message: message.into() }
     }
 
@@ -55,15 +55,21 @@ pub fn check_new_key<'a>(
         }
     }
     if let Some(list) = &grant.environments {
-        if list.is_empty() {
-            let message = "environments must name at least one environment, or be null for every one";
-            return Err(GrantError::invalid("environments", message));
-        }
-        if let Some((i, unknown)) = list.iter().enumerate().find(|(_, e)| !exists(e)) {
-            return Err(GrantError::unknown(format!("environments[{i}]"), unknown));
-        }
+        check_scope(list, exists)?;
     }
     Ok(name)
+}
+
+/// Checks the environments an admin key or a person may act in: at least one, each existing.
+pub fn check_scope(environments: &[String], exists: impl Fn(&str) -> bool) -> Result<(), GrantError> {
+    if environments.is_empty() {
+        let message = "environments must name at least one environment, or be null for every one";
+        return Err(GrantError::invalid("environments", message));
+    }
+    if let Some((i, unknown)) = environments.iter().enumerate().find(|(_, e)| !exists(e)) {
+        return Err(GrantError::unknown(format!("environments[{i}]"), unknown));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! - [`promotion`]: copying flags and segments from one environment to another;
 //! - [`environments`]: every environment's store and snapshot, and the environment document;
 //! - [`keys`]: what a new API key may be granted (its environment, role and scope);
+//! - [`people`]: user accounts of the web console, their passwords, sessions and sign-in throttling;
 //! - [`experiments`]: experiment validation, lifecycle and the compiled set;
 //! - [`results`]: experiment results and auto-conclusion;
 //! - [`events`]: the event pipeline as the service runs it;
@@ -27,6 +28,7 @@ pub mod events;
 pub mod experiments;
 pub mod keys;
 pub mod notify;
+pub mod people;
 pub mod promotion;
 pub mod results;
 pub mod safety;

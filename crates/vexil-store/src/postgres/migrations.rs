@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
     include_str!("migrations/0002_environments.sql"),
     include_str!("migrations/0003_key_roles.sql"),
+    include_str!("migrations/0004_people.sql"),
 ];
 
 /// The store's schema.

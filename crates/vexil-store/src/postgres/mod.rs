@@ -22,6 +22,7 @@ mod audit;
 mod documents;
 mod keys;
 mod migrations;
+mod users;
 
 pub use migrations::{migrate, Schema};
 

@@ -8,7 +8,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use serde_json::Value;
 
-use crate::{EntityKind, KeyKind, StoreError, Timestamp};
+use crate::{EntityKind, KeyKind, Role, StoreError, Timestamp};
 
 impl From<rusqlite::Error> for StoreError {
     fn from(err: rusqlite::Error) -> Self {
@@ -67,3 +67,4 @@ macro_rules! named_column {
 
 named_column!(EntityKind);
 named_column!(KeyKind);
+named_column!(Role);

@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_environments.sql"),
     include_str!("migrations/0003_key_roles.sql"),
     include_str!("migrations/0004_document_revisions.sql"),
+    include_str!("migrations/0005_people.sql"),
 ];
 
 /// The schema version this build writes.

@@ -28,6 +28,7 @@ mod codec;
 mod documents;
 mod keys;
 mod migrations;
+mod users;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};

@@ -19,6 +19,7 @@ mod documents;
 mod environments;
 mod keys;
 pub mod postgres;
+mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,6 +65,7 @@ pub use audit::*;
 pub use documents::*;
 pub use environments::*;
 pub use keys::*;
+pub use users::*;
 
 /// One empty data set of a backend, for one check.
 #[async_trait::async_trait]
@@ -126,6 +128,8 @@ macro_rules! conformance_suite {
             deleting_an_environment_deletes_what_it_holds,
             keys_carry_their_environment,
             changes_since_lists_what_changed_in_the_environment,
+            users_are_created_listed_changed_and_audited,
+            sessions_last_until_they_expire_end_or_their_user_is_disabled,
         );
     };
 }

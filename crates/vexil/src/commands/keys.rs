@@ -32,7 +32,7 @@ pub enum KeyRole {
 }
 
 impl KeyRole {
-    fn role(self) -> Role {
+    pub fn role(self) -> Role {
         match self {
             KeyRole::Owner => Role::Owner,
             KeyRole::Editor => Role::Editor,

@@ -16,6 +16,7 @@ pub mod rollout;
 pub mod serve;
 pub mod stop;
 pub mod target;
+pub mod users;
 pub mod validate;
 
 use std::path::Path;

@@ -56,13 +56,13 @@ async fn a_person_signs_in_creates_a_flag_fixing_what_the_server_refused_and_eva
     browser.fill("#eval-user", "user_42").await;
     browser.fill("#eval-context", r#"{"country": "DE"}"#).await;
     browser.click("#eval-form button[type=submit]").await;
-    browser.wait_text("#eval-reason", "RULE_MATCH").await;
+    browser.wait_text("#eval-reason", "TARGETING_MATCH").await;
     assert_eq!(browser.find("#eval-value").await.text().await.unwrap(), "true");
     assert_eq!(browser.find("#eval-rule").await.text().await.unwrap(), stored["rules"][0]["id"].as_str().unwrap());
     browser.fill("#eval-context", r#"{"country": "FR"}"#).await;
     browser.click("#eval-form button[type=submit]").await;
     browser.wait_text("#eval-value", "false").await;
-    assert_ne!(browser.find("#eval-reason").await.text().await.unwrap(), "RULE_MATCH");
+    assert_ne!(browser.find("#eval-reason").await.text().await.unwrap(), "TARGETING_MATCH");
     browser.finish().await;
 }
 
@@ -76,7 +76,7 @@ async fn the_kill_switch_makes_the_evaluation_api_answer_disabled() {
         let request = server.with_key(Method::POST, "/v1/flags/new_checkout/evaluate", &client);
         Server::send(request.json(&json!({"user_id": "u1", "context": {"country": "US"}}))).await
     };
-    assert_eq!(evaluate().await.1["reason"], "RULE_MATCH");
+    assert_eq!(evaluate().await.1["reason"], "TARGETING_MATCH");
     let Some(browser) = Browser::open(&server, "kill_switch").await else { return };
     browser.sign_in("eddie", &password("eddie")).await;
     browser.click("[data-kill=new_checkout]").await;
@@ -95,7 +95,8 @@ async fn the_kill_switch_makes_the_evaluation_api_answer_disabled() {
     // Resume: the flag serves its rules again.
     browser.click("#resume-stops").await;
     browser.confirm_dialog(None).await;
-    eventually("the stop is lifted", || async { (evaluate().await.1["reason"] == "RULE_MATCH").then_some(()) }).await;
+    eventually("the stop is lifted", || async { (evaluate().await.1["reason"] == "TARGETING_MATCH").then_some(()) })
+        .await;
     browser.finish().await;
 }
 

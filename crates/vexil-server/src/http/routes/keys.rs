@@ -51,14 +51,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let grant = KeyGrant { environment: new.environment, role: new.role, environments: new.environments };
     let environments = &state.environments;
-    let name = check_new_key(new.kind, &new.name, &grant, |e| environments.get(e).is_some()).map_err(|e| {
-        let error = if e.unknown_environment {
-            ApiError::not_found("environment_not_found", e.message)
-        } else {
-            ApiError::bad_request("invalid_request", e.message)
-        };
-        error.with_field(e.field)
-    })?;
+    let name = check_new_key(new.kind, &new.name, &grant, |e| environments.get(e).is_some())?;
     let kind = new.kind;
     let backend = state.environments.backend();
     let (key, secret) = backend.create_key(kind, name, &grant, &caller.change(reason)).await?;

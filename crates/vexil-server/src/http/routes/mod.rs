@@ -22,7 +22,9 @@ pub mod promotion;
 pub mod results;
 pub mod rollout_plans;
 pub mod sdk;
+pub mod session;
 pub mod stats;
+pub mod users;
 
 pub mod table;
 
@@ -402,7 +404,30 @@ fn table(state: AppState) -> Table {
         )
         .add_document(kind, spec(M::DELETE, budget, Some(Admin), "safety", "Delete a budget."), budgets::delete);
     event_routes(&mut t);
+    people_routes(&mut t);
     t
+}
+
+/// People of the web console (owners manage them) and their sessions (SPEC 9).
+fn people_routes(t: &mut Table) {
+    use Access::*;
+    use Method as M;
+    let (users, user) = ("/v1/admin/users", "/v1/admin/users/{username}");
+    t.add(
+        spec(M::POST, users, Some(Admin), "people", "Create a person who signs in to the web console."),
+        users::create,
+    )
+    .add(spec(M::GET, users, Some(Admin), "people", "List people (never their passwords)."), users::list)
+    .add(
+        spec(M::PUT, user, Some(Admin), "people", "Change a person's role, environments, disabled or password."),
+        users::update,
+    )
+    .add(
+        spec(M::POST, session::PATH, None, "people", "Sign in: the session cookie and its csrf_token."),
+        session::sign_in,
+    )
+    .add(spec(M::GET, session::PATH, None, "people", "The session the cookie names."), session::get)
+    .add(spec(M::DELETE, session::PATH, None, "people", "Sign out: the session ends."), session::sign_out);
 }
 
 /// Assignment, and the experiment lifecycle calls.
