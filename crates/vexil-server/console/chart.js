@@ -90,9 +90,9 @@ const VERDICTS = {better: 'better', worse: 'worse', unclear: 'no clear differenc
  * colour. `format` writes a value (the estimate and interval ends).
  */
 export function forestPlot({title, rows, format}) {
-  const width = 760;
+  const width = 860;
   const rowHeight = 30;
-  const [labelWidth, textWidth, top] = [150, 330, 28];
+  const [labelWidth, textWidth, top] = [150, 410, 28];
   const plotWidth = width - labelWidth - textWidth;
   const height = top + rows.length * rowHeight + 8;
   const drawn = rows.filter((r) => Number.isFinite(r.low) && Number.isFinite(r.high));

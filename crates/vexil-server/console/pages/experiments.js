@@ -298,7 +298,7 @@ function seriesChart(results) {
   return h(
     'figure',
     {class: 'series', id: 'exposure-series', 'data-days': results.series.length},
-    lineChart(series, {title: 'Exposed users per variant, cumulative by day', yLabel: 'users', formatX: (x) => x.toISOString().slice(0, 10)}),
+    lineChart(series, {title: 'Exposed users per variant, cumulative by day', yLabel: 'users', formatX: (x) => x.toISOString().slice(5, 10)}),
     h('figcaption', {}, `${results.series.length} day(s): ${series.map((s) => `${s.name} ${s.points.at(-1).y}`).join(', ')} users so far.`),
   );
 }

@@ -79,6 +79,8 @@ async fn results_show_a_forest_plot_per_metric_the_daily_series_and_the_srm_warn
         let row = rows[0].as_str().unwrap();
         assert!(row.starts_with("treatment") && row.contains(" %") && row.contains('['), "{row}");
     }
+    // The page as it opens: the README shows it (docs/images/console-experiment-results.png).
+    browser.screenshot("experiment_results_summary").await;
     let series = browser.find("#exposure-series").await;
     assert_eq!(series.attr("data-days").await.unwrap().as_deref(), Some("2"));
     let lines = browser.script("return document.querySelectorAll('#exposure-series path.series').length").await;
