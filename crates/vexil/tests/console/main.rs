@@ -14,4 +14,5 @@ mod access;
 mod audit;
 mod environments;
 mod flags;
+mod owners;
 mod weight;
