@@ -240,12 +240,12 @@ function diffLines(a, b) {
       out.push([' ', a[i]]);
       i += 1;
       j += 1;
-    } else if (j < m && (i === n || lengths[i][j + 1] >= lengths[i + 1][j])) {
-      out.push(['+', b[j]]);
-      j += 1;
-    } else {
+    } else if (i < n && (j === m || lengths[i + 1][j] >= lengths[i][j + 1])) {
       out.push(['-', a[i]]);
       i += 1;
+    } else {
+      out.push(['+', b[j]]);
+      j += 1;
     }
   }
   return out;

@@ -3,7 +3,7 @@
 
 import {h, replace, heading, field, table, jsonDiff} from '../components.js';
 
-const ENTITIES = ['', 'flag', 'segment', 'experiment', 'key', 'emergency_stop', 'budget', 'rollout_plan', 'environment', 'change_request'];
+const ENTITIES = ['', 'flag', 'segment', 'experiment', 'key', 'emergency_stop', 'budget', 'rollout_plan', 'environment', 'change_request', 'user'];
 const PAGE = 50;
 
 export async function render(root, ctx) {

@@ -186,6 +186,11 @@ impl Browser {
         path
     }
 
+    /// Empties the browser's log: what it logged so far was not about the console.
+    pub async fn forget_log(&self) {
+        self.errors().await;
+    }
+
     /// The errors the browser logged since the last call, but for the API's 4xx answers.
     async fn errors(&self) -> Vec<String> {
         let entries = self.client.issue_cmd(BrowserLog).await.unwrap();

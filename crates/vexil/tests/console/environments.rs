@@ -48,6 +48,7 @@ async fn promoting_staging_to_production_shows_the_diff_before_applying_it() {
     assert!(crate::browser::diff_line(&preview, '+', "\"rollout\": 80"), "{preview}");
     let (_, production) = server.call(Method::GET, "/v1/admin/flags/new_checkout", None).await;
     assert_eq!(production["default"]["rollout"], 50);
+    browser.script("document.getElementById('promote-form').scrollIntoView();").await;
     browser.screenshot("promotion_preview").await;
 
     browser.click("#promote-apply").await;

@@ -16,5 +16,6 @@ mod environments;
 mod events;
 mod experiments;
 mod flags;
+mod owners;
 mod safety;
 mod weight;

@@ -154,7 +154,7 @@ fn table(state: AppState) -> Table {
         let tag = "admin";
         t.add_document(
             kind,
-            spec(M::GET, collection, Some(Admin), tag, "List (optionally ?tag=)."),
+            spec(M::GET, collection, Some(Admin), tag, "List (optionally ?tag=).").compressed(),
             admin_documents::list,
         )
         .add_document(
