@@ -13,8 +13,11 @@ export async function render(root, ctx) {
   const [key, mode] = ctx.params;
   if (key === 'new') return editor(root, ctx, null);
   if (key && mode === 'edit') return editor(root, ctx, key);
-  if (key) return detail(root, ctx, key);
-  return list(root, ctx);
+  // The list and an experiment's page follow changes made elsewhere (a status, a new one); the
+  // editor does not, so edits in progress are never replaced.
+  const show = key ? () => detail(root, ctx, key) : () => list(root, ctx);
+  await show();
+  ctx.live.on(show);
 }
 
 const BASE = '/v1/admin/experiments';
