@@ -97,3 +97,29 @@ async fn results_show_a_forest_plot_per_metric_the_daily_series_and_the_srm_warn
     assert!(!browser.exists("button[data-action]").await, "a viewer has no lifecycle buttons");
     browser.finish().await;
 }
+
+#[tokio::test]
+async fn an_editor_creates_an_experiment_fixing_the_field_the_server_names_then_starts_it() {
+    let server = Server::start().await;
+    create_user(&server, "erin", "editor", Value::Null).await;
+    let Some(browser) = Browser::open(&server, "experiment_create").await else { return };
+    browser.sign_in("erin", &password("erin")).await;
+    browser.goto("/#/experiments").await;
+    browser.click("#new-experiment").await;
+    browser.fill("#experiment-form input[name=key]", "Signup Flow").await;
+    browser.fill("#experiment-form input[name='metrics.0.key']", "signups").await;
+    browser.fill("#experiment-form input[name='metrics.0.event']", "signup").await;
+    browser.click("#experiment-form button[type=submit]").await;
+    let error = browser.wait_shown("#experiment-form [data-path=key] .field-error").await;
+    assert!(error.contains("must match"), "the key's error at the key: {error}");
+
+    browser.fill("#experiment-form input[name=key]", "signup_flow").await;
+    browser.click("#experiment-form button[type=submit]").await;
+    browser.click("button[data-action=start]").await;
+    browser.wait_text(".page-head", "running").await;
+    let (_, stored) = server.call(Method::GET, "/v1/admin/experiments/signup_flow", None).await;
+    assert_eq!((stored["status"].as_str(), &stored["metrics"][0]["event"]), (Some("running"), &json!("signup")));
+    let (_, audit) = server.call(Method::GET, "/v1/admin/audit?entity=experiment&key=signup_flow", None).await;
+    assert_eq!(audit["records"][0]["actor"], "user:erin", "{audit}");
+    browser.finish().await;
+}
