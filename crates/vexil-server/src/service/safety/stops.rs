@@ -52,40 +52,7 @@ impl Stop {
     pub fn from_document(doc: &StoredDocument) -> Option<Stop> {
         serde_json::from_value(doc.body.clone()).ok()
     }
-}
 
-/// A stop request that cannot be carried out: the field at fault and why.
-#[derive(Debug, thiserror::Error)]
-pub enum StopError {
-    #[error("{message}")]
-    Invalid { field: String, message: String },
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-fn invalid(field: impl Into<String>, message: impl Into<String>) -> StopError {
-    StopError::Invalid { field: field.into(), message: message.into() }
-}
-
-/// The active stops, oldest first, as the API shows them (with `id` and `created_at`).
-pub async fn active(store: &dyn Store) -> Result<Vec<StoredDocument>, StoreError> {
-    let mut stops = store.list(EntityKind::EmergencyStop).await?;
-    stops.sort_by_key(|d| d.created_at);
-    Ok(stops)
-}
-
-/// The keys of the flags in `flags` that any of `stops` covers.
-pub fn stopped_flags(stops: &[Stop], flags: &FlagSet) -> Vec<String> {
-    flags.flags().filter(|f| stops.iter().any(|s| s.covers(f))).map(|f| f.key.clone()).collect()
-}
-
-/// The keys of the flags in `flags` under any of the stored stops `active`.
-pub fn covered(active: &[StoredDocument], flags: &FlagSet) -> Vec<String> {
-    let stops: Vec<Stop> = active.iter().filter_map(Stop::from_document).collect();
-    stopped_flags(&stops, flags)
-}
-
-impl Stop {
     /// Whether the stop is well formed for its scope and names only stored flags.
     pub async fn check(&self, store: &dyn Store) -> Result<(), StopError> {
         if let Some(problem) = self.reason.as_deref().and_then(vexil_core::bounds::reason_problem) {
@@ -120,6 +87,37 @@ impl Stop {
         }
         Ok(())
     }
+}
+
+/// A stop request that cannot be carried out: the field at fault and why.
+#[derive(Debug, thiserror::Error)]
+pub enum StopError {
+    #[error("{message}")]
+    Invalid { field: String, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> StopError {
+    StopError::Invalid { field: field.into(), message: message.into() }
+}
+
+/// The active stops, oldest first, as the API shows them (with `id` and `created_at`).
+pub async fn active(store: &dyn Store) -> Result<Vec<StoredDocument>, StoreError> {
+    let mut stops = store.list(EntityKind::EmergencyStop).await?;
+    stops.sort_by_key(|d| d.created_at);
+    Ok(stops)
+}
+
+/// The keys of the flags in `flags` that any of `stops` covers.
+pub fn stopped_flags(stops: &[Stop], flags: &FlagSet) -> Vec<String> {
+    flags.flags().filter(|f| stops.iter().any(|s| s.covers(f))).map(|f| f.key.clone()).collect()
+}
+
+/// The keys of the flags in `flags` under any of the stored stops `active`.
+pub fn covered(active: &[StoredDocument], flags: &FlagSet) -> Vec<String> {
+    let stops: Vec<Stop> = active.iter().filter_map(Stop::from_document).collect();
+    stopped_flags(&stops, flags)
 }
 
 /// What a stop would cover now: the flags it would turn off and the experiments those flags
