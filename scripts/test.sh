@@ -7,8 +7,9 @@
 # It exits non-zero whenever that line counts a failure. A green run means every test ran and
 # passed, so the run is strict by default:
 #
-# - Every engine (scripts/services/) and pyarrow (scripts/pyarrow.sh) must start or install; if
-#   one does not, no test runs and each missing one counts as failed.
+# - Every engine (scripts/services/), pyarrow (scripts/pyarrow.sh) and Chromium with chromedriver
+#   (scripts/chromium.sh, for the console's browser tests) must start or install; if one does
+#   not, no test runs and each missing one counts as failed.
 # - A test binary that dies without cargo's `test result:` line (abort, a signal, a stack
 #   overflow) counts as failed, and so does a cargo, OFREP, Schemathesis or self-test run that
 #   fails without saying how many tests failed (a build error, a crash). `--no-fail-fast`: one failing binary
@@ -29,16 +30,16 @@
 #   VEXIL_TEST_MANIFEST   the Cargo.toml to test (default: this repository's workspace)
 #   VEXIL_TEST_SERVICES   the folder of engine scripts (default: scripts/services)
 #   VEXIL_TEST_ENGINES    the engines to start from it (default when unset: "postgres broker s3")
-#   VEXIL_TEST_PARTS      what to run, in order (default when unset: "pyarrow cargo ofrep schemathesis ops
-#                         selftest"; "ofrep-web" adds the OpenFeature web provider check, which needs
-#                         Node.js)
+#   VEXIL_TEST_PARTS      what to run, in order (default when unset: "pyarrow chromium cargo ofrep
+#                         schemathesis ops selftest"; "ofrep-web" adds the OpenFeature web provider
+#                         check, which needs Node.js)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 manifest="${VEXIL_TEST_MANIFEST:-Cargo.toml}"
 services="${VEXIL_TEST_SERVICES:-scripts/services}"
 read -r -a engines <<<"${VEXIL_TEST_ENGINES-postgres broker s3}"
-read -r -a parts <<<"${VEXIL_TEST_PARTS-pyarrow cargo ofrep schemathesis ops selftest}"
+read -r -a parts <<<"${VEXIL_TEST_PARTS-pyarrow chromium cargo ofrep schemathesis ops selftest}"
 has_part() { [[ " ${parts[*]} " == *" $1 "* ]]; }
 
 # Only "1" allows skips; any other value is unset so the tests see the same strict decision.
@@ -89,7 +90,8 @@ count_line() {
 }
 
 # The engines of the distributed mode, as throwaway loopback instances; each start prints the
-# variables the tests read. Then pyarrow, which the Parquet archive test reads the archive with.
+# variables the tests read. Then pyarrow, which the Parquet archive test reads the archive with,
+# and headless Chromium with chromedriver, which the console's browser tests drive.
 missing=()
 for engine in "${engines[@]}"; do
     if env="$(bash "$services/$engine.sh" start)"; then
@@ -106,6 +108,13 @@ if has_part pyarrow; then
         missing+=(pyarrow)
     fi
 fi
+if has_part chromium; then
+    if env="$(bash scripts/chromium.sh)"; then
+        eval "$env"
+    else
+        missing+=(chromium)
+    fi
+fi
 for what in "${missing[@]}"; do
     if ((allow_skips)); then
         echo "test.sh: $what did not start; the tests that need it skip (VEXIL_TEST_ALLOW_SKIPS=1)" >&2
@@ -120,7 +129,7 @@ for part in "${parts[@]}"; do
     log="$work/$part.log"
     status=0
     case "$part" in
-    pyarrow) ;;
+    pyarrow | chromium) ;;
     cargo)
         # The Rust suites: unit, property, golden, end-to-end over HTTP against real `vexil
         # serve` processes.

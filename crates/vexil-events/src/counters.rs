@@ -101,6 +101,15 @@ pub struct CounterRow {
     pub counter: Counter,
 }
 
+/// One event name's totals over a span of windows: what [`crate::store::Stats::event_totals`]
+/// answers to list the event names that were seen.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventTotal {
+    pub event: String,
+    pub count: u64,
+    pub sum: f64,
+}
+
 /// A [`CounterKey`] of borrowed strings, to find a counter without allocating. Hashes exactly
 /// as the owned key (same fields in the same order; `&str` hashes as `String`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

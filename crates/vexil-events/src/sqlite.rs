@@ -3,7 +3,7 @@
 
 use crate::aggregate::{AggregateKey, AggregateRow, Sums};
 use crate::archive::OpenFile;
-use crate::counters::{Counter, CounterKey, CounterRow, Window};
+use crate::counters::{Counter, CounterKey, CounterRow, EventTotal, Window};
 use crate::enrich::UserState;
 use crate::error::Error;
 use crate::store::{Changes, Committed, Lease, PartitionStore, ProcessingBackend, Stats};
@@ -337,6 +337,18 @@ impl Stats for SqliteStats {
                 })
             },
         )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn event_totals(&self, window: Window, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<EventTotal>, Error> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT event, SUM(count), SUM(sum) FROM counters
+             WHERE window = ?1 AND experiment = '' AND start >= ?2 AND start < ?3
+             GROUP BY event ORDER BY event",
+        )?;
+        let rows = stmt.query_map(params![window.name(), from.timestamp(), to.timestamp()], |r| {
+            Ok(EventTotal { event: r.get(0)?, count: r.get::<_, i64>(1)? as u64, sum: r.get(2)? })
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }

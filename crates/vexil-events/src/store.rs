@@ -19,7 +19,7 @@
 
 use crate::aggregate::{AggregateKey, AggregateRow, Sums};
 use crate::archive::OpenFile;
-use crate::counters::{Counter, CounterKey, CounterRow, Window};
+use crate::counters::{Counter, CounterKey, CounterRow, EventTotal, Window};
 use crate::enrich::UserState;
 use crate::error::Error;
 use chrono::{DateTime, Utc};
@@ -124,6 +124,10 @@ pub trait Stats: Send {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<CounterRow>, Error>;
+
+    /// Every event name with a per-event counter of `window` starting in `[from, to)`, with its
+    /// count and sum over those windows, ordered by name (evaluation counts included).
+    fn event_totals(&self, window: Window, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<EventTotal>, Error>;
 
     /// `GET /v1/stats/events?event=&window=&from=&to=`: windows starting in `[from, to)`.
     fn event_counters(

@@ -7,7 +7,7 @@ use deadpool_postgres::Pool;
 use tokio::runtime::Handle;
 use tokio_postgres::types::ToSql;
 use vexil_events::aggregate::AggregateRow;
-use vexil_events::counters::{CounterRow, Window};
+use vexil_events::counters::{CounterRow, EventTotal, Window};
 use vexil_events::store::Stats;
 use vexil_events::Error;
 
@@ -74,6 +74,22 @@ impl Stats for PostgresStats {
                 variant: r.get(3),
                 counter: counter_at(r, 4),
             })
+            .collect())
+    }
+
+    fn event_totals(&self, window: Window, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<EventTotal>, Error> {
+        let rows = wait(
+            &self.runtime,
+            self.query(
+                "SELECT event, SUM(count)::BIGINT, SUM(sum) FROM event_counters
+                 WHERE period = $1 AND experiment = '' AND start >= $2 AND start < $3
+                 GROUP BY event ORDER BY event",
+                &[&window.name(), &from.timestamp(), &to.timestamp()],
+            ),
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| EventTotal { event: r.get(0), count: r.get::<_, i64>(1) as u64, sum: r.get(2) })
             .collect())
     }
 }

@@ -1,6 +1,7 @@
 //! The layers every response goes through (SPEC 4): a request id (the client's `X-Request-Id`
 //! or a fresh UUID) echoed on the response and carried by every log line of the request,
-//! `X-Content-Type-Options: nosniff`, `Cache-Control: no-store`, the body size limit, metrics,
+//! `X-Content-Type-Options: nosniff`, `Cache-Control: no-store` (unless the route set its own:
+//! the console's files), the body size limit, metrics,
 //! and a panic guard that answers 500 in the API's error shape. CORS is applied per route by
 //! the route table, only where browsers are meant to call.
 //!
@@ -249,7 +250,7 @@ impl Done {
         let elapsed = self.started.elapsed();
         self.metrics.record(self.route, &self.method, response.status(), elapsed);
         let headers = response.headers_mut();
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
         headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
         headers.entry(&X_REQUEST_ID).or_insert(self.request_id);
         log_answer(&self.span, &response, elapsed);

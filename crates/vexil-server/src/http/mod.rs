@@ -10,9 +10,11 @@
 //! - [`auth`]: API keys, their kinds, and the authentication cache; [`session`]: people's
 //!   session cookie and CSRF header; [`rate_limit`]: per-key request rates;
 //! - [`openapi`]: the API description; [`state`]: what every handler shares;
+//! - [`console`]: the web console's embedded files;
 //! - [`sdk_stream`]: the SDK stream's fan-out, one serialised frame per change for all streams.
 
 pub mod auth;
+pub mod console;
 pub mod edge;
 pub mod error;
 pub mod extract;

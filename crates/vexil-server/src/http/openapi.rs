@@ -12,6 +12,9 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 use std::sync::OnceLock;
 
+/// The route of the console's files, whose parameter is the rest of the path.
+const CONSOLE_FILES: &str = "/console/{*path}";
+
 /// `GET /openapi.json`
 pub async fn serve(State(state): State<AppState>) -> Json<Value> {
     static DOCUMENT: OnceLock<Value> = OnceLock::new();
@@ -30,7 +33,8 @@ fn bodies(spec: &RouteSpec) -> (Option<&'static str>, &'static str, Option<&'sta
         (Method::POST, "/ofrep/v1/evaluate/flags/{key}") => (Some("OfrepRequest"), "200", Some("OfrepSuccess")),
         (Method::POST, "/ofrep/v1/evaluate/flags") => (Some("OfrepRequest"), "200", Some("OfrepBulkSuccess")),
         (Method::GET, "/v1/sdk/flags" | "/v1/admin/export") => (None, "200", Some("FlagsDocument")),
-        (Method::GET, "/v1/sdk/stream" | "/ofrep/v1/event-stream") => (None, "200", None),
+        (Method::GET, "/v1/sdk/stream" | "/ofrep/v1/event-stream" | "/v1/admin/stream") => (None, "200", None),
+        (Method::GET, "/v1/admin/flags/{key}/evaluation") => (None, "200", Some("EvaluationResult")),
         (Method::POST, "/v1/events/evaluation-counts") => {
             (Some("EvaluationCounts"), "200", Some("EvaluationCountsResult"))
         }
@@ -45,6 +49,9 @@ fn bodies(spec: &RouteSpec) -> (Option<&'static str>, &'static str, Option<&'sta
         (Method::GET, SESSION_PATH) => (None, "200", Some("Session")),
         (Method::DELETE, SESSION_PATH) => (None, "204", None),
         (Method::GET, "/v1/admin/audit") => (None, "200", Some("AuditRecords")),
+        (Method::GET, "/v1/stats/event-names") => (None, "200", Some("EventNames")),
+        (Method::GET, "/v1/admin/rollout-plans") => (None, "200", Some("RolloutPlanList")),
+        (Method::GET, "/v1/admin/emergency-stop/preview") => (None, "200", Some("StopPreview")),
         (Method::GET, "/v1/admin/environments") => (None, "200", Some("EnvironmentList")),
         (Method::POST, "/v1/admin/environments/{env}/promote") => (Some("Promotion"), "200", Some("PromotionResult")),
         (Method::GET, "/v1/admin/flags/{key}/environments") => (None, "200", Some("FlagEnvironments")),
@@ -91,6 +98,7 @@ fn operation(spec: &RouteSpec) -> Value {
         .path
         .split('/')
         .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+        .map(|name| name.trim_start_matches('*'))
         .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
         .collect();
     parameters.extend(query_parameters(spec.path).iter().map(|(name, schema, required, description)| {
@@ -102,7 +110,7 @@ fn operation(spec: &RouteSpec) -> Value {
         Method::PUT | Method::DELETE if versioned => {
             parameters.push(header("If-Match", "The version the change applies to; 409 version_mismatch otherwise."))
         }
-        Method::GET if spec.path == "/v1/sdk/flags" => {
+        Method::GET if matches!(spec.path, "/v1/sdk/flags" | "/" | CONSOLE_FILES) => {
             parameters.push(header("If-None-Match", "The ETag held; 304 when current."))
         }
         Method::POST if spec.path == "/ofrep/v1/evaluate/flags" => {
@@ -118,6 +126,11 @@ fn operation(spec: &RouteSpec) -> Value {
                 "description": "Accepted and ignored: vexil's events carry no lastModified."}),
             );
         }
+        Method::GET if spec.path == "/v1/admin/stream" => parameters.push(header(
+            "Last-Event-ID",
+            "The id (a revision) of the last event received; when current, the stream does not start with a message. \
+             400 invalid_header when not a revision number.",
+        )),
         Method::GET if spec.path == "/ofrep/v1/event-stream" => {
             parameters.push(header(
                 "Last-Event-ID",
@@ -163,6 +176,19 @@ fn operation(spec: &RouteSpec) -> Value {
                 "type": "object", "description": "One server-sent event; its data is an OfrepRefetchEvent as JSON text.",
                 "properties": {"event": {"type": "string"}, "data": {"type": "string"}, "id": {"type": "string"}}},
                 "x-data-schema": {"$ref": "#/components/schemas/OfrepRefetchEvent"}}}
+        }),
+        (_, "/") => json!({"description": "The console's page",
+            "content": {"text/html": {"schema": {"type": "string"}}}}),
+        (_, CONSOLE_FILES) => json!({"description": "A file of the console",
+            "content": {"text/javascript": {"schema": {"type": "string"}}, "text/css": {"schema": {"type": "string"}},
+                        "text/html": {"schema": {"type": "string"}}}}),
+        (_, "/v1/admin/stream") => json!({
+            "description": "An event stream of `id: <revision>`, `event: revision`, `data: {\"revision\": N}` \
+                (and `: heartbeat` comments)",
+            "content": {"text/event-stream": {"schema": {
+                "type": "object", "description": "One server-sent event; its data is {\"revision\": N} as JSON text.",
+                "properties": {"event": {"type": "string", "enum": ["revision"]}, "data": {"type": "string"},
+                               "id": {"type": "string"}}}}}
         }),
         (_, "/metrics") => {
             json!({"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}})
@@ -257,6 +283,12 @@ fn operation(spec: &RouteSpec) -> Value {
     if spec.path == "/v1/events/evaluation-counts" {
         responses.insert("409".into(), error("report_id_reused: the report_id was counted with other counts"));
     }
+    if matches!(spec.path, "/" | CONSOLE_FILES) {
+        responses.insert("304".into(), json!({"description": "Not modified: If-None-Match names the file's ETag"}));
+    }
+    if spec.path == CONSOLE_FILES {
+        responses.insert("404".into(), error("The console has no such file"));
+    }
     if spec.path == "/ready" {
         responses.insert("503".into(), error("Not ready"));
     }
@@ -309,6 +341,10 @@ fn query_parameters(path: &str) -> Vec<(&'static str, Value, bool, &'static str)
         "/v1/admin/flags" | "/v1/admin/segments" | "/v1/admin/experiments" => {
             vec![("tag", string(), false, "Only the documents with this tag.")]
         }
+        "/v1/admin/flags/{key}/evaluation" => vec![
+            ("user_id", string(), true, "The user."),
+            ("context", string(), false, "The context attributes as a JSON object (text)."),
+        ],
         "/v1/admin/import" => vec![("dry_run", json!({"type": "boolean"}), false, "Only validate; change nothing.")],
         "/v1/admin/change-requests" => vec![(
             "status",
@@ -336,6 +372,15 @@ fn query_parameters(path: &str) -> Vec<(&'static str, Value, bool, &'static str)
             ("from", time(), false, "Start of the range."),
             ("to", time(), false, "End of the range."),
             ("experiment", string(), false, "Only this experiment's exposures."),
+        ],
+        "/v1/admin/emergency-stop/preview" => vec![
+            ("scope", json!({"type": "string", "enum": ["all", "tag", "flags"]}), true, "What the stop covers."),
+            ("tag", string(), false, "The tag (scope tag)."),
+            ("flags", string(), false, "Comma-separated flag keys (scope flags)."),
+        ],
+        "/v1/stats/event-names" => vec![
+            ("from", time(), false, "Start of the range (default 30 days before to)."),
+            ("to", time(), false, "End of the range (default now)."),
         ],
         "/v1/experiments/{key}/results" => vec![
             (
@@ -366,7 +411,8 @@ fn query_parameters(path: &str) -> Vec<(&'static str, Value, bool, &'static str)
 pub fn document(specs: &[RouteSpec]) -> Value {
     let mut paths = Map::new();
     for spec in specs {
-        let path = paths.entry(spec.path).or_insert_with(|| json!({}));
+        // OpenAPI writes a path parameter `{name}` whether it matches one segment or the rest.
+        let path = paths.entry(spec.path.replace("{*", "{")).or_insert_with(|| json!({}));
         path[spec.method.as_str().to_ascii_lowercase()] = operation(spec);
     }
     json!({
@@ -442,6 +488,17 @@ fn schemas() -> Value {
             "environments": {"type": ["array", "null"], "items": {"type": "string"}},
             "created_at": {"type": "string"}, "revoked_at": {"type": ["string", "null"]}}},
         "CreatedKey": object("A new key with its secret in \"key\", shown only here."),
+        "EventNames": {"type": "object", "required": ["from", "to", "events"], "properties": {
+            "from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time"},
+            "events": {"type": "array", "items": {"type": "object", "required": ["event", "count", "sum"], "properties": {
+                "event": {"type": "string"}, "count": {"type": "integer", "minimum": 0}, "sum": {"type": "number"}}}}}},
+        "RolloutPlanList": {"type": "object", "required": ["environment", "plans"], "properties": {
+            "environment": {"type": "string"},
+            "plans": {"type": "array", "items": {"$ref": "#/components/schemas/Object"}}}},
+        "StopPreview": {"type": "object", "required": ["scope", "flags", "experiments"], "properties": {
+            "scope": {"type": "string", "enum": ["all", "tag", "flags"]},
+            "flags": {"type": "array", "items": {"type": "string"}},
+            "experiments": {"type": "array", "items": {"type": "string"}}}},
         "KeyList": {"type": "object", "properties": {"keys": {"type": "array", "items": {"$ref": "#/components/schemas/Key"}}}},
         "AuditRecords": {"type": "object", "properties": {"environment": {"type": "string"}, "records": {"type": "array", "items": {"type": "object", "properties": {
             "id": {"type": "integer"}, "at": {"type": "string"}, "environment": {"type": ["string", "null"]},

@@ -12,12 +12,15 @@
 //! (the stream fell behind the broadcast buffer, or its `put` came from a snapshot the task
 //! skipped) is replaced by a fresh `put` of the current snapshot: a client is never sent a diff
 //! against a state it does not have. An OFREP stream needs no chain: every frame newer than what
-//! its client was last told becomes one `refetchEvaluation` naming the newest revision.
+//! its client was last told becomes one `refetchEvaluation` naming the newest revision. The web
+//! console's stream (`GET /v1/admin/stream`) follows the same rule with its own message,
+//! `event: revision` naming the newest revision.
 
+use crate::http::error::ApiError;
 use crate::service::snapshot::{diff, Change, Snapshot, Snapshots};
 use crate::service::supervise::Supervisor;
 use axum::body::{Body, Bytes};
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, StreamExt};
 use serde_json::json;
@@ -89,6 +92,8 @@ enum Protocol {
     Sdk,
     /// OFREP's notification-only `refetchEvaluation` messages.
     Ofrep,
+    /// The console's notification-only `revision` messages.
+    Revisions,
 }
 
 /// Broadcasts one frame per configuration change to every SDK stream.
@@ -160,16 +165,70 @@ impl SdkStreams {
         heartbeat: Duration,
         shutdown: CancellationToken,
     ) -> Response {
+        self.open_notices(Protocol::Ofrep, snapshots, last_seen, heartbeat, shutdown)
+    }
+
+    /// The response of one `GET /v1/admin/stream`: a `revision` message for the current
+    /// revision unless `last_seen` is it, then one per configuration change, with heartbeats.
+    pub fn open_revisions(
+        &self,
+        snapshots: Arc<Snapshots>,
+        last_seen: Option<u64>,
+        heartbeat: Duration,
+        shutdown: CancellationToken,
+    ) -> Response {
+        self.open_notices(Protocol::Revisions, snapshots, last_seen, heartbeat, shutdown)
+    }
+
+    /// A stream of notices (`protocol` is not the SDK's), each naming a revision newer than
+    /// what the client was last told.
+    fn open_notices(
+        &self,
+        protocol: Protocol,
+        snapshots: Arc<Snapshots>,
+        last_seen: Option<u64>,
+        heartbeat: Duration,
+        shutdown: CancellationToken,
+    ) -> Response {
         let frames = self.frames.subscribe();
         let at = snapshots.current().revision;
         let first = match last_seen {
             Some(seen) if seen >= at => vec![],
-            _ => vec![refetch_frame(at)],
+            _ => vec![notice(protocol, at)],
         };
-        let following =
-            Following { protocol: Protocol::Ofrep, frames, snapshots, at, ticks: ticks(heartbeat), shutdown };
+        let following = Following { protocol, frames, snapshots, at, ticks: ticks(heartbeat), shutdown };
         respond(stream::iter(first), following)
     }
+}
+
+/// The notice of `revision` in a notification-only protocol.
+fn notice(protocol: Protocol, revision: u64) -> Bytes {
+    match protocol {
+        Protocol::Revisions => revision_frame(revision),
+        Protocol::Ofrep | Protocol::Sdk => refetch_frame(revision),
+    }
+}
+
+/// The console's `revision` message: `id` the revision (a reconnecting `EventSource` sends it
+/// back as `Last-Event-ID`), data `{"revision": N}`.
+fn revision_frame(revision: u64) -> Bytes {
+    Bytes::from(format!("id: {revision}\nevent: revision\ndata: {{\"revision\":{revision}}}\n\n"))
+}
+
+/// The revision a reconnecting client was last told (`Last-Event-ID`), if it says; 400
+/// `invalid_header` when that is not a revision. An empty one is what a client sends before it
+/// has seen any event.
+pub fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let presented = headers.get("last-event-id").map(|v| v.to_str().unwrap_or("\u{fffd}").trim());
+    let Some(text) = presented.filter(|text| !text.is_empty()) else { return Ok(None) };
+    let revision = text.parse::<u64>().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_header",
+            "Last-Event-ID must be the id of an event this stream sent (a revision number, e.g. 42)",
+        )
+        .with_field("Last-Event-ID")
+    })?;
+    Ok(Some(revision))
 }
 
 /// Ticks every `heartbeat`, the first after one interval.
@@ -212,18 +271,20 @@ impl Following {
                 received = self.frames.recv() => received,
                 _ = self.ticks.tick() => return Some(vec![Bytes::from_static(b": heartbeat\n\n")]),
             };
-            if self.protocol == Protocol::Ofrep {
+            if self.protocol != Protocol::Sdk {
                 match received {
                     Ok(frame) if frame.to <= self.at => {}
                     Ok(frame) => {
                         self.at = frame.to;
-                        return Some(vec![frame.refetch]);
+                        let message =
+                            if self.protocol == Protocol::Ofrep { frame.refetch } else { revision_frame(frame.to) };
+                        return Some(vec![message]);
                     }
                     Err(RecvError::Lagged(_)) => {
                         let current = self.snapshots.current().revision;
                         if current > self.at {
                             self.at = current;
-                            return Some(vec![refetch_frame(current)]);
+                            return Some(vec![notice(self.protocol, current)]);
                         }
                     }
                     Err(RecvError::Closed) => return None,
@@ -348,6 +409,17 @@ mod tests {
         assert!(text(stream.next().await.unwrap()).starts_with("event: put\n"));
         stream.shutdown.cancel();
         assert!(stream.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_console_stream_names_each_newer_revision() {
+        let sender = broadcast::Sender::new(4);
+        let mut stream = following(sender.subscribe(), 2);
+        stream.protocol = Protocol::Revisions;
+        for f in [frame(1, 2), frame(2, 5)] {
+            sender.send(f).unwrap();
+        }
+        assert_eq!(text(stream.next().await.unwrap()), "id: 5\nevent: revision\ndata: {\"revision\":5}\n\n");
     }
 
     #[tokio::test]

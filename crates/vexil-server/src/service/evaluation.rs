@@ -132,6 +132,14 @@ impl Evaluator<'_> {
     }
 }
 
+/// What flag `key` of `snapshot` gives `ctx` now, for a person trying a flag out (the console's
+/// "evaluate as"): not counted, not tracked, and no one is assigned or exposed, so a rule that
+/// serves an experiment answers as for a user in none of them (the flag's off variant).
+pub fn preview<'s>(snapshot: &'s Snapshot, key: &str, ctx: &Context<'_>) -> Result<Evaluation<'s>, EvalError> {
+    let env = EvalEnv::at(chrono::Utc::now().timestamp_millis());
+    snapshot.flags.evaluate_in(key, ctx, &env)
+}
+
 /// Answers that the user is in no experiment, and records which experiments were asked for and
 /// how often. A `Mutex` rather than a `RefCell`: evaluations that borrow it are held across the
 /// assignment's `.await`, and the request's future must stay `Send`.

@@ -16,6 +16,7 @@ use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::service::experiments::Experiments;
 use crate::service::supervise::Supervisor;
+use chrono::{DateTime, Utc};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{IntCounter, IntGauge};
@@ -29,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use vexil_core::experiment::CompiledExperiment;
 use vexil_core::Evaluation;
 use vexil_events::archive::{ArchiveOptions, ArchiveStore, LocalArchive};
+use vexil_events::counters::{EventTotal, Window, EVALUATION_PREFIX};
 use vexil_events::environment;
 use vexil_events::pipeline::{ExperimentsByEnv, Pipeline, PipelineOptions};
 use vexil_events::sqlite::SqliteBackend;
@@ -391,6 +393,29 @@ impl EventsIn<'_> {
         if evaluation.flag.track_events {
             tracker.track(self.env.cloned(), Tracker::evaluation_event(&evaluation.record(user_id)));
         }
+    }
+
+    /// The names of the events this environment was sent in the UTC days starting in
+    /// `[from, to)`, with their count and sum of `value` over those days, ordered by name.
+    /// Evaluation counts are the flags' and are left out; the shared counters hold every
+    /// environment's names, each other environment's qualified, and only this one's are kept.
+    pub async fn event_names(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<EventTotal>, String> {
+        let pipeline = self.events.pipeline.clone();
+        let totals = tokio::task::spawn_blocking(move || pipeline.stats()?.event_totals(Window::Day, from, to))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot read the counters: {e}"))?;
+        let env = self.env.map(|e| &**e);
+        Ok(totals
+            .into_iter()
+            .filter_map(|total| {
+                let (owner, name) = environment::split(&total.event);
+                if owner != env || name.starts_with(EVALUATION_PREFIX) {
+                    return None;
+                }
+                Some(EventTotal { event: name.to_owned(), count: total.count, sum: total.sum })
+            })
+            .collect())
     }
 }
 

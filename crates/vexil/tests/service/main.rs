@@ -10,6 +10,8 @@ mod auth;
 mod change_requests;
 mod cli;
 mod config;
+mod console;
+mod console_reads;
 mod crash;
 mod dlq;
 mod edge;

@@ -1,12 +1,13 @@
 //! `/v1/admin/emergency-stop`: stop all flags, the flags with a tag, or listed flags; list the
-//! active stops; lift them all (see [`crate::service::safety::stops`]).
+//! active stops; preview what a stop would cover; lift them all (see
+//! [`crate::service::safety::stops`]).
 
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
-use crate::http::extract::{ApiJson, ChangeReason, Env, OptionalJson};
+use crate::http::extract::{ApiJson, ApiQuery, ChangeReason, Env, OptionalJson};
 use crate::http::state::AppState;
 use crate::service::environments::Environment;
-use crate::service::safety::stops::{self, Stop, StopError};
+use crate::service::safety::stops::{self, Scope, Stop, StopError};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -64,6 +65,26 @@ pub async fn list(State(state): State<AppState>, Env(env): Env) -> Result<Json<V
     let (active, stopped) = status(&state, &env).await?;
     let stops: Vec<Value> = active.iter().map(StoredDocument::to_json).collect();
     Ok(Json(json!({"stops": stops, "stopped_flags": stopped})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewQuery {
+    scope: Scope,
+    tag: Option<String>,
+    /// Comma-separated flag keys.
+    flags: Option<String>,
+}
+
+/// `GET /v1/admin/emergency-stop/preview?scope=&tag=&flags=a,b` → `{"scope", "flags",
+/// "experiments"}`: what the stop would cover now, checked as the stop itself would be (400
+/// naming the field), without storing anything; so a person confirms exactly what will stop.
+pub async fn preview(Env(env): Env, ApiQuery(q): ApiQuery<PreviewQuery>) -> Result<Json<stops::Preview>, ApiError> {
+    let flags = q.flags.map(|list| list.split(',').map(|k| k.trim().to_owned()).collect()).unwrap_or_default();
+    let stop = Stop { scope: q.scope, tag: q.tag, flags, reason: None, stopped_at: None };
+    stop.check(env.store.as_ref()).await?;
+    env.snapshots.catch_up(env.store.as_ref()).await;
+    Ok(Json(stops::preview(&stop, &env.snapshots.current().flags)))
 }
 
 #[derive(Debug, Deserialize)]

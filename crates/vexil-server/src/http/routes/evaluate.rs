@@ -96,6 +96,36 @@ pub async fn query(
     state.evaluator(&env, &snapshot).evaluate(&ctx, Selection::One(&key), |outcomes| one_record(&ctx, outcomes)).await
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewQuery {
+    user_id: Option<String>,
+    /// The context as JSON text (a query string has no other way to carry an object).
+    context: Option<String>,
+}
+
+/// `GET /v1/admin/flags/{key}/evaluation?user_id=&context=`: what the flag gives that user and
+/// context now, as the evaluation routes answer it, without counting, tracking or assigning
+/// ([`crate::service::evaluation::preview`]).
+pub async fn preview(
+    Env(env): Env,
+    Path(key): Path<String>,
+    ApiQuery(query): ApiQuery<PreviewQuery>,
+) -> Result<Response, ApiError> {
+    let context: Option<Value> = match query.context.as_deref().map(str::trim).filter(|text| !text.is_empty()) {
+        None => None,
+        Some(text) => Some(serde_json::from_str(text).map_err(|e| {
+            ApiError::bad_request("invalid_context", format!("context must be a JSON object: {e}"))
+                .with_field("context")
+        })?),
+    };
+    let user = query.user_id.map(Value::String);
+    let ctx = Context::new(user_id(user.as_ref())?, attributes(context.as_ref())?);
+    let snapshot = env.snapshots.read();
+    let evaluation = crate::service::evaluation::preview(&snapshot, &key, &ctx)?;
+    Ok(crate::http::json::evaluation(&evaluation.record(ctx.user_id())))
+}
+
 #[derive(Serialize)]
 struct BatchResponse<'a> {
     flags: BTreeMap<&'a str, EvaluationRecord<'a>>,

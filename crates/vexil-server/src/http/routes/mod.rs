@@ -55,6 +55,11 @@ fn table(state: AppState) -> Table {
         )
         .add(spec(M::GET, "/metrics", None, "operations", "Prometheus metrics."), health::metrics)
         .add(spec(M::GET, "/openapi.json", None, "operations", "This OpenAPI document."), crate::http::openapi::serve)
+        .add(spec(M::GET, "/", None, "console", "The web console."), crate::http::console::page)
+        .add(
+            spec(M::GET, "/console/{*path}", None, "console", "The web console's scripts and styles."),
+            crate::http::console::file,
+        )
         .add(
             spec(
                 M::POST,
@@ -149,7 +154,7 @@ fn table(state: AppState) -> Table {
         let tag = "admin";
         t.add_document(
             kind,
-            spec(M::GET, collection, Some(Admin), tag, "List (optionally ?tag=)."),
+            spec(M::GET, collection, Some(Admin), tag, "List (optionally ?tag=).").compressed(),
             admin_documents::list,
         )
         .add_document(
@@ -244,6 +249,28 @@ fn table(state: AppState) -> Table {
     .add(
         spec(
             M::GET,
+            "/v1/admin/flags/{key}/evaluation",
+            Some(Admin),
+            "admin",
+            "What the flag gives a user and context now (?user_id=&context=<JSON object>), as the evaluation routes \
+             answer, without counting, tracking or assigning (experiment rules answer as for a user in none).",
+        ),
+        evaluate::preview,
+    )
+    .add(
+        spec(
+            M::GET,
+            "/v1/admin/stream",
+            Some(Admin),
+            "admin",
+            "Server-Sent Events for the web console: `event: revision` {\"revision\"} whenever the environment's \
+             configuration changes (and once on connect unless Last-Event-ID is current).",
+        ),
+        sdk::admin_stream,
+    )
+    .add(
+        spec(
+            M::GET,
             "/v1/admin/flags/{key}/environments",
             Some(Admin),
             "environments",
@@ -311,6 +338,17 @@ fn table(state: AppState) -> Table {
     )
     .add(
         spec(
+            M::GET,
+            "/v1/admin/emergency-stop/preview",
+            Some(Admin),
+            "safety",
+            "What a stop would cover now (?scope=all|tag|flags&tag=&flags=a,b): the flags it turns off and the \
+             experiments they serve; stores nothing.",
+        ),
+        emergency_stop::preview,
+    )
+    .add(
+        spec(
             M::POST,
             "/v1/admin/emergency-stop/resume",
             Some(Admin),
@@ -343,6 +381,16 @@ fn table(state: AppState) -> Table {
             "start, pause, resume or cancel the rollout plan (409 in the wrong state).",
         ),
         rollout_plans::act,
+    )
+    .add(
+        spec(
+            M::GET,
+            "/v1/admin/rollout-plans",
+            Some(Admin),
+            "safety",
+            "Every rollout plan of the environment with its state, step and guard readings.",
+        ),
+        rollout_plans::list,
     );
     let (budgets, budget) = ("/v1/admin/budgets", "/v1/admin/budgets/{key}");
     let kind = EntityKind::Budget;
@@ -497,6 +545,16 @@ fn event_routes(t: &mut Table) {
             "Hourly or daily counters of an event (?event=&window=hour|day&from=&to=&experiment=).",
         ),
         stats::events,
+    )
+    .add(
+        spec(
+            M::GET,
+            "/v1/stats/event-names",
+            Some(Server),
+            "events",
+            "The event names sent in the UTC days starting in [from, to), with their count and sum (?from=&to=).",
+        ),
+        stats::event_names,
     )
     .add(
         spec(

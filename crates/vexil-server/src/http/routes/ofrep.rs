@@ -292,21 +292,7 @@ pub async fn event_stream_route(
     Env(env): Env,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    // An empty `Last-Event-ID` is what a client sends before it has seen any event.
-    let presented = headers.get("last-event-id").map(|v| v.to_str().unwrap_or("\u{fffd}").trim());
-    let last_seen = match presented.filter(|text| !text.is_empty()) {
-        None => None,
-        Some(text) => {
-            let revision = text.parse::<u64>().map_err(|_| {
-                ApiError::bad_request(
-                    "invalid_header",
-                    "Last-Event-ID must be the id of an event this stream sent (a revision number, e.g. 42)",
-                )
-                .with_field("Last-Event-ID")
-            })?;
-            Some(revision)
-        }
-    };
+    let last_seen = crate::http::sdk_stream::last_event_id(&headers)?;
     Ok(state.sdk_streams.of(&env.key, &env.snapshots, &state.supervisor, &state.shutdown).open_ofrep(
         env.snapshots.clone(),
         last_seen,

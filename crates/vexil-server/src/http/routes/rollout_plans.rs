@@ -1,5 +1,6 @@
 //! `/v1/admin/flags/{key}/rollout-plan`: write a flag's progressive rollout plan, read its
-//! status with live guard readings, and start, pause, resume or cancel it. An editor's write
+//! status with live guard readings, and start, pause, resume or cancel it;
+//! `/v1/admin/rollout-plans`: every plan of the environment with its status. An editor's write
 //! in a protected environment is [`Held`]: 202 with a change request (to stop a rollout at
 //! once there, an editor uses the emergency stop, which is never held).
 
@@ -13,7 +14,7 @@ use crate::service::safety::plans::{self, Action, Loaded, Plan, PlanError, PlanR
 use axum::extract::{Path, State as AxumState};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde_json::Value;
+use serde_json::{json, Value};
 use vexil_store::{EntityKind, StoreError, Write};
 
 impl From<PlanError> for ApiError {
@@ -77,6 +78,15 @@ pub async fn get(
 ) -> Result<Json<Value>, ApiError> {
     let loaded = Loaded::load(env.store.as_ref(), &key).await?.ok_or_else(|| no_plan(&key))?;
     Ok(Json(loaded.status(state.safety.signals_of(&env.key).as_ref(), vexil_store::now())))
+}
+
+/// `GET /v1/admin/rollout-plans` → `{"environment", "plans": [...]}`: every plan as
+/// [`get`] shows it, ordered by flag.
+pub async fn list(AxumState(state): AxumState<AppState>, Env(env): Env) -> Result<Json<Value>, ApiError> {
+    let all = Loaded::load_all(env.store.as_ref()).await?;
+    let (signals, now) = (state.safety.signals_of(&env.key), vexil_store::now());
+    let plans: Vec<Value> = all.iter().map(|loaded| loaded.status(signals.as_ref(), now)).collect();
+    Ok(Json(json!({"environment": &*env.key, "plans": plans})))
 }
 
 /// `POST /v1/admin/flags/{key}/rollout-plan/{action}`, action `start` (apply the first step now;

@@ -6,6 +6,8 @@
 //! flag or segment and `delete` `{"kind", "key"}` per removed one. Each event's `id` is the
 //! revision it brings the client to. A comment line `: heartbeat` keeps idle connections open.
 //! Each change is serialised once for all streams ([`crate::http::sdk_stream`]).
+//! The web console's stream, `GET /v1/admin/stream`, rides on the same fan-out with a notice
+//! per change instead of the changes.
 //! Flags under an emergency stop are served `enabled: false` (see [`crate::service::snapshot`]), so SDKs
 //! that evaluate locally honour stops without knowing about them.
 
@@ -38,4 +40,16 @@ pub async fn flags(Env(env): Env, headers: HeaderMap) -> Response {
 pub async fn stream(State(state): State<AppState>, Env(env): Env) -> Response {
     let streams = state.sdk_streams.of(&env.key, &env.snapshots, &state.supervisor, &state.shutdown);
     streams.open(env.snapshots.clone(), state.config.sse_heartbeat, state.shutdown.clone())
+}
+
+/// `GET /v1/admin/stream`: for the web console, a `revision` message whenever the environment's
+/// configuration changes (a notice only: the console fetches what it shows again).
+pub async fn admin_stream(
+    State(state): State<AppState>,
+    Env(env): Env,
+    headers: HeaderMap,
+) -> Result<Response, crate::http::error::ApiError> {
+    let last_seen = crate::http::sdk_stream::last_event_id(&headers)?;
+    let streams = state.sdk_streams.of(&env.key, &env.snapshots, &state.supervisor, &state.shutdown);
+    Ok(streams.open_revisions(env.snapshots.clone(), last_seen, state.config.sse_heartbeat, state.shutdown.clone()))
 }

@@ -1,6 +1,6 @@
 //! `GET /v1/stats/events`: hourly or daily counters of one event name (count, sum of `value`,
 //! exact unique users), optionally per variant of an experiment, from what the pipeline has
-//! committed.
+//! committed; `GET /v1/stats/event-names`: the event names seen, to choose from.
 
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiQuery, Env};
@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use vexil_events::counters::{CounterRow, Window, EVALUATION_PREFIX};
+use vexil_events::counters::{CounterRow, EventTotal, Window, EVALUATION_PREFIX};
 use vexil_events::environment::{self, stored};
 use vexil_events::event::is_valid_event_name;
 
@@ -90,4 +90,35 @@ pub async fn events(
         bucket.event.clone_from(&event);
     }
     Ok(Json(StatsAnswer { event, window, from, to, experiment: q.experiment, buckets }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamesQuery {
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize)]
+pub struct NamesAnswer {
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    /// Ordered by name.
+    events: Vec<EventTotal>,
+}
+
+/// `?from=&to=` (RFC 3339; default the last 30 days): the event names the environment was sent
+/// in the UTC days starting in `[from, to)`, with their count and sum of `value`.
+pub async fn event_names(
+    State(state): State<AppState>,
+    Env(env): Env,
+    ApiQuery(q): ApiQuery<NamesQuery>,
+) -> Result<Json<NamesAnswer>, ApiError> {
+    let to = q.to.unwrap_or_else(Utc::now);
+    let from = q.from.unwrap_or(to - Duration::days(30));
+    if from >= to {
+        return Err(ApiError::bad_request("invalid_query", "from must be before to").with_field("from"));
+    }
+    let events = state.events_of(&env).event_names(from, to).await.map_err(ApiError::internal)?;
+    Ok(Json(NamesAnswer { from, to, events }))
 }

@@ -61,8 +61,8 @@ impl RouteSpec {
     }
 
     /// Compresses the answer (gzip) when the request's `Accept-Encoding` allows it: for the
-    /// large documents (the SDK configuration, bulk evaluations, exports), where 10,000 flags
-    /// are megabytes of JSON that compress about tenfold.
+    /// large documents (the SDK configuration, bulk evaluations, exports, the admin lists the
+    /// web console loads), where 10,000 flags are megabytes of JSON that compress about tenfold.
     pub fn compressed(mut self) -> RouteSpec {
         self.compressed = true;
         self

@@ -225,6 +225,25 @@ impl Loaded {
         Ok(Some(Loaded { plan, doc, flag }))
     }
 
+    /// Every plan in `store` with the flag it steers, ordered by flag key (plans whose flag or
+    /// body cannot be read are left out, as [`Loaded::load`] finds none for them).
+    pub async fn load_all(store: &dyn Store) -> Result<Vec<Loaded>, StoreError> {
+        let mut flags: std::collections::HashMap<String, StoredDocument> =
+            store.list(EntityKind::Flag).await?.into_iter().map(|d| (d.key.clone(), d)).collect();
+        let mut all: Vec<Loaded> = store
+            .list(EntityKind::RolloutPlan)
+            .await?
+            .into_iter()
+            .filter_map(|doc| {
+                let plan = from_body(&doc.body)?;
+                let flag = flags.remove(&doc.key)?;
+                Some(Loaded { plan, doc, flag })
+            })
+            .collect();
+        all.sort_by(|a, b| a.doc.key.cmp(&b.doc.key));
+        Ok(all)
+    }
+
     /// Stores `plan` and, when given, the flag body, in one write.
     pub async fn save(
         &self,

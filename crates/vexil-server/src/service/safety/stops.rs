@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
-use vexil_core::{Flag, FlagSet};
+use vexil_core::{Flag, FlagSet, Serve};
 use vexil_store::{ChangeMeta, EntityKind, Store, StoreError, StoredDocument, Timestamp, Write};
 
 /// Which flags a stop covers.
@@ -52,6 +52,41 @@ impl Stop {
     pub fn from_document(doc: &StoredDocument) -> Option<Stop> {
         serde_json::from_value(doc.body.clone()).ok()
     }
+
+    /// Whether the stop is well formed for its scope and names only stored flags.
+    pub async fn check(&self, store: &dyn Store) -> Result<(), StopError> {
+        if let Some(problem) = self.reason.as_deref().and_then(vexil_core::bounds::reason_problem) {
+            return Err(invalid("reason", problem));
+        }
+        match self.scope {
+            Scope::All => {
+                if self.tag.is_some() || !self.flags.is_empty() {
+                    return Err(invalid("scope", "scope \"all\" takes neither tag nor flags"));
+                }
+            }
+            Scope::Tag => {
+                if self.tag.as_deref().is_none_or(|t| t.trim().is_empty()) {
+                    return Err(invalid("tag", "scope \"tag\" needs a non-empty tag"));
+                }
+                if !self.flags.is_empty() {
+                    return Err(invalid("flags", "scope \"tag\" takes no flags"));
+                }
+            }
+            Scope::Flags => {
+                if self.flags.is_empty() {
+                    return Err(invalid("flags", "scope \"flags\" needs at least one flag key"));
+                }
+                if self.tag.is_some() {
+                    return Err(invalid("tag", "scope \"flags\" takes no tag"));
+                }
+                let known: BTreeSet<String> = store.list(EntityKind::Flag).await?.into_iter().map(|d| d.key).collect();
+                if let Some((i, key)) = self.flags.iter().enumerate().find(|(_, k)| !known.contains(*k)) {
+                    return Err(invalid(format!("flags[{i}]"), format!("flag \"{key}\" does not exist")));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A stop request that cannot be carried out: the field at fault and why.
@@ -85,38 +120,34 @@ pub fn covered(active: &[StoredDocument], flags: &FlagSet) -> Vec<String> {
     stopped_flags(&stops, flags)
 }
 
+/// What a stop would cover now: the flags it would turn off and the experiments those flags
+/// serve (users stop reaching them through the flags), each sorted.
+#[derive(Debug, Serialize)]
+pub struct Preview {
+    pub scope: Scope,
+    pub flags: Vec<String>,
+    pub experiments: Vec<String>,
+}
+
+/// The [`Preview`] of `stop` over `flags`, the environment's current flags.
+pub fn preview(stop: &Stop, flags: &FlagSet) -> Preview {
+    let covered: Vec<&Flag> = flags.flags().filter(|f| stop.covers(f)).collect();
+    let experiments: BTreeSet<String> = covered
+        .iter()
+        .flat_map(|f| f.rules.iter().map(|r| &r.serve).chain([&f.default]))
+        .filter_map(|serve| match serve {
+            Serve::Experiment(key) => Some(key.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut flags: Vec<String> = covered.iter().map(|f| f.key.clone()).collect();
+    flags.sort();
+    Preview { scope: stop.scope, flags, experiments: experiments.into_iter().collect() }
+}
+
 /// Checks `stop` against the stored flags and stores it; returns the stored document.
 pub async fn stop(store: &dyn Store, mut stop: Stop, meta: &ChangeMeta) -> Result<StoredDocument, StopError> {
-    if let Some(problem) = stop.reason.as_deref().and_then(vexil_core::bounds::reason_problem) {
-        return Err(invalid("reason", problem));
-    }
-    match stop.scope {
-        Scope::All => {
-            if stop.tag.is_some() || !stop.flags.is_empty() {
-                return Err(invalid("scope", "scope \"all\" takes neither tag nor flags"));
-            }
-        }
-        Scope::Tag => {
-            if stop.tag.as_deref().is_none_or(|t| t.trim().is_empty()) {
-                return Err(invalid("tag", "scope \"tag\" needs a non-empty tag"));
-            }
-            if !stop.flags.is_empty() {
-                return Err(invalid("flags", "scope \"tag\" takes no flags"));
-            }
-        }
-        Scope::Flags => {
-            if stop.flags.is_empty() {
-                return Err(invalid("flags", "scope \"flags\" needs at least one flag key"));
-            }
-            if stop.tag.is_some() {
-                return Err(invalid("tag", "scope \"flags\" takes no tag"));
-            }
-            let known: BTreeSet<String> = store.list(EntityKind::Flag).await?.into_iter().map(|d| d.key).collect();
-            if let Some((i, key)) = stop.flags.iter().enumerate().find(|(_, k)| !known.contains(*k)) {
-                return Err(invalid(format!("flags[{i}]"), format!("flag \"{key}\" does not exist")));
-            }
-        }
-    }
+    stop.check(store).await?;
     stop.stopped_at = Some(vexil_store::now());
     let key = format!("stop_{}", uuid::Uuid::new_v4().simple());
     let body = serde_json::to_value(&stop).expect("stops serialise");
