@@ -22,13 +22,25 @@ curl -sf -X POST "$url/v1/admin/experiments/checkout/start" "${H[@]}" > /dev/nul
 
 rss_mib() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$server/status"; }
 
-# send_users FIRST COUNT: COUNT new users from u<FIRST> as fast as the server takes them (429s
-# are retried by nothing: their users are simply not sent, and the acknowledged count says how
-# many were), then waits until processing has caught up.
+# send_users FIRST COUNT: COUNT new users from u<FIRST> as fast as the server takes them (a batch
+# refused or timed out is not sent again: the acknowledged count says how many users were
+# sent), then waits until processing has caught up. wrk runs until its duration even after its
+# threads stop, so it is interrupted (it then prints its summary) once ingest has stood still
+# for five seconds.
 send_users() {
-    local started=$SECONDS
+    local started=$SECONDS load before now still=0
     FIRST_USER="$1" USERS_PER_THREAD="$2" wrk -t1 -c"${LOAD_CONNECTIONS:-8}" -d24h \
-        -s "$root/scripts/bench/events-users.lua" "${H[@]}" "$url" > "$work/users.txt"
+        -s "$root/scripts/bench/events-users.lua" "${H[@]}" "$url" > "$work/users.txt" &
+    load=$!
+    before="$(metric vexil_events_ingested_total)"
+    while ((still < 5)); do
+        sleep 1
+        now="$(metric vexil_events_ingested_total)"
+        if [[ "$now" == "$before" ]]; then still=$((still + 1)); else still=0; fi
+        before=$now
+    done
+    kill -INT "$load"
+    wait "$load" || true
     until [[ "$(metric vexil_events_lag_events)" == "0" ]]; do sleep 1; done
     awk -v s=$((SECONDS - started)) '/^2xx responses:/ {printf "   %d users acknowledged, processed in %d s\n", $3 * 250, s}' \
         "$work/users.txt"
