@@ -7,7 +7,7 @@ use tokio_postgres::Row;
 use super::audit::append;
 use super::PostgresStore;
 use crate::change::{updated_user, user_audit_record};
-use crate::secret::{environments_column, environments_from_column, new_csrf_token, new_session_token, secret_hash};
+use crate::secret::{environments_column, environments_from_column, new_session, secret_hash};
 use crate::{ChangeMeta, EntityKind, Session, StoreError, Timestamp, User, UserStore, UserUpdate};
 
 const SELECT_USER: &str = "SELECT username, role, environments, disabled, created_at FROM users";
@@ -103,22 +103,14 @@ impl UserStore for PostgresStore {
     }
 
     async fn create_session(&self, username: &str, expires_at: Timestamp) -> Result<(Session, String), StoreError> {
-        let token = new_session_token();
-        let now = crate::now();
-        let session = Session {
-            username: username.to_owned(),
-            csrf_token: new_csrf_token(),
-            created_at: now,
-            last_seen_at: now,
-            expires_at,
-        };
+        let (session, token) = new_session(username, expires_at);
         let client = self.client().await?;
         // The user's foreign key refuses a session of an unknown username.
         let inserted = client
             .execute(
                 "INSERT INTO sessions (token_sha256, username, csrf_token, created_at, last_seen_at, expires_at)
                  SELECT $1, username, $3, $4, $4, $5 FROM users WHERE username = $2",
-                &[&&secret_hash(&token)[..], &username, &session.csrf_token, &now, &expires_at],
+                &[&&secret_hash(&token)[..], &username, &session.csrf_token, &session.created_at, &expires_at],
             )
             .await?;
         if inserted == 0 {

@@ -7,7 +7,7 @@ use super::audit::append;
 use super::codec::Time;
 use super::SqliteStore;
 use crate::change::{updated_user, user_audit_record};
-use crate::secret::{environments_column, environments_from_column, new_csrf_token, new_session_token, secret_hash};
+use crate::secret::{environments_column, environments_from_column, new_session, secret_hash};
 use crate::{ChangeMeta, EntityKind, Session, StoreError, Timestamp, User, UserStore, UserUpdate};
 
 const SELECT_USER: &str = "SELECT username, role, environments, disabled, created_at FROM users";
@@ -110,15 +110,7 @@ impl UserStore for SqliteStore {
     }
 
     async fn create_session(&self, username: &str, expires_at: Timestamp) -> Result<(Session, String), StoreError> {
-        let token = new_session_token();
-        let now = crate::now();
-        let session = Session {
-            username: username.to_owned(),
-            csrf_token: new_csrf_token(),
-            created_at: now,
-            last_seen_at: now,
-            expires_at,
-        };
+        let (session, token) = new_session(username, expires_at);
         let (stored, hash) = (session.clone(), secret_hash(&token));
         self.write(move |tx| {
             current_user(tx, &stored.username)?;

@@ -1,11 +1,11 @@
 //! `vexil keys create|list|revoke`: API keys, through a server or directly on a data directory
 //! (see [`super::target::Target`]). A created key's secret is printed once.
 
-use super::target::{block_on, print_json, Connection, Target, CLI_ACTOR};
+use super::target::{block_on, environment_keys, print_json, Connection, Target, CLI_ACTOR};
 use super::Outcome;
 use serde_json::json;
 use vexil_server::service::keys::check_new_key;
-use vexil_store::{ChangeMeta, EntityKind, KeyGrant, KeyKind, Role, GLOBAL};
+use vexil_store::{ChangeMeta, KeyGrant, KeyKind, Role};
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum Kind {
@@ -108,13 +108,7 @@ pub fn run(args: Args) -> Outcome {
                     }
                     Connection::Store(store) => {
                         let backend = store.backend();
-                        let known: Vec<String> = backend
-                            .list_in(GLOBAL, EntityKind::Environment)
-                            .await
-                            .map_err(|e| e.to_string())?
-                            .into_iter()
-                            .map(|e| e.key)
-                            .collect();
+                        let known = environment_keys(&store).await?;
                         let name = check_new_key(kind.key_kind(), &name, &grant, |e| known.iter().any(|k| k == e))
                             .map_err(|e| e.to_string())?;
                         let (key, secret) = backend

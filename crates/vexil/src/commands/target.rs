@@ -184,3 +184,9 @@ pub fn form_encode(text: &str) -> String {
         })
         .collect()
 }
+
+/// The keys of the store's environments, to check a new key's or person's scope offline.
+pub async fn environment_keys(store: &Scoped) -> Result<Vec<String>, String> {
+    let environments = store.backend().list_in(GLOBAL, EntityKind::Environment).await.map_err(|e| e.to_string())?;
+    Ok(environments.into_iter().map(|e| e.key).collect())
+}

@@ -5,12 +5,12 @@
 //! which would land in the shell's history and in the process list.
 
 use super::keys::KeyRole;
-use super::target::{block_on, print_json, Connection, Target, CLI_ACTOR};
+use super::target::{block_on, environment_keys, print_json, Connection, Target, CLI_ACTOR};
 use super::Outcome;
 use serde_json::json;
 use std::io::IsTerminal;
 use vexil_server::service::people::{self, NewUser, UserChange};
-use vexil_store::{ChangeMeta, EntityKind, GLOBAL};
+use vexil_store::ChangeMeta;
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -91,13 +91,7 @@ pub fn run(args: Args) -> Outcome {
                     }
                     Connection::Store(store) => {
                         let backend = store.backend();
-                        let known: Vec<String> = backend
-                            .list_in(GLOBAL, EntityKind::Environment)
-                            .await
-                            .map_err(|e| e.to_string())?
-                            .into_iter()
-                            .map(|e| e.key)
-                            .collect();
+                        let known = environment_keys(&store).await?;
                         let exists = |e: &str| known.iter().any(|k| k == e);
                         json!(people::create_user(backend.as_ref(), new, exists, &meta)
                             .await
