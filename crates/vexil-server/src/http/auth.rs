@@ -2,7 +2,7 @@
 //! which kinds may call what.
 //!
 //! Every authenticated request would otherwise cost a store read, so authenticated keys are
-//! cached in memory by the SHA-256 of their secret (the secret itself is not kept) for
+//! cached in memory by their secret ([`KeyCache`] says why not by a digest) for
 //! `auth_cache_ttl_secs` (10 s by default). A key revoked through this node leaves the cache
 //! at once; one revoked through another node or the CLI stops working here within the TTL.
 //! Failed authentications are not cached, so a key created anywhere works immediately.
