@@ -14,6 +14,11 @@ use crate::{
 };
 
 const SELECT: &str = "SELECT kind, key, id, version, created_at, updated_at, body FROM documents";
+/// What changed in an environment after a revision: a range of `documents_by_revision`.
+const CHANGED_SINCE: &str = "SELECT kind, key, id, version, created_at, updated_at, body FROM documents
+     WHERE environment = ?1 AND revision > ?2";
+/// What was deleted in an environment after a revision: a range of `deleted_documents_by_revision`.
+const DELETED_SINCE: &str = "SELECT kind, key FROM deleted_documents WHERE environment = ?1 AND revision > ?2";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<StoredDocument> {
     Ok(StoredDocument {
@@ -123,16 +128,16 @@ impl DocumentStore for SqliteStore {
 
     /// From the `revision` column and the `deleted_documents` table (migration 4), read in one
     /// transaction with the revision, so a change commits wholly before or after the read.
+    /// Sorted here rather than by the queries: with an `ORDER BY kind, key` SQLite's planner
+    /// walks the environment's whole primary key to avoid a sort, reading every document to
+    /// find the few changed ones, instead of the revision index.
     async fn changes_since_in(&self, env: &str, revision: u64) -> Result<Option<DocumentChanges>, StoreError> {
         let env = env.to_owned();
         self.read(move |conn| {
             let tx = conn.unchecked_transaction()?;
             let now = read_revision(&tx)?;
             let mut changes = DocumentChanges { revision: now, ..DocumentChanges::default() };
-            let mut statement = tx.prepare_cached(
-                "SELECT kind, key, id, version, created_at, updated_at, body FROM documents
-                 WHERE environment = ?1 AND revision > ?2 ORDER BY kind, key",
-            )?;
+            let mut statement = tx.prepare_cached(CHANGED_SINCE)?;
             let mut rows = statement.query(params![env, revision])?;
             while let Some(row) = rows.next()? {
                 let (created_at, updated_at) = (row.get::<_, Time>(4)?.0, row.get::<_, Time>(5)?.0);
@@ -151,13 +156,12 @@ impl DocumentStore for SqliteStore {
             drop(rows);
             drop(statement);
             changes.deleted = tx
-                .prepare_cached(
-                    "SELECT kind, key FROM deleted_documents WHERE environment = ?1 AND revision > ?2
-                     ORDER BY kind, key",
-                )?
+                .prepare_cached(DELETED_SINCE)?
                 .query_map(params![env, revision], |row| Ok((row.get(0)?, row.get(1)?)))?
                 .collect::<Result<_, _>>()?;
             tx.commit()?;
+            changes.changed.sort_by(|(a, x), (b, y)| (a.as_str(), &x.key).cmp(&(b.as_str(), &y.key)));
+            changes.deleted.sort_by(|(a, x), (b, y)| (a.as_str(), x).cmp(&(b.as_str(), y)));
             Ok(Some(changes))
         })
         .await
@@ -257,4 +261,31 @@ fn audit(
 ) -> Result<(), StoreError> {
     append(conn, now, &change.audit_record(env, meta))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write's follower reads what changed since its revision; reading the whole environment
+    /// instead made every write's cost grow with the number of flags.
+    #[test]
+    fn changes_since_reads_a_range_of_the_revision_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let conn = super::super::connect(store.path()).unwrap();
+        for (query, index) in
+            [(CHANGED_SINCE, "documents_by_revision"), (DELETED_SINCE, "deleted_documents_by_revision")]
+        {
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {query}"))
+                .unwrap()
+                .query_map(params!["production", 7], |row| row.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let plan = plan.join("; ");
+            assert!(plan.contains(&format!("INDEX {index} (environment=? AND revision>?)")), "{query}: {plan}");
+        }
+    }
 }
