@@ -175,19 +175,22 @@ pub(crate) fn recompile(
     let mut keys_changed = false;
     let mut slots: Vec<Slot<'_>> = Vec::with_capacity(base.flags.len() + flag_changes.len());
     let changed_flags: FxHashSet<String> = flag_changes.keys().cloned().collect();
+    // Compared through `peek`: `next_if` would move the peeked flag (a large value) out and back
+    // for every base flag, copying it 20,000 times for one write at 10,000 flags.
     let mut changes = flag_changes.into_iter().peekable();
     for entry in &base.flags {
         let key = entry.compiled.source.key.as_str();
-        while let Some((_, change)) = changes.next_if(|(k, _)| k.as_str() < key) {
+        while changes.peek().is_some_and(|(k, _)| k.as_str() < key) {
+            let (_, change) = changes.next().expect("peeked");
             keys_changed |= change.is_some();
             slots.extend(change.map(|f| Slot::New(Box::new(f))));
         }
-        match changes.next_if(|(k, _)| k.as_str() == key) {
-            Some((_, change)) => {
-                keys_changed |= change.is_none();
-                slots.extend(change.map(|f| Slot::New(Box::new(f))));
-            }
-            None => slots.push(Slot::Kept(entry)),
+        if changes.peek().is_some_and(|(k, _)| k.as_str() == key) {
+            let (_, change) = changes.next().expect("peeked");
+            keys_changed |= change.is_none();
+            slots.extend(change.map(|f| Slot::New(Box::new(f))));
+        } else {
+            slots.push(Slot::Kept(entry));
         }
     }
     for (_, change) in changes {
