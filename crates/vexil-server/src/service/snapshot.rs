@@ -339,19 +339,35 @@ pub enum Change<'a> {
 /// compared whole, not by version: a stop or a resume changes a flag's document and not its
 /// version.
 pub fn diff<'a>(old: &'a Snapshot, new: &'a Snapshot) -> Vec<Change<'a>> {
-    let mut patches: Vec<Change<'a>> = new
-        .documents
-        .iter()
-        .filter(|(id, doc)| old.documents.get(*id).is_none_or(|old| !Arc::ptr_eq(old, doc) && old.get() != doc.get()))
-        .map(|((kind, key), object)| Change::Patch { kind: *kind, key, object: object.as_ref() })
-        .collect();
+    // Both maps are walked once in key order, side by side: a snapshot shares most documents
+    // with the one before it, so most steps compare two pointers and look nothing up.
+    let (mut patches, mut deletes) = (Vec::new(), Vec::new());
+    let (mut before, mut after) = (old.documents.iter().peekable(), new.documents.iter().peekable());
+    loop {
+        let order = match (before.peek(), after.peek()) {
+            (None, None) => break,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some((was, _)), Some((is, _))) => was.cmp(is),
+        };
+        match order {
+            std::cmp::Ordering::Less => {
+                let ((kind, key), _) = before.next().expect("peeked");
+                deletes.push(Change::Delete { kind: *kind, key });
+            }
+            std::cmp::Ordering::Greater => {
+                let ((kind, key), object) = after.next().expect("peeked");
+                patches.push(Change::Patch { kind: *kind, key, object: object.as_ref() });
+            }
+            std::cmp::Ordering::Equal => {
+                let ((_, was), ((kind, key), object)) = (before.next().expect("peeked"), after.next().expect("peeked"));
+                if !Arc::ptr_eq(was, object) && was.get() != object.get() {
+                    patches.push(Change::Patch { kind: *kind, key, object: object.as_ref() });
+                }
+            }
+        }
+    }
     patches.sort_by_key(|c| matches!(c, Change::Patch { kind: EntityKind::Flag, .. }));
-    let mut deletes: Vec<Change<'a>> = old
-        .documents
-        .keys()
-        .filter(|id| !new.documents.contains_key(*id))
-        .map(|(kind, key)| Change::Delete { kind: *kind, key })
-        .collect();
     deletes.sort_by_key(|c| matches!(c, Change::Delete { kind: EntityKind::Segment, .. }));
     patches.extend(deletes);
     patches
@@ -513,5 +529,60 @@ impl Snapshots {
                 () = shutdown.cancelled() => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_documents(documents: &[(EntityKind, &str, &str)]) -> Snapshot {
+        let mut snapshot = Snapshot::unloaded();
+        snapshot.documents = documents
+            .iter()
+            .map(|(kind, key, json)| {
+                ((*kind, key.to_string()), Arc::from(RawValue::from_string(json.to_string()).unwrap()))
+            })
+            .collect();
+        snapshot
+    }
+
+    fn described(changes: &[Change<'_>]) -> Vec<String> {
+        changes
+            .iter()
+            .map(|change| match change {
+                Change::Patch { kind, key, object } => format!("patch {kind} {key} {}", object.get()),
+                Change::Delete { kind, key } => format!("delete {kind} {key}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn diff_lists_patches_segments_first_then_deletes_flags_first() {
+        use EntityKind::{Flag, Segment};
+        let old = with_documents(&[
+            (Flag, "a", "1"),
+            (Flag, "b", "2"),
+            (Flag, "gone", "3"),
+            (Segment, "kept", "4"),
+            (Segment, "old", "5"),
+        ]);
+        let mut new = with_documents(&[
+            (Flag, "a", "1"),
+            (Flag, "b", "20"),
+            (Flag, "new", "6"),
+            (Segment, "added", "7"),
+            (Segment, "kept", "4"),
+        ]);
+        // A document shared with the old snapshot is unchanged without comparing its text.
+        let shared = old.documents[&(Segment, "kept".to_string())].clone();
+        new.documents.insert((Segment, "kept".to_string()), shared);
+        assert_eq!(
+            described(&diff(&old, &new)),
+            ["patch segment added 7", "patch flag b 20", "patch flag new 6", "delete flag gone", "delete segment old",]
+        );
+        assert!(diff(&new, &new).is_empty());
+        assert_eq!(described(&diff(&Snapshot::unloaded(), &old)).len(), 5);
+        assert_eq!(described(&diff(&old, &Snapshot::unloaded())).len(), 5);
     }
 }
