@@ -23,7 +23,7 @@ use axum::body::Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -49,8 +49,9 @@ pub struct Snapshot {
     /// Flags and segments as the API shows them, by (kind, key), with the flags under an
     /// emergency stop shown `enabled: false`: the SDK document and the base of the stream's diffs.
     /// Kept serialised: as `Value`s (a B-tree node per object) they took about 13 KB per flag.
-    /// Shared (`Arc`) with the snapshots before and after that have the same document.
-    pub documents: BTreeMap<(EntityKind, String), Arc<RawValue>>,
+    /// A persistent map: a patched snapshot shares it with the one before, all but the path
+    /// to each changed document, so a write copies a few nodes rather than every entry.
+    pub documents: Documents,
     /// The compiled experiments, so assignment never reads configuration from the store.
     pub experiments: Experiments,
     /// `{"flags": [...], "segments": [...]}` for `GET /v1/sdk/flags` and SSE, serialised on first
@@ -72,7 +73,7 @@ pub enum LoadError {
     Invalid(ValidationErrors),
 }
 
-type Documents = BTreeMap<(EntityKind, String), Arc<RawValue>>;
+pub type Documents = imbl::OrdMap<(EntityKind, String), Arc<RawValue>>;
 
 impl Snapshot {
     /// The placeholder served until the first load succeeds (`/ready` says 503 meanwhile).
@@ -82,7 +83,7 @@ impl Snapshot {
             revision: 0,
             loaded: false,
             built_at: Instant::now(),
-            documents: BTreeMap::new(),
+            documents: Documents::new(),
             experiments: Experiments::default(),
             sdk_document: OnceLock::new(),
             sdk_document_gzip: OnceLock::new(),
