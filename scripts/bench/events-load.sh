@@ -10,8 +10,33 @@
 # batches/s, and more batches in flight on two cores only queue (docs/benchmarks/events.md has
 # the curve). CONNECTIONS (default 32) gives the capacity figure. Environment as in serve.sh
 # (WORKERS, THREADS, DURATION).
+#
+# RATE=N (events/s) adds a paced run once processing has caught up: CONNECTIONS connections
+# offered N events/s in all on a fixed schedule (events-rate.lua, like wrk2's -R), which gives the
+# batch latency at that rate; a closed loop of CONNECTIONS connections only measures how much
+# queueing that many batches in flight cause at capacity (Little's law: 32 batches of 500 in flight
+# at 200,000 events/s take 80 ms on average). It prints the offered and acknowledged rates, the
+# latency percentiles, and the sends that found no connection free.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/serve.sh"
+
+# wait_for_processing: waits up to 120 s for the pipeline's lag to reach 0 and says whether it did.
+wait_for_processing() {
+    for _ in $(seq 120); do
+        [[ "$(metric vexil_events_lag_events)" == "0" ]] && break
+        sleep 1
+    done
+    if [[ "$(metric vexil_events_lag_events)" == "0" ]]; then
+        echo "== caught up: processed $(metric vexil_events_processed_total) of $(metric vexil_events_ingested_total)"
+    else
+        echo "== still behind after 120 s: processed $(metric vexil_events_processed_total) of $(metric vexil_events_ingested_total)"
+    fi
+}
+
+# report_ingest: what the pipeline counted so far, after a run.
+report_ingest() {
+    echo "   ingested $(metric vexil_events_ingested_total), processed $(metric vexil_events_processed_total), lag $(metric vexil_events_lag_events) events / $(metric vexil_events_lag_seconds) s (whole seconds, rounded down)"
+}
 
 low="${CONNECTIONS_LOW:-4}"
 for c in "$low" "$connections"; do
@@ -19,14 +44,15 @@ for c in "$low" "$connections"; do
     # Only 2xx answers acknowledged their batch (events.lua counts them); wrk's Requests/sec counts
     # 429s and errors too.
     acknowledged_rate "$work/run.txt"
-    echo "   ingested $(metric vexil_events_ingested_total), processed $(metric vexil_events_processed_total), lag $(metric vexil_events_lag_events) events / $(metric vexil_events_lag_seconds) s (whole seconds, rounded down)"
+    report_ingest
 done
-for _ in $(seq 120); do
-    [[ "$(metric vexil_events_lag_events)" == "0" ]] && break
-    sleep 1
-done
-if [[ "$(metric vexil_events_lag_events)" == "0" ]]; then
-    echo "== caught up: processed $(metric vexil_events_processed_total) of $(metric vexil_events_ingested_total)"
-else
-    echo "== still behind after 120 s: processed $(metric vexil_events_processed_total) of $(metric vexil_events_ingested_total)"
+wait_for_processing
+if [[ -n ${RATE:-} ]]; then
+    # events-rate.lua paces each wrk thread on its own schedule.
+    RATE="$(awk -v rate="$RATE" -v threads="$threads" 'BEGIN {print rate / threads}')" \
+        run "POST /v1/events, 500-event batches, $RATE events/s offered" events-rate.lua | tee "$work/run.txt"
+    awk '/Requests\/sec/ {printf "   offered events/s (every answer): %.0f\n", $2 * 500}' "$work/run.txt"
+    acknowledged_rate "$work/run.txt"
+    report_ingest
+    wait_for_processing
 fi

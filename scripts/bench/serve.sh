@@ -117,7 +117,7 @@ run() {
     echo "== $name: wrk -t$threads -c$connections -d$duration --latency (server workers: $workers)"
     wrk -t"$threads" -c"$connections" -d"$duration" --latency -s "$root/scripts/bench/$script" \
         -H "Authorization: Bearer $key" -H "Content-Type: application/json" "$target" \
-        | grep -E 'Requests/sec|Non-2xx|^2xx responses|Socket errors|^ +(50|75|90|99)%|Latency '
+        | grep -E 'Requests/sec|Non-2xx|^2xx responses|^paced sends|Socket errors|^ +(50|75|90|99)%|Latency '
 }
 
 # acknowledged_rate RUN: events/s acknowledged (2xx answers) in the summary of a run of

@@ -8,15 +8,19 @@
 //!   partition, which is what lets one processor own a user's state (assignments, metric
 //!   values, unique-user sets) for the whole partition. Records without a key (evaluation
 //!   counts) take turns over the partitions.
-//! - **append** queues each record for its partition's writer and returns once the broker
-//!   acknowledged every one of them (`acks = all`, rskafka's setting). A partition's writer has
-//!   one produce request in flight at a time and puts everything queued meanwhile, from all
-//!   concurrent appends, into the next (up to [`MAX_PRODUCE_BYTES`]): a group commit. One
-//!   request in flight is what keeps a partition's records in the order they were appended
-//!   (Kafka's `max.in.flight.requests.per.connection = 1`); rskafka's `BatchProducer`, used
-//!   before, flushes a full batch in a background task beside the next one, and the broker
-//!   could receive them swapped. Under load a batch spread over many partitions still costs one
-//!   request per partition per round, not per HTTP request.
+//! - **append** splits its records by partition, queues each partition's share (in append
+//!   order) for that partition's writer as one entry, and returns once the broker acknowledged
+//!   every share (`acks = all`, rskafka's setting). One entry and one acknowledgement per
+//!   partition, not per record: with a future, a channel message and a reply per record, the
+//!   bookkeeping of a 500-event batch cost the node more than encoding it
+//!   (docs/benchmarks/distributed.md has the profile). A partition's writer has one produce
+//!   request in flight at a time and puts everything queued meanwhile, from all concurrent
+//!   appends, into the next (up to [`MAX_PRODUCE_BYTES`], splitting a share that does not fit):
+//!   a group commit. One request in flight is what keeps a partition's records in the order
+//!   they were appended (Kafka's `max.in.flight.requests.per.connection = 1`); rskafka's
+//!   `BatchProducer`, used before, flushes a full batch in a background task beside the next
+//!   one, and the broker could receive them swapped. Under load a batch spread over many
+//!   partitions still costs one request per partition per round, not per HTTP request.
 //! - **reader** fetches one partition from an offset with long polling, on a connection of its
 //!   own, opened on its first fetch.
 //! - **Connections.** A broker answers one connection's requests one at a time (tansu and Kafka
@@ -37,7 +41,6 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::try_join_all;
 use rskafka::client::partition::Compression;
 use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
 use rskafka::client::ClientBuilder;
@@ -117,13 +120,19 @@ fn broker_error(e: impl std::fmt::Display) -> LogError {
     LogError::Io(io::Error::other(format!("Kafka: {e}")))
 }
 
-/// A record waiting for its partition's writer, and where its offset (or the failure) goes.
-type PendingRecord = (KafkaRecord, oneshot::Sender<Result<i64, String>>);
+/// One append's records for one partition, in append order, waiting for the partition's
+/// writer; `acknowledged` hears once the broker acknowledged the last of them (or the failure
+/// that ended them).
+struct PendingShare {
+    records: VecDeque<KafkaRecord>,
+    acknowledged: oneshot::Sender<Result<(), String>>,
+}
 
 /// One partition of the topic: its writer, on a connection of its own.
 struct Partition {
-    writes: mpsc::UnboundedSender<PendingRecord>,
-    /// The next offset known to exist: raised by appends and by each fetch's high watermark.
+    writes: mpsc::UnboundedSender<PendingShare>,
+    /// The next offset known to exist: raised by the writer's acknowledged requests and by
+    /// each fetch's high watermark.
     end: Arc<AtomicU64>,
 }
 
@@ -173,8 +182,9 @@ impl KafkaBus {
             let client = partition_connection(target, id).await?;
             let end = client.get_offset(OffsetAt::Latest).await.map_err(broker_error)?;
             let (writes, queue) = mpsc::unbounded_channel();
-            tokio::spawn(write_in_order(client, queue));
-            partitions.push(Partition { writes, end: Arc::new(AtomicU64::new(offset(end)?)) });
+            let end = Arc::new(AtomicU64::new(offset(end)?));
+            tokio::spawn(write_in_order(client, queue, Arc::clone(&end)));
+            partitions.push(Partition { writes, end });
         }
         Ok(KafkaBus {
             target: Arc::new(target.clone()),
@@ -200,50 +210,75 @@ fn offset(value: i64) -> Result<u64, LogError> {
 }
 
 /// A partition's writer: one produce request at a time, each carrying the records queued
-/// while the previous one was in flight, in queue order (ends when the bus is dropped).
-async fn write_in_order(client: PartitionClient, mut queue: mpsc::UnboundedReceiver<PendingRecord>) {
-    let mut pending: VecDeque<PendingRecord> = VecDeque::new();
+/// while the previous one was in flight, in queue order, and raising `end` past what the broker
+/// acknowledged (ends when the bus is dropped).
+async fn write_in_order(
+    client: PartitionClient,
+    mut queue: mpsc::UnboundedReceiver<PendingShare>,
+    end: Arc<AtomicU64>,
+) {
+    let mut pending: VecDeque<PendingShare> = VecDeque::new();
     let mut received = Vec::new();
     while !pending.is_empty() || queue.recv_many(&mut received, usize::MAX).await > 0 {
         pending.extend(received.drain(..));
-        // The first record always goes, however large; the broker judges it.
-        let mut bytes = 0;
-        let take = pending
-            .iter()
-            .take_while(|(record, _)| {
-                bytes += record.approximate_size();
-                bytes <= MAX_PRODUCE_BYTES
-            })
-            .count()
-            .max(1);
-        let (records, replies): (Vec<_>, Vec<_>) = pending.drain(..take).unzip();
-        match client.produce(records, Compression::NoCompression).await {
-            Ok(offsets) => {
-                for (reply, written) in replies.into_iter().zip(offsets) {
-                    let _ = reply.send(Ok(written));
+        let Request { records, completed, carried } = next_request(&mut pending);
+        let outcome = client.produce(records, Compression::NoCompression).await;
+        let outcome = match outcome {
+            Ok(offsets) => match offsets.last().map(|last| offset(*last)) {
+                Some(Ok(last)) => {
+                    end.fetch_max(last + 1, Ordering::AcqRel);
+                    Ok(())
                 }
-            }
-            Err(e) => {
-                for reply in replies {
-                    let _ = reply.send(Err(e.to_string()));
-                }
-            }
+                Some(Err(e)) => Err(e.to_string()),
+                None => Err("the broker acknowledged a produce request without offsets".to_owned()),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        // A failed request also ends the share it carried only part of: that append fails as a
+        // whole, so the rest of its share is not sent.
+        let ended = if outcome.is_ok() { completed } else { carried };
+        for share in pending.drain(..ended) {
+            let _ = share.acknowledged.send(outcome.clone());
         }
         // Records queued meanwhile join what is left, behind it.
-        while let Ok(record) = queue.try_recv() {
-            pending.push_back(record);
+        while let Ok(share) = queue.try_recv() {
+            pending.push_back(share);
         }
     }
 }
 
-/// Produces one record through its partition's writer; returns once the broker acknowledged
-/// the request that carried it.
-async fn produce(partition: &Partition, record: KafkaRecord) -> Result<(), LogError> {
-    let (reply, written) = oneshot::channel();
-    partition.writes.send((record, reply)).map_err(|_| broker_error("the partition's writer stopped"))?;
-    let written = written.await.map_err(|_| broker_error("the partition's writer stopped"))?.map_err(broker_error)?;
-    partition.end.fetch_max(offset(written)? + 1, Ordering::AcqRel);
-    Ok(())
+/// The records of one produce request and the shares they come from.
+struct Request {
+    records: Vec<KafkaRecord>,
+    /// Shares at the front of the queue whose last record is in the request.
+    completed: usize,
+    /// Shares with records in the request: `completed`, and one more if the request carries
+    /// only the first part of the next share.
+    carried: usize,
+}
+
+/// Takes the records of the next produce request from the front of `pending`: whole shares
+/// while they fit in [`MAX_PRODUCE_BYTES`], then as much of the next share as fits, which keeps
+/// the rest for the following request. The first record always goes, however large; the broker
+/// judges it.
+fn next_request(pending: &mut VecDeque<PendingShare>) -> Request {
+    let mut records = Vec::new();
+    let mut bytes = 0;
+    let mut completed = 0;
+    for share in pending.iter_mut() {
+        let before = records.len();
+        while let Some(record) = share.records.pop_front() {
+            bytes += record.approximate_size();
+            if bytes > MAX_PRODUCE_BYTES && !records.is_empty() {
+                share.records.push_front(record);
+                let carried = completed + usize::from(records.len() > before);
+                return Request { records, completed, carried };
+            }
+            records.push(record);
+        }
+        completed += 1;
+    }
+    Request { records, carried: completed, completed }
 }
 
 #[async_trait::async_trait]
@@ -256,19 +291,31 @@ impl EventBus for KafkaBus {
         let count = self.partitions();
         let spare = self.unkeyed.fetch_add(1, Ordering::Relaxed) % count;
         let now = chrono::Utc::now();
-        // Polled in order, so each partition's producer takes the records in their order; the
-        // batch is acknowledged when every one of them is.
-        try_join_all(records.into_iter().map(|BusRecord { key, payload }| {
+        let mut shares: Vec<VecDeque<KafkaRecord>> = (0..count).map(|_| VecDeque::new()).collect();
+        for BusRecord { key, payload } in records {
             let partition = key.as_deref().map_or(spare, |k| kafka_partition(k.as_bytes(), count));
-            let record = KafkaRecord {
+            shares[partition as usize].push_back(KafkaRecord {
                 key: key.map(String::into_bytes),
                 value: Some(payload),
                 headers: Default::default(),
                 timestamp: now,
-            };
-            produce(&self.partitions[partition as usize], record)
-        }))
-        .await?;
+            });
+        }
+        // Each share is queued whole, so a partition's writer takes this append's records for it
+        // in their order; the append is acknowledged when every share is.
+        let stopped = || broker_error("the partition's writer stopped");
+        let mut acknowledgements = Vec::new();
+        for (partition, records) in self.partitions.iter().zip(shares) {
+            if records.is_empty() {
+                continue;
+            }
+            let (acknowledged, acknowledgement) = oneshot::channel();
+            partition.writes.send(PendingShare { records, acknowledged }).map_err(|_| stopped())?;
+            acknowledgements.push(acknowledgement);
+        }
+        for acknowledgement in acknowledgements {
+            acknowledgement.await.map_err(|_| stopped())?.map_err(broker_error)?;
+        }
         Ok(())
     }
 
@@ -372,7 +419,12 @@ impl BusReader for KafkaReader {
 
 #[cfg(test)]
 mod tests {
-    use super::{kafka_partition, KafkaTarget, DEFAULT_PARTITIONS};
+    use std::collections::VecDeque;
+
+    use rskafka::record::Record as KafkaRecord;
+    use tokio::sync::oneshot;
+
+    use super::{kafka_partition, next_request, KafkaTarget, PendingShare, DEFAULT_PARTITIONS, MAX_PRODUCE_BYTES};
 
     #[test]
     fn targets_parse_and_bad_ones_are_named() {
@@ -419,5 +471,64 @@ mod tests {
         for (key, of_8, of_3) in partitions {
             assert_eq!((kafka_partition(key, 8), kafka_partition(key, 3)), (of_8, of_3));
         }
+    }
+
+    /// Shares of records whose values are `sizes` bytes, each named by its share and position.
+    fn shares(sizes: &[&[usize]]) -> VecDeque<PendingShare> {
+        let share = |(n, sizes): (usize, &&[usize])| {
+            let records = sizes.iter().enumerate().map(|(i, &size)| {
+                let mut value = format!("{n}.{i} ").into_bytes();
+                value.resize(size, b'x');
+                KafkaRecord {
+                    key: None,
+                    value: Some(value),
+                    headers: Default::default(),
+                    timestamp: Default::default(),
+                }
+            });
+            PendingShare { records: records.collect(), acknowledged: oneshot::channel().0 }
+        };
+        sizes.iter().enumerate().map(share).collect()
+    }
+
+    fn names(records: &[KafkaRecord]) -> Vec<String> {
+        let name = |r: &KafkaRecord| {
+            String::from_utf8_lossy(r.value.as_deref().unwrap()).split(' ').next().unwrap().to_owned()
+        };
+        records.iter().map(name).collect()
+    }
+
+    #[test]
+    fn a_request_takes_whole_shares_in_order_and_splits_the_one_that_does_not_fit() {
+        let third = MAX_PRODUCE_BYTES / 3;
+        // Shares 0 and 1 fit whole; share 2's first record fits, its second does not.
+        let mut pending = shares(&[&[third, 100], &[third], &[100, third], &[10]]);
+        let request = next_request(&mut pending);
+        assert_eq!(names(&request.records), ["0.0", "0.1", "1.0", "2.0"]);
+        assert_eq!((request.completed, request.carried), (2, 3));
+        assert_eq!(pending[2].records.len(), 1, "the rest of share 2 waits");
+
+        // The writer drops the completed shares; the next request goes on where this one stopped.
+        pending.drain(..request.completed);
+        let request = next_request(&mut pending);
+        assert_eq!(names(&request.records), ["2.1", "3.0"]);
+        assert_eq!((request.completed, request.carried), (2, 2));
+    }
+
+    #[test]
+    fn a_request_stops_at_a_share_boundary_and_always_carries_its_first_record() {
+        let half = MAX_PRODUCE_BYTES / 2 + 1;
+        // Share 1 does not fit behind share 0: nothing of it goes, so it is not carried.
+        let mut pending = shares(&[&[half], &[half], &[2 * MAX_PRODUCE_BYTES]]);
+        let request = next_request(&mut pending);
+        assert_eq!(names(&request.records), ["0.0"]);
+        assert_eq!((request.completed, request.carried), (1, 1));
+        pending.drain(..1);
+        assert_eq!(names(&next_request(&mut pending).records), ["1.0"]);
+        pending.drain(..1);
+        // A record larger than a request goes alone; the broker judges it.
+        let request = next_request(&mut pending);
+        assert_eq!(names(&request.records), ["2.0"]);
+        assert_eq!((request.completed, request.carried), (1, 1));
     }
 }

@@ -110,6 +110,55 @@ async fn keyed_records_land_on_their_keys_partition_in_order() {
     }
 }
 
+/// Concurrent appends share a partition's produce requests: each append's records for a
+/// partition are queued together, several appends' go into one request, and a share too large
+/// for one request is split over several. Every record must land once, on its key's partition,
+/// and each append's records on a partition in their order with no other append's in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_each_land_whole_and_in_order() {
+    let topic = unique("vexil-concurrent");
+    let Some(bus) = bus(&topic, 2).await else { return };
+    let bus = Arc::new(bus);
+    // 24 appends of 50 records over 5 users; every sixth append's records are 40 KiB, so its
+    // share of a partition (about 1 MiB) is more than one produce request holds.
+    let appends = (0..24usize).map(|a| {
+        let bus = Arc::clone(&bus);
+        tokio::spawn(async move {
+            let pad = if a % 6 == 0 { 40 * 1024 } else { 0 };
+            let records = (0..50usize).map(|i| {
+                BusRecord::keyed(format!("user-{}", i % 5), format!("{a} {i} {}", "x".repeat(pad)).into_bytes())
+            });
+            bus.append(records.collect()).await
+        })
+    });
+    for append in appends.collect::<Vec<_>>() {
+        append.await.unwrap().unwrap();
+    }
+
+    let mut seen = std::collections::HashSet::new();
+    for partition in 0..2 {
+        let end = bus.end_offset(partition);
+        let records = read(&bus, partition, 0, end as usize).await;
+        assert_eq!(records.len() as u64, end, "partition {partition} holds what its end offset says");
+        // Each append's records on this partition, (offset, position in the append), in log order.
+        let mut shares: std::collections::HashMap<usize, Vec<(u64, usize)>> = Default::default();
+        for (offset, payload) in records {
+            let text = String::from_utf8(payload).unwrap();
+            let mut fields = text.split(' ').map(|n| n.parse::<usize>().unwrap_or(usize::MAX));
+            let (a, i) = (fields.next().unwrap(), fields.next().unwrap());
+            let user = format!("user-{}", i % 5);
+            assert_eq!(vexil_distributed::kafka::kafka_partition(user.as_bytes(), 2), partition);
+            assert!(seen.insert((a, i)), "record {i} of append {a} appears once");
+            shares.entry(a).or_default().push((offset, i));
+        }
+        for (a, share) in shares {
+            let whole_and_in_order = share.windows(2).all(|w| w[1].0 == w[0].0 + 1 && w[0].1 < w[1].1);
+            assert!(whole_and_in_order, "append {a}'s records on partition {partition}: {share:?}");
+        }
+    }
+    assert_eq!(seen.len(), 24 * 50, "every record of every append");
+}
+
 /// A broker answers one connection's requests in turn, so a reader's fetch, which waits for
 /// records, must not share the producers' connection: an append went out only once the fetch's
 /// wait ended (the ingest stall of docs/benchmarks/broker-stall.md).
