@@ -60,7 +60,29 @@ fn open_db(path: &Path) -> Result<Connection, Error> {
     let mut conn = Connection::open(path)?;
     conn.execute_batch(SCHEMA)?;
     move_counter_users(&mut conn)?;
+    give_counted_users_rows(&mut conn)?;
     Ok(conn)
+}
+
+/// Gives every user in a counter's unique users a row in `users`, in a database written before
+/// every counted user had one (`user_version` 0; then only exposed users had rows).
+///
+/// Processing asks the store about a user's memberships only when the user has a row (see
+/// [`crate::enrich::Users`]), so a member without one would be counted again. The rows added
+/// hold the state of a user never exposed, which is what such a user has. Runs once: it sets
+/// `user_version` to 1 in the same transaction.
+fn give_counted_users_rows(conn: &mut Connection) -> Result<(), Error> {
+    let tx = conn.transaction()?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version < 1 {
+        tx.execute(
+            "INSERT OR IGNORE INTO users (user_id, state) SELECT DISTINCT user_id, ?1 FROM counter_members",
+            [serde_json::to_string(&UserState::default())?],
+        )?;
+        tx.execute_batch("PRAGMA user_version = 1")?;
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 /// Moves the unique-user sets of a database written before they were keyed user first.
@@ -396,5 +418,42 @@ mod tests {
             .query_row("SELECT count(*) FROM sqlite_master WHERE name = 'counter_users'", [], |r| r.get(0))
             .unwrap();
         assert_eq!(old, 0, "the old table is dropped once moved");
+    }
+
+    #[test]
+    fn counted_users_of_an_older_database_get_rows_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        let exposed = r#"{"assignments":[{"experiment":"exp","variant":"control","first_exposure":0}]}"#;
+        // Written before every counted user had a row: only the exposed user u2 has one.
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(&format!(
+                "CREATE TABLE users (user_id TEXT PRIMARY KEY, state TEXT NOT NULL) WITHOUT ROWID;
+                 CREATE TABLE counter_members (
+                     user_id TEXT NOT NULL, window TEXT NOT NULL, start INTEGER NOT NULL, event TEXT NOT NULL,
+                     experiment TEXT NOT NULL, variant TEXT NOT NULL,
+                     PRIMARY KEY (user_id, window, start, event, experiment, variant)) WITHOUT ROWID;
+                 INSERT INTO users VALUES ('u2', '{exposed}');
+                 INSERT INTO counter_members VALUES ('u1', 'day', 0, 'purchase', '', ''),
+                                                    ('u1', 'hour', 0, 'purchase', '', ''),
+                                                    ('u2', 'day', 0, 'purchase', '', '');"
+            ))
+            .unwrap();
+
+        let backend = SqliteBackend::open(&path).unwrap();
+        let mut store = backend.open(LEASE).unwrap();
+        let users = store.users(&["u1", "u2", "u3"]).unwrap();
+        assert_eq!(users.len(), 2, "{users:?}");
+        assert_eq!(users["u1"], UserState::default());
+        assert_eq!(users["u2"], serde_json::from_str::<UserState>(exposed).unwrap());
+
+        // The scan runs once, not at every open (a processing session reopens the database after
+        // each failure): a member without a row added after the upgrade is not given one.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute("INSERT INTO counter_members VALUES ('u4', 'day', 0, 'purchase', '', '')", []).unwrap();
+        drop(conn);
+        let mut store = SqliteBackend::open(&path).unwrap().open(LEASE).unwrap();
+        assert!(store.users(&["u4"]).unwrap().is_empty());
     }
 }

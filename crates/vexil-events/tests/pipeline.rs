@@ -136,6 +136,41 @@ async fn aggregates_match_a_brute_force_recomputation(cache: StateCache) {
     assert_eq!(Metrics::get(&env.metrics.lag_events), 0);
 }
 
+/// A state database written before every counted user had a row (only exposed users had one):
+/// a user already in a day's unique users, never exposed, buys again that day after the
+/// upgrade and is still counted once.
+#[tokio::test(flavor = "multi_thread")]
+async fn unique_users_of_an_older_database_are_not_counted_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = chrono::Utc::now() - chrono::Duration::days(1);
+    let day = Window::Day.start_of(t0.timestamp_millis());
+    rusqlite::Connection::open(dir.path().join("state.sqlite"))
+        .unwrap()
+        .execute_batch(&format!(
+            "CREATE TABLE counters (
+                 window TEXT NOT NULL, start INTEGER NOT NULL, event TEXT NOT NULL,
+                 experiment TEXT NOT NULL, variant TEXT NOT NULL,
+                 count INTEGER NOT NULL, sum REAL NOT NULL, users INTEGER NOT NULL,
+                 PRIMARY KEY (window, event, experiment, start, variant)) WITHOUT ROWID;
+             CREATE TABLE counter_members (
+                 user_id TEXT NOT NULL, window TEXT NOT NULL, start INTEGER NOT NULL, event TEXT NOT NULL,
+                 experiment TEXT NOT NULL, variant TEXT NOT NULL,
+                 PRIMARY KEY (user_id, window, start, event, experiment, variant)) WITHOUT ROWID;
+             INSERT INTO counters VALUES ('day', {day}, 'purchase', '', '', 1, 5.0, 1);
+             INSERT INTO counter_members VALUES ('u1', 'day', {day}, 'purchase', '', '');"
+        ))
+        .unwrap();
+    let env = Env::open(dir.path(), experiments());
+    let body = json!([{"event": "purchase", "user_id": "u1", "value": 7, "timestamp": t0.to_rfc3339()}]);
+    env.ingestor.ingest(body.to_string().as_bytes(), BodyFormat::Auto).await.unwrap();
+    env.settle();
+    let stats = env.pipeline.stats().unwrap();
+    let (from, to) = (t0 - chrono::Duration::days(1), t0 + chrono::Duration::seconds(1));
+    let rows = stats.event_counters("purchase", Window::Day, from, to).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!((rows[0].counter.count, rows[0].counter.sum, rows[0].counter.unique_users), (2, 12.0, 1));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_torn_log_tail_is_cut_on_open() {
     let dir = tempfile::tempdir().unwrap();
