@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::store::{Changes, Committed, Lease, PartitionStore, ProcessingBackend, Stats};
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 const SCHEMA: &str = "
@@ -216,18 +216,34 @@ impl PartitionStore for SqlitePartitionStore {
         })
     }
 
+    /// One range read per user and window instead of one point read per membership: the table is
+    /// keyed user, window, start first, so a user's memberships of one window are adjacent, and
+    /// an event's four (two counters in each of two windows) cost two seeks.
     fn known_members(&mut self, members: &[(&CounterKey, &str)]) -> Result<HashSet<(CounterKey, String)>, Error> {
+        let mut by_window: BTreeMap<(&str, &str, i64), Vec<&CounterKey>> = BTreeMap::new();
+        for (key, user) in members {
+            by_window.entry((*user, key.window.name(), key.start)).or_default().push(*key);
+        }
         self.reading(|conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT 1 FROM counter_members
-                 WHERE window = ?1 AND start = ?2 AND event = ?3 AND experiment = ?4 AND variant = ?5
-                     AND user_id = ?6",
+                "SELECT event, experiment, variant FROM counter_members
+                 WHERE user_id = ?1 AND window = ?2 AND start = ?3",
             )?;
             let mut known = HashSet::new();
-            for (key, user) in members {
-                let args = params![key.window.name(), key.start, key.event, key.experiment, key.variant, user];
-                if stmt.exists(args)? {
-                    known.insert(((*key).clone(), (*user).to_owned()));
+            let mut held: Vec<(String, String, String)> = Vec::new();
+            for ((user, window, start), asked) in by_window {
+                held.clear();
+                let mut rows = stmt.query(params![user, window, start])?;
+                while let Some(r) = rows.next()? {
+                    held.push((r.get(0)?, r.get(1)?, r.get(2)?));
+                }
+                for key in asked {
+                    let same = |(event, experiment, variant): &(String, String, String)| {
+                        *event == key.event && *experiment == key.experiment && *variant == key.variant
+                    };
+                    if held.iter().any(same) {
+                        known.insert((key.clone(), user.to_owned()));
+                    }
                 }
             }
             Ok(known)

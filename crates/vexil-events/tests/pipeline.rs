@@ -115,23 +115,25 @@ async fn aggregates_match_a_brute_force_recomputation(cache: StateCache) {
     assert_eq!(unique_ids(&archived).len(), archived.len());
     assert_sums_match(&committed_sums(&env, &defs), &brute_force(&archived, &defs));
 
-    // Counters: per day, events, value sums and exact unique users of `purchase`.
+    // Counters: per hour and per day, events, value sums and exact unique users of `purchase`.
     let purchases: Vec<&Value> = archived.iter().filter(|e| e["event"] == "purchase").collect();
     let stats = env.pipeline.stats().unwrap();
-    let rows = stats
-        .event_counters("purchase", Window::Hour, t0 - chrono::Duration::days(1), t0 + chrono::Duration::days(2))
-        .unwrap();
-    assert_eq!(rows.iter().map(|r| r.counter.count).sum::<u64>(), purchases.len() as u64);
-    for row in &rows {
-        let users: std::collections::HashSet<&str> = purchases
-            .iter()
-            .filter(|e| {
-                let t = chrono::DateTime::parse_from_rfc3339(e["timestamp"].as_str().unwrap()).unwrap();
-                t >= row.start && t < row.start + chrono::Duration::hours(1)
-            })
-            .map(|e| e["user_id"].as_str().unwrap())
-            .collect();
-        assert_eq!(row.counter.unique_users, users.len() as u64, "unique users of the hour at {}", row.start);
+    for (window, length) in [(Window::Hour, chrono::Duration::hours(1)), (Window::Day, chrono::Duration::days(1))] {
+        let rows = stats
+            .event_counters("purchase", window, t0 - chrono::Duration::days(1), t0 + chrono::Duration::days(2))
+            .unwrap();
+        assert_eq!(rows.iter().map(|r| r.counter.count).sum::<u64>(), purchases.len() as u64);
+        for row in &rows {
+            let users: std::collections::HashSet<&str> = purchases
+                .iter()
+                .filter(|e| {
+                    let t = chrono::DateTime::parse_from_rfc3339(e["timestamp"].as_str().unwrap()).unwrap();
+                    t >= row.start && t < row.start + length
+                })
+                .map(|e| e["user_id"].as_str().unwrap())
+                .collect();
+            assert_eq!(row.counter.unique_users, users.len() as u64, "unique users of the {window:?} at {}", row.start);
+        }
     }
     assert_eq!(Metrics::get(&env.metrics.lag_events), 0);
 }
