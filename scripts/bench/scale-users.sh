@@ -4,7 +4,9 @@
 # once (scripts/bench/events-users.lua: 500-event batches, 250 users each). After each half is
 # processed it prints the server's RSS; then it offers about 100,000 events/s of further new
 # users for DURATION (5 connections pausing PACE_MS, default 20 ms, after each answer) and
-# prints the pipeline's lag, with that many users known.
+# prints the pipeline's lag, with that many users known; then the same offered rate of returning
+# users for DURATION (each batch's users drawn at random from the first half's: their exposure is
+# already recorded, their purchase joins this hour's unique users).
 # Targets: RSS after 20 M users <= 512 MiB, RSS growth from 10 M to 20 M users <= 64 MiB, lag
 # under 2 s at 100,000 events/s. Environment as in serve.sh; LOAD_CONNECTIONS (default 8) for
 # the loading runs.
@@ -59,6 +61,13 @@ echo "   processed events: $(metric vexil_events_processed_total); state databas
 export PACE_MS="${PACE_MS:-20}" FIRST_USER=2000000000 USERS_PER_THREAD=1000000000
 connections="${CONNECTIONS:-5}"
 connections="$connections" run "new users, 500-event batches, ${PACE_MS} ms between batches per connection" \
+    events-users.lua > "$work/run.txt" &
+watch_lag $!
+echo "   RSS after the new users: $(rss_mib) MiB"
+until [[ "$(metric vexil_events_lag_events)" == "0" ]]; do sleep 1; done
+
+FIRST_USER=0 KNOWN_USERS="$half" connections="$connections" \
+    run "returning users drawn at random from the first $half, ${PACE_MS} ms between batches per connection" \
     events-users.lua > "$work/run.txt" &
 watch_lag $!
 echo "   RSS at the end: $(rss_mib) MiB"

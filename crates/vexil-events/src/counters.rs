@@ -222,20 +222,33 @@ impl Counters {
         Counters { slots: Vec::new(), index: HashMap::new(), new_users: Vec::new(), newest_start: 0, member_capacity }
     }
 
-    /// Counts a batch's events.
-    pub fn add_events(&mut self, store: &mut dyn PartitionStore, pending: &Pending<'_>) -> Result<(), Error> {
-        self.add(store, &pending.contributions())
+    /// Counts a batch's events. `new_to_store` are the batch's users the store has no row for:
+    /// they are in no counter's unique users (see [`crate::enrich::Users`]), so the store is not
+    /// asked about them.
+    pub fn add_events(
+        &mut self,
+        store: &mut dyn PartitionStore,
+        pending: &Pending<'_>,
+        new_to_store: &std::collections::HashSet<String>,
+    ) -> Result<(), Error> {
+        self.add(store, &pending.contributions(), new_to_store)
     }
 
-    /// Adds a batch's contributions, reading what memory lacks from `store` in two calls.
-    fn add(&mut self, store: &mut dyn PartitionStore, contributions: &[Contribution<'_>]) -> Result<(), Error> {
+    /// Adds a batch's contributions, reading what memory lacks from `store` in two calls; users
+    /// in `new_to_store` are known to be in no counter yet.
+    fn add(
+        &mut self,
+        store: &mut dyn PartitionStore,
+        contributions: &[Contribution<'_>],
+        new_to_store: &std::collections::HashSet<String>,
+    ) -> Result<(), Error> {
         self.load_missing(store, contributions)?;
         let slots: Vec<usize> = contributions.iter().map(|c| self.index[&c.key]).collect();
         let mut unknown: HashSet<(usize, &str)> = HashSet::new();
         for (c, &slot) in contributions.iter().zip(&slots) {
             let s = &self.slots[slot];
             if let Some(user) = c.user {
-                if !s.complete && !s.users.contains(user) {
+                if !s.complete && !s.users.contains(user) && !new_to_store.contains(user) {
                     unknown.insert((slot, user));
                 }
             }
@@ -282,7 +295,7 @@ impl Counters {
                 contributions.push(Contribution { key, user: None, count: *n, value: 0.0 });
             }
         }
-        self.add(store, &contributions)
+        self.add(store, &contributions, &std::collections::HashSet::new())
     }
 
     /// Brings every counter the contributions touch into memory.

@@ -85,34 +85,55 @@ impl UserState {
     }
 }
 
-/// The exposed users of one log partition that processing needs, in memory: a bounded cache in
-/// front of the [`PartitionStore`]. A batch first reads its users that memory lacks
-/// ([`Users::load`]), so within the batch a user absent from memory was never exposed; after each
-/// commit the least recently used users beyond the capacity leave memory. They are committed by
-/// then, so the store holds their state for the next batch that needs them.
+/// The users of one log partition that processing needs, in memory: a bounded cache in front of
+/// the [`PartitionStore`]. A batch first reads its users that memory lacks ([`Users::load`]);
+/// those the store has no row for are new to the partition, and the batch writes a row for each
+/// of them (an empty state for a user never exposed). So every user counted in a counter's unique
+/// users has a row, and a user the store has no row for is in no counter's unique users: the
+/// counters stage asks the store about memberships only for users it already had
+/// ([`Users::new_to_store`]). After each commit the least recently used users beyond the capacity
+/// leave memory; they are committed by then, so the store holds their state for the next batch
+/// that needs them.
 pub(crate) struct Users {
     cached: LruCache<String, UserState>,
     changed: HashSet<String>,
+    /// The users of the current batch the store had no row for (until its commit writes them).
+    new_to_store: HashSet<String>,
     capacity: usize,
 }
 
 impl Users {
     /// No user in memory; up to `capacity` kept between batches.
     pub fn new(capacity: usize) -> Users {
-        Users { cached: LruCache::new_unbounded(), changed: HashSet::new(), capacity }
+        Users { cached: LruCache::new_unbounded(), changed: HashSet::new(), new_to_store: HashSet::new(), capacity }
     }
 
-    /// Brings the states of `user_ids` that memory lacks in from `store`, in one call.
+    /// Brings the states of `user_ids` that memory lacks in from `store`, in one call, and notes
+    /// the ones the store has no row for.
     pub fn load(&mut self, store: &mut dyn PartitionStore, user_ids: &[&str]) -> Result<(), Error> {
         let mut asked = HashSet::new();
         let missing: Vec<&str> =
             user_ids.iter().copied().filter(|id| self.cached.get(*id).is_none() && asked.insert(*id)).collect();
         if !missing.is_empty() {
-            for (user_id, state) in store.users(&missing)? {
-                self.cached.insert(user_id, state);
+            let mut found = store.users(&missing)?;
+            for user_id in missing {
+                match found.remove_entry(user_id) {
+                    Some((user_id, state)) => {
+                        self.cached.insert(user_id, state);
+                    }
+                    None => {
+                        self.new_to_store.insert(user_id.to_owned());
+                    }
+                }
             }
         }
         Ok(())
+    }
+
+    /// The users of the current batch the store has no row for: they are in no counter's unique
+    /// users yet.
+    pub fn new_to_store(&self) -> &HashSet<String> {
+        &self.new_to_store
     }
 
     /// The experiments (and variants) `event` belongs to, without changing anything (for records
@@ -131,10 +152,11 @@ impl Users {
             .collect()
     }
 
-    /// After a commit: nothing is changed any more, and the least recently used users beyond the
-    /// capacity leave memory.
+    /// After a commit: nothing is changed any more, every user has a row, and the least recently
+    /// used users beyond the capacity leave memory.
     pub fn committed(&mut self) {
         self.changed.clear();
+        self.new_to_store.clear();
         while self.cached.len() > self.capacity {
             self.cached.remove_lru();
         }
@@ -143,8 +165,9 @@ impl Users {
 
 /// One event's user after the enrich stage, for the aggregate stage to work on.
 pub(crate) struct Enriched<'a> {
-    /// `None` when the user was never exposed: the event then belongs to no experiment.
-    user: Option<&'a mut UserState>,
+    /// The user's state; no assignment when the user was never exposed (the event then belongs
+    /// to no experiment).
+    user: &'a mut UserState,
     user_id: &'a str,
     /// The event's environment: only its assignments count.
     env: Option<&'a str>,
@@ -169,9 +192,8 @@ impl<'a> Enriched<'a> {
     pub fn active_mut(&mut self) -> impl Iterator<Item = &mut Assignment> {
         let (at, env) = (self.at, self.env);
         self.user
-            .as_deref_mut()
-            .into_iter()
-            .flat_map(|user| user.assignments.iter_mut())
+            .assignments
+            .iter_mut()
             .filter(move |a| a.first_exposure <= at && environment::split(&a.experiment).0 == env)
     }
 
@@ -183,11 +205,10 @@ impl<'a> Enriched<'a> {
     /// The experiments (and variants) the event is attributed to. The user is marked for the
     /// next commit here, once, if the exposure or the metric values changed anything.
     pub fn into_attribution(self) -> Vec<(String, String)> {
-        let Some(user) = self.user else { return Vec::new() };
         if self.changed {
             self.changed_users.insert(self.user_id.to_owned());
         }
-        attribution(user, self.at, self.env)
+        attribution(self.user, self.at, self.env)
     }
 }
 
@@ -201,17 +222,14 @@ pub(crate) fn enrich<'a>(
     metrics: &Metrics,
 ) -> Enriched<'a> {
     let at = event.timestamp.timestamp_millis();
-    if !users.cached.contains_key(event.user_id.as_str()) {
-        // A user who was never exposed belongs to no experiment: nothing to keep for them.
-        if event.kind != EventType::Exposure {
-            let changed_users = &mut users.changed;
-            let user_id = &event.user_id;
-            return Enriched { user: None, user_id, env, at, entered: None, changed: false, changed_users };
-        }
+    // A user not in memory after the batch's load is new to the store: their row is written with
+    // this batch, whatever the event, so that a user without a row is in no counter's unique users.
+    let new = !users.cached.contains_key(event.user_id.as_str());
+    if new {
         users.cached.insert(event.user_id.clone(), UserState::default());
     }
     let user = users.cached.get_mut(event.user_id.as_str()).expect("found or inserted above");
-    let (mut entered, mut changed) = (None, false);
+    let (mut entered, mut changed) = (None, new);
     if let (EventType::Exposure, Some(experiment), Some(variant)) = (event.kind, &event.experiment_key, &event.variant)
     {
         let experiment = environment::qualify(env, experiment);
@@ -221,12 +239,12 @@ pub(crate) fn enrich<'a>(
                 changed = true;
                 entered = Some((experiment.into_owned(), variant.as_str()));
             }
-            Exposure::Known => changed = before.is_some_and(|first| at < first),
+            Exposure::Known => changed |= before.is_some_and(|first| at < first),
             Exposure::Conflict => Metrics::add(&metrics.variant_conflicts_total, 1),
         }
     }
     let changed_users = &mut users.changed;
-    Enriched { user: Some(user), user_id: &event.user_id, env, at, entered, changed, changed_users }
+    Enriched { user, user_id: &event.user_id, env, at, entered, changed, changed_users }
 }
 
 /// The experiments (and variants) of `user`'s assignments in environment `env` valid at `at`

@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::store::{Changes, Committed, Lease, PartitionStore, ProcessingBackend, Stats};
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 const SCHEMA: &str = "
@@ -60,7 +60,29 @@ fn open_db(path: &Path) -> Result<Connection, Error> {
     let mut conn = Connection::open(path)?;
     conn.execute_batch(SCHEMA)?;
     move_counter_users(&mut conn)?;
+    give_counted_users_rows(&mut conn)?;
     Ok(conn)
+}
+
+/// Gives every user in a counter's unique users a row in `users`, in a database written before
+/// every counted user had one (`user_version` 0; then only exposed users had rows).
+///
+/// Processing asks the store about a user's memberships only when the user has a row (see
+/// [`crate::enrich::Users`]), so a member without one would be counted again. The rows added
+/// hold the state of a user never exposed, which is what such a user has. Runs once: it sets
+/// `user_version` to 1 in the same transaction.
+fn give_counted_users_rows(conn: &mut Connection) -> Result<(), Error> {
+    let tx = conn.transaction()?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version < 1 {
+        tx.execute(
+            "INSERT OR IGNORE INTO users (user_id, state) SELECT DISTINCT user_id, ?1 FROM counter_members",
+            [serde_json::to_string(&UserState::default())?],
+        )?;
+        tx.execute_batch("PRAGMA user_version = 1")?;
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 /// Moves the unique-user sets of a database written before they were keyed user first.
@@ -111,6 +133,18 @@ struct SqlitePartitionStore {
     conn: Connection,
 }
 
+impl SqlitePartitionStore {
+    /// Runs a batch's lookups in one read transaction. Outside a transaction each statement is
+    /// one of its own, taking and releasing SQLite's file and WAL locks (several `fcntl` calls),
+    /// which cost the processor about a third of its time when every user of a batch is looked up.
+    fn reading<T>(&mut self, lookups: impl FnOnce(&Connection) -> Result<T, Error>) -> Result<T, Error> {
+        let tx = self.conn.transaction()?;
+        let found = lookups(&tx)?;
+        tx.commit()?;
+        Ok(found)
+    }
+}
+
 impl PartitionStore for SqlitePartitionStore {
     fn load(&mut self) -> Result<Committed, Error> {
         let conn = &self.conn;
@@ -140,58 +174,96 @@ impl PartitionStore for SqlitePartitionStore {
     // SQLite runs in this process: a point lookup per id costs about what a batched query
     // would, without building one.
     fn first_deliveries(&mut self, ids: &[&str]) -> Result<HashMap<String, u64>, Error> {
-        let mut stmt = self.conn.prepare_cached("SELECT log_offset FROM dedupe WHERE event_id = ?1")?;
-        let mut found = HashMap::new();
-        for id in ids {
-            if let Some(offset) = stmt.query_row([id], |r| r.get::<_, i64>(0)).optional()? {
-                found.insert((*id).to_owned(), offset as u64);
+        self.reading(|conn| {
+            let mut stmt = conn.prepare_cached("SELECT log_offset FROM dedupe WHERE event_id = ?1")?;
+            let mut found = HashMap::new();
+            for id in ids {
+                if let Some(offset) = stmt.query_row([id], |r| r.get::<_, i64>(0)).optional()? {
+                    found.insert((*id).to_owned(), offset as u64);
+                }
             }
-        }
-        Ok(found)
+            Ok(found)
+        })
     }
 
     fn users(&mut self, user_ids: &[&str]) -> Result<HashMap<String, UserState>, Error> {
-        let mut stmt = self.conn.prepare_cached("SELECT state FROM users WHERE user_id = ?1")?;
-        let mut found = HashMap::new();
-        for user_id in user_ids {
-            if let Some(state) = stmt.query_row([user_id], |r| r.get::<_, String>(0)).optional()? {
-                found.insert((*user_id).to_owned(), serde_json::from_str(&state)?);
+        self.reading(|conn| {
+            let mut stmt = conn.prepare_cached("SELECT state FROM users WHERE user_id = ?1")?;
+            let mut found = HashMap::new();
+            for user_id in user_ids {
+                if let Some(state) = stmt.query_row([user_id], |r| r.get::<_, String>(0)).optional()? {
+                    found.insert((*user_id).to_owned(), serde_json::from_str(&state)?);
+                }
             }
-        }
-        Ok(found)
+            Ok(found)
+        })
     }
 
     fn counters(&mut self, keys: &[&CounterKey]) -> Result<Vec<(CounterKey, Counter)>, Error> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT count, sum, users FROM counters
-             WHERE window = ?1 AND start = ?2 AND event = ?3 AND experiment = ?4 AND variant = ?5",
-        )?;
-        let mut found = Vec::new();
-        for key in keys {
-            let args = params![key.window.name(), key.start, key.event, key.experiment, key.variant];
-            if let Some(counter) = stmt.query_row(args, |r| counter_at(r, 0)).optional()? {
-                found.push(((*key).clone(), counter));
+        self.reading(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT count, sum, users FROM counters
+                 WHERE window = ?1 AND start = ?2 AND event = ?3 AND experiment = ?4 AND variant = ?5",
+            )?;
+            let mut found = Vec::new();
+            for key in keys {
+                let args = params![key.window.name(), key.start, key.event, key.experiment, key.variant];
+                if let Some(counter) = stmt.query_row(args, |r| counter_at(r, 0)).optional()? {
+                    found.push(((*key).clone(), counter));
+                }
             }
-        }
-        Ok(found)
+            Ok(found)
+        })
     }
 
+    /// One range read per user and window instead of one point read per membership: the table is
+    /// keyed user, window, start first, so a user's memberships of one window are adjacent, and
+    /// an event's four (two counters in each of two windows) cost two seeks.
     fn known_members(&mut self, members: &[(&CounterKey, &str)]) -> Result<HashSet<(CounterKey, String)>, Error> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT 1 FROM counter_members
-             WHERE window = ?1 AND start = ?2 AND event = ?3 AND experiment = ?4 AND variant = ?5 AND user_id = ?6",
-        )?;
-        let mut known = HashSet::new();
+        let mut by_window: BTreeMap<(&str, &str, i64), Vec<&CounterKey>> = BTreeMap::new();
         for (key, user) in members {
-            let args = params![key.window.name(), key.start, key.event, key.experiment, key.variant, user];
-            if stmt.exists(args)? {
-                known.insert(((*key).clone(), (*user).to_owned()));
-            }
+            by_window.entry((*user, key.window.name(), key.start)).or_default().push(*key);
         }
-        Ok(known)
+        self.reading(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT event, experiment, variant FROM counter_members
+                 WHERE user_id = ?1 AND window = ?2 AND start = ?3",
+            )?;
+            let mut known = HashSet::new();
+            let mut held: Vec<(String, String, String)> = Vec::new();
+            for ((user, window, start), asked) in by_window {
+                held.clear();
+                let mut rows = stmt.query(params![user, window, start])?;
+                while let Some(r) = rows.next()? {
+                    held.push((r.get(0)?, r.get(1)?, r.get(2)?));
+                }
+                for key in asked {
+                    let same = |(event, experiment, variant): &(String, String, String)| {
+                        *event == key.event && *experiment == key.experiment && *variant == key.variant
+                    };
+                    if held.iter().any(same) {
+                        known.insert((key.clone(), user.to_owned()));
+                    }
+                }
+            }
+            Ok(known)
+        })
     }
 
-    fn commit(&mut self, changes: Changes<'_>) -> Result<(), Error> {
+    fn commit(&mut self, mut changes: Changes<'_>) -> Result<(), Error> {
+        // Users and memberships are inserted in their tables' key order: consecutive inserts then
+        // land on the same B-tree pages instead of on pages all over the tables.
+        changes.users.sort_unstable_by_key(|(user_id, _)| *user_id);
+        changes.counter_users.sort_unstable_by(|(a, a_user), (b, b_user)| {
+            (a_user, a.window.name(), a.start, &a.event, &a.experiment, &a.variant).cmp(&(
+                b_user,
+                b.window.name(),
+                b.start,
+                &b.event,
+                &b.experiment,
+                &b.variant,
+            ))
+        });
         let tx = self.conn.transaction()?;
         {
             let mut put_user = tx.prepare_cached("INSERT OR REPLACE INTO users (user_id, state) VALUES (?1, ?2)")?;
@@ -396,5 +468,42 @@ mod tests {
             .query_row("SELECT count(*) FROM sqlite_master WHERE name = 'counter_users'", [], |r| r.get(0))
             .unwrap();
         assert_eq!(old, 0, "the old table is dropped once moved");
+    }
+
+    #[test]
+    fn counted_users_of_an_older_database_get_rows_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        let exposed = r#"{"assignments":[{"experiment":"exp","variant":"control","first_exposure":0}]}"#;
+        // Written before every counted user had a row: only the exposed user u2 has one.
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(&format!(
+                "CREATE TABLE users (user_id TEXT PRIMARY KEY, state TEXT NOT NULL) WITHOUT ROWID;
+                 CREATE TABLE counter_members (
+                     user_id TEXT NOT NULL, window TEXT NOT NULL, start INTEGER NOT NULL, event TEXT NOT NULL,
+                     experiment TEXT NOT NULL, variant TEXT NOT NULL,
+                     PRIMARY KEY (user_id, window, start, event, experiment, variant)) WITHOUT ROWID;
+                 INSERT INTO users VALUES ('u2', '{exposed}');
+                 INSERT INTO counter_members VALUES ('u1', 'day', 0, 'purchase', '', ''),
+                                                    ('u1', 'hour', 0, 'purchase', '', ''),
+                                                    ('u2', 'day', 0, 'purchase', '', '');"
+            ))
+            .unwrap();
+
+        let backend = SqliteBackend::open(&path).unwrap();
+        let mut store = backend.open(LEASE).unwrap();
+        let users = store.users(&["u1", "u2", "u3"]).unwrap();
+        assert_eq!(users.len(), 2, "{users:?}");
+        assert_eq!(users["u1"], UserState::default());
+        assert_eq!(users["u2"], serde_json::from_str::<UserState>(exposed).unwrap());
+
+        // The scan runs once, not at every open (a processing session reopens the database after
+        // each failure): a member without a row added after the upgrade is not given one.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute("INSERT INTO counter_members VALUES ('u4', 'day', 0, 'purchase', '', '')", []).unwrap();
+        drop(conn);
+        let mut store = SqliteBackend::open(&path).unwrap().open(LEASE).unwrap();
+        assert!(store.users(&["u4"]).unwrap().is_empty());
     }
 }

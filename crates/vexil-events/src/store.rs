@@ -70,7 +70,9 @@ pub trait PartitionStore: Send {
     /// The committed state, without the users: they are read as batches need them
     /// ([`PartitionStore::users`]), so a takeover reads no more than a restart does.
     fn load(&mut self) -> Result<Committed, Error>;
-    /// The committed states of those of `user_ids` that were ever exposed (the others have none).
+    /// The committed states of those of `user_ids` the partition has processed an event of (the
+    /// others have no row). Every user in a counter's unique users has a row: processing relies
+    /// on it to skip [`PartitionStore::known_members`] for users without one.
     fn users(&mut self, user_ids: &[&str]) -> Result<HashMap<String, UserState>, Error>;
     /// Of `ids`, the ones already delivered, with the offset of their first delivery.
     fn first_deliveries(&mut self, ids: &[&str]) -> Result<HashMap<String, u64>, Error>;

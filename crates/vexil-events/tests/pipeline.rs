@@ -115,25 +115,62 @@ async fn aggregates_match_a_brute_force_recomputation(cache: StateCache) {
     assert_eq!(unique_ids(&archived).len(), archived.len());
     assert_sums_match(&committed_sums(&env, &defs), &brute_force(&archived, &defs));
 
-    // Counters: per day, events, value sums and exact unique users of `purchase`.
+    // Counters: per hour and per day, events, value sums and exact unique users of `purchase`.
     let purchases: Vec<&Value> = archived.iter().filter(|e| e["event"] == "purchase").collect();
     let stats = env.pipeline.stats().unwrap();
-    let rows = stats
-        .event_counters("purchase", Window::Hour, t0 - chrono::Duration::days(1), t0 + chrono::Duration::days(2))
-        .unwrap();
-    assert_eq!(rows.iter().map(|r| r.counter.count).sum::<u64>(), purchases.len() as u64);
-    for row in &rows {
-        let users: std::collections::HashSet<&str> = purchases
-            .iter()
-            .filter(|e| {
-                let t = chrono::DateTime::parse_from_rfc3339(e["timestamp"].as_str().unwrap()).unwrap();
-                t >= row.start && t < row.start + chrono::Duration::hours(1)
-            })
-            .map(|e| e["user_id"].as_str().unwrap())
-            .collect();
-        assert_eq!(row.counter.unique_users, users.len() as u64, "unique users of the hour at {}", row.start);
+    for (window, length) in [(Window::Hour, chrono::Duration::hours(1)), (Window::Day, chrono::Duration::days(1))] {
+        let rows = stats
+            .event_counters("purchase", window, t0 - chrono::Duration::days(1), t0 + chrono::Duration::days(2))
+            .unwrap();
+        assert_eq!(rows.iter().map(|r| r.counter.count).sum::<u64>(), purchases.len() as u64);
+        for row in &rows {
+            let users: std::collections::HashSet<&str> = purchases
+                .iter()
+                .filter(|e| {
+                    let t = chrono::DateTime::parse_from_rfc3339(e["timestamp"].as_str().unwrap()).unwrap();
+                    t >= row.start && t < row.start + length
+                })
+                .map(|e| e["user_id"].as_str().unwrap())
+                .collect();
+            assert_eq!(row.counter.unique_users, users.len() as u64, "unique users of the {window:?} at {}", row.start);
+        }
     }
     assert_eq!(Metrics::get(&env.metrics.lag_events), 0);
+}
+
+/// A state database written before every counted user had a row (only exposed users had one):
+/// a user already in a day's unique users, never exposed, buys again that day after the
+/// upgrade and is still counted once.
+#[tokio::test(flavor = "multi_thread")]
+async fn unique_users_of_an_older_database_are_not_counted_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = chrono::Utc::now() - chrono::Duration::days(1);
+    let day = Window::Day.start_of(t0.timestamp_millis());
+    rusqlite::Connection::open(dir.path().join("state.sqlite"))
+        .unwrap()
+        .execute_batch(&format!(
+            "CREATE TABLE counters (
+                 window TEXT NOT NULL, start INTEGER NOT NULL, event TEXT NOT NULL,
+                 experiment TEXT NOT NULL, variant TEXT NOT NULL,
+                 count INTEGER NOT NULL, sum REAL NOT NULL, users INTEGER NOT NULL,
+                 PRIMARY KEY (window, event, experiment, start, variant)) WITHOUT ROWID;
+             CREATE TABLE counter_members (
+                 user_id TEXT NOT NULL, window TEXT NOT NULL, start INTEGER NOT NULL, event TEXT NOT NULL,
+                 experiment TEXT NOT NULL, variant TEXT NOT NULL,
+                 PRIMARY KEY (user_id, window, start, event, experiment, variant)) WITHOUT ROWID;
+             INSERT INTO counters VALUES ('day', {day}, 'purchase', '', '', 1, 5.0, 1);
+             INSERT INTO counter_members VALUES ('u1', 'day', {day}, 'purchase', '', '');"
+        ))
+        .unwrap();
+    let env = Env::open(dir.path(), experiments());
+    let body = json!([{"event": "purchase", "user_id": "u1", "value": 7, "timestamp": t0.to_rfc3339()}]);
+    env.ingestor.ingest(body.to_string().as_bytes(), BodyFormat::Auto).await.unwrap();
+    env.settle();
+    let stats = env.pipeline.stats().unwrap();
+    let (from, to) = (t0 - chrono::Duration::days(1), t0 + chrono::Duration::seconds(1));
+    let rows = stats.event_counters("purchase", Window::Day, from, to).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!((rows[0].counter.count, rows[0].counter.sum, rows[0].counter.unique_users), (2, 12.0, 1));
 }
 
 #[tokio::test(flavor = "multi_thread")]

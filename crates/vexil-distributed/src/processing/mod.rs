@@ -34,7 +34,10 @@ use crate::group::{Group, GroupOptions};
 /// The pipeline's tables, versioned apart from the store's.
 const SCHEMA: Schema = Schema {
     version_table: "events_schema_version",
-    migrations: &[include_str!("../migrations/0001_event_processing.sql")],
+    migrations: &[
+        include_str!("../migrations/0001_event_processing.sql"),
+        include_str!("../migrations/0002_counted_users_have_rows.sql"),
+    ],
 };
 
 /// Connections per node for processing: one per busy processor, the heartbeat and readers.
@@ -177,5 +180,47 @@ impl Drop for PostgresBackend {
         if let Some(heartbeat) = self.heartbeat.lock().expect("heartbeat poisoned").take() {
             heartbeat.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::GroupOptions;
+    use std::time::Duration;
+    use vexil_events::enrich::UserState;
+    use vexil_store::testkit::postgres::fresh_database;
+
+    /// A database at the first version, where only exposed users had rows in `event_users`:
+    /// after the upgrade every user in a counter's unique users has one (an unexposed user's
+    /// empty state), and the exposed user's state is untouched.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn counted_users_of_a_first_version_database_get_rows() {
+        let Some(url) = fresh_database().await else { return };
+        let (pool, _) = connection_pool(&url, 1).unwrap();
+        let first = Schema { version_table: SCHEMA.version_table, migrations: &SCHEMA.migrations[..1] };
+        let exposed = r#"{"assignments":[{"experiment":"exp","variant":"control","first_exposure":0}]}"#;
+        {
+            let mut client = pool.get().await.unwrap();
+            migrate(&mut client, &first).await.unwrap();
+            client
+                .batch_execute(&format!(
+                    "INSERT INTO event_users VALUES (0, 'u2', '{exposed}');
+                     INSERT INTO event_counter_users VALUES
+                         (0, 'day', 0, 'purchase', '', '', 'u1'), (0, 'hour', 0, 'purchase', '', '', 'u1'),
+                         (0, 'day', 0, 'purchase', '', '', 'u2'), (3, 'day', 0, 'purchase', '', '', 'u3');"
+                ))
+                .await
+                .unwrap();
+        }
+        let options = GroupOptions { heartbeat: Duration::from_millis(100), lease: Duration::from_millis(1500) };
+        let backend = PostgresBackend::connect(&url, "events", 4, options).await.unwrap();
+        let mut partition = backend.open(Lease { partition: 0, epoch: 0 }).unwrap();
+        let users = partition.users(&["u1", "u2", "u3"]).unwrap();
+        assert_eq!(users.len(), 2, "{users:?}");
+        assert_eq!(users["u1"], UserState::default());
+        assert_eq!(users["u2"], serde_json::from_str::<UserState>(exposed).unwrap());
+        let mut other = backend.open(Lease { partition: 3, epoch: 0 }).unwrap();
+        assert_eq!(other.users(&["u3"]).unwrap()["u3"], UserState::default(), "each partition's members get rows");
     }
 }

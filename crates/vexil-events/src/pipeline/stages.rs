@@ -162,7 +162,7 @@ impl Stages {
             counters::count(&mut to_count, stored, attribution);
             report.processed += 1;
         }
-        copy.counters.add_events(&mut *self.store, &to_count)?;
+        copy.counters.add_events(&mut *self.store, &to_count, copy.users.new_to_store())?;
         let expire = self.dedupe_expiry();
         let open = self.archiver.open_files();
         copy.commit(&mut *self.store, (last + 1).max(checkpoint), open, deliveries.new_ids(), expire)?;
