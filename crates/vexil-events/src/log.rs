@@ -17,7 +17,7 @@
 //! fails its checksum: a torn tail can only hold records that were never acknowledged, because
 //! an acknowledgement is sent only after the sync that covered them.
 
-use crate::durable::{sync_dir, write_atomically};
+use crate::durable::sync_dir;
 use async_trait::async_trait;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
@@ -233,10 +233,6 @@ impl FileLog {
             let _ = handle.join();
         }
     }
-
-    fn checkpoint_path(&self, consumer: &str) -> PathBuf {
-        self.shared.dir.join(format!("{consumer}.checkpoint"))
-    }
 }
 
 impl Drop for FileLog {
@@ -258,15 +254,6 @@ impl FileLog {
             sender.send(Request { records, reply }).map_err(|_| LogError::Closed)?;
         }
         answer.await.map_err(|_| LogError::Closed)?
-    }
-
-    /// The offset `consumer` last committed.
-    pub fn committed(&self, consumer: &str) -> Result<Option<u64>, LogError> {
-        match fs::read_to_string(self.checkpoint_path(consumer)) {
-            Ok(text) => text.trim().parse().map(Some).map_err(|_| LogError::Corrupt(0)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
-        }
     }
 
     /// The offset the next appended record will get (everything below it is durable).
@@ -292,9 +279,11 @@ impl EventBus for FileLog {
         Ok(Box::new(FileReader { shared: self.shared.clone(), next: offset, current: None }))
     }
 
-    fn commit(&self, partition: u32, consumer: &str, offset: u64) -> Result<(), LogError> {
+    /// Retention only: the consumer's own state store holds its checkpoint (the pipeline's
+    /// commit writes it with the batch's effects), so nothing is written here. A durable copy
+    /// of the offset in a file of the log's cost two fsyncs per batch and was never read.
+    fn commit(&self, partition: u32, _consumer: &str, offset: u64) -> Result<(), LogError> {
         only_partition(partition)?;
-        write_atomically(&self.checkpoint_path(consumer), offset.to_string().as_bytes())?;
         // Segments whose every record lies below the checkpoint are no longer needed.
         let obsolete: Vec<u64> = {
             let mut segments = self.shared.segments.write().expect("segment list poisoned");
