@@ -109,8 +109,10 @@ pub async fn state(config: ServerConfig, backend: Arc<dyn Backend>) -> Result<Ap
     }))
 }
 
-/// Runs the service until a shutdown signal.
-pub async fn run(config: ServerConfig) -> Result<(), String> {
+/// Runs the service until a shutdown signal. `loaded` is called once every environment's first
+/// snapshot is loaded, before the service listens (the binary returns the memory the load freed
+/// to the system there; see `vexil serve`).
+pub async fn run(config: ServerConfig, loaded: impl FnOnce()) -> Result<(), String> {
     let backend = open_configured_store(&config).await?;
     if let Some(secret) = bootstrap_admin_key(backend.as_ref(), config.admin_key.as_deref())
         .await
@@ -123,6 +125,7 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
     let listen = config.listen;
     let shutdown_timeout = config.shutdown_timeout;
     let state = state(config, backend).await?;
+    loaded();
     let purge_every =
         state.config.assignment_ttl.map_or(ASSIGNMENT_PURGE_INTERVAL, |ttl| ttl.min(ASSIGNMENT_PURGE_INTERVAL));
     let (supervisor, shutdown) = (&state.supervisor, state.shutdown.clone());
