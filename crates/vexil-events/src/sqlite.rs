@@ -254,16 +254,7 @@ impl PartitionStore for SqlitePartitionStore {
         // Users and memberships are inserted in their tables' key order: consecutive inserts then
         // land on the same B-tree pages instead of on pages all over the tables.
         changes.users.sort_unstable_by_key(|(user_id, _)| *user_id);
-        changes.counter_users.sort_unstable_by(|(a, a_user), (b, b_user)| {
-            (a_user, a.window.name(), a.start, &a.event, &a.experiment, &a.variant).cmp(&(
-                b_user,
-                b.window.name(),
-                b.start,
-                &b.event,
-                &b.experiment,
-                &b.variant,
-            ))
-        });
+        changes.counter_users.sort_unstable_by(|a, b| member_order(a).cmp(&member_order(b)));
         let tx = self.conn.transaction()?;
         {
             let mut put_user = tx.prepare_cached("INSERT OR REPLACE INTO users (user_id, state) VALUES (?1, ?2)")?;
@@ -338,6 +329,14 @@ impl PartitionStore for SqlitePartitionStore {
 }
 
 /// n, Σx, Σx², Σy, Σy², Σxy from `row`, starting at column `first`.
+/// A membership's place in `counter_members`' key order (user, window, start, event, experiment,
+/// variant).
+fn member_order<'a>(
+    (key, user): &(&'a CounterKey, &'a str),
+) -> (&'a str, &'static str, i64, &'a str, &'a str, &'a str) {
+    (user, key.window.name(), key.start, &key.event, &key.experiment, &key.variant)
+}
+
 fn sums_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Sums> {
     Ok(Sums {
         n: row.get::<_, i64>(first)? as u64,
