@@ -334,7 +334,7 @@ impl EventBus for KafkaBus {
     }
 
     /// Nothing to do (see the module docs).
-    fn commit(&self, _partition: u32, _consumer: &str, _offset: u64) -> Result<(), LogError> {
+    fn commit(&self, _partition: u32, _offset: u64) -> Result<(), LogError> {
         Ok(())
     }
 

@@ -96,9 +96,9 @@ pub trait EventBus: Send + Sync + 'static {
     async fn append(&self, records: Vec<BusRecord>) -> Result<(), LogError>;
     /// A reader that yields durable records of `partition` from `offset` on.
     fn reader(&self, partition: u32, offset: u64) -> Result<Box<dyn BusReader>, LogError>;
-    /// Records that `consumer` has processed everything of `partition` before `offset`; the
-    /// bus may then discard what no consumer needs any more.
-    fn commit(&self, partition: u32, consumer: &str, offset: u64) -> Result<(), LogError>;
+    /// Records that the pipeline has processed everything of `partition` before `offset`; the
+    /// bus may then discard what it no longer needs.
+    fn commit(&self, partition: u32, offset: u64) -> Result<(), LogError>;
     /// The offset the next record appended to `partition` will get (everything below it is
     /// durable), as far as this node knows.
     fn end_offset(&self, partition: u32) -> u64;
@@ -279,10 +279,10 @@ impl EventBus for FileLog {
         Ok(Box::new(FileReader { shared: self.shared.clone(), next: offset, current: None }))
     }
 
-    /// Retention only: the consumer's own state store holds its checkpoint (the pipeline's
-    /// commit writes it with the batch's effects), so nothing is written here. A durable copy
-    /// of the offset in a file of the log's cost two fsyncs per batch and was never read.
-    fn commit(&self, partition: u32, _consumer: &str, offset: u64) -> Result<(), LogError> {
+    /// Retention only: the pipeline's state store holds its checkpoint (the pipeline's commit
+    /// writes it with the batch's effects), so nothing is written here. A durable copy of the
+    /// offset in a file of the log's cost two fsyncs per batch and was never read.
+    fn commit(&self, partition: u32, offset: u64) -> Result<(), LogError> {
         only_partition(partition)?;
         // Segments whose every record lies below the checkpoint are no longer needed.
         let obsolete: Vec<u64> = {

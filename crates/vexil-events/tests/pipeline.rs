@@ -208,7 +208,7 @@ async fn segments_roll_and_readers_follow_them() {
     let records = log.reader(0, 70).unwrap().poll(1000, Duration::ZERO).unwrap();
     assert_eq!(records.len(), 80);
     assert_eq!(records[0].payload, 23u32.to_le_bytes());
-    log.commit(0, "c", 120).unwrap();
+    log.commit(0, 120).unwrap();
     let kept = std::fs::read_dir(dir.path()).unwrap().count();
     assert!(kept < segments, "segments below the commit are removed: {kept} of {segments} left");
     assert_eq!(log.reader(0, 120).unwrap().poll(1000, Duration::ZERO).unwrap().len(), 30);

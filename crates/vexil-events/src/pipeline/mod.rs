@@ -57,9 +57,6 @@ pub fn production(experiments: Vec<Arc<CompiledExperiment>>) -> ExperimentsByEnv
     BTreeMap::from([(None, experiments)])
 }
 
-/// The consumer name under which the pipeline commits to the bus (for log retention).
-pub const CONSUMER: &str = "pipeline";
-
 /// Tuning of the pipeline.
 #[derive(Clone, Debug)]
 pub struct PipelineOptions {

@@ -11,7 +11,7 @@
 use super::reader::{self, Batch, Batching};
 use super::stages::{CommitReport, Failure, Stages};
 use super::working_copy::WorkingCopy;
-use super::{PipelineOptions, Shared, CONSUMER};
+use super::{PipelineOptions, Shared};
 use crate::aggregate::Experiments;
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -150,7 +150,7 @@ impl Processor {
         Metrics::add(&metrics.processed_total, report.processed);
         Metrics::add(&metrics.archive_files_total, report.closed.len() as u64);
         Metrics::add(&metrics.archive_bytes_total, report.closed.iter().map(|c| c.bytes as u64).sum());
-        self.shared.bus.commit(self.lease.partition, CONSUMER, copy.replay_from()).map_err(Error::from)?;
+        self.shared.bus.commit(self.lease.partition, copy.replay_from()).map_err(Error::from)?;
         {
             let mut progress = self.shared.progress();
             if let Some(p) = progress.partitions.get_mut(&self.lease.partition) {
