@@ -8,7 +8,7 @@
 use crate::allocation::Allocation;
 use crate::condition::{self, Matcher};
 use crate::context::AttributePath;
-use crate::error::{index, join, ValidationErrors};
+use crate::error::{join, FieldPath, ValidationErrors};
 use crate::hash::SaltedHasher;
 use crate::model::{Condition, Flag, FlagType, FlagsDocument, Segment, Serve};
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -18,6 +18,11 @@ use std::sync::Arc;
 
 /// Longest allowed chain of prerequisites (SPEC 3 step 4).
 pub const MAX_PREREQUISITE_DEPTH: usize = 8;
+
+static OVERRIDE_VARIANTS: FieldPath<'static> = FieldPath::Text("overrides.variants");
+static SEGMENTS: FieldPath<'static> = FieldPath::Text("segments");
+static RULES: FieldPath<'static> = FieldPath::Text("rules");
+static PREREQUISITES: FieldPath<'static> = FieldPath::Text("prerequisites");
 
 #[derive(Debug)]
 pub(crate) struct CompiledFlag {
@@ -93,7 +98,7 @@ pub(crate) fn compile(doc: FlagsDocument, broken_keys: &[String]) -> Result<Comp
 
     let mut segment_table = SegmentTable::new(&segments, broken_keys);
     for s in &segments {
-        segment_table.resolve(&s.key, &join("segments", &s.key), &mut errors);
+        segment_table.resolve(&s.key, &SEGMENTS.field(&s.key), &mut errors);
     }
 
     let sources: Vec<&Flag> = flags.iter().collect();
@@ -111,14 +116,10 @@ pub(crate) fn compile(doc: FlagsDocument, broken_keys: &[String]) -> Result<Comp
     let segment_matchers = segment_table.into_compiled();
     errors.into_result(())?;
     drop(sources);
-    let flags = compiled
-        .into_iter()
-        .zip(flags)
-        .map(|(mut flag, source)| {
-            flag.source = source;
-            FlagEntry::new(flag)
-        })
-        .collect();
+    // Every flag compiled (any error returned above), so the two lists line up; each source moves
+    // into its compiled flag instead of being copied there.
+    let flags =
+        compiled.into_iter().zip(flags).map(|(with_source, source)| FlagEntry::new(with_source(source))).collect();
     Ok(Compiled { flags, segments, segment_matchers })
 }
 
@@ -163,7 +164,7 @@ pub(crate) fn recompile(
     }
     for s in &segments {
         if dirty_segments.contains(s.key.as_str()) {
-            segment_table.resolve(&s.key, &join("segments", &s.key), &mut errors);
+            segment_table.resolve(&s.key, &SEGMENTS.field(&s.key), &mut errors);
         }
     }
 
@@ -233,7 +234,9 @@ pub(crate) fn recompile(
                     Slot::Kept(entry) => entry.stopped,
                     Slot::New(_) => false,
                 };
-                flags.extend(result.map(|compiled| FlagEntry { compiled: Arc::new(compiled), stopped }));
+                flags.extend(
+                    result.map(|with_source| FlagEntry { compiled: Arc::new(with_source((*source).clone())), stopped }),
+                );
             }
         }
     }
@@ -290,7 +293,7 @@ impl<'a> SegmentTable<'a> {
     }
 
     /// The compiled condition of segment `key`, reporting problems at `path` (the reference).
-    fn resolve(&mut self, key: &str, path: &str, errors: &mut ValidationErrors) -> Option<Arc<Matcher>> {
+    fn resolve(&mut self, key: &str, path: &FieldPath<'_>, errors: &mut ValidationErrors) -> Option<Arc<Matcher>> {
         if let Some(done) = self.compiled.get(key) {
             return done.clone();
         }
@@ -306,7 +309,8 @@ impl<'a> SegmentTable<'a> {
             return None;
         }
         self.in_progress.push(key.to_string());
-        let when_path = join(&join("segments", key), "when");
+        let segment_path = SEGMENTS.field(key);
+        let when_path = segment_path.field("when");
         let mut own_errors = ValidationErrors::default();
         let matcher =
             condition::compile(&segment.when, &when_path, &mut |k, p, e| self.resolve(k, p, e), &mut own_errors)
@@ -368,6 +372,8 @@ fn check_prerequisite_graph(flags: &[&Flag], index_of: &HashMap<&str, usize>, er
     }
 }
 
+/// Compiles `flag`, or reports its errors and returns `None`. What it returns completes the
+/// compiled flag with its source, which the caller moves in when it owns the flag.
 fn compile_flag(
     flag: &Flag,
     flags: &[&Flag],
@@ -375,12 +381,12 @@ fn compile_flag(
     broken_keys: &[String],
     segments: &mut SegmentTable<'_>,
     errors: &mut ValidationErrors,
-) -> Option<CompiledFlag> {
+) -> Option<impl FnOnce(Flag) -> CompiledFlag> {
     let before = errors.0.len();
     check_variants(flag, errors);
     let names: Vec<&str> = flag.variants.keys().map(String::as_str).collect();
     let variant_index = |name: &str| names.binary_search(&name).ok();
-    let lookup = |name: &str, path: &str, errors: &mut ValidationErrors| {
+    let lookup = |name: &str, path: &FieldPath<'_>, errors: &mut ValidationErrors| {
         let found = variant_index(name);
         if found.is_none() {
             errors.push(path, format!("unknown variant \"{name}\""));
@@ -388,7 +394,7 @@ fn compile_flag(
         found
     };
 
-    let off = lookup(&flag.off_variant, "off_variant", errors);
+    let off = lookup(&flag.off_variant, &FieldPath::Text("off_variant"), errors);
 
     let overrides = &flag.overrides;
     if flag.kind != FlagType::Boolean && !overrides.enabled_for.is_empty() {
@@ -401,7 +407,7 @@ fn compile_flag(
         }
     }
     for (user, variant) in &overrides.variants {
-        let path = join("overrides.variants", user);
+        let path = OVERRIDE_VARIANTS.field(user);
         if let Some(i) = lookup(variant, &path, errors) {
             if pinned.get(user.as_str()).is_some_and(|on| *on != i) {
                 errors.push(path, format!("user \"{user}\" is also in enabled_for"));
@@ -413,20 +419,20 @@ fn compile_flag(
     let mut rule_ids = FxHashSet::default();
     let mut rules = Vec::with_capacity(flag.rules.len());
     for (i, rule) in flag.rules.iter().enumerate() {
-        let path = index("rules", i);
+        let path = RULES.index(i);
         if rule.id.trim().is_empty() {
-            errors.push(join(&path, "id"), "must not be empty");
+            errors.push(path.field("id"), "must not be empty");
         } else if !rule_ids.insert(rule.id.as_str()) {
-            errors.push(join(&path, "id"), format!("duplicate rule id \"{}\"", rule.id));
+            errors.push(path.field("id"), format!("duplicate rule id \"{}\"", rule.id));
         }
         let when =
-            condition::compile(&rule.when, &join(&path, "when"), &mut |k, p, e| segments.resolve(k, p, e), errors);
-        let serve = compile_serve(&rule.serve, &join(&path, "serve"), &lookup, errors);
+            condition::compile(&rule.when, &path.field("when"), &mut |k, p, e| segments.resolve(k, p, e), errors);
+        let serve = compile_serve(&rule.serve, &path.field("serve"), &lookup, errors);
         if let (Some(when), Some(serve)) = (when, serve) {
             rules.push(CompiledRule { id: rule.id.as_str().into(), when, serve });
         }
     }
-    let default = compile_serve(&flag.default, "default", &lookup, errors);
+    let default = compile_serve(&flag.default, &FieldPath::Text("default"), &lookup, errors);
 
     if let (Some(enable), Some(disable)) = (flag.schedule.enable_at, flag.schedule.disable_at) {
         if enable >= disable {
@@ -436,22 +442,22 @@ fn compile_flag(
 
     let mut prerequisites = Vec::new();
     for (i, p) in flag.prerequisites.iter().enumerate() {
-        let path = index("prerequisites", i);
+        let path = PREREQUISITES.index(i);
         if p.flag == flag.key {
-            errors.push(join(&path, "flag"), "a flag cannot be its own prerequisite");
+            errors.push(path.field("flag"), "a flag cannot be its own prerequisite");
             continue;
         }
         let Some(&target) = index_of.get(p.flag.as_str()) else {
             if broken_keys.contains(&p.flag) {
-                errors.push(join(&path, "flag"), format!("flag \"{}\" is invalid", p.flag));
+                errors.push(path.field("flag"), format!("flag \"{}\" is invalid", p.flag));
             } else {
-                errors.push(join(&path, "flag"), format!("unknown flag \"{}\"", p.flag));
+                errors.push(path.field("flag"), format!("unknown flag \"{}\"", p.flag));
             }
             continue;
         };
         for (j, v) in p.variants.iter().enumerate() {
             if !flags[target].variants.contains_key(v) {
-                errors.push(index(&join(&path, "variants"), j), format!("flag \"{}\" has no variant \"{v}\"", p.flag));
+                errors.push(path.field("variants").index(j), format!("flag \"{}\" has no variant \"{v}\"", p.flag));
             }
         }
         prerequisites.push(CompiledPrerequisite {
@@ -466,20 +472,27 @@ fn compile_flag(
     let schedule = (flag.schedule.enable_at.is_some() || flag.schedule.disable_at.is_some()).then(|| {
         (flag.schedule.enable_at.map(|t| t.timestamp_millis()), flag.schedule.disable_at.map(|t| t.timestamp_millis()))
     });
-    Some(CompiledFlag {
-        source: flag.clone(),
-        variant_names: names.iter().map(|n| Box::<str>::from(*n)).collect(),
-        variant_values: flag.variants.values().cloned().collect(),
-        off: off?,
-        salt: SaltedHasher::new(&flag.salt),
-        bucket_by: AttributePath::parse(&flag.bucket_by),
+    let variant_names: Box<[Box<str>]> = names.iter().map(|n| Box::<str>::from(*n)).collect();
+    let variant_values: Box<[Value]> = flag.variants.values().cloned().collect();
+    let (off, default) = (off?, default?);
+    let salt = SaltedHasher::new(&flag.salt);
+    let bucket_by = AttributePath::parse(&flag.bucket_by);
+    let disabled_for = overrides.disabled_for.iter().map(|u| u.as_str().into()).collect();
+    let is_static = flag.rules.is_empty() && overrides.is_empty();
+    Some(move |source| CompiledFlag {
+        source,
+        variant_names,
+        variant_values,
+        off,
+        salt,
+        bucket_by,
         schedule,
         prerequisites: prerequisites.into(),
-        disabled_for: overrides.disabled_for.iter().map(|u| u.as_str().into()).collect(),
+        disabled_for,
         pinned,
         rules: rules.into(),
-        default: default?,
-        is_static: flag.rules.is_empty() && overrides.is_empty(),
+        default,
+        is_static,
     })
 }
 
@@ -508,17 +521,17 @@ fn check_variants(flag: &Flag, errors: &mut ValidationErrors) {
 
 fn compile_serve(
     serve: &Serve,
-    path: &str,
-    lookup: &dyn Fn(&str, &str, &mut ValidationErrors) -> Option<usize>,
+    path: &FieldPath<'_>,
+    lookup: &dyn Fn(&str, &FieldPath<'_>, &mut ValidationErrors) -> Option<usize>,
     errors: &mut ValidationErrors,
 ) -> Option<CompiledServe> {
     match serve {
-        Serve::Variant(name) => lookup(name, &join(path, "variant"), errors).map(CompiledServe::Variant),
+        Serve::Variant(name) => lookup(name, &path.field("variant"), errors).map(CompiledServe::Variant),
         Serve::Experiment(key) => Some(CompiledServe::Experiment(key.as_str().into())),
         Serve::Split { weights, rollout } => {
-            let split_path = join(path, "split");
+            let split_path = path.field("split");
             let indices: Vec<Option<usize>> =
-                weights.keys().map(|name| lookup(name, &join(&split_path, name), errors)).collect();
+                weights.keys().map(|name| lookup(name, &split_path.field(name), errors)).collect();
             let indices: Option<Box<[usize]>> = indices.into_iter().collect();
             let weight_list: Vec<u32> = weights.values().copied().collect();
             let allocation = Allocation::new(&weight_list, rollout.basis_points());

@@ -11,7 +11,7 @@
 //! - `values` means "any of" (for negative operators: "none of").
 
 use crate::context::{Attribute, AttributePath, Context};
-use crate::error::{index, join, ValidationErrors};
+use crate::error::{FieldPath, ValidationErrors};
 use crate::model::{Comparison, Condition, Operand, Operator};
 use chrono::DateTime;
 use ipnet::IpNet;
@@ -227,12 +227,13 @@ pub(crate) fn parse_semver(s: &str) -> Option<Version> {
 }
 
 /// Resolves a segment key to its compiled condition, reporting problems at the given path.
-pub(crate) type SegmentResolver<'r> = dyn FnMut(&str, &str, &mut ValidationErrors) -> Option<Arc<Matcher>> + 'r;
+pub(crate) type SegmentResolver<'r> =
+    dyn FnMut(&str, &FieldPath<'_>, &mut ValidationErrors) -> Option<Arc<Matcher>> + 'r;
 
 /// Compiles a condition; `segment` resolves a segment key to its compiled condition.
 pub(crate) fn compile(
     condition: &Condition,
-    path: &str,
+    path: &FieldPath<'_>,
     segment: &mut SegmentResolver<'_>,
     errors: &mut ValidationErrors,
 ) -> Option<Matcher> {
@@ -240,35 +241,40 @@ pub(crate) fn compile(
         let compiled: Vec<_> = conditions
             .iter()
             .enumerate()
-            .map(|(i, c)| compile(c, &index(&join(path, name), i), segment, errors))
+            .map(|(i, c)| compile(c, &path.field(name).index(i), segment, errors))
             .collect();
         compiled.into_iter().collect::<Option<Box<[Matcher]>>>()
     };
     match condition {
         Condition::All(cs) => list(cs, "all", errors).map(Matcher::All),
         Condition::Any(cs) => list(cs, "any", errors).map(Matcher::Any),
-        Condition::Not(c) => compile(c, &join(path, "not"), segment, errors).map(|m| Matcher::Not(Box::new(m))),
-        Condition::Segment(key) => segment(key, &join(path, "segment"), errors).map(Matcher::Segment),
+        Condition::Not(c) => compile(c, &path.field("not"), segment, errors).map(|m| Matcher::Not(Box::new(m))),
+        Condition::Segment(key) => segment(key, &path.field("segment"), errors).map(Matcher::Segment),
         Condition::Compare(c) => compile_comparison(c, path, errors),
     }
 }
 
-fn compile_comparison(c: &Comparison, path: &str, errors: &mut ValidationErrors) -> Option<Matcher> {
+fn compile_comparison(c: &Comparison, path: &FieldPath<'_>, errors: &mut ValidationErrors) -> Option<Matcher> {
     use Operator::*;
-    let values: Vec<(String, &Value)> = match &c.operand {
-        Operand::None => Vec::new(),
-        Operand::One(v) => vec![(join(path, "value"), v)],
-        Operand::Many(vs) => vs.iter().enumerate().map(|(i, v)| (index(&join(path, "values"), i), v)).collect(),
+    let values: &[Value] = match &c.operand {
+        Operand::None => &[],
+        Operand::One(v) => std::slice::from_ref(v),
+        Operand::Many(vs) => vs,
+    };
+    // Written out only for a value at fault.
+    let value_path = |i: usize| match &c.operand {
+        Operand::Many(_) => path.field("values").index(i).to_string(),
+        _ => path.field("value").to_string(),
     };
     let before = errors.0.len();
-    let strings = || values.iter().filter_map(|(_, v)| v.as_str());
+    let strings = || values.iter().filter_map(|v| v.as_str());
     let case = |s: &str| if c.ignore_case { s.to_lowercase() } else { s.to_string() };
     let negate = matches!(c.op, Neq | NotIn | NotContains | NotExists);
     let test = match c.op {
         Exists | NotExists => Test::Exists,
         Eq | Neq | In | NotIn => {
             let mut set = ScalarSet { ignore_case: c.ignore_case, ..ScalarSet::default() };
-            for (_, v) in &values {
+            for v in values {
                 match v {
                     Value::String(s) => {
                         set.strings.insert(case(s).into());
@@ -294,12 +300,15 @@ fn compile_comparison(c: &Comparison, path: &str, errors: &mut ValidationErrors)
         Matches => Test::Matches(
             values
                 .iter()
-                .filter_map(|(p, v)| {
+                .enumerate()
+                .filter_map(|(i, v)| {
                     let pattern = v.as_str()?;
                     let built =
                         RegexBuilder::new(pattern).case_insensitive(c.ignore_case).size_limit(REGEX_SIZE_LIMIT).build();
                     built
-                        .map_err(|e| errors.push(p.clone(), format!("invalid regex: {}", first_line(&e.to_string()))))
+                        .map_err(|e| {
+                            errors.push(value_path(i), format!("invalid regex: {}", first_line(&e.to_string())))
+                        })
                         .ok()
                 })
                 .collect(),
@@ -307,16 +316,17 @@ fn compile_comparison(c: &Comparison, path: &str, errors: &mut ValidationErrors)
         Gt | Gte | Lt | Lte => Test::Number {
             cmp: if matches!(c.op, Gt | Gte) { Ordering::Greater } else { Ordering::Less },
             or_equal: matches!(c.op, Gte | Lte),
-            targets: values.iter().filter_map(|(_, v)| v.as_f64()).collect(),
+            targets: values.iter().filter_map(Value::as_f64).collect(),
         },
         Before | After => Test::Time {
             after: c.op == After,
             targets: values
                 .iter()
-                .filter_map(|(p, v)| {
+                .enumerate()
+                .filter_map(|(i, v)| {
                     let millis = attribute_millis(Attribute::Json(v));
                     if millis.is_none() {
-                        errors.push(p.clone(), format!("{v} is not an RFC 3339 date-time or Unix milliseconds"));
+                        errors.push(value_path(i), format!("{v} is not an RFC 3339 date-time or Unix milliseconds"));
                     }
                     millis
                 })
@@ -331,10 +341,11 @@ fn compile_comparison(c: &Comparison, path: &str, errors: &mut ValidationErrors)
             or_equal: matches!(c.op, SemverGte | SemverLte),
             targets: values
                 .iter()
-                .filter_map(|(p, v)| {
+                .enumerate()
+                .filter_map(|(i, v)| {
                     let parsed = v.as_str().and_then(parse_semver);
                     if parsed.is_none() {
-                        errors.push(p.clone(), format!("{v} is not a semantic version"));
+                        errors.push(value_path(i), format!("{v} is not a semantic version"));
                     }
                     parsed
                 })
@@ -343,11 +354,12 @@ fn compile_comparison(c: &Comparison, path: &str, errors: &mut ValidationErrors)
         InCidr => Test::Cidr(
             values
                 .iter()
-                .filter_map(|(p, v)| {
+                .enumerate()
+                .filter_map(|(i, v)| {
                     let s = v.as_str()?.trim();
                     let net = s.parse::<IpNet>().ok().or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from));
                     if net.is_none() {
-                        errors.push(p.clone(), format!("\"{s}\" is not a CIDR block or IP address"));
+                        errors.push(value_path(i), format!("\"{s}\" is not a CIDR block or IP address"));
                     }
                     net
                 })

@@ -4,7 +4,7 @@ use crate::compile;
 use crate::condition::{self, CompiledCondition};
 use crate::context::Context;
 use crate::decode;
-use crate::error::{ValidationError, ValidationErrors};
+use crate::error::{FieldPath, ValidationError, ValidationErrors};
 use crate::evaluate::{self, validate_user_id, EvalEnv, EvalError, Evaluation};
 use crate::model::Condition;
 use crate::model::{Flag, FlagsDocument, Segment};
@@ -161,14 +161,14 @@ impl FlagSet {
     /// segments; problems are reported with paths relative to `path`.
     pub fn compile_condition(&self, condition: &Condition, path: &str) -> Result<CompiledCondition, ValidationErrors> {
         let mut errors = ValidationErrors::default();
-        let mut resolve = |key: &str, at: &str, errors: &mut ValidationErrors| {
+        let mut resolve = |key: &str, at: &FieldPath<'_>, errors: &mut ValidationErrors| {
             let found = self.compiled.segment_matchers.get(key).cloned();
             if found.is_none() {
                 errors.push(at, format!("unknown segment \"{key}\""));
             }
             found
         };
-        let matcher = condition::compile(condition, path, &mut resolve, &mut errors);
+        let matcher = condition::compile(condition, &FieldPath::Text(path), &mut resolve, &mut errors);
         match matcher {
             Some(m) if errors.is_empty() => Ok(CompiledCondition(m)),
             _ => Err(errors),

@@ -2,7 +2,7 @@
 //! variant (fixed, split or experiment), schedule and prerequisites.
 
 use super::reader::{kind_of, Reader};
-use crate::error::join;
+use crate::error::FieldPath;
 use crate::model::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -23,10 +23,10 @@ const FLAG_FIELDS: &[&str] = &[
 ];
 
 impl Reader {
-    pub(super) fn flag(&mut self, v: &Value, path: &str, in_document: bool) -> Option<Flag> {
+    pub(super) fn flag(&mut self, v: &Value, path: &FieldPath<'_>, in_document: bool) -> Option<Flag> {
         let path = &Self::item_path(v, path, in_document);
         let obj = self.stored_object(v, path, FLAG_FIELDS)?;
-        let at = |field: &str| join(path, field);
+        let at = |field: &'static str| path.field(field);
         let key = self.key(obj.get("key"), &at("key"));
         let meta = self.meta(obj, path);
         let kind = match obj.get("type") {
@@ -37,12 +37,12 @@ impl Reader {
                 "number" => Some(FlagType::Number),
                 "json" => Some(FlagType::Json),
                 other => {
-                    self.error(&at("type"), format!("unknown type \"{other}\" (boolean, string, number or json)"));
+                    self.error(at("type"), format!("unknown type \"{other}\" (boolean, string, number or json)"));
                     None
                 }
             },
             Some(other) => {
-                self.error(&at("type"), format!("must be a string, found {}", kind_of(other)));
+                self.error(at("type"), format!("must be a string, found {}", kind_of(other)));
                 None
             }
         };
@@ -53,13 +53,13 @@ impl Reader {
             }
             None | Some(Value::Null) => {
                 if kind.is_some() {
-                    self.error(&at("variants"), "is required for non-boolean flags");
+                    self.error(at("variants"), "is required for non-boolean flags");
                 }
                 None
             }
             Some(Value::Object(m)) => Some(m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
             Some(other) => {
-                self.error(&at("variants"), format!("must be an object of name to value, found {}", kind_of(other)));
+                self.error(at("variants"), format!("must be an object of name to value, found {}", kind_of(other)));
                 None
             }
         };
@@ -68,7 +68,7 @@ impl Reader {
             None if kind == Some(FlagType::Boolean) => Some("off".to_string()),
             None => {
                 if kind.is_some() && obj.get("off_variant").is_none_or(Value::is_null) {
-                    self.error(&at("off_variant"), "is required for non-boolean flags");
+                    self.error(at("off_variant"), "is required for non-boolean flags");
                 }
                 None
             }
@@ -87,16 +87,16 @@ impl Reader {
         let schedule = match obj.get("schedule") {
             None | Some(Value::Null) => Some(Schedule::default()),
             Some(v) => self.object(v, &at("schedule"), &["enable_at", "disable_at"]).map(|s| Schedule {
-                enable_at: self.timestamp(s.get("enable_at"), &join(&at("schedule"), "enable_at")),
-                disable_at: self.timestamp(s.get("disable_at"), &join(&at("schedule"), "disable_at")),
+                enable_at: self.timestamp(s.get("enable_at"), &at("schedule").field("enable_at")),
+                disable_at: self.timestamp(s.get("disable_at"), &at("schedule").field("disable_at")),
             }),
         };
         let prerequisites = self.list(obj.get("prerequisites"), &at("prerequisites"), |r, v, p| {
             let o = r.object(v, p, &["flag", "variants"])?;
-            let flag = r.key(o.get("flag"), &join(p, "flag"));
-            let variants = r.strings(o.get("variants"), &join(p, "variants"));
+            let flag = r.key(o.get("flag"), &p.field("flag"));
+            let variants = r.strings(o.get("variants"), &p.field("variants"));
             if variants.is_empty() {
-                r.error(&join(p, "variants"), "must list at least one variant");
+                r.error(p.field("variants"), "must list at least one variant");
             }
             Some(Prerequisite { flag: flag?, variants })
         });
@@ -120,41 +120,41 @@ impl Reader {
         })
     }
 
-    fn overrides(&mut self, v: &Value, path: &str) -> Option<Overrides> {
+    fn overrides(&mut self, v: &Value, path: &FieldPath<'_>) -> Option<Overrides> {
         let o = self.object(v, path, &["disabled_for", "enabled_for", "variants"])?;
         let variants = match o.get("variants") {
             None | Some(Value::Null) => BTreeMap::new(),
             Some(Value::Object(m)) => m
                 .iter()
                 .filter_map(|(user, variant)| {
-                    let variant = self.required_string(Some(variant), &join(&join(path, "variants"), user))?;
+                    let variant = self.required_string(Some(variant), &path.field("variants").field(user))?;
                     Some((user.clone(), variant))
                 })
                 .collect(),
             Some(other) => {
                 self.error(
-                    &join(path, "variants"),
+                    path.field("variants"),
                     format!("must be an object of user to variant, found {}", kind_of(other)),
                 );
                 BTreeMap::new()
             }
         };
         Some(Overrides {
-            disabled_for: self.strings(o.get("disabled_for"), &join(path, "disabled_for")),
-            enabled_for: self.strings(o.get("enabled_for"), &join(path, "enabled_for")),
+            disabled_for: self.strings(o.get("disabled_for"), &path.field("disabled_for")),
+            enabled_for: self.strings(o.get("enabled_for"), &path.field("enabled_for")),
             variants,
         })
     }
 
-    fn rule(&mut self, v: &Value, path: &str) -> Option<Rule> {
+    fn rule(&mut self, v: &Value, path: &FieldPath<'_>) -> Option<Rule> {
         let o = self.object(v, path, &["id", "when", "serve"])?;
-        let id = self.required_string(o.get("id"), &join(path, "id"));
-        let when = self.required(o.get("when"), &join(path, "when"), Self::condition);
-        let serve = self.required(o.get("serve"), &join(path, "serve"), Self::serve);
+        let id = self.required_string(o.get("id"), &path.field("id"));
+        let when = self.required(o.get("when"), &path.field("when"), Self::condition);
+        let serve = self.required(o.get("serve"), &path.field("serve"), Self::serve);
         Some(Rule { id: id?, when: when?, serve: serve? })
     }
 
-    pub(crate) fn serve(&mut self, v: &Value, path: &str) -> Option<Serve> {
+    pub(crate) fn serve(&mut self, v: &Value, path: &FieldPath<'_>) -> Option<Serve> {
         let o = self.object(v, path, &["variant", "split", "rollout", "experiment"])?;
         let forms = ["variant", "split", "experiment"].iter().filter(|f| o.contains_key(**f)).count();
         if forms != 1 {
@@ -162,15 +162,15 @@ impl Reader {
             return None;
         }
         if o.contains_key("rollout") && !o.contains_key("split") {
-            self.error(&join(path, "rollout"), "is only allowed with split");
+            self.error(path.field("rollout"), "is only allowed with split");
         }
         if let Some(v) = o.get("variant") {
-            return self.required_string(Some(v), &join(path, "variant")).map(Serve::Variant);
+            return self.required_string(Some(v), &path.field("variant")).map(Serve::Variant);
         }
         if let Some(e) = o.get("experiment") {
-            return self.key(Some(e), &join(path, "experiment")).map(Serve::Experiment);
+            return self.key(Some(e), &path.field("experiment")).map(Serve::Experiment);
         }
-        let split_path = join(path, "split");
+        let split_path = path.field("split");
         let weights = match o.get("split") {
             Some(Value::Object(m)) => {
                 let mut weights = BTreeMap::new();
@@ -179,21 +179,21 @@ impl Reader {
                         Some(w) => {
                             weights.insert(name.clone(), w);
                         }
-                        None => self.error(&join(&split_path, name), "weight must be a non-negative integer"),
+                        None => self.error(split_path.field(name), "weight must be a non-negative integer"),
                     }
                 }
                 if weights.len() == m.len() && weights.values().all(|w| *w == 0) {
-                    self.error(&split_path, "weights must not all be zero");
+                    self.error(split_path, "weights must not all be zero");
                 }
                 Some(weights)
             }
             other => {
                 let found = other.map_or("nothing", kind_of);
-                self.error(&split_path, format!("must be an object of variant to weight, found {found}"));
+                self.error(split_path, format!("must be an object of variant to weight, found {found}"));
                 None
             }
         };
-        let rollout = self.percent(o.get("rollout"), &join(path, "rollout"));
+        let rollout = self.percent(o.get("rollout"), &path.field("rollout"));
         Some(Serve::Split { weights: weights?, rollout: rollout? })
     }
 }

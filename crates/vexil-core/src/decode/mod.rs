@@ -12,7 +12,7 @@ mod condition;
 mod flag;
 mod reader;
 
-use crate::error::ValidationErrors;
+use crate::error::{FieldPath, ValidationErrors};
 use crate::model::{Condition, Flag, FlagsDocument, Segment};
 use serde_json::Value;
 
@@ -37,11 +37,12 @@ pub(crate) struct PartialDocument {
 pub(crate) fn decode_document_partially(value: &Value) -> PartialDocument {
     let mut partial = PartialDocument::default();
     let mut r = Reader::default();
-    if let Some(obj) = r.object(value, "", &["flags", "segments"]) {
+    if let Some(obj) = r.object(value, &FieldPath::ROOT, &["flags", "segments"]) {
         let broken_keys = &mut partial.broken_keys;
-        partial.document.flags =
-            r.list(obj.get("flags"), "flags", |r, v, path| remember_broken(r.flag(v, path, true), v, broken_keys));
-        partial.document.segments = r.list(obj.get("segments"), "segments", |r, v, path| {
+        partial.document.flags = r.list(obj.get("flags"), &FieldPath::Text("flags"), |r, v, path| {
+            remember_broken(r.flag(v, path, true), v, broken_keys)
+        });
+        partial.document.segments = r.list(obj.get("segments"), &FieldPath::Text("segments"), |r, v, path| {
             remember_broken(r.segment(v, path, true), v, broken_keys)
         });
     }
@@ -58,12 +59,13 @@ pub(crate) fn decode_items_partially(
 ) -> PartialDocument {
     let mut partial = PartialDocument::default();
     let mut r = Reader::default();
+    let (flags_path, segments_path) = (FieldPath::Text("flags"), FieldPath::Text("segments"));
     for (i, v) in flags.into_iter().enumerate() {
-        let flag = r.flag(&v, &crate::error::index("flags", i), true);
+        let flag = r.flag(&v, &flags_path.index(i), true);
         partial.document.flags.extend(remember_broken(flag, &v, &mut partial.broken_keys));
     }
     for (i, v) in segments.into_iter().enumerate() {
-        let segment = r.segment(&v, &crate::error::index("segments", i), true);
+        let segment = r.segment(&v, &segments_path.index(i), true);
         partial.document.segments.extend(remember_broken(segment, &v, &mut partial.broken_keys));
     }
     partial.errors = r.errors;
@@ -81,34 +83,34 @@ fn remember_broken<T>(decoded: Option<T>, v: &Value, broken_keys: &mut Vec<Strin
 /// Decodes one flag, with paths relative to the flag (`rules[0].serve`).
 pub fn decode_flag(value: &Value) -> Result<Flag, ValidationErrors> {
     let mut r = Reader::default();
-    let flag = r.flag(value, "", false);
+    let flag = r.flag(value, &FieldPath::ROOT, false);
     r.finish(flag)
 }
 
 /// Decodes one stored flag of a set, with the paths of a whole document (`flags.KEY.rules[0]`).
 pub(crate) fn decode_stored_flag(value: &Value) -> Result<Flag, ValidationErrors> {
     let mut r = Reader::default();
-    let flag = r.flag(value, "flags", true);
+    let flag = r.flag(value, &FieldPath::Text("flags"), true);
     r.finish(flag)
 }
 
 /// Decodes one stored segment of a set, with the paths of a whole document.
 pub(crate) fn decode_stored_segment(value: &Value) -> Result<Segment, ValidationErrors> {
     let mut r = Reader::default();
-    let segment = r.segment(value, "segments", true);
+    let segment = r.segment(value, &FieldPath::Text("segments"), true);
     r.finish(segment)
 }
 
 /// Decodes one segment, with paths relative to the segment.
 pub fn decode_segment(value: &Value) -> Result<Segment, ValidationErrors> {
     let mut r = Reader::default();
-    let segment = r.segment(value, "", false);
+    let segment = r.segment(value, &FieldPath::ROOT, false);
     r.finish(segment)
 }
 
 /// Decodes one condition, with paths relative to it.
 pub fn decode_condition(value: &Value) -> Result<Condition, ValidationErrors> {
     let mut r = Reader::default();
-    let condition = r.condition(value, "");
+    let condition = r.condition(value, &FieldPath::ROOT);
     r.finish(condition)
 }

@@ -3,10 +3,11 @@
 //!
 //! Also the shared rules of stored objects: their keys and meta fields.
 
-use crate::error::{index, join, ValidationErrors};
+use crate::error::{FieldPath, ValidationErrors};
 use crate::model::{Meta, Percent};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
+use std::fmt;
 
 /// Keys of flags, segments, experiments and metrics: `^[a-z][a-z0-9_]*$`, at most 128 chars.
 pub fn is_valid_key(key: &str) -> bool {
@@ -37,27 +38,32 @@ impl Reader {
         }
     }
 
-    pub(crate) fn error(&mut self, path: &str, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, path: impl fmt::Display, message: impl Into<String>) {
         self.errors.push(path, message);
     }
 
-    pub(crate) fn object<'a>(&mut self, v: &'a Value, path: &str, allowed: &[&str]) -> Option<Obj<'a>> {
+    pub(crate) fn object<'a>(&mut self, v: &'a Value, path: &FieldPath<'_>, allowed: &[&str]) -> Option<Obj<'a>> {
         self.object_with(v, path, |field| allowed.contains(&field))
     }
 
     /// An object of a stored kind: the fields every stored object has, plus `own`.
-    pub(crate) fn stored_object<'a>(&mut self, v: &'a Value, path: &str, own: &[&str]) -> Option<Obj<'a>> {
+    pub(crate) fn stored_object<'a>(&mut self, v: &'a Value, path: &FieldPath<'_>, own: &[&str]) -> Option<Obj<'a>> {
         self.object_with(v, path, |field| STORED_FIELDS.contains(&field) || own.contains(&field))
     }
 
-    fn object_with<'a>(&mut self, v: &'a Value, path: &str, allowed: impl Fn(&str) -> bool) -> Option<Obj<'a>> {
+    fn object_with<'a>(
+        &mut self,
+        v: &'a Value,
+        path: &FieldPath<'_>,
+        allowed: impl Fn(&str) -> bool,
+    ) -> Option<Obj<'a>> {
         let Some(map) = v.as_object() else {
             self.error(path, format!("must be an object, found {}", kind_of(v)));
             return None;
         };
         for field in map.keys() {
             if !allowed(field) {
-                self.error(&join(path, field), "unknown field");
+                self.error(path.field(field), "unknown field");
             }
         }
         Some(map)
@@ -67,13 +73,13 @@ impl Reader {
     pub(crate) fn list<T>(
         &mut self,
         v: Option<&Value>,
-        path: &str,
-        mut item: impl FnMut(&mut Self, &Value, &str) -> Option<T>,
+        path: &FieldPath<'_>,
+        mut item: impl FnMut(&mut Self, &Value, &FieldPath<'_>) -> Option<T>,
     ) -> Vec<T> {
         match v {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(items)) => {
-                items.iter().enumerate().filter_map(|(i, v)| item(self, v, &index(path, i))).collect()
+                items.iter().enumerate().filter_map(|(i, v)| item(self, v, &path.index(i))).collect()
             }
             Some(other) => {
                 self.error(path, format!("must be an array, found {}", kind_of(other)));
@@ -82,7 +88,7 @@ impl Reader {
         }
     }
 
-    pub(crate) fn string(&mut self, v: Option<&Value>, path: &str) -> Option<String> {
+    pub(crate) fn string(&mut self, v: Option<&Value>, path: &FieldPath<'_>) -> Option<String> {
         match v {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone()),
@@ -97,8 +103,8 @@ impl Reader {
     pub(crate) fn required<T>(
         &mut self,
         v: Option<&Value>,
-        path: &str,
-        read: impl FnOnce(&mut Self, &Value, &str) -> Option<T>,
+        path: &FieldPath<'_>,
+        read: impl FnOnce(&mut Self, &Value, &FieldPath<'_>) -> Option<T>,
     ) -> Option<T> {
         match v {
             None | Some(Value::Null) => {
@@ -114,8 +120,8 @@ impl Reader {
     pub(crate) fn optional<T>(
         &mut self,
         v: Option<&Value>,
-        path: &str,
-        read: impl FnOnce(&mut Self, &Value, &str) -> Option<T>,
+        path: &FieldPath<'_>,
+        read: impl FnOnce(&mut Self, &Value, &FieldPath<'_>) -> Option<T>,
     ) -> Option<Option<T>> {
         match v {
             None | Some(Value::Null) => Some(None),
@@ -123,11 +129,11 @@ impl Reader {
         }
     }
 
-    pub(crate) fn required_string(&mut self, v: Option<&Value>, path: &str) -> Option<String> {
+    pub(crate) fn required_string(&mut self, v: Option<&Value>, path: &FieldPath<'_>) -> Option<String> {
         self.required(v, path, |r, v, path| r.string(Some(v), path))
     }
 
-    pub(crate) fn key(&mut self, v: Option<&Value>, path: &str) -> Option<String> {
+    pub(crate) fn key(&mut self, v: Option<&Value>, path: &FieldPath<'_>) -> Option<String> {
         let key = self.required_string(v, path)?;
         self.matching(key, path, is_valid_key, KEY_RULE)
     }
@@ -136,7 +142,7 @@ impl Reader {
     pub(crate) fn matching(
         &mut self,
         name: String,
-        path: &str,
+        path: &FieldPath<'_>,
         is_valid: fn(&str) -> bool,
         rule: &str,
     ) -> Option<String> {
@@ -148,7 +154,7 @@ impl Reader {
         }
     }
 
-    pub(crate) fn bool(&mut self, v: Option<&Value>, path: &str) -> Option<bool> {
+    pub(crate) fn bool(&mut self, v: Option<&Value>, path: &FieldPath<'_>) -> Option<bool> {
         match v {
             None | Some(Value::Null) => None,
             Some(Value::Bool(b)) => Some(*b),
@@ -160,7 +166,7 @@ impl Reader {
     }
 
     /// The context attribute users are bucketed by (SPEC 2), for flags and experiments alike.
-    pub(crate) fn bucket_by(&mut self, v: Option<&Value>, path: &str) -> String {
+    pub(crate) fn bucket_by(&mut self, v: Option<&Value>, path: &FieldPath<'_>) -> String {
         let bucket_by = self.string(v, path).unwrap_or_else(|| "user_id".into());
         if bucket_by.trim().is_empty() {
             self.error(path, "must name a context attribute");
@@ -168,11 +174,11 @@ impl Reader {
         bucket_by
     }
 
-    pub(crate) fn strings(&mut self, v: Option<&Value>, path: &str) -> Vec<String> {
+    pub(crate) fn strings(&mut self, v: Option<&Value>, path: &FieldPath<'_>) -> Vec<String> {
         self.list(v, path, |r, v, p| r.required_string(Some(v), p))
     }
 
-    pub(crate) fn timestamp(&mut self, v: Option<&Value>, path: &str) -> Option<DateTime<Utc>> {
+    pub(crate) fn timestamp(&mut self, v: Option<&Value>, path: &FieldPath<'_>) -> Option<DateTime<Utc>> {
         let s = self.string(v, path)?;
         match DateTime::parse_from_rfc3339(&s) {
             Ok(t) => Some(t.with_timezone(&Utc)),
@@ -183,40 +189,41 @@ impl Reader {
         }
     }
 
-    pub(crate) fn meta(&mut self, obj: Obj<'_>, path: &str) -> Meta {
+    pub(crate) fn meta(&mut self, obj: Obj<'_>, path: &FieldPath<'_>) -> Meta {
         let version = match obj.get("version") {
             None | Some(Value::Null) => None,
             Some(v) => match v.as_u64() {
                 Some(n) => Some(n),
                 None => {
-                    self.error(&join(path, "version"), "must be a non-negative integer");
+                    self.error(path.field("version"), "must be a non-negative integer");
                     None
                 }
             },
         };
         Meta {
-            id: self.string(obj.get("id"), &join(path, "id")),
+            id: self.string(obj.get("id"), &path.field("id")),
             version,
-            created_at: self.timestamp(obj.get("created_at"), &join(path, "created_at")),
-            updated_at: self.timestamp(obj.get("updated_at"), &join(path, "updated_at")),
-            description: self.string(obj.get("description"), &join(path, "description")).unwrap_or_default(),
-            tags: self.strings(obj.get("tags"), &join(path, "tags")),
+            created_at: self.timestamp(obj.get("created_at"), &path.field("created_at")),
+            updated_at: self.timestamp(obj.get("updated_at"), &path.field("updated_at")),
+            description: self.string(obj.get("description"), &path.field("description")).unwrap_or_default(),
+            tags: self.strings(obj.get("tags"), &path.field("tags")),
         }
     }
 
-    /// In a document, an item is addressed by its key once it has one (`flags.new_checkout`).
-    pub(super) fn item_path(v: &Value, path: &str, in_document: bool) -> String {
+    /// In a document, an item is addressed by its key once it has one (`flags.new_checkout`
+    /// rather than `flags[3]`).
+    pub(super) fn item_path<'a>(v: &'a Value, path: &'a FieldPath<'a>, in_document: bool) -> FieldPath<'a> {
         match v.get("key").and_then(Value::as_str) {
-            Some(key) if in_document && is_valid_key(key) => {
-                let collection = path.rsplit_once('[').map_or(path, |(c, _)| c);
-                join(collection, key)
-            }
-            _ => path.to_string(),
+            Some(key) if in_document && is_valid_key(key) => match path {
+                FieldPath::Index(collection, _) => collection.field(key),
+                _ => path.field(key),
+            },
+            _ => *path,
         }
     }
 
     /// A percentage 0–100 with at most two decimals; 100 when absent.
-    pub(crate) fn percent(&mut self, v: Option<&Value>, path: &str) -> Option<Percent> {
+    pub(crate) fn percent(&mut self, v: Option<&Value>, path: &FieldPath<'_>) -> Option<Percent> {
         match v {
             None | Some(Value::Null) => Some(Percent::ALL),
             Some(r) => {

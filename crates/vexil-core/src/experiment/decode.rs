@@ -3,7 +3,7 @@
 
 use super::model::*;
 use crate::decode::{kind_of, Reader};
-use crate::error::{index, join, ValidationErrors};
+use crate::error::{FieldPath, ValidationErrors};
 use serde_json::Value;
 
 const EXPERIMENT_FIELDS: &[&str] = &[
@@ -28,10 +28,10 @@ pub fn decode_experiment(value: &Value) -> Result<Experiment, ValidationErrors> 
 }
 
 fn read_experiment(r: &mut Reader, value: &Value) -> Option<Experiment> {
-    let o = r.stored_object(value, "", EXPERIMENT_FIELDS)?;
-    let key = r.key(o.get("key"), "key");
-    let meta = r.meta(o, "");
-    let status = match r.string(o.get("status"), "status") {
+    let o = r.stored_object(value, &FieldPath::ROOT, EXPERIMENT_FIELDS)?;
+    let key = r.key(o.get("key"), &top("key"));
+    let meta = r.meta(o, &FieldPath::ROOT);
+    let status = match r.string(o.get("status"), &top("status")) {
         None => Some(ExperimentStatus::Draft),
         Some(s) => {
             let status = ExperimentStatus::parse(&s);
@@ -42,23 +42,23 @@ fn read_experiment(r: &mut Reader, value: &Value) -> Option<Experiment> {
         }
     };
     let variants = read_variants(r, o.get("variants"));
-    let traffic_allocation = r.percent(o.get("traffic_allocation"), "traffic_allocation");
-    let targeting = r.optional(o.get("targeting"), "targeting", Reader::condition);
-    let bucket_by = r.bucket_by(o.get("bucket_by"), "bucket_by");
-    let salt = r.string(o.get("salt"), "salt");
+    let traffic_allocation = r.percent(o.get("traffic_allocation"), &top("traffic_allocation"));
+    let targeting = r.optional(o.get("targeting"), &top("targeting"), Reader::condition);
+    let bucket_by = r.bucket_by(o.get("bucket_by"), &top("bucket_by"));
+    let salt = r.string(o.get("salt"), &top("salt"));
     let metrics = read_metrics(r, o.get("metrics"));
     let analysis = match o.get("analysis") {
         None | Some(Value::Null) => Some(AnalysisConfig::default()),
         Some(a) => read_analysis(r, a),
     };
-    let winner = r.string(o.get("winner"), "winner");
+    let winner = r.string(o.get("winner"), &top("winner"));
     if let (Some(w), Some(vs)) = (&winner, &variants) {
         if !vs.iter().any(|v| &v.key == w) {
             r.error("winner", format!("unknown variant \"{w}\""));
         }
     }
-    let start_at = r.timestamp(o.get("start_at"), "start_at");
-    let end_at = r.timestamp(o.get("end_at"), "end_at");
+    let start_at = r.timestamp(o.get("start_at"), &top("start_at"));
+    let end_at = r.timestamp(o.get("end_at"), &top("end_at"));
     if let (Some(s), Some(e)) = (start_at, end_at) {
         if s >= e {
             r.error("end_at", "must be after start_at");
@@ -88,18 +88,18 @@ fn read_variants(r: &mut Reader, v: Option<&Value>) -> Option<Vec<ExperimentVari
         return None;
     }
     let before = r.errors.0.len();
-    let variants = r.list(v, "variants", |r, v, path| {
+    let variants = r.list(v, &top("variants"), |r, v, path| {
         let o = r.object(v, path, &["key", "weight", "value"])?;
-        let key = r.required_string(o.get("key"), &join(path, "key"));
+        let key = r.required_string(o.get("key"), &path.field("key"));
         if key.as_deref().is_some_and(|k| k.is_empty() || k.len() > 128) {
-            r.error(&join(path, "key"), "must be 1 to 128 characters");
+            r.error(path.field("key"), "must be 1 to 128 characters");
         }
         let weight = match o.get("weight") {
             None | Some(Value::Null) => Some(1),
             Some(w) => {
                 let weight = w.as_u64().and_then(|w| u32::try_from(w).ok());
                 if weight.is_none() {
-                    r.error(&join(path, "weight"), "must be a non-negative integer");
+                    r.error(path.field("weight"), "must be a non-negative integer");
                 }
                 weight
             }
@@ -114,7 +114,7 @@ fn read_variants(r: &mut Reader, v: Option<&Value>) -> Option<Vec<ExperimentVari
     }
     for (i, v) in variants.iter().enumerate() {
         if variants[..i].iter().any(|other| other.key == v.key) {
-            r.error(&join(&index("variants", i), "key"), format!("duplicate variant key \"{}\"", v.key));
+            r.error(top("variants").index(i).field("key"), format!("duplicate variant key \"{}\"", v.key));
         }
     }
     if !variants.is_empty() && variants.iter().all(|v| v.weight == 0) {
@@ -128,17 +128,17 @@ fn read_variants(r: &mut Reader, v: Option<&Value>) -> Option<Vec<ExperimentVari
 }
 
 fn read_metrics(r: &mut Reader, v: Option<&Value>) -> Vec<Metric> {
-    let metrics = r.list(v, "metrics", read_metric);
+    let metrics = r.list(v, &top("metrics"), read_metric);
     for (i, m) in metrics.iter().enumerate() {
         if metrics[..i].iter().any(|other| other.key == m.key) {
-            r.error(&join(&index("metrics", i), "key"), format!("duplicate metric key \"{}\"", m.key));
+            r.error(top("metrics").index(i).field("key"), format!("duplicate metric key \"{}\"", m.key));
         }
     }
     metrics
 }
 
-fn read_metric(r: &mut Reader, v: &Value, path: &str) -> Option<Metric> {
-    let at = |field: &str| join(path, field);
+fn read_metric(r: &mut Reader, v: &Value, path: &FieldPath<'_>) -> Option<Metric> {
+    let at = |field: &'static str| path.field(field);
     let o = r.object(
         v,
         path,
@@ -179,20 +179,20 @@ fn read_metric(r: &mut Reader, v: &Value, path: &str) -> Option<Metric> {
         Some(MetricKind::Ratio) => {
             for (name, side) in [("numerator", &numerator), ("denominator", &denominator)] {
                 if side.is_none() && o.get(name).is_none_or(Value::is_null) {
-                    r.error(&at(name), "is required for ratio metrics");
+                    r.error(at(name), "is required for ratio metrics");
                 }
             }
             if o.contains_key("event") {
-                r.error(&at("event"), "ratio metrics take numerator and denominator instead");
+                r.error(at("event"), "ratio metrics take numerator and denominator instead");
             }
         }
         Some(_) => {
             if event.is_none() && o.get("event").is_none_or(Value::is_null) {
-                r.error(&at("event"), "is required");
+                r.error(at("event"), "is required");
             }
             for name in ["numerator", "denominator"] {
                 if o.contains_key(name) {
-                    r.error(&at(name), "is only for ratio metrics");
+                    r.error(at(name), "is only for ratio metrics");
                 }
             }
         }
@@ -204,7 +204,7 @@ fn read_metric(r: &mut Reader, v: &Value, path: &str) -> Option<Metric> {
         Some(c) => match c.as_f64().filter(|c| c.is_finite() && *c > 0.0) {
             Some(c) => Some(Some(c)),
             None => {
-                r.error(&at("cap"), format!("must be a positive number, found {c}"));
+                r.error(at("cap"), format!("must be a positive number, found {c}"));
                 None
             }
         },
@@ -222,23 +222,23 @@ fn read_metric(r: &mut Reader, v: &Value, path: &str) -> Option<Metric> {
     })
 }
 
-fn metric_source(r: &mut Reader, v: &Value, path: &str) -> Option<MetricSource> {
+fn metric_source(r: &mut Reader, v: &Value, path: &FieldPath<'_>) -> Option<MetricSource> {
     let o = r.object(v, path, &["event", "agg"])?;
-    let event = event_name(r, o.get("event"), &join(path, "event"));
+    let event = event_name(r, o.get("event"), &path.field("event"));
     if o.get("event").is_none_or(Value::is_null) {
-        r.error(&join(path, "event"), "is required");
+        r.error(path.field("event"), "is required");
     }
     let agg = choice(
         r,
         o.get("agg"),
-        &join(path, "agg"),
+        &path.field("agg"),
         Some(Aggregation::Sum),
         &[("sum", Aggregation::Sum), ("count", Aggregation::Count)],
     );
     Some(MetricSource { event: event?, agg: agg? })
 }
 
-fn event_name(r: &mut Reader, v: Option<&Value>, path: &str) -> Option<String> {
+fn event_name(r: &mut Reader, v: Option<&Value>, path: &FieldPath<'_>) -> Option<String> {
     let name = r.string(v, path)?;
     r.matching(name, path, is_valid_event_name, EVENT_NAME_RULE)
 }
@@ -247,7 +247,7 @@ fn event_name(r: &mut Reader, v: Option<&Value>, path: &str) -> Option<String> {
 fn choice<T: Copy>(
     r: &mut Reader,
     v: Option<&Value>,
-    path: &str,
+    path: &FieldPath<'_>,
     default: Option<T>,
     options: &[(&str, T)],
 ) -> Option<T> {
@@ -274,12 +274,13 @@ fn choice<T: Copy>(
 }
 
 fn read_analysis(r: &mut Reader, v: &Value) -> Option<AnalysisConfig> {
-    let o = r.object(v, "analysis", &["method", "alpha", "correction", "min_sample_per_variant", "auto_conclude"])?;
+    let o =
+        r.object(v, &top("analysis"), &["method", "alpha", "correction", "min_sample_per_variant", "auto_conclude"])?;
     let defaults = AnalysisConfig::default();
     let method = choice(
         r,
         o.get("method"),
-        "analysis.method",
+        &top("analysis.method"),
         Some(defaults.method),
         &[
             ("frequentist", AnalysisMethod::Frequentist),
@@ -290,7 +291,7 @@ fn read_analysis(r: &mut Reader, v: &Value) -> Option<AnalysisConfig> {
     let correction = choice(
         r,
         o.get("correction"),
-        "analysis.correction",
+        &top("analysis.correction"),
         Some(defaults.correction),
         &[("holm", Correction::Holm), ("bh", Correction::Bh), ("none", Correction::None)],
     );
@@ -299,7 +300,7 @@ fn read_analysis(r: &mut Reader, v: &Value) -> Option<AnalysisConfig> {
         Some(a) => {
             let alpha = a.as_f64().filter(|a| *a > 0.0 && *a < 1.0);
             if alpha.is_none() {
-                r.error("analysis.alpha", format!("must be a number between 0 and 1, found {a}"));
+                r.error(top("analysis.alpha"), format!("must be a number between 0 and 1, found {a}"));
             }
             alpha
         }
@@ -309,12 +310,12 @@ fn read_analysis(r: &mut Reader, v: &Value) -> Option<AnalysisConfig> {
         Some(n) => {
             let n = n.as_u64();
             if n.is_none() {
-                r.error("analysis.min_sample_per_variant", "must be a non-negative integer");
+                r.error(top("analysis.min_sample_per_variant"), "must be a non-negative integer");
             }
             n
         }
     };
-    let auto_conclude = r.bool(o.get("auto_conclude"), "analysis.auto_conclude").unwrap_or(false);
+    let auto_conclude = r.bool(o.get("auto_conclude"), &top("analysis.auto_conclude")).unwrap_or(false);
     Some(AnalysisConfig {
         method: method?,
         alpha: alpha?,
@@ -322,4 +323,9 @@ fn read_analysis(r: &mut Reader, v: &Value) -> Option<AnalysisConfig> {
         min_sample_per_variant: min_sample?,
         auto_conclude,
     })
+}
+
+/// A field of the experiment itself (`status`), or the start of a path within it.
+fn top(field: &str) -> FieldPath<'_> {
+    FieldPath::Text(field)
 }

@@ -8,7 +8,7 @@ use super::model::Experiment;
 use crate::allocation::Allocation;
 use crate::condition::CompiledCondition;
 use crate::context::{unit_bytes, AttributePath, Context};
-use crate::error::{index, join, ValidationErrors};
+use crate::error::{FieldPath, ValidationErrors};
 use crate::flagset::FlagSet;
 use crate::hash::SaltedHasher;
 use crate::model::Condition;
@@ -54,7 +54,11 @@ impl CompiledExperiment {
             .metrics
             .iter()
             .enumerate()
-            .map(|(i, m)| m.filter.as_ref().and_then(|f| compile(f, &join(&index("metrics", i), "filter"))))
+            .map(|(i, m)| {
+                m.filter
+                    .as_ref()
+                    .and_then(|f| compile(f, &FieldPath::Text("metrics").index(i).field("filter").to_string()))
+            })
             .collect();
         let weights: Vec<u32> = experiment.variants.iter().map(|v| v.weight).collect();
         let allocation = Allocation::new(&weights, experiment.traffic_allocation.basis_points());
