@@ -16,7 +16,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::value::RawValue;
+use serde_json::Value;
+use std::collections::BTreeMap;
 use vexil_store::{EntityKind, StoredDocument, Write};
 
 /// The catalog, provided the document exists.
@@ -43,19 +45,29 @@ pub struct ListQuery {
 }
 
 /// `GET /v1/admin/{flags|segments}[?tag=]` → `{"flags": [...]}` / `{"segments": [...]}`.
+///
+/// Written from the stored text: as JSON values, the list of 10,000 flags took about 300 MB
+/// while it was written, memory the allocator then kept.
 pub async fn list(
     Env(env): Env,
     Extension(kind): Extension<EntityKind>,
     ApiQuery(query): ApiQuery<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let has_tag = |doc: &StoredDocument| {
-        query.tag.as_ref().is_none_or(|tag| {
-            doc.body.get("tags").and_then(Value::as_array).is_some_and(|tags| tags.iter().any(|t| t == tag.as_str()))
-        })
-    };
-    let items: Vec<Value> =
-        env.store.list(kind).await?.iter().filter(|d| has_tag(d)).map(StoredDocument::to_json).collect();
-    Ok(Json(json!({ collection(kind): items })))
+) -> Result<crate::http::json::Json<BTreeMap<String, Vec<Box<RawValue>>>>, ApiError> {
+    let mut documents = env.store.list_shown(kind).await?;
+    if let Some(tag) = &query.tag {
+        documents.retain(|d| has_tag(d.json.get(), tag));
+    }
+    let items = documents.into_iter().map(|d| d.json).collect();
+    Ok(crate::http::json::Json(BTreeMap::from([(collection(kind), items)])))
+}
+
+/// Whether the document's `tags` list holds `tag`.
+fn has_tag(document: &str, tag: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Tagged {
+        tags: Option<Vec<Value>>,
+    }
+    serde_json::from_str::<Tagged>(document).ok().and_then(|d| d.tags).is_some_and(|tags| tags.iter().any(|t| t == tag))
 }
 
 /// `GET /v1/admin/{flags|segments}/{key}`
