@@ -105,12 +105,6 @@ impl FlagSet {
         FlagSet::from_partial(decode::decode_items_partially(flags, segments))
     }
 
-    /// [`FlagSet::from_items`] of stored documents given as JSON text, parsed and decoded on
-    /// up to `threads` threads.
-    pub fn from_stored_texts(flags: &[&str], segments: &[&str], threads: usize) -> Result<FlagSet, ValidationErrors> {
-        FlagSet::from_partial(decode::decode_texts_partially(flags, segments, threads))
-    }
-
     fn from_partial(partial: decode::PartialDocument) -> Result<FlagSet, ValidationErrors> {
         let compiled = compile::compile(partial.document, &partial.broken_keys);
         match (partial.errors, compiled) {

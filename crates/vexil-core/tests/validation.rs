@@ -57,41 +57,6 @@ fn items_given_one_by_one_get_the_problems_and_paths_of_the_whole_document() {
     assert_eq!(valid.get("c").map(|f| f.enabled), Some(true));
 }
 
-fn texts(items: &[String]) -> Vec<&str> {
-    items.iter().map(String::as_str).collect()
-}
-
-#[test]
-fn stored_texts_decoded_in_shares_get_the_problems_and_paths_of_one_pass() {
-    let mut flags: Vec<String> =
-        (0..7).map(|i| json!({"key": format!("f{i}"), "enabled": i % 2 == 0}).to_string()).collect();
-    flags[1] = json!({"key": "Bad Key"}).to_string();
-    flags[4] = json!({"key": "b", "prerequisites": [{"flag": "f1", "variants": ["on"]}]}).to_string();
-    flags[5] = "{\"key\": \"cut\"".to_string();
-    flags[6] = json!({"rules": []}).to_string();
-    let segments = [json!({"key": "s", "when": {"attr": "x", "op": "equal", "value": 1}}).to_string()];
-    let problems = |threads| match FlagSet::from_stored_texts(&texts(&flags), &texts(&segments), threads) {
-        Err(e) => e.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        Ok(_) => panic!("the items are invalid"),
-    };
-    let one_pass = problems(1);
-    for threads in [2, 3, 7, 16] {
-        assert_eq!(problems(threads), one_pass, "{threads} threads");
-    }
-    assert_problem(&one_pass, "flags[1].key: \"Bad Key\" must match ^[a-z][a-z0-9_]*$ and be at most 128 characters");
-    assert_problem(&one_pass, "flags.b.prerequisites[0].flag: unknown flag \"f1\"");
-    assert!(one_pass.iter().any(|p| p.starts_with("flags[5]: is not JSON: EOF")), "{one_pass:#?}");
-    assert_problem(&one_pass, "flags[6].key: is required");
-    assert_problem(&one_pass, "segments.s.when.op: unknown operator \"equal\"");
-
-    let valid: Vec<String> = (0..5).map(|i| json!({"key": format!("f{i}"), "enabled": i == 3}).to_string()).collect();
-    let set = FlagSet::from_stored_texts(&texts(&valid), &[], 2).unwrap();
-    assert_eq!(
-        set.flags().map(|f| (f.key.as_str(), f.enabled)).collect::<Vec<_>>(),
-        [("f0", false), ("f1", false), ("f2", false), ("f3", true), ("f4", false)]
-    );
-}
-
 #[test]
 fn unknown_variant_references() {
     let p = flag_problems(json!({"key": "f", "off_variant": "nope", "default": {"split": {"on": 1, "maybe": 1}},

@@ -57,87 +57,19 @@ pub(crate) fn decode_items_partially(
     flags: impl IntoIterator<Item = Value>,
     segments: impl IntoIterator<Item = Value>,
 ) -> PartialDocument {
-    let flags = decode_each(flags.into_iter().map(Ok), 0, "flags", Reader::flag);
-    let segments = decode_each(segments.into_iter().map(Ok), 0, "segments", Reader::segment);
-    PartialDocument::joined(flags, segments)
-}
-
-/// [`decode_items_partially`] of documents given as JSON text, the flags parsed and decoded
-/// in `threads` contiguous shares at once: parsing and decoding are most of a load, and each
-/// document is decoded on its own. The shares are joined in document order, so the problems
-/// and their paths are those of one pass.
-pub(crate) fn decode_texts_partially(flags: &[&str], segments: &[&str], threads: usize) -> PartialDocument {
-    let share = flags.len().div_ceil(threads.max(1)).max(1);
-    let mut shares = flags.chunks(share);
-    let first = shares.next().unwrap_or_default();
-    let flags = std::thread::scope(|scope| {
-        let others: Vec<_> = shares
-            .enumerate()
-            .map(|(n, texts)| scope.spawn(move || decode_each(parsed(texts), (n + 1) * share, "flags", Reader::flag)))
-            .collect();
-        let mut flags = decode_each(parsed(first), 0, "flags", Reader::flag);
-        for other in others {
-            flags.append(other.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
-        }
-        flags
-    });
-    let segments = decode_each(parsed(segments), 0, "segments", Reader::segment);
-    PartialDocument::joined(flags, segments)
-}
-
-fn parsed<'a>(texts: &'a [&'a str]) -> impl Iterator<Item = Result<Value, serde_json::Error>> + 'a {
-    texts.iter().map(|text| serde_json::from_str(text))
-}
-
-/// The items of one collection that decoded, the problems found, and the keys of the items
-/// that did not decode.
-struct Decoded<T> {
-    items: Vec<T>,
-    errors: ValidationErrors,
-    broken_keys: Vec<String>,
-}
-
-impl<T> Decoded<T> {
-    fn append(&mut self, later: Decoded<T>) {
-        self.items.extend(later.items);
-        self.errors.0.extend(later.errors.0);
-        self.broken_keys.extend(later.broken_keys);
-    }
-}
-
-impl PartialDocument {
-    fn joined(flags: Decoded<Flag>, segments: Decoded<Segment>) -> PartialDocument {
-        let mut errors = flags.errors;
-        errors.0.extend(segments.errors.0);
-        let mut broken_keys = flags.broken_keys;
-        broken_keys.extend(segments.broken_keys);
-        PartialDocument {
-            document: FlagsDocument { flags: flags.items, segments: segments.items },
-            errors,
-            broken_keys,
-        }
-    }
-}
-
-/// Decodes the items of `collection` numbered from `first_index`, each as a stored item of a
-/// document (addressed by its key once it has one).
-fn decode_each<T>(
-    values: impl Iterator<Item = Result<Value, serde_json::Error>>,
-    first_index: usize,
-    collection: &str,
-    decode: fn(&mut Reader, &Value, &FieldPath<'_>, bool) -> Option<T>,
-) -> Decoded<T> {
+    let mut partial = PartialDocument::default();
     let mut r = Reader::default();
-    let (mut items, mut broken_keys) = (Vec::new(), Vec::new());
-    let collection = FieldPath::Text(collection);
-    for (i, value) in values.enumerate() {
-        let path = collection.index(first_index + i);
-        match value {
-            Ok(v) => items.extend(remember_broken(decode(&mut r, &v, &path, true), &v, &mut broken_keys)),
-            Err(e) => r.error(path, format!("is not JSON: {e}")),
-        }
+    let (flags_path, segments_path) = (FieldPath::Text("flags"), FieldPath::Text("segments"));
+    for (i, v) in flags.into_iter().enumerate() {
+        let flag = r.flag(&v, &flags_path.index(i), true);
+        partial.document.flags.extend(remember_broken(flag, &v, &mut partial.broken_keys));
     }
-    Decoded { items, errors: r.errors, broken_keys }
+    for (i, v) in segments.into_iter().enumerate() {
+        let segment = r.segment(&v, &segments_path.index(i), true);
+        partial.document.segments.extend(remember_broken(segment, &v, &mut partial.broken_keys));
+    }
+    partial.errors = r.errors;
+    partial
 }
 
 /// An item that did not decode leaves its key, so references to it are not reported as unknown.

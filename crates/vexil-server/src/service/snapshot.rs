@@ -108,12 +108,9 @@ impl Snapshot {
             if store.revision().await? != revision && attempts < 5 {
                 continue;
             }
-            // Kept as text, and parsed one document at a time as it is decoded, on every core:
-            // ten thousand flags as `Value`s take about 120 MB, and every copy of them raised
-            // the peak of a load.
-            let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-            let compiled =
-                FlagSet::from_stored_texts(&texts(&flags), &texts(&segments), threads).map_err(LoadError::Invalid)?;
+            // Kept as text, and parsed one document at a time to compile: ten thousand flags as
+            // `Value`s take about 120 MB, and every copy of them raised the peak of a load.
+            let compiled = FlagSet::from_items(parsed(&flags), parsed(&segments)).map_err(LoadError::Invalid)?;
             let documents: Documents = flags
                 .into_iter()
                 .map(|d| ((EntityKind::Flag, d.key), Arc::from(d.json)))
@@ -314,8 +311,9 @@ impl Snapshot {
     }
 }
 
-fn texts(documents: &[ShownDocument]) -> Vec<&str> {
-    documents.iter().map(|d| d.json.get()).collect()
+/// The documents as JSON values, parsed one at a time as the compiler takes them.
+fn parsed(documents: &[ShownDocument]) -> impl Iterator<Item = Value> + '_ {
+    documents.iter().map(|d| serde_json::from_str(d.json.get()).expect("the store lists JSON text"))
 }
 
 fn raw(document: &Value) -> Box<RawValue> {
