@@ -40,6 +40,7 @@ pub use model::{
 };
 pub use scoped::Scoped;
 
+use serde_json::value::RawValue;
 use tokio::sync::watch;
 
 /// Versioned configuration documents of every environment: each environment (and [`GLOBAL`],
@@ -53,6 +54,10 @@ pub trait DocumentStore: Send + Sync {
 
     async fn list_shown_in(&self, env: &str, kind: EntityKind) -> Result<Vec<ShownDocument>, StoreError> {
         Ok(self.list_in(env, kind).await?.into_iter().map(ShownDocument::from).collect())
+    }
+
+    async fn list_bodies_in(&self, env: &str, kind: EntityKind) -> Result<Vec<Box<RawValue>>, StoreError> {
+        self.list_in(env, kind).await?.iter().map(|d| raw_body(&d.body)).collect()
     }
 
     /// Applies the writes to documents of `env` atomically, audited in `env`. Deleting an
@@ -96,6 +101,12 @@ pub trait ConfigStore: Send + Sync {
     /// for 10,000 flags is about 120 MB. Fields may come in any order.
     async fn list_shown(&self, kind: EntityKind) -> Result<Vec<ShownDocument>, StoreError> {
         Ok(self.list(kind).await?.into_iter().map(ShownDocument::from).collect())
+    }
+
+    /// The bodies of all documents of one kind as JSON text, without the server-managed
+    /// fields, ordered by key: what a flags file export writes, without parsing them all.
+    async fn list_bodies(&self, kind: EntityKind) -> Result<Vec<Box<RawValue>>, StoreError> {
+        self.list(kind).await?.iter().map(|d| raw_body(&d.body)).collect()
     }
 
     /// Applies all writes atomically — all or nothing, which flag import relies on — and appends
@@ -258,3 +269,8 @@ impl<T: ConfigStore + AuditLog + KeyStore + AssignmentStore> Store for T {}
 pub trait Backend: DocumentStore + AuditLog + KeyStore + AssignmentStore + UserStore {}
 
 impl<T: DocumentStore + AuditLog + KeyStore + AssignmentStore + UserStore> Backend for T {}
+
+/// A body as JSON text.
+fn raw_body(body: &serde_json::Value) -> Result<Box<RawValue>, StoreError> {
+    serde_json::value::to_raw_value(body).map_err(|e| StoreError::Backend(format!("documents: {e}")))
+}

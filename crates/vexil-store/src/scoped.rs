@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use serde_json::value::RawValue;
 use tokio::sync::watch;
 
 use crate::{
@@ -56,6 +57,10 @@ impl ConfigStore for Scoped {
 
     async fn list_shown(&self, kind: EntityKind) -> Result<Vec<ShownDocument>, StoreError> {
         self.backend.list_shown_in(&self.environment, kind).await
+    }
+
+    async fn list_bodies(&self, kind: EntityKind) -> Result<Vec<Box<RawValue>>, StoreError> {
+        self.backend.list_bodies_in(&self.environment, kind).await
     }
 
     async fn apply(&self, writes: Vec<Write>, meta: &ChangeMeta) -> Result<Vec<Option<StoredDocument>>, StoreError> {

@@ -1,6 +1,7 @@
 //! [`DocumentStore`] on the `documents` and `revision` tables.
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio::sync::watch;
 
@@ -88,6 +89,24 @@ impl DocumentStore for SqliteStore {
                 shown.push(document);
             }
             Ok(shown)
+        })
+        .await
+    }
+
+    async fn list_bodies_in(&self, env: &str, kind: EntityKind) -> Result<Vec<Box<RawValue>>, StoreError> {
+        let env = env.to_owned();
+        self.read(move |conn| {
+            let mut statement =
+                conn.prepare_cached("SELECT body FROM documents WHERE environment = ?1 AND kind = ?2 ORDER BY key")?;
+            let mut rows = statement.query(params![env, kind])?;
+            let mut bodies = Vec::new();
+            while let Some(row) = rows.next()? {
+                let body = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+                let body = RawValue::from_string(body.trim().to_owned())
+                    .map_err(|e| StoreError::Backend(format!("documents: {e}")))?;
+                bodies.push(body);
+            }
+            Ok(bodies)
         })
         .await
     }

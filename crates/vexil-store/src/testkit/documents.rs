@@ -99,6 +99,17 @@ pub async fn shown_documents_are_the_listed_documents_as_the_api_shows_them(back
     let zeta = store.list_shown(EntityKind::Flag).await.unwrap().pop().unwrap();
     let zeta: Value = serde_json::from_str(zeta.json.get()).unwrap();
     assert_eq!((zeta["version"].as_u64(), zeta["n"].as_u64()), (Some(2), Some(4)));
+    for kind in [EntityKind::Flag, EntityKind::Segment, EntityKind::Experiment] {
+        let listed: Vec<Value> = store.list(kind).await.unwrap().into_iter().map(|d| d.body).collect();
+        let bodies: Vec<Value> = store
+            .list_bodies(kind)
+            .await
+            .unwrap()
+            .iter()
+            .map(|body| serde_json::from_str(body.get()).unwrap())
+            .collect();
+        assert_eq!(bodies, listed, "{kind} bodies");
+    }
 }
 
 pub async fn create_of_an_existing_document_fails(backend: &dyn TestBackend) {
