@@ -8,6 +8,7 @@ use crate::enrich::UserState;
 use crate::error::Error;
 use crate::store::{Changes, Committed, Lease, PartitionStore, ProcessingBackend, Stats};
 use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::types::Type;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -37,7 +38,8 @@ CREATE TABLE IF NOT EXISTS counter_ids (
     experiment TEXT NOT NULL, variant TEXT NOT NULL,
     UNIQUE (window, start, event, experiment, variant));
 CREATE TABLE IF NOT EXISTS memberships (
-    user_id TEXT NOT NULL, counter_id INTEGER NOT NULL, PRIMARY KEY (user_id, counter_id)) WITHOUT ROWID;
+    user_id TEXT NOT NULL, day INTEGER NOT NULL, counter_ids TEXT NOT NULL,
+    PRIMARY KEY (user_id, day)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS archive_open (
     partition TEXT PRIMARY KEY, first_offset INTEGER NOT NULL, first_received INTEGER NOT NULL) WITHOUT ROWID;
 ";
@@ -67,7 +69,7 @@ fn open_db(path: &Path) -> Result<Connection, Error> {
 }
 
 /// The layout [`SCHEMA`] creates, as `user_version`: 1 gave every counted user a row in `users`,
-/// 2 numbered the counters and keyed unique-user memberships by counter id.
+/// 2 numbered the counters and keeps a user's unique-user memberships of one day in one row.
 const LAYOUT_VERSION: i64 = 2;
 
 /// Brings a database written by an older version to [`LAYOUT_VERSION`], once, in one
@@ -126,20 +128,20 @@ fn give_counted_users_rows(conn: &Connection) -> Result<(), Error> {
     Ok(())
 }
 
-/// Moves `counter_members` (a membership keyed by user and the counter's five columns, as text)
-/// to `memberships` (user and counter id): a key of a few bytes after the user id instead of
-/// about forty, so inserts and lookups compare less and the table takes fewer pages. Ids are
-/// given in window order, as processing gives them, so a user's memberships of recent windows
-/// stay at the end of the user's range.
+/// Moves `counter_members` (a row per membership, keyed by user and the counter's five columns,
+/// as text) to `memberships` (a row per user and day, listing the ids of the day's counters the
+/// user is in; see [`DAY`]). Ids are given in window order, as processing gives them.
 fn number_counters(conn: &Connection) -> Result<(), Error> {
     conn.execute_batch(
         "INSERT OR IGNORE INTO counter_ids (window, start, event, experiment, variant)
              SELECT DISTINCT window, start, event, experiment, variant FROM counter_members
              ORDER BY start, window, event, experiment, variant;
-         INSERT OR IGNORE INTO memberships (user_id, counter_id)
-             SELECT m.user_id, c.id FROM counter_members m JOIN counter_ids c
+         INSERT INTO memberships (user_id, day, counter_ids)
+             SELECT m.user_id, (m.start / 86400 - (m.start % 86400 < 0)) * 86400 AS day, group_concat(c.id, ',')
+             FROM counter_members m JOIN counter_ids c
                  ON c.window = m.window AND c.start = m.start AND c.event = m.event
-                 AND c.experiment = m.experiment AND c.variant = m.variant;
+                 AND c.experiment = m.experiment AND c.variant = m.variant
+             GROUP BY m.user_id, day;
          DROP TABLE counter_members;",
     )?;
     Ok(())
@@ -247,6 +249,22 @@ fn counter_params(key: &CounterKey) -> (&'static str, i64, &str, &str, &str) {
     (key.window.name(), key.start, &key.event, &key.experiment, &key.variant)
 }
 
+/// Memberships are kept per user and day: the counters of the hours of a day and the day's own
+/// share a row, so an event's memberships (an hour's and its day's) are one read and one write.
+const DAY: i64 = 86_400;
+
+/// The start (Unix seconds) of the day of `key`'s window.
+fn day_of(key: &CounterKey) -> i64 {
+    key.start.div_euclid(DAY) * DAY
+}
+
+/// The counter ids of a `memberships` row (decimal, comma-separated).
+fn parse_ids(ids: &str) -> rusqlite::Result<Vec<i64>> {
+    ids.split(',')
+        .map(|id| id.parse().map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, Type::Text, Box::new(e))))
+        .collect()
+}
+
 /// A memo of one call's counter ids. The keys of one call are references into the processor's
 /// counters, one per counter, so their addresses tell them apart without hashing their strings
 /// at every membership (equal keys at two addresses only cost a second lookup).
@@ -323,13 +341,11 @@ impl PartitionStore for SqlitePartitionStore {
         })
     }
 
-    /// One range read per user: `memberships` is keyed user, counter id, and ids are given as
-    /// counters are created, so the counters a batch asks about (recent windows, mostly) are at
-    /// the end of the user's range, from the smallest id asked.
+    /// One point read per user and day: a user's memberships of a day's counters are one row.
     fn known_members(&mut self, members: &[(&CounterKey, &str)]) -> Result<HashSet<(CounterKey, String)>, Error> {
         self.reading(|conn, counter_ids| {
             let mut ids: ByAddress<Option<i64>> = HashMap::new();
-            let mut by_user: BTreeMap<&str, Vec<(i64, &CounterKey)>> = BTreeMap::new();
+            let mut by_day: BTreeMap<(&str, i64), Vec<(i64, &CounterKey)>> = BTreeMap::new();
             for &(key, user) in members {
                 let id = match ids.entry(key) {
                     Entry::Occupied(known) => *known.get(),
@@ -337,22 +353,19 @@ impl PartitionStore for SqlitePartitionStore {
                 };
                 // A counter without an id has no members.
                 if let Some(id) = id {
-                    by_user.entry(user).or_default().push((id, key));
+                    by_day.entry((user, day_of(key))).or_default().push((id, key));
                 }
             }
             let mut stmt =
-                conn.prepare_cached("SELECT counter_id FROM memberships WHERE user_id = ?1 AND counter_id >= ?2")?;
+                conn.prepare_cached("SELECT counter_ids FROM memberships WHERE user_id = ?1 AND day = ?2")?;
             let mut known = HashSet::new();
-            let mut held: Vec<i64> = Vec::new();
-            for (user, asked) in by_user {
-                let Some(first) = asked.iter().map(|(id, _)| *id).min() else { continue };
-                held.clear();
-                let mut rows = stmt.query(params![user, first])?;
-                while let Some(r) = rows.next()? {
-                    held.push(r.get(0)?);
-                }
+            for ((user, day), asked) in by_day {
+                let Some(held) = stmt.query_row(params![user, day], |r| r.get::<_, String>(0)).optional()? else {
+                    continue;
+                };
+                let held = parse_ids(&held)?;
                 for (id, key) in asked {
-                    if held.binary_search(&id).is_ok() {
+                    if held.contains(&id) {
                         known.insert((key.clone(), user.to_owned()));
                     }
                 }
@@ -407,13 +420,18 @@ impl PartitionStore for SqlitePartitionStore {
                     Entry::Occupied(known) => *known.get(),
                     Entry::Vacant(new) => *new.insert(counter_ids.find_or_give(&tx, key, &mut ids_seen)?),
                 };
-                members.push((user, id));
+                members.push((user, day_of(key), id));
             }
             members.sort_unstable();
-            let mut put_member =
-                tx.prepare_cached("INSERT OR IGNORE INTO memberships (user_id, counter_id) VALUES (?1, ?2)")?;
-            for (user, id) in members {
-                put_member.execute(params![user, id])?;
+            // Each user's new memberships of one day are appended to the day's row in one write.
+            let mut put_members = tx.prepare_cached(
+                "INSERT INTO memberships (user_id, day, counter_ids) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (user_id, day) DO UPDATE SET counter_ids = counter_ids || ',' || excluded.counter_ids",
+            )?;
+            for same_day in members.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+                let (user, day, _) = same_day[0];
+                let ids: Vec<String> = same_day.iter().map(|(_, _, id)| id.to_string()).collect();
+                put_members.execute(params![user, day, ids.join(",")])?;
             }
             let mut put_delivery =
                 tx.prepare_cached("INSERT OR IGNORE INTO dedupe (event_id, log_offset, seen_at) VALUES (?1, ?2, ?3)")?;
@@ -443,7 +461,6 @@ impl PartitionStore for SqlitePartitionStore {
 }
 
 /// n, Σx, Σx², Σy, Σy², Σxy from `row`, starting at column `first`.
-
 fn sums_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Sums> {
     Ok(Sums {
         n: row.get::<_, i64>(first)? as u64,
@@ -611,7 +628,7 @@ mod tests {
         // The scan runs once, not at every open (a processing session reopens the database after
         // each failure): a member without a row added after the upgrade is not given one.
         let conn = Connection::open(&path).unwrap();
-        conn.execute("INSERT INTO memberships VALUES ('u4', 1)", []).unwrap();
+        conn.execute("INSERT INTO memberships VALUES ('u4', 0, '1')", []).unwrap();
         drop(conn);
         let mut store = SqliteBackend::open(&path).unwrap().open(LEASE).unwrap();
         assert!(store.users(&["u4"]).unwrap().is_empty());
@@ -662,12 +679,14 @@ mod tests {
                  INSERT INTO users VALUES ('u1', '{\"assignments\":[]}'), ('u2', '{\"assignments\":[]}');
                  INSERT INTO counters VALUES ('hour', 7200, 'purchase', '', '', 2, 3.0, 2),
                                              ('hour', 3600, 'purchase', 'exp', 'control', 1, 1.0, 1),
-                                             ('day', 0, 'purchase', '', '', 2, 3.0, 2);
+                                             ('day', 0, 'purchase', '', '', 2, 3.0, 2),
+                                             ('hour', -3600, 'purchase', '', '', 1, 1.0, 1);
                  INSERT INTO counter_members VALUES ('u1', 'hour', 7200, 'purchase', '', ''),
                                                     ('u2', 'hour', 7200, 'purchase', '', ''),
                                                     ('u1', 'hour', 3600, 'purchase', 'exp', 'control'),
                                                     ('u1', 'day', 0, 'purchase', '', ''),
-                                                    ('u2', 'day', 0, 'purchase', '', '');
+                                                    ('u2', 'day', 0, 'purchase', '', ''),
+                                                    ('u1', 'hour', -3600, 'purchase', '', '');
                  PRAGMA user_version = 1;",
             )
             .unwrap();
@@ -676,12 +695,14 @@ mod tests {
         let (late, day) = (purchase(Window::Hour, 3600, "exp", "control"), purchase(Window::Day, 0, "", ""));
         let (hour, next_hour) = (purchase(Window::Hour, 7200, "", ""), purchase(Window::Hour, 10_800, "", ""));
         commit_members(&mut *store, &[(&next_hour, "u2"), (&late, "u2")]);
-        let asked = [&late, &day, &hour, &next_hour];
+        // The hour before 1970 is of the day before: days are floored, in SQL as in Rust.
+        let before_1970 = purchase(Window::Hour, -3600, "", "");
+        let asked = [&late, &day, &hour, &next_hour, &before_1970];
         let members: Vec<(&CounterKey, &str)> =
             asked.iter().flat_map(|key| [(*key, "u1"), (*key, "u2"), (*key, "u3")]).collect();
         let expected = [(&late, "u1"), (&late, "u2"), (&day, "u1"), (&day, "u2"), (&hour, "u1"), (&hour, "u2")]
             .into_iter()
-            .chain([(&next_hour, "u2")])
+            .chain([(&next_hour, "u2"), (&before_1970, "u1")])
             .map(|(key, user)| (key.clone(), user.to_owned()))
             .collect::<HashSet<_>>();
         assert_eq!(store.known_members(&members).unwrap(), expected);
