@@ -21,6 +21,7 @@ use chrono::{DateTime, Utc};
 use hashbrown::{Equivalent, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
+use std::sync::Arc;
 
 /// Prefix of the event name under which flag evaluation counts are kept (`$` cannot start a
 /// sent event's name, so these never mix with real events).
@@ -197,7 +198,8 @@ impl Pending<'_> {
 struct Slot {
     key: CounterKey,
     counter: Counter,
-    users: HashSet<String>,
+    /// Shared with `new_users` until the commit: a new member's id is allocated once.
+    users: HashSet<Arc<str>>,
     /// Whether `users` holds every user of the counter (it was created this session), so a
     /// user not in it is new without asking the store.
     complete: bool,
@@ -209,7 +211,7 @@ pub(crate) struct Counters {
     slots: Vec<Slot>,
     index: HashMap<CounterKey, usize>,
     /// New members since the last commit: (slot, user).
-    new_users: Vec<(usize, String)>,
+    new_users: Vec<(usize, Arc<str>)>,
     newest_start: i64,
     /// Unique-user memberships kept in memory between commits at most (see
     /// [`Counters::committed`]).
@@ -242,8 +244,7 @@ impl Counters {
         contributions: &[Contribution<'_>],
         new_to_store: &std::collections::HashSet<String>,
     ) -> Result<(), Error> {
-        self.load_missing(store, contributions)?;
-        let slots: Vec<usize> = contributions.iter().map(|c| self.index[&c.key]).collect();
+        let slots = self.slots_of(store, contributions)?;
         let mut unknown: HashSet<(usize, &str)> = HashSet::new();
         for (c, &slot) in contributions.iter().zip(&slots) {
             let s = &self.slots[slot];
@@ -259,7 +260,7 @@ impl Counters {
             let known = store.known_members(&asked)?;
             for (key, user) in known {
                 let slot = self.index[&key];
-                self.slots[slot].users.insert(user);
+                self.slots[slot].users.insert(user.into());
             }
         }
         for (c, &slot) in contributions.iter().zip(&slots) {
@@ -268,10 +269,12 @@ impl Counters {
             s.counter.sum += c.value;
             s.dirty = true;
             if let Some(user) = c.user {
-                if !s.users.contains(user) {
-                    s.users.insert(user.to_owned());
+                // One probe both asks and inserts; the set grew only if the user is new to it.
+                let before = s.users.len();
+                let member = Arc::clone(s.users.get_or_insert_with(user, |user| Arc::from(user)));
+                if s.users.len() > before {
                     s.counter.unique_users += 1;
-                    self.new_users.push((slot, user.to_owned()));
+                    self.new_users.push((slot, member));
                 }
             }
             self.newest_start = self.newest_start.max(c.key.start);
@@ -298,17 +301,30 @@ impl Counters {
         self.add(store, &contributions, &std::collections::HashSet::new())
     }
 
-    /// Brings every counter the contributions touch into memory.
-    fn load_missing(
+    /// The slot of each contribution's counter, in order: one lookup each, and one call to
+    /// `store` for the counters memory lacks.
+    fn slots_of(
         &mut self,
         store: &mut dyn PartitionStore,
         contributions: &[Contribution<'_>],
+    ) -> Result<Vec<usize>, Error> {
+        let found: Vec<Option<usize>> = contributions.iter().map(|c| self.index.get(&c.key).copied()).collect();
+        let missing = contributions.iter().zip(&found).filter(|(_, slot)| slot.is_none()).map(|(c, _)| c.key);
+        self.load(store, missing)?;
+        Ok(contributions.iter().zip(found).map(|(c, slot)| slot.unwrap_or_else(|| self.index[&c.key])).collect())
+    }
+
+    /// Brings the counters of `keys` (none of them in memory) in from `store`, in one call.
+    fn load<'k>(
+        &mut self,
+        store: &mut dyn PartitionStore,
+        keys: impl Iterator<Item = CounterRef<'k>>,
     ) -> Result<(), Error> {
         let mut missing: Vec<CounterKey> = Vec::new();
         let mut seen: HashSet<CounterRef<'_>> = HashSet::new();
-        for c in contributions {
-            if !self.index.contains_key(&c.key) && seen.insert(c.key) {
-                missing.push(c.key.to_owned());
+        for key in keys {
+            if seen.insert(key) {
+                missing.push(key.to_owned());
             }
         }
         if missing.is_empty() {
@@ -334,7 +350,7 @@ impl Counters {
 
     /// The counters' new members since the last commit.
     pub fn new_members(&self) -> Vec<(&CounterKey, &str)> {
-        self.new_users.iter().map(|(slot, user)| (&self.slots[*slot].key, user.as_str())).collect()
+        self.new_users.iter().map(|(slot, user)| (&self.slots[*slot].key, &**user)).collect()
     }
 
     /// After a commit: nothing is changed any more, counters of windows more than two days

@@ -8,7 +8,9 @@ use crate::enrich::UserState;
 use crate::error::Error;
 use crate::store::{Changes, Committed, Lease, PartitionStore, ProcessingBackend, Stats};
 use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::types::Type;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -31,10 +33,13 @@ CREATE TABLE IF NOT EXISTS counters (
     count INTEGER NOT NULL, sum REAL NOT NULL, users INTEGER NOT NULL,
     PRIMARY KEY (window, event, experiment, start, variant)) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS counters_key ON counters (window, start, event, experiment, variant);
-CREATE TABLE IF NOT EXISTS counter_members (
-    user_id TEXT NOT NULL, window TEXT NOT NULL, start INTEGER NOT NULL, event TEXT NOT NULL,
+CREATE TABLE IF NOT EXISTS counter_ids (
+    id INTEGER PRIMARY KEY, window TEXT NOT NULL, start INTEGER NOT NULL, event TEXT NOT NULL,
     experiment TEXT NOT NULL, variant TEXT NOT NULL,
-    PRIMARY KEY (user_id, window, start, event, experiment, variant)) WITHOUT ROWID;
+    UNIQUE (window, start, event, experiment, variant));
+CREATE TABLE IF NOT EXISTS memberships (
+    user_id TEXT NOT NULL, day INTEGER NOT NULL, counter_ids TEXT NOT NULL,
+    PRIMARY KEY (user_id, day)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS archive_open (
     partition TEXT PRIMARY KEY, first_offset INTEGER NOT NULL, first_received INTEGER NOT NULL) WITHOUT ROWID;
 ";
@@ -59,9 +64,54 @@ impl SqliteBackend {
 fn open_db(path: &Path) -> Result<Connection, Error> {
     let mut conn = Connection::open(path)?;
     conn.execute_batch(SCHEMA)?;
-    move_counter_users(&mut conn)?;
-    give_counted_users_rows(&mut conn)?;
+    upgrade(&mut conn)?;
     Ok(conn)
+}
+
+/// The layout [`SCHEMA`] creates, as `user_version`: 1 gave every counted user a row in `users`,
+/// 2 numbered the counters and keeps a user's unique-user memberships of one day in one row.
+const LAYOUT_VERSION: i64 = 2;
+
+/// Brings a database written by an older version to [`LAYOUT_VERSION`], once, in one
+/// transaction that also sets `user_version` (a processing session reopens the database after
+/// each failure, so an upgrade must not run again).
+fn upgrade(conn: &mut Connection) -> Result<(), Error> {
+    let tx = conn.transaction()?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version < LAYOUT_VERSION {
+        if table_exists(&tx, "counter_users")? {
+            move_counter_users(&tx)?;
+        }
+        if table_exists(&tx, "counter_members")? {
+            if version < 1 {
+                give_counted_users_rows(&tx)?;
+            }
+            number_counters(&tx)?;
+        }
+        tx.execute_batch(&format!("PRAGMA user_version = {LAYOUT_VERSION}"))?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn table_exists(conn: &Connection, name: &str) -> Result<bool, Error> {
+    let query = "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)";
+    Ok(conn.query_row(query, [name], |r| r.get(0))?)
+}
+
+/// Moves the unique-user sets of a database written before they were keyed user first into
+/// `counter_members`, the layout [`number_counters`] then upgrades.
+fn move_counter_users(conn: &Connection) -> Result<(), Error> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS counter_members (
+             user_id TEXT NOT NULL, window TEXT NOT NULL, start INTEGER NOT NULL, event TEXT NOT NULL,
+             experiment TEXT NOT NULL, variant TEXT NOT NULL,
+             PRIMARY KEY (user_id, window, start, event, experiment, variant)) WITHOUT ROWID;
+         INSERT OR IGNORE INTO counter_members (user_id, window, start, event, experiment, variant)
+             SELECT user_id, window, start, event, experiment, variant FROM counter_users;
+         DROP TABLE counter_users;",
+    )?;
+    Ok(())
 }
 
 /// Gives every user in a counter's unique users a row in `users`, in a database written before
@@ -69,43 +119,31 @@ fn open_db(path: &Path) -> Result<Connection, Error> {
 ///
 /// Processing asks the store about a user's memberships only when the user has a row (see
 /// [`crate::enrich::Users`]), so a member without one would be counted again. The rows added
-/// hold the state of a user never exposed, which is what such a user has. Runs once: it sets
-/// `user_version` to 1 in the same transaction.
-fn give_counted_users_rows(conn: &mut Connection) -> Result<(), Error> {
-    let tx = conn.transaction()?;
-    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if version < 1 {
-        tx.execute(
-            "INSERT OR IGNORE INTO users (user_id, state) SELECT DISTINCT user_id, ?1 FROM counter_members",
-            [serde_json::to_string(&UserState::default())?],
-        )?;
-        tx.execute_batch("PRAGMA user_version = 1")?;
-    }
-    tx.commit()?;
+/// hold the state of a user never exposed, which is what such a user has.
+fn give_counted_users_rows(conn: &Connection) -> Result<(), Error> {
+    conn.execute(
+        "INSERT OR IGNORE INTO users (user_id, state) SELECT DISTINCT user_id, ?1 FROM counter_members",
+        [serde_json::to_string(&UserState::default())?],
+    )?;
     Ok(())
 }
 
-/// Moves the unique-user sets of a database written before they were keyed user first.
-///
-/// Only point lookups and inserts touch these rows, so the key's column order is free. Counter
-/// first, as it was, every insert and lookup compared five equal columns at each step down the
-/// B-tree and landed each of an event's four memberships on a different page; user first, the
-/// user id decides almost every comparison and an event's memberships share a page.
-fn move_counter_users(conn: &mut Connection) -> Result<(), Error> {
-    let tx = conn.transaction()?;
-    let old: bool = tx.query_row(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'counter_users')",
-        [],
-        |r| r.get(0),
+/// Moves `counter_members` (a row per membership, keyed by user and the counter's five columns,
+/// as text) to `memberships` (a row per user and day, listing the ids of the day's counters the
+/// user is in; see [`DAY`]). Ids are given in window order, as processing gives them.
+fn number_counters(conn: &Connection) -> Result<(), Error> {
+    conn.execute_batch(
+        "INSERT OR IGNORE INTO counter_ids (window, start, event, experiment, variant)
+             SELECT DISTINCT window, start, event, experiment, variant FROM counter_members
+             ORDER BY start, window, event, experiment, variant;
+         INSERT INTO memberships (user_id, day, counter_ids)
+             SELECT m.user_id, (m.start / 86400 - (m.start % 86400 < 0)) * 86400 AS day, group_concat(c.id, ',')
+             FROM counter_members m JOIN counter_ids c
+                 ON c.window = m.window AND c.start = m.start AND c.event = m.event
+                 AND c.experiment = m.experiment AND c.variant = m.variant
+             GROUP BY m.user_id, day;
+         DROP TABLE counter_members;",
     )?;
-    if old {
-        tx.execute_batch(
-            "INSERT OR IGNORE INTO counter_members (user_id, window, start, event, experiment, variant)
-                 SELECT user_id, window, start, event, experiment, variant FROM counter_users;
-             DROP TABLE counter_users;",
-        )?;
-    }
-    tx.commit()?;
     Ok(())
 }
 
@@ -118,7 +156,7 @@ impl ProcessingBackend for SqliteBackend {
         if lease != LEASE {
             return Err(Error::Log(crate::LogError::NoPartition(lease.partition)));
         }
-        Ok(Box::new(SqlitePartitionStore { conn: open_db(&self.path)? }))
+        Ok(Box::new(SqlitePartitionStore { conn: open_db(&self.path)?, counter_ids: CounterIds::default() }))
     }
 
     fn released(&self, _lease: Lease) {}
@@ -131,19 +169,106 @@ impl ProcessingBackend for SqliteBackend {
 /// The processing state of the embedded mode's one partition: the processor's connection.
 struct SqlitePartitionStore {
     conn: Connection,
+    counter_ids: CounterIds,
 }
 
 impl SqlitePartitionStore {
     /// Runs a batch's lookups in one read transaction. Outside a transaction each statement is
     /// one of its own, taking and releasing SQLite's file and WAL locks (several `fcntl` calls),
     /// which cost the processor about a third of its time when every user of a batch is looked up.
-    fn reading<T>(&mut self, lookups: impl FnOnce(&Connection) -> Result<T, Error>) -> Result<T, Error> {
+    fn reading<T>(
+        &mut self,
+        lookups: impl FnOnce(&Connection, &mut CounterIds) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let tx = self.conn.transaction()?;
-        let found = lookups(&tx)?;
+        let found = lookups(&tx, &mut self.counter_ids)?;
         tx.commit()?;
         Ok(found)
     }
 }
+
+/// Counter ids kept in memory at most; past it they are forgotten and read again as needed.
+const COUNTER_IDS_KEPT: usize = 100_000;
+
+/// The ids of counters (`counter_ids`) that memberships were looked up or written for. An id
+/// never changes once committed, so it is kept instead of read again at every batch.
+#[derive(Default)]
+struct CounterIds {
+    committed: HashMap<CounterKey, i64>,
+}
+
+impl CounterIds {
+    /// The committed id of `key`, if the counter has one (a counter without one has no members).
+    fn find(&mut self, conn: &Connection, key: &CounterKey) -> Result<Option<i64>, Error> {
+        if let Some(id) = self.committed.get(key) {
+            return Ok(Some(*id));
+        }
+        let id = select_counter_id(conn, key)?;
+        if let Some(id) = id {
+            self.keep([(key.clone(), id)]);
+        }
+        Ok(id)
+    }
+
+    /// The id of `key` in `tx`, given one there if the counter has none yet. Ids read or given
+    /// in `tx` go to `seen`, to be kept once `tx` commits ([`CounterIds::keep`]): a rolled-back
+    /// id may be given to another counter.
+    fn find_or_give(&self, tx: &Connection, key: &CounterKey, seen: &mut Vec<(CounterKey, i64)>) -> Result<i64, Error> {
+        if let Some(id) = self.committed.get(key) {
+            return Ok(*id);
+        }
+        let id = match select_counter_id(tx, key)? {
+            Some(id) => id,
+            None => tx
+                .prepare_cached(
+                    "INSERT INTO counter_ids (window, start, event, experiment, variant)
+                     VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+                )?
+                .query_row(counter_params(key), |r| r.get(0))?,
+        };
+        seen.push((key.clone(), id));
+        Ok(id)
+    }
+
+    fn keep(&mut self, ids: impl IntoIterator<Item = (CounterKey, i64)>) {
+        if self.committed.len() > COUNTER_IDS_KEPT {
+            self.committed.clear();
+        }
+        self.committed.extend(ids);
+    }
+}
+
+fn select_counter_id(conn: &Connection, key: &CounterKey) -> Result<Option<i64>, Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id FROM counter_ids WHERE window = ?1 AND start = ?2 AND event = ?3 AND experiment = ?4 AND variant = ?5",
+    )?;
+    Ok(stmt.query_row(counter_params(key), |r| r.get(0)).optional()?)
+}
+
+fn counter_params(key: &CounterKey) -> (&'static str, i64, &str, &str, &str) {
+    (key.window.name(), key.start, &key.event, &key.experiment, &key.variant)
+}
+
+/// Memberships are kept per user and day: the counters of the hours of a day and the day's own
+/// share a row, so an event's memberships (an hour's and its day's) are one read and one write.
+const DAY: i64 = 86_400;
+
+/// The start (Unix seconds) of the day of `key`'s window.
+fn day_of(key: &CounterKey) -> i64 {
+    key.start.div_euclid(DAY) * DAY
+}
+
+/// The counter ids of a `memberships` row (decimal, comma-separated).
+fn parse_ids(ids: &str) -> rusqlite::Result<Vec<i64>> {
+    ids.split(',')
+        .map(|id| id.parse().map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, Type::Text, Box::new(e))))
+        .collect()
+}
+
+/// A memo of one call's counter ids. The keys of one call are references into the processor's
+/// counters, one per counter, so their addresses tell them apart without hashing their strings
+/// at every membership (equal keys at two addresses only cost a second lookup).
+type ByAddress<T> = HashMap<*const CounterKey, T>;
 
 impl PartitionStore for SqlitePartitionStore {
     fn load(&mut self) -> Result<Committed, Error> {
@@ -174,7 +299,7 @@ impl PartitionStore for SqlitePartitionStore {
     // SQLite runs in this process: a point lookup per id costs about what a batched query
     // would, without building one.
     fn first_deliveries(&mut self, ids: &[&str]) -> Result<HashMap<String, u64>, Error> {
-        self.reading(|conn| {
+        self.reading(|conn, _| {
             let mut stmt = conn.prepare_cached("SELECT log_offset FROM dedupe WHERE event_id = ?1")?;
             let mut found = HashMap::new();
             for id in ids {
@@ -187,7 +312,7 @@ impl PartitionStore for SqlitePartitionStore {
     }
 
     fn users(&mut self, user_ids: &[&str]) -> Result<HashMap<String, UserState>, Error> {
-        self.reading(|conn| {
+        self.reading(|conn, _| {
             let mut stmt = conn.prepare_cached("SELECT state FROM users WHERE user_id = ?1")?;
             let mut found = HashMap::new();
             for user_id in user_ids {
@@ -200,7 +325,7 @@ impl PartitionStore for SqlitePartitionStore {
     }
 
     fn counters(&mut self, keys: &[&CounterKey]) -> Result<Vec<(CounterKey, Counter)>, Error> {
-        self.reading(|conn| {
+        self.reading(|conn, _| {
             let mut stmt = conn.prepare_cached(
                 "SELECT count, sum, users FROM counters
                  WHERE window = ?1 AND start = ?2 AND event = ?3 AND experiment = ?4 AND variant = ?5",
@@ -216,32 +341,31 @@ impl PartitionStore for SqlitePartitionStore {
         })
     }
 
-    /// One range read per user and window instead of one point read per membership: the table is
-    /// keyed user, window, start first, so a user's memberships of one window are adjacent, and
-    /// an event's four (two counters in each of two windows) cost two seeks.
+    /// One point read per user and day: a user's memberships of a day's counters are one row.
     fn known_members(&mut self, members: &[(&CounterKey, &str)]) -> Result<HashSet<(CounterKey, String)>, Error> {
-        let mut by_window: BTreeMap<(&str, &str, i64), Vec<&CounterKey>> = BTreeMap::new();
-        for (key, user) in members {
-            by_window.entry((*user, key.window.name(), key.start)).or_default().push(*key);
-        }
-        self.reading(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT event, experiment, variant FROM counter_members
-                 WHERE user_id = ?1 AND window = ?2 AND start = ?3",
-            )?;
-            let mut known = HashSet::new();
-            let mut held: Vec<(String, String, String)> = Vec::new();
-            for ((user, window, start), asked) in by_window {
-                held.clear();
-                let mut rows = stmt.query(params![user, window, start])?;
-                while let Some(r) = rows.next()? {
-                    held.push((r.get(0)?, r.get(1)?, r.get(2)?));
+        self.reading(|conn, counter_ids| {
+            let mut ids: ByAddress<Option<i64>> = HashMap::new();
+            let mut by_day: BTreeMap<(&str, i64), Vec<(i64, &CounterKey)>> = BTreeMap::new();
+            for &(key, user) in members {
+                let id = match ids.entry(key) {
+                    Entry::Occupied(known) => *known.get(),
+                    Entry::Vacant(new) => *new.insert(counter_ids.find(conn, key)?),
+                };
+                // A counter without an id has no members.
+                if let Some(id) = id {
+                    by_day.entry((user, day_of(key))).or_default().push((id, key));
                 }
-                for key in asked {
-                    let same = |(event, experiment, variant): &(String, String, String)| {
-                        *event == key.event && *experiment == key.experiment && *variant == key.variant
-                    };
-                    if held.iter().any(same) {
+            }
+            let mut stmt =
+                conn.prepare_cached("SELECT counter_ids FROM memberships WHERE user_id = ?1 AND day = ?2")?;
+            let mut known = HashSet::new();
+            for ((user, day), asked) in by_day {
+                let Some(held) = stmt.query_row(params![user, day], |r| r.get::<_, String>(0)).optional()? else {
+                    continue;
+                };
+                let held = parse_ids(&held)?;
+                for (id, key) in asked {
+                    if held.contains(&id) {
                         known.insert((key.clone(), user.to_owned()));
                     }
                 }
@@ -254,8 +378,9 @@ impl PartitionStore for SqlitePartitionStore {
         // Users and memberships are inserted in their tables' key order: consecutive inserts then
         // land on the same B-tree pages instead of on pages all over the tables.
         changes.users.sort_unstable_by_key(|(user_id, _)| *user_id);
-        changes.counter_users.sort_unstable_by(|a, b| member_order(a).cmp(&member_order(b)));
-        let tx = self.conn.transaction()?;
+        let Self { conn, counter_ids } = self;
+        let tx = conn.transaction()?;
+        let mut ids_seen = Vec::new();
         {
             let mut put_user = tx.prepare_cached("INSERT OR REPLACE INTO users (user_id, state) VALUES (?1, ?2)")?;
             for (user_id, state) in &changes.users {
@@ -288,19 +413,25 @@ impl PartitionStore for SqlitePartitionStore {
                     c.unique_users as i64
                 ])?;
             }
-            let mut put_member = tx.prepare_cached(
-                "INSERT OR IGNORE INTO counter_members (window, start, event, experiment, variant, user_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            let mut ids: ByAddress<i64> = HashMap::new();
+            let mut members = Vec::with_capacity(changes.counter_users.len());
+            for &(key, user) in &changes.counter_users {
+                let id = match ids.entry(key) {
+                    Entry::Occupied(known) => *known.get(),
+                    Entry::Vacant(new) => *new.insert(counter_ids.find_or_give(&tx, key, &mut ids_seen)?),
+                };
+                members.push((user, day_of(key), id));
+            }
+            members.sort_unstable();
+            // Each user's new memberships of one day are appended to the day's row in one write.
+            let mut put_members = tx.prepare_cached(
+                "INSERT INTO memberships (user_id, day, counter_ids) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (user_id, day) DO UPDATE SET counter_ids = counter_ids || ',' || excluded.counter_ids",
             )?;
-            for (key, user) in &changes.counter_users {
-                put_member.execute(params![
-                    key.window.name(),
-                    key.start,
-                    key.event,
-                    key.experiment,
-                    key.variant,
-                    user
-                ])?;
+            for same_day in members.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+                let (user, day, _) = same_day[0];
+                let ids: Vec<String> = same_day.iter().map(|(_, _, id)| id.to_string()).collect();
+                put_members.execute(params![user, day, ids.join(",")])?;
             }
             let mut put_delivery =
                 tx.prepare_cached("INSERT OR IGNORE INTO dedupe (event_id, log_offset, seen_at) VALUES (?1, ?2, ?3)")?;
@@ -324,19 +455,12 @@ impl PartitionStore for SqlitePartitionStore {
             )?;
         }
         tx.commit()?;
+        counter_ids.keep(ids_seen);
         Ok(())
     }
 }
 
 /// n, Σx, Σx², Σy, Σy², Σxy from `row`, starting at column `first`.
-/// A membership's place in `counter_members`' key order (user, window, start, event, experiment,
-/// variant).
-fn member_order<'a>(
-    (key, user): &(&'a CounterKey, &'a str),
-) -> (&'a str, &'static str, i64, &'a str, &'a str, &'a str) {
-    (user, key.window.name(), key.start, &key.event, &key.experiment, &key.variant)
-}
-
 fn sums_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Sums> {
     Ok(Sums {
         n: row.get::<_, i64>(first)? as u64,
@@ -464,9 +588,13 @@ mod tests {
         assert_eq!(known, HashSet::from([(day, "u1".to_owned()), (hour, "u2".to_owned())]));
         let old: i64 = Connection::open(&path)
             .unwrap()
-            .query_row("SELECT count(*) FROM sqlite_master WHERE name = 'counter_users'", [], |r| r.get(0))
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name IN ('counter_users', 'counter_members')",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
-        assert_eq!(old, 0, "the old table is dropped once moved");
+        assert_eq!(old, 0, "the old tables are dropped once moved");
     }
 
     #[test]
@@ -500,9 +628,130 @@ mod tests {
         // The scan runs once, not at every open (a processing session reopens the database after
         // each failure): a member without a row added after the upgrade is not given one.
         let conn = Connection::open(&path).unwrap();
-        conn.execute("INSERT INTO counter_members VALUES ('u4', 'day', 0, 'purchase', '', '')", []).unwrap();
+        conn.execute("INSERT INTO memberships VALUES ('u4', 0, '1')", []).unwrap();
         drop(conn);
         let mut store = SqliteBackend::open(&path).unwrap().open(LEASE).unwrap();
         assert!(store.users(&["u4"]).unwrap().is_empty());
+    }
+
+    fn purchase(window: Window, start: i64, experiment: &str, variant: &str) -> CounterKey {
+        CounterKey { window, start, event: "purchase".into(), experiment: experiment.into(), variant: variant.into() }
+    }
+
+    /// Commits `members` as new unique-user memberships, and nothing else.
+    fn commit_members(store: &mut dyn PartitionStore, members: &[(&CounterKey, &str)]) {
+        let changes = Changes {
+            next_offset: 0,
+            users: Vec::new(),
+            sums: Vec::new(),
+            counters: Vec::new(),
+            counter_users: members.to_vec(),
+            deliveries: &[],
+            expire_deliveries_before: None,
+            open_files: &[],
+        };
+        store.commit(changes).unwrap();
+    }
+
+    /// A database in the layout before counter ids (`user_version` 1, memberships in
+    /// `counter_members` keyed by text), as the previous version wrote it: its memberships are
+    /// found after the upgrade, beside the ones committed after it, and counters created after
+    /// it get ids after the old ones.
+    #[test]
+    fn memberships_of_a_database_without_counter_ids_are_numbered_and_still_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 CREATE TABLE users (user_id TEXT PRIMARY KEY, state TEXT NOT NULL) WITHOUT ROWID;
+                 CREATE TABLE counters (
+                     window TEXT NOT NULL, start INTEGER NOT NULL, event TEXT NOT NULL,
+                     experiment TEXT NOT NULL, variant TEXT NOT NULL,
+                     count INTEGER NOT NULL, sum REAL NOT NULL, users INTEGER NOT NULL,
+                     PRIMARY KEY (window, event, experiment, start, variant)) WITHOUT ROWID;
+                 CREATE UNIQUE INDEX counters_key ON counters (window, start, event, experiment, variant);
+                 CREATE TABLE counter_members (
+                     user_id TEXT NOT NULL, window TEXT NOT NULL, start INTEGER NOT NULL, event TEXT NOT NULL,
+                     experiment TEXT NOT NULL, variant TEXT NOT NULL,
+                     PRIMARY KEY (user_id, window, start, event, experiment, variant)) WITHOUT ROWID;
+                 INSERT INTO users VALUES ('u1', '{\"assignments\":[]}'), ('u2', '{\"assignments\":[]}');
+                 INSERT INTO counters VALUES ('hour', 7200, 'purchase', '', '', 2, 3.0, 2),
+                                             ('hour', 3600, 'purchase', 'exp', 'control', 1, 1.0, 1),
+                                             ('day', 0, 'purchase', '', '', 2, 3.0, 2),
+                                             ('hour', -3600, 'purchase', '', '', 1, 1.0, 1);
+                 INSERT INTO counter_members VALUES ('u1', 'hour', 7200, 'purchase', '', ''),
+                                                    ('u2', 'hour', 7200, 'purchase', '', ''),
+                                                    ('u1', 'hour', 3600, 'purchase', 'exp', 'control'),
+                                                    ('u1', 'day', 0, 'purchase', '', ''),
+                                                    ('u2', 'day', 0, 'purchase', '', ''),
+                                                    ('u1', 'hour', -3600, 'purchase', '', '');
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+
+        let mut store = SqliteBackend::open(&path).unwrap().open(LEASE).unwrap();
+        let (late, day) = (purchase(Window::Hour, 3600, "exp", "control"), purchase(Window::Day, 0, "", ""));
+        let (hour, next_hour) = (purchase(Window::Hour, 7200, "", ""), purchase(Window::Hour, 10_800, "", ""));
+        commit_members(&mut *store, &[(&next_hour, "u2"), (&late, "u2")]);
+        // The hour before 1970 is of the day before: days are floored, in SQL as in Rust.
+        let before_1970 = purchase(Window::Hour, -3600, "", "");
+        let asked = [&late, &day, &hour, &next_hour, &before_1970];
+        let members: Vec<(&CounterKey, &str)> =
+            asked.iter().flat_map(|key| [(*key, "u1"), (*key, "u2"), (*key, "u3")]).collect();
+        let expected = [(&late, "u1"), (&late, "u2"), (&day, "u1"), (&day, "u2"), (&hour, "u1"), (&hour, "u2")]
+            .into_iter()
+            .chain([(&next_hour, "u2"), (&before_1970, "u1")])
+            .map(|(key, user)| (key.clone(), user.to_owned()))
+            .collect::<HashSet<_>>();
+        assert_eq!(store.known_members(&members).unwrap(), expected);
+
+        // Reopened (ids read from the database, not remembered), the answer is the same.
+        let mut store = SqliteBackend::open(&path).unwrap().open(LEASE).unwrap();
+        assert_eq!(store.known_members(&members).unwrap(), expected);
+        let conn = Connection::open(&path).unwrap();
+        let (version, old): (i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT user_version FROM pragma_user_version),
+                        (SELECT count(*) FROM sqlite_master WHERE name = 'counter_members')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((version, old), (LAYOUT_VERSION, 0));
+        let newest: String = conn
+            .query_row("SELECT window || ' ' || start FROM counter_ids ORDER BY id DESC LIMIT 1", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(newest, "hour 10800", "a counter created after the upgrade is numbered after the old ones");
+    }
+
+    /// A commit that fails rolls back the ids it gave: the next commit gives them again, and
+    /// the store does not answer from an id that was never committed.
+    #[test]
+    fn counter_ids_of_a_failed_commit_are_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        let mut store = SqliteBackend::open(&path).unwrap().open(LEASE).unwrap();
+        let (hour, day) = (purchase(Window::Hour, 3600, "", ""), purchase(Window::Day, 0, "", ""));
+        // Two open archive buffers of one partition break `archive_open`'s key: the commit fails
+        // after giving `hour` an id.
+        let open = OpenFile { partition: "p".into(), first_offset: 0, first_received: 0 };
+        let changes = Changes {
+            next_offset: 0,
+            users: Vec::new(),
+            sums: Vec::new(),
+            counters: Vec::new(),
+            counter_users: vec![(&hour, "u1")],
+            deliveries: &[],
+            expire_deliveries_before: None,
+            open_files: &[open.clone(), open],
+        };
+        assert!(store.commit(changes).is_err());
+        commit_members(&mut *store, &[(&day, "u1")]);
+        commit_members(&mut *store, &[(&hour, "u2")]);
+        let known = store.known_members(&[(&hour, "u1"), (&hour, "u2"), (&day, "u1"), (&day, "u2")]).unwrap();
+        let expected = HashSet::from([(hour.clone(), "u2".to_owned()), (day.clone(), "u1".to_owned())]);
+        assert_eq!(known, expected);
     }
 }
