@@ -20,6 +20,7 @@ use crate::metrics::{FlagCounters, Metrics};
 use crate::service::experiments::Experiments;
 use arc_swap::{ArcSwap, Guard};
 use axum::body::Bytes;
+use imbl::ordmap::DiffItem;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -73,7 +74,32 @@ pub enum LoadError {
     Invalid(ValidationErrors),
 }
 
-pub type Documents = imbl::OrdMap<(EntityKind, String), Arc<RawValue>>;
+pub type Documents = imbl::OrdMap<(EntityKind, String), ShownText>;
+
+/// A document as the API shows it, as JSON text, shared (`Arc`) by the snapshots that hold it.
+/// Two are equal when they are shared or, failing that, when their texts are.
+#[derive(Clone, Debug)]
+pub struct ShownText(Arc<RawValue>);
+
+impl From<Box<RawValue>> for ShownText {
+    fn from(json: Box<RawValue>) -> ShownText {
+        ShownText(Arc::from(json))
+    }
+}
+
+impl std::ops::Deref for ShownText {
+    type Target = RawValue;
+
+    fn deref(&self) -> &RawValue {
+        &self.0
+    }
+}
+
+impl PartialEq for ShownText {
+    fn eq(&self, other: &ShownText) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.get() == other.0.get()
+    }
+}
 
 impl Snapshot {
     /// The placeholder served until the first load succeeds (`/ready` says 503 meanwhile).
@@ -113,8 +139,8 @@ impl Snapshot {
             let compiled = FlagSet::from_items(parsed(&flags), parsed(&segments)).map_err(LoadError::Invalid)?;
             let documents: Documents = flags
                 .into_iter()
-                .map(|d| ((EntityKind::Flag, d.key), Arc::from(d.json)))
-                .chain(segments.into_iter().map(|d| ((EntityKind::Segment, d.key), Arc::from(d.json))))
+                .map(|d| ((EntityKind::Flag, d.key), ShownText::from(d.json)))
+                .chain(segments.into_iter().map(|d| ((EntityKind::Segment, d.key), ShownText::from(d.json))))
                 .collect();
             let environment = store.environment();
             let counters =
@@ -158,7 +184,7 @@ impl Snapshot {
             if let Some(document) = documents.get_mut(&(EntityKind::Flag, key)) {
                 let mut shown: Value = serde_json::from_str(document.get()).expect("stored as JSON");
                 shown["enabled"] = Value::Bool(false);
-                *document = Arc::from(raw(&shown));
+                *document = ShownText::from(raw(&shown));
             }
         }
         let compiled_experiments =
@@ -217,7 +243,7 @@ impl Snapshot {
             match json {
                 Some(json) => {
                     target.push((key, Some(serde_json::from_str(json.get()).expect("the store lists JSON text"))));
-                    documents.insert(id, Arc::from(json));
+                    documents.insert(id, ShownText::from(json));
                 }
                 None => {
                     target.push((key, None));
@@ -285,7 +311,7 @@ impl Snapshot {
                     segments: Vec<&'a RawValue>,
                 }
                 let of_kind = |kind: EntityKind| {
-                    self.documents.iter().filter(|((k, _), _)| *k == kind).map(|(_, v)| v.as_ref()).collect()
+                    self.documents.iter().filter(|((k, _), _)| *k == kind).map(|(_, v)| &**v).collect()
                 };
                 let sdk = SdkDocument { flags: of_kind(EntityKind::Flag), segments: of_kind(EntityKind::Segment) };
                 Bytes::from(serde_json::to_vec(&sdk).expect("JSON values serialise"))
@@ -340,32 +366,15 @@ pub enum Change<'a> {
 /// compared whole, not by version: a stop or a resume changes a flag's document and not its
 /// version.
 pub fn diff<'a>(old: &'a Snapshot, new: &'a Snapshot) -> Vec<Change<'a>> {
-    // Both maps are walked once in key order, side by side: a snapshot shares most documents
-    // with the one before it, so most steps compare two pointers and look nothing up.
+    // imbl walks both maps in key order and skips the subtrees they share: a snapshot shares
+    // all but the paths to its changed documents with the one before it.
     let (mut patches, mut deletes) = (Vec::new(), Vec::new());
-    let (mut before, mut after) = (old.documents.iter().peekable(), new.documents.iter().peekable());
-    loop {
-        let order = match (before.peek(), after.peek()) {
-            (None, None) => break,
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (Some((was, _)), Some((is, _))) => was.cmp(is),
-        };
-        match order {
-            std::cmp::Ordering::Less => {
-                let ((kind, key), _) = before.next().expect("peeked");
-                deletes.push(Change::Delete { kind: *kind, key });
+    for item in old.documents.diff(&new.documents) {
+        match item {
+            DiffItem::Add((kind, key), object) | DiffItem::Update { new: ((kind, key), object), .. } => {
+                patches.push(Change::Patch { kind: *kind, key, object })
             }
-            std::cmp::Ordering::Greater => {
-                let ((kind, key), object) = after.next().expect("peeked");
-                patches.push(Change::Patch { kind: *kind, key, object: object.as_ref() });
-            }
-            std::cmp::Ordering::Equal => {
-                let ((_, was), ((kind, key), object)) = (before.next().expect("peeked"), after.next().expect("peeked"));
-                if !Arc::ptr_eq(was, object) && was.get() != object.get() {
-                    patches.push(Change::Patch { kind: *kind, key, object: object.as_ref() });
-                }
-            }
+            DiffItem::Remove((kind, key), _) => deletes.push(Change::Delete { kind: *kind, key }),
         }
     }
     patches.sort_by_key(|c| matches!(c, Change::Patch { kind: EntityKind::Flag, .. }));
@@ -542,7 +551,7 @@ mod tests {
         snapshot.documents = documents
             .iter()
             .map(|(kind, key, json)| {
-                ((*kind, key.to_string()), Arc::from(RawValue::from_string(json.to_string()).unwrap()))
+                ((*kind, key.to_string()), ShownText::from(RawValue::from_string(json.to_string()).unwrap()))
             })
             .collect();
         snapshot
