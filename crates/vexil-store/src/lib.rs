@@ -99,15 +99,11 @@ pub trait ConfigStore: Send + Sync {
     /// reader that keeps every document's text (the configuration snapshot). A backend that
     /// stores the text can answer without parsing every body into JSON values at once, which
     /// for 10,000 flags is about 120 MB. Fields may come in any order.
-    async fn list_shown(&self, kind: EntityKind) -> Result<Vec<ShownDocument>, StoreError> {
-        Ok(self.list(kind).await?.into_iter().map(ShownDocument::from).collect())
-    }
+    async fn list_shown(&self, kind: EntityKind) -> Result<Vec<ShownDocument>, StoreError>;
 
     /// The bodies of all documents of one kind as JSON text, without the server-managed
     /// fields, ordered by key: what a flags file export writes, without parsing them all.
-    async fn list_bodies(&self, kind: EntityKind) -> Result<Vec<Box<RawValue>>, StoreError> {
-        self.list(kind).await?.iter().map(|d| raw_body(&d.body)).collect()
-    }
+    async fn list_bodies(&self, kind: EntityKind) -> Result<Vec<Box<RawValue>>, StoreError>;
 
     /// Applies all writes atomically — all or nothing, which flag import relies on — and appends
     /// one audit record per write in the same transaction, so the log can never disagree with
