@@ -65,6 +65,17 @@ pub struct Changes<'a> {
     pub open_files: &'a [OpenFile],
 }
 
+/// How far a commit has reached when [`PartitionStore::commit`] returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// On disk: the commit, and every commit before it, survives a power cut.
+    Synced,
+    /// Safe from a crash of the process but not yet from a power cut; the next synced commit
+    /// makes it durable. The log keeps the records from the last synced checkpoint on, so a
+    /// commit lost to a power cut is processed again.
+    Deferred,
+}
+
 /// The processing state of one partition, under one lease.
 pub trait PartitionStore: Send {
     /// The committed state, without the users: they are read as batches need them
@@ -80,9 +91,9 @@ pub trait PartitionStore: Send {
     fn counters(&mut self, keys: &[&CounterKey]) -> Result<Vec<(CounterKey, Counter)>, Error>;
     /// Of `members` (a counter and a user), the ones already in the counter's unique users.
     fn known_members(&mut self, members: &[(&CounterKey, &str)]) -> Result<HashSet<(CounterKey, String)>, Error>;
-    /// Writes `changes` in one transaction. Fails with [`Error::Fenced`], having written
-    /// nothing, when the lease has passed to another node.
-    fn commit(&mut self, changes: Changes<'_>) -> Result<(), Error>;
+    /// Writes `changes` in one transaction, and says whether it is on disk yet. Fails with
+    /// [`Error::Fenced`], having written nothing, when the lease has passed to another node.
+    fn commit(&mut self, changes: Changes<'_>) -> Result<Durability, Error>;
 }
 
 /// Where a node's processing state is kept, and which partitions it processes.

@@ -16,7 +16,7 @@ use vexil_events::aggregate::AggregateKey;
 use vexil_events::archive::OpenFile;
 use vexil_events::counters::{Counter, CounterKey};
 use vexil_events::enrich::UserState;
-use vexil_events::store::{Changes, Committed, Lease, PartitionStore};
+use vexil_events::store::{Changes, Committed, Durability, Lease, PartitionStore};
 use vexil_events::Error;
 
 use super::columns::{counter_at, counter_key, sums_at, KeyColumns, SumColumns};
@@ -160,7 +160,8 @@ impl PartitionStore for PostgresPartition {
         })
     }
 
-    fn commit(&mut self, changes: Changes<'_>) -> Result<(), Error> {
+    /// PostgreSQL's commit is on disk when it returns (its default, `synchronous_commit = on`).
+    fn commit(&mut self, changes: Changes<'_>) -> Result<Durability, Error> {
         let p = self.partition();
         let (node, epoch) = (self.node.as_str(), self.lease.epoch as i64);
         let next = changes.next_offset as i64;
@@ -305,6 +306,7 @@ impl PartitionStore for PostgresPartition {
                 return Err(Error::Fenced(self.lease.partition));
             }
             tx.commit().await.map_err(pg)
-        })
+        })?;
+        Ok(Durability::Synced)
     }
 }

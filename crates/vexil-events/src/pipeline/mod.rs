@@ -289,7 +289,7 @@ impl Drop for Pipeline {
 /// scheduler now serves requests first and processing catches up in the gaps; when they are
 /// not, nice makes no difference. Lag stays visible in `/metrics`, and ingest still answers
 /// 429 past its lag limit, so processing cannot fall behind without bound.
-fn background_priority() {
+pub(crate) fn background_priority() {
     #[cfg(target_os = "linux")]
     // SAFETY: plain system calls on the calling thread's own id; failure only leaves the
     // priority as it was.

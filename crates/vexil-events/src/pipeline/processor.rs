@@ -150,7 +150,9 @@ impl Processor {
         Metrics::add(&metrics.processed_total, report.processed);
         Metrics::add(&metrics.archive_files_total, report.closed.len() as u64);
         Metrics::add(&metrics.archive_bytes_total, report.closed.iter().map(|c| c.bytes as u64).sum());
-        self.shared.bus.commit(self.lease.partition, copy.replay_from()).map_err(Error::from)?;
+        if let Some(retain_from) = copy.retain_from() {
+            self.shared.bus.commit(self.lease.partition, retain_from).map_err(Error::from)?;
+        }
         {
             let mut progress = self.shared.progress();
             if let Some(p) = progress.partitions.get_mut(&self.lease.partition) {

@@ -15,7 +15,7 @@ use crate::archive::OpenFile;
 use crate::counters::Counters;
 use crate::enrich::Users;
 use crate::error::Error;
-use crate::store::{Changes, FirstDelivery, PartitionStore};
+use crate::store::{Changes, Durability, FirstDelivery, PartitionStore};
 
 pub(super) struct WorkingCopy {
     /// Every record of the partition below this offset is processed and committed.
@@ -25,6 +25,9 @@ pub(super) struct WorkingCopy {
     pub users: Users,
     pub aggregates: Aggregates,
     pub counters: Counters,
+    /// [`WorkingCopy::replay_from`] as of the session's last synced commit: the log must keep
+    /// every record from here on. `None` until the session's first synced commit.
+    synced_replay_from: Option<u64>,
 }
 
 impl WorkingCopy {
@@ -38,12 +41,20 @@ impl WorkingCopy {
             users: Users::new(cache.users),
             aggregates: Aggregates::new(committed.sums),
             counters: Counters::new(cache.members),
+            synced_replay_from: None,
         })
     }
 
     /// Where reading must start: the checkpoint, or earlier if an archive buffer began earlier.
     pub fn replay_from(&self) -> u64 {
         self.open_files.iter().map(|o| o.first_offset).min().unwrap_or(self.next_offset).min(self.next_offset)
+    }
+
+    /// Where the log may start to discard records: a power cut can take the state back to the
+    /// last synced commit, and reading then starts from its checkpoint. `None` until a commit of
+    /// this session is synced (the state loaded at start may not be on disk yet either).
+    pub fn retain_from(&self) -> Option<u64> {
+        self.synced_replay_from
     }
 
     /// Writes what changed, the new dedupe ids, the archive's open buffers and the checkpoint
@@ -66,12 +77,47 @@ impl WorkingCopy {
             expire_deliveries_before,
             open_files: &open_files,
         };
-        store.commit(changes)?;
+        let durability = store.commit(changes)?;
         self.users.committed();
         self.aggregates.committed();
         self.counters.committed();
         self.next_offset = next_offset;
         self.open_files = open_files;
+        if durability == Durability::Synced {
+            self.synced_replay_from = Some(self.replay_from());
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sqlite::SqliteBackend;
+    use crate::store::{Lease, ProcessingBackend};
+    use std::time::{Duration, Instant};
+
+    /// The log may discard records only below the checkpoint of a synced commit: a commit that is
+    /// not on disk yet could be lost to a power cut, and its records would be read again.
+    #[test]
+    fn the_log_is_kept_back_to_the_last_synced_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = SqliteBackend::open(dir.path().join("state.sqlite")).unwrap();
+        let mut store = backend.open(Lease { partition: 0, epoch: 0 }).unwrap();
+        let mut copy = WorkingCopy::load(&mut *store, StateCache::default()).unwrap();
+        assert_eq!(copy.retain_from(), None, "nothing of this session is known to be on disk");
+
+        let first_synced = Instant::now();
+        copy.commit(&mut *store, 10, Vec::new(), &[], None).unwrap();
+        assert_eq!(copy.retain_from(), Some(10), "a session's first commit is synced");
+        copy.commit(&mut *store, 20, Vec::new(), &[], None).unwrap();
+        if first_synced.elapsed() < Duration::from_secs(1) {
+            assert_eq!(copy.replay_from(), 20);
+            assert_eq!(copy.retain_from(), Some(10), "the commit after it, within a second, is not synced");
+        }
+
+        std::thread::sleep(Duration::from_secs(1));
+        copy.commit(&mut *store, 30, Vec::new(), &[], None).unwrap();
+        assert_eq!(copy.retain_from(), Some(30), "a second later a commit is synced again");
     }
 }

@@ -1,0 +1,71 @@
+//! Copying the state database's write-ahead log into the database file, on a thread of its own.
+//!
+//! SQLite copies the WAL back (a checkpoint) inside the commit that grows it past its limit,
+//! which put a tenth of the processor's time, and an fsync of the database file, on the
+//! processor's thread. The checkpointer does it beside the processor instead, on its own
+//! connection, a short while after commits: a passive checkpoint never waits for the writer nor
+//! makes it wait. The processor's connection keeps a large automatic checkpoint only as a bound
+//! on the WAL should this thread fall behind or fail.
+
+use crate::error::Error;
+use rusqlite::Connection;
+use std::path::Path;
+use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long the checkpointer lets commits gather after the first one before it checkpoints: each
+/// checkpoint syncs the database file, so fewer, larger ones.
+const GATHER: Duration = Duration::from_millis(100);
+
+/// The WAL size (pages) at which the processor's own connection checkpoints, should the
+/// checkpointer not have: 64 MiB of 4 KiB pages, well past what the checkpointer leaves.
+pub(super) const WAL_BOUND_PAGES: u32 = 16_384;
+
+/// The checkpointer of one state database; stops (and is waited for) when dropped.
+pub(super) struct Checkpointer {
+    committed: Option<Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    /// Starts checkpointing the database at `path` after the commits it is told of.
+    pub fn start(path: &Path) -> Result<Checkpointer, Error> {
+        let conn = Connection::open(path)?;
+        let (committed, commits) = channel::<()>();
+        let thread = std::thread::Builder::new().name("vexil-state-checkpointer".into()).spawn(move || {
+            crate::pipeline::background_priority();
+            while commits.recv().is_ok() {
+                let until = Instant::now() + GATHER;
+                loop {
+                    match commits.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                        Ok(()) => continue,
+                        Err(RecvTimeoutError::Timeout) => break,
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "checkpointing the event state's write-ahead log failed; will retry");
+                }
+            }
+        })?;
+        Ok(Checkpointer { committed: Some(committed), thread: Some(thread) })
+    }
+
+    /// A commit was made: checkpoint soon.
+    pub fn committed(&self) {
+        if let Some(committed) = &self.committed {
+            // A checkpointer that has stopped leaves the WAL to the automatic bound.
+            let _ = committed.send(());
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.committed.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
