@@ -18,9 +18,12 @@ use std::time::{Duration, Instant};
 /// checkpoint syncs the database file, so fewer, larger ones.
 const GATHER: Duration = Duration::from_millis(100);
 
-/// The WAL size (pages) at which the processor's own connection checkpoints, should the
-/// checkpointer not have: 64 MiB of 4 KiB pages, well past what the checkpointer leaves.
-pub(super) const WAL_BOUND_PAGES: u32 = 16_384;
+/// The WAL size at which the processor's own connection checkpoints, should the checkpointer
+/// not have, and to which a longer WAL is cut back when it starts over.
+pub(super) const WAL_BOUND_BYTES: i64 = 64 * 1024 * 1024;
+
+/// [`WAL_BOUND_BYTES`] in pages of SQLite's default size, which the state database uses.
+pub(super) const WAL_BOUND_PAGES: i64 = WAL_BOUND_BYTES / 4096;
 
 /// The checkpointer of one state database; stops (and is waited for) when dropped.
 pub(super) struct Checkpointer {

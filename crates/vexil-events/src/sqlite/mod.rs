@@ -84,6 +84,9 @@ impl ProcessingBackend for SqliteBackend {
         }
         let conn = open_db(&self.path)?;
         conn.pragma_update(None, "wal_autocheckpoint", checkpointer::WAL_BOUND_PAGES)?;
+        // A WAL past the bound is cut back to it when it starts over, instead of keeping its
+        // largest size on disk for good.
+        conn.pragma_update(None, "journal_size_limit", checkpointer::WAL_BOUND_BYTES)?;
         Ok(Box::new(SqlitePartitionStore {
             conn,
             counter_ids: CounterIds::default(),
