@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use vexil_distributed::group::GroupOptions;
 use vexil_distributed::processing::PostgresBackend;
 use vexil_events::aggregate::{AggregateKey, Sums};
-use vexil_events::store::{Changes, Lease, ProcessingBackend};
+use vexil_events::store::{Changes, Durability, Lease, ProcessingBackend};
 use vexil_events::Error;
 use vexil_store::testkit::postgres::fresh_database;
 
@@ -94,10 +94,13 @@ fn key() -> AggregateKey {
     ("exp".to_owned(), "control".to_owned(), "m".to_owned())
 }
 
-/// A commit of `next_offset` with one aggregate row of `n` users.
+/// A commit of `next_offset` with one aggregate row of `n` users; PostgreSQL's commits are on
+/// disk when they return.
 fn commit(node: &Node, lease: Lease, next_offset: u64, n: u64) -> Result<(), Error> {
     let sums = Sums { n, sum_x: n as f64, ..Sums::default() };
-    node.open(lease)?.commit(changes(next_offset, &key(), &sums))
+    let durability = node.open(lease)?.commit(changes(next_offset, &key(), &sums))?;
+    assert_eq!(durability, Durability::Synced);
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
