@@ -53,6 +53,9 @@ pub struct ServerConfig {
     /// The Kafka-protocol event bus of the distributed mode (`kafka://host:port/topic`);
     /// `None`: the embedded log under `data_dir`.
     pub event_bus: Option<String>,
+    /// Whether this node processes events. `false` (distributed mode only): it appends the
+    /// events it is sent to the bus and serves results, and the other nodes process them.
+    pub event_processing: bool,
     /// The S3-compatible archive of the distributed mode (`s3://bucket/prefix`); `None`:
     /// `archive_dir`.
     pub archive_url: Option<String>,
@@ -147,6 +150,7 @@ partial_config! {
     listen: String = "VEXIL_LISTEN", "Address and port to listen on (default 127.0.0.1:8080).";
     data_dir: PathBuf = "VEXIL_DATA_DIR", "Directory of the embedded database (default ./vexil-data).";
     event_bus: String = "VEXIL_EVENT_BUS", "kafka://host:port/topic of the distributed mode's event bus (default: the embedded log).";
+    event_processing: bool = "VEXIL_EVENT_PROCESSING", "false: this node of the distributed mode only ingests, taking no event partition to process (default true).";
     archive_url: String = "VEXIL_ARCHIVE_URL", "s3://bucket/prefix of the distributed mode's archive (default: archive_dir).";
     database_url: String = "VEXIL_DATABASE_URL", "postgres:// URL of the shared database of the distributed mode (default: the embedded one).";
     workers: usize = "VEXIL_WORKERS", "Worker threads (default: one per CPU).";
@@ -350,6 +354,12 @@ impl ServerConfig {
                     .into());
             }
         }
+        let event_processing = c.event_processing.unwrap_or(true);
+        if !event_processing && c.event_bus.is_none() {
+            return Err("event_processing: false needs event_bus (the distributed mode): in the embedded mode this \
+                        node is the only one that processes its events"
+                .into());
+        }
         if let Some(url) = &c.archive_url {
             vexil_distributed::s3::S3Target::parse(url).map_err(|e| format!("archive_url: {url:?} {e}"))?;
         }
@@ -418,6 +428,7 @@ impl ServerConfig {
             data_dir,
             database_url: c.database_url,
             event_bus: c.event_bus,
+            event_processing,
             archive_url: c.archive_url,
             workers,
             max_body_bytes,
@@ -475,6 +486,21 @@ mod tests {
         assert!(load(&[("VEXIL_EVENT_BUS", "kafka://b:9092"), db]).unwrap_err().starts_with("event_bus:"));
         assert!(load(&[("VEXIL_EVENT_BUS", "kafka://b:9092/events")]).unwrap_err().contains("needs database_url"));
         assert!(load(&[("VEXIL_ARCHIVE_URL", "/tmp/archive")]).unwrap_err().starts_with("archive_url:"));
+    }
+
+    /// A node may leave processing to the others only where there are others: the distributed mode.
+    #[test]
+    fn an_ingest_only_node_needs_the_event_bus() {
+        let load = |pairs: &[(&str, &str)]| ServerConfig::load(None, env(pairs), PartialConfig::default());
+        assert!(load(&[]).unwrap().event_processing, "nodes process events unless told not to");
+        let error = load(&[("VEXIL_EVENT_PROCESSING", "false")]).unwrap_err();
+        assert!(error.starts_with("event_processing:") && error.contains("needs event_bus"), "{error}");
+        let distributed = [
+            ("VEXIL_EVENT_PROCESSING", "false"),
+            ("VEXIL_EVENT_BUS", "kafka://b:9092/events"),
+            ("VEXIL_DATABASE_URL", "postgres://db/vexil"),
+        ];
+        assert!(!load(&distributed).unwrap().event_processing);
     }
 
     #[test]

@@ -54,11 +54,18 @@ async fn event_engines(config: &ServerConfig) -> Result<crate::service::events::
         let target = KafkaTarget::parse(url).map_err(|e| format!("event_bus: {e}"))?;
         // A topic created here has one copy; create it beforehand for replication.
         let bus = KafkaBus::connect(&target, 1).await.map_err(|e| format!("cannot reach the event bus {url}: {e}"))?;
-        let processing =
-            PostgresBackend::connect(database_url, &target.topic, bus.partitions(), GroupOptions::default())
-                .await
-                .map_err(|e| format!("cannot open the processing state in the database: {e}"))?;
-        tracing::info!(node = processing.node(), partitions = bus.partitions(), "joined the event consumer group");
+        let (topic, partitions) = (&target.topic, bus.partitions());
+        let processing = if config.event_processing {
+            PostgresBackend::connect(database_url, topic, partitions, GroupOptions::default()).await
+        } else {
+            PostgresBackend::connect_without_processing(database_url, topic, partitions).await
+        }
+        .map_err(|e| format!("cannot open the processing state in the database: {e}"))?;
+        if config.event_processing {
+            tracing::info!(node = processing.node(), partitions, "joined the event consumer group");
+        } else {
+            tracing::info!(node = processing.node(), partitions, "ingesting only: the other nodes process the events");
+        }
         engines.bus = Some(Arc::new(bus));
         engines.processing = Some(Arc::new(processing));
     }

@@ -147,7 +147,7 @@ async fn events_sent_to_any_node_are_counted_once_and_survive_a_killed_node() {
         .collect();
     // One database, one topic of 4 partitions and one archive prefix shared by every node.
     let prefix = format!("{bucket}/{run}");
-    let start = || {
+    let start = |processing: bool| {
         let args = vec![
             "--database-url".into(),
             database_url.clone(),
@@ -156,11 +156,16 @@ async fn events_sent_to_any_node_are_counted_once_and_survive_a_killed_node() {
             "--archive-url".into(),
             prefix.clone(),
         ];
-        Server::start_with(Options { args, env: aws.clone(), ..Options::default() })
+        let mut env = aws.clone();
+        if !processing {
+            env.push(("VEXIL_EVENT_PROCESSING".into(), "false".into()));
+        }
+        Server::start_with(Options { args, env, ..Options::default() })
     };
-    let a = start().await;
-    let (b, c) = tokio::join!(start(), start());
-    let nodes = [&a, &b, &c];
+    let a = start(true).await;
+    // D only ingests: it takes no partition, and what it is sent is processed by the others.
+    let (b, c, d) = tokio::join!(start(true), start(true), start(false));
+    let nodes = [&a, &b, &c, &d];
 
     // An experiment every node knows before any exposure is sent.
     let experiment = json!({"key": "checkout", "variants": [{"key": "control"}, {"key": "treatment"}],
@@ -185,16 +190,18 @@ async fn events_sent_to_any_node_are_counted_once_and_survive_a_killed_node() {
     let (status, answer) = Server::send(b.admin(Method::POST, "/v1/events").json(&exposures)).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
 
-    // The group has given every node its share (2, 1, 1 of 4), so C's death leaves work to take over.
+    // The group has given every processing node its share (2, 1, 1 of 4), so C's death leaves
+    // work to take over.
     eventually("the nodes share the partitions", || async {
         let (on_a, on_b, on_c) = (partitions(&a).await, partitions(&b).await, partitions(&c).await);
         (on_a + on_b + on_c == 4 && on_c > 0).then_some(())
     })
     .await;
+    assert_eq!(partitions(&d).await, 0, "the ingest-only node takes no partition");
 
     // 3,000 purchases round-robin in batches of 100, then batch 0 again through another node.
     for (i, first) in (0..3000).step_by(100).enumerate() {
-        let request = nodes[i % 3].admin(Method::POST, "/v1/events").json(&batch(first, 100));
+        let request = nodes[i % nodes.len()].admin(Method::POST, "/v1/events").json(&batch(first, 100));
         let (status, answer) = Server::send(request).await;
         assert_eq!(status, StatusCode::OK, "{answer}");
         assert_eq!(answer["accepted"], 100, "{answer}");
@@ -218,20 +225,21 @@ async fn events_sent_to_any_node_are_counted_once_and_survive_a_killed_node() {
         assert_eq!(status, StatusCode::OK, "{answer}");
     }
     for (i, first) in (3600..4000).step_by(100).enumerate() {
-        let node = [&a, &b][i % 2];
+        let node = [&a, &b, &d][i % 3];
         let (status, answer) = Server::send(node.admin(Method::POST, "/v1/events").json(&batch(first, 100))).await;
         assert_eq!(status, StatusCode::OK, "{answer}");
     }
 
     // Every node that is left answers from the shared state: each purchase once.
-    for node in [&a, &b] {
+    for node in [&a, &b, &d] {
         let (count, sum, users) = purchases(node, 4000).await;
         assert_eq!((count, sum, users), (4000, 8000.0, USERS as u64), "{} counts every event once", node.base);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(purchases(&b, 4000).await.0, 4000, "and no more once processing is idle");
-    // Between them the survivors process every partition, C's included.
+    // Between them the processing survivors process every partition, C's included; D none.
     assert_eq!(partitions(&a).await + partitions(&b).await, 4);
+    assert_eq!(partitions(&d).await, 0);
 
     // The experiment's aggregates, against a brute-force count: the exposed users' purchases.
     let (status, results) = a.call(Method::GET, "/v1/experiments/checkout/results", None).await;
@@ -250,7 +258,7 @@ async fn events_sent_to_any_node_are_counted_once_and_survive_a_killed_node() {
 
     // A graceful stop closes the open archive files: the one shared prefix holds every event
     // once, the files C left open at its death rewritten by the nodes that took its partitions.
-    assert!(a.stop().await && b.stop().await);
+    assert!(a.stop().await && b.stop().await && d.stop().await);
     let ids = archived_ids(&prefix).await;
     let distinct: std::collections::HashSet<&String> = ids.iter().collect();
     let events = 4000 + exposures.len();

@@ -3,7 +3,8 @@
 //! with the partitions shared among the nodes by the [`group`](crate::group).
 //!
 //! This module is the backend: it connects, checks that the database holds the state of the
-//! topic being read, joins the group, and hands out the parts that do the work:
+//! topic being read, joins the group (unless the node only ingests, `event_processing = false`),
+//! and hands out the parts that do the work:
 //!
 //! - `partition`: one partition's state under its lease: loading it, the pipeline's lookups,
 //!   and its fenced commit;
@@ -65,52 +66,16 @@ pub struct PostgresBackend {
 }
 
 impl PostgresBackend {
-    /// Connects to the database at `url`, creates the pipeline's tables, checks that they are
-    /// the state of `topic` with `partitions` partitions (creating the partitions' rows for a
-    /// new database), joins the consumer group and takes a first share of the partitions.
-    /// Must run inside the tokio runtime that will carry the requests.
+    /// Connects to the database at `url` (see [`prepare`]), joins the consumer group and takes a
+    /// first share of the partitions. Must run inside the tokio runtime that will carry the
+    /// requests.
     pub async fn connect(
         url: &str,
         topic: &str,
         partitions: u32,
         options: GroupOptions,
     ) -> Result<PostgresBackend, String> {
-        let (pool, _) = connection_pool(url, POOL_SIZE).map_err(|e| e.to_string())?;
-        let mut client = pool.get().await.map_err(|e| format!("cannot reach the database: {e}"))?;
-        migrate(&mut client, &SCHEMA).await.map_err(|e| e.to_string())?;
-        let count = partitions as i32;
-        client
-            .execute(
-                "INSERT INTO event_topic (id, topic, partitions) VALUES (0, $1, $2) ON CONFLICT (id) DO NOTHING",
-                &[&topic, &count],
-            )
-            .await
-            .map_err(pg)
-            .map_err(|e| e.to_string())?;
-        let row = client
-            .query_one("SELECT topic, partitions FROM event_topic", &[])
-            .await
-            .map_err(pg)
-            .map_err(|e| e.to_string())?;
-        let (known_topic, known_partitions): (String, i32) = (row.get(0), row.get(1));
-        if (known_topic.as_str(), known_partitions) != (topic, count) {
-            return Err(format!(
-                "the database holds the processing state of topic {known_topic} with {known_partitions} \
-                 partitions, but the event bus is topic {topic} with {partitions}: every node must read \
-                 the same topic, and a topic's partition count must not change (it would move users \
-                 between partitions)"
-            ));
-        }
-        client
-            .execute(
-                "INSERT INTO event_partitions (log_partition) SELECT generate_series(0, $1 - 1)
-                 ON CONFLICT (log_partition) DO NOTHING",
-                &[&count],
-            )
-            .await
-            .map_err(pg)
-            .map_err(|e| e.to_string())?;
-        drop(client);
+        let pool = prepare(url, topic, partitions).await?;
         let group = Arc::new(Group::new(pool.clone(), node_name(), partitions, options));
         group.tick().await.map_err(|e| format!("cannot join the consumer group: {e}"))?;
         let heartbeat = tokio::spawn({
@@ -120,10 +85,67 @@ impl PostgresBackend {
         Ok(PostgresBackend { pool, group, runtime: Handle::current(), heartbeat: Mutex::new(Some(heartbeat)) })
     }
 
+    /// The backend of a node that only ingests (`event_processing = false`): it reads the shared
+    /// state for results and stats, but never joins the consumer group, so it holds no
+    /// partition and the processing nodes share them all. Must run inside the tokio runtime
+    /// that will carry the requests.
+    pub async fn connect_without_processing(
+        url: &str,
+        topic: &str,
+        partitions: u32,
+    ) -> Result<PostgresBackend, String> {
+        let pool = prepare(url, topic, partitions).await?;
+        let group = Arc::new(Group::new(pool.clone(), node_name(), partitions, GroupOptions::default()));
+        Ok(PostgresBackend { pool, group, runtime: Handle::current(), heartbeat: Mutex::new(None) })
+    }
+
     /// This node's name in the consumer group.
     pub fn node(&self) -> &str {
         self.group.node()
     }
+}
+
+/// Connects to the database at `url`, creates the pipeline's tables and checks that they are the
+/// state of `topic` with `partitions` partitions (creating the partitions' rows for a new
+/// database).
+async fn prepare(url: &str, topic: &str, partitions: u32) -> Result<Pool, String> {
+    let (pool, _) = connection_pool(url, POOL_SIZE).map_err(|e| e.to_string())?;
+    let mut client = pool.get().await.map_err(|e| format!("cannot reach the database: {e}"))?;
+    migrate(&mut client, &SCHEMA).await.map_err(|e| e.to_string())?;
+    let count = partitions as i32;
+    client
+        .execute(
+            "INSERT INTO event_topic (id, topic, partitions) VALUES (0, $1, $2) ON CONFLICT (id) DO NOTHING",
+            &[&topic, &count],
+        )
+        .await
+        .map_err(pg)
+        .map_err(|e| e.to_string())?;
+    let row = client
+        .query_one("SELECT topic, partitions FROM event_topic", &[])
+        .await
+        .map_err(pg)
+        .map_err(|e| e.to_string())?;
+    let (known_topic, known_partitions): (String, i32) = (row.get(0), row.get(1));
+    if (known_topic.as_str(), known_partitions) != (topic, count) {
+        return Err(format!(
+            "the database holds the processing state of topic {known_topic} with {known_partitions} \
+             partitions, but the event bus is topic {topic} with {partitions}: every node must read \
+             the same topic, and a topic's partition count must not change (it would move users \
+             between partitions)"
+        ));
+    }
+    client
+        .execute(
+            "INSERT INTO event_partitions (log_partition) SELECT generate_series(0, $1 - 1)
+             ON CONFLICT (log_partition) DO NOTHING",
+            &[&count],
+        )
+        .await
+        .map_err(pg)
+        .map_err(|e| e.to_string())?;
+    drop(client);
+    Ok(pool)
 }
 
 /// A name no other process has: the host, the process and a random part.
