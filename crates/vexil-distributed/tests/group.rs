@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use vexil_distributed::group::GroupOptions;
 use vexil_distributed::processing::PostgresBackend;
 use vexil_events::aggregate::{AggregateKey, Sums};
+use vexil_events::counters::{CounterKey, Window};
 use vexil_events::store::{Changes, Durability, Lease, ProcessingBackend};
 use vexil_events::Error;
 use vexil_store::testkit::postgres::fresh_database;
@@ -166,4 +167,29 @@ async fn a_database_of_another_topic_or_partition_count_is_refused() {
     assert!(other.contains("topic events with 8 partitions"), "{other}");
     let renamed = PostgresBackend::connect(&url, "other", 8, options()).await.err().unwrap();
     assert!(renamed.contains("every node must read the same topic"), "{renamed}");
+}
+
+/// A partition's unique-user memberships are found again, answered one flag per member asked
+/// and in order, and are the partition's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn known_members_answer_each_member_asked_in_order() {
+    let Some(url) = fresh_database().await else { return };
+    let a = node(&url).await;
+    let leases = a.observe();
+    let purchase = |window, start| CounterKey {
+        window,
+        start,
+        event: "purchase".into(),
+        experiment: String::new(),
+        variant: String::new(),
+    };
+    let (hour, day) = (purchase(Window::Hour, 3600), purchase(Window::Day, 0));
+    let mut store = a.open(leases[0]).unwrap();
+    let (key, sums) = (key(), Sums::default());
+    let changes = Changes { counter_users: vec![(&hour, "u1"), (&day, "u2")], ..changes(1, &key, &sums) };
+    store.commit(changes).unwrap();
+    let asked = [(&day, "u1"), (&hour, "u1"), (&day, "u2"), (&hour, "u2"), (&hour, "u1")];
+    assert_eq!(store.known_members(&asked).unwrap(), [false, true, true, false, true]);
+    let mut other = a.open(leases[1]).unwrap();
+    assert_eq!(other.known_members(&asked).unwrap(), [false; 5], "another partition's members are its own");
 }

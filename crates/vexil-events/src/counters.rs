@@ -245,7 +245,7 @@ impl Counters {
         new_to_store: &std::collections::HashSet<String>,
     ) -> Result<(), Error> {
         let slots = self.slots_of(store, contributions)?;
-        let mut unknown: HashSet<(usize, &str)> = HashSet::new();
+        let mut unknown: HashSet<(usize, &str)> = HashSet::with_capacity(contributions.len());
         for (c, &slot) in contributions.iter().zip(&slots) {
             let s = &self.slots[slot];
             if let Some(user) = c.user {
@@ -255,11 +255,11 @@ impl Counters {
             }
         }
         if !unknown.is_empty() {
+            let unknown: Vec<(usize, &str)> = unknown.into_iter().collect();
             let asked: Vec<(&CounterKey, &str)> =
                 unknown.iter().map(|&(slot, user)| (&self.slots[slot].key, user)).collect();
             let known = store.known_members(&asked)?;
-            for (key, user) in known {
-                let slot = self.index[&key];
+            for (&(slot, user), _) in unknown.iter().zip(known).filter(|(_, known)| *known) {
                 self.slots[slot].users.insert(user.into());
             }
         }

@@ -23,7 +23,7 @@ use crate::counters::{Counter, CounterKey, CounterRow, EventTotal, Window};
 use crate::enrich::UserState;
 use crate::error::Error;
 use chrono::{DateTime, Utc};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// The right to process one partition, and the epoch that fences its commits: a node that took
 /// the partition over holds a higher epoch, and commits under the older one fail.
@@ -89,8 +89,9 @@ pub trait PartitionStore: Send {
     fn first_deliveries(&mut self, ids: &[&str]) -> Result<HashMap<String, u64>, Error>;
     /// The committed values of those of `keys` that exist.
     fn counters(&mut self, keys: &[&CounterKey]) -> Result<Vec<(CounterKey, Counter)>, Error>;
-    /// Of `members` (a counter and a user), the ones already in the counter's unique users.
-    fn known_members(&mut self, members: &[(&CounterKey, &str)]) -> Result<HashSet<(CounterKey, String)>, Error>;
+    /// Of `members` (a counter and a user), whether each is already in the counter's unique
+    /// users, in their order.
+    fn known_members(&mut self, members: &[(&CounterKey, &str)]) -> Result<Vec<bool>, Error>;
     /// Writes `changes` in one transaction, and says whether it is on disk yet. Fails with
     /// [`Error::Fenced`], having written nothing, when the lease has passed to another node.
     fn commit(&mut self, changes: Changes<'_>) -> Result<Durability, Error>;

@@ -6,7 +6,7 @@
 //! buffers, each table in one statement over arrays (`UNNEST`), all sent at once (pipelined)
 //! so a commit costs one round trip and a few statements, whatever the batch size.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use deadpool_postgres::Pool;
 use futures_util::future::try_join_all;
@@ -132,7 +132,7 @@ impl PartitionStore for PostgresPartition {
         })
     }
 
-    fn known_members(&mut self, members: &[(&CounterKey, &str)]) -> Result<HashSet<(CounterKey, String)>, Error> {
+    fn known_members(&mut self, members: &[(&CounterKey, &str)]) -> Result<Vec<bool>, Error> {
         let p = self.partition();
         let mut k = KeyColumns::default();
         let mut users = Vec::with_capacity(members.len());
@@ -144,9 +144,9 @@ impl PartitionStore for PostgresPartition {
             let client = self.pool.get().await.map_err(db_error)?;
             let statement = client
                 .prepare_cached(
-                    "SELECT k.period, k.start, k.event, k.experiment, k.variant, k.user_id
+                    "SELECT k.asked
                      FROM UNNEST($2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::text[])
-                         AS k(period, start, event, experiment, variant, user_id)
+                         WITH ORDINALITY AS k(period, start, event, experiment, variant, user_id, asked)
                      JOIN event_counter_users u ON u.log_partition = $1 AND u.period = k.period
                          AND u.start = k.start AND u.event = k.event AND u.experiment = k.experiment
                          AND u.variant = k.variant AND u.user_id = k.user_id",
@@ -156,7 +156,15 @@ impl PartitionStore for PostgresPartition {
             let params: [&(dyn ToSql + Sync); 7] =
                 [&p, &k.periods, &k.starts, &k.events, &k.experiments, &k.variants, &users];
             let rows = client.query(&statement, &params).await.map_err(pg)?;
-            rows.iter().map(|r| Ok((counter_key(r)?, r.get(5)))).collect()
+            let mut known = vec![false; members.len()];
+            for row in rows {
+                // WITH ORDINALITY counts from 1.
+                let asked: i64 = row.get(0);
+                if let Some(known) = usize::try_from(asked - 1).ok().and_then(|i| known.get_mut(i)) {
+                    *known = true;
+                }
+            }
+            Ok(known)
         })
     }
 

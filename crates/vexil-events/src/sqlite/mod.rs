@@ -11,7 +11,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::types::Type;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,7 @@ CREATE TABLE IF NOT EXISTS checkpoint (id INTEGER PRIMARY KEY CHECK (id = 0), ne
 CREATE TABLE IF NOT EXISTS dedupe (event_id TEXT PRIMARY KEY, log_offset INTEGER NOT NULL, seen_at INTEGER NOT NULL)
     WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS dedupe_seen_at ON dedupe (seen_at);
-CREATE TABLE IF NOT EXISTS users (user_id TEXT PRIMARY KEY, state TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS users (user_id TEXT PRIMARY KEY, state TEXT NOT NULL, members TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS aggregates (
     experiment TEXT NOT NULL, variant TEXT NOT NULL, metric TEXT NOT NULL,
     n INTEGER NOT NULL, sum_x REAL NOT NULL, sum_x2 REAL NOT NULL,
@@ -62,9 +62,11 @@ impl SqliteBackend {
 }
 
 mod checkpointer;
+mod memberships;
 mod upgrade;
 
 use checkpointer::Checkpointer;
+use memberships::{day_of, Latest, LatestDay, LatestDays};
 
 fn open_db(path: &Path) -> Result<Connection, Error> {
     let mut conn = Connection::open(path)?;
@@ -87,9 +89,12 @@ impl ProcessingBackend for SqliteBackend {
         // A WAL past the bound is cut back to it when it starts over, instead of keeping its
         // largest size on disk for good.
         conn.pragma_update(None, "journal_size_limit", checkpointer::WAL_BOUND_BYTES)?;
+        // Negative: KiB rather than pages.
+        conn.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)?;
         Ok(Box::new(SqlitePartitionStore {
             conn,
             counter_ids: CounterIds::default(),
+            latest_days: LatestDays::default(),
             last_synced: None,
             checkpointer: Checkpointer::start(&self.path)?,
         }))
@@ -102,6 +107,12 @@ impl ProcessingBackend for SqliteBackend {
     }
 }
 
+/// SQLite's page cache on the processor's connection. A batch rewrites the rows of up to a
+/// thousand users on pages all over the tables; the default 2 MiB could not hold them, so commits
+/// wrote pages out mid-transaction and read pages again that the batch's lookups had just read.
+/// 16 MiB holds them (64 MiB was no faster).
+const PAGE_CACHE_KIB: i64 = 16 * 1024;
+
 /// How often a commit is synced to disk (the others are not; see [`SqlitePartitionStore::commit`]).
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 
@@ -109,6 +120,7 @@ const SYNC_EVERY: Duration = Duration::from_secs(1);
 struct SqlitePartitionStore {
     conn: Connection,
     counter_ids: CounterIds,
+    latest_days: LatestDays,
     /// When the last synced commit was made; `None` before the first.
     last_synced: Option<Instant>,
     checkpointer: Checkpointer,
@@ -120,10 +132,10 @@ impl SqlitePartitionStore {
     /// which cost the processor about a third of its time when every user of a batch is looked up.
     fn reading<T>(
         &mut self,
-        lookups: impl FnOnce(&Connection, &mut CounterIds) -> Result<T, Error>,
+        lookups: impl FnOnce(&Connection, &mut CounterIds, &mut LatestDays) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let tx = self.conn.transaction()?;
-        let found = lookups(&tx, &mut self.counter_ids)?;
+        let found = lookups(&tx, &mut self.counter_ids, &mut self.latest_days)?;
         tx.commit()?;
         Ok(found)
     }
@@ -191,14 +203,10 @@ fn counter_params(key: &CounterKey) -> (&'static str, i64, &str, &str, &str) {
     (key.window.name(), key.start, &key.event, &key.experiment, &key.variant)
 }
 
-/// Memberships are kept per user and day: the counters of the hours of a day and the day's own
-/// share a row, so an event's memberships (an hour's and its day's) are one read and one write.
+/// Memberships are kept per user and day (see [`memberships`]): the counters of the hours of a
+/// day and the day's own are kept together, so an event's memberships (an hour's and its day's)
+/// are one read and one write.
 const DAY: i64 = 86_400;
-
-/// The start (Unix seconds) of the day of `key`'s window.
-fn day_of(key: &CounterKey) -> i64 {
-    key.start.div_euclid(DAY) * DAY
-}
 
 /// The counter ids of a `memberships` row (decimal, comma-separated).
 fn parse_ids(ids: &str) -> rusqlite::Result<Vec<i64>> {
@@ -241,7 +249,7 @@ impl PartitionStore for SqlitePartitionStore {
     // SQLite runs in this process: a point lookup per id costs about what a batched query
     // would, without building one.
     fn first_deliveries(&mut self, ids: &[&str]) -> Result<HashMap<String, u64>, Error> {
-        self.reading(|conn, _| {
+        self.reading(|conn, _, _| {
             let mut stmt = conn.prepare_cached("SELECT log_offset FROM dedupe WHERE event_id = ?1")?;
             let mut found = HashMap::new();
             for id in ids {
@@ -253,13 +261,20 @@ impl PartitionStore for SqlitePartitionStore {
         })
     }
 
+    /// Each user's latest day of memberships comes with the state, kept for the batch's
+    /// membership lookups.
     fn users(&mut self, user_ids: &[&str]) -> Result<HashMap<String, UserState>, Error> {
-        self.reading(|conn, _| {
-            let mut stmt = conn.prepare_cached("SELECT state FROM users WHERE user_id = ?1")?;
+        self.reading(|conn, _, latest_days| {
+            let mut stmt = conn.prepare_cached("SELECT state, members FROM users WHERE user_id = ?1")?;
             let mut found = HashMap::new();
             for user_id in user_ids {
-                if let Some(state) = stmt.query_row([user_id], |r| r.get::<_, String>(0)).optional()? {
-                    found.insert((*user_id).to_owned(), serde_json::from_str(&state)?);
+                let row = stmt.query_row([user_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)));
+                match row.optional()? {
+                    Some((state, members)) => {
+                        latest_days.keep(user_id, Latest::of_column(members)?);
+                        found.insert((*user_id).to_owned(), serde_json::from_str(&state)?);
+                    }
+                    None => latest_days.keep(user_id, Latest::NoUser),
                 }
             }
             Ok(found)
@@ -267,7 +282,7 @@ impl PartitionStore for SqlitePartitionStore {
     }
 
     fn counters(&mut self, keys: &[&CounterKey]) -> Result<Vec<(CounterKey, Counter)>, Error> {
-        self.reading(|conn, _| {
+        self.reading(|conn, _, _| {
             let mut stmt = conn.prepare_cached(
                 "SELECT count, sum, users FROM counters
                  WHERE window = ?1 AND start = ?2 AND event = ?3 AND experiment = ?4 AND variant = ?5",
@@ -283,33 +298,27 @@ impl PartitionStore for SqlitePartitionStore {
         })
     }
 
-    /// One point read per user and day: a user's memberships of a day's counters are one row.
-    fn known_members(&mut self, members: &[(&CounterKey, &str)]) -> Result<HashSet<(CounterKey, String)>, Error> {
-        self.reading(|conn, counter_ids| {
+    /// At most one point read per user and day, none for a user's latest day when the batch
+    /// has read the user.
+    fn known_members(&mut self, members: &[(&CounterKey, &str)]) -> Result<Vec<bool>, Error> {
+        self.reading(|conn, counter_ids, latest_days| {
             let mut ids: ByAddress<Option<i64>> = HashMap::new();
-            let mut by_day: BTreeMap<(&str, i64), Vec<(i64, &CounterKey)>> = BTreeMap::new();
-            for &(key, user) in members {
+            let mut by_day: hashbrown::HashMap<(&str, i64), Vec<(i64, usize)>> = hashbrown::HashMap::new();
+            for (asked, &(key, user)) in members.iter().enumerate() {
                 let id = match ids.entry(key) {
                     Entry::Occupied(known) => *known.get(),
                     Entry::Vacant(new) => *new.insert(counter_ids.find(conn, key)?),
                 };
                 // A counter without an id has no members.
                 if let Some(id) = id {
-                    by_day.entry((user, day_of(key))).or_default().push((id, key));
+                    by_day.entry((user, day_of(key))).or_default().push((id, asked));
                 }
             }
-            let mut stmt =
-                conn.prepare_cached("SELECT counter_ids FROM memberships WHERE user_id = ?1 AND day = ?2")?;
-            let mut known = HashSet::new();
+            let mut known = vec![false; members.len()];
             for ((user, day), asked) in by_day {
-                let Some(held) = stmt.query_row(params![user, day], |r| r.get::<_, String>(0)).optional()? else {
-                    continue;
-                };
-                let held = parse_ids(&held)?;
-                for (id, key) in asked {
-                    if held.contains(&id) {
-                        known.insert((key.clone(), user.to_owned()));
-                    }
+                let held = latest_days.held(conn, user, day)?;
+                for (id, asked) in asked {
+                    known[asked] = held.contains(&id);
                 }
             }
             Ok(known)
@@ -327,15 +336,29 @@ impl PartitionStore for SqlitePartitionStore {
         // Users and memberships are inserted in their tables' key order: consecutive inserts then
         // land on the same B-tree pages instead of on pages all over the tables.
         changes.users.sort_unstable_by_key(|(user_id, _)| *user_id);
-        let Self { conn, counter_ids, last_synced, checkpointer } = self;
+        let Self { conn, counter_ids, latest_days, last_synced, checkpointer } = self;
         let sync = last_synced.is_none_or(|at| at.elapsed() >= SYNC_EVERY);
         conn.pragma_update(None, "synchronous", if sync { "FULL" } else { "NORMAL" })?;
         let tx = conn.transaction()?;
         let mut ids_seen = Vec::new();
+        let latest;
         {
-            let mut put_user = tx.prepare_cached("INSERT OR REPLACE INTO users (user_id, state) VALUES (?1, ?2)")?;
+            latest = add_memberships(&tx, counter_ids, latest_days, &changes, &mut ids_seen)?;
+            // A user's row carries their latest day of memberships when it changed, and keeps it
+            // when only the state did.
+            let mut put_user = tx.prepare_cached(
+                "INSERT INTO users (user_id, state, members) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (user_id) DO UPDATE SET state = excluded.state, members = coalesce(excluded.members, members)",
+            )?;
             for (user_id, state) in &changes.users {
-                put_user.execute(params![user_id, serde_json::to_string(state)?])?;
+                let members = latest.get(user_id).map(LatestDay::format);
+                put_user.execute(params![user_id, serde_json::to_string(state)?, members])?;
+            }
+            let mut put_members = tx.prepare_cached("UPDATE users SET members = ?2 WHERE user_id = ?1")?;
+            for (user_id, day) in &latest {
+                if changes.users.binary_search_by_key(user_id, |(u, _)| u).is_err() {
+                    put_members.execute(params![user_id, day.format()])?;
+                }
             }
             let mut put_sums = tx.prepare_cached(
                 "INSERT OR REPLACE INTO aggregates (experiment, variant, metric, n, sum_x, sum_x2, sum_y, sum_y2, sum_xy)
@@ -364,26 +387,6 @@ impl PartitionStore for SqlitePartitionStore {
                     c.unique_users as i64
                 ])?;
             }
-            let mut ids: ByAddress<i64> = HashMap::new();
-            let mut members = Vec::with_capacity(changes.counter_users.len());
-            for &(key, user) in &changes.counter_users {
-                let id = match ids.entry(key) {
-                    Entry::Occupied(known) => *known.get(),
-                    Entry::Vacant(new) => *new.insert(counter_ids.find_or_give(&tx, key, &mut ids_seen)?),
-                };
-                members.push((user, day_of(key), id));
-            }
-            members.sort_unstable();
-            // Each user's new memberships of one day are appended to the day's row in one write.
-            let mut put_members = tx.prepare_cached(
-                "INSERT INTO memberships (user_id, day, counter_ids) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (user_id, day) DO UPDATE SET counter_ids = counter_ids || ',' || excluded.counter_ids",
-            )?;
-            for same_day in members.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
-                let (user, day, _) = same_day[0];
-                let ids: Vec<String> = same_day.iter().map(|(_, _, id)| id.to_string()).collect();
-                put_members.execute(params![user, day, ids.join(",")])?;
-            }
             let mut put_delivery =
                 tx.prepare_cached("INSERT OR IGNORE INTO dedupe (event_id, log_offset, seen_at) VALUES (?1, ?2, ?3)")?;
             for d in changes.deliveries {
@@ -407,6 +410,12 @@ impl PartitionStore for SqlitePartitionStore {
         }
         tx.commit()?;
         counter_ids.keep(ids_seen);
+        for (user_id, _) in &changes.users {
+            latest_days.row_written(user_id);
+        }
+        for (user_id, day) in latest {
+            latest_days.keep(user_id, Latest::Day(day));
+        }
         checkpointer.committed();
         if !sync {
             return Ok(Durability::Deferred);
@@ -414,6 +423,41 @@ impl PartitionStore for SqlitePartitionStore {
         *last_synced = Some(Instant::now());
         Ok(Durability::Synced)
     }
+}
+
+/// Adds the new memberships of `changes` in `tx`: what goes to `memberships` is written, and each
+/// user's latest day, if it changed, is returned for the user's row. Counter ids read or given go
+/// to `ids_seen`.
+fn add_memberships<'c>(
+    tx: &Connection,
+    counter_ids: &CounterIds,
+    latest_days: &mut LatestDays,
+    changes: &Changes<'c>,
+    ids_seen: &mut Vec<(CounterKey, i64)>,
+) -> Result<HashMap<&'c str, LatestDay>, Error> {
+    let mut ids: ByAddress<i64> = HashMap::new();
+    let mut members = Vec::with_capacity(changes.counter_users.len());
+    for &(key, user) in &changes.counter_users {
+        let id = match ids.entry(key) {
+            Entry::Occupied(known) => *known.get(),
+            Entry::Vacant(new) => *new.insert(counter_ids.find_or_give(tx, key, ids_seen)?),
+        };
+        members.push((user, day_of(key), id));
+    }
+    members.sort_unstable();
+    let mut latest = HashMap::new();
+    for of_user in members.chunk_by(|a, b| a.0 == b.0) {
+        let user = of_user[0].0;
+        let by_day: Vec<(i64, Vec<i64>)> = of_user
+            .chunk_by(|a, b| a.1 == b.1)
+            .map(|of_day| (of_day[0].1, of_day.iter().map(|(_, _, id)| *id).collect()))
+            .collect();
+        let row_written = changes.users.binary_search_by_key(&user, |(u, _)| u).is_ok();
+        if let Some(day) = latest_days.add(tx, user, row_written, &by_day)? {
+            latest.insert(user, day);
+        }
+    }
+    Ok(latest)
 }
 
 /// n, Σx, Σx², Σy, Σy², Σxy from `row`, starting at column `first`.
@@ -512,6 +556,17 @@ pub(super) mod tests {
         CounterKey { window, start, event: "purchase".into(), experiment: experiment.into(), variant: variant.into() }
     }
 
+    /// Of `members`, the ones the store knows.
+    pub(super) fn known(
+        store: &mut dyn PartitionStore,
+        members: &[(&CounterKey, &str)],
+    ) -> std::collections::HashSet<(CounterKey, String)> {
+        let known = store.known_members(members).unwrap();
+        assert_eq!(known.len(), members.len(), "one answer per member asked");
+        let known = members.iter().zip(known).filter(|(_, known)| *known);
+        known.map(|((key, user), _)| ((*key).clone(), (*user).to_owned())).collect()
+    }
+
     /// Commits `members` as new unique-user memberships, and nothing else.
     pub(super) fn commit_members(store: &mut dyn PartitionStore, members: &[(&CounterKey, &str)]) {
         let changes = Changes {
@@ -551,8 +606,9 @@ pub(super) mod tests {
         assert!(store.commit(changes).is_err());
         commit_members(&mut *store, &[(&day, "u1")]);
         commit_members(&mut *store, &[(&hour, "u2")]);
-        let known = store.known_members(&[(&hour, "u1"), (&hour, "u2"), (&day, "u1"), (&day, "u2")]).unwrap();
-        let expected = HashSet::from([(hour.clone(), "u2".to_owned()), (day.clone(), "u1".to_owned())]);
+        let known = known(&mut *store, &[(&hour, "u1"), (&hour, "u2"), (&day, "u1"), (&day, "u2")]);
+        let expected =
+            std::collections::HashSet::from([(hour.clone(), "u2".to_owned()), (day.clone(), "u1".to_owned())]);
         assert_eq!(known, expected);
     }
 }

@@ -6,8 +6,9 @@ use crate::error::Error;
 use rusqlite::Connection;
 
 /// The layout [`super::SCHEMA`] creates, as `user_version`: 1 gave every counted user a row in `users`,
-/// 2 numbered the counters and keeps a user's unique-user memberships of one day in one row.
-const LAYOUT_VERSION: i64 = 2;
+/// 2 numbered the counters and keeps a user's unique-user memberships of one day in one row, 3
+/// keeps a user's latest day of them in the user's row (see [`super::memberships`]).
+const LAYOUT_VERSION: i64 = 3;
 
 /// Brings a database written by an older version to [`LAYOUT_VERSION`], once, in one
 /// transaction that also sets `user_version` (a processing session reopens the database after
@@ -25,6 +26,11 @@ pub(super) fn upgrade(conn: &mut Connection) -> Result<(), Error> {
             }
             number_counters(&tx)?;
         }
+        if !column_exists(&tx, "users", "members")? {
+            // Existing rows read NULL: their memberships stay in `memberships`, where they are
+            // found, and move into the row when the user's next membership is added.
+            tx.execute_batch("ALTER TABLE users ADD COLUMN members TEXT")?;
+        }
         tx.execute_batch(&format!("PRAGMA user_version = {LAYOUT_VERSION}"))?;
     }
     tx.commit()?;
@@ -34,6 +40,11 @@ pub(super) fn upgrade(conn: &mut Connection) -> Result<(), Error> {
 fn table_exists(conn: &Connection, name: &str) -> Result<bool, Error> {
     let query = "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)";
     Ok(conn.query_row(query, [name], |r| r.get(0))?)
+}
+
+fn column_exists(conn: &Connection, table: &str, column: &str) -> Result<bool, Error> {
+    let query = "SELECT EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2)";
+    Ok(conn.query_row(query, [table, column], |r| r.get(0))?)
 }
 
 /// Moves the unique-user sets of a database written before they were keyed user first into
@@ -88,7 +99,7 @@ fn number_counters(conn: &Connection) -> Result<(), Error> {
 mod tests {
     use super::*;
     use crate::counters::{CounterKey, Window};
-    use crate::sqlite::tests::{commit_members, purchase};
+    use crate::sqlite::tests::{commit_members, known, purchase};
     use crate::sqlite::SqliteBackend;
     use crate::sqlite::LEASE;
     use crate::store::ProcessingBackend;
@@ -130,7 +141,7 @@ mod tests {
             variant: String::new(),
             ..day.clone()
         };
-        let known = store.known_members(&[(&day, "u1"), (&day, "u2"), (&hour, "u2"), (&hour, "u1")]).unwrap();
+        let known = known(&mut *store, &[(&day, "u1"), (&day, "u2"), (&hour, "u2"), (&hour, "u1")]);
         assert_eq!(known, HashSet::from([(day, "u1".to_owned()), (hour, "u2".to_owned())]));
         let old: i64 = Connection::open(&path)
             .unwrap()
@@ -222,11 +233,11 @@ mod tests {
             .chain([(&next_hour, "u2"), (&before_1970, "u1")])
             .map(|(key, user)| (key.clone(), user.to_owned()))
             .collect::<HashSet<_>>();
-        assert_eq!(store.known_members(&members).unwrap(), expected);
+        assert_eq!(known(&mut *store, &members), expected);
 
         // Reopened (ids read from the database, not remembered), the answer is the same.
         let mut store = SqliteBackend::open(&path).unwrap().open(LEASE).unwrap();
-        assert_eq!(store.known_members(&members).unwrap(), expected);
+        assert_eq!(known(&mut *store, &members), expected);
         let conn = Connection::open(&path).unwrap();
         let (version, old): (i64, i64) = conn
             .query_row(

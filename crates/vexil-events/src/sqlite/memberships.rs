@@ -1,0 +1,321 @@
+//! Where the embedded state keeps a user's unique-user memberships: the ids of the counters
+//! (`counter_ids`) whose unique users they are in, a UTC day's to a row.
+//!
+//! The latest day a user has memberships of is kept in the user's own row (`users.members`,
+//! `<day>:<id>,<id>,…`), which processing reads together with the user's state and rewrites
+//! when the state changes: a returning user costs one read and one write instead of two each.
+//! Older days are rows of `memberships` (user, day, ids), where a day goes when the user's
+//! memberships reach a newer one, and where a late event's memberships of an older day go.
+//!
+//! What the reads rely on: a user's `members` of day D hold every membership the user has of D,
+//! and `memberships` has no row of the user for D. Rows written before `members` existed (its
+//! value is then NULL, or of another day) are merged into it when it moves to their day.
+
+use super::{parse_ids, DAY};
+use crate::counters::CounterKey;
+use crate::error::Error;
+use rusqlite::types::Type;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashMap;
+
+/// The start (Unix seconds) of the day of `key`'s window.
+pub(super) fn day_of(key: &CounterKey) -> i64 {
+    key.start.div_euclid(DAY) * DAY
+}
+
+/// A user's memberships of their latest day, as `users.members` holds them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct LatestDay {
+    pub day: i64,
+    pub ids: Vec<i64>,
+}
+
+impl LatestDay {
+    fn parse(text: &str) -> rusqlite::Result<LatestDay> {
+        let malformed = || {
+            let cause = format!("malformed users.members value {text:?}");
+            rusqlite::Error::FromSqlConversionFailure(0, Type::Text, cause.into())
+        };
+        let (day, ids) = text.split_once(':').ok_or_else(malformed)?;
+        Ok(LatestDay { day: day.parse().map_err(|_| malformed())?, ids: parse_ids(ids)? })
+    }
+
+    /// The text of `users.members`.
+    pub fn format(&self) -> String {
+        let ids: Vec<String> = self.ids.iter().map(i64::to_string).collect();
+        format!("{}:{}", self.day, ids.join(","))
+    }
+}
+
+/// What a user's row says of their latest day.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Latest {
+    /// The user has no row, and so no membership (every counted user has a row).
+    NoUser,
+    /// The row has no `members` (none yet, or written before they were kept there): every
+    /// membership is in `memberships`.
+    InTable,
+    Day(LatestDay),
+}
+
+impl Latest {
+    /// From `users.members` of an existing row.
+    pub fn of_column(members: Option<String>) -> rusqlite::Result<Latest> {
+        members.map_or(Ok(Latest::InTable), |text| LatestDay::parse(&text).map(Latest::Day))
+    }
+}
+
+/// Users kept in memory at most; past it they are forgotten and read again as needed.
+const USERS_KEPT: usize = 100_000;
+
+/// The latest days of users the processor read or wrote lately, as committed: a batch's
+/// lookups of memberships find them here after its users were read, without reading the rows
+/// again.
+#[derive(Default)]
+pub(super) struct LatestDays {
+    committed: HashMap<String, Latest>,
+}
+
+impl LatestDays {
+    /// Notes what `user`'s committed row says.
+    pub fn keep(&mut self, user: &str, latest: Latest) {
+        if self.committed.len() >= USERS_KEPT {
+            self.committed.clear();
+        }
+        self.committed.insert(user.to_owned(), latest);
+    }
+
+    /// The committed latest day of `user`, read from `conn` if not kept.
+    fn of(&mut self, conn: &Connection, user: &str) -> Result<Latest, Error> {
+        if let Some(latest) = self.committed.get(user) {
+            return Ok(latest.clone());
+        }
+        let mut stmt = conn.prepare_cached("SELECT members FROM users WHERE user_id = ?1")?;
+        let column = stmt.query_row([user], |r| r.get::<_, Option<String>>(0)).optional()?;
+        let latest = match column {
+            None => Latest::NoUser,
+            Some(members) => Latest::of_column(members)?,
+        };
+        self.keep(user, latest.clone());
+        Ok(latest)
+    }
+
+    /// The ids of the counters `user` is in of `day`'s.
+    pub fn held(&mut self, conn: &Connection, user: &str, day: i64) -> Result<Vec<i64>, Error> {
+        if let Latest::Day(latest) = self.of(conn, user)? {
+            if latest.day == day {
+                return Ok(latest.ids);
+            }
+        }
+        let mut stmt = conn.prepare_cached("SELECT counter_ids FROM memberships WHERE user_id = ?1 AND day = ?2")?;
+        let ids = stmt.query_row(params![user, day], |r| r.get::<_, String>(0)).optional()?;
+        Ok(match ids {
+            Some(ids) => parse_ids(&ids)?,
+            None => Vec::new(),
+        })
+    }
+
+    /// Adds `user`'s new memberships (`by_day`: ids by day, days ascending) in `tx`, except
+    /// those of the day that becomes (or stays) the latest: the returned [`LatestDay`] holds
+    /// them, for the caller to write into the user's row. `row_written`: the caller writes the
+    /// user's row in `tx` (a user without a row before has nothing in `memberships`). `None`
+    /// when the user has no row and gets none: everything is then written to `memberships`.
+    pub fn add(
+        &mut self,
+        tx: &Connection,
+        user: &str,
+        row_written: bool,
+        by_day: &[(i64, Vec<i64>)],
+    ) -> Result<Option<LatestDay>, Error> {
+        let (mut latest, table_may_hold) = match self.of(tx, user)? {
+            Latest::NoUser if !row_written => {
+                for (day, ids) in by_day {
+                    append_to_table(tx, user, *day, ids)?;
+                }
+                return Ok(None);
+            }
+            Latest::NoUser => (None, false),
+            Latest::InTable => (None, true),
+            Latest::Day(latest) => (Some(latest), true),
+        };
+        for (day, ids) in by_day {
+            match &mut latest {
+                Some(current) if current.day == *day => current.ids.extend(ids),
+                Some(current) if current.day > *day => append_to_table(tx, user, *day, ids)?,
+                _ => {
+                    if let Some(older) = latest.take() {
+                        append_to_table(tx, user, older.day, &older.ids)?;
+                    }
+                    let mut moved = if table_may_hold { take_from_table(tx, user, *day)? } else { Vec::new() };
+                    moved.extend(ids);
+                    latest = Some(LatestDay { day: *day, ids: moved });
+                }
+            }
+        }
+        Ok(latest)
+    }
+
+    /// What `user`'s row says after a commit wrote it without `members`: a row with none now
+    /// exists if there was none.
+    pub fn row_written(&mut self, user: &str) {
+        if let Some(latest @ Latest::NoUser) = self.committed.get_mut(user) {
+            *latest = Latest::InTable;
+        }
+    }
+}
+
+/// Appends `ids` to `user`'s row of `day` in `memberships`.
+fn append_to_table(tx: &Connection, user: &str, day: i64, ids: &[i64]) -> Result<(), Error> {
+    let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+    tx.prepare_cached(
+        "INSERT INTO memberships (user_id, day, counter_ids) VALUES (?1, ?2, ?3)
+         ON CONFLICT (user_id, day) DO UPDATE SET counter_ids = counter_ids || ',' || excluded.counter_ids",
+    )?
+    .execute(params![user, day, ids.join(",")])?;
+    Ok(())
+}
+
+/// Removes `user`'s row of `day` from `memberships`, with the ids it held.
+fn take_from_table(tx: &Connection, user: &str, day: i64) -> Result<Vec<i64>, Error> {
+    let mut stmt =
+        tx.prepare_cached("DELETE FROM memberships WHERE user_id = ?1 AND day = ?2 RETURNING counter_ids")?;
+    let ids = stmt.query_row(params![user, day], |r| r.get::<_, String>(0)).optional()?;
+    Ok(match ids {
+        Some(ids) => parse_ids(&ids)?,
+        None => Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::counters::{CounterKey, Window};
+    use crate::enrich::UserState;
+    use crate::sqlite::tests::{commit_members, purchase};
+    use crate::sqlite::{SqliteBackend, LEASE};
+    use crate::store::{Changes, PartitionStore, ProcessingBackend};
+    use rusqlite::Connection;
+    use std::collections::HashSet;
+    use std::path::Path;
+
+    /// Commits `user`'s row (an empty state) with `members` as their new memberships.
+    fn commit_user(store: &mut dyn PartitionStore, user: &str, members: &[&CounterKey]) {
+        let state = UserState::default();
+        let changes = Changes {
+            next_offset: 0,
+            users: vec![(user, &state)],
+            sums: Vec::new(),
+            counters: Vec::new(),
+            counter_users: members.iter().map(|key| (*key, user)).collect(),
+            deliveries: &[],
+            expire_deliveries_before: None,
+            open_files: &[],
+        };
+        store.commit(changes).unwrap();
+    }
+
+    /// `users.members` of `user`, and the days of their rows in `memberships`.
+    fn stored(path: &Path, user: &str) -> (Option<String>, Vec<i64>) {
+        let conn = Connection::open(path).unwrap();
+        let members = conn.query_row("SELECT members FROM users WHERE user_id = ?1", [user], |r| r.get(0)).unwrap();
+        let mut days = conn.prepare("SELECT day FROM memberships WHERE user_id = ?1 ORDER BY day").unwrap();
+        let days = days.query_map([user], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
+        (members, days)
+    }
+
+    /// Of `asked` × users `u1`, `u2`, the memberships the store knows.
+    fn known(store: &mut dyn PartitionStore, asked: &[&CounterKey]) -> HashSet<(CounterKey, String)> {
+        let members: Vec<(&CounterKey, &str)> = asked.iter().flat_map(|key| [(*key, "u1"), (*key, "u2")]).collect();
+        crate::sqlite::tests::known(store, &members)
+    }
+
+    fn expected(members: &[(&CounterKey, &str)]) -> HashSet<(CounterKey, String)> {
+        members.iter().map(|(key, user)| ((*key).clone(), (*user).to_owned())).collect()
+    }
+
+    /// A user's latest day is in their row; when their memberships reach a newer day the older
+    /// one moves to `memberships`, and a late event's memberships of an older day go there too.
+    /// Every membership is found, by the store that wrote it and by a new one.
+    #[test]
+    fn the_latest_day_is_in_the_users_row_and_older_days_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        let mut store = SqliteBackend::open(&path).unwrap().open(LEASE).unwrap();
+        let (hour, day) = (purchase(Window::Hour, 3600, "", ""), purchase(Window::Day, 0, "", ""));
+        let (next_hour, next_day) = (purchase(Window::Hour, 90_000, "", ""), purchase(Window::Day, 86_400, "", ""));
+        let late = purchase(Window::Hour, 7200, "", "");
+
+        commit_user(&mut *store, "u1", &[&hour, &day]);
+        commit_user(&mut *store, "u2", &[]);
+        assert_eq!(stored(&path, "u1"), (Some("0:1,2".to_owned()), vec![]));
+        assert_eq!(stored(&path, "u2"), (None, vec![]), "a user without memberships has none in the row");
+
+        commit_members(&mut *store, &[(&next_hour, "u1"), (&next_day, "u1"), (&day, "u2")]);
+        assert_eq!(stored(&path, "u1"), (Some("86400:3,4".to_owned()), vec![0]));
+        assert_eq!(stored(&path, "u2"), (Some("0:2".to_owned()), vec![]));
+
+        commit_members(&mut *store, &[(&late, "u1")]);
+        assert_eq!(stored(&path, "u1"), (Some("86400:3,4".to_owned()), vec![0]), "a late event's day stays beside");
+
+        let all = [&hour, &day, &next_hour, &next_day, &late];
+        let members = expected(&[
+            (&hour, "u1"),
+            (&day, "u1"),
+            (&next_hour, "u1"),
+            (&next_day, "u1"),
+            (&late, "u1"),
+            (&day, "u2"),
+        ]);
+        assert_eq!(known(&mut *store, &all), members);
+        let mut reopened = SqliteBackend::open(&path).unwrap().open(LEASE).unwrap();
+        assert_eq!(known(&mut *reopened, &all), members);
+        reopened.users(&["u1", "u2"]).unwrap();
+        assert_eq!(known(&mut *reopened, &all), members, "answered from the rows the batch read");
+    }
+
+    /// A database of the layout before (`user_version` 2: every membership in `memberships`, no
+    /// `members` column), as the previous version wrote it: its memberships are found after the
+    /// upgrade, and a user's row of a day moves into their row with the next membership of it.
+    #[test]
+    fn memberships_of_the_layout_before_are_found_and_move_into_the_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 CREATE TABLE users (user_id TEXT PRIMARY KEY, state TEXT NOT NULL) WITHOUT ROWID;
+                 CREATE TABLE counter_ids (
+                     id INTEGER PRIMARY KEY, window TEXT NOT NULL, start INTEGER NOT NULL, event TEXT NOT NULL,
+                     experiment TEXT NOT NULL, variant TEXT NOT NULL,
+                     UNIQUE (window, start, event, experiment, variant));
+                 CREATE TABLE memberships (
+                     user_id TEXT NOT NULL, day INTEGER NOT NULL, counter_ids TEXT NOT NULL,
+                     PRIMARY KEY (user_id, day)) WITHOUT ROWID;
+                 INSERT INTO users VALUES ('u1', '{\"assignments\":[]}'), ('u2', '{\"assignments\":[]}');
+                 INSERT INTO counter_ids VALUES (1, 'hour', 3600, 'purchase', '', ''),
+                                                (2, 'day', 0, 'purchase', '', ''),
+                                                (3, 'day', 86400, 'purchase', '', '');
+                 INSERT INTO memberships VALUES ('u1', 0, '1,2'), ('u2', 0, '2'), ('u2', 86400, '3');
+                 PRAGMA user_version = 2;",
+            )
+            .unwrap();
+        let mut store = SqliteBackend::open(&path).unwrap().open(LEASE).unwrap();
+        let (hour, day) = (purchase(Window::Hour, 3600, "", ""), purchase(Window::Day, 0, "", ""));
+        let (next_day, other_hour) = (purchase(Window::Day, 86_400, "", ""), purchase(Window::Hour, 7200, "", ""));
+        let all = [&hour, &day, &next_day, &other_hour];
+        let before = expected(&[(&hour, "u1"), (&day, "u1"), (&day, "u2"), (&next_day, "u2")]);
+        assert_eq!(known(&mut *store, &all), before);
+
+        // u1's state and a membership of day 0 change, and u2 enters a counter of day 0: day 0
+        // moves into each row; u2's newer day stays in `memberships` until they reach it.
+        commit_user(&mut *store, "u1", &[&other_hour]);
+        commit_members(&mut *store, &[(&other_hour, "u2")]);
+        assert_eq!(stored(&path, "u1"), (Some("0:1,2,4".to_owned()), vec![]));
+        assert_eq!(stored(&path, "u2"), (Some("0:2,4".to_owned()), vec![86_400]));
+        let after: HashSet<_> =
+            before.into_iter().chain(expected(&[(&other_hour, "u1"), (&other_hour, "u2")])).collect();
+        assert_eq!(known(&mut *store, &all), after);
+        let mut reopened = SqliteBackend::open(&path).unwrap().open(LEASE).unwrap();
+        assert_eq!(known(&mut *reopened, &all), after);
+    }
+}
