@@ -231,7 +231,7 @@ impl Counters {
         &mut self,
         store: &mut dyn PartitionStore,
         pending: &Pending<'_>,
-        new_to_store: &std::collections::HashSet<String>,
+        new_to_store: &HashSet<String>,
     ) -> Result<(), Error> {
         self.add(store, &pending.contributions(), new_to_store)
     }
@@ -242,7 +242,7 @@ impl Counters {
         &mut self,
         store: &mut dyn PartitionStore,
         contributions: &[Contribution<'_>],
-        new_to_store: &std::collections::HashSet<String>,
+        new_to_store: &HashSet<String>,
     ) -> Result<(), Error> {
         let slots = self.slots_of(store, contributions)?;
         let mut unknown: HashSet<(usize, &str)> = HashSet::with_capacity(contributions.len());
@@ -298,7 +298,7 @@ impl Counters {
                 contributions.push(Contribution { key, user: None, count: *n, value: 0.0 });
             }
         }
-        self.add(store, &contributions, &std::collections::HashSet::new())
+        self.add(store, &contributions, &HashSet::new())
     }
 
     /// The slot of each contribution's counter, in order: one lookup each, and one call to
