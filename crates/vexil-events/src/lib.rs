@@ -22,6 +22,7 @@
 
 pub mod aggregate;
 pub mod archive;
+mod background;
 pub mod counters;
 pub mod dedupe;
 pub mod dlq;

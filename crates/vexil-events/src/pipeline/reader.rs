@@ -5,7 +5,7 @@
 //! more, since every batch ends in one commit. When the processor falls behind the queue fills
 //! and the reader blocks (backpressure) instead of reading the log into memory.
 
-use super::background_priority;
+use crate::background;
 use crate::error::Error;
 use crate::event::LogRecord;
 use crate::log::{BusReader, LogError, Record};
@@ -49,7 +49,7 @@ pub(super) fn spawn(
 ) -> std::io::Result<(JoinHandle<()>, Receiver<Batch>)> {
     let (sender, receiver) = sync_channel::<Batch>(batching.queue);
     let handle = std::thread::Builder::new().name(name).spawn(move || {
-        background_priority();
+        background::lower_priority();
         while !done.load(Ordering::SeqCst) {
             let batch = poll_lingering(&mut *reader, batching).map_err(Error::from).map(|records| {
                 records

@@ -3,8 +3,9 @@
 
 use super::processor::Processor;
 use super::stages::Stages;
-use super::{background_priority, PartitionProgress, PipelineOptions, Shared};
+use super::{PartitionProgress, PipelineOptions, Shared};
 use crate::archive::{ArchiveStore, Archiver};
+use crate::background;
 use crate::dlq::Dlq;
 use crate::error::Error;
 use crate::store::{Lease, ProcessingBackend};
@@ -95,7 +96,7 @@ impl Supervisor {
         self.shared.progress().partitions.insert(lease.partition, PartitionProgress { flushed, ..Default::default() });
         let name = format!("vexil-pipeline-{}", lease.partition);
         match std::thread::Builder::new().name(name).spawn(move || {
-            background_priority();
+            background::lower_priority();
             processor.run()
         }) {
             Ok(thread) => {

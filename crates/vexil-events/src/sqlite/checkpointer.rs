@@ -37,7 +37,7 @@ impl Checkpointer {
         let conn = Connection::open(path)?;
         let (committed, commits) = channel::<()>();
         let thread = std::thread::Builder::new().name("vexil-state-checkpointer".into()).spawn(move || {
-            crate::pipeline::background_priority();
+            crate::background::lower_priority();
             while commits.recv().is_ok() {
                 let until = Instant::now() + GATHER;
                 loop {
