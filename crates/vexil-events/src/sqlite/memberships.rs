@@ -190,7 +190,7 @@ fn take_from_table(tx: &Connection, user: &str, day: i64) -> Result<Vec<i64>, Er
 mod tests {
     use crate::counters::{CounterKey, Window};
     use crate::enrich::UserState;
-    use crate::sqlite::tests::{commit_members, purchase};
+    use crate::sqlite::tests::{commit_members, new_store, purchase};
     use crate::sqlite::{SqliteBackend, LEASE};
     use crate::store::{Changes, PartitionStore, ProcessingBackend};
     use rusqlite::Connection;
@@ -237,9 +237,7 @@ mod tests {
     /// Every membership is found, by the store that wrote it and by a new one.
     #[test]
     fn the_latest_day_is_in_the_users_row_and_older_days_beside_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.sqlite");
-        let mut store = SqliteBackend::open(&path).unwrap().open(LEASE).unwrap();
+        let (_dir, path, mut store) = new_store();
         let (hour, day) = (purchase(Window::Hour, 3600, "", ""), purchase(Window::Day, 0, "", ""));
         let (next_hour, next_day) = (purchase(Window::Hour, 90_000, "", ""), purchase(Window::Day, 86_400, "", ""));
         let late = purchase(Window::Hour, 7200, "", "");

@@ -582,13 +582,20 @@ pub(super) mod tests {
         store.commit(changes).unwrap();
     }
 
+    /// The store of a new state database, with the database's folder (deleted when dropped) and
+    /// file.
+    pub(super) fn new_store() -> (tempfile::TempDir, PathBuf, Box<dyn PartitionStore>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        let store = SqliteBackend::open(&path).unwrap().open(LEASE).unwrap();
+        (dir, path, store)
+    }
+
     /// A commit that fails rolls back the ids it gave: the next commit gives them again, and
     /// the store does not answer from an id that was never committed.
     #[test]
     fn counter_ids_of_a_failed_commit_are_not_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.sqlite");
-        let mut store = SqliteBackend::open(&path).unwrap().open(LEASE).unwrap();
+        let (_dir, _, mut store) = new_store();
         let (hour, day) = (purchase(Window::Hour, 3600, "", ""), purchase(Window::Day, 0, "", ""));
         // Two open archive buffers of one partition break `archive_open`'s key: the commit fails
         // after giving `hour` an id.
