@@ -11,12 +11,26 @@
 //! and `memberships` has no row of the user for D. Rows written before `members` existed (its
 //! value is then NULL, or of another day) are merged into it when it moves to their day.
 
-use super::{parse_ids, DAY};
+use super::counter_ids::{ByAddress, CounterIds};
 use crate::counters::CounterKey;
 use crate::error::Error;
+use crate::store::Changes;
 use rusqlite::types::Type;
 use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+
+/// Memberships are kept per user and day: the counters of the hours of a day and the day's own
+/// are kept together, so an event's memberships (an hour's and its day's) are one read and one
+/// write.
+pub(super) const DAY: i64 = 86_400;
+
+/// The counter ids of a `memberships` row (decimal, comma-separated).
+fn parse_ids(ids: &str) -> rusqlite::Result<Vec<i64>> {
+    ids.split(',')
+        .map(|id| id.parse().map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, Type::Text, Box::new(e))))
+        .collect()
+}
 
 /// The start (Unix seconds) of the day of `key`'s window.
 pub(super) fn day_of(key: &CounterKey) -> i64 {
@@ -79,6 +93,10 @@ pub(super) struct LatestDays {
 impl LatestDays {
     /// Notes what `user`'s committed row says.
     pub fn keep(&mut self, user: &str, latest: Latest) {
+        if let Some(kept) = self.committed.get_mut(user) {
+            *kept = latest;
+            return;
+        }
         if self.committed.len() >= USERS_KEPT {
             self.committed.clear();
         }
@@ -162,6 +180,42 @@ impl LatestDays {
             *latest = Latest::InTable;
         }
     }
+}
+
+/// Adds the new memberships of `changes` (its users sorted by id) in `tx`: what goes to
+/// `memberships` is written, and each user's latest day, if it changed, is returned for the
+/// user's row, with whether `changes` writes that row anyway. Counter ids read or given go to
+/// `ids_seen`.
+pub(super) fn add_memberships<'c>(
+    tx: &Connection,
+    counter_ids: &CounterIds,
+    latest_days: &mut LatestDays,
+    changes: &Changes<'c>,
+    ids_seen: &mut Vec<(CounterKey, i64)>,
+) -> Result<HashMap<&'c str, (LatestDay, bool)>, Error> {
+    let mut ids: ByAddress<i64> = HashMap::new();
+    let mut members = Vec::with_capacity(changes.counter_users.len());
+    for &(key, user) in &changes.counter_users {
+        let id = match ids.entry(key) {
+            Entry::Occupied(known) => *known.get(),
+            Entry::Vacant(new) => *new.insert(counter_ids.find_or_give(tx, key, ids_seen)?),
+        };
+        members.push((user, day_of(key), id));
+    }
+    members.sort_unstable();
+    let mut latest = HashMap::new();
+    for of_user in members.chunk_by(|a, b| a.0 == b.0) {
+        let user = of_user[0].0;
+        let by_day: Vec<(i64, Vec<i64>)> = of_user
+            .chunk_by(|a, b| a.1 == b.1)
+            .map(|of_day| (of_day[0].1, of_day.iter().map(|(_, _, id)| *id).collect()))
+            .collect();
+        let row_written = changes.users.binary_search_by_key(&user, |(u, _)| u).is_ok();
+        if let Some(day) = latest_days.add(tx, user, row_written, &by_day)? {
+            latest.insert(user, (day, row_written));
+        }
+    }
+    Ok(latest)
 }
 
 /// Appends `ids` to `user`'s row of `day` in `memberships`.

@@ -8,7 +8,6 @@ use crate::enrich::UserState;
 use crate::error::Error;
 use crate::store::{Changes, Committed, Durability, Lease, PartitionStore, ProcessingBackend, Stats};
 use chrono::{DateTime, TimeZone, Utc};
-use rusqlite::types::Type;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -62,11 +61,13 @@ impl SqliteBackend {
 }
 
 mod checkpointer;
+mod counter_ids;
 mod memberships;
 mod upgrade;
 
 use checkpointer::Checkpointer;
-use memberships::{day_of, Latest, LatestDay, LatestDays};
+use counter_ids::{ByAddress, CounterIds};
+use memberships::{add_memberships, day_of, Latest, LatestDays};
 
 fn open_db(path: &Path) -> Result<Connection, Error> {
     let mut conn = Connection::open(path)?;
@@ -140,85 +141,6 @@ impl SqlitePartitionStore {
         Ok(found)
     }
 }
-
-/// Counter ids kept in memory at most; past it they are forgotten and read again as needed.
-const COUNTER_IDS_KEPT: usize = 100_000;
-
-/// The ids of counters (`counter_ids`) that memberships were looked up or written for. An id
-/// never changes once committed, so it is kept instead of read again at every batch.
-#[derive(Default)]
-struct CounterIds {
-    committed: HashMap<CounterKey, i64>,
-}
-
-impl CounterIds {
-    /// The committed id of `key`, if the counter has one (a counter without one has no members).
-    fn find(&mut self, conn: &Connection, key: &CounterKey) -> Result<Option<i64>, Error> {
-        if let Some(id) = self.committed.get(key) {
-            return Ok(Some(*id));
-        }
-        let id = select_counter_id(conn, key)?;
-        if let Some(id) = id {
-            self.keep([(key.clone(), id)]);
-        }
-        Ok(id)
-    }
-
-    /// The id of `key` in `tx`, given one there if the counter has none yet. Ids read or given
-    /// in `tx` go to `seen`, to be kept once `tx` commits ([`CounterIds::keep`]): a rolled-back
-    /// id may be given to another counter.
-    fn find_or_give(&self, tx: &Connection, key: &CounterKey, seen: &mut Vec<(CounterKey, i64)>) -> Result<i64, Error> {
-        if let Some(id) = self.committed.get(key) {
-            return Ok(*id);
-        }
-        let id = match select_counter_id(tx, key)? {
-            Some(id) => id,
-            None => tx
-                .prepare_cached(
-                    "INSERT INTO counter_ids (window, start, event, experiment, variant)
-                     VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
-                )?
-                .query_row(counter_params(key), |r| r.get(0))?,
-        };
-        seen.push((key.clone(), id));
-        Ok(id)
-    }
-
-    fn keep(&mut self, ids: impl IntoIterator<Item = (CounterKey, i64)>) {
-        if self.committed.len() > COUNTER_IDS_KEPT {
-            self.committed.clear();
-        }
-        self.committed.extend(ids);
-    }
-}
-
-fn select_counter_id(conn: &Connection, key: &CounterKey) -> Result<Option<i64>, Error> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id FROM counter_ids WHERE window = ?1 AND start = ?2 AND event = ?3 AND experiment = ?4 AND variant = ?5",
-    )?;
-    Ok(stmt.query_row(counter_params(key), |r| r.get(0)).optional()?)
-}
-
-fn counter_params(key: &CounterKey) -> (&'static str, i64, &str, &str, &str) {
-    (key.window.name(), key.start, &key.event, &key.experiment, &key.variant)
-}
-
-/// Memberships are kept per user and day (see [`memberships`]): the counters of the hours of a
-/// day and the day's own are kept together, so an event's memberships (an hour's and its day's)
-/// are one read and one write.
-const DAY: i64 = 86_400;
-
-/// The counter ids of a `memberships` row (decimal, comma-separated).
-fn parse_ids(ids: &str) -> rusqlite::Result<Vec<i64>> {
-    ids.split(',')
-        .map(|id| id.parse().map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, Type::Text, Box::new(e))))
-        .collect()
-}
-
-/// A memo of one call's counter ids. The keys of one call are references into the processor's
-/// counters, one per counter, so their addresses tell them apart without hashing their strings
-/// at every membership (equal keys at two addresses only cost a second lookup).
-type ByAddress<T> = HashMap<*const CounterKey, T>;
 
 impl PartitionStore for SqlitePartitionStore {
     fn load(&mut self) -> Result<Committed, Error> {
@@ -351,14 +273,12 @@ impl PartitionStore for SqlitePartitionStore {
                  ON CONFLICT (user_id) DO UPDATE SET state = excluded.state, members = coalesce(excluded.members, members)",
             )?;
             for (user_id, state) in &changes.users {
-                let members = latest.get(user_id).map(LatestDay::format);
+                let members = latest.get(user_id).map(|(day, _)| day.format());
                 put_user.execute(params![user_id, serde_json::to_string(state)?, members])?;
             }
             let mut put_members = tx.prepare_cached("UPDATE users SET members = ?2 WHERE user_id = ?1")?;
-            for (user_id, day) in &latest {
-                if changes.users.binary_search_by_key(user_id, |(u, _)| u).is_err() {
-                    put_members.execute(params![user_id, day.format()])?;
-                }
+            for (user_id, (day, _)) in latest.iter().filter(|(_, (_, row_written))| !row_written) {
+                put_members.execute(params![user_id, day.format()])?;
             }
             let mut put_sums = tx.prepare_cached(
                 "INSERT OR REPLACE INTO aggregates (experiment, variant, metric, n, sum_x, sum_x2, sum_y, sum_y2, sum_xy)
@@ -413,7 +333,7 @@ impl PartitionStore for SqlitePartitionStore {
         for (user_id, _) in &changes.users {
             latest_days.row_written(user_id);
         }
-        for (user_id, day) in latest {
+        for (user_id, (day, _)) in latest {
             latest_days.keep(user_id, Latest::Day(day));
         }
         checkpointer.committed();
@@ -423,41 +343,6 @@ impl PartitionStore for SqlitePartitionStore {
         *last_synced = Some(Instant::now());
         Ok(Durability::Synced)
     }
-}
-
-/// Adds the new memberships of `changes` in `tx`: what goes to `memberships` is written, and each
-/// user's latest day, if it changed, is returned for the user's row. Counter ids read or given go
-/// to `ids_seen`.
-fn add_memberships<'c>(
-    tx: &Connection,
-    counter_ids: &CounterIds,
-    latest_days: &mut LatestDays,
-    changes: &Changes<'c>,
-    ids_seen: &mut Vec<(CounterKey, i64)>,
-) -> Result<HashMap<&'c str, LatestDay>, Error> {
-    let mut ids: ByAddress<i64> = HashMap::new();
-    let mut members = Vec::with_capacity(changes.counter_users.len());
-    for &(key, user) in &changes.counter_users {
-        let id = match ids.entry(key) {
-            Entry::Occupied(known) => *known.get(),
-            Entry::Vacant(new) => *new.insert(counter_ids.find_or_give(tx, key, ids_seen)?),
-        };
-        members.push((user, day_of(key), id));
-    }
-    members.sort_unstable();
-    let mut latest = HashMap::new();
-    for of_user in members.chunk_by(|a, b| a.0 == b.0) {
-        let user = of_user[0].0;
-        let by_day: Vec<(i64, Vec<i64>)> = of_user
-            .chunk_by(|a, b| a.1 == b.1)
-            .map(|of_day| (of_day[0].1, of_day.iter().map(|(_, _, id)| *id).collect()))
-            .collect();
-        let row_written = changes.users.binary_search_by_key(&user, |(u, _)| u).is_ok();
-        if let Some(day) = latest_days.add(tx, user, row_written, &by_day)? {
-            latest.insert(user, day);
-        }
-    }
-    Ok(latest)
 }
 
 /// n, Σx, Σx², Σy, Σy², Σxy from `row`, starting at column `first`.
