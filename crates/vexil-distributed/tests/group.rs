@@ -142,6 +142,24 @@ async fn partitions_are_shared_taken_over_and_fenced() {
         assert_eq!(rows.len(), 1);
         assert_eq!((rows[0].sums.n, rows[0].sums.sum_x), (5, 5.0));
     }
+    // So do the checkpoints that the backlog is measured from: every partition's, committed or not.
+    let mut checkpoints = b.stats().unwrap().checkpoints().unwrap();
+    checkpoints.sort_unstable();
+    let expected: Vec<(u32, u64)> = (0..PARTITIONS)
+        .map(|p| {
+            (
+                p,
+                if p == lease.partition {
+                    42
+                } else if p == other.partition {
+                    7
+                } else {
+                    0
+                },
+            )
+        })
+        .collect();
+    assert_eq!(checkpoints, expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

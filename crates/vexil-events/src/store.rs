@@ -123,6 +123,10 @@ pub trait ProcessingBackend: Send + Sync {
 /// Read access to the committed aggregates and counters, summed over partitions (for the
 /// results and stats endpoints and the safety rails).
 pub trait Stats: Send {
+    /// Every partition's checkpoint, as `(partition, offset)`: its records below the offset are
+    /// processed. A partition no node has committed yet may be missing (its checkpoint is 0).
+    fn checkpoints(&self) -> Result<Vec<(u32, u64)>, Error>;
+
     /// The sufficient statistics of every variant × metric of `experiment`, ordered by variant
     /// and metric.
     fn aggregates(&self, experiment: &str) -> Result<Vec<AggregateRow>, Error>;

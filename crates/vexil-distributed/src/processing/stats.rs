@@ -29,6 +29,14 @@ impl PostgresStats {
 }
 
 impl Stats for PostgresStats {
+    fn checkpoints(&self) -> Result<Vec<(u32, u64)>, Error> {
+        let rows = wait(&self.runtime, self.query("SELECT log_partition, next_offset FROM event_partitions", &[]))?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| Some((u32::try_from(r.get::<_, i32>(0)).ok()?, u64::try_from(r.get::<_, i64>(1)).ok()?)))
+            .collect())
+    }
+
     fn aggregates(&self, experiment: &str) -> Result<Vec<AggregateRow>, Error> {
         let rows = wait(
             &self.runtime,

@@ -381,6 +381,12 @@ impl SqliteStats {
 }
 
 impl Stats for SqliteStats {
+    fn checkpoints(&self) -> Result<Vec<(u32, u64)>, Error> {
+        let next_offset: Option<i64> =
+            self.conn.query_row("SELECT next_offset FROM checkpoint WHERE id = 0", [], |r| r.get(0)).optional()?;
+        Ok(next_offset.map(|offset| (LEASE.partition, offset as u64)).into_iter().collect())
+    }
+
     fn aggregates(&self, experiment: &str) -> Result<Vec<AggregateRow>, Error> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT experiment, variant, metric, n, sum_x, sum_x2, sum_y, sum_y2, sum_xy FROM aggregates
@@ -474,6 +480,25 @@ pub(super) mod tests {
         let path = dir.path().join("state.sqlite");
         let store = SqliteBackend::open(&path).unwrap().open(LEASE).unwrap();
         (dir, path, store)
+    }
+
+    #[test]
+    fn the_checkpoint_is_read_beside_the_processor() {
+        let (_dir, path, mut store) = new_store();
+        let stats = SqliteStats::open(&path).unwrap();
+        assert_eq!(stats.checkpoints().unwrap(), vec![], "nothing committed yet");
+        let changes = Changes {
+            next_offset: 42,
+            users: Vec::new(),
+            sums: Vec::new(),
+            counters: Vec::new(),
+            counter_users: Vec::new(),
+            deliveries: &[],
+            expire_deliveries_before: None,
+            open_files: &[],
+        };
+        store.commit(changes).unwrap();
+        assert_eq!(stats.checkpoints().unwrap(), vec![(0, 42)]);
     }
 
     /// A commit that fails rolls back the ids it gave: the next commit gives them again, and
