@@ -102,7 +102,8 @@ pub struct ReplayReport {
 /// Tuning of ingest.
 #[derive(Clone, Debug)]
 pub struct IngestOptions {
-    /// Refuse batches (429) while the processor is this many events behind.
+    /// Refuse batches (429) while processing is more than this many events behind: this node's
+    /// partitions, or the whole bus's backlog where other nodes share it.
     pub max_lag_events: u64,
     /// How many sender-given event ids are remembered to answer `duplicates` at the door.
     pub recent_ids: usize,
@@ -237,7 +238,8 @@ impl Ingestor {
         judged: Vec<(R, Result<ValidEvent<'_>, EventError>)>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Outcome>, IngestError> {
-        if Metrics::get(&self.metrics.lag_events) > self.options.max_lag_events {
+        let behind = Metrics::get(&self.metrics.lag_events).max(Metrics::get(&self.metrics.backlog_events));
+        if behind > self.options.max_lag_events {
             return Err(IngestError::new(429, "backpressure", "the event pipeline is behind; retry later"));
         }
         let mut outcomes = Vec::with_capacity(judged.len());

@@ -16,6 +16,7 @@
 //!   a node processes; [`sqlite`] is the embedded mode's;
 //! - [`tracking`]: flag evaluation counts and raw evaluation events, never blocking an evaluation;
 //! - [`metrics`]: the atomic counters the server exposes;
+//! - [`backlog`]: what no node has processed yet on a bus the nodes share, for ingest's 429;
 //! - [`environment`]: how each environment's events are kept apart in the shared state.
 //!
 //! `docs/events.md` explains the design and the exactly-once argument.
@@ -23,6 +24,7 @@
 pub mod aggregate;
 pub mod archive;
 mod background;
+pub mod backlog;
 pub mod counters;
 pub mod dedupe;
 pub mod dlq;

@@ -4,8 +4,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Every figure the pipeline reports. Totals only grow; gauges (`lag_*`, `dlq_size`,
-/// `partitions`) are set.
+/// Every figure the pipeline reports. Totals only grow; gauges (`lag_*`, `backlog_events`,
+/// `dlq_size`, `partitions`) are set.
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// Events appended to the log (acknowledged durably).
@@ -28,6 +28,9 @@ pub struct Metrics {
     pub lag_events: AtomicU64,
     /// Age in seconds of the oldest unprocessed record, 0 when caught up.
     pub lag_seconds: AtomicU64,
+    /// Records in every partition of the bus that no node has processed yet (see
+    /// [`crate::backlog`]); measured only where other nodes share the bus.
+    pub backlog_events: AtomicU64,
     /// Log partitions this node processes now (all of them in the embedded mode; its share of
     /// the topic's in the distributed mode).
     pub partitions: AtomicU64,

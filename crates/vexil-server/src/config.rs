@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use vexil_events::archive::ArchiveFormat;
+use vexil_events::IngestOptions;
 
 /// The configuration file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "vexil.toml";
@@ -50,6 +51,8 @@ pub struct ServerConfig {
     pub archive_format: ArchiveFormat,
     /// How much per-user processing state each event partition keeps in memory.
     pub event_state_cache: vexil_events::pipeline::StateCache,
+    /// How many events processing may be behind before ingest answers 429.
+    pub event_max_lag_events: u64,
     /// The Kafka-protocol event bus of the distributed mode (`kafka://host:port/topic`);
     /// `None`: the embedded log under `data_dir`.
     pub event_bus: Option<String>,
@@ -171,6 +174,7 @@ partial_config! {
     archive_dir: PathBuf = "VEXIL_ARCHIVE_DIR", "Directory of the event archive (default <data_dir>/archive).";
     archive_format: String = "VEXIL_ARCHIVE_FORMAT", "File format of the event archive: jsonl (gzip JSON lines) or parquet (default jsonl).";
     event_user_cache_entries: usize = "VEXIL_EVENT_USER_CACHE_ENTRIES", "Users whose experiment state (empty for a user never exposed) each event partition keeps in memory; the rest are read from the store when their events come (default 100000).";
+    event_max_lag_events: u64 = "VEXIL_EVENT_MAX_LAG_EVENTS", "Events processing may be behind before ingest answers 429 backpressure: this node's partitions, or in the distributed mode every partition of the topic (default 20000000).";
     event_member_cache_entries: usize = "VEXIL_EVENT_MEMBER_CACHE_ENTRIES", "Unique-user counter memberships each event partition keeps in memory; the rest are looked up in the store (default 1000000).";
     safety_check_interval_ms: u64 = "VEXIL_SAFETY_CHECK_INTERVAL_MS", "Milliseconds between checks of rollout plans, guards and budgets (default 10000).";
     webhook_url: String = "VEXIL_WEBHOOK_URL", "URL that notifications of the safety rails are POSTed to (default: none, log only).";
@@ -381,6 +385,10 @@ impl ServerConfig {
             users: at_least(c.event_user_cache_entries, cache_defaults.users, "event_user_cache_entries", 1)?,
             members: at_least(c.event_member_cache_entries, cache_defaults.members, "event_member_cache_entries", 1)?,
         };
+        let event_max_lag_events = match c.event_max_lag_events.unwrap_or(IngestOptions::default().max_lag_events) {
+            0 => return Err("event_max_lag_events: must be at least 1".to_owned()),
+            n => n,
+        };
         let edge = EdgeConfig {
             header_read_timeout: millis(c.header_read_timeout_ms, 10_000, "header_read_timeout_ms")?,
             body_timeout: millis(c.body_timeout_ms, 30_000, "body_timeout_ms")?,
@@ -425,6 +433,7 @@ impl ServerConfig {
             archive_dir: c.archive_dir.unwrap_or_else(|| data_dir.join("archive")),
             archive_format,
             event_state_cache,
+            event_max_lag_events,
             data_dir,
             database_url: c.database_url,
             event_bus: c.event_bus,
@@ -501,6 +510,15 @@ mod tests {
             ("VEXIL_DATABASE_URL", "postgres://db/vexil"),
         ];
         assert!(!load(&distributed).unwrap().event_processing);
+    }
+
+    #[test]
+    fn ingest_backpressure_has_a_positive_bound() {
+        let load = |pairs: &[(&str, &str)]| ServerConfig::load(None, env(pairs), PartialConfig::default());
+        assert_eq!(load(&[]).unwrap().event_max_lag_events, 20_000_000);
+        assert_eq!(load(&[("VEXIL_EVENT_MAX_LAG_EVENTS", "5000")]).unwrap().event_max_lag_events, 5000);
+        let error = load(&[("VEXIL_EVENT_MAX_LAG_EVENTS", "0")]).unwrap_err();
+        assert!(error.starts_with("event_max_lag_events:"), "{error}");
     }
 
     #[test]

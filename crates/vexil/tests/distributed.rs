@@ -105,11 +105,16 @@ async fn purchases(node: &Server, expected: u64) -> (u64, f64, u64) {
     counted
 }
 
-/// How many log partitions `node` processes (its `vexil_events_partitions` gauge).
-async fn partitions(node: &Server) -> u64 {
+/// The value of `node`'s gauge `name`.
+async fn gauge(node: &Server, name: &str) -> u64 {
     let metrics = node.metrics().await;
-    let line = metrics.lines().find(|l| l.starts_with("vexil_events_partitions ")).unwrap().to_owned();
+    let line = metrics.lines().find(|l| l.split(' ').next() == Some(name)).unwrap().to_owned();
     line.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+/// How many log partitions `node` processes.
+async fn partitions(node: &Server) -> u64 {
+    gauge(node, "vexil_events_partitions").await
 }
 
 /// Every event id in the archive under `prefix`, one entry per archived line.
@@ -263,4 +268,64 @@ async fn events_sent_to_any_node_are_counted_once_and_survive_a_killed_node() {
     let distinct: std::collections::HashSet<&String> = ids.iter().collect();
     let events = 4000 + exposures.len();
     assert_eq!((ids.len(), distinct.len()), (events, events), "the shared archive");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_refuses_events_while_the_topic_is_too_far_behind() {
+    let Some(database_url) = fresh_database().await else { return };
+    let Some(broker) = engine_variable("VEXIL_TEST_BROKER", "broker.sh") else { return };
+    let run = database_url.rsplit('/').next().unwrap().replace('_', "-");
+    let start = |processing: bool| {
+        let args = vec![
+            "--database-url".into(),
+            database_url.clone(),
+            "--event-bus".into(),
+            format!("kafka://{broker}/{run}?partitions=2"),
+        ];
+        let mut env = vec![("VEXIL_EVENT_MAX_LAG_EVENTS".to_string(), "300".to_string())];
+        if !processing {
+            env.push(("VEXIL_EVENT_PROCESSING".into(), "false".into()));
+        }
+        Server::start_with(Options { args, env, ..Options::default() })
+    };
+    // Two ingest-only nodes and, for now, no node that processes.
+    let (d1, d2) = tokio::join!(start(false), start(false));
+    let post =
+        |node: &Server, first: usize| Server::send(node.admin(Method::POST, "/v1/events").json(&batch(first, 100)));
+    let (status, answer) = Server::send(d1.admin(Method::POST, "/v1/events").json(&batch(0, 400))).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+
+    // D2 appended none of them, and processes nothing: it refuses once it has measured the
+    // topic's backlog from the broker's end offsets and the shared checkpoints.
+    let mut first = 400;
+    let refused = eventually("D2 refuses events", || {
+        first += 100;
+        let request = post(&d2, first);
+        async move {
+            let (status, answer) = request.await;
+            (status == StatusCode::TOO_MANY_REQUESTS).then_some(answer)
+        }
+    })
+    .await;
+    assert_eq!(refused["error"]["code"], "backpressure", "{refused}");
+    assert!(gauge(&d2, "vexil_events_backlog_events").await >= 400);
+    assert_eq!(gauge(&d2, "vexil_events_lag_events").await, 0, "its own lag has no partition to count");
+    assert!(d2.metrics().await.contains("vexil_background_task_panics_total{task=\"event_backlog\"} 0"));
+
+    // A node that processes catches up, and both accept again.
+    let a = start(true).await;
+    for node in [&d1, &d2] {
+        eventually(&format!("{} accepts events again", node.base), || async {
+            (post(node, 0).await.0 == StatusCode::OK).then_some(())
+        })
+        .await;
+    }
+    eventually("the backlog is gone", || async {
+        (gauge(&d2, "vexil_events_backlog_events").await == 0).then_some(())
+    })
+    .await;
+    // Accepted: D1's 400, and D2's batches from 500 up to the refused one (the batch of 0 again
+    // is a redelivery).
+    let accepted = 400 + (first - 500) as u64;
+    assert_eq!(purchases(&a, accepted).await.0, accepted, "every accepted event counted once");
 }

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use vexil_core::experiment::CompiledExperiment;
 use vexil_core::Evaluation;
 use vexil_events::archive::{ArchiveOptions, ArchiveStore, LocalArchive};
+use vexil_events::backlog::Backlog;
 use vexil_events::counters::{EventTotal, Window, EVALUATION_PREFIX};
 use vexil_events::environment;
 use vexil_events::pipeline::{ExperimentsByEnv, Pipeline, PipelineOptions};
@@ -50,6 +51,8 @@ const COUNTS_FLUSH: Duration = Duration::from_secs(10);
 pub const REPORT_IDS: usize = 100_000;
 /// How long shutdown waits for the pipeline to process what is in the log.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// How often the backlog of a bus shared with other nodes is measured.
+const BACKLOG_EVERY: Duration = Duration::from_secs(1);
 
 /// The running pipeline and its entry points.
 pub struct Events {
@@ -165,9 +168,14 @@ impl Exported {
                 |m| &m.variant_conflicts_total,
             ),
         ];
-        let gauges: [(&str, &str, Reading); 4] = [
+        let gauges: [(&str, &str, Reading); 5] = [
             ("vexil_events_dlq_size", "Entries in the dead-letter queue.", |m| &m.dlq_size),
             ("vexil_events_lag_events", "Records in this node's log partitions not yet processed.", |m| &m.lag_events),
+            (
+                "vexil_events_backlog_events",
+                "Records in every partition of the topic that no node has processed yet (distributed mode; measured every second).",
+                |m| &m.backlog_events,
+            ),
             (
                 "vexil_events_partitions",
                 "Log partitions this node processes (its share of the topic's in the distributed mode).",
@@ -225,6 +233,29 @@ pub struct Engines {
     pub processing: Option<Arc<dyn ProcessingBackend>>,
 }
 
+/// Measures `backlog` every [`BACKLOG_EVERY`] until `stop`. A measure that fails (the broker or
+/// the database unreachable) leaves ingest to each node's own lag, with one warning until a
+/// measure succeeds again.
+async fn measure_backlog(backlog: Arc<Backlog>, stop: CancellationToken) {
+    let mut failing = false;
+    loop {
+        match backlog.measure().await {
+            Ok(_) => failing = false,
+            Err(e) => {
+                backlog.forget();
+                if !failing {
+                    tracing::warn!(error = %e, "cannot measure the event backlog; ingest goes by this node's lag until it can");
+                }
+                failing = true;
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(BACKLOG_EVERY) => {}
+        }
+    }
+}
+
 impl Events {
     /// Opens the log, the DLQ, the archive (in the configured file format) and the processing
     /// state, starts processing (with every environment's experiments `feed` has, from the first
@@ -272,7 +303,11 @@ impl Events {
                     .map_err(|e| format!("cannot open the processing state in {}: {e}", dir.display()))?,
             ),
         };
-        let ingestor = Arc::new(Ingestor::new(bus.clone(), dlq.clone(), metrics.clone(), IngestOptions::default()));
+        let ingest_options = IngestOptions { max_lag_events: config.event_max_lag_events, ..IngestOptions::default() };
+        let ingestor = Arc::new(Ingestor::new(bus.clone(), dlq.clone(), metrics.clone(), ingest_options));
+        // On a bus other nodes share, this node's lag covers only its own partitions (none on an
+        // ingest-only node).
+        let backlog = log.is_none().then(|| Arc::new(Backlog::new(bus.clone(), processing.clone(), metrics.clone())));
         // Every environment's experiments, as fed so far.
         let pipeline = feed.start(|experiments| {
             let options = PipelineOptions {
@@ -287,7 +322,7 @@ impl Events {
         let stop = CancellationToken::new();
         // The queue outlives a panicking drain: the restarted task locks it again.
         let queued = Arc::new(tokio::sync::Mutex::new(queued));
-        let tasks = vec![
+        let mut tasks = vec![
             supervisor.spawn("tracked_events", stop.clone(), {
                 let (ingestor, stop) = (ingestor.clone(), stop.clone());
                 move || {
@@ -300,6 +335,12 @@ impl Events {
                 move || tracker.clone().run_flusher(bus.clone(), COUNTS_FLUSH, stop.clone().cancelled_owned())
             }),
         ];
+        if let Some(backlog) = backlog {
+            tasks.push(supervisor.spawn("event_backlog", stop.clone(), {
+                let stop = stop.clone();
+                move || measure_backlog(backlog.clone(), stop.clone())
+            }));
+        }
         registry.register([Box::new(Exported::new(metrics.clone())) as Box<dyn Collector>]);
         Ok(Events {
             ingestor,

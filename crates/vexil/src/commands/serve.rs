@@ -19,8 +19,8 @@ More settings, only in the configuration file (key) or the environment (VEXIL_<K
   streams:    sse_heartbeat_secs, shutdown_timeout_secs
   assignment: assignment_ttl_secs, assignment_cache_entries, assignment_fsync
   safety:     safety_check_interval_ms, webhook_url, webhook_secret
-  events:     event_processing, dlq_max_entries, dlq_max_bytes, dlq_max_payload_bytes,
-              event_user_cache_entries, event_member_cache_entries
+  events:     event_processing, event_max_lag_events, dlq_max_entries, dlq_max_bytes,
+              dlq_max_payload_bytes, event_user_cache_entries, event_member_cache_entries
 Each is described with its default in docs/configuration.md.";
 
 #[derive(clap::Args)]

@@ -1,0 +1,73 @@
+//! The backlog of the whole bus: records of every partition that no node has processed yet.
+//!
+//! A node's own lag (`lag_events`) covers the partitions it processes. In the distributed mode
+//! that is its share of the topic — none at all on an ingest-only node — while every node
+//! appends to every partition. The backlog is each partition's end offset on the bus (the
+//! broker's, whoever appended) less its committed checkpoint (the shared state's, whoever
+//! processes it), summed; ingest refuses batches (429) while either figure is past its bound,
+//! so every node holds back when the group as a whole falls behind.
+
+use crate::error::Error;
+use crate::log::EventBus;
+use crate::metrics::Metrics;
+use crate::store::ProcessingBackend;
+use std::sync::Arc;
+
+/// Measures the backlog of `bus`, whose checkpoints `processing` keeps, into `metrics`.
+pub struct Backlog {
+    bus: Arc<dyn EventBus>,
+    processing: Arc<dyn ProcessingBackend>,
+    metrics: Arc<Metrics>,
+}
+
+impl Backlog {
+    pub fn new(bus: Arc<dyn EventBus>, processing: Arc<dyn ProcessingBackend>, metrics: Arc<Metrics>) -> Backlog {
+        Backlog { bus, processing, metrics }
+    }
+
+    /// Measures the backlog now and sets `backlog_events` to it. Must run inside the tokio
+    /// runtime (the checkpoints are read on a blocking thread).
+    pub async fn measure(&self) -> Result<u64, Error> {
+        let ends = self.bus.latest_end_offsets().await?;
+        let processing = self.processing.clone();
+        let checkpoints = tokio::task::spawn_blocking(move || processing.stats()?.checkpoints())
+            .await
+            .map_err(|e| Error::Store(format!("reading the checkpoints: {e}")))??;
+        let backlog = unprocessed(&ends, &checkpoints);
+        Metrics::set(&self.metrics.backlog_events, backlog);
+        Ok(backlog)
+    }
+
+    /// Forgets the last measure, when a new one failed: a backlog that cannot be measured does
+    /// not hold ingest back (each node's own lag still does).
+    pub fn forget(&self) {
+        Metrics::set(&self.metrics.backlog_events, 0);
+    }
+}
+
+/// The records below each partition's end offset (`ends[partition]`) and at or above its
+/// checkpoint, summed; a partition without a checkpoint has processed nothing.
+fn unprocessed(ends: &[u64], checkpoints: &[(u32, u64)]) -> u64 {
+    ends.iter()
+        .enumerate()
+        .map(|(partition, end)| {
+            let checkpoint = checkpoints.iter().find(|(p, _)| *p as usize == partition).map_or(0, |(_, c)| *c);
+            end.saturating_sub(checkpoint)
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backlog_sums_each_partitions_records_past_its_checkpoint() {
+        assert_eq!(unprocessed(&[10, 20, 30], &[(0, 10), (1, 5), (2, 0)]), 15 + 30);
+        // Order does not matter; a partition never committed counts from 0.
+        assert_eq!(unprocessed(&[10, 20, 30], &[(2, 30), (0, 4)]), 6 + 20);
+        // A checkpoint ahead of an end offset this node has not caught up with yet counts nothing.
+        assert_eq!(unprocessed(&[10], &[(0, 12)]), 0);
+        assert_eq!(unprocessed(&[], &[]), 0);
+    }
+}
