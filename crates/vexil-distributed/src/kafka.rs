@@ -27,8 +27,7 @@
 //!   alike), so every partition's writer and every reader has a connection of its own. A fetch
 //!   waiting for records on a shared connection held every produce request behind it for the
 //!   whole wait (the 200 ms stall of each ingest batch that docs/benchmarks/broker-stall.md
-//!   traces), and the partitions' produce requests queued behind each other. The backlog's
-//!   questions for the latest offsets share one more connection of their own.
+//!   traces), and the partitions' produce requests queued behind each other.
 //! - **commit** does nothing. Retention is the broker's (`retention.ms` of the topic): the
 //!   consumers' durable positions are the pipeline's checkpoints, committed in its state
 //!   database together with what they processed.
@@ -42,13 +41,12 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::try_join_all;
 use rskafka::client::partition::Compression;
 use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
 use rskafka::client::ClientBuilder;
 use rskafka::record::Record as KafkaRecord;
 use tokio::runtime::Handle;
-use tokio::sync::{mpsc, oneshot, OnceCell};
+use tokio::sync::{mpsc, oneshot};
 use vexil_events::log::Record;
 use vexil_events::{BusReader, BusRecord, EventBus, LogError};
 
@@ -145,10 +143,6 @@ pub struct KafkaBus {
     runtime: Handle,
     /// Where the next record without a key goes.
     unkeyed: AtomicU32,
-    /// A client per partition on one connection of their own, opened by the first
-    /// [`EventBus::latest_end_offsets`]: asking for end offsets never waits behind a produce
-    /// request or a fetch.
-    offsets: OnceCell<Vec<PartitionClient>>,
 }
 
 impl KafkaBus {
@@ -197,25 +191,12 @@ impl KafkaBus {
             partitions,
             runtime: Handle::current(),
             unkeyed: AtomicU32::new(0),
-            offsets: OnceCell::new(),
         })
     }
 
     fn partition(&self, partition: u32) -> Result<&Partition, LogError> {
         self.partitions.get(partition as usize).ok_or(LogError::NoPartition(partition))
     }
-}
-
-/// Clients of each of the topic's `partitions` sharing one connection of their own.
-async fn offsets_connection(target: &KafkaTarget, partitions: usize) -> Result<Vec<PartitionClient>, LogError> {
-    let client = ClientBuilder::new(target.brokers.clone()).client_id("vexil").build().await.map_err(broker_error)?;
-    let mut clients = Vec::with_capacity(partitions);
-    for id in 0..partitions {
-        let id = i32::try_from(id).map_err(broker_error)?;
-        clients
-            .push(client.partition_client(&target.topic, id, UnknownTopicHandling::Retry).await.map_err(broker_error)?);
-    }
-    Ok(clients)
 }
 
 /// A client of one partition on a connection of its own (see the module docs).
@@ -350,23 +331,6 @@ impl EventBus for KafkaBus {
             next: offset,
             buffered: VecDeque::new(),
         }))
-    }
-
-    /// Asks the broker for each partition's latest offset, and raises what
-    /// [`EventBus::end_offset`] answers to it.
-    async fn latest_end_offsets(&self) -> Result<Vec<u64>, LogError> {
-        let clients = self.offsets.get_or_try_init(|| offsets_connection(&self.target, self.partitions.len())).await?;
-        let latest = try_join_all(clients.iter().map(|client| client.get_offset(OffsetAt::Latest)))
-            .await
-            .map_err(broker_error)?;
-        latest
-            .into_iter()
-            .zip(&self.partitions)
-            .map(|(latest, partition)| {
-                let latest = offset(latest)?;
-                Ok(partition.end.fetch_max(latest, Ordering::AcqRel).max(latest))
-            })
-            .collect()
     }
 
     /// Nothing to do (see the module docs).

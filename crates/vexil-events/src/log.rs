@@ -102,11 +102,6 @@ pub trait EventBus: Send + Sync + 'static {
     /// The offset the next record appended to `partition` will get (everything below it is
     /// durable), as far as this node knows.
     fn end_offset(&self, partition: u32) -> u64;
-    /// Every partition's end offset as the bus has it now, whoever appended: a broker is asked,
-    /// since other nodes append to it too. The embedded log is appended to only by this node.
-    async fn latest_end_offsets(&self) -> Result<Vec<u64>, LogError> {
-        Ok((0..self.partitions()).map(|p| self.end_offset(p)).collect())
-    }
 }
 
 /// Reads records in offset order.

@@ -335,10 +335,14 @@ pub async fn bootstrap_admin_key(store: &dyn Backend, configured: Option<&str>) 
     let meta = ChangeMeta::new("system:bootstrap").with_reason("first start with an empty store");
     match configured {
         Some(secret) => {
-            store
-                .import_key(KeyKind::Admin, "bootstrap admin", &vexil_store::KeyGrant::default(), secret, &meta)
-                .await?;
-            tracing::info!("created the admin key from VEXIL_ADMIN_KEY");
+            let grant = vexil_store::KeyGrant::default();
+            match store.import_key(KeyKind::Admin, "bootstrap admin", &grant, secret, &meta).await {
+                Ok(_) => tracing::info!("created the admin key from VEXIL_ADMIN_KEY"),
+                // Another node of the distributed mode, started on the same empty database at
+                // the same moment, imported it first.
+                Err(StoreError::AlreadyExists { .. }) if store.has_keys().await? => {}
+                Err(e) => return Err(e),
+            }
             Ok(None)
         }
         None => {
