@@ -163,6 +163,23 @@ async fn partitions_are_shared_taken_over_and_fenced() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nodes_share_the_furthest_end_each_knows_of_every_partition() {
+    let Some(url) = fresh_database().await else { return };
+    // An ingest-only node shares its ends too, though it holds no partition.
+    let a = node(&url).await;
+    let b = PostgresBackend::connect_without_processing(&url, "events", PARTITIONS).await.unwrap();
+    let ends = |known: &[(usize, u64)]| {
+        let mut ends = vec![0; PARTITIONS as usize];
+        known.iter().for_each(|&(p, end)| ends[p] = end);
+        ends
+    };
+    assert_eq!(a.share_ends(&ends(&[(0, 5), (2, 3)])).unwrap(), ends(&[(0, 5), (2, 3)]));
+    assert_eq!(b.share_ends(&ends(&[(0, 2), (1, 7)])).unwrap(), ends(&[(0, 5), (1, 7), (2, 3)]));
+    // A node that knows less (it started later, or is behind) lowers nothing.
+    assert_eq!(a.share_ends(&ends(&[])).unwrap(), ends(&[(0, 5), (1, 7), (2, 3)]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_leaves_frees_its_partitions_at_once() {
     let Some(url) = fresh_database().await else { return };
     // Leases far longer than `settle` waits: the other node can only take the leaving node's

@@ -2,10 +2,17 @@
 //!
 //! A node's own lag (`lag_events`) covers the partitions it processes. In the distributed mode
 //! that is its share of the topic — none at all on an ingest-only node — while every node
-//! appends to every partition. The backlog is each partition's end offset on the bus (the
-//! broker's, whoever appended) less its committed checkpoint (the shared state's, whoever
-//! processes it), summed; ingest refuses batches (429) while either figure is past its bound,
-//! so every node holds back when the group as a whole falls behind.
+//! appends to every partition. The backlog is each partition's end offset on the bus less its
+//! committed checkpoint (the shared state's, whoever processes it), summed; ingest refuses
+//! batches (429) while either figure is past its bound, so every node holds back when the
+//! group as a whole falls behind.
+//!
+//! The end offsets are the nodes' own: each node knows the offsets the bus acknowledged for its
+//! appends and the high watermarks its readers fetched, shares them through the processing
+//! state, and takes the furthest any node shared. A broker could be asked instead (Kafka's
+//! ListOffsets), but tansu's in-memory engine answers that by listing every stored batch of the
+//! partition, and asking once a second slowed an ingest-only node (BENCHMARKS.md,
+//! "The topic's backlog").
 
 use crate::error::Error;
 use crate::log::EventBus;
@@ -25,14 +32,17 @@ impl Backlog {
         Backlog { bus, processing, metrics }
     }
 
-    /// Measures the backlog now and sets `backlog_events` to it. Must run inside the tokio
-    /// runtime (the checkpoints are read on a blocking thread).
+    /// Shares this node's end offsets, measures the backlog and sets `backlog_events` to it.
+    /// Must run inside the tokio runtime (the processing state is read on a blocking thread).
     pub async fn measure(&self) -> Result<u64, Error> {
-        let ends = self.bus.latest_end_offsets().await?;
+        let own: Vec<u64> = (0..self.bus.partitions()).map(|p| self.bus.end_offset(p)).collect();
         let processing = self.processing.clone();
-        let checkpoints = tokio::task::spawn_blocking(move || processing.stats()?.checkpoints())
-            .await
-            .map_err(|e| Error::Store(format!("reading the checkpoints: {e}")))??;
+        let (ends, checkpoints) = tokio::task::spawn_blocking(move || {
+            let ends = processing.share_ends(&own)?;
+            Ok::<_, Error>((ends, processing.stats()?.checkpoints()?))
+        })
+        .await
+        .map_err(|e| Error::Store(format!("reading the processing state: {e}")))??;
         let backlog = unprocessed(&ends, &checkpoints);
         Metrics::set(&self.metrics.backlog_events, backlog);
         Ok(backlog)

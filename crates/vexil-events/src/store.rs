@@ -109,6 +109,13 @@ pub trait ProcessingBackend: Send + Sync {
     fn released(&self, lease: Lease);
     /// Read access to what every partition has committed.
     fn stats(&self) -> Result<Box<dyn Stats>, Error>;
+    /// Shares with the other nodes what this node knows of each partition's end on the bus
+    /// (`ends[partition]`: its own acknowledged appends and what its readers fetched), and
+    /// returns each partition's end as the furthest any node has shared. Where this node is the
+    /// bus's only writer (the embedded mode) its own view is the whole truth.
+    fn share_ends(&self, ends: &[u64]) -> Result<Vec<u64>, Error> {
+        Ok(ends.to_vec())
+    }
     /// The pipeline has stopped for good (every processor released): other nodes may take
     /// everything over at once.
     fn leave(&self) {}

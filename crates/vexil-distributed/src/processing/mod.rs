@@ -38,6 +38,7 @@ const SCHEMA: Schema = Schema {
     migrations: &[
         include_str!("../migrations/0001_event_processing.sql"),
         include_str!("../migrations/0002_counted_users_have_rows.sql"),
+        include_str!("../migrations/0003_event_ends.sql"),
     ],
 };
 
@@ -148,6 +149,34 @@ async fn prepare(url: &str, topic: &str, partitions: u32) -> Result<Pool, String
     Ok(pool)
 }
 
+/// Raises each partition's shared end in `event_ends` to `ends[partition]` where that is
+/// further, and returns every partition's shared end (0 for one never shared).
+async fn share_ends(pool: &Pool, ends: &[u64]) -> Result<Vec<u64>, Error> {
+    let partitions: Vec<i32> = (0..ends.len()).map(|p| p as i32).collect();
+    let offsets: Vec<i64> = ends.iter().map(|&end| i64::try_from(end).unwrap_or(i64::MAX)).collect();
+    let client = pool.get().await.map_err(db_error)?;
+    let share = client
+        .prepare_cached(
+            "INSERT INTO event_ends (log_partition, end_offset) SELECT * FROM unnest($1::INTEGER[], $2::BIGINT[])
+             ON CONFLICT (log_partition) DO UPDATE SET end_offset = excluded.end_offset
+             WHERE event_ends.end_offset < excluded.end_offset",
+        )
+        .await
+        .map_err(pg)?;
+    client.execute(&share, &[&partitions, &offsets]).await.map_err(pg)?;
+    let read = client.prepare_cached("SELECT log_partition, end_offset FROM event_ends").await.map_err(pg)?;
+    let mut shared = vec![0; ends.len()];
+    for row in client.query(&read, &[]).await.map_err(pg)? {
+        let (partition, end): (i32, i64) = (row.get(0), row.get(1));
+        if let (Some(slot), Ok(end)) =
+            (usize::try_from(partition).ok().and_then(|p| shared.get_mut(p)), u64::try_from(end))
+        {
+            *slot = end;
+        }
+    }
+    Ok(shared)
+}
+
 /// A name no other process has: the host, the process and a random part.
 fn node_name() -> String {
     let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "node".into());
@@ -186,6 +215,10 @@ impl ProcessingBackend for PostgresBackend {
 
     fn holds(&self, lease: Lease) -> bool {
         self.group.holds(lease)
+    }
+
+    fn share_ends(&self, ends: &[u64]) -> Result<Vec<u64>, Error> {
+        wait(&self.runtime, share_ends(&self.pool, ends))
     }
 
     fn leave(&self) {

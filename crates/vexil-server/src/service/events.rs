@@ -233,9 +233,9 @@ pub struct Engines {
     pub processing: Option<Arc<dyn ProcessingBackend>>,
 }
 
-/// Measures `backlog` every [`BACKLOG_EVERY`] until `stop`. A measure that fails (the broker or
-/// the database unreachable) leaves ingest to each node's own lag, with one warning until a
-/// measure succeeds again.
+/// Measures `backlog` every [`BACKLOG_EVERY`] until `stop`. A measure that fails (the database
+/// unreachable) leaves ingest to this node's own lag, with one warning until a measure succeeds
+/// again.
 async fn measure_backlog(backlog: Arc<Backlog>, stop: CancellationToken) {
     let mut failing = false;
     loop {
