@@ -23,6 +23,22 @@ async fn node(database_url: &str) -> Server {
     Server::start_with(Options { args: vec!["--database-url".into(), database_url.into()], ..Options::default() }).await
 }
 
+/// A node of the distributed mode on `database_url` and the event bus `bus` (`kafka://…`), which
+/// processes events or only ingests them, with `args` and `env` besides.
+async fn bus_node(
+    database_url: &str,
+    bus: &str,
+    processing: bool,
+    mut args: Vec<String>,
+    mut env: Vec<(String, String)>,
+) -> Server {
+    args.extend(["--database-url".into(), database_url.into(), "--event-bus".into(), bus.into()]);
+    if !processing {
+        env.push(("VEXIL_EVENT_PROCESSING".into(), "false".into()));
+    }
+    Server::start_with(Options { args, env, ..Options::default() }).await
+}
+
 /// The boolean a node serves for `flag` to `user`, or `None` while it does not know the flag.
 async fn served(node: &Server, flag: &str, user: &str) -> Option<bool> {
     let request = node.admin(Method::POST, &format!("/v1/flags/{flag}/evaluate")).json(&json!({"user_id": user}));
@@ -152,20 +168,10 @@ async fn events_sent_to_any_node_are_counted_once_and_survive_a_killed_node() {
         .collect();
     // One database, one topic of 4 partitions and one archive prefix shared by every node.
     let prefix = format!("{bucket}/{run}");
-    let start = |processing: bool| {
-        let args = vec![
-            "--database-url".into(),
-            database_url.clone(),
-            "--event-bus".into(),
-            format!("kafka://{broker}/{run}?partitions=4"),
-            "--archive-url".into(),
-            prefix.clone(),
-        ];
-        let mut env = aws.clone();
-        if !processing {
-            env.push(("VEXIL_EVENT_PROCESSING".into(), "false".into()));
-        }
-        Server::start_with(Options { args, env, ..Options::default() })
+    let bus = format!("kafka://{broker}/{run}?partitions=4");
+    let start = |processing| {
+        let archive = vec!["--archive-url".into(), prefix.clone()];
+        bus_node(&database_url, &bus, processing, archive, aws.clone())
     };
     let a = start(true).await;
     // D only ingests: it takes no partition, and what it is sent is processed by the others.
@@ -275,19 +281,9 @@ async fn every_node_refuses_events_while_the_topic_is_too_far_behind() {
     let Some(database_url) = fresh_database().await else { return };
     let Some(broker) = engine_variable("VEXIL_TEST_BROKER", "broker.sh") else { return };
     let run = database_url.rsplit('/').next().unwrap().replace('_', "-");
-    let start = |processing: bool| {
-        let args = vec![
-            "--database-url".into(),
-            database_url.clone(),
-            "--event-bus".into(),
-            format!("kafka://{broker}/{run}?partitions=2"),
-        ];
-        let mut env = vec![("VEXIL_EVENT_MAX_LAG_EVENTS".to_string(), "300".to_string())];
-        if !processing {
-            env.push(("VEXIL_EVENT_PROCESSING".into(), "false".into()));
-        }
-        Server::start_with(Options { args, env, ..Options::default() })
-    };
+    let bus = format!("kafka://{broker}/{run}?partitions=2");
+    let bound = vec![("VEXIL_EVENT_MAX_LAG_EVENTS".to_string(), "300".to_string())];
+    let start = |processing| bus_node(&database_url, &bus, processing, Vec::new(), bound.clone());
     // Two ingest-only nodes and, for now, no node that processes.
     let (d1, d2) = tokio::join!(start(false), start(false));
     let post =
