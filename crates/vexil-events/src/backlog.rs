@@ -58,13 +58,13 @@ impl Backlog {
 /// The records below each partition's end offset (`ends[partition]`) and at or above its
 /// checkpoint, summed; a partition without a checkpoint has processed nothing.
 fn unprocessed(ends: &[u64], checkpoints: &[(u32, u64)]) -> u64 {
-    ends.iter()
-        .enumerate()
-        .map(|(partition, end)| {
-            let checkpoint = checkpoints.iter().find(|(p, _)| *p as usize == partition).map_or(0, |(_, c)| *c);
-            end.saturating_sub(checkpoint)
-        })
-        .sum()
+    let mut processed = vec![0; ends.len()];
+    for &(partition, checkpoint) in checkpoints {
+        if let Some(slot) = processed.get_mut(partition as usize) {
+            *slot = checkpoint;
+        }
+    }
+    ends.iter().zip(processed).map(|(end, checkpoint)| end.saturating_sub(checkpoint)).sum()
 }
 
 #[cfg(test)]
