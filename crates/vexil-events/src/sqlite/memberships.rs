@@ -127,10 +127,7 @@ impl LatestDays {
         }
         let mut stmt = conn.prepare_cached("SELECT counter_ids FROM memberships WHERE user_id = ?1 AND day = ?2")?;
         let ids = stmt.query_row(params![user, day], |r| r.get::<_, String>(0)).optional()?;
-        Ok(match ids {
-            Some(ids) => parse_ids(&ids)?,
-            None => Vec::new(),
-        })
+        Ok(ids.as_deref().map_or(Ok(Vec::new()), parse_ids)?)
     }
 
     /// Adds `user`'s new memberships (`by_day`: ids by day, days ascending) in `tx`, except
@@ -234,10 +231,7 @@ fn take_from_table(tx: &Connection, user: &str, day: i64) -> Result<Vec<i64>, Er
     let mut stmt =
         tx.prepare_cached("DELETE FROM memberships WHERE user_id = ?1 AND day = ?2 RETURNING counter_ids")?;
     let ids = stmt.query_row(params![user, day], |r| r.get::<_, String>(0)).optional()?;
-    Ok(match ids {
-        Some(ids) => parse_ids(&ids)?,
-        None => Vec::new(),
-    })
+    Ok(ids.as_deref().map_or(Ok(Vec::new()), parse_ids)?)
 }
 
 #[cfg(test)]

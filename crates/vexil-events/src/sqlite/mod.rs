@@ -114,6 +114,14 @@ impl ProcessingBackend for SqliteBackend {
 /// 16 MiB holds them (64 MiB was no faster).
 const PAGE_CACHE_KIB: i64 = 16 * 1024;
 
+/// The checkpoint of the last commit: every record below it is processed. `None` before the
+/// first commit.
+fn committed_offset(conn: &Connection) -> rusqlite::Result<Option<u64>> {
+    let offset: Option<i64> =
+        conn.query_row("SELECT next_offset FROM checkpoint WHERE id = 0", [], |r| r.get(0)).optional()?;
+    Ok(offset.map(|offset| offset as u64))
+}
+
 /// How often a commit is synced to disk (the others are not; see [`SqlitePartitionStore::commit`]).
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 
@@ -145,8 +153,7 @@ impl SqlitePartitionStore {
 impl PartitionStore for SqlitePartitionStore {
     fn load(&mut self) -> Result<Committed, Error> {
         let conn = &self.conn;
-        let next_offset: Option<i64> =
-            conn.query_row("SELECT next_offset FROM checkpoint WHERE id = 0", [], |r| r.get(0)).optional()?;
+        let next_offset = committed_offset(conn)?;
         let mut sums = HashMap::new();
         let mut stmt = conn
             .prepare("SELECT experiment, variant, metric, n, sum_x, sum_x2, sum_y, sum_y2, sum_xy FROM aggregates")?;
@@ -165,7 +172,7 @@ impl PartitionStore for SqlitePartitionStore {
                 })
             })?
             .collect::<Result<_, _>>()?;
-        Ok(Committed { next_offset: next_offset.unwrap_or(0) as u64, open_files, sums })
+        Ok(Committed { next_offset: next_offset.unwrap_or(0), open_files, sums })
     }
 
     // SQLite runs in this process: a point lookup per id costs about what a batched query
@@ -382,9 +389,7 @@ impl SqliteStats {
 
 impl Stats for SqliteStats {
     fn checkpoints(&self) -> Result<Vec<(u32, u64)>, Error> {
-        let next_offset: Option<i64> =
-            self.conn.query_row("SELECT next_offset FROM checkpoint WHERE id = 0", [], |r| r.get(0)).optional()?;
-        Ok(next_offset.map(|offset| (LEASE.partition, offset as u64)).into_iter().collect())
+        Ok(committed_offset(&self.conn)?.map(|offset| (LEASE.partition, offset)).into_iter().collect())
     }
 
     fn aggregates(&self, experiment: &str) -> Result<Vec<AggregateRow>, Error> {
