@@ -334,6 +334,7 @@ fn query_parameters(path: &str) -> Vec<(&'static str, Value, bool, &'static str)
     let string = || json!({"type": "string"});
     let integer = || json!({"type": "integer", "minimum": 0});
     let time = || json!({"type": "string", "format": "date-time"});
+    let one_of = |values: &[&str]| json!({"type": "string", "enum": values});
     match path {
         "/v1/evaluate" => {
             vec![("flag_key", string(), true, "The flag to evaluate."), ("user_id", string(), true, "The user.")]
@@ -349,12 +350,9 @@ fn query_parameters(path: &str) -> Vec<(&'static str, Value, bool, &'static str)
             ("context", string(), false, "The context attributes as a JSON object (text)."),
         ],
         "/v1/admin/import" => vec![("dry_run", json!({"type": "boolean"}), false, "Only validate; change nothing.")],
-        "/v1/admin/change-requests" => vec![(
-            "status",
-            json!({"type": "string", "enum": ["pending", "approved", "rejected"]}),
-            false,
-            "Only the requests in this state.",
-        )],
+        "/v1/admin/change-requests" => {
+            vec![("status", one_of(&["pending", "approved", "rejected"]), false, "Only the requests in this state.")]
+        }
         "/v1/admin/audit" => vec![
             ("entity", string(), false, "flag, segment, experiment, key, ..."),
             ("key", string(), false, "The entity's key."),
@@ -371,13 +369,13 @@ fn query_parameters(path: &str) -> Vec<(&'static str, Value, bool, &'static str)
         ],
         "/v1/stats/events" => vec![
             ("event", string(), true, "The event name."),
-            ("window", json!({"type": "string", "enum": ["hour", "day"]}), false, "Counter granularity."),
+            ("window", one_of(&["hour", "day"]), false, "Counter granularity."),
             ("from", time(), false, "Start of the range."),
             ("to", time(), false, "End of the range."),
             ("experiment", string(), false, "Only this experiment's exposures."),
         ],
         "/v1/admin/emergency-stop/preview" => vec![
-            ("scope", json!({"type": "string", "enum": ["all", "tag", "flags"]}), true, "What the stop covers."),
+            ("scope", one_of(&["all", "tag", "flags"]), true, "What the stop covers."),
             ("tag", string(), false, "The tag (scope tag)."),
             ("flags", string(), false, "Comma-separated flag keys (scope flags)."),
         ],
@@ -386,18 +384,8 @@ fn query_parameters(path: &str) -> Vec<(&'static str, Value, bool, &'static str)
             ("to", time(), false, "End of the range (default now)."),
         ],
         "/v1/experiments/{key}/results" => vec![
-            (
-                "method",
-                json!({"type": "string", "enum": ["frequentist", "sequential", "bayesian"]}),
-                false,
-                "Analysis method.",
-            ),
-            (
-                "correction",
-                json!({"type": "string", "enum": ["holm", "bh", "none"]}),
-                false,
-                "Multiple-comparison correction.",
-            ),
+            ("method", one_of(&["frequentist", "sequential", "bayesian"]), false, "Analysis method."),
+            ("correction", one_of(&["holm", "bh", "none"]), false, "Multiple-comparison correction."),
         ],
         "/v1/experiments/{key}/power" => vec![
             ("metric", string(), false, "The metric to plan for."),
