@@ -23,6 +23,7 @@
 //! store puts whole objects.
 
 mod parquet_file;
+mod writer;
 
 use crate::durable::write_atomically;
 use crate::event::{Event, StoredEvent};
@@ -38,6 +39,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
+use writer::{Closing, Writer};
 
 /// Where archive files are stored (shared by the processors of every partition).
 pub trait ArchiveStore: Send + Sync {
@@ -183,14 +185,14 @@ fn line(stored: &StoredEvent, attribution: &[(String, String)]) -> Vec<u8> {
 
 /// The archive stage: adds `stored`, the record at `offset`, to the buffer of its
 /// `partition` (see [`partition_of`]) with the experiments and variants it is attributed to.
-/// Returns the files this closed.
+/// The files this closes are stored by the time [`Archiver::written`] returns them.
 pub(crate) fn archive(
     archiver: &mut Archiver,
     partition: String,
     offset: u64,
     stored: &StoredEvent,
     attribution: &[(String, String)],
-) -> io::Result<Vec<ClosedFile>> {
+) -> io::Result<()> {
     archiver.add(partition, offset, stored.received_at, &line(stored, attribution))
 }
 
@@ -249,10 +251,9 @@ struct Buffer {
 
 /// An open file's contents in the archive's format.
 enum Encoder {
-    /// Lines not yet handed to gzip, and the gzip stream so far. Each write to a `GzEncoder`
-    /// clears its whole 32 KiB output buffer first, so writing every line on its own spent more
-    /// time clearing memory than compressing; gzip gets [`CHUNK`] bytes at a time instead.
-    Jsonl { pending: Vec<u8>, gzip: GzEncoder<Vec<u8>> },
+    /// The lines so far; gzip compresses them all at once when the file is closed, on the
+    /// archive's writer thread (see [`writer`]).
+    Jsonl(Vec<u8>),
     /// Typed columns; Parquet writes a column at a time, so they are encoded at close.
     Parquet(Box<ParquetRows>),
 }
@@ -260,9 +261,7 @@ enum Encoder {
 impl Encoder {
     fn new(format: ArchiveFormat) -> Encoder {
         match format {
-            ArchiveFormat::Jsonl => {
-                Encoder::Jsonl { pending: Vec::new(), gzip: GzEncoder::new(Vec::new(), Compression::fast()) }
-            }
+            ArchiveFormat::Jsonl => Encoder::Jsonl(Vec::new()),
             ArchiveFormat::Parquet => Encoder::Parquet(Box::default()),
         }
     }
@@ -270,13 +269,9 @@ impl Encoder {
     /// Adds one event line (without newline).
     fn add(&mut self, line: &[u8]) -> io::Result<()> {
         match self {
-            Encoder::Jsonl { pending, gzip } => {
-                pending.extend_from_slice(line);
-                pending.push(b'\n');
-                if pending.len() >= CHUNK {
-                    gzip.write_all(pending)?;
-                    pending.clear();
-                }
+            Encoder::Jsonl(lines) => {
+                lines.extend_from_slice(line);
+                lines.push(b'\n');
                 Ok(())
             }
             Encoder::Parquet(rows) => rows.add(line),
@@ -286,8 +281,9 @@ impl Encoder {
     /// The file's bytes.
     fn finish(self) -> io::Result<Vec<u8>> {
         match self {
-            Encoder::Jsonl { pending, mut gzip } => {
-                gzip.write_all(&pending)?;
+            Encoder::Jsonl(lines) => {
+                let mut gzip = GzEncoder::new(Vec::with_capacity(lines.len() / 4), Compression::fast());
+                gzip.write_all(&lines)?;
                 gzip.finish()
             }
             Encoder::Parquet(rows) => rows.finish(),
@@ -295,12 +291,10 @@ impl Encoder {
     }
 }
 
-/// Uncompressed bytes collected per buffer before they are compressed.
-const CHUNK: usize = 64 * 1024;
-
-/// Buffers events per partition and closes files by the rules above.
+/// Buffers events per partition and closes files by the rules above; a thread of its own
+/// stores them.
 pub struct Archiver {
-    store: Arc<dyn ArchiveStore>,
+    writer: Writer,
     /// The log partition whose events this archiver writes.
     log_partition: u32,
     options: ArchiveOptions,
@@ -316,7 +310,7 @@ impl Archiver {
     /// Archives the events of `log_partition` into `store`.
     pub fn new(store: Arc<dyn ArchiveStore>, log_partition: u32, options: ArchiveOptions) -> Archiver {
         Archiver {
-            store,
+            writer: Writer::new(store, log_partition),
             log_partition,
             options,
             buffers: HashMap::new(),
@@ -325,8 +319,10 @@ impl Archiver {
         }
     }
 
-    /// Starts over from what the state database says was open at the last checkpoint.
+    /// Starts over from what the state database says was open at the last checkpoint. Files
+    /// closed since are written again by replay, so how their writes went no longer matters.
     pub fn restore(&mut self, open: &[OpenFile]) {
+        self.writer.discard();
         self.buffers.clear();
         self.rebuilt.clear();
         self.resume = open.iter().map(|o| (o.partition.clone(), o.clone())).collect();
@@ -359,10 +355,10 @@ impl Archiver {
         self.resume.get(partition).is_some_and(|open| offset >= open.first_offset)
     }
 
-    /// Adds one event line (without newline). Returns the files this closed.
-    pub fn add(&mut self, partition: String, offset: u64, received: i64, line: &[u8]) -> io::Result<Vec<ClosedFile>> {
+    /// Adds one event line (without newline), closing the files that are due.
+    pub fn add(&mut self, partition: String, offset: u64, received: i64, line: &[u8]) -> io::Result<()> {
         let max_age = self.options.max_age_millis;
-        let mut closed = self.close_where(|b| received >= b.first_received + max_age)?;
+        self.close_where(|b| received >= b.first_received + max_age)?;
         if self.resume.contains_key(&partition) && !self.rebuilt.contains(&partition) {
             self.rebuilt.insert(partition.clone());
         }
@@ -378,39 +374,47 @@ impl Archiver {
         buffer.raw_bytes += line.len() + 1;
         if buffer.events >= self.options.max_events || buffer.raw_bytes >= self.options.max_bytes {
             let buffer = self.buffers.remove(&partition).expect("present");
-            closed.push(self.close(partition, buffer)?);
+            self.close(partition, buffer)?;
         }
-        Ok(closed)
+        Ok(())
+    }
+
+    /// Waits until every file closed since the last call is stored, and returns them in the
+    /// order they were closed. A commit comes after it: the buffers it no longer records as open
+    /// must be in files by then.
+    pub fn written(&mut self) -> io::Result<Vec<ClosedFile>> {
+        self.writer.written()
     }
 
     /// Closes buffers whose first event is older than the age limit at wall-clock `now_millis`
-    /// (used only when idle; the caller commits right after).
+    /// (used only when idle; the caller commits right after). Returns the files closed since
+    /// the last [`Archiver::written`], stored.
     pub fn close_idle(&mut self, now_millis: i64) -> io::Result<Vec<ClosedFile>> {
         let max_age = self.options.max_age_millis;
-        self.close_where(|b| now_millis >= b.first_received + max_age)
+        self.close_where(|b| now_millis >= b.first_received + max_age)?;
+        self.written()
     }
 
-    /// Closes every buffer (at shutdown).
+    /// Closes every buffer (at a flush and at shutdown). Returns the files closed since the last
+    /// [`Archiver::written`], stored.
     pub fn close_all(&mut self) -> io::Result<Vec<ClosedFile>> {
-        self.close_where(|_| true)
+        self.close_where(|_| true)?;
+        self.written()
     }
 
-    fn close_where(&mut self, due: impl Fn(&Buffer) -> bool) -> io::Result<Vec<ClosedFile>> {
+    fn close_where(&mut self, due: impl Fn(&Buffer) -> bool) -> io::Result<()> {
         let mut partitions: Vec<String> = self.buffers.iter().filter(|(_, b)| due(b)).map(|(p, _)| p.clone()).collect();
         partitions.sort();
-        let mut closed = Vec::with_capacity(partitions.len());
         for partition in partitions {
             let buffer = self.buffers.remove(&partition).expect("present");
-            closed.push(self.close(partition, buffer)?);
+            self.close(partition, buffer)?;
         }
-        Ok(closed)
+        Ok(())
     }
 
-    fn close(&mut self, partition: String, buffer: Buffer) -> io::Result<ClosedFile> {
+    fn close(&mut self, partition: String, buffer: Buffer) -> io::Result<()> {
         let name = file_name(self.log_partition, buffer.first_offset, self.options.format);
-        let bytes = buffer.encoder.finish()?;
-        self.store.put(&partition, &name, &bytes)?;
-        Ok(ClosedFile { partition, name, events: buffer.events, bytes: bytes.len() })
+        self.writer.write(Closing { partition, name, events: buffer.events, encoder: buffer.encoder })
     }
 }
 
@@ -435,5 +439,48 @@ mod tests {
         assert_eq!(archiver.open_files(), vec![open("p0", 10), open("p1", 20)]);
         archiver.close_all().unwrap();
         assert_eq!(archiver.open_files(), vec![]);
+    }
+
+    /// Stores files in memory, failing the first `failures` puts.
+    #[derive(Default)]
+    struct FlakyStore {
+        failures: std::sync::Mutex<usize>,
+        stored: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl ArchiveStore for FlakyStore {
+        fn put(&self, _partition: &str, name: &str, _bytes: &[u8]) -> io::Result<()> {
+            let mut failures = self.failures.lock().unwrap();
+            if *failures > 0 {
+                *failures -= 1;
+                return Err(io::Error::other("disk full"));
+            }
+            self.stored.lock().unwrap().push(name.to_string());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_file_that_could_not_be_stored_fails_the_wait_before_the_commit_and_only_that_one() {
+        let store = Arc::new(FlakyStore { failures: std::sync::Mutex::new(1), ..FlakyStore::default() });
+        let options = ArchiveOptions { max_events: 2, ..ArchiveOptions::default() };
+        let mut archiver = Archiver::new(store.clone(), 0, options);
+        for offset in 0..4 {
+            archiver.add("p0".into(), offset, 0, b"{}").unwrap();
+        }
+        let err = archiver.written().unwrap_err();
+        assert_eq!(err.to_string(), "disk full");
+        assert_eq!(*store.stored.lock().unwrap(), ["00000-00000000000000000002.jsonl.gz"], "the other file is stored");
+
+        // The session starts again from its last commit, when nothing was closed yet.
+        archiver.restore(&[OpenFile { partition: "p0".into(), first_offset: 0, first_received: 0 }]);
+        assert!(archiver.written().unwrap().is_empty(), "the failure is not reported twice");
+        for offset in 0..4 {
+            archiver.add("p0".into(), offset, 0, b"{}").unwrap();
+        }
+        let written = archiver.written().unwrap();
+        let names: Vec<&str> = written.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["00000-00000000000000000000.jsonl.gz", "00000-00000000000000000002.jsonl.gz"]);
+        assert_eq!(written.iter().map(|f| f.events).sum::<usize>(), 4);
     }
 }

@@ -379,11 +379,9 @@ mod tests {
         let mut archiver = parquet_archiver(dir.path(), 1000);
         for (offset, (event, received, attribution)) in events.iter().enumerate() {
             let partition = partition_of(event.timestamp);
-            assert!(archiver
-                .add(partition, offset as u64, *received, &line(event, *received, attribution))
-                .unwrap()
-                .is_empty());
+            archiver.add(partition, offset as u64, *received, &line(event, *received, attribution)).unwrap();
         }
+        assert!(archiver.written().unwrap().is_empty(), "no file closes before 1,000 events");
         let closed = archiver.close_all().unwrap();
         let names: Vec<String> = closed.iter().map(|c| format!("{}/{}", c.partition, c.name)).collect();
         // 10:30+02:00 is 08:30 UTC: partitions are by UTC time.
@@ -435,6 +433,7 @@ mod tests {
             }
         }
         // The second file was written, but the process died before its commit.
+        assert_eq!(before.written().unwrap().len(), 2);
         let written: Vec<(String, Vec<u8>)> = files()
             .iter()
             .map(|f| (f.file_name().unwrap().to_str().unwrap().to_string(), std::fs::read(f).unwrap()))
@@ -452,6 +451,7 @@ mod tests {
                 after.add(partition(), *offset, *received, line).unwrap();
             }
         }
+        assert_eq!(after.written().unwrap().len(), 1, "replay closes the second file again");
         assert!(after.close_all().unwrap().is_empty(), "nothing is left open");
         let rewritten: Vec<Vec<u8>> = files().iter().map(|f| std::fs::read(f).unwrap()).collect();
         assert_eq!(rewritten.len(), 2);

@@ -4,7 +4,8 @@
 //! [`Stages::process_batch`] is where the order is written: per event dedupe → enrich →
 //! aggregate → archive → counters, each stage in the module of its name, then one commit of
 //! everything the batch changed. Threads, retries and progress are the processor's
-//! ([`super::processor`]); nothing here waits or spawns.
+//! ([`super::processor`]); the one wait here is for the archive's files before the commit (the
+//! archive stores them on a thread of its own).
 
 use super::reader::Decoded;
 use super::working_copy::WorkingCopy;
@@ -113,8 +114,9 @@ impl Stages {
     ///
     /// The batch's dedupe ids and users are read from the store first, together. Each event
     /// then goes through dedupe → enrich → aggregate → archive → counters in log order;
-    /// the counters of the whole batch are then added together and everything it changed is
-    /// committed in one transaction with the checkpoint. Records before the checkpoint are
+    /// the counters of the whole batch are then added together, the archive files it closed
+    /// (stored on the archive's own thread meanwhile) are waited for, and everything it
+    /// changed is committed in one transaction with the checkpoint. Records before the checkpoint are
     /// being replayed after a restart.
     pub fn process_batch(
         &mut self,
@@ -152,17 +154,18 @@ impl Stages {
             let partition =
                 format!("{}{}", environment::archive_prefix(env), archive::partition_of(stored.event.timestamp));
             if replayed {
-                report.closed.extend(self.archive_replayed(copy, partition, offset, stored)?);
+                self.archive_replayed(copy, partition, offset, stored)?;
                 continue;
             }
             let mut user = enrich::enrich(&mut copy.users, &stored.event, env, &self.metrics);
             aggregate::aggregate(&mut copy.aggregates, &self.experiments, &mut user, &stored.event);
             let attribution = user.into_attribution();
-            report.closed.extend(archive::archive(&mut self.archiver, partition, offset, stored, &attribution)?);
+            archive::archive(&mut self.archiver, partition, offset, stored, &attribution)?;
             counters::count(&mut to_count, stored, attribution);
             report.processed += 1;
         }
         copy.counters.add_events(&mut *self.store, &to_count, copy.users.new_to_store())?;
+        report.closed = self.archiver.written()?;
         let expire = self.dedupe_expiry();
         let open = self.archiver.open_files();
         copy.commit(&mut *self.store, (last + 1).max(checkpoint), open, deliveries.new_ids(), expire)?;
@@ -177,9 +180,9 @@ impl Stages {
         partition: String,
         offset: u64,
         stored: &StoredEvent,
-    ) -> std::io::Result<Vec<ClosedFile>> {
+    ) -> std::io::Result<()> {
         if !self.archiver.wants_replayed(&partition, offset) {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let attribution = copy.users.attribution(&stored.event, stored.env.as_deref());
         archive::archive(&mut self.archiver, partition, offset, stored, &attribution)
