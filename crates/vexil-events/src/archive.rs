@@ -20,7 +20,8 @@
 //!
 //! Where files go is behind [`ArchiveStore`]: [`LocalArchive`] writes a temporary file, syncs it
 //! and renames it into place, so no partial file is ever visible; the distributed mode's S3
-//! store puts whole objects.
+//! store puts whole objects. Closed files are finished and stored on a thread of the archiver's
+//! own ([`writer`]); the processor waits for them ([`Archiver::written`]) before its commit.
 
 mod parquet_file;
 mod writer;
@@ -482,5 +483,33 @@ mod tests {
         let names: Vec<&str> = written.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["00000-00000000000000000000.jsonl.gz", "00000-00000000000000000002.jsonl.gz"]);
         assert_eq!(written.iter().map(|f| f.events).sum::<usize>(), 4);
+    }
+
+    /// Panics at its first put, as a bug in storing would.
+    #[derive(Default)]
+    struct PanicsOnce {
+        panicked: std::sync::atomic::AtomicBool,
+    }
+
+    impl ArchiveStore for PanicsOnce {
+        fn put(&self, _partition: &str, _name: &str, _bytes: &[u8]) -> io::Result<()> {
+            if !self.panicked.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                panic!("a bug in storing a file");
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_writer_that_panicked_fails_its_wait_and_is_replaced() {
+        let options = ArchiveOptions { max_events: 1, ..ArchiveOptions::default() };
+        let mut archiver = Archiver::new(Arc::new(PanicsOnce::default()), 0, options);
+        archiver.add("p0".into(), 0, 0, b"{}").unwrap();
+        let err = archiver.written().unwrap_err();
+        assert_eq!(err.to_string(), "the archive's writer thread ended unexpectedly");
+
+        archiver.restore(&[OpenFile { partition: "p0".into(), first_offset: 0, first_received: 0 }]);
+        archiver.add("p0".into(), 0, 0, b"{}").unwrap();
+        assert_eq!(archiver.written().unwrap().len(), 1, "a new writer stores the file");
     }
 }

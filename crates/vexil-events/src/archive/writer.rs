@@ -42,8 +42,11 @@ impl Writer {
 
     /// Hands `closing` over to be stored.
     pub fn write(&mut self, closing: Closing) -> io::Result<()> {
-        let running = self.running()?;
-        running.closing.send(closing).map_err(|_| stopped())?;
+        if self.running()?.closing.send(closing).is_err() {
+            // The thread is gone (it panicked); the next file starts a new one.
+            self.thread = None;
+            return Err(stopped());
+        }
         self.in_flight += 1;
         Ok(())
     }
@@ -54,28 +57,21 @@ impl Writer {
         let mut written = Vec::with_capacity(self.in_flight);
         let mut failure = None;
         while self.in_flight > 0 {
-            let outcome = match &self.thread {
-                Some(running) => running.outcomes.recv().unwrap_or_else(|_| Err(stopped())),
-                None => Err(stopped()),
-            };
             self.in_flight -= 1;
+            let outcome = self.thread.as_ref().and_then(|running| running.outcomes.recv().ok());
             match outcome {
-                Ok(file) => written.push(file),
-                Err(e) => {
+                Some(Ok(file)) => written.push(file),
+                Some(Err(e)) => {
                     failure.get_or_insert(e);
                 }
-            }
-        }
-        match failure {
-            None => Ok(written),
-            Some(e) => {
-                // The writer may have died; a new one is started for the next file.
-                if self.thread.as_ref().is_some_and(|r| r.handle.is_finished()) {
+                None => {
+                    // The thread is gone (it panicked); the next file starts a new one.
                     self.thread = None;
+                    failure.get_or_insert_with(stopped);
                 }
-                Err(e)
             }
         }
+        failure.map_or(Ok(written), Err)
     }
 
     /// Waits for what was handed over and forgets how it went (a new session writes those
@@ -124,5 +120,5 @@ impl Drop for Writer {
 }
 
 fn stopped() -> io::Error {
-    io::Error::other("the archive's writer thread stopped")
+    io::Error::other("the archive's writer thread ended unexpectedly")
 }
