@@ -55,17 +55,19 @@ async fn event_engines(config: &ServerConfig) -> Result<crate::service::events::
         // A topic created here has one copy; create it beforehand for replication.
         let bus = KafkaBus::connect(&target, 1).await.map_err(|e| format!("cannot reach the event bus {url}: {e}"))?;
         let (topic, partitions) = (&target.topic, bus.partitions());
+        let unopened = |e| format!("cannot open the processing state in the database: {e}");
         let processing = if config.event_processing {
-            PostgresBackend::connect(database_url, topic, partitions, GroupOptions::default()).await
-        } else {
-            PostgresBackend::connect_without_processing(database_url, topic, partitions).await
-        }
-        .map_err(|e| format!("cannot open the processing state in the database: {e}"))?;
-        if config.event_processing {
+            let processing = PostgresBackend::connect(database_url, topic, partitions, GroupOptions::default())
+                .await
+                .map_err(unopened)?;
             tracing::info!(node = processing.node(), partitions, "joined the event consumer group");
+            processing
         } else {
+            let processing =
+                PostgresBackend::connect_without_processing(database_url, topic, partitions).await.map_err(unopened)?;
             tracing::info!(node = processing.node(), partitions, "ingesting only: the other nodes process the events");
-        }
+            processing
+        };
         engines.bus = Some(Arc::new(bus));
         engines.processing = Some(Arc::new(processing));
     }
