@@ -23,7 +23,7 @@ pub(super) struct Closing {
 pub(super) struct Writer {
     store: Arc<dyn ArchiveStore>,
     log_partition: u32,
-    /// `None` only while a new thread is being started.
+    /// `None` before the first file and after the thread was lost; the next file starts one.
     thread: Option<Running>,
     /// Files handed over whose outcome has not been taken yet.
     in_flight: usize,
@@ -110,11 +110,11 @@ impl Writer {
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        if let Some(Running { closing, outcomes, handle }) = self.thread.take() {
-            // Files handed over are still stored: a clean stop closes and commits after them.
+        if let Some(Running { closing, handle, .. }) = self.thread.take() {
+            // Closing the channel ends the thread once it has stored what it was handed; joining
+            // it keeps a retired processor's files from landing after the processor is gone.
             drop(closing);
             let _ = handle.join();
-            drop(outcomes);
         }
     }
 }

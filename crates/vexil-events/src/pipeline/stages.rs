@@ -115,8 +115,8 @@ impl Stages {
     /// The batch's dedupe ids and users are read from the store first, together. Each event
     /// then goes through dedupe → enrich → aggregate → archive → counters in log order;
     /// the counters of the whole batch are then added together, the archive files it closed
-    /// (stored on the archive's own thread meanwhile) are waited for, and everything it
-    /// changed is committed in one transaction with the checkpoint. Records before the checkpoint are
+    /// (stored on the archive's own thread meanwhile) are waited for, and everything it changed
+    /// is committed in one transaction with the checkpoint. Records before the checkpoint are
     /// being replayed after a restart.
     pub fn process_batch(
         &mut self,
