@@ -34,7 +34,7 @@ impl Backlog {
 
     /// Shares this node's end offsets, measures the backlog and sets `backlog_events` to it.
     /// Must run inside the tokio runtime (the processing state is read on a blocking thread).
-    pub async fn measure(&self) -> Result<u64, Error> {
+    pub async fn measure(&self) -> Result<(), Error> {
         let own: Vec<u64> = (0..self.bus.partitions()).map(|p| self.bus.end_offset(p)).collect();
         let processing = self.processing.clone();
         let (ends, checkpoints) = tokio::task::spawn_blocking(move || {
@@ -43,9 +43,8 @@ impl Backlog {
         })
         .await
         .map_err(|e| Error::Store(format!("reading the processing state: {e}")))??;
-        let backlog = unprocessed(&ends, &checkpoints);
-        Metrics::set(&self.metrics.backlog_events, backlog);
-        Ok(backlog)
+        Metrics::set(&self.metrics.backlog_events, unprocessed(&ends, &checkpoints));
+        Ok(())
     }
 
     /// Forgets the last measure, when a new one failed: a backlog that cannot be measured does

@@ -240,7 +240,7 @@ async fn measure_backlog(backlog: Arc<Backlog>, stop: CancellationToken) {
     let mut failing = false;
     loop {
         match backlog.measure().await {
-            Ok(_) => failing = false,
+            Ok(()) => failing = false,
             Err(e) => {
                 backlog.forget();
                 if !failing {
