@@ -7,9 +7,9 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${OFREP_VENV:-$root/target/ofrep-venv}"
 
-cargo build --quiet --manifest-path "$root/Cargo.toml" -p vexil
+binary="$(bash "$root/scripts/test-binary.sh")"
 if [[ ! -x "$venv/bin/python" ]]; then
     python3 -m venv "$venv"
 fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/tests/ofrep/requirements.txt"
-exec "$venv/bin/python" "$root/tests/ofrep/test_ofrep.py" "$root/target/debug/vexil"
+exec "$venv/bin/python" "$root/tests/ofrep/test_ofrep.py" "$binary"

@@ -9,8 +9,8 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 work="${OFREP_WEB_DIR:-$root/target/ofrep-web}"
 
-cargo build --quiet --manifest-path "$root/Cargo.toml" -p vexil
+binary="$(bash "$root/scripts/test-binary.sh")"
 mkdir -p "$work"
 cp "$root/tests/ofrep-web/package.json" "$root/tests/ofrep-web/test_ofrep_web.mjs" "$work/"
 (cd "$work" && npm install --silent --no-audit --no-fund)
-exec node "$work/test_ofrep_web.mjs" "$root/target/debug/vexil"
+exec node "$work/test_ofrep_web.mjs" "$binary"

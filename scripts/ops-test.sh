@@ -54,10 +54,10 @@ assert d["title"] and d["uid"] and d["panels"] and d["schemaVersion"] >= 36, sys
 assert len({p["id"] for p in d["panels"]}) == len(d["panels"]), "panel ids repeat"' "$dashboard"
 done
 
-cargo build --quiet --manifest-path "$root/Cargo.toml" -p vexil
+binary="$(bash "$root/scripts/test-binary.sh")"
 log=$(mktemp)
 status=0
-python3 "$root/tests/ops/check_metrics.py" "$root/target/debug/vexil" "$root" | tee "$log" || status=$?
+python3 "$root/tests/ops/check_metrics.py" "$binary" "$root" | tee "$log" || status=$?
 line=$(grep -E '^ops-metrics: [0-9]+ passed, [0-9]+ failed' "$log" || true)
 rm -f "$log"
 if [[ -n "$line" ]]; then

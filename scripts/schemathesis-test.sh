@@ -9,9 +9,8 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${SCHEMATHESIS_VENV:-$root/target/schemathesis-venv}"
-target="${CARGO_TARGET_DIR:-$root/target}"
 
-cargo build --quiet --manifest-path "$root/Cargo.toml" -p vexil
+binary="$(bash "$root/scripts/test-binary.sh")"
 # The newest Python 3 at hand: CPython 3.11 before 3.11.8 can fail inside Hypothesis with
 # "AST constructor recursion depth mismatch" (CPython gh-106905), which is no finding about vexil.
 if [[ ! -x "$venv/bin/python" ]]; then
@@ -27,4 +26,4 @@ if [[ ! -x "$venv/bin/python" ]]; then
     "${python:-python3}" -m venv "$venv"
 fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/tests/schemathesis/requirements.txt"
-exec "$venv/bin/python" "$root/tests/schemathesis/run_schemathesis.py" "$target/debug/vexil"
+exec "$venv/bin/python" "$root/tests/schemathesis/run_schemathesis.py" "$binary"
