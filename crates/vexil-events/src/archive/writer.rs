@@ -81,10 +81,11 @@ impl Writer {
     }
 
     fn running(&mut self) -> io::Result<&Running> {
-        if self.thread.is_none() {
-            self.thread = Some(self.start()?);
-        }
-        Ok(self.thread.as_ref().expect("just started"))
+        let running = match self.thread.take() {
+            Some(running) => running,
+            None => self.start()?,
+        };
+        Ok(self.thread.insert(running))
     }
 
     fn start(&self) -> io::Result<Running> {
