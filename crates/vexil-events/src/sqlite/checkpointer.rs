@@ -4,8 +4,9 @@
 //! which put a tenth of the processor's time, and an fsync of the database file, on the
 //! processor's thread. The checkpointer does it beside the processor instead, on its own
 //! connection, a short while after commits: a passive checkpoint never waits for the writer nor
-//! makes it wait. The processor's connection keeps a large automatic checkpoint only as a bound
-//! on the WAL should this thread fall behind or fail.
+//! makes it wait. The processor's connection keeps a large automatic checkpoint as the WAL's
+//! bound: the WAL starts over only from it while commits keep coming (see [`WAL_BOUND_BYTES`]),
+//! and it holds the WAL should this thread fall behind or fail.
 
 use crate::error::Error;
 use rusqlite::Connection;
