@@ -27,8 +27,10 @@ use crate::enrich::{Enriched, MetricValue};
 use crate::environment;
 use crate::event::Event;
 use crate::pipeline::ExperimentsByEnv;
+use foldhash::fast::RandomState;
+use hashbrown::Equivalent;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use vexil_core::experiment::{Aggregation, CompiledExperiment, Metric, MetricKind, MetricSource};
 
@@ -65,32 +67,66 @@ impl Experiments {
 }
 
 /// The aggregates of one log partition in memory, and which of them changed since the last
-/// commit.
+/// commit. An event changes a few of them, found by borrowed key: no key is built for an
+/// aggregate already in memory, and a changed one is noted once per commit.
 pub(crate) struct Aggregates {
-    sums: HashMap<AggregateKey, Sums>,
-    changed: HashSet<AggregateKey>,
+    sums: hashbrown::HashMap<AggregateKey, Aggregate, RandomState>,
+    changed: Vec<AggregateKey>,
+}
+
+/// One aggregate's sums, and whether they changed since the last commit.
+#[derive(Default)]
+struct Aggregate {
+    sums: Sums,
+    changed: bool,
+}
+
+/// An [`AggregateKey`] borrowed: it hashes as the key does (a tuple hashes its fields in order).
+#[derive(Hash)]
+struct AggregateRef<'a>(&'a str, &'a str, &'a str);
+
+impl Equivalent<AggregateKey> for AggregateRef<'_> {
+    fn equivalent(&self, (experiment, variant, metric): &AggregateKey) -> bool {
+        self.0 == experiment && self.1 == variant && self.2 == metric
+    }
+}
+
+impl From<&AggregateRef<'_>> for AggregateKey {
+    fn from(key: &AggregateRef<'_>) -> AggregateKey {
+        (key.0.to_owned(), key.1.to_owned(), key.2.to_owned())
+    }
 }
 
 impl Aggregates {
     /// The aggregates as last committed.
     pub fn new(sums: HashMap<AggregateKey, Sums>) -> Aggregates {
-        Aggregates { sums, changed: HashSet::new() }
+        let sums = sums.into_iter().map(|(key, sums)| (key, Aggregate { sums, changed: false })).collect();
+        Aggregates { sums, changed: Vec::new() }
     }
 
-    /// The sums of `key`, marked changed.
-    fn change(&mut self, key: AggregateKey) -> &mut Sums {
-        self.changed.insert(key.clone());
-        self.sums.entry(key).or_default()
+    /// The sums of `experiment`, `variant` and `metric`, marked changed.
+    fn change(&mut self, experiment: &str, variant: &str, metric: &str) -> &mut Sums {
+        let key = AggregateRef(experiment, variant, metric);
+        let aggregate = self.sums.entry_ref(&key).or_default();
+        if !aggregate.changed {
+            aggregate.changed = true;
+            self.changed.push((&key).into());
+        }
+        &mut aggregate.sums
     }
 
     /// The aggregates changed since the last commit.
     pub fn changed(&self) -> Vec<(&AggregateKey, &Sums)> {
-        self.changed.iter().map(|k| (k, &self.sums[k])).collect()
+        self.changed.iter().filter_map(|key| self.sums.get(key).map(|a| (key, &a.sums))).collect()
     }
 
     /// After a commit: nothing is changed any more.
     pub fn committed(&mut self) {
-        self.changed.clear();
+        for key in self.changed.drain(..) {
+            if let Some(aggregate) = self.sums.get_mut(&key) {
+                aggregate.changed = false;
+            }
+        }
     }
 }
 
@@ -105,7 +141,7 @@ pub(crate) fn aggregate(
 ) {
     if let Some((experiment, variant)) = user.entered() {
         for metric in experiments.metrics(experiment) {
-            aggregates.change((experiment.to_owned(), variant.to_owned(), metric.key.clone())).n += 1;
+            aggregates.change(experiment, variant, &metric.key).n += 1;
         }
     }
     let mut changed = false;
@@ -124,8 +160,7 @@ pub(crate) fn aggregate(
             value.x += dx;
             value.y += dy;
             let new = metric.contribution((value.x, value.y));
-            let sums =
-                aggregates.change((assignment.experiment.clone(), assignment.variant.clone(), metric.key.clone()));
+            let sums = aggregates.change(&assignment.experiment, &assignment.variant, &metric.key);
             sums.apply(old, -1.0);
             sums.apply(new, 1.0);
             changed = true;
