@@ -379,7 +379,7 @@ mod tests {
         let mut archiver = parquet_archiver(dir.path(), 1000);
         for (offset, (event, received, attribution)) in events.iter().enumerate() {
             let partition = partition_of(event.timestamp);
-            archiver.add(partition, offset as u64, *received, &line(event, *received, attribution)).unwrap();
+            archiver.add(&partition, offset as u64, *received, &line(event, *received, attribution)).unwrap();
         }
         assert!(archiver.written().unwrap().is_empty(), "no file closes before 1,000 events");
         let closed = archiver.close_all().unwrap();
@@ -426,7 +426,7 @@ mod tests {
         let mut before = parquet_archiver(dir.path(), 4);
         let mut checkpoint = Vec::new();
         for (offset, received, line) in &lines {
-            before.add(partition(), *offset, *received, line).unwrap();
+            before.add(&partition(), *offset, *received, line).unwrap();
             if *offset == 15 {
                 // What the last commit saved: the file of 10..13 is closed, 14 and 15 are open.
                 checkpoint = before.open_files();
@@ -448,7 +448,7 @@ mod tests {
         after.restore(&checkpoint);
         for (offset, received, line) in &lines {
             if after.wants_replayed(&partition(), *offset) {
-                after.add(partition(), *offset, *received, line).unwrap();
+                after.add(&partition(), *offset, *received, line).unwrap();
             }
         }
         assert_eq!(after.written().unwrap().len(), 1, "replay closes the second file again");

@@ -11,12 +11,11 @@ use super::reader::Decoded;
 use super::working_copy::WorkingCopy;
 use super::{PipelineOptions, StateCache};
 use crate::aggregate::{self, Experiments};
-use crate::archive::{self, Archiver, ClosedFile};
+use crate::archive::{self, Archiver, ClosedFile, PartitionNames};
 use crate::counters;
 use crate::dedupe::{self, Deliveries};
 use crate::dlq::Dlq;
 use crate::enrich;
-use crate::environment;
 use crate::error::Error;
 use crate::event::{EventError, LogRecord, StoredEvent};
 use crate::metrics::Metrics;
@@ -72,6 +71,7 @@ pub(super) struct Stages {
     dedupe_window: Duration,
     last_expiry: Option<Instant>,
     state_cache: StateCache,
+    partition_names: PartitionNames,
 }
 
 impl Stages {
@@ -94,6 +94,7 @@ impl Stages {
             dedupe_window: options.dedupe_window,
             last_expiry: None,
             state_cache: options.state_cache,
+            partition_names: PartitionNames::default(),
         }
     }
 
@@ -151,10 +152,9 @@ impl Stages {
                 continue;
             }
             let env = stored.env.as_deref();
-            let partition =
-                format!("{}{}", environment::archive_prefix(env), archive::partition_of(stored.event.timestamp));
+            let partition = self.partition_names.of(env, stored.event.timestamp);
             if replayed {
-                self.archive_replayed(copy, partition, offset, stored)?;
+                archive_replayed(&mut self.archiver, copy, partition, offset, stored)?;
                 continue;
             }
             let mut user = enrich::enrich(&mut copy.users, &stored.event, env, &self.metrics);
@@ -170,22 +170,6 @@ impl Stages {
         let open = self.archiver.open_files();
         copy.commit(&mut *self.store, (last + 1).max(checkpoint), open, deliveries.new_ids(), expire)?;
         Ok(Some(report))
-    }
-
-    /// The archive stage alone, for a record replayed from before the checkpoint: everything
-    /// else was done before it, and only an archive buffer open at the checkpoint needs it again.
-    fn archive_replayed(
-        &mut self,
-        copy: &WorkingCopy,
-        partition: String,
-        offset: u64,
-        stored: &StoredEvent,
-    ) -> std::io::Result<()> {
-        if !self.archiver.wants_replayed(&partition, offset) {
-            return Ok(());
-        }
-        let attribution = copy.users.attribution(&stored.event, stored.env.as_deref());
-        archive::archive(&mut self.archiver, partition, offset, stored, &attribution)
     }
 
     /// Closes every open archive file and commits that (at a flush and when stopping).
@@ -249,6 +233,22 @@ impl Stages {
             (Utc::now() - window).timestamp_millis()
         })
     }
+}
+
+/// The archive stage alone, for a record replayed from before the checkpoint: everything else was
+/// done before it, and only an archive buffer open at the checkpoint needs it again.
+fn archive_replayed(
+    archiver: &mut Archiver,
+    copy: &WorkingCopy,
+    partition: &str,
+    offset: u64,
+    stored: &StoredEvent,
+) -> std::io::Result<()> {
+    if !archiver.wants_replayed(partition, offset) {
+        return Ok(());
+    }
+    let attribution = copy.users.attribution(&stored.event, stored.env.as_deref());
+    archive::archive(archiver, partition, offset, stored, &attribution)
 }
 
 /// The sender-given ids of a batch, as their environments keep them, looked up together before
