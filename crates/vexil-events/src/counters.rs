@@ -245,39 +245,42 @@ impl Counters {
         new_to_store: &HashSet<String>,
     ) -> Result<(), Error> {
         let slots = self.slots_of(store, contributions)?;
-        let mut unknown: HashSet<(usize, &str)> = HashSet::with_capacity(contributions.len());
-        for (c, &slot) in contributions.iter().zip(&slots) {
-            let s = &self.slots[slot];
-            if let Some(user) = c.user {
-                if !s.complete && !s.users.contains(user) && !new_to_store.contains(user) {
-                    unknown.insert((slot, user));
-                }
-            }
-        }
-        if !unknown.is_empty() {
-            let unknown: Vec<(usize, &str)> = unknown.into_iter().collect();
-            let asked: Vec<(&CounterKey, &str)> =
-                unknown.iter().map(|&(slot, user)| (&self.slots[slot].key, user)).collect();
-            let known = store.known_members(&asked)?;
-            for (&(slot, user), _) in unknown.iter().zip(known).filter(|(_, known)| *known) {
-                self.slots[slot].users.insert(user.into());
-            }
-        }
+        // Members new to memory whose counter does not hold all its users in memory: the store
+        // says which of them the counter already has. A user repeated in the batch is found in
+        // memory the second time, so each is asked once.
+        let mut unsure: Vec<(usize, Arc<str>)> = Vec::new();
         for (c, &slot) in contributions.iter().zip(&slots) {
             let s = &mut self.slots[slot];
             s.counter.count += c.count;
             s.counter.sum += c.value;
             s.dirty = true;
-            if let Some(user) = c.user {
-                // One probe both asks and inserts; the set grew only if the user is new to it.
-                let before = s.users.len();
-                let member = Arc::clone(s.users.get_or_insert_with(user, |user| Arc::from(user)));
-                if s.users.len() > before {
-                    s.counter.unique_users += 1;
-                    self.new_users.push((slot, member));
-                }
-            }
             self.newest_start = self.newest_start.max(c.key.start);
+            let Some(user) = c.user else { continue };
+            // One probe both asks and inserts; the set grew only if the user is new to it.
+            let before = s.users.len();
+            let member = Arc::clone(s.users.get_or_insert_with(user, |user| Arc::from(user)));
+            if s.users.len() == before {
+                continue;
+            }
+            if s.complete || new_to_store.contains(user) {
+                s.counter.unique_users += 1;
+                self.new_users.push((slot, member));
+            } else {
+                unsure.push((slot, member));
+            }
+        }
+        if unsure.is_empty() {
+            return Ok(());
+        }
+        let asked: Vec<(&CounterKey, &str)> =
+            unsure.iter().map(|(slot, user)| (&self.slots[*slot].key, &**user)).collect();
+        let known = store.known_members(&asked)?;
+        for ((slot, member), known) in unsure.into_iter().zip(known) {
+            // A member the store knows stays in memory, as what the store holds.
+            if !known {
+                self.slots[slot].counter.unique_users += 1;
+                self.new_users.push((slot, member));
+            }
         }
         Ok(())
     }
