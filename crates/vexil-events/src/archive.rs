@@ -197,16 +197,14 @@ struct Archived<'a> {
     experiments: BTreeMap<&'a str, &'a str>,
 }
 
-/// The archive's JSON line (without newline) of an event attributed to `attribution`'s
-/// experiments and variants.
-fn line(stored: &StoredEvent, attribution: &[(String, String)]) -> Vec<u8> {
+/// An event as the archive stores it, attributed to `attribution`'s experiments and variants.
+fn archived<'a>(stored: &'a StoredEvent, attribution: &'a [(String, String)]) -> Archived<'a> {
     let received = Utc.timestamp_millis_opt(stored.received_at).single().unwrap_or_default();
-    let archived = Archived {
+    Archived {
         event: &stored.event,
         received_at: received.to_rfc3339_opts(SecondsFormat::Millis, true),
         experiments: attribution.iter().map(|(e, v)| (e.as_str(), v.as_str())).collect(),
-    };
-    serde_json::to_vec(&archived).expect("events serialize")
+    }
 }
 
 /// The archive stage: adds `stored`, the record at `offset`, to the buffer of its
@@ -219,7 +217,7 @@ pub(crate) fn archive(
     stored: &StoredEvent,
     attribution: &[(String, String)],
 ) -> io::Result<()> {
-    archiver.add(partition, offset, stored.received_at, &line(stored, attribution))
+    archiver.add_event(partition, offset, stored.received_at, &archived(stored, attribution))
 }
 
 /// The name of an archive file: the log partition and offset of its first event, then the
@@ -330,6 +328,8 @@ pub struct Archiver {
     resume: HashMap<String, OpenFile>,
     /// Partitions of `resume` whose buffer replay has begun to rebuild.
     rebuilt: HashSet<String>,
+    /// The line of the event being added (see [`Archiver::add_event`]).
+    line: Vec<u8>,
 }
 
 impl Archiver {
@@ -342,6 +342,7 @@ impl Archiver {
             buffers: hashbrown::HashMap::new(),
             resume: HashMap::new(),
             rebuilt: HashSet::new(),
+            line: Vec::new(),
         }
     }
 
@@ -379,6 +380,18 @@ impl Archiver {
     /// Whether a record replayed from before the checkpoint still belongs in an open buffer.
     pub fn wants_replayed(&self, partition: &str, offset: u64) -> bool {
         self.resume.get(partition).is_some_and(|open| offset >= open.first_offset)
+    }
+
+    /// Adds one event as its JSON line, closing the files that are due. The line is written
+    /// into a buffer kept for the next event: building a new one for each event cost the
+    /// processor an allocation and two reallocations per event.
+    fn add_event(&mut self, partition: &str, offset: u64, received: i64, event: &impl Serialize) -> io::Result<()> {
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        serde_json::to_writer(&mut line, event)?;
+        let added = self.add(partition, offset, received, &line);
+        self.line = line;
+        added
     }
 
     /// Adds one event line (without newline), closing the files that are due.
