@@ -56,8 +56,18 @@ impl LatestDay {
 
     /// The text of `users.members`.
     pub fn format(&self) -> String {
-        let ids: Vec<String> = self.ids.iter().map(i64::to_string).collect();
-        format!("{}:{}", self.day, ids.join(","))
+        use std::fmt::Write;
+        // Written into one string: it is formatted for every user a commit writes.
+        let mut text = String::with_capacity(12 + 8 * self.ids.len());
+        // Writing to a `String` cannot fail.
+        let _ = write!(text, "{}:", self.day);
+        for (i, id) in self.ids.iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            let _ = write!(text, "{id}");
+        }
+        text
     }
 }
 
@@ -74,8 +84,8 @@ pub(super) enum Latest {
 
 impl Latest {
     /// From `users.members` of an existing row.
-    pub fn of_column(members: Option<String>) -> rusqlite::Result<Latest> {
-        members.map_or(Ok(Latest::InTable), |text| LatestDay::parse(&text).map(Latest::Day))
+    pub fn of_column(members: Option<&str>) -> rusqlite::Result<Latest> {
+        members.map_or(Ok(Latest::InTable), |text| LatestDay::parse(text).map(Latest::Day))
     }
 }
 
@@ -112,7 +122,7 @@ impl LatestDays {
         let column = stmt.query_row([user], |r| r.get::<_, Option<String>>(0)).optional()?;
         let latest = match column {
             None => Latest::NoUser,
-            Some(members) => Latest::of_column(members)?,
+            Some(members) => Latest::of_column(members.as_deref())?,
         };
         self.keep(user, latest.clone());
         Ok(latest)
@@ -236,6 +246,7 @@ fn take_from_table(tx: &Connection, user: &str, day: i64) -> Result<Vec<i64>, Er
 
 #[cfg(test)]
 mod tests {
+    use super::LatestDay;
     use crate::counters::{CounterKey, Window};
     use crate::enrich::UserState;
     use crate::sqlite::tests::{commit_members, new_store, purchase};
@@ -278,6 +289,15 @@ mod tests {
 
     fn expected(members: &[(&CounterKey, &str)]) -> HashSet<(CounterKey, String)> {
         members.iter().map(|(key, user)| ((*key).clone(), (*user).to_owned())).collect()
+    }
+
+    #[test]
+    fn a_latest_day_reads_back_from_its_text() {
+        let latest = LatestDay { day: 86_400, ids: vec![3, 17, 42] };
+        assert_eq!(latest.format(), "86400:3,17,42");
+        assert_eq!(LatestDay::parse(&latest.format()).unwrap(), latest);
+        let before_the_epoch = LatestDay { day: -86_400, ids: vec![7] };
+        assert_eq!(LatestDay::parse(&before_the_epoch.format()).unwrap(), before_the_epoch);
     }
 
     /// A user's latest day is in their row; when their memberships reach a newer day the older

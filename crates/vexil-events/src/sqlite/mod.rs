@@ -197,11 +197,14 @@ impl PartitionStore for SqlitePartitionStore {
             let mut stmt = conn.prepare_cached("SELECT state, members FROM users WHERE user_id = ?1")?;
             let mut found = HashMap::new();
             for user_id in user_ids {
-                let row = stmt.query_row([user_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)));
-                match row.optional()? {
-                    Some((state, members)) => {
+                // The columns are read where SQLite holds them, without a copy of their own.
+                let mut rows = stmt.query([user_id])?;
+                match rows.next()? {
+                    Some(row) => {
+                        let members = row.get_ref(1)?.as_str_or_null().map_err(rusqlite::Error::from)?;
                         latest_days.keep(user_id, Latest::of_column(members)?);
-                        found.insert((*user_id).to_owned(), serde_json::from_str(&state)?);
+                        let state = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+                        found.insert((*user_id).to_owned(), serde_json::from_str(state)?);
                     }
                     None => latest_days.keep(user_id, Latest::NoUser),
                 }
