@@ -214,7 +214,8 @@ impl<'a> Enriched<'a> {
     /// next commit here, once, if the exposure or the metric values changed anything.
     pub fn into_attribution(self) -> Vec<(String, String)> {
         if self.changed {
-            self.changed_users.insert(self.user_id.to_owned());
+            // A user's events of one batch (an exposure, then a purchase) find them marked.
+            self.changed_users.get_or_insert_with(self.user_id, str::to_owned);
         }
         attribution(self.user, self.at, self.env)
     }
