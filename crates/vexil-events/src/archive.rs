@@ -23,18 +23,17 @@
 //! store puts whole objects. Closed files are finished and stored on a thread of the archiver's
 //! own ([`writer`]); the processor waits for them ([`Archiver::written`]) before its commit.
 
+mod line;
 mod parquet_file;
 mod writer;
 
 use crate::durable::write_atomically;
-use crate::environment;
-use crate::event::{Event, StoredEvent};
-use chrono::{DateTime, Datelike, SecondsFormat, TimeZone, Timelike, Utc};
+use crate::event::StoredEvent;
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use parquet_file::ParquetRows;
-use serde::Serialize;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
@@ -42,6 +41,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use writer::{Closing, Writer};
+
+pub(crate) use line::{Lines, PartitionNames};
 
 /// Where archive files are stored (shared by the processors of every partition).
 pub trait ArchiveStore: Send + Sync {
@@ -163,51 +164,19 @@ pub fn partition_of(t: DateTime<Utc>) -> String {
     format!("events/year={:04}/month={:02}/day={:02}/hour={:02}", t.year(), t.month(), t.day(), t.hour())
 }
 
-/// The archive partition of each event (its environment's prefix, then [`partition_of`] its
-/// time). Consecutive events mostly share an environment and an hour, so the name is built again
-/// only when either changes: formatting it was about 4 % of the processor's instructions.
-#[derive(Default)]
-pub(crate) struct PartitionNames {
-    /// The environment, the hour (since the epoch) and the name of the last event.
-    last: Option<(Option<String>, i64, String)>,
-}
-
-impl PartitionNames {
-    /// The partition of an event of `env` at `at`.
-    pub fn of(&mut self, env: Option<&str>, at: DateTime<Utc>) -> &str {
-        // UTC hours start at whole multiples of 3,600 s since the epoch.
-        let hour = at.timestamp().div_euclid(3600);
-        if self.last.as_ref().is_some_and(|(last_env, last_hour, _)| *last_hour != hour || last_env.as_deref() != env) {
-            self.last = None;
-        }
-        let (_, _, name) = self.last.get_or_insert_with(|| {
-            (env.map(str::to_owned), hour, format!("{}{}", environment::archive_prefix(env), partition_of(at)))
-        });
-        name
-    }
-}
-
-/// An event as the archive stores it: the event, when it was received, and its experiments.
-#[derive(Serialize)]
-struct Archived<'a> {
-    #[serde(flatten)]
-    event: &'a Event,
-    received_at: &'a str,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    experiments: BTreeMap<&'a str, &'a str>,
-}
-
-/// The archive stage: adds `stored`, the record at `offset`, to the buffer of its
-/// `partition` (see [`partition_of`]) with the experiments and variants it is attributed to.
+/// The archive stage: adds `stored`, the record at `offset`, as its line (see [`Lines`]) to the
+/// buffer of its `partition` (see [`PartitionNames`]) with the experiments and variants it is
+/// attributed to.
 /// The files this closes are stored by the time [`Archiver::written`] returns them.
 pub(crate) fn archive(
     archiver: &mut Archiver,
+    lines: &mut Lines,
     partition: &str,
     offset: u64,
     stored: &StoredEvent,
     attribution: &[(String, String)],
 ) -> io::Result<()> {
-    archiver.add_event(partition, offset, stored, attribution)
+    archiver.add(partition, offset, stored.received_at, lines.of(stored, attribution)?)
 }
 
 /// The name of an archive file: the log partition and offset of its first event, then the
@@ -318,10 +287,6 @@ pub struct Archiver {
     resume: HashMap<String, OpenFile>,
     /// Partitions of `resume` whose buffer replay has begun to rebuild.
     rebuilt: HashSet<String>,
-    /// The line of the event being added, and the last receive time with its text (see
-    /// [`Archiver::add_event`]).
-    line: Vec<u8>,
-    received_text: Option<(i64, String)>,
 }
 
 impl Archiver {
@@ -334,8 +299,6 @@ impl Archiver {
             buffers: hashbrown::HashMap::new(),
             resume: HashMap::new(),
             rebuilt: HashSet::new(),
-            line: Vec::new(),
-            received_text: None,
         }
     }
 
@@ -373,35 +336,6 @@ impl Archiver {
     /// Whether a record replayed from before the checkpoint still belongs in an open buffer.
     pub fn wants_replayed(&self, partition: &str, offset: u64) -> bool {
         self.resume.get(partition).is_some_and(|open| offset >= open.first_offset)
-    }
-
-    /// Adds one event, attributed to `attribution`'s experiments and variants, as its JSON
-    /// line, closing the files that are due. The line is written into a buffer kept for the
-    /// next event, and the receive time's text is kept for the next event of the same ingest
-    /// request: building both anew for each event cost the processor four allocations per event.
-    fn add_event(
-        &mut self,
-        partition: &str,
-        offset: u64,
-        stored: &StoredEvent,
-        attribution: &[(String, String)],
-    ) -> io::Result<()> {
-        let received = stored.received_at;
-        if self.received_text.as_ref().is_none_or(|(millis, _)| *millis != received) {
-            let at = Utc.timestamp_millis_opt(received).single().unwrap_or_default();
-            self.received_text = Some((received, at.to_rfc3339_opts(SecondsFormat::Millis, true)));
-        }
-        let archived = Archived {
-            event: &stored.event,
-            received_at: self.received_text.as_ref().map_or("", |(_, text)| text),
-            experiments: attribution.iter().map(|(e, v)| (e.as_str(), v.as_str())).collect(),
-        };
-        let mut line = std::mem::take(&mut self.line);
-        line.clear();
-        serde_json::to_writer(&mut line, &archived)?;
-        let added = self.add(partition, offset, received, &line);
-        self.line = line;
-        added
     }
 
     /// Adds one event line (without newline), closing the files that are due.
@@ -470,74 +404,6 @@ impl Archiver {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A name kept from the last event is the name built afresh, across hours, days, years,
-    /// environments and times before the epoch.
-    #[test]
-    fn partition_names_are_built_again_when_the_hour_or_the_environment_changes() {
-        let mut names = PartitionNames::default();
-        let times = [
-            "2026-12-06T03:00:00Z",
-            "2026-12-06T03:59:59.999Z",
-            "2026-12-06T04:00:00Z",
-            "2026-12-31T23:59:59Z",
-            "2027-01-01T00:00:00Z",
-            "1969-12-31T23:30:00Z",
-            "1970-01-01T00:00:00Z",
-            "1969-12-31T22:59:59Z",
-        ];
-        for env in [None, Some("staging"), Some("production"), None] {
-            for time in times.iter().chain(times.iter().rev()) {
-                let at = DateTime::parse_from_rfc3339(time).unwrap().with_timezone(&Utc);
-                let expected = format!("{}{}", environment::archive_prefix(env), partition_of(at));
-                assert_eq!(names.of(env, at), expected, "{env:?} at {time}");
-            }
-        }
-    }
-
-    /// Events of one ingest request share their receive time's text; an event received at
-    /// another time gets its own, and one received before the epoch too.
-    #[test]
-    fn each_line_has_its_own_events_receive_time() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut archiver =
-            Archiver::new(Arc::new(LocalArchive::open(dir.path()).unwrap()), 0, ArchiveOptions::default());
-        let received = [1_764_990_000_123, 1_764_990_000_123, 1_764_990_000_124, -1, 1_764_990_000_123];
-        let at = DateTime::parse_from_rfc3339("2025-12-06T03:00:00Z").unwrap().with_timezone(&Utc);
-        for (offset, received_at) in received.iter().enumerate() {
-            let event = Event {
-                event_id: format!("e{offset}"),
-                event: "purchase".into(),
-                kind: crate::event::EventType::Track,
-                user_id: "u1".into(),
-                timestamp: at,
-                value: None,
-                properties: Default::default(),
-                experiment_key: None,
-                variant: None,
-            };
-            let stored = StoredEvent { event, received_at: *received_at, id_given: true, env: None };
-            archive(&mut archiver, "p0", offset as u64, &stored, &[("checkout".into(), "control".into())]).unwrap();
-        }
-        let closed = archiver.close_all().unwrap();
-        assert_eq!(closed.len(), 1);
-        let file = dir.path().join(&closed[0].partition).join(&closed[0].name);
-        let mut text = String::new();
-        io::Read::read_to_string(&mut flate2::read::GzDecoder::new(fs::File::open(file).unwrap()), &mut text).unwrap();
-        let lines: Vec<serde_json::Value> = text.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
-        let times: Vec<&str> = lines.iter().map(|line| line["received_at"].as_str().unwrap()).collect();
-        assert_eq!(
-            times,
-            [
-                "2025-12-06T03:00:00.123Z",
-                "2025-12-06T03:00:00.123Z",
-                "2025-12-06T03:00:00.124Z",
-                "1969-12-31T23:59:59.999Z",
-                "2025-12-06T03:00:00.123Z"
-            ]
-        );
-        assert!(lines.iter().all(|line| line["experiments"] == serde_json::json!({"checkout": "control"})));
-    }
 
     #[test]
     fn a_checkpoint_taken_mid_replay_keeps_the_buffers_replay_has_not_reached() {

@@ -11,7 +11,7 @@ use super::reader::Decoded;
 use super::working_copy::WorkingCopy;
 use super::{PipelineOptions, StateCache};
 use crate::aggregate::{self, Experiments};
-use crate::archive::{self, Archiver, ClosedFile, PartitionNames};
+use crate::archive::{self, Archiver, ClosedFile, Lines, PartitionNames};
 use crate::counters;
 use crate::dedupe::{self, Deliveries};
 use crate::dlq::Dlq;
@@ -72,6 +72,7 @@ pub(super) struct Stages {
     last_expiry: Option<Instant>,
     state_cache: StateCache,
     partition_names: PartitionNames,
+    lines: Lines,
 }
 
 impl Stages {
@@ -95,6 +96,7 @@ impl Stages {
             last_expiry: None,
             state_cache: options.state_cache,
             partition_names: PartitionNames::default(),
+            lines: Lines::default(),
         }
     }
 
@@ -154,13 +156,13 @@ impl Stages {
             let env = stored.env.as_deref();
             let partition = self.partition_names.of(env, stored.event.timestamp);
             if replayed {
-                archive_replayed(&mut self.archiver, copy, partition, offset, stored)?;
+                archive_replayed(&mut self.archiver, &mut self.lines, copy, partition, offset, stored)?;
                 continue;
             }
             let mut user = enrich::enrich(&mut copy.users, &stored.event, env, &self.metrics);
             aggregate::aggregate(&mut copy.aggregates, &self.experiments, &mut user, &stored.event);
             let attribution = user.into_attribution();
-            archive::archive(&mut self.archiver, partition, offset, stored, &attribution)?;
+            archive::archive(&mut self.archiver, &mut self.lines, partition, offset, stored, &attribution)?;
             counters::count(&mut to_count, stored, attribution);
             report.processed += 1;
         }
@@ -239,6 +241,7 @@ impl Stages {
 /// done before it, and only an archive buffer open at the checkpoint needs it again.
 fn archive_replayed(
     archiver: &mut Archiver,
+    lines: &mut Lines,
     copy: &WorkingCopy,
     partition: &str,
     offset: u64,
@@ -248,7 +251,7 @@ fn archive_replayed(
         return Ok(());
     }
     let attribution = copy.users.attribution(&stored.event, stored.env.as_deref());
-    archive::archive(archiver, partition, offset, stored, &attribution)
+    archive::archive(archiver, lines, partition, offset, stored, &attribution)
 }
 
 /// The sender-given ids of a batch, as their environments keep them, looked up together before
