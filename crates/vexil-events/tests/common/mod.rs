@@ -33,6 +33,13 @@ impl Env {
 
     /// A pipeline whose caches of users and unique-user memberships hold `cache`'s sizes.
     pub fn open_with_cache(dir: &Path, experiments: Vec<Arc<CompiledExperiment>>, cache: StateCache) -> Env {
+        let options =
+            PipelineOptions { idle_poll: Duration::from_millis(20), state_cache: cache, ..PipelineOptions::default() };
+        Env::open_with_options(dir, experiments, options)
+    }
+
+    /// A pipeline tuned by `options`, over whatever the log in `dir` already holds.
+    pub fn open_with_options(dir: &Path, experiments: Vec<Arc<CompiledExperiment>>, options: PipelineOptions) -> Env {
         let metrics = Arc::new(Metrics::default());
         let log = Arc::new(FileLog::open(dir.join("log"), LogOptions::default()).unwrap());
         let dlq = Arc::new(Dlq::open(&dir.join("dlq.sqlite"), metrics.clone()).unwrap());
@@ -40,8 +47,6 @@ impl Env {
         let ingestor = Ingestor::new(bus.clone(), dlq.clone(), metrics.clone(), IngestOptions::default());
         let archive = Arc::new(LocalArchive::open(dir.join("archive")).unwrap());
         let state = Arc::new(SqliteBackend::open(dir.join("state.sqlite")).unwrap());
-        let options =
-            PipelineOptions { idle_poll: Duration::from_millis(20), state_cache: cache, ..PipelineOptions::default() };
         let pipeline =
             Pipeline::start(bus, state, dlq.clone(), archive, production(experiments), metrics.clone(), options)
                 .unwrap();
