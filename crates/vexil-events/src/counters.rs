@@ -194,23 +194,6 @@ impl Pending<'_> {
     }
 }
 
-/// What a batch changed of the counters, owned by its commit.
-pub(crate) struct CounterChanges {
-    counters: Vec<(CounterKey, Counter)>,
-    /// New members of unique users: (index in `counters`, user).
-    members: Vec<(usize, Arc<str>)>,
-}
-
-impl CounterChanges {
-    pub fn counters(&self) -> Vec<(&CounterKey, &Counter)> {
-        self.counters.iter().map(|(key, counter)| (key, counter)).collect()
-    }
-
-    pub fn members(&self) -> Vec<(&CounterKey, &str)> {
-        self.members.iter().map(|(i, user)| (&self.counters[*i].0, &**user)).collect()
-    }
-}
-
 /// A counter in memory.
 struct Slot {
     key: CounterKey,
@@ -363,28 +346,30 @@ impl Counters {
         Ok(())
     }
 
-    /// The counters changed since the last commit and their new members, for the next commit.
-    /// Nothing is changed any more then, counters of windows more than two days older than the
-    /// newest one (which rarely see events again) leave memory, and so do the known members
-    /// beyond the capacity.
-    pub fn take_changes(&mut self) -> CounterChanges {
-        let mut index_of_slot = HashMap::new();
-        let mut counters = Vec::new();
-        for (slot, s) in self.slots.iter_mut().enumerate().filter(|(_, s)| s.dirty) {
-            index_of_slot.insert(slot, counters.len());
-            counters.push((s.key.clone(), s.counter));
-            s.dirty = false;
-        }
-        // Every slot with a new member was changed by it, so is among `counters`.
-        let members =
-            self.new_users.drain(..).filter_map(|(slot, user)| index_of_slot.get(&slot).map(|&i| (i, user))).collect();
+    /// The counters changed since the last commit.
+    pub fn changed(&self) -> Vec<(&CounterKey, &Counter)> {
+        self.slots.iter().filter(|s| s.dirty).map(|s| (&s.key, &s.counter)).collect()
+    }
+
+    /// The counters' new members since the last commit.
+    pub fn new_members(&self) -> Vec<(&CounterKey, &str)> {
+        self.new_users.iter().map(|(slot, user)| (&self.slots[*slot].key, &**user)).collect()
+    }
+
+    /// After a commit: nothing is changed any more, counters of windows more than two days
+    /// older than the newest one (which rarely see events again) leave memory, and so do the
+    /// known members beyond the capacity.
+    pub fn committed(&mut self) {
+        self.new_users.clear();
         let horizon = self.newest_start - 2 * 86_400;
         if self.slots.iter().any(|s| s.key.start < horizon) {
             self.slots.retain(|s| s.key.start >= horizon);
             self.index = self.slots.iter().enumerate().map(|(i, s)| (s.key.clone(), i)).collect();
         }
+        for slot in &mut self.slots {
+            slot.dirty = false;
+        }
         self.forget_members_beyond_capacity();
-        CounterChanges { counters, members }
     }
 
     /// Known members are a cache of what the store holds (every new member is committed by

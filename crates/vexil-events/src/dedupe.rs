@@ -12,13 +12,11 @@
 //! id there. (Two events with one id but different users are different events to the pipeline.)
 //!
 //! The ids of a batch are looked up in the store together, before the batch is processed
-//! ([`Deliveries::lookup`]), and in the previous batch's commit while it is not in the store yet;
-//! the stage is then [`is_redelivery`], per event.
+//! ([`Deliveries::lookup`]); the stage is then [`is_redelivery`], per event.
 
 use crate::environment;
 use crate::error::Error;
 use crate::event::StoredEvent;
-use crate::pipeline::PreparedCommit;
 use crate::store::{FirstDelivery, PartitionStore};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -31,29 +29,9 @@ pub(crate) struct Deliveries {
 }
 
 impl Deliveries {
-    /// Looks up which of `ids` were delivered before: in `unsent`, the prepared commit not yet
-    /// in the store, or in `store`.
-    pub fn lookup(
-        store: &mut dyn PartitionStore,
-        unsent: Option<&PreparedCommit>,
-        ids: &[&str],
-    ) -> Result<Deliveries, Error> {
-        let unsent: HashMap<&str, u64> = unsent
-            .map(|commit| commit.deliveries().iter().map(|d| (d.event_id.as_str(), d.offset)).collect())
-            .unwrap_or_default();
-        let mut first = HashMap::new();
-        let mut asked = Vec::with_capacity(ids.len());
-        for &id in ids {
-            match unsent.get(id) {
-                Some(&offset) => {
-                    first.insert(id.to_owned(), offset);
-                }
-                None => asked.push(id),
-            }
-        }
-        if !asked.is_empty() {
-            first.extend(store.first_deliveries(&asked)?);
-        }
+    /// Looks up which of `ids` were delivered before.
+    pub fn lookup(store: &mut dyn PartitionStore, ids: &[&str]) -> Result<Deliveries, Error> {
+        let first = if ids.is_empty() { HashMap::new() } else { store.first_deliveries(ids)? };
         Ok(Deliveries { first, new: Vec::new() })
     }
 
@@ -71,8 +49,8 @@ impl Deliveries {
     }
 
     /// The ids delivered for the first time, to be stored with the batch's commit.
-    pub fn into_new_ids(self) -> Vec<FirstDelivery> {
-        self.new
+    pub fn new_ids(&self) -> &[FirstDelivery] {
+        &self.new
     }
 }
 

@@ -17,13 +17,11 @@ use crate::environment;
 use crate::error::Error;
 use crate::event::{Event, EventType};
 use crate::metrics::Metrics;
-use crate::pipeline::PreparedCommit;
 use crate::store::PartitionStore;
 use foldhash::fast::RandomState;
 use hashbrown::HashSet;
 use hashlink::LruCache;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 /// A user's raw per-metric sums within one experiment (see [`crate::aggregate`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -118,28 +116,12 @@ impl Users {
         }
     }
 
-    /// Brings the states of `user_ids` that memory lacks in: from `unsent`, the prepared commit
-    /// not yet in the store, where it has them, else from `store`, in one call. Notes the ones
-    /// neither has.
-    pub fn load(
-        &mut self,
-        store: &mut dyn PartitionStore,
-        unsent: Option<&PreparedCommit>,
-        user_ids: &[&str],
-    ) -> Result<(), Error> {
+    /// Brings the states of `user_ids` that memory lacks in from `store`, in one call, and notes
+    /// the ones the store has no row for.
+    pub fn load(&mut self, store: &mut dyn PartitionStore, user_ids: &[&str]) -> Result<(), Error> {
         let mut asked = HashSet::new();
-        let mut missing: Vec<&str> = Vec::new();
-        for &user_id in user_ids {
-            if self.cached.get(user_id).is_some() || !asked.insert(user_id) {
-                continue;
-            }
-            match unsent.and_then(|commit| commit.user(user_id)) {
-                Some(state) => {
-                    self.cached.insert(user_id.to_owned(), state.clone());
-                }
-                None => missing.push(user_id),
-            }
-        }
+        let missing: Vec<&str> =
+            user_ids.iter().copied().filter(|id| self.cached.get(*id).is_none() && asked.insert(*id)).collect();
         if !missing.is_empty() {
             let mut found = store.users(&missing)?;
             for user_id in missing {
@@ -170,20 +152,22 @@ impl Users {
     }
 
     /// The users changed since the last commit (all of them in memory: users leave memory only
-    /// after one), with their states, for the next commit. Nothing is changed any more then,
-    /// every user will have a row, and the least recently used users beyond the capacity leave
-    /// memory: until the commit lands, the next batch finds them in it.
-    pub fn take_changed(&mut self) -> HashMap<String, UserState> {
-        let changed = self
-            .changed
-            .drain()
-            .filter_map(|user_id| self.cached.peek(user_id.as_str()).cloned().map(|state| (user_id, state)))
-            .collect();
+    /// after a commit).
+    pub fn changed(&self) -> Vec<(&str, &UserState)> {
+        self.changed
+            .iter()
+            .filter_map(|user_id| self.cached.peek(user_id.as_str()).map(|state| (user_id.as_str(), state)))
+            .collect()
+    }
+
+    /// After a commit: nothing is changed any more, every user has a row, and the least recently
+    /// used users beyond the capacity leave memory.
+    pub fn committed(&mut self) {
+        self.changed.clear();
         self.new_to_store.clear();
         while self.cached.len() > self.capacity {
             self.cached.remove_lru();
         }
-        changed
     }
 }
 

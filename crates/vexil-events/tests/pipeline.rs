@@ -62,11 +62,10 @@ async fn aggregates_stay_exact_when_users_leave_memory() {
     aggregates_match_a_brute_force_recomputation(StateCache { users: 40, members: 100 }).await;
 }
 
-/// A batch's commit is written while the next batch is processed, so the next batch must find
-/// what it changed without the store: here every batch is two records, memory keeps one user,
-/// and the log is full before processing starts, so each batch is read while the one before
-/// waits to be written. A user who left memory keeps their assignment, and an id redelivered in
-/// the very next batch counts once.
+/// What a batch changed must be what the very next batch finds, in memory or in the store: here
+/// every batch is two records, memory keeps one user, and the log is full before processing
+/// starts, so batches follow each other as fast as they can. A user who left memory between two
+/// batches keeps their assignment, and an id redelivered in the very next batch counts once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_finds_what_the_batch_before_changed_while_it_is_written() {
     let dir = tempfile::tempdir().unwrap();

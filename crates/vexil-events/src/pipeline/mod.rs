@@ -6,15 +6,13 @@
 //!                    starts and stops one processor per partition to match
 //!
 //! partition p ──reader thread: read + decode──▶ bounded queue ──▶ processor thread:
-//!     dedupe → enrich → aggregate → archive → counters → one commit of p's state (checkpoint),
-//!     written by the committer thread while the processor goes on with the next batch
+//!     dedupe → enrich → aggregate → archive → counters → one commit of p's state (checkpoint)
 //! ```
 //!
 //! One module per part: [`supervisor`] (leases → processors), [`reader`] (batching and
 //! backpressure), [`processor`] (sessions, retries, flushes, progress), [`stages`] (what a batch
-//! goes through, in order — [`stages::Stages::process_batch`]), [`working_copy`] (what a
-//! processor holds in memory between commits) and [`committer`] (the thread that writes a
-//! batch's commit while the next batch goes through the stages).
+//! goes through, in order — [`stages::Stages::process_batch`]) and [`working_copy`] (what a
+//! processor holds in memory between commits).
 //!
 //! The embedded mode holds its file log's one partition for good. In the distributed mode the
 //! nodes share the topic's partitions (`vexil-distributed`'s consumer group); a processor
@@ -30,7 +28,6 @@
 //! exactly what happens after a crash. A record that cannot be decoded is retried the same way
 //! and, after `max_attempts`, goes to the DLQ with its cause (a poison record) and is skipped.
 
-mod committer;
 mod processor;
 mod reader;
 mod stages;
@@ -50,8 +47,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use supervisor::Supervisor;
 use vexil_core::experiment::CompiledExperiment;
-
-pub(crate) use working_copy::PreparedCommit;
 
 /// The experiments each environment aggregates (`None`: production, see
 /// [`crate::environment`]).

@@ -6,8 +6,7 @@
 //! by starting a new session: the working copy is dropped and loaded again from the last
 //! commit, which is exactly what happens after a crash. Between batches the processor answers
 //! flush requests, closes archive files that aged while no records came, and picks up new
-//! experiment definitions. A batch's commit is written on the committing thread while the next
-//! batch goes through the stages ([`super::committer`]); it is reported once it has landed.
+//! experiment definitions.
 
 use super::reader::{self, Batch, Batching};
 use super::stages::{CommitReport, Failure, Stages};
@@ -19,7 +18,7 @@ use crate::metrics::Metrics;
 use crate::store::Lease;
 use chrono::Utc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -91,12 +90,6 @@ impl Processor {
         let name = format!("vexil-pipeline-reader-{}", self.lease.partition);
         let (reader, batches) = reader::spawn(name, log, batching, done.clone())?;
         let result = self.process(&mut copy, &batches);
-        if result.is_err() {
-            // A commit sent before the failure counts if it lands.
-            if let Some(report) = self.stages.settle(&mut copy) {
-                let _ = self.report(&copy, report);
-            }
-        }
         done.store(true, Ordering::SeqCst);
         drop(batches);
         // The reader stops at its next poll, or at once if it is waiting to send.
@@ -124,23 +117,7 @@ impl Processor {
                 }
                 self.shared.changed.notify_all();
             }
-            // A batch's commit is written while the next batch goes through the stages; with
-            // no next batch at hand it is written now.
-            let received = if self.stages.has_unsent() {
-                match batches.try_recv() {
-                    Ok(batch) => Ok(batch),
-                    Err(TryRecvError::Empty) => {
-                        if let Some(report) = self.stages.land(copy)? {
-                            self.report(copy, report)?;
-                        }
-                        continue;
-                    }
-                    Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
-                }
-            } else {
-                batches.recv_timeout(self.options.idle_poll)
-            };
-            match received {
+            match batches.recv_timeout(self.options.idle_poll) {
                 Ok(batch) => {
                     // Definitions set before these records were appended apply to them.
                     self.take_new_experiments();
@@ -154,12 +131,7 @@ impl Processor {
                         self.report(copy, report)?;
                     }
                 }
-                Err(RecvTimeoutError::Disconnected) => {
-                    if let Some(report) = self.stages.land(copy)? {
-                        self.report(copy, report)?;
-                    }
-                    return Ok(());
-                }
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
             }
         }
     }

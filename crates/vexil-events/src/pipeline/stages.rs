@@ -4,14 +4,11 @@
 //! [`Stages::process_batch`] is where the order is written: per event dedupe → enrich →
 //! aggregate → archive → counters, each stage in the module of its name, then one commit of
 //! everything the batch changed. Threads, retries and progress are the processor's
-//! ([`super::processor`]). Two waits are here: for the archive's files before a commit is
-//! prepared (the archive stores them on a thread of its own), and for the previous batch's
-//! commit, which is written on the committing thread ([`super::committer`]) while this batch
-//! goes through the stages, before anything reads the store again.
+//! ([`super::processor`]); the one wait here is for the archive's files before the commit (the
+//! archive stores them on a thread of its own).
 
-use super::committer::Committer;
 use super::reader::Decoded;
-use super::working_copy::{PreparedCommit, WorkingCopy};
+use super::working_copy::WorkingCopy;
 use super::{PipelineOptions, StateCache};
 use crate::aggregate::{self, Experiments};
 use crate::archive::{self, Archiver, ClosedFile, Lines, PartitionNames};
@@ -22,7 +19,7 @@ use crate::enrich;
 use crate::error::Error;
 use crate::event::{EventError, LogRecord, StoredEvent};
 use crate::metrics::Metrics;
-use crate::store::{Lease, PartitionStore};
+use crate::store::PartitionStore;
 use chrono::Utc;
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -50,7 +47,7 @@ impl From<std::io::Error> for Failure {
 }
 
 /// What a commit carried, for the processor to report.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(super) struct CommitReport {
     /// Archive files closed since the last commit.
     pub closed: Vec<ClosedFile>,
@@ -60,21 +57,9 @@ pub(super) struct CommitReport {
     pub newest_received: Option<i64>,
 }
 
-impl CommitReport {
-    /// This report followed by `later`'s, as one.
-    fn absorb(&mut self, later: CommitReport) {
-        self.processed += later.processed;
-        self.closed.extend(later.closed);
-        self.newest_received = later.newest_received.or(self.newest_received);
-    }
-}
-
 /// The stages of one partition, and what they keep from one batch to the next.
 pub(super) struct Stages {
-    committer: Committer,
-    /// The last batch's commit while it waits for the next batch's lookups: it is sent to the
-    /// store right after them (see [`Stages::process_batch`]).
-    unsent: Option<PreparedCommit>,
+    store: Box<dyn PartitionStore>,
     experiments: Experiments,
     archiver: Archiver,
     dlq: Arc<Dlq>,
@@ -92,16 +77,14 @@ pub(super) struct Stages {
 
 impl Stages {
     pub fn new(
-        lease: Lease,
         store: Box<dyn PartitionStore>,
         archiver: Archiver,
         dlq: Arc<Dlq>,
         metrics: Arc<Metrics>,
         options: &PipelineOptions,
-    ) -> Result<Stages, Error> {
-        Ok(Stages {
-            committer: Committer::start(store, lease.partition)?,
-            unsent: None,
+    ) -> Stages {
+        Stages {
+            store,
             experiments: Experiments::new(&crate::pipeline::ExperimentsByEnv::new()),
             archiver,
             dlq,
@@ -114,7 +97,7 @@ impl Stages {
             state_cache: options.state_cache,
             partition_names: PartitionNames::default(),
             lines: Lines::default(),
-        })
+        }
     }
 
     /// Aggregates `experiments` from the next event on.
@@ -125,39 +108,30 @@ impl Stages {
     /// Starts again from the last commit: the working copy as committed, and the archive's
     /// buffers as they were open then (replay fills them again).
     pub fn resume(&mut self) -> Result<WorkingCopy, Error> {
-        self.unsent = None;
-        let copy = WorkingCopy::load(self.committer.store()?, self.state_cache)?;
+        let copy = WorkingCopy::load(&mut *self.store, self.state_cache)?;
         self.archiver.restore(&copy.open_files);
         Ok(copy)
     }
 
-    /// Runs a batch through the stages and prepares its commit; reports the previous batch's
-    /// commit if it landed meanwhile (`None` for an empty batch, or when nothing landed).
+    /// Runs a batch through the stages and commits it; `None` for an empty batch.
     ///
-    /// The batch's dedupe ids and users are read first, together: from the previous batch's
-    /// commit where it changed them, else from the store, which has every commit before it.
-    /// That commit is then sent to the store, to be written while each event goes through
-    /// dedupe → enrich → aggregate → archive → counters in log order. The counters of the whole
-    /// batch are added together once it has landed (they may read the store). The archive files
-    /// the batch closed (stored on the archive's own thread meanwhile) are waited for, and
-    /// everything the batch changed is prepared as one commit with the checkpoint, sent with the
-    /// next batch or by [`Stages::land`]. Records before the checkpoint are being replayed after
-    /// a restart.
+    /// The batch's dedupe ids and users are read from the store first, together. Each event
+    /// then goes through dedupe → enrich → aggregate → archive → counters in log order;
+    /// the counters of the whole batch are then added together, the archive files it closed
+    /// (stored on the archive's own thread meanwhile) are waited for, and everything it changed
+    /// is committed in one transaction with the checkpoint. Records before the checkpoint are
+    /// being replayed after a restart.
     pub fn process_batch(
         &mut self,
         copy: &mut WorkingCopy,
         batch: Vec<Decoded>,
     ) -> Result<Option<CommitReport>, Failure> {
         let Some(last) = batch.last().map(|d| d.offset) else { return Ok(None) };
-        let checkpoint = self.unsent.as_ref().map_or(copy.next_offset, |commit| commit.next_offset());
+        let checkpoint = copy.next_offset;
         let ids = given_ids(&batch);
         let ids: Vec<&str> = ids.iter().map(|id| id.as_ref()).collect();
-        let store = self.committer.store()?;
-        let mut deliveries = Deliveries::lookup(store, self.unsent.as_ref(), &ids)?;
-        copy.users.load(store, self.unsent.as_ref(), &users_of(&batch))?;
-        if let Some(commit) = self.unsent.take() {
-            self.committer.send(commit)?;
-        }
+        let mut deliveries = Deliveries::lookup(&mut *self.store, &ids)?;
+        copy.users.load(&mut *self.store, &users_of(&batch))?;
         let mut to_count = counters::Pending::default();
         let mut report = CommitReport::default();
         for Decoded { offset, record } in &batch {
@@ -168,7 +142,7 @@ impl Stages {
             let stored = match record {
                 LogRecord::Event(stored) => stored,
                 LogRecord::EvaluationCounts(counts) if !replayed => {
-                    copy.counters.add_evaluations(self.committer.store()?, counts)?;
+                    copy.counters.add_evaluations(&mut *self.store, counts)?;
                     continue;
                 }
                 LogRecord::EvaluationCounts(_) => continue,
@@ -192,49 +166,12 @@ impl Stages {
             counters::count(&mut to_count, stored, attribution);
             report.processed += 1;
         }
-        copy.counters.add_events(self.committer.store()?, &to_count, copy.users.new_to_store())?;
+        copy.counters.add_events(&mut *self.store, &to_count, copy.users.new_to_store())?;
         report.closed = self.archiver.written()?;
         let expire = self.dedupe_expiry();
         let open = self.archiver.open_files();
-        let next_offset = (last + 1).max(checkpoint);
-        self.unsent = Some(copy.prepare_commit(next_offset, open, deliveries.into_new_ids(), expire, report));
-        Ok(self.landed(copy))
-    }
-
-    /// Whether a batch's commit waits for the next batch's lookups.
-    pub fn has_unsent(&self) -> bool {
-        self.unsent.is_some()
-    }
-
-    /// Sends the commit waiting for the next batch, if any, and waits until every commit sent
-    /// has landed; reports the last of them.
-    pub fn land(&mut self, copy: &mut WorkingCopy) -> Result<Option<CommitReport>, Failure> {
-        if let Some(commit) = self.unsent.take() {
-            self.committer.send(commit)?;
-        }
-        self.committer.wait()?;
-        Ok(self.landed(copy))
-    }
-
-    /// After a failure: the commit in flight still counts if it lands (reported here); the one
-    /// not sent yet is dropped with the working copy, and its records are read again.
-    pub fn settle(&mut self, copy: &mut WorkingCopy) -> Option<CommitReport> {
-        self.unsent = None;
-        self.committer.wait().ok()?;
-        self.landed(copy)
-    }
-
-    /// The commits that landed since last asked, moved into the working copy and reported once.
-    fn landed(&mut self, copy: &mut WorkingCopy) -> Option<CommitReport> {
-        let mut report: Option<CommitReport> = None;
-        for landed in self.committer.take_landed() {
-            copy.landed(&landed.commit, landed.durability);
-            match &mut report {
-                Some(report) => report.absorb(landed.commit.report),
-                None => report = Some(landed.commit.report),
-            }
-        }
-        report
+        copy.commit(&mut *self.store, (last + 1).max(checkpoint), open, deliveries.new_ids(), expire)?;
+        Ok(Some(report))
     }
 
     /// Closes every open archive file and commits that (at a flush and when stopping).
@@ -253,19 +190,11 @@ impl Stages {
         self.commit_closed(copy, closed).map(Some)
     }
 
-    /// Commits the archive's open buffers after `closed` were closed, without new records, once
-    /// every earlier commit has landed, and waits for it; reports them all.
+    /// Commits the archive's open buffers after `closed` were closed, without new records.
     fn commit_closed(&mut self, copy: &mut WorkingCopy, closed: Vec<ClosedFile>) -> Result<CommitReport, Failure> {
-        let mut report = self.land(copy)?.unwrap_or_default();
         let open = self.archiver.open_files();
-        let closing = CommitReport { closed, ..CommitReport::default() };
-        let commit = copy.prepare_commit(copy.next_offset, open, Vec::new(), None, closing);
-        self.committer.send(commit)?;
-        self.committer.wait()?;
-        if let Some(closing) = self.landed(copy) {
-            report.absorb(closing);
-        }
-        Ok(report)
+        copy.commit(&mut *self.store, copy.next_offset, open, &[], None)?;
+        Ok(CommitReport { closed, ..CommitReport::default() })
     }
 
     /// The record at `offset` if it was decoded. One that was not fails the session (which

@@ -88,7 +88,7 @@ impl Supervisor {
             shared: self.shared.clone(),
             stop: stop.clone(),
             options: self.options.clone(),
-            stages: Stages::new(lease, store, archiver, self.dlq.clone(), self.shared.metrics.clone(), &self.options)?,
+            stages: Stages::new(store, archiver, self.dlq.clone(), self.shared.metrics.clone(), &self.options),
             experiments_generation: u64::MAX,
         };
         // Flushes asked for before this processor existed are not its to answer.
