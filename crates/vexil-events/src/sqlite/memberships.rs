@@ -119,11 +119,11 @@ impl LatestDays {
             return Ok(latest.clone());
         }
         let mut stmt = conn.prepare_cached("SELECT members FROM users WHERE user_id = ?1")?;
-        let column = stmt.query_row([user], |r| r.get::<_, Option<String>>(0)).optional()?;
-        let latest = match column {
-            None => Latest::NoUser,
-            Some(members) => Latest::of_column(members.as_deref())?,
-        };
+        // The column is parsed where SQLite holds it, as the batch's read of users does.
+        let latest = stmt
+            .query_row([user], |r| Latest::of_column(r.get_ref(0)?.as_str_or_null()?))
+            .optional()?
+            .unwrap_or(Latest::NoUser);
         self.keep(user, latest.clone());
         Ok(latest)
     }
