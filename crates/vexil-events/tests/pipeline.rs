@@ -6,6 +6,7 @@ use common::{assert_sums_match, brute_force, committed_sums, experiments, unique
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 use vexil_events::counters::Window;
 use vexil_events::pipeline::StateCache;
@@ -67,7 +68,7 @@ async fn aggregates_stay_exact_when_users_leave_memory() {
 /// starts, so batches follow each other as fast as they can. A user who left memory between two
 /// batches keeps their assignment, and an id redelivered in the very next batch counts once.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_batch_finds_what_the_batch_before_changed_while_it_is_written() {
+async fn a_batch_finds_what_the_batch_before_changed() {
     let dir = tempfile::tempdir().unwrap();
     // Yesterday, 10:00: all the events fall in one hour and one day.
     let t0 = (chrono::Utc::now() - chrono::Duration::days(1)).date_naive().and_hms_opt(10, 0, 0).unwrap().and_utc();
@@ -82,11 +83,9 @@ async fn a_batch_finds_what_the_batch_before_changed_while_it_is_written() {
         json!({"event": "purchase", "user_id": "u2", "value": 3, "event_id": "p3", "timestamp": at(t0, 2)}),
     ];
     {
-        let metrics = std::sync::Arc::new(Metrics::default());
-        let log: std::sync::Arc<dyn EventBus> =
-            std::sync::Arc::new(FileLog::open(dir.path().join("log"), LogOptions::default()).unwrap());
-        let dlq =
-            std::sync::Arc::new(vexil_events::Dlq::open(&dir.path().join("dlq.sqlite"), metrics.clone()).unwrap());
+        let metrics = Arc::new(Metrics::default());
+        let log: Arc<dyn EventBus> = Arc::new(FileLog::open(dir.path().join("log"), LogOptions::default()).unwrap());
+        let dlq = Arc::new(vexil_events::Dlq::open(&dir.path().join("dlq.sqlite"), metrics.clone()).unwrap());
         for record in &records {
             // An ingestor of its own per record: the redelivery of p1 passes the door, as it
             // would through another ingest node, and meets the processor's dedupe.
