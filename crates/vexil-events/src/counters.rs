@@ -194,6 +194,17 @@ impl Pending<'_> {
     }
 }
 
+/// `user`'s member id, shared with the contribution before if it was the same user's: an
+/// event's contributions are consecutive, and so are a user's events more often than not, so
+/// one id serves every counter they enter (allocating one per counter was the counters' largest
+/// cost, and their memory's).
+fn shared_member(last: &mut Option<Arc<str>>, user: &str) -> Arc<str> {
+    match last {
+        Some(member) if **member == *user => Arc::clone(member),
+        _ => Arc::clone(last.insert(Arc::from(user))),
+    }
+}
+
 /// A counter in memory.
 struct Slot {
     key: CounterKey,
@@ -249,6 +260,7 @@ impl Counters {
         // says which of them the counter already has. A user repeated in the batch is found in
         // memory the second time, so each is asked once.
         let mut unsure: Vec<(usize, Arc<str>)> = Vec::new();
+        let mut last_member: Option<Arc<str>> = None;
         for (c, &slot) in contributions.iter().zip(&slots) {
             let s = &mut self.slots[slot];
             s.counter.count += c.count;
@@ -256,12 +268,14 @@ impl Counters {
             s.dirty = true;
             self.newest_start = self.newest_start.max(c.key.start);
             let Some(user) = c.user else { continue };
-            // One probe both asks and inserts; the set grew only if the user is new to it.
-            let before = s.users.len();
-            let member = Arc::clone(s.users.get_or_insert_with(user, |user| Arc::from(user)));
-            if s.users.len() == before {
-                continue;
-            }
+            // One probe both asks and inserts; only a user new to the set makes a member.
+            let mut added = None;
+            s.users.get_or_insert_with(user, |_| {
+                let member = shared_member(&mut last_member, user);
+                added = Some(Arc::clone(&member));
+                member
+            });
+            let Some(member) = added else { continue };
             if s.complete || new_to_store.contains(user) {
                 s.counter.unique_users += 1;
                 self.new_users.push((slot, member));

@@ -3,8 +3,8 @@
 
 use crate::counters::CounterKey;
 use crate::error::Error;
+use hashbrown::HashMap;
 use rusqlite::{Connection, OptionalExtension};
-use std::collections::HashMap;
 
 /// Counter ids kept in memory at most; past it they are forgotten and read again as needed.
 const COUNTER_IDS_KEPT: usize = 100_000;

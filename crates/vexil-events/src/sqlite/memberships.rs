@@ -15,10 +15,10 @@ use super::counter_ids::{ByAddress, CounterIds};
 use crate::counters::CounterKey;
 use crate::error::Error;
 use crate::store::Changes;
+use hashbrown::hash_map::Entry;
+use hashbrown::HashMap;
 use rusqlite::types::Type;
 use rusqlite::{params, Connection, OptionalExtension};
-use std::collections::hash_map::Entry;
-use std::collections::HashMap;
 
 /// Memberships are kept per user and day: the counters of the hours of a day and the day's own
 /// are kept together, so an event's memberships (an hour's and its day's) are one read and one

@@ -8,8 +8,8 @@ use crate::enrich::UserState;
 use crate::error::Error;
 use crate::store::{Changes, Committed, Durability, Lease, PartitionStore, ProcessingBackend, Stats};
 use chrono::{DateTime, TimeZone, Utc};
+use hashbrown::hash_map::Entry;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
-use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -234,8 +234,8 @@ impl PartitionStore for SqlitePartitionStore {
     /// has read the user.
     fn known_members(&mut self, members: &[(&CounterKey, &str)]) -> Result<Vec<bool>, Error> {
         self.reading(|conn, counter_ids, latest_days| {
-            let mut ids: ByAddress<Option<i64>> = HashMap::new();
-            let mut by_day: hashbrown::HashMap<(&str, i64), Vec<(i64, usize)>> = hashbrown::HashMap::new();
+            let mut ids: ByAddress<Option<i64>> = ByAddress::default();
+            let mut by_day: hashbrown::HashMap<(&str, i64), Vec<(i64, usize)>> = hashbrown::HashMap::default();
             for (asked, &(key, user)) in members.iter().enumerate() {
                 let id = match ids.entry(key) {
                     Entry::Occupied(known) => *known.get(),
