@@ -4,9 +4,7 @@
 
 use super::partition_of;
 use crate::environment;
-use crate::event::{Event, StoredEvent};
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io;
 
@@ -34,18 +32,10 @@ impl PartitionNames {
     }
 }
 
-/// An event as the archive stores it: the event, when it was received, and its experiments.
-#[derive(Serialize)]
-struct Archived<'a> {
-    #[serde(flatten)]
-    event: &'a Event,
-    received_at: &'a str,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    experiments: BTreeMap<&'a str, &'a str>,
-}
-
-/// Builds events' archive lines. The line is written into a buffer kept for the next event, and
-/// the receive time's text is kept for the next event of the same ingest request: building both
+/// Builds events' archive lines: the event's JSON object as the log holds it, with its receive
+/// time and, if it has any, the experiments it is attributed to (`experiments`, by experiment)
+/// added as its last fields. The line is written into a buffer kept for the next event, and the
+/// receive time's text is kept for the next event of the same ingest request: building both
 /// anew for each event cost the processor four allocations per event.
 #[derive(Default)]
 pub(crate) struct Lines {
@@ -55,21 +45,30 @@ pub(crate) struct Lines {
 }
 
 impl Lines {
-    /// The JSON line (without newline) of `stored`, attributed to `attribution`'s experiments
-    /// and variants.
-    pub fn of(&mut self, stored: &StoredEvent, attribution: &[(String, String)]) -> io::Result<&[u8]> {
-        let received = stored.received_at;
+    /// The JSON line (without newline) of the event `event_json` (its object as the log holds
+    /// it, see [`crate::event::ReadRecord`]), received at `received` (Unix ms), attributed to
+    /// `attribution`'s experiments and variants.
+    pub fn of(&mut self, event_json: &str, received: i64, attribution: &[(String, String)]) -> io::Result<&[u8]> {
         if self.received_text.as_ref().is_none_or(|(millis, _)| *millis != received) {
             let at = Utc.timestamp_millis_opt(received).single().unwrap_or_default();
             self.received_text = Some((received, at.to_rfc3339_opts(SecondsFormat::Millis, true)));
         }
-        let archived = Archived {
-            event: &stored.event,
-            received_at: self.received_text.as_ref().map_or("", |(_, text)| text),
-            experiments: attribution.iter().map(|(e, v)| (e.as_str(), v.as_str())).collect(),
-        };
+        // An event has required fields, so its object is never empty: the fields added here
+        // follow one.
+        let fields = event_json.strip_suffix('}').filter(|fields| fields.len() > 1).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("an event's JSON is not an object: {event_json:.64}"))
+        })?;
         self.line.clear();
-        serde_json::to_writer(&mut self.line, &archived)?;
+        self.line.extend_from_slice(fields.as_bytes());
+        self.line.extend_from_slice(br#","received_at":""#);
+        self.line.extend_from_slice(self.received_text.as_ref().map_or("", |(_, text)| text).as_bytes());
+        self.line.push(b'"');
+        if !attribution.is_empty() {
+            self.line.extend_from_slice(br#","experiments":"#);
+            let experiments: BTreeMap<&str, &str> = attribution.iter().map(|(e, v)| (e.as_str(), v.as_str())).collect();
+            serde_json::to_writer(&mut self.line, &experiments)?;
+        }
+        self.line.push(b'}');
         Ok(&self.line)
     }
 }
@@ -77,6 +76,7 @@ impl Lines {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{Event, EventType, LogRecord, ReadRecord, StoredEvent};
 
     /// A name kept from the last event is the name built afresh, across hours, days, years,
     /// environments and times before the epoch.
@@ -102,6 +102,31 @@ mod tests {
         }
     }
 
+    /// An event line as the archive wrote it before lines were built from the log's text: the
+    /// derived encoding of the event with the two fields flattened in.
+    #[derive(serde::Serialize)]
+    struct Archived<'a> {
+        #[serde(flatten)]
+        event: &'a Event,
+        received_at: &'a str,
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        experiments: BTreeMap<&'a str, &'a str>,
+    }
+
+    fn event(offset: usize, at: DateTime<Utc>) -> Event {
+        Event {
+            event_id: format!("e{offset}"),
+            event: "purchase".into(),
+            kind: EventType::Track,
+            user_id: "u1".into(),
+            timestamp: at,
+            value: None,
+            properties: Default::default(),
+            experiment_key: None,
+            variant: None,
+        }
+    }
+
     /// Events of one ingest request share their receive time's text; an event received at
     /// another time gets its own, and one received before the epoch too.
     #[test]
@@ -111,19 +136,8 @@ mod tests {
         let at = DateTime::parse_from_rfc3339("2025-12-06T03:00:00Z").unwrap().with_timezone(&Utc);
         let mut read = Vec::new();
         for (offset, received_at) in received.iter().enumerate() {
-            let event = Event {
-                event_id: format!("e{offset}"),
-                event: "purchase".into(),
-                kind: crate::event::EventType::Track,
-                user_id: "u1".into(),
-                timestamp: at,
-                value: None,
-                properties: Default::default(),
-                experiment_key: None,
-                variant: None,
-            };
-            let stored = StoredEvent { event, received_at: *received_at, id_given: true, env: None };
-            let line = lines.of(&stored, &[("checkout".into(), "control".into())]).unwrap();
+            let json = serde_json::to_string(&event(offset, at)).unwrap();
+            let line = lines.of(&json, *received_at, &[("checkout".into(), "control".into())]).unwrap();
             read.push(serde_json::from_slice::<serde_json::Value>(line).unwrap());
         }
         let times: Vec<&str> = read.iter().map(|line| line["received_at"].as_str().unwrap()).collect();
@@ -138,5 +152,53 @@ mod tests {
             ]
         );
         assert!(read.iter().all(|line| line["experiments"] == serde_json::json!({"checkout": "control"})));
+    }
+
+    /// A line built from an event's text in the log is, byte for byte, the line the archive
+    /// wrote when it encoded the decoded event again: with and without experiments, with every
+    /// optional field, escapes and properties. An event the log holds as an array of its fields
+    /// is archived as its object.
+    #[test]
+    fn lines_are_the_derived_encoding_of_the_event_with_its_receive_time_and_experiments() {
+        let at = DateTime::parse_from_rfc3339("2026-01-01T02:00:00.5Z").unwrap().with_timezone(&Utc);
+        let mut full = event(7, at);
+        full.kind = EventType::Exposure;
+        full.user_id = "\u{fc} \"q\"\t\n".into();
+        full.value = Some(1e21);
+        full.experiment_key = Some("checkout".into());
+        full.variant = Some("con\"trol".into());
+        full.properties = serde_json::json!({"b": {"c": "\u{e9}", "d": {}}, "a": [1, -2, 2.5, true, null, "x\ny"]})
+            .as_object()
+            .unwrap()
+            .clone();
+        let attributions: [&[(String, String)]; 3] = [
+            &[],
+            &[("checkout".into(), "con\"trol".into())],
+            &[("zeta".into(), "b".into()), ("alpha".into(), "a".into())],
+        ];
+        let mut lines = Lines::default();
+        for event in [event(1, at), full] {
+            for attribution in attributions {
+                let record = LogRecord::Event(StoredEvent {
+                    event: event.clone(),
+                    received_at: 1_767_232_800_042,
+                    id_given: true,
+                    env: Some("staging".into()),
+                });
+                let read = ReadRecord::decode(record.to_bytes()).unwrap();
+                let line = lines.of(read.event_json(), 1_767_232_800_042, attribution).unwrap().to_vec();
+                let before = Archived {
+                    event: &event,
+                    received_at: "2026-01-01T02:00:00.042Z",
+                    experiments: attribution.iter().map(|(e, v)| (e.as_str(), v.as_str())).collect(),
+                };
+                assert_eq!(String::from_utf8(line).unwrap(), serde_json::to_string(&before).unwrap());
+            }
+            let as_array = serde_json::json!({"event": {"event": [event.event_id, event.event, event.kind,
+                event.user_id, event.timestamp, event.value, event.properties, event.experiment_key, event.variant],
+                "received_at": 5, "id_given": false}});
+            let read = ReadRecord::decode(as_array.to_string().into_bytes()).unwrap();
+            assert_eq!(read.event_json(), serde_json::to_string(&event).unwrap());
+        }
     }
 }

@@ -11,6 +11,7 @@ mod scan;
 mod validate;
 
 pub use model::{Event, EventType};
+pub(crate) use record::ReadRecord;
 pub use record::{EvaluationCounts, LogRecord, Receipt, StoredEvent};
 pub(crate) use scan::skip_whitespace;
 pub(crate) use validate::validate_prefix;

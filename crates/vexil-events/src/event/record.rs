@@ -10,7 +10,9 @@ use super::model::{rfc3339, Event};
 use super::validate::{EventId, ValidEvent};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use std::borrow::Cow;
+use std::ops::Range;
 
 /// When a batch was received: its events' receive time, and their default timestamp as the log
 /// writes it (formatted once per batch rather than once per event).
@@ -138,6 +140,83 @@ pub struct EvaluationCounts {
 pub enum LogRecord {
     Event(StoredEvent),
     EvaluationCounts(EvaluationCounts),
+}
+
+/// A log record as processing reads it: decoded, and with its event's JSON object as the log
+/// holds it. An event's archive line is that object with the receive time and experiments
+/// added ([`crate::archive`]): writing the event's JSON again was a tenth of the processor's
+/// time, and the log already holds it in the derived encoding (ingest's writer and
+/// [`LogRecord::to_bytes`] both write exactly that).
+#[derive(Debug)]
+pub(crate) struct ReadRecord {
+    text: String,
+    record: LogRecord,
+    /// Where the event's object is in `text`; empty for evaluation counts.
+    event_json: Range<usize>,
+}
+
+/// The outer layers of a log record, exactly as the derived [`LogRecord`] decodes them, with the
+/// event's object left as text.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Framed<'a> {
+    Event(#[serde(borrow)] FramedEvent<'a>),
+    EvaluationCounts(EvaluationCounts),
+}
+
+#[derive(Deserialize)]
+struct FramedEvent<'a> {
+    #[serde(borrow)]
+    event: &'a RawValue,
+    received_at: i64,
+    id_given: bool,
+    #[serde(default)]
+    env: Option<String>,
+}
+
+impl ReadRecord {
+    /// Decodes `payload`; what does not decode comes back with its cause, for the DLQ.
+    pub fn decode(payload: Vec<u8>) -> Result<ReadRecord, (String, Vec<u8>)> {
+        let mut text = String::from_utf8(payload).map_err(|e| (e.to_string(), e.into_bytes()))?;
+        let (record, mut event_json) = match Self::decode_text(&text) {
+            Ok(decoded) => decoded,
+            Err(e) => return Err((e.to_string(), text.into_bytes())),
+        };
+        if let LogRecord::Event(stored) = &record {
+            // The derived decoder also takes an event as an array of its fields. No writer of
+            // the log writes one, but its archive line is an object all the same.
+            if !text[event_json.clone()].starts_with('{') {
+                let object = match serde_json::to_string(&stored.event) {
+                    Ok(object) => object,
+                    Err(e) => return Err((e.to_string(), text.into_bytes())),
+                };
+                event_json = text.len()..text.len() + object.len();
+                text.push_str(&object);
+            }
+        }
+        Ok(ReadRecord { text, record, event_json })
+    }
+
+    fn decode_text(text: &str) -> serde_json::Result<(LogRecord, Range<usize>)> {
+        Ok(match serde_json::from_str::<Framed<'_>>(text)? {
+            Framed::Event(FramedEvent { event, received_at, id_given, env }) => {
+                let json = event.get();
+                let start = json.as_ptr() as usize - text.as_ptr() as usize;
+                let event: Event = serde_json::from_str(json)?;
+                (LogRecord::Event(StoredEvent { event, received_at, id_given, env }), start..start + json.len())
+            }
+            Framed::EvaluationCounts(counts) => (LogRecord::EvaluationCounts(counts), 0..0),
+        })
+    }
+
+    pub fn record(&self) -> &LogRecord {
+        &self.record
+    }
+
+    /// The event's JSON object as the log holds it (empty for evaluation counts).
+    pub fn event_json(&self) -> &str {
+        &self.text[self.event_json.clone()]
+    }
 }
 
 impl LogRecord {

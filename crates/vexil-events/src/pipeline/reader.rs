@@ -7,7 +7,7 @@
 
 use crate::background;
 use crate::error::Error;
-use crate::event::LogRecord;
+use crate::event::ReadRecord;
 use crate::log::{BusReader, LogError, Record};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 /// for the DLQ.
 pub(super) struct Decoded {
     pub offset: u64,
-    pub record: Result<LogRecord, (String, Vec<u8>)>,
+    pub record: Result<ReadRecord, (String, Vec<u8>)>,
 }
 
 pub(super) type Batch = Result<Vec<Decoded>, Error>;
@@ -54,10 +54,7 @@ pub(super) fn spawn(
             let batch = poll_lingering(&mut *reader, batching).map_err(Error::from).map(|records| {
                 records
                     .into_iter()
-                    .map(|Record { offset, payload }| Decoded {
-                        offset,
-                        record: serde_json::from_slice(&payload).map_err(|e| (e.to_string(), payload)),
-                    })
+                    .map(|Record { offset, payload }| Decoded { offset, record: ReadRecord::decode(payload) })
                     .collect::<Vec<_>>()
             });
             let failed = batch.is_err();

@@ -17,7 +17,7 @@ use crate::dedupe::{self, Deliveries};
 use crate::dlq::Dlq;
 use crate::enrich;
 use crate::error::Error;
-use crate::event::{EventError, LogRecord, StoredEvent};
+use crate::event::{EventError, LogRecord, ReadRecord};
 use crate::metrics::Metrics;
 use crate::store::PartitionStore;
 use chrono::Utc;
@@ -136,7 +136,8 @@ impl Stages {
         let mut report = CommitReport::default();
         for Decoded { offset, record } in &batch {
             let offset = *offset;
-            let Some(record) = self.decoded(offset, record)? else { continue };
+            let Some(read) = self.decoded(offset, record)? else { continue };
+            let record = read.record();
             let replayed = offset < checkpoint;
             report.newest_received = Some(record.received_at());
             let stored = match record {
@@ -156,13 +157,13 @@ impl Stages {
             let env = stored.env.as_deref();
             let partition = self.partition_names.of(env, stored.event.timestamp);
             if replayed {
-                archive_replayed(&mut self.archiver, &mut self.lines, copy, partition, offset, stored)?;
+                archive_replayed(&mut self.archiver, &mut self.lines, copy, partition, offset, read)?;
                 continue;
             }
             let mut user = enrich::enrich(&mut copy.users, &stored.event, env, &self.metrics);
             aggregate::aggregate(&mut copy.aggregates, &self.experiments, &mut user, &stored.event);
             let attribution = user.into_attribution();
-            archive::archive(&mut self.archiver, &mut self.lines, partition, offset, stored, &attribution)?;
+            archive::archive(&mut self.archiver, &mut self.lines, partition, offset, read, &attribution)?;
             counters::count(&mut to_count, stored, attribution);
             report.processed += 1;
         }
@@ -203,8 +204,8 @@ impl Stages {
     fn decoded<'r>(
         &mut self,
         offset: u64,
-        record: &'r Result<LogRecord, (String, Vec<u8>)>,
-    ) -> Result<Option<&'r LogRecord>, Failure> {
+        record: &'r Result<ReadRecord, (String, Vec<u8>)>,
+    ) -> Result<Option<&'r ReadRecord>, Failure> {
         if self.poisoned.contains(&offset) {
             return Ok(None);
         }
@@ -245,13 +246,14 @@ fn archive_replayed(
     copy: &WorkingCopy,
     partition: &str,
     offset: u64,
-    stored: &StoredEvent,
+    read: &ReadRecord,
 ) -> std::io::Result<()> {
     if !archiver.wants_replayed(partition, offset) {
         return Ok(());
     }
+    let LogRecord::Event(stored) = read.record() else { return Ok(()) };
     let attribution = copy.users.attribution(&stored.event, stored.env.as_deref());
-    archive::archive(archiver, lines, partition, offset, stored, &attribution)
+    archive::archive(archiver, lines, partition, offset, read, &attribution)
 }
 
 /// The sender-given ids of a batch, as their environments keep them, looked up together before
@@ -259,7 +261,7 @@ fn archive_replayed(
 fn given_ids(batch: &[Decoded]) -> Vec<Cow<'_, str>> {
     batch
         .iter()
-        .filter_map(|d| match &d.record {
+        .filter_map(|d| match d.record.as_ref().map(ReadRecord::record) {
             Ok(LogRecord::Event(stored)) if stored.id_given => Some(dedupe::id_of(stored)),
             _ => None,
         })
@@ -270,7 +272,7 @@ fn given_ids(batch: &[Decoded]) -> Vec<Cow<'_, str>> {
 fn users_of(batch: &[Decoded]) -> Vec<&str> {
     batch
         .iter()
-        .filter_map(|d| match &d.record {
+        .filter_map(|d| match d.record.as_ref().map(ReadRecord::record) {
             Ok(LogRecord::Event(stored)) => Some(stored.event.user_id.as_str()),
             _ => None,
         })
