@@ -99,23 +99,44 @@ fn experiments() -> Vec<Arc<CompiledExperiment>> {
     vec![Arc::new(CompiledExperiment::compile(experiment, &FlagSet::empty()).unwrap())]
 }
 
+/// The time the embedded pipeline takes to process the `EVENTS` events `bodies` gives (appended
+/// before it starts), from start to caught up.
+fn time_processing(runtime: &tokio::runtime::Runtime, bodies: impl Iterator<Item = Vec<u8>>) -> Duration {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let log = Arc::new(FileLog::open(dir.path().join("log"), LogOptions::default()).unwrap());
+    let dlq = Arc::new(Dlq::open(&dir.path().join("dlq.sqlite"), metrics.clone()).unwrap());
+    let bus: Arc<dyn EventBus> = log.clone();
+    let ingestor = Ingestor::new(bus.clone(), dlq.clone(), metrics.clone(), IngestOptions::default());
+    runtime.block_on(async {
+        for body in bodies {
+            ingestor.ingest(&body, BodyFormat::Auto).await.unwrap();
+        }
+    });
+    let archive = Arc::new(LocalArchive::open(dir.path().join("archive")).unwrap());
+    let state = Arc::new(SqliteBackend::open(dir.path().join("state.sqlite")).unwrap());
+    let start = Instant::now();
+    let pipeline =
+        Pipeline::start(bus, state, dlq, archive, production(experiments()), metrics, PipelineOptions::default())
+            .unwrap();
+    assert!(pipeline.wait_caught_up(Duration::from_secs(300)));
+    let elapsed = start.elapsed();
+    pipeline.stop();
+    elapsed
+}
+
+const EVENTS: usize = 100_000;
+
 fn process(c: &mut Criterion) {
-    const EVENTS: usize = 100_000;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let mut group = c.benchmark_group("process");
     group.throughput(Throughput::Elements(EVENTS as u64));
     group.sample_size(10);
+    // 10,000 users exposed, then their events with sender-given ids.
     group.bench_function("events", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let dir = tempfile::tempdir().unwrap();
-                let metrics = Arc::new(Metrics::default());
-                let log = Arc::new(FileLog::open(dir.path().join("log"), LogOptions::default()).unwrap());
-                let dlq = Arc::new(Dlq::open(&dir.path().join("dlq.sqlite"), metrics.clone()).unwrap());
-                let bus: Arc<dyn EventBus> = log.clone();
-                let ingestor = Ingestor::new(bus.clone(), dlq.clone(), metrics.clone(), IngestOptions::default());
-                runtime.block_on(async {
+            (0..iters)
+                .map(|_| {
                     let exposures: Vec<_> = (0..10_000)
                         .map(|u| {
                             json!({"event_id": format!("x{u}"), "event": "exposure", "type": "exposure",
@@ -123,34 +144,38 @@ fn process(c: &mut Criterion) {
                             "variant": if u % 2 == 0 { "a" } else { "b" }, "timestamp": "2026-01-01T09:00:00Z"})
                         })
                         .collect();
-                    for chunk in exposures.chunks(5000) {
-                        ingestor.ingest(&serde_json::to_vec(chunk).unwrap(), BodyFormat::Auto).await.unwrap();
-                    }
-                    for seed in 0..(EVENTS - 10_000) / BATCH {
-                        ingestor.ingest(&body(seed, true), BodyFormat::Auto).await.unwrap();
-                    }
-                });
-                let archive = Arc::new(LocalArchive::open(dir.path().join("archive")).unwrap());
-                let state = Arc::new(SqliteBackend::open(dir.path().join("state.sqlite")).unwrap());
-                let start = Instant::now();
-                let pipeline = Pipeline::start(
-                    bus,
-                    state,
-                    dlq,
-                    archive,
-                    production(experiments()),
-                    metrics,
-                    PipelineOptions::default(),
-                )
-                .unwrap();
-                assert!(pipeline.wait_caught_up(Duration::from_secs(300)));
-                total += start.elapsed();
-                pipeline.stop();
-            }
-            total
+                    let exposures = exposures.chunks(5000).map(|chunk| serde_json::to_vec(chunk).unwrap());
+                    let events = (0..(EVENTS - 10_000) / BATCH).map(|seed| body(seed, true));
+                    time_processing(&runtime, exposures.chain(events).collect::<Vec<_>>().into_iter())
+                })
+                .sum()
+        })
+    });
+    // Users never seen before, each exposed and then purchasing once (the events of
+    // scripts/bench/events-users.lua): every event makes state and joins unique users.
+    group.bench_function("new_users", |b| {
+        b.iter_custom(|iters| {
+            (0..iters).map(|_| time_processing(&runtime, (0..EVENTS / BATCH).map(new_users_body))).sum()
         })
     });
     group.finish();
+}
+
+/// A batch of 250 users never seen before (the `batch`-th), each exposed to `exp` and then
+/// purchasing once, with generated ids and the receive time as their time.
+fn new_users_body(batch: usize) -> Vec<u8> {
+    let events: Vec<_> = (0..BATCH / 2)
+        .flat_map(|i| {
+            let user = format!("u{}", batch * BATCH / 2 + i);
+            let variant = if i % 2 == 0 { "a" } else { "b" };
+            [
+                json!({"event": "exposure", "type": "exposure", "user_id": user, "experiment_key": "exp",
+                       "variant": variant}),
+                json!({"event": "purchase", "user_id": user, "value": i % 100}),
+            ]
+        })
+        .collect();
+    serde_json::to_vec(&events).unwrap()
 }
 
 criterion_group!(benches, ingest, process);
