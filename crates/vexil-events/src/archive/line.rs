@@ -201,4 +201,28 @@ mod tests {
             assert_eq!(read.event_json(), serde_json::to_string(&event).unwrap());
         }
     }
+
+    /// Ingest's writer keeps the sender's key order in `properties`, and repeated keys; the
+    /// event's JSON the archive line is built from is still the derived encoding (keys sorted,
+    /// the last of a repeated key), at every depth. Without properties it is the log's own text.
+    #[test]
+    fn events_with_properties_in_the_senders_order_are_archived_in_the_derived_encoding() {
+        let now = Utc::now();
+        let receipt = crate::event::Receipt::new(now);
+        for raw in [
+            r#"{"event": "purchase", "user_id": "u1", "properties": {"z": 1, "a": {"y": [2, {"c": 1, "b": 0}], "x": null}}}"#,
+            r#"{"event": "purchase", "user_id": "u1", "properties": {"a": 1, "b": 2, "a": 3}}"#,
+            r#"{"event": "purchase", "user_id": "u1", "value": 1e2, "properties": {}}"#,
+            r#"{"event": "purchase", "user_id": "u1"}"#,
+        ] {
+            let logged = crate::event::validate_text(raw, now).unwrap().to_record(&receipt, None);
+            let read = ReadRecord::decode(logged.clone()).unwrap();
+            let LogRecord::Event(stored) = read.record() else { panic!("an event") };
+            assert_eq!(read.event_json(), serde_json::to_string(&stored.event).unwrap(), "{raw}");
+            if stored.event.properties.is_empty() {
+                let logged = String::from_utf8(logged).unwrap();
+                assert!(logged.contains(read.event_json()), "the log's own text: {raw}");
+            }
+        }
+    }
 }

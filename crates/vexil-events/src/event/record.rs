@@ -29,9 +29,10 @@ impl Receipt {
 }
 
 impl ValidEvent<'_> {
-    /// The event's log record: `LogRecord::Event(StoredEvent { .. })` exactly as its derived
-    /// `Serialize` writes it, written straight from the validated fields so that no `Event`
-    /// (and its strings and property map) is built only to be serialised once.
+    /// The event's log record: `LogRecord::Event(StoredEvent { .. })` as its derived `Serialize`
+    /// writes it (except that `properties` keep the sender's key order, which decodes to the
+    /// same map), written straight from the validated fields so that no `Event` (and its
+    /// strings and property map) is built only to be serialised once.
     /// `env` is the event's environment as [`StoredEvent::env`] holds it.
     pub fn to_record(&self, receipt: &Receipt, env: Option<&str>) -> Vec<u8> {
         let strings = self.event.len() + self.user_id.len() + self.properties.len();
@@ -142,11 +143,13 @@ pub enum LogRecord {
     EvaluationCounts(EvaluationCounts),
 }
 
-/// A log record as processing reads it: decoded, and with its event's JSON object as the log
-/// holds it. An event's archive line is that object with the receive time and experiments
-/// added ([`crate::archive`]): writing the event's JSON again was a tenth of the processor's
-/// time, and the log already holds it in the derived encoding (ingest's writer and
-/// [`LogRecord::to_bytes`] both write exactly that).
+/// A log record as processing reads it: decoded, and with its event's JSON object in the
+/// derived encoding of [`Event`]. An event's archive line is that object with the receive time
+/// and experiments added ([`crate::archive`]); writing it again on the processor's thread was a
+/// tenth of its time. The log mostly holds it already: ingest's writer writes every field as the
+/// derived encoding does except `properties`, whose keys it keeps in the sender's order
+/// (repeated ones too; they decode to the same map). So an event with properties is encoded
+/// again here, on the reader's thread, and one without is taken as the log holds it.
 #[derive(Debug)]
 pub(crate) struct ReadRecord {
     text: String,
@@ -183,9 +186,10 @@ impl ReadRecord {
             Err(e) => return Err((e.to_string(), text.into_bytes())),
         };
         if let LogRecord::Event(stored) = &record {
-            // The derived decoder also takes an event as an array of its fields. No writer of
-            // the log writes one, but its archive line is an object all the same.
-            if !text[event_json.clone()].starts_with('{') {
+            // The derived decoder also takes an event as an array of its fields; no writer of the
+            // log writes one, but its archive line is an object all the same.
+            let as_logged = stored.event.properties.is_empty() && text[event_json.clone()].starts_with('{');
+            if !as_logged {
                 let object = match serde_json::to_string(&stored.event) {
                     Ok(object) => object,
                     Err(e) => return Err((e.to_string(), text.into_bytes())),
@@ -213,7 +217,7 @@ impl ReadRecord {
         &self.record
     }
 
-    /// The event's JSON object as the log holds it (empty for evaluation counts).
+    /// The event's JSON object in the derived encoding (empty for evaluation counts).
     pub fn event_json(&self) -> &str {
         &self.text[self.event_json.clone()]
     }
