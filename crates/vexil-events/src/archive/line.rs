@@ -224,5 +224,17 @@ mod tests {
                 assert!(logged.contains(read.event_json()), "the log's own text: {raw}");
             }
         }
+        // Written another way (space before the colon, an escaped key), properties are still
+        // found and encoded again, and the record is the derived decoder's.
+        for logged in [
+            r#"{"event":{"event":{"event_id":"e1","event":"purchase","type":"track","user_id":"u1","timestamp":"2026-01-01T00:00:00Z","properties" : {"b":1,"a":2}},"received_at":1,"id_given":true}}"#,
+            r#"{"event":{"event":{"event_id":"e1","event":"purchase","type":"track","user_id":"u1","timestamp":"2026-01-01T00:00:00Z","propertie\u0073":{"b":1,"a":2}},"received_at":1,"id_given":true}}"#,
+        ] {
+            let read = ReadRecord::decode(logged.as_bytes().to_vec()).unwrap();
+            assert_eq!(read.record(), &serde_json::from_str::<LogRecord>(logged).unwrap());
+            let LogRecord::Event(stored) = read.record() else { panic!("an event") };
+            assert_eq!(read.event_json(), serde_json::to_string(&stored.event).unwrap());
+            assert!(read.event_json().contains(r#""properties":{"a":2,"b":1}"#), "{}", read.event_json());
+        }
     }
 }

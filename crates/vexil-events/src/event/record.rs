@@ -181,35 +181,50 @@ impl ReadRecord {
     /// Decodes `payload`; what does not decode comes back with its cause, for the DLQ.
     pub fn decode(payload: Vec<u8>) -> Result<ReadRecord, (String, Vec<u8>)> {
         let mut text = String::from_utf8(payload).map_err(|e| (e.to_string(), e.into_bytes()))?;
-        let (record, mut event_json) = match Self::decode_text(&text) {
+        let (record, logged) = match Self::decode_text(&text) {
             Ok(decoded) => decoded,
             Err(e) => return Err((e.to_string(), text.into_bytes())),
         };
-        if let LogRecord::Event(stored) = &record {
+        let event_json = match (&record, logged) {
+            (LogRecord::EvaluationCounts(_), _) => 0..0,
             // The derived decoder also takes an event as an array of its fields; no writer of the
             // log writes one, but its archive line is an object all the same.
-            let as_logged = stored.event.properties.is_empty() && text[event_json.clone()].starts_with('{');
-            if !as_logged {
+            (LogRecord::Event(stored), Some(logged))
+                if stored.event.properties.is_empty() && text[logged.clone()].starts_with('{') =>
+            {
+                logged
+            }
+            (LogRecord::Event(stored), _) => {
                 let object = match serde_json::to_string(&stored.event) {
                     Ok(object) => object,
                     Err(e) => return Err((e.to_string(), text.into_bytes())),
                 };
-                event_json = text.len()..text.len() + object.len();
+                let at = text.len();
                 text.push_str(&object);
+                at..text.len()
             }
-        }
+        };
         Ok(ReadRecord { text, record, event_json })
     }
 
-    fn decode_text(text: &str) -> serde_json::Result<(LogRecord, Range<usize>)> {
+    /// The record, and where its event's object is in `text` if it was looked for. It is not
+    /// looked for when the text names `"properties":`, which every writer of the log writes for
+    /// an event with properties: that event is encoded again anyway, so its record is decoded in
+    /// one pass, the derived way. Which way is only a matter of cost; both give the same record,
+    /// and an event with properties found the other way is encoded again all the same.
+    fn decode_text(text: &str) -> serde_json::Result<(LogRecord, Option<Range<usize>>)> {
+        if text.contains(r#""properties":"#) {
+            return Ok((serde_json::from_str(text)?, None));
+        }
         Ok(match serde_json::from_str::<Framed<'_>>(text)? {
             Framed::Event(FramedEvent { event, received_at, id_given, env }) => {
                 let json = event.get();
                 let start = json.as_ptr() as usize - text.as_ptr() as usize;
                 let event: Event = serde_json::from_str(json)?;
-                (LogRecord::Event(StoredEvent { event, received_at, id_given, env }), start..start + json.len())
+                let stored = StoredEvent { event, received_at, id_given, env };
+                (LogRecord::Event(stored), Some(start..start + json.len()))
             }
-            Framed::EvaluationCounts(counts) => (LogRecord::EvaluationCounts(counts), 0..0),
+            Framed::EvaluationCounts(counts) => (LogRecord::EvaluationCounts(counts), None),
         })
     }
 
