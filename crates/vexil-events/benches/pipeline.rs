@@ -146,7 +146,7 @@ fn process(c: &mut Criterion) {
                         .collect();
                     let exposures = exposures.chunks(5000).map(|chunk| serde_json::to_vec(chunk).unwrap());
                     let events = (0..(EVENTS - 10_000) / BATCH).map(|seed| body(seed, true));
-                    time_processing(&runtime, exposures.chain(events).collect::<Vec<_>>().into_iter())
+                    time_processing(&runtime, exposures.chain(events))
                 })
                 .sum()
         })

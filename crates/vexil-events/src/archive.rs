@@ -28,7 +28,7 @@ mod parquet_file;
 mod writer;
 
 use crate::durable::write_atomically;
-use crate::event::ReadRecord;
+use crate::event::StoredEvent;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use flate2::write::GzEncoder;
 use flate2::Compression;
@@ -164,20 +164,21 @@ pub fn partition_of(t: DateTime<Utc>) -> String {
     format!("events/year={:04}/month={:02}/day={:02}/hour={:02}", t.year(), t.month(), t.day(), t.hour())
 }
 
-/// The archive stage: adds `read`, the event record at `offset`, as its line (see [`Lines`])
-/// to the buffer of its `partition` (see [`PartitionNames`]) with the experiments and variants
-/// it is attributed to.
+/// The archive stage: adds `stored`, the record at `offset`, as its line (see [`Lines`]; its
+/// event's JSON is `event_json`, see [`crate::event::ReadRecord`]) to the buffer of its
+/// `partition` (see [`PartitionNames`]) with the experiments and variants it is attributed to.
 /// The files this closes are stored by the time [`Archiver::written`] returns them.
 pub(crate) fn archive(
     archiver: &mut Archiver,
     lines: &mut Lines,
     partition: &str,
     offset: u64,
-    read: &ReadRecord,
+    stored: &StoredEvent,
+    event_json: &str,
     attribution: &[(String, String)],
 ) -> io::Result<()> {
-    let received = read.record().received_at();
-    archiver.add(partition, offset, received, lines.of(read.event_json(), received, attribution)?)
+    let received = stored.received_at;
+    archiver.add(partition, offset, received, lines.of(event_json, received, attribution)?)
 }
 
 /// The name of an archive file: the log partition and offset of its first event, then the

@@ -32,8 +32,9 @@ impl PartitionNames {
     }
 }
 
-/// Builds events' archive lines: the event's JSON object as the log holds it, with its receive
-/// time and, if it has any, the experiments it is attributed to (`experiments`, by experiment)
+/// Builds events' archive lines: the event's JSON object in the derived encoding (taken from the
+/// log's text where it can be, see [`crate::event::ReadRecord`]), with its receive time and, if
+/// it has any, the experiments it is attributed to (`experiments`, by experiment)
 /// added as its last fields. The line is written into a buffer kept for the next event, and the
 /// receive time's text is kept for the next event of the same ingest request: building both
 /// anew for each event cost the processor four allocations per event.
@@ -45,8 +46,8 @@ pub(crate) struct Lines {
 }
 
 impl Lines {
-    /// The JSON line (without newline) of the event `event_json` (its object as the log holds
-    /// it, see [`crate::event::ReadRecord`]), received at `received` (Unix ms), attributed to
+    /// The JSON line (without newline) of the event `event_json` (its object in the derived
+    /// encoding, see [`crate::event::ReadRecord`]), received at `received` (Unix ms), attributed to
     /// `attribution`'s experiments and variants.
     pub fn of(&mut self, event_json: &str, received: i64, attribution: &[(String, String)]) -> io::Result<&[u8]> {
         if self.received_text.as_ref().is_none_or(|(millis, _)| *millis != received) {

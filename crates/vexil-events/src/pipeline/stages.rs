@@ -17,7 +17,7 @@ use crate::dedupe::{self, Deliveries};
 use crate::dlq::Dlq;
 use crate::enrich;
 use crate::error::Error;
-use crate::event::{EventError, LogRecord, ReadRecord};
+use crate::event::{EventError, LogRecord, ReadRecord, StoredEvent};
 use crate::metrics::Metrics;
 use crate::store::PartitionStore;
 use chrono::Utc;
@@ -157,13 +157,15 @@ impl Stages {
             let env = stored.env.as_deref();
             let partition = self.partition_names.of(env, stored.event.timestamp);
             if replayed {
-                archive_replayed(&mut self.archiver, &mut self.lines, copy, partition, offset, read)?;
+                let event_json = read.event_json();
+                archive_replayed(&mut self.archiver, &mut self.lines, copy, partition, offset, stored, event_json)?;
                 continue;
             }
             let mut user = enrich::enrich(&mut copy.users, &stored.event, env, &self.metrics);
             aggregate::aggregate(&mut copy.aggregates, &self.experiments, &mut user, &stored.event);
             let attribution = user.into_attribution();
-            archive::archive(&mut self.archiver, &mut self.lines, partition, offset, read, &attribution)?;
+            let event_json = read.event_json();
+            archive::archive(&mut self.archiver, &mut self.lines, partition, offset, stored, event_json, &attribution)?;
             counters::count(&mut to_count, stored, attribution);
             report.processed += 1;
         }
@@ -246,14 +248,14 @@ fn archive_replayed(
     copy: &WorkingCopy,
     partition: &str,
     offset: u64,
-    read: &ReadRecord,
+    stored: &StoredEvent,
+    event_json: &str,
 ) -> std::io::Result<()> {
     if !archiver.wants_replayed(partition, offset) {
         return Ok(());
     }
-    let LogRecord::Event(stored) = read.record() else { return Ok(()) };
     let attribution = copy.users.attribution(&stored.event, stored.env.as_deref());
-    archive::archive(archiver, lines, partition, offset, read, &attribution)
+    archive::archive(archiver, lines, partition, offset, stored, event_json, &attribution)
 }
 
 /// The sender-given ids of a batch, as their environments keep them, looked up together before
