@@ -3,13 +3,15 @@
 //! commit) of the embedded pipeline.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vexil_core::experiment::{decode_experiment, CompiledExperiment};
 use vexil_core::FlagSet;
 use vexil_events::archive::LocalArchive;
-use vexil_events::pipeline::{production, Pipeline, PipelineOptions};
+use vexil_events::pipeline::{production, Pipeline, PipelineOptions, StateCache};
 use vexil_events::sqlite::SqliteBackend;
 use vexil_events::{BodyFormat, Dlq, EventBus, FileLog, IngestOptions, Ingestor, LogOptions, Metrics};
 
@@ -102,23 +104,46 @@ fn experiments() -> Vec<Arc<CompiledExperiment>> {
 /// The time the embedded pipeline takes to process the `EVENTS` events `bodies` gives (appended
 /// before it starts), from start to caught up.
 fn time_processing(runtime: &tokio::runtime::Runtime, bodies: impl Iterator<Item = Vec<u8>>) -> Duration {
+    time_processing_after(runtime, std::iter::empty(), bodies, PipelineOptions::default())
+}
+
+/// [`time_processing`] of `bodies` by a pipeline with `options`, after `earlier` was processed
+/// by one of its own (not timed): the timed one starts from its state.
+fn time_processing_after(
+    runtime: &tokio::runtime::Runtime,
+    earlier: impl Iterator<Item = Vec<u8>>,
+    bodies: impl Iterator<Item = Vec<u8>>,
+    options: PipelineOptions,
+) -> Duration {
     let dir = tempfile::tempdir().unwrap();
     let metrics = Arc::new(Metrics::default());
     let log = Arc::new(FileLog::open(dir.path().join("log"), LogOptions::default()).unwrap());
     let dlq = Arc::new(Dlq::open(&dir.path().join("dlq.sqlite"), metrics.clone()).unwrap());
     let bus: Arc<dyn EventBus> = log.clone();
     let ingestor = Ingestor::new(bus.clone(), dlq.clone(), metrics.clone(), IngestOptions::default());
-    runtime.block_on(async {
-        for body in bodies {
-            ingestor.ingest(&body, BodyFormat::Auto).await.unwrap();
-        }
-    });
+    let ingest = |bodies: &mut dyn Iterator<Item = Vec<u8>>| {
+        runtime.block_on(async {
+            for body in bodies {
+                ingestor.ingest(&body, BodyFormat::Auto).await.unwrap();
+            }
+        })
+    };
     let archive = Arc::new(LocalArchive::open(dir.path().join("archive")).unwrap());
     let state = Arc::new(SqliteBackend::open(dir.path().join("state.sqlite")).unwrap());
+    let start_pipeline = || {
+        let (bus, state, dlq, archive) = (bus.clone(), state.clone(), dlq.clone(), archive.clone());
+        Pipeline::start(bus, state, dlq, archive, production(experiments()), metrics.clone(), options.clone()).unwrap()
+    };
+    let mut earlier = earlier.peekable();
+    if earlier.peek().is_some() {
+        ingest(&mut earlier);
+        let pipeline = start_pipeline();
+        assert!(pipeline.wait_caught_up(Duration::from_secs(300)));
+        pipeline.stop();
+    }
+    ingest(&mut bodies.into_iter());
     let start = Instant::now();
-    let pipeline =
-        Pipeline::start(bus, state, dlq, archive, production(experiments()), metrics, PipelineOptions::default())
-            .unwrap();
+    let pipeline = start_pipeline();
     assert!(pipeline.wait_caught_up(Duration::from_secs(300)));
     let elapsed = start.elapsed();
     pipeline.stop();
@@ -158,20 +183,55 @@ fn process(c: &mut Criterion) {
             (0..iters).map(|_| time_processing(&runtime, (0..EVENTS / BATCH).map(new_users_body))).sum()
         })
     });
+    // Users processed before, drawn at random from many more than memory keeps (the returning
+    // users of scripts/bench/scale-users.sh): every user is read from the store and rewritten.
+    group.bench_function("returning_users", |b| {
+        let options = PipelineOptions {
+            state_cache: StateCache { users: RETURNING_USERS_KEPT, members: 10 * RETURNING_USERS_KEPT },
+            ..PipelineOptions::default()
+        };
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| {
+                    let known = (0..KNOWN_USERS * 2 / BATCH).map(new_users_body);
+                    let mut draws = StdRng::seed_from_u64(7);
+                    let returning = (0..EVENTS / BATCH).map(|_| users_body(&mut draws, KNOWN_USERS));
+                    time_processing_after(&runtime, known, returning, options.clone())
+                })
+                .sum()
+        })
+    });
     group.finish();
 }
+
+/// Users `process/returning_users` has processed before it is timed, and how many of them the
+/// pipeline keeps in memory.
+const KNOWN_USERS: usize = 200_000;
+const RETURNING_USERS_KEPT: usize = 10_000;
 
 /// A batch of 250 users never seen before (the `batch`-th), each exposed to `exp` and then
 /// purchasing once, with generated ids and the receive time as their time.
 fn new_users_body(batch: usize) -> Vec<u8> {
-    let events: Vec<_> = (0..BATCH / 2)
-        .flat_map(|i| {
-            let user = format!("u{}", batch * BATCH / 2 + i);
-            let variant = if i % 2 == 0 { "a" } else { "b" };
+    users_body_of((0..BATCH / 2).map(|i| (batch * BATCH / 2 + i, i % 100)))
+}
+
+/// The same of 250 users drawn uniformly from the first `known`.
+fn users_body(draws: &mut StdRng, known: usize) -> Vec<u8> {
+    let users: Vec<(usize, usize)> = (0..BATCH / 2).map(|_| draws.gen_range(0..known)).map(|n| (n, n % 100)).collect();
+    users_body_of(users.into_iter())
+}
+
+/// A batch of each `(user number, purchase value)`'s exposure (variant by the number's parity)
+/// and purchase.
+fn users_body_of(users: impl Iterator<Item = (usize, usize)>) -> Vec<u8> {
+    let events: Vec<_> = users
+        .flat_map(|(n, value)| {
+            let user = format!("u{n}");
+            let variant = if n % 2 == 0 { "a" } else { "b" };
             [
                 json!({"event": "exposure", "type": "exposure", "user_id": user, "experiment_key": "exp",
                        "variant": variant}),
-                json!({"event": "purchase", "user_id": user, "value": i % 100}),
+                json!({"event": "purchase", "user_id": user, "value": value}),
             ]
         })
         .collect();
