@@ -5,8 +5,10 @@
 //! `purchase` ([`PartitionStore::known_members`]), and one commit of their changed states.
 //!
 //! `KNOWN_USERS` (default 2,000,000) users are written first, in batches of 10,000, each
-//! exposed to `checkout` with two metric values and a member of the purchase counters, as the
-//! HTTP scale benchmark leaves them (`scripts/bench/scale-users.sh`).
+//! exposed to `checkout` with two metric values and a member of the hourly and daily purchase
+//! counters: much as the HTTP scale benchmark leaves them (`scripts/bench/scale-users.sh`),
+//! whose users are also members of the exposure and per-variant counters, so their rows are
+//! somewhat longer.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::Rng;
@@ -67,7 +69,7 @@ fn changes<'a>(
     }
 }
 
-/// A store holding `known` users as the scale benchmark's first half leaves them.
+/// A store holding `known` users, much as the scale benchmark's first half leaves them.
 fn store_with(dir: &std::path::Path, known: usize) -> Box<dyn PartitionStore> {
     let backend = SqliteBackend::open(dir.join("state.sqlite")).unwrap();
     let mut store = backend.open(Lease { partition: 0, epoch: 0 }).unwrap();
