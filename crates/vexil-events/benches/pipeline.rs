@@ -112,7 +112,7 @@ fn time_processing(runtime: &tokio::runtime::Runtime, bodies: impl Iterator<Item
 fn time_processing_after(
     runtime: &tokio::runtime::Runtime,
     earlier: impl Iterator<Item = Vec<u8>>,
-    bodies: impl Iterator<Item = Vec<u8>>,
+    mut bodies: impl Iterator<Item = Vec<u8>>,
     options: PipelineOptions,
 ) -> Duration {
     let dir = tempfile::tempdir().unwrap();
@@ -141,7 +141,7 @@ fn time_processing_after(
         assert!(pipeline.wait_caught_up(Duration::from_secs(300)));
         pipeline.stop();
     }
-    ingest(&mut bodies.into_iter());
+    ingest(&mut bodies);
     let start = Instant::now();
     let pipeline = start_pipeline();
     assert!(pipeline.wait_caught_up(Duration::from_secs(300)));
@@ -217,8 +217,7 @@ fn new_users_body(batch: usize) -> Vec<u8> {
 
 /// The same of 250 users drawn uniformly from the first `known`.
 fn users_body(draws: &mut StdRng, known: usize) -> Vec<u8> {
-    let users: Vec<(usize, usize)> = (0..BATCH / 2).map(|_| draws.gen_range(0..known)).map(|n| (n, n % 100)).collect();
-    users_body_of(users.into_iter())
+    users_body_of((0..BATCH / 2).map(|_| draws.gen_range(0..known)).map(|n| (n, n % 100)))
 }
 
 /// A batch of each `(user number, purchase value)`'s exposure (variant by the number's parity)
