@@ -6,7 +6,9 @@
 # users for DURATION (5 connections pausing PACE_MS, default 20 ms, after each answer) and
 # prints the pipeline's lag, with that many users known; then the same offered rate of returning
 # users for DURATION (each batch's users drawn at random from the first half's: their exposure is
-# already recorded, their purchase joins this hour's unique users).
+# already recorded, their purchase joins this hour's unique users), first uniformly (the worst
+# case for the cache in front of the store), then by Zipf's law as YCSB's core workloads draw
+# their records (KNOWN_DRAW=zipf in events-users.lua: a few users return often, most rarely).
 # Targets: RSS after 20 M users <= 512 MiB, RSS growth from 10 M to 20 M users <= 64 MiB, lag
 # under 2 s at 100,000 events/s. Environment as in serve.sh; LOAD_CONNECTIONS (default 8) for
 # the loading runs.
@@ -68,6 +70,12 @@ until [[ "$(metric vexil_events_lag_events)" == "0" ]]; do sleep 1; done
 
 FIRST_USER=0 KNOWN_USERS="$half" connections="$connections" \
     run "returning users drawn at random from the first $half, ${PACE_MS} ms between batches per connection" \
+    events-users.lua > "$work/run.txt" &
+watch_lag $!
+until [[ "$(metric vexil_events_lag_events)" == "0" ]]; do sleep 1; done
+
+FIRST_USER=0 KNOWN_USERS="$half" KNOWN_DRAW=zipf connections="$connections" \
+    run "returning users drawn by Zipf's law (exponent ${ZIPF_EXPONENT:-0.99}) from the first $half, ${PACE_MS} ms between batches per connection" \
     events-users.lua > "$work/run.txt" &
 watch_lag $!
 echo "   RSS at the end: $(rss_mib) MiB"
