@@ -24,6 +24,9 @@ curl -sf "$url/v1/admin/experiments" "${H[@]}" -d '{"key": "checkout",
                 {"key": "revenue", "kind": "sum", "event": "purchase"}]}' > /dev/null
 curl -sf -X POST "$url/v1/admin/experiments/checkout/start" "${H[@]}" > /dev/null
 
+# caught_up: waits until processing has caught up with everything ingested.
+caught_up() { until [[ "$(metric vexil_events_lag_events)" == "0" ]]; do sleep 1; done; }
+
 rss_mib() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$server/status"; }
 
 # send_users FIRST COUNT: COUNT new users from u<FIRST> as fast as the server takes them (a batch
@@ -45,7 +48,7 @@ send_users() {
     done
     kill -INT "$load"
     wait "$load" || true
-    until [[ "$(metric vexil_events_lag_events)" == "0" ]]; do sleep 1; done
+    caught_up
     awk -v s=$((SECONDS - started)) '/^2xx responses:/ {printf "   %d users acknowledged, processed in %d s\n", $3 * 250, s}' \
         "$work/users.txt"
 }
@@ -66,13 +69,13 @@ connections="$connections" run "new users, 500-event batches, ${PACE_MS} ms betw
     events-users.lua > "$work/run.txt" &
 watch_lag $!
 echo "   RSS after the new users: $(rss_mib) MiB"
-until [[ "$(metric vexil_events_lag_events)" == "0" ]]; do sleep 1; done
+caught_up
 
 FIRST_USER=0 KNOWN_USERS="$half" connections="$connections" \
     run "returning users drawn at random from the first $half, ${PACE_MS} ms between batches per connection" \
     events-users.lua > "$work/run.txt" &
 watch_lag $!
-until [[ "$(metric vexil_events_lag_events)" == "0" ]]; do sleep 1; done
+caught_up
 
 FIRST_USER=0 KNOWN_USERS="$half" KNOWN_DRAW=zipf connections="$connections" \
     run "returning users drawn by Zipf's law (exponent ${ZIPF_EXPONENT:-0.99}) from the first $half, ${PACE_MS} ms between batches per connection" \
