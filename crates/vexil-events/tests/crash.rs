@@ -12,6 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 use vexil_events::counters::Window;
+use vexil_events::pipeline::StateCache;
 use vexil_events::BodyFormat;
 
 const CHILD_DIR: &str = "VEXIL_EVENTS_CRASH_CHILD_DIR";
@@ -35,6 +36,12 @@ fn batch(k: usize) -> Vec<u8> {
     serde_json::to_vec(&events).unwrap()
 }
 
+/// Fewer than the 150 users: each run reads users from the store, journals the ones it keeps
+/// changing, and writes them out of the journal again, so the kills land in all of that.
+fn small_cache() -> StateCache {
+    StateCache { users: 20, members: 100 }
+}
+
 fn acked(dir: &Path) -> Vec<usize> {
     std::fs::read_to_string(dir.join("acked")).unwrap_or_default().lines().map(|l| l.parse().unwrap()).collect()
 }
@@ -47,7 +54,7 @@ fn acked(dir: &Path) -> Vec<usize> {
 async fn crash_child() {
     let dir = std::env::var(CHILD_DIR).expect("run only by sigkill_mid_stream_neither_loses_nor_double_counts");
     let dir = Path::new(&dir);
-    let env = Env::open(dir, experiments());
+    let env = Env::open_with_cache(dir, experiments(), small_cache());
     let next = acked(dir).last().map_or(0, |k| k + 1);
     for k in next..BATCHES {
         let response = env.ingestor.ingest(&batch(k), BodyFormat::Auto).await.unwrap();
@@ -93,7 +100,7 @@ fn sigkill_mid_stream_neither_loses_nor_double_counts() {
     assert!(status.success());
     assert_eq!(acked(dir.path()).len(), BATCHES);
 
-    let env = Env::open(dir.path(), experiments());
+    let env = Env::open_with_cache(dir.path(), experiments(), small_cache());
     env.settle();
     let archived = env.archive();
     assert_eq!(unique_ids(&archived).len(), archived.len(), "an event was archived twice");

@@ -7,11 +7,15 @@
 //! Older days are rows of `memberships` (user, day, ids), where a day goes when the user's
 //! memberships reach a newer one, and where a late event's memberships of an older day go.
 //!
+//! A user in the [journal](super::journal) has their latest day in their latest journal row
+//! instead, which takes the place of their row in `users` until they leave the journal.
+//!
 //! What the reads rely on: a user's `members` of day D hold every membership the user has of D,
 //! and `memberships` has no row of the user for D. Rows written before `members` existed (its
 //! value is then NULL, or of another day) are merged into it when it moves to their day.
 
 use super::counter_ids::{ByAddress, CounterIds};
+use super::journal::UserJournal;
 use crate::counters::CounterKey;
 use crate::error::Error;
 use crate::store::Changes;
@@ -87,6 +91,22 @@ impl Latest {
     pub fn of_column(members: Option<&str>) -> rusqlite::Result<Latest> {
         members.map_or(Ok(Latest::InTable), |text| LatestDay::parse(text).map(Latest::Day))
     }
+
+    /// What the user's row says once it is written: a user without one gets one.
+    pub fn with_row(self) -> Latest {
+        match self {
+            Latest::NoUser => Latest::InTable,
+            latest => latest,
+        }
+    }
+
+    /// The value of `users.members` that says this.
+    pub fn column(&self) -> Option<String> {
+        match self {
+            Latest::NoUser | Latest::InTable => None,
+            Latest::Day(day) => Some(day.format()),
+        }
+    }
 }
 
 /// Users kept in memory at most; past it they are forgotten and read again as needed.
@@ -113,8 +133,11 @@ impl LatestDays {
         self.committed.insert(user.to_owned(), latest);
     }
 
-    /// The committed latest day of `user`, read from `conn` if not kept.
-    fn of(&mut self, conn: &Connection, user: &str) -> Result<Latest, Error> {
+    /// The committed latest day of `user`: journaled, kept, or read from `conn`.
+    pub fn of(&mut self, conn: &Connection, journal: &UserJournal, user: &str) -> Result<Latest, Error> {
+        if let Some(latest) = journal.latest_of(user) {
+            return Ok(latest.clone());
+        }
         if let Some(latest) = self.committed.get(user) {
             return Ok(latest.clone());
         }
@@ -129,8 +152,8 @@ impl LatestDays {
     }
 
     /// The ids of the counters `user` is in of `day`'s.
-    pub fn held(&mut self, conn: &Connection, user: &str, day: i64) -> Result<Vec<i64>, Error> {
-        if let Latest::Day(latest) = self.of(conn, user)? {
+    pub fn held(&mut self, conn: &Connection, journal: &UserJournal, user: &str, day: i64) -> Result<Vec<i64>, Error> {
+        if let Latest::Day(latest) = self.of(conn, journal, user)? {
             if latest.day == day {
                 return Ok(latest.ids);
             }
@@ -148,11 +171,12 @@ impl LatestDays {
     pub fn add(
         &mut self,
         tx: &Connection,
+        journal: &UserJournal,
         user: &str,
         row_written: bool,
         by_day: &[(i64, Vec<i64>)],
     ) -> Result<Option<LatestDay>, Error> {
-        let (mut latest, table_may_hold) = match self.of(tx, user)? {
+        let (mut latest, table_may_hold) = match self.of(tx, journal, user)? {
             Latest::NoUser if !row_written => {
                 for (day, ids) in by_day {
                     append_to_table(tx, user, *day, ids)?;
@@ -197,6 +221,7 @@ pub(super) fn add_memberships<'c>(
     tx: &Connection,
     counter_ids: &CounterIds,
     latest_days: &mut LatestDays,
+    journal: &UserJournal,
     changes: &Changes<'c>,
     ids_seen: &mut Vec<(CounterKey, i64)>,
 ) -> Result<HashMap<&'c str, (LatestDay, bool)>, Error> {
@@ -218,7 +243,7 @@ pub(super) fn add_memberships<'c>(
             .map(|of_day| (of_day[0].1, of_day.iter().map(|(_, _, id)| *id).collect()))
             .collect();
         let row_written = changes.users.binary_search_by_key(&user, |(u, _)| u).is_ok();
-        if let Some(day) = latest_days.add(tx, user, row_written, &by_day)? {
+        if let Some(day) = latest_days.add(tx, journal, user, row_written, &by_day)? {
             latest.insert(user, (day, row_written));
         }
     }
@@ -332,7 +357,7 @@ mod tests {
             (&day, "u2"),
         ]);
         assert_eq!(known(&mut *store, &all), members);
-        let mut reopened = SqliteBackend::open(&path).unwrap().open(LEASE).unwrap();
+        let mut reopened = SqliteBackend::open(&path).unwrap().journaling(0).open(LEASE).unwrap();
         assert_eq!(known(&mut *reopened, &all), members);
         reopened.users(&["u1", "u2"]).unwrap();
         assert_eq!(known(&mut *reopened, &all), members, "answered from the rows the batch read");
@@ -365,7 +390,7 @@ mod tests {
                  PRAGMA user_version = 2;",
             )
             .unwrap();
-        let mut store = SqliteBackend::open(&path).unwrap().open(LEASE).unwrap();
+        let mut store = SqliteBackend::open(&path).unwrap().journaling(0).open(LEASE).unwrap();
         let (hour, day) = (purchase(Window::Hour, 3600, "", ""), purchase(Window::Day, 0, "", ""));
         let (next_day, other_hour) = (purchase(Window::Day, 86_400, "", ""), purchase(Window::Hour, 7200, "", ""));
         let all = [&hour, &day, &next_day, &other_hour];
@@ -381,7 +406,7 @@ mod tests {
         let after: HashSet<_> =
             before.into_iter().chain(expected(&[(&other_hour, "u1"), (&other_hour, "u2")])).collect();
         assert_eq!(known(&mut *store, &all), after);
-        let mut reopened = SqliteBackend::open(&path).unwrap().open(LEASE).unwrap();
+        let mut reopened = SqliteBackend::open(&path).unwrap().journaling(0).open(LEASE).unwrap();
         assert_eq!(known(&mut *reopened, &all), after);
     }
 }

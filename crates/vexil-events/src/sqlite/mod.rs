@@ -6,6 +6,7 @@ use crate::archive::OpenFile;
 use crate::counters::{Counter, CounterKey, CounterRow, EventTotal, Window};
 use crate::enrich::UserState;
 use crate::error::Error;
+use crate::pipeline::StateCache;
 use crate::store::{Changes, Committed, Durability, Lease, PartitionStore, ProcessingBackend, Stats};
 use chrono::{DateTime, TimeZone, Utc};
 use hashbrown::hash_map::Entry;
@@ -21,6 +22,7 @@ CREATE TABLE IF NOT EXISTS dedupe (event_id TEXT PRIMARY KEY, log_offset INTEGER
     WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS dedupe_seen_at ON dedupe (seen_at);
 CREATE TABLE IF NOT EXISTS users (user_id TEXT PRIMARY KEY, state TEXT NOT NULL, members TEXT) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS user_journal (seq INTEGER PRIMARY KEY, user_id TEXT NOT NULL, state TEXT NOT NULL, members TEXT);
 CREATE TABLE IF NOT EXISTS aggregates (
     experiment TEXT NOT NULL, variant TEXT NOT NULL, metric TEXT NOT NULL,
     n INTEGER NOT NULL, sum_x REAL NOT NULL, sum_x2 REAL NOT NULL,
@@ -49,25 +51,34 @@ const LEASE: Lease = Lease { partition: 0, epoch: 0 };
 /// The embedded processing state in one SQLite file.
 pub struct SqliteBackend {
     path: PathBuf,
+    journaled_users: usize,
 }
 
 impl SqliteBackend {
-    /// Opens (creating) the state database at `path`; fails fast when it is unreadable.
+    /// Opens (creating) the state database at `path`; fails fast when it is unreadable. It
+    /// journals as many users as the pipeline keeps in memory by default.
     pub fn open(path: impl Into<PathBuf>) -> Result<SqliteBackend, Error> {
         let path = path.into();
         open_db(&path)?;
-        Ok(SqliteBackend { path })
+        Ok(SqliteBackend { path, journaled_users: StateCache::default().users })
+    }
+
+    /// Journals up to `users` users ([`journal`]): as many as the pipeline keeps in memory.
+    pub fn journaling(self, users: usize) -> SqliteBackend {
+        SqliteBackend { journaled_users: users, ..self }
     }
 }
 
 mod checkpointer;
 mod counter_ids;
+mod journal;
 mod memberships;
 mod upgrade;
 
 use checkpointer::Checkpointer;
 use counter_ids::{ByAddress, CounterIds};
-use memberships::{add_memberships, day_of, Latest, LatestDays};
+use journal::UserJournal;
+use memberships::{add_memberships, day_of, Latest, LatestDay, LatestDays};
 
 fn open_db(path: &Path) -> Result<Connection, Error> {
     let mut conn = Connection::open(path)?;
@@ -96,6 +107,7 @@ impl ProcessingBackend for SqliteBackend {
             conn,
             counter_ids: CounterIds::default(),
             latest_days: LatestDays::default(),
+            journal: UserJournal::new(self.journaled_users),
             last_synced: None,
             checkpointer: Checkpointer::start(&self.path)?,
         }))
@@ -130,6 +142,7 @@ struct SqlitePartitionStore {
     conn: Connection,
     counter_ids: CounterIds,
     latest_days: LatestDays,
+    journal: UserJournal,
     /// When the last synced commit was made; `None` before the first.
     last_synced: Option<Instant>,
     checkpointer: Checkpointer,
@@ -141,10 +154,11 @@ impl SqlitePartitionStore {
     /// which cost the processor about a third of its time when every user of a batch is looked up.
     fn reading<T>(
         &mut self,
-        lookups: impl FnOnce(&Connection, &mut CounterIds, &mut LatestDays) -> Result<T, Error>,
+        lookups: impl FnOnce(&Connection, &mut CounterIds, &mut LatestDays, &mut UserJournal) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let tx = self.conn.transaction()?;
-        let found = lookups(&tx, &mut self.counter_ids, &mut self.latest_days)?;
+        self.journal.ensure_loaded(&tx)?;
+        let found = lookups(&tx, &mut self.counter_ids, &mut self.latest_days, &mut self.journal)?;
         tx.commit()?;
         Ok(found)
     }
@@ -178,7 +192,7 @@ impl PartitionStore for SqlitePartitionStore {
     // SQLite runs in this process: a point lookup per id costs about what a batched query
     // would, without building one.
     fn first_deliveries(&mut self, ids: &[&str]) -> Result<HashMap<String, u64>, Error> {
-        self.reading(|conn, _, _| {
+        self.reading(|conn, _, _, _| {
             let mut stmt = conn.prepare_cached("SELECT log_offset FROM dedupe WHERE event_id = ?1")?;
             let mut found = HashMap::new();
             for id in ids {
@@ -193,10 +207,16 @@ impl PartitionStore for SqlitePartitionStore {
     /// Each user's latest day of memberships comes with the state, kept for the batch's
     /// membership lookups.
     fn users(&mut self, user_ids: &[&str]) -> Result<HashMap<String, UserState>, Error> {
-        self.reading(|conn, _, latest_days| {
+        self.reading(|conn, _, latest_days, journal| {
             let mut stmt = conn.prepare_cached("SELECT state, members FROM users WHERE user_id = ?1")?;
             let mut found = HashMap::new();
             for user_id in user_ids {
+                journal.asked(user_id);
+                if let Some((state, latest)) = journal.state_of(user_id) {
+                    latest_days.keep(user_id, latest.clone());
+                    found.insert((*user_id).to_owned(), serde_json::from_str(state)?);
+                    continue;
+                }
                 // The columns are read where SQLite holds them, without a copy of their own.
                 let mut rows = stmt.query([user_id])?;
                 match rows.next()? {
@@ -214,7 +234,7 @@ impl PartitionStore for SqlitePartitionStore {
     }
 
     fn counters(&mut self, keys: &[&CounterKey]) -> Result<Vec<(CounterKey, Counter)>, Error> {
-        self.reading(|conn, _, _| {
+        self.reading(|conn, _, _, _| {
             let mut stmt = conn.prepare_cached(
                 "SELECT count, sum, users FROM counters
                  WHERE window = ?1 AND start = ?2 AND event = ?3 AND experiment = ?4 AND variant = ?5",
@@ -233,7 +253,7 @@ impl PartitionStore for SqlitePartitionStore {
     /// At most one point read per user and day, none for a user's latest day when the batch
     /// has read the user.
     fn known_members(&mut self, members: &[(&CounterKey, &str)]) -> Result<Vec<bool>, Error> {
-        self.reading(|conn, counter_ids, latest_days| {
+        self.reading(|conn, counter_ids, latest_days, journal| {
             let mut ids: ByAddress<Option<i64>> = ByAddress::default();
             let mut by_day: hashbrown::HashMap<(&str, i64), Vec<(i64, usize)>> = hashbrown::HashMap::default();
             for (asked, &(key, user)) in members.iter().enumerate() {
@@ -248,7 +268,7 @@ impl PartitionStore for SqlitePartitionStore {
             }
             let mut known = vec![false; members.len()];
             for ((user, day), asked) in by_day {
-                let held = latest_days.held(conn, user, day)?;
+                let held = latest_days.held(conn, journal, user, day)?;
                 for (id, asked) in asked {
                     known[asked] = held.contains(&id);
                 }
@@ -268,14 +288,17 @@ impl PartitionStore for SqlitePartitionStore {
         // Users and memberships are inserted in their tables' key order: consecutive inserts then
         // land on the same B-tree pages instead of on pages all over the tables.
         changes.users.sort_unstable_by_key(|(user_id, _)| *user_id);
-        let Self { conn, counter_ids, latest_days, last_synced, checkpointer } = self;
+        let Self { conn, counter_ids, latest_days, journal, last_synced, checkpointer } = self;
         let sync = last_synced.is_none_or(|at| at.elapsed() >= SYNC_EVERY);
         conn.pragma_update(None, "synchronous", if sync { "FULL" } else { "NORMAL" })?;
         let tx = conn.transaction()?;
+        journal.ensure_loaded(&tx)?;
+        // The journal is changed as the transaction goes: if it fails, it is read again.
+        journal.reload_next_time();
         let mut ids_seen = Vec::new();
         let latest;
         {
-            latest = add_memberships(&tx, counter_ids, latest_days, &changes, &mut ids_seen)?;
+            latest = add_memberships(&tx, counter_ids, latest_days, journal, &changes, &mut ids_seen)?;
             // A user's row carries their latest day of memberships when it changed, and keeps it
             // when only the state did.
             let mut put_user = tx.prepare_cached(
@@ -283,13 +306,26 @@ impl PartitionStore for SqlitePartitionStore {
                  ON CONFLICT (user_id) DO UPDATE SET state = excluded.state, members = coalesce(excluded.members, members)",
             )?;
             for (user_id, state) in &changes.users {
-                let members = latest.get(user_id).map(|(day, _)| day.format());
-                put_user.execute(params![user_id, serde_json::to_string(state)?, members])?;
+                let state = serde_json::to_string(state)?;
+                let new_day = latest.get(user_id).map(|(day, _)| day);
+                if journal.takes(user_id) {
+                    let latest = match new_day {
+                        Some(day) => Latest::Day(day.clone()),
+                        None => latest_days.of(&tx, journal, user_id)?.with_row(),
+                    };
+                    journal.append(&tx, user_id, state, latest)?;
+                } else {
+                    put_user.execute(params![user_id, state, new_day.map(LatestDay::format)])?;
+                }
             }
             let mut put_members = tx.prepare_cached("UPDATE users SET members = ?2 WHERE user_id = ?1")?;
             for (user_id, (day, _)) in latest.iter().filter(|(_, (_, row_written))| !row_written) {
-                put_members.execute(params![user_id, day.format()])?;
+                match journal.state_of(user_id) {
+                    Some((state, _)) => journal.append(&tx, user_id, state.to_owned(), Latest::Day(day.clone()))?,
+                    None => _ = put_members.execute(params![user_id, day.format()])?,
+                }
             }
+            journal.flush(&tx)?;
             let mut put_sums = tx.prepare_cached(
                 "INSERT OR REPLACE INTO aggregates (experiment, variant, metric, n, sum_x, sum_x2, sum_y, sum_y2, sum_xy)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -339,6 +375,7 @@ impl PartitionStore for SqlitePartitionStore {
             )?;
         }
         tx.commit()?;
+        journal.committed();
         counter_ids.keep(ids_seen);
         for (user_id, _) in &changes.users {
             latest_days.row_written(user_id);
@@ -468,9 +505,18 @@ pub(super) mod tests {
 
     /// Commits `members` as new unique-user memberships, and nothing else.
     pub(super) fn commit_members(store: &mut dyn PartitionStore, members: &[(&CounterKey, &str)]) {
+        commit_users(store, &[], members);
+    }
+
+    /// Commits `users`' states and `members` as new unique-user memberships, and nothing else.
+    pub(super) fn commit_users(
+        store: &mut dyn PartitionStore,
+        users: &[(&str, &UserState)],
+        members: &[(&CounterKey, &str)],
+    ) {
         let changes = Changes {
             next_offset: 0,
-            users: Vec::new(),
+            users: users.to_vec(),
             sums: Vec::new(),
             counters: Vec::new(),
             counter_users: members.to_vec(),
@@ -482,12 +528,25 @@ pub(super) mod tests {
     }
 
     /// The store of a new state database, with the database's folder (deleted when dropped) and
-    /// file.
+    /// file. It journals no user: every change is in `users`, where tests of its layout read it.
     pub(super) fn new_store() -> (tempfile::TempDir, PathBuf, Box<dyn PartitionStore>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.sqlite");
-        let store = SqliteBackend::open(&path).unwrap().open(LEASE).unwrap();
+        let store = SqliteBackend::open(&path).unwrap().journaling(0).open(LEASE).unwrap();
         (dir, path, store)
+    }
+
+    /// The same, journaling up to `users_kept` users, and a way to open another store on it.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn new_store_journaling(
+        users_kept: usize,
+    ) -> (tempfile::TempDir, PathBuf, Box<dyn PartitionStore>, Box<dyn Fn() -> Box<dyn PartitionStore>>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        let backend = SqliteBackend::open(&path).unwrap().journaling(users_kept);
+        let store = backend.open(LEASE).unwrap();
+        let reopen = Box::new(move || backend.open(LEASE).unwrap());
+        (dir, path, store, reopen)
     }
 
     #[test]

@@ -46,7 +46,8 @@ impl Env {
         let bus: Arc<dyn EventBus> = log.clone();
         let ingestor = Ingestor::new(bus.clone(), dlq.clone(), metrics.clone(), IngestOptions::default());
         let archive = Arc::new(LocalArchive::open(dir.join("archive")).unwrap());
-        let state = Arc::new(SqliteBackend::open(dir.join("state.sqlite")).unwrap());
+        let state =
+            Arc::new(SqliteBackend::open(dir.join("state.sqlite")).unwrap().journaling(options.state_cache.users));
         let pipeline =
             Pipeline::start(bus, state, dlq.clone(), archive, production(experiments), metrics.clone(), options)
                 .unwrap();

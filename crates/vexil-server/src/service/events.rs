@@ -300,7 +300,8 @@ impl Events {
             Some(processing) => processing,
             None => Arc::new(
                 SqliteBackend::open(dir.join("state.sqlite"))
-                    .map_err(|e| format!("cannot open the processing state in {}: {e}", dir.display()))?,
+                    .map_err(|e| format!("cannot open the processing state in {}: {e}", dir.display()))?
+                    .journaling(state_cache.users),
             ),
         };
         let ingest_options = IngestOptions { max_lag_events: config.event_max_lag_events, ..IngestOptions::default() };
