@@ -68,7 +68,7 @@ impl UserJournal {
         while let Some(row) = rows.next()? {
             let seq: i64 = row.get(0)?;
             let latest = Latest::of_column(row.get_ref(3)?.as_str_or_null().map_err(rusqlite::Error::from)?)?;
-            // A later row of a user replaces the earlier one and moves to the back.
+            // A later row of a user replaces the earlier one, at the back.
             self.journaled.insert(row.get(1)?, Journaled { seq, state: row.get(2)?, latest });
             self.next_seq = seq + 1;
         }
@@ -104,10 +104,10 @@ impl UserJournal {
         }
     }
 
-    /// Whether a change of `user` goes to the journal: a journaled user's always does, and so
-    /// does that of a user the processor had in memory.
+    /// Whether a change of `user` goes to the journal: a journaled user's always does (even one
+    /// journaled by a run that kept more), and so does that of a user the processor had in memory.
     pub fn takes(&self, user: &str) -> bool {
-        self.users_kept > 0 && (self.journaled.contains_key(user) || !self.asked.contains(user))
+        self.journaled.contains_key(user) || (self.users_kept > 0 && !self.asked.contains(user))
     }
 
     /// Appends `user`'s row with `state` (JSON) and `latest` in `tx`.
@@ -116,8 +116,7 @@ impl UserJournal {
         tx.prepare_cached("INSERT INTO user_journal (seq, user_id, state, members) VALUES (?1, ?2, ?3, ?4)")?
             .execute(params![seq, user, state, latest.column()])?;
         self.next_seq += 1;
-        // Removed first so that the user moves to the back.
-        self.journaled.remove(user);
+        // An insert moves a journaled user to the back.
         self.journaled.insert(user.to_owned(), Journaled { seq, state, latest });
         Ok(())
     }
@@ -156,7 +155,8 @@ mod tests {
     use crate::counters::Window;
     use crate::enrich::{Assignment, UserState};
     use crate::sqlite::tests::{commit_members, commit_users, known, new_store_journaling, purchase};
-    use crate::store::PartitionStore;
+    use crate::sqlite::{SqliteBackend, LEASE};
+    use crate::store::{PartitionStore, ProcessingBackend};
     use rusqlite::Connection;
     use std::collections::HashSet;
     use std::path::Path;
@@ -253,5 +253,21 @@ mod tests {
         assert_eq!(members, "0:1,2,3");
         assert_eq!(row_state(&path, "u1"), state(2));
         assert_eq!(known(&mut *reopen(), &asked), all);
+    }
+
+    /// A run that journals fewer users than the one before (here none) writes the ones the
+    /// journal holds out, and a change of such a user in the meantime is not overwritten.
+    #[test]
+    fn a_smaller_journal_writes_out_what_a_larger_one_left() {
+        let (_dir, path, mut store, _) = new_store_journaling(4);
+        commit(&mut *store, &[("u1", &state(1)), ("u2", &state(1))]);
+        commit(&mut *store, &[("u1", &state(2)), ("u2", &state(2))]);
+        assert_eq!(journal_rows(&path), ["u1", "u2", "u1", "u2"]);
+        drop(store);
+        let mut store = SqliteBackend::open(&path).unwrap().journaling(0).open(LEASE).unwrap();
+        assert_eq!(store.users(&["u1"]).unwrap()["u1"], state(2));
+        commit(&mut *store, &[("u1", &state(3))]);
+        assert!(journal_rows(&path).is_empty());
+        assert_eq!((row_state(&path, "u1"), row_state(&path, "u2")), (state(3), state(2)));
     }
 }
