@@ -274,27 +274,17 @@ mod tests {
     use super::LatestDay;
     use crate::counters::{CounterKey, Window};
     use crate::enrich::UserState;
-    use crate::sqlite::tests::{commit_members, new_store, purchase};
+    use crate::sqlite::tests::{commit_members, commit_users, new_store, purchase};
     use crate::sqlite::{SqliteBackend, LEASE};
-    use crate::store::{Changes, PartitionStore, ProcessingBackend};
+    use crate::store::{PartitionStore, ProcessingBackend};
     use rusqlite::Connection;
     use std::collections::HashSet;
     use std::path::Path;
 
     /// Commits `user`'s row (an empty state) with `members` as their new memberships.
     fn commit_user(store: &mut dyn PartitionStore, user: &str, members: &[&CounterKey]) {
-        let state = UserState::default();
-        let changes = Changes {
-            next_offset: 0,
-            users: vec![(user, &state)],
-            sums: Vec::new(),
-            counters: Vec::new(),
-            counter_users: members.iter().map(|key| (*key, user)).collect(),
-            deliveries: &[],
-            expire_deliveries_before: None,
-            open_files: &[],
-        };
-        store.commit(changes).unwrap();
+        let members: Vec<(&CounterKey, &str)> = members.iter().map(|key| (*key, user)).collect();
+        commit_users(store, &[(user, &UserState::default())], &members);
     }
 
     /// `users.members` of `user`, and the days of their rows in `memberships`.
