@@ -437,12 +437,22 @@ impl Counters {
         self.forget_members_beyond_capacity();
     }
 
+    /// Keeps at most `capacity` known members from the next commit on.
+    pub fn set_member_capacity(&mut self, capacity: usize) {
+        self.member_capacity = capacity;
+    }
+
+    /// The known members in memory.
+    pub fn members_held(&self) -> usize {
+        self.slots.iter().map(|s| s.users.len()).sum()
+    }
+
     /// Known members are a cache of what the store holds (every new member is committed by
     /// now): over the capacity, the largest sets leave memory until half the capacity is
     /// left, so a steady stream of new users does not empty the cache at every commit. A
     /// counter that forgets its members is no longer complete: its next users are looked up.
     fn forget_members_beyond_capacity(&mut self) {
-        let mut held: usize = self.slots.iter().map(|s| s.users.len()).sum();
+        let mut held = self.members_held();
         if held <= self.member_capacity {
             return;
         }

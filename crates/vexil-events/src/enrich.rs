@@ -160,6 +160,16 @@ impl Users {
             .collect()
     }
 
+    /// Keeps at most `capacity` users from the next commit on.
+    pub fn set_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity;
+    }
+
+    /// The users in memory.
+    pub fn held(&self) -> usize {
+        self.cached.len()
+    }
+
     /// After a commit: nothing is changed any more, every user has a row, and the least recently
     /// used users beyond the capacity leave memory.
     pub fn committed(&mut self) {

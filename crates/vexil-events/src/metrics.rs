@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Every figure the pipeline reports. Totals only grow; gauges (`lag_*`, `backlog_events`,
-/// `dlq_size`, `partitions`) are set.
+/// `dlq_size`, `partitions`, `cached_*`) are set.
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// Events appended to the log (acknowledged durably).
@@ -34,6 +34,10 @@ pub struct Metrics {
     /// Log partitions this node processes now (all of them in the embedded mode; its share of
     /// the topic's in the distributed mode).
     pub partitions: AtomicU64,
+    /// Users and unique-user memberships this node's processors keep in memory (at most
+    /// [`crate::pipeline::StateCache`]'s sizes between batches).
+    pub cached_users: AtomicU64,
+    pub cached_members: AtomicU64,
     /// Archive files written, and their compressed bytes.
     pub archive_files_total: AtomicU64,
     pub archive_bytes_total: AtomicU64,

@@ -173,9 +173,9 @@ partial_config! {
     assignment_fsync: bool = "VEXIL_ASSIGNMENT_FSYNC", "Answer a first assignment only after its group commit is fsync'd, instead of flushing it in the background within 250 ms (default false).";
     archive_dir: PathBuf = "VEXIL_ARCHIVE_DIR", "Directory of the event archive (default <data_dir>/archive).";
     archive_format: String = "VEXIL_ARCHIVE_FORMAT", "File format of the event archive: jsonl (gzip JSON lines) or parquet (default jsonl).";
-    event_user_cache_entries: usize = "VEXIL_EVENT_USER_CACHE_ENTRIES", "Users whose experiment state (empty for a user never exposed) each event partition keeps in memory; the rest are read from the store when their events come; the embedded store journals as many users that keep changing (default 100000).";
+    event_user_cache_entries: usize = "VEXIL_EVENT_USER_CACHE_ENTRIES", "Users whose experiment state (empty for a user never exposed) this node keeps in memory, shared evenly by the event partitions it processes; the rest are read from the store when their events come; the embedded store journals as many users that keep changing (default 100000).";
     event_max_lag_events: u64 = "VEXIL_EVENT_MAX_LAG_EVENTS", "Events processing may be behind before ingest answers 429 backpressure: this node's partitions, or in the distributed mode every partition of the topic (default 20000000).";
-    event_member_cache_entries: usize = "VEXIL_EVENT_MEMBER_CACHE_ENTRIES", "Unique-user counter memberships each event partition keeps in memory; the rest are looked up in the store (default 1000000).";
+    event_member_cache_entries: usize = "VEXIL_EVENT_MEMBER_CACHE_ENTRIES", "Unique-user counter memberships this node keeps in memory, shared evenly by the event partitions it processes; the rest are looked up in the store (default 1000000).";
     safety_check_interval_ms: u64 = "VEXIL_SAFETY_CHECK_INTERVAL_MS", "Milliseconds between checks of rollout plans, guards and budgets (default 10000).";
     webhook_url: String = "VEXIL_WEBHOOK_URL", "URL that notifications of the safety rails are POSTed to (default: none, log only).";
     webhook_secret: String = "VEXIL_WEBHOOK_SECRET", "Secret of the X-Vexil-Signature HMAC-SHA256 header of webhooks (default: unsigned).";

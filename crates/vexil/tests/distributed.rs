@@ -133,6 +133,16 @@ async fn partitions(node: &Server) -> u64 {
     gauge(node, "vexil_events_partitions").await
 }
 
+/// A fresh database and a topic of `partitions` on the test broker named after it: (database URL,
+/// event bus URL), or `None` where the engines are not there.
+async fn database_and_topic(partitions: u32) -> Option<(String, String)> {
+    let database_url = fresh_database().await?;
+    let broker = engine_variable("VEXIL_TEST_BROKER", "broker.sh")?;
+    let run = database_url.rsplit('/').next().unwrap().replace('_', "-");
+    let bus = format!("kafka://{broker}/{run}?partitions={partitions}");
+    Some((database_url, bus))
+}
+
 /// Every event id in the archive under `prefix`, one entry per archived line.
 async fn archived_ids(prefix: &str) -> Vec<String> {
     use std::io::Read;
@@ -277,11 +287,32 @@ async fn events_sent_to_any_node_are_counted_once_and_survive_a_killed_node() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_shares_its_caches_among_the_partitions_it_processes() {
+    let Some((database_url, bus)) = database_and_topic(4).await else { return };
+    let sizes = [("VEXIL_EVENT_USER_CACHE_ENTRIES", "8"), ("VEXIL_EVENT_MEMBER_CACHE_ENTRIES", "100")];
+    let env = sizes.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect();
+    let node = bus_node(&database_url, &bus, true, Vec::new(), env).await;
+    eventually("the node processes every partition", || async { (partitions(&node).await == 4).then_some(()) }).await;
+
+    // Ten purchases by each of 97 users: about 24 users to a partition, each of them a member of
+    // the hour's and the day's unique purchasers, more than a partition's share of either cache
+    // (2 users, 25 memberships) and than 8 users and 100 memberships over the four.
+    for first in (0..970).step_by(97) {
+        let (status, answer) = Server::send(node.admin(Method::POST, "/v1/events").json(&batch(first, 97))).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    assert_eq!(purchases(&node, 970).await, (970, 1940.0, USERS as u64), "every purchase and purchaser counted");
+    eventually("the node keeps 8 users in memory over its four partitions", || async {
+        (gauge(&node, "vexil_events_cached_users").await == 8).then_some(())
+    })
+    .await;
+    let members = gauge(&node, "vexil_events_cached_members").await;
+    assert!(members <= 100, "{members} memberships kept, more than the node's 100");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_node_refuses_events_while_the_topic_is_too_far_behind() {
-    let Some(database_url) = fresh_database().await else { return };
-    let Some(broker) = engine_variable("VEXIL_TEST_BROKER", "broker.sh") else { return };
-    let run = database_url.rsplit('/').next().unwrap().replace('_', "-");
-    let bus = format!("kafka://{broker}/{run}?partitions=2");
+    let Some((database_url, bus)) = database_and_topic(2).await else { return };
     let bound = vec![("VEXIL_EVENT_MAX_LAG_EVENTS".to_string(), "300".to_string())];
     let start = |processing| bus_node(&database_url, &bus, processing, Vec::new(), bound.clone());
     // Two ingest-only nodes and, for now, no node that processes.

@@ -79,26 +79,36 @@ pub struct PipelineOptions {
     /// How long a processor waits for records before doing idle work, and how often the
     /// supervisor checks which partitions this node holds.
     pub idle_poll: Duration,
-    /// How much of a partition's per-user state stays in memory between batches.
+    /// How much per-user state this node keeps in memory between batches, shared by the
+    /// partitions it processes.
     pub state_cache: StateCache,
 }
 
-/// The sizes of a partition's caches in front of its store. Per-user state lives in the store;
-/// memory holds the users and unique-user memberships that recent batches touched, up to these
-/// counts, so a node's memory does not grow with the number of distinct users. Larger caches
-/// save store reads for users who come back.
+/// The sizes of a node's caches in front of its partitions' stores. Per-user state lives in the
+/// store; memory holds the users and unique-user memberships that recent batches touched, up to
+/// these counts, so a node's memory grows neither with the number of distinct users nor with
+/// the partitions it takes over. Larger caches save store reads for users who come back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StateCache {
-    /// Exposed users (their assignments and metric values) kept per partition.
+    /// Exposed users (their assignments and metric values) kept by the node.
     pub users: usize,
     /// Counter memberships (a user counted in an hour's or a day's unique users of an event)
-    /// kept per partition.
+    /// kept by the node.
     pub members: usize,
 }
 
 impl Default for StateCache {
     fn default() -> Self {
         StateCache { users: 100_000, members: 1_000_000 }
+    }
+}
+
+impl StateCache {
+    /// One partition's share when the node processes `partitions` of them: an even split, at
+    /// least one of each so that a batch's users stay in memory until its commit.
+    pub fn share(self, partitions: usize) -> StateCache {
+        let partitions = partitions.max(1);
+        StateCache { users: (self.users / partitions).max(1), members: (self.members / partitions).max(1) }
     }
 }
 
@@ -128,6 +138,9 @@ struct PartitionProgress {
     flushed: u64,
     lag_events: u64,
     lag_seconds: u64,
+    /// What the processor's caches held after its last commit.
+    cached_users: u64,
+    cached_members: u64,
 }
 
 #[derive(Default)]
@@ -153,13 +166,16 @@ impl Shared {
         self.progress.lock().expect("progress poisoned")
     }
 
-    /// Sets the lag metrics from every partition's (events summed, seconds the largest) and the
-    /// count of partitions.
-    fn update_lag_metrics(&self) {
+    /// Sets the gauges from every partition's progress (lag in events and cache contents summed,
+    /// lag in seconds the largest) and the count of partitions.
+    fn update_gauges(&self) {
         let progress = self.progress();
-        Metrics::set(&self.metrics.partitions, progress.partitions.len() as u64);
-        Metrics::set(&self.metrics.lag_events, progress.partitions.values().map(|p| p.lag_events).sum());
-        Metrics::set(&self.metrics.lag_seconds, progress.partitions.values().map(|p| p.lag_seconds).max().unwrap_or(0));
+        let partitions = progress.partitions.values();
+        Metrics::set(&self.metrics.partitions, partitions.len() as u64);
+        Metrics::set(&self.metrics.lag_events, partitions.clone().map(|p| p.lag_events).sum());
+        Metrics::set(&self.metrics.lag_seconds, partitions.clone().map(|p| p.lag_seconds).max().unwrap_or(0));
+        Metrics::set(&self.metrics.cached_users, partitions.clone().map(|p| p.cached_users).sum());
+        Metrics::set(&self.metrics.cached_members, partitions.map(|p| p.cached_members).sum());
     }
 }
 

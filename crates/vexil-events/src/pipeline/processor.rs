@@ -11,7 +11,7 @@
 use super::reader::{self, Batch, Batching};
 use super::stages::{CommitReport, Failure, Stages};
 use super::working_copy::WorkingCopy;
-use super::{PipelineOptions, Shared};
+use super::{PipelineOptions, Shared, StateCache};
 use crate::aggregate::Experiments;
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -72,9 +72,14 @@ impl Processor {
         self.shared.progress().partitions.get(&self.lease.partition).map_or(0, |p| p.committed)
     }
 
+    /// This partition's share of the node's caches, split among the partitions it processes now.
+    fn cache_share(&self) -> StateCache {
+        self.options.state_cache.share(self.shared.progress().partitions.len())
+    }
+
     /// Processes from the last commit until stopped or until something fails.
     fn session(&mut self) -> Result<(), Failure> {
-        let mut copy = self.stages.resume()?;
+        let mut copy = self.stages.resume(self.cache_share())?;
         if let Some(p) = self.shared.progress().partitions.get_mut(&self.lease.partition) {
             p.committed = copy.next_offset;
         }
@@ -121,6 +126,7 @@ impl Processor {
                 Ok(batch) => {
                     // Definitions set before these records were appended apply to them.
                     self.take_new_experiments();
+                    copy.resize(self.cache_share());
                     if let Some(report) = self.stages.process_batch(copy, batch?)? {
                         self.report(copy, report)?;
                     }
@@ -157,6 +163,8 @@ impl Processor {
             let mut progress = self.shared.progress();
             if let Some(p) = progress.partitions.get_mut(&self.lease.partition) {
                 p.committed = copy.next_offset;
+                let (users, members) = copy.cached();
+                (p.cached_users, p.cached_members) = (users as u64, members as u64);
             }
             progress.last_error = None;
         }
@@ -175,6 +183,6 @@ impl Processor {
                 p.lag_seconds = ((Utc::now().timestamp_millis() - received).max(0) / 1000) as u64;
             }
         }
-        self.shared.update_lag_metrics();
+        self.shared.update_gauges();
     }
 }

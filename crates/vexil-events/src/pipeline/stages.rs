@@ -70,7 +70,6 @@ pub(super) struct Stages {
     max_attempts: u32,
     dedupe_window: Duration,
     last_expiry: Option<Instant>,
-    state_cache: StateCache,
     partition_names: PartitionNames,
     lines: Lines,
 }
@@ -94,7 +93,6 @@ impl Stages {
             max_attempts: options.max_attempts,
             dedupe_window: options.dedupe_window,
             last_expiry: None,
-            state_cache: options.state_cache,
             partition_names: PartitionNames::default(),
             lines: Lines::default(),
         }
@@ -105,10 +103,11 @@ impl Stages {
         self.experiments = experiments;
     }
 
-    /// Starts again from the last commit: the working copy as committed, and the archive's
-    /// buffers as they were open then (replay fills them again).
-    pub fn resume(&mut self) -> Result<WorkingCopy, Error> {
-        let copy = WorkingCopy::load(&mut *self.store, self.state_cache)?;
+    /// Starts again from the last commit: the working copy as committed, with caches of
+    /// `cache`'s sizes, and the archive's buffers as they were open then (replay fills them
+    /// again).
+    pub fn resume(&mut self, cache: StateCache) -> Result<WorkingCopy, Error> {
+        let copy = WorkingCopy::load(&mut *self.store, cache)?;
         self.archiver.restore(&copy.open_files);
         Ok(copy)
     }

@@ -101,7 +101,7 @@ impl Supervisor {
         }) {
             Ok(thread) => {
                 self.running.insert(lease.partition, Running { lease, stop, thread });
-                self.shared.update_lag_metrics();
+                self.shared.update_gauges();
                 Ok(())
             }
             Err(e) => {
@@ -130,7 +130,7 @@ impl Supervisor {
         self.shared.progress().partitions.remove(&partition);
         self.shared.changed.notify_all();
         self.backend.released(running.lease);
-        self.shared.update_lag_metrics();
+        self.shared.update_gauges();
     }
 }
 

@@ -45,6 +45,18 @@ impl WorkingCopy {
         })
     }
 
+    /// Keeps at most `cache`'s sizes in memory from the next commit on: the partition's share
+    /// of the node's caches changes as the node takes partitions over or hands them back.
+    pub fn resize(&mut self, cache: StateCache) {
+        self.users.set_capacity(cache.users);
+        self.counters.set_member_capacity(cache.members);
+    }
+
+    /// The users and the unique-user memberships in memory.
+    pub fn cached(&self) -> (usize, usize) {
+        (self.users.held(), self.counters.members_held())
+    }
+
     /// Where reading must start: the checkpoint, or earlier if an archive buffer began earlier.
     pub fn replay_from(&self) -> u64 {
         self.open_files.iter().map(|o| o.first_offset).min().unwrap_or(self.next_offset).min(self.next_offset)

@@ -168,7 +168,7 @@ impl Exported {
                 |m| &m.variant_conflicts_total,
             ),
         ];
-        let gauges: [(&str, &str, Reading); 5] = [
+        let gauges: [(&str, &str, Reading); 7] = [
             ("vexil_events_dlq_size", "Entries in the dead-letter queue.", |m| &m.dlq_size),
             ("vexil_events_lag_events", "Records in this node's log partitions not yet processed.", |m| &m.lag_events),
             (
@@ -180,6 +180,16 @@ impl Exported {
                 "vexil_events_partitions",
                 "Log partitions this node processes (its share of the topic's in the distributed mode).",
                 |m| &m.partitions,
+            ),
+            (
+                "vexil_events_cached_users",
+                "Users whose experiment state this node's event processors keep in memory (bounded by event_user_cache_entries).",
+                |m| &m.cached_users,
+            ),
+            (
+                "vexil_events_cached_members",
+                "Unique-user counter memberships this node's event processors keep in memory (bounded by event_member_cache_entries).",
+                |m| &m.cached_members,
             ),
             (
                 "vexil_events_lag_seconds",
