@@ -104,8 +104,8 @@ impl Default for StateCache {
 }
 
 impl StateCache {
-    /// One partition's share when the node processes `partitions` of them: an even split, at
-    /// least one of each so that a batch's users stay in memory until its commit.
+    /// One partition's share when the node processes `partitions` of them: an even split, and
+    /// never below one of each, the smallest size the node's own settings may have.
     pub fn share(self, partitions: usize) -> StateCache {
         let partitions = partitions.max(1);
         StateCache { users: (self.users / partitions).max(1), members: (self.members / partitions).max(1) }
@@ -295,5 +295,19 @@ impl Pipeline {
 impl Drop for Pipeline {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StateCache;
+
+    #[test]
+    fn each_partition_gets_an_even_share_of_the_nodes_caches_and_never_none() {
+        let node = StateCache { users: 100_000, members: 1_000_000 };
+        assert_eq!(node.share(1), node, "the embedded mode's one partition");
+        assert_eq!(node.share(0), node, "no partitions counted is taken as one");
+        assert_eq!(node.share(8), StateCache { users: 12_500, members: 125_000 });
+        assert_eq!(StateCache { users: 3, members: 5 }.share(4), StateCache { users: 1, members: 1 });
     }
 }
