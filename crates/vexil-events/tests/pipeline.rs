@@ -6,10 +6,11 @@ use common::{assert_sums_match, brute_force, committed_sums, experiments, unique
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use vexil_events::counters::Window;
-use vexil_events::pipeline::StateCache;
+use vexil_events::pipeline::{PipelineOptions, StateCache};
 use vexil_events::{BodyFormat, DlqFilter, EventBus, FileLog, LogOptions, Metrics};
 
 fn at(base: chrono::DateTime<chrono::Utc>, minutes: i64) -> String {
@@ -49,6 +50,39 @@ async fn events_before_the_first_exposure_do_not_count() {
     assert_eq!(total, 3);
     let per_variant = stats.variant_counters("purchase", "exp_a", Window::Hour, from, to).unwrap();
     assert_eq!(per_variant.iter().map(|r| r.counter.count).sum::<u64>(), 1);
+}
+
+/// How often the pipeline of the test below handed its threads' freed memory back.
+static RELEASES: AtomicUsize = AtomicUsize::new(0);
+
+/// The reader and the processor hand their freed memory back when they go idle after records:
+/// once each per burst, not at every idle poll, and never before they have done anything.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_pipeline_threads_hand_freed_memory_back_once_per_burst() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = PipelineOptions {
+        idle_poll: Duration::from_millis(20),
+        release_freed_memory: || {
+            RELEASES.fetch_add(1, Ordering::SeqCst);
+        },
+        ..PipelineOptions::default()
+    };
+    let env = Env::open_with_options(dir.path(), experiments(), options);
+    // Ten idle polls and more.
+    let idle = Duration::from_millis(300);
+    std::thread::sleep(idle);
+    assert_eq!(RELEASES.load(Ordering::SeqCst), 0, "threads that did nothing have nothing to hand back");
+    for burst in 1..=2 {
+        let purchase = json!([{"event": "purchase", "user_id": format!("u{burst}"), "value": 5}]);
+        env.ingestor.ingest(purchase.to_string().as_bytes(), BodyFormat::Auto).await.unwrap();
+        assert!(env.pipeline.wait_caught_up(Duration::from_secs(30)));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while RELEASES.load(Ordering::SeqCst) < 2 * burst && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(idle);
+        assert_eq!(RELEASES.load(Ordering::SeqCst), 2 * burst, "the reader and the processor, once each per burst");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

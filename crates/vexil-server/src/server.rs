@@ -79,8 +79,13 @@ async fn event_engines(config: &ServerConfig) -> Result<crate::service::events::
 }
 
 /// Builds the shared state over an open store: every environment's first snapshot is loaded
-/// before serving.
-pub async fn state(config: ServerConfig, backend: Arc<dyn Backend>) -> Result<AppState, String> {
+/// before serving. The event pipeline's threads call `release_freed_memory` when they go idle
+/// (see [`run`]).
+pub async fn state(
+    config: ServerConfig,
+    backend: Arc<dyn Backend>,
+    release_freed_memory: fn(),
+) -> Result<AppState, String> {
     let metrics = Metrics::new();
     let default = config.default_environment.clone();
     let (store, initial) = Environments::load_default(&backend, &default, &metrics).await?;
@@ -90,8 +95,9 @@ pub async fn state(config: ServerConfig, backend: Arc<dyn Backend>) -> Result<Ap
     let environments = Environments::new(backend, (&default, store, initial), metrics.clone(), feed.hook()).await?;
     let supervisor = crate::service::supervise::Supervisor::new();
     metrics.register([supervisor.collector()]);
+    let engines = event_engines(&config).await?;
     let events =
-        crate::service::events::Events::start(&metrics, &config, event_engines(&config).await?, &feed, &supervisor)?;
+        crate::service::events::Events::start(&metrics, &config, engines, &feed, &supervisor, release_freed_memory)?;
     let safety = Arc::new(crate::service::safety::Safety::new(&config, &metrics, events.pipeline.clone(), &supervisor));
     Ok(AppState::new(Services {
         events,
@@ -118,10 +124,11 @@ pub async fn state(config: ServerConfig, backend: Arc<dyn Backend>) -> Result<Ap
     }))
 }
 
-/// Runs the service until a shutdown signal. `loaded` is called once every environment's first
-/// snapshot is loaded, before the service listens (the binary returns the memory the load freed
-/// to the system there; see `vexil serve`).
-pub async fn run(config: ServerConfig, loaded: impl FnOnce()) -> Result<(), String> {
+/// Runs the service until a shutdown signal. `release_freed_memory` hands what the calling
+/// thread freed back to the system (the binary's allocator; see `vexil serve`): it is called
+/// once every environment's first snapshot is loaded, before the service listens, and by the
+/// event pipeline's threads when they go idle after work.
+pub async fn run(config: ServerConfig, release_freed_memory: fn()) -> Result<(), String> {
     let backend = open_configured_store(&config).await?;
     if let Some(secret) = bootstrap_admin_key(backend.as_ref(), config.admin_key.as_deref())
         .await
@@ -133,8 +140,8 @@ pub async fn run(config: ServerConfig, loaded: impl FnOnce()) -> Result<(), Stri
     }
     let listen = config.listen;
     let shutdown_timeout = config.shutdown_timeout;
-    let state = state(config, backend).await?;
-    loaded();
+    let state = state(config, backend, release_freed_memory).await?;
+    release_freed_memory();
     let purge_every =
         state.config.assignment_ttl.map_or(ASSIGNMENT_PURGE_INTERVAL, |ttl| ttl.min(ASSIGNMENT_PURGE_INTERVAL));
     let (supervisor, shutdown) = (&state.supervisor, state.shutdown.clone());

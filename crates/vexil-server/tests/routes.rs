@@ -16,7 +16,7 @@ async fn every_route_is_served_and_described() {
     let store = vexil_server::server::open_store(dir.path()).await.unwrap();
     let config =
         ServerConfig::validate(PartialConfig { data_dir: Some(dir.path().into()), ..Default::default() }).unwrap();
-    let state = vexil_server::server::state(config, store).await.unwrap();
+    let state = vexil_server::server::state(config, store, || {}).await.unwrap();
     let document = vexil_server::http::openapi::document(&specs(state.clone()));
     let app = router(state.clone());
     let specs = specs(state);

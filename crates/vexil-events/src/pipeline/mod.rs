@@ -82,6 +82,11 @@ pub struct PipelineOptions {
     /// How much per-user state this node keeps in memory between batches, shared by the
     /// partitions it processes.
     pub state_cache: StateCache,
+    /// Called on a reader's or processor's thread when it goes idle after work. The binary's
+    /// allocator keeps what a thread freed for that thread's next allocations, which an idle
+    /// thread does not make, so the memory a burst of records took would stay resident until
+    /// the next burst; `vexil serve` hands it back to the system here. Does nothing by default.
+    pub release_freed_memory: fn(),
 }
 
 /// The sizes of a node's caches in front of its partitions' stores. Per-user state lives in the
@@ -125,6 +130,7 @@ impl Default for PipelineOptions {
             archive: ArchiveOptions::default(),
             idle_poll: Duration::from_millis(200),
             state_cache: StateCache::default(),
+            release_freed_memory: || {},
         }
     }
 }

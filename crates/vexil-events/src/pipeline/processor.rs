@@ -93,7 +93,7 @@ impl Processor {
             queue: self.options.queue_batches,
         };
         let name = format!("vexil-pipeline-reader-{}", self.lease.partition);
-        let (reader, batches) = reader::spawn(name, log, batching, done.clone())?;
+        let (reader, batches) = reader::spawn(name, log, batching, done.clone(), self.options.release_freed_memory)?;
         let result = self.process(&mut copy, &batches);
         done.store(true, Ordering::SeqCst);
         drop(batches);
@@ -103,6 +103,7 @@ impl Processor {
     }
 
     fn process(&mut self, copy: &mut WorkingCopy, batches: &Receiver<Batch>) -> Result<(), Failure> {
+        let mut busy = false;
         loop {
             if self.stopping() {
                 let report = self.stages.close_all(copy)?;
@@ -130,8 +131,12 @@ impl Processor {
                     if let Some(report) = self.stages.process_batch(copy, batch?)? {
                         self.report(copy, report)?;
                     }
+                    busy = true;
                 }
                 Err(RecvTimeoutError::Timeout) => {
+                    if std::mem::take(&mut busy) {
+                        (self.options.release_freed_memory)();
+                    }
                     self.update_lag(copy.next_offset, None);
                     if let Some(report) = self.stages.close_idle(copy, Utc::now().timestamp_millis())? {
                         self.report(copy, report)?;

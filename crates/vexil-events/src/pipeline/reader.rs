@@ -40,16 +40,19 @@ pub(super) struct Batching {
 /// Starts reading with `reader` on a thread named `name`, until `done` is set or the receiver
 /// is dropped. The reader runs until the processor is done with it (not until the pipeline
 /// stops): a reader that stopped first would end the processor's session before it closed the
-/// archive files. A read that fails is sent as the last batch.
+/// archive files. A read that fails is sent as the last batch. When a read after records finds
+/// none, the thread calls `release_freed_memory` (see [`super::PipelineOptions`]).
 pub(super) fn spawn(
     name: String,
     mut reader: Box<dyn BusReader>,
     batching: Batching,
     done: Arc<AtomicBool>,
+    release_freed_memory: fn(),
 ) -> std::io::Result<(JoinHandle<()>, Receiver<Batch>)> {
     let (sender, receiver) = sync_channel::<Batch>(batching.queue);
     let handle = std::thread::Builder::new().name(name).spawn(move || {
         background::lower_priority();
+        let mut busy = false;
         while !done.load(Ordering::SeqCst) {
             let batch = poll_lingering(&mut *reader, batching).map_err(Error::from).map(|records| {
                 records
@@ -59,8 +62,12 @@ pub(super) fn spawn(
             });
             let failed = batch.is_err();
             if matches!(&batch, Ok(records) if records.is_empty()) {
+                if std::mem::take(&mut busy) {
+                    release_freed_memory();
+                }
                 continue;
             }
+            busy = true;
             if sender.send(batch).is_err() || failed {
                 return;
             }

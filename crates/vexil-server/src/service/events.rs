@@ -269,14 +269,16 @@ async fn measure_backlog(backlog: Arc<Backlog>, stop: CancellationToken) {
 impl Events {
     /// Opens the log, the DLQ, the archive (in the configured file format) and the processing
     /// state, starts processing (with every environment's experiments `feed` has, from the first
-    /// record on) and the tasks that drain the server's own events (under `supervisor`), and
-    /// registers the pipeline's metrics in `registry`. Must run inside the tokio runtime.
+    /// record on; its threads call `release_freed_memory` when they go idle) and the tasks that
+    /// drain the server's own events (under `supervisor`), and registers the pipeline's metrics
+    /// in `registry`. Must run inside the tokio runtime.
     pub fn start(
         registry: &Metrics,
         config: &ServerConfig,
         engines: Engines,
         feed: &ExperimentFeed,
         supervisor: &Supervisor,
+        release_freed_memory: fn(),
     ) -> Result<Events, String> {
         let (data_dir, archive_dir) = (config.data_dir.as_path(), config.archive_dir.as_path());
         let (archive_format, dlq_limits, state_cache) =
@@ -324,6 +326,7 @@ impl Events {
             let options = PipelineOptions {
                 archive: ArchiveOptions { format: archive_format, ..ArchiveOptions::default() },
                 state_cache,
+                release_freed_memory,
                 ..PipelineOptions::default()
             };
             Pipeline::start(bus.clone(), processing, dlq.clone(), archive, experiments, metrics.clone(), options)

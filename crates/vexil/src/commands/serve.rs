@@ -95,12 +95,18 @@ pub fn run(args: Args) -> Outcome {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The first load parses every stored document once, on this thread, and frees what it parsed;
-/// mimalloc keeps freed pages for the thread's next allocations, which a server idle after its
-/// start may never make. Handing them back at once keeps the resident size at ready near what
-/// the configuration takes: about 25 MiB less at 10,000 flags (BENCHMARKS.md, "A write's cost
-/// at 10,000 flags"). Returning freed pages on every free instead (mimalloc's purge delay 0)
-/// halved OFREP bulk throughput.
+/// Hands the pages the calling thread freed back to the system. mimalloc keeps freed pages for
+/// the thread's next allocations, which a thread that goes idle may not make for a long time:
+/// - the first load parses every stored document once, on the starting thread, and frees what
+///   it parsed; handing that back keeps the resident size at ready near what the configuration
+///   takes: about 25 MiB less at 10,000 flags (BENCHMARKS.md, "A write's cost at 10,000
+///   flags");
+/// - the event pipeline's readers and processors call it when they go idle after a burst of
+///   records, which a distributed node reads and processes on two threads per partition
+///   (BENCHMARKS.md, "Pipeline threads hand freed memory back when idle").
+///
+/// Returning freed pages on every free instead (mimalloc's purge delay 0) halved OFREP bulk
+/// throughput.
 fn return_freed_memory() {
     // SAFETY: mi_collect takes no pointers; it only walks mimalloc's own heaps and may be called
     // at any time from any thread.
