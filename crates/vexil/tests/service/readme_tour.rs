@@ -16,6 +16,7 @@
 
 use regex::Regex;
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
@@ -112,6 +113,7 @@ impl Session {
         let errors = std::fs::File::create(dir.join("stderr.txt")).unwrap();
         let mut bash = Command::new("bash")
             .args(["--noprofile", "--norc"])
+            .process_group(0)
             .current_dir(dir)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -165,6 +167,12 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // A block may hang: stop bash, the tour's server and whatever else runs, all of them
+            // in bash's process group.
+            let group = format!("-{}", self.bash.id());
+            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        }
         self.input.take();
         let _ = self.bash.wait();
     }
