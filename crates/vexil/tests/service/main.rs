@@ -27,7 +27,7 @@ mod ofrep;
 mod operators;
 mod people;
 mod promotion;
-mod readme_tour;
+mod readme;
 mod results;
 mod safety;
 mod scale;

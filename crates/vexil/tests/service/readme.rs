@@ -1,7 +1,10 @@
-//! The README's tour, run as written: every `sh` block of "A five-minute tour of the service",
-//! in order, in one bash session in an empty directory, with `cargo run --release --` standing
-//! for this build's `vexil`. The tour's server listens on a free port instead of 8080 (the tour's
-//! URL is rewritten to match), so that the test runs beside others.
+//! The README's commands, run as written, each section's `sh` blocks in order in one bash
+//! session in a directory holding only `examples/flags.yaml`:
+//! - "A five-minute tour of the service", with `cargo run --release --` standing for this
+//!   build's `vexil`; the tour's server listens on a free port instead of 8080 (the tour's URL is
+//!   rewritten to match), so that the test runs beside others;
+//! - "Flags from a file, without a server", with this build's `vexil` standing for
+//!   `target/release/vexil` (which `cargo build --release` would have built).
 //!
 //! Under a command, the README shows what it answers in `#` lines, and each block's output must
 //! show it too:
@@ -17,16 +20,17 @@
 use regex::Regex;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 const TOUR_HEADING: &str = "## A five-minute tour of the service";
+const FILES_HEADING: &str = "## Flags from a file, without a server";
 const TOUR_URL: &str = "http://127.0.0.1:8080";
 /// Printed after each block with the block's exit status.
-const BLOCK_DONE: &str = "vexil-readme-tour-block-done";
+const BLOCK_DONE: &str = "vexil-readme-block-done";
 /// Generous: one block assigns 400 users with a curl each, against a debug build.
 const BLOCK_PATIENCE: Duration = Duration::from_secs(180);
 /// How long a block that reads results may take to show what the README shows.
@@ -49,10 +53,13 @@ static FIELD: LazyLock<Regex> = LazyLock::new(|| {
 });
 static COLON_SPACING: LazyLock<Regex> = LazyLock::new(|| Regex::new(r#""\s*:\s*"#).expect("a valid pattern"));
 
-fn tour_blocks(readme: &str) -> Vec<Block> {
-    let (_, tour) = readme.split_once(TOUR_HEADING).expect("the README has the tour");
-    let tour = tour.split("\n## ").next().unwrap_or(tour);
-    tour.split("```sh\n")
+/// The `sh` blocks of the README's section under `heading`.
+fn section_blocks(heading: &str) -> Vec<Block> {
+    let readme = std::fs::read_to_string(repository().join("README.md")).unwrap();
+    let (_, section) = readme.split_once(heading).unwrap_or_else(|| panic!("the README has {heading}"));
+    let section = section.split("\n## ").next().unwrap_or(section);
+    section
+        .split("```sh\n")
         .skip(1)
         .map(|rest| rest.split_once("```").expect("every sh block is closed").0)
         .map(|script| Block { script: script.to_owned(), expected: expected_in(script) })
@@ -100,27 +107,41 @@ fn contains_whole(text: &str, field: &str) -> bool {
     })
 }
 
-/// One bash reading the tour from its standard input; the tour's server is its background job.
+fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// An empty directory but for the README's example flags file.
+fn directory_with_examples() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("examples")).unwrap();
+    std::fs::copy(repository().join("examples/flags.yaml"), dir.path().join("examples/flags.yaml")).unwrap();
+    dir
+}
+
+/// One bash reading a section from its standard input; the tour's server is its background job.
 struct Session {
     bash: Child,
     /// Closed first when the session ends: bash exits at the end of its input.
     input: Option<ChildStdin>,
     lines: Receiver<String>,
+    /// Where bash's standard error goes, shown when a block fails.
+    errors: PathBuf,
 }
 
 impl Session {
-    fn start(dir: &Path, listen: &str) -> Session {
-        let errors = std::fs::File::create(dir.join("stderr.txt")).unwrap();
+    fn start(dir: &Path, env: &[(&str, &str)]) -> Session {
+        let errors = dir.join("stderr.txt");
         let mut bash = Command::new("bash")
             .args(["--noprofile", "--norc"])
             .process_group(0)
             .current_dir(dir)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("VEXIL_LISTEN", listen)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(errors)
+            .stderr(std::fs::File::create(&errors).unwrap())
             .spawn()
             .expect("bash runs");
         let input = bash.stdin.take().unwrap();
@@ -133,7 +154,7 @@ impl Session {
                 }
             }
         });
-        let mut session = Session { bash, input: Some(input), lines };
+        let mut session = Session { bash, input: Some(input), lines, errors };
         // The server is stopped however the test ends: bash exits when its input closes.
         session.send("trap 'kill $(jobs -p) 2> /dev/null; wait' EXIT");
         session
@@ -178,45 +199,62 @@ impl Drop for Session {
     }
 }
 
+/// Runs block `n` of `section` (its `script` rewritten for the test) until it shows what the
+/// README shows, for up to `patience`.
+fn run_block(session: &mut Session, section: &str, n: usize, block: &Block, script: &str, patience: Duration) {
+    let started = Instant::now();
+    loop {
+        let (output, status) = session.run(script);
+        let missing = missing(&block.expected, &output);
+        if status == 0 && missing.is_empty() {
+            return;
+        }
+        if started.elapsed() < patience {
+            std::thread::sleep(Duration::from_millis(500));
+            continue;
+        }
+        let errors = std::fs::read_to_string(session.errors.as_path()).unwrap_or_default();
+        panic!(
+            "{section}, block {n} (exit status {status}) lacks {missing:?}\n--- block\n{}\n--- output\n{output}\n--- stderr\n{errors}",
+            block.script
+        );
+    }
+}
+
 #[test]
 fn the_readme_tour_answers_as_it_shows() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    let blocks = tour_blocks(&readme);
+    let blocks = section_blocks(TOUR_HEADING);
     assert!(blocks.len() >= 10, "the tour has its blocks: {}", blocks.len());
     assert!(blocks[0].script.contains("serve &"), "the tour starts the server first");
-
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("examples")).unwrap();
-    std::fs::copy(root.join("examples/flags.yaml"), dir.path().join("examples/flags.yaml")).unwrap();
+    let dir = directory_with_examples();
     let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
-    let mut session = Session::start(dir.path(), &listen);
-    let vexil = env!("CARGO_BIN_EXE_vexil");
-
+    let mut session = Session::start(dir.path(), &[("VEXIL_LISTEN", &listen)]);
     for (n, block) in blocks.iter().enumerate() {
-        let script =
-            block.script.replace("cargo run --release --", vexil).replace(TOUR_URL, &format!("http://{listen}"));
-        let reads_results = script.contains("/results");
-        let started = Instant::now();
-        loop {
-            let (output, status) = session.run(&script);
-            let missing = missing(&block.expected, &output);
-            if status == 0 && missing.is_empty() {
-                break;
-            }
-            if reads_results && started.elapsed() < RESULTS_PATIENCE {
-                std::thread::sleep(Duration::from_millis(500));
-                continue;
-            }
-            let errors = std::fs::read_to_string(dir.path().join("stderr.txt")).unwrap_or_default();
-            panic!(
-                "tour block {n} (exit status {status}) lacks {missing:?}\n--- block\n{}\n--- output\n{output}\n--- stderr\n{errors}",
-                block.script
-            );
-        }
+        let script = block
+            .script
+            .replace("cargo run --release --", env!("CARGO_BIN_EXE_vexil"))
+            .replace(TOUR_URL, &format!("http://{listen}"));
+        let patience = if script.contains("/results") { RESULTS_PATIENCE } else { Duration::ZERO };
+        run_block(&mut session, TOUR_HEADING, n, block, &script, patience);
         if n == 0 {
             session.run(r#"until curl -sf "$VEXIL/ready" > /dev/null; do sleep 0.1; done"#);
         }
+    }
+}
+
+#[test]
+fn the_readme_flags_file_commands_answer_as_they_show() {
+    let blocks = section_blocks(FILES_HEADING);
+    assert!(blocks.iter().any(|b| b.script.contains("vexil validate")), "the section validates the example");
+    let dir = directory_with_examples();
+    let mut session = Session::start(dir.path(), &[]);
+    session.send("shopt -s expand_aliases");
+    for (n, block) in blocks.iter().enumerate() {
+        let script = block
+            .script
+            .replace("cargo build --release\n", "")
+            .replace("target/release/vexil", env!("CARGO_BIN_EXE_vexil"));
+        run_block(&mut session, FILES_HEADING, n, block, &script, Duration::ZERO);
     }
 }
 
