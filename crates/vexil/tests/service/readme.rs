@@ -95,7 +95,7 @@ fn missing<'a>(expected: &'a [Expected], output: &str) -> Vec<&'a Expected> {
         .iter()
         .filter(|e| match e {
             Expected::Field(field) => !contains_whole(&compact, field),
-            Expected::Line(line) => !output.lines().any(|l| l.trim_end().contains(line.as_str())),
+            Expected::Line(line) => !output.contains(line.as_str()),
         })
         .collect()
 }
@@ -161,7 +161,7 @@ impl Session {
     }
 
     fn send(&mut self, script: &str) {
-        writeln!(self.input.as_mut().expect("open until dropped"), "{script}").expect("bash reads the tour");
+        writeln!(self.input.as_mut().expect("open until dropped"), "{script}").expect("bash reads its input");
     }
 
     /// Runs `script` and returns its output and exit status.
