@@ -6,11 +6,11 @@
 //! - "Flags from a file, without a server", with this build's `vexil` standing for
 //!   `target/release/vexil` (which `cargo build --release` would have built).
 //!
-//! Under a command, the README shows what it answers in `#` lines, and each block's output must
-//! show it too:
+//! Under a command, the README shows what it answers in `#` lines, and the output of the commands
+//! since the previous such lines must show it too:
 //! - a line with JSON (`{` or `"name":`) asks for each `"name": value` it gives (a string,
-//!   number, `true`, `false` or `null`) somewhere in the block's output, spacing aside; `"..."`
-//!   and `"<...>"` stand for values that differ from run to run;
+//!   number, `true`, `false` or `null`) somewhere in that output, spacing aside; `"..."` and
+//!   `"<...>"` stand for values that differ from run to run;
 //! - any other line must appear as it is (trailing spaces aside);
 //! - a line in parentheses explains rather than shows, and is not checked.
 //!
@@ -31,12 +31,20 @@ const FILES_HEADING: &str = "## Flags from a file, without a server";
 const TOUR_URL: &str = "http://127.0.0.1:8080";
 /// Printed after each block with the block's exit status.
 const BLOCK_DONE: &str = "vexil-readme-block-done";
+/// Printed between a block's segments.
+const SEGMENT_DONE: &str = "vexil-readme-segment-done";
 /// Generous: one block assigns 400 users with a curl each, against a debug build.
 const BLOCK_PATIENCE: Duration = Duration::from_secs(180);
 /// How long a block that reads results may take to show what the README shows.
 const RESULTS_PATIENCE: Duration = Duration::from_secs(60);
 
 struct Block {
+    script: String,
+    segments: Vec<Segment>,
+}
+
+/// Commands of a block and the `#` lines under them that show what they answer.
+struct Segment {
     script: String,
     expected: Vec<Expected>,
 }
@@ -62,8 +70,25 @@ fn section_blocks(heading: &str) -> Vec<Block> {
         .split("```sh\n")
         .skip(1)
         .map(|rest| rest.split_once("```").expect("every sh block is closed").0)
-        .map(|script| Block { script: script.to_owned(), expected: expected_in(script) })
+        .map(|script| Block { script: script.to_owned(), segments: segments_of(script) })
         .collect()
+}
+
+/// `script` cut after each run of `#` lines.
+fn segments_of(script: &str) -> Vec<Segment> {
+    let mut scripts = vec![String::new()];
+    let mut after_shown = false;
+    for line in script.lines() {
+        let shown = line.trim_start().starts_with('#');
+        if after_shown && !shown {
+            scripts.push(String::new());
+        }
+        after_shown = shown;
+        let current = scripts.last_mut().expect("one at least");
+        current.push_str(line);
+        current.push('\n');
+    }
+    scripts.into_iter().map(|script| Segment { expected: expected_in(&script), script }).collect()
 }
 
 fn expected_in(script: &str) -> Vec<Expected> {
@@ -199,13 +224,31 @@ impl Drop for Session {
     }
 }
 
-/// Runs block `n` of `section` (its `script` rewritten for the test) until it shows what the
-/// README shows, for up to `patience`.
-fn run_block(session: &mut Session, section: &str, n: usize, block: &Block, script: &str, patience: Duration) {
+/// Runs block `n` of `section` (its commands changed by `rewrite` for the test) until each of
+/// its segments shows what the README shows, for up to `patience`.
+fn run_block(
+    session: &mut Session,
+    section: &str,
+    n: usize,
+    block: &Block,
+    rewrite: impl Fn(&str) -> String,
+    patience: Duration,
+) {
+    let segments: Vec<String> = block.segments.iter().map(|segment| rewrite(&segment.script)).collect();
+    let script = segments.join(&format!("printf '\\n%s\\n' {SEGMENT_DONE}\n"));
+    let patience = if script.contains("/results") { patience } else { Duration::ZERO };
     let started = Instant::now();
     loop {
-        let (output, status) = session.run(script);
-        let missing = missing(&block.expected, &output);
+        let (output, status) = session.run(&script);
+        let outputs: Vec<&str> = output.split(&format!("\n{SEGMENT_DONE}\n")).collect();
+        assert_eq!(outputs.len(), segments.len(), "{section}, block {n}: one output per segment\n{output}");
+        let missing: Vec<(usize, &Expected)> = block
+            .segments
+            .iter()
+            .zip(&outputs)
+            .enumerate()
+            .flat_map(|(at, (segment, output))| missing(&segment.expected, output).into_iter().map(move |e| (at, e)))
+            .collect();
         if status == 0 && missing.is_empty() {
             return;
         }
@@ -215,7 +258,7 @@ fn run_block(session: &mut Session, section: &str, n: usize, block: &Block, scri
         }
         let errors = std::fs::read_to_string(session.errors.as_path()).unwrap_or_default();
         panic!(
-            "{section}, block {n} (exit status {status}) lacks {missing:?}\n--- block\n{}\n--- output\n{output}\n--- stderr\n{errors}",
+            "{section}, block {n} (exit status {status}) lacks (segment, shown) {missing:?}\n--- block\n{}\n--- output\n{output}\n--- stderr\n{errors}",
             block.script
         );
     }
@@ -229,13 +272,13 @@ fn the_readme_tour_answers_as_it_shows() {
     let dir = directory_with_examples();
     let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
     let mut session = Session::start(dir.path(), &[("VEXIL_LISTEN", &listen)]);
-    for (n, block) in blocks.iter().enumerate() {
-        let script = block
-            .script
+    let rewrite = |script: &str| {
+        script
             .replace("cargo run --release --", env!("CARGO_BIN_EXE_vexil"))
-            .replace(TOUR_URL, &format!("http://{listen}"));
-        let patience = if script.contains("/results") { RESULTS_PATIENCE } else { Duration::ZERO };
-        run_block(&mut session, TOUR_HEADING, n, block, &script, patience);
+            .replace(TOUR_URL, &format!("http://{listen}"))
+    };
+    for (n, block) in blocks.iter().enumerate() {
+        run_block(&mut session, TOUR_HEADING, n, block, rewrite, RESULTS_PATIENCE);
         if n == 0 {
             session.run(r#"until curl -sf "$VEXIL/ready" > /dev/null; do sleep 0.1; done"#);
         }
@@ -249,12 +292,11 @@ fn the_readme_flags_file_commands_answer_as_they_show() {
     let dir = directory_with_examples();
     let mut session = Session::start(dir.path(), &[]);
     session.send("shopt -s expand_aliases");
+    let rewrite = |script: &str| {
+        script.replace("cargo build --release\n", "").replace("target/release/vexil", env!("CARGO_BIN_EXE_vexil"))
+    };
     for (n, block) in blocks.iter().enumerate() {
-        let script = block
-            .script
-            .replace("cargo build --release\n", "")
-            .replace("target/release/vexil", env!("CARGO_BIN_EXE_vexil"));
-        run_block(&mut session, FILES_HEADING, n, block, &script, Duration::ZERO);
+        run_block(&mut session, FILES_HEADING, n, block, rewrite, Duration::ZERO);
     }
 }
 
@@ -268,4 +310,14 @@ fn tour_expectations_are_read_from_the_comment_lines() {
     assert!(missing(&expected, "{\"key\": \"a\", \"n\":1}\n  - a line   \n").is_empty());
     assert_eq!(missing(&expected, "{\"key\":\"a\",\"n\":12}\n  - a line\n").len(), 1, "1 is not 12");
     assert_eq!(missing(&expected, "{\"key\":\"a\",\"n\":1}\n").len(), 1);
+}
+
+#[test]
+fn shown_lines_belong_to_the_commands_above_them() {
+    let block = "a\nb \\\n  c\n# {\"n\": 1}\n#   more\nd\n# line\ne # inline\n";
+    let segments = segments_of(block);
+    let scripts: Vec<&str> = segments.iter().map(|s| s.script.as_str()).collect();
+    assert_eq!(scripts, ["a\nb \\\n  c\n# {\"n\": 1}\n#   more\n", "d\n# line\n", "e # inline\n"]);
+    let counts: Vec<usize> = segments.iter().map(|s| s.expected.len()).collect();
+    assert_eq!(counts, [2, 1, 0]);
 }
