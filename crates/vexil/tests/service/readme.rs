@@ -39,8 +39,14 @@ const BLOCK_PATIENCE: Duration = Duration::from_secs(180);
 const RESULTS_PATIENCE: Duration = Duration::from_secs(60);
 
 struct Block {
-    script: String,
     segments: Vec<Segment>,
+}
+
+impl Block {
+    /// The block as the README has it.
+    fn script(&self) -> String {
+        self.segments.iter().map(|segment| segment.script.as_str()).collect()
+    }
 }
 
 /// Commands of a block and the `#` lines under them that show what they answer.
@@ -70,7 +76,7 @@ fn section_blocks(heading: &str) -> Vec<Block> {
         .split("```sh\n")
         .skip(1)
         .map(|rest| rest.split_once("```").expect("every sh block is closed").0)
-        .map(|script| Block { script: script.to_owned(), segments: segments_of(script) })
+        .map(|script| Block { segments: segments_of(script) })
         .collect()
 }
 
@@ -259,7 +265,7 @@ fn run_block(
         let errors = std::fs::read_to_string(session.errors.as_path()).unwrap_or_default();
         panic!(
             "{section}, block {n} (exit status {status}) lacks (segment, shown) {missing:?}\n--- block\n{}\n--- output\n{output}\n--- stderr\n{errors}",
-            block.script
+            block.script()
         );
     }
 }
@@ -268,7 +274,7 @@ fn run_block(
 fn the_readme_tour_answers_as_it_shows() {
     let blocks = section_blocks(TOUR_HEADING);
     assert!(blocks.len() >= 10, "the tour has its blocks: {}", blocks.len());
-    assert!(blocks[0].script.contains("serve &"), "the tour starts the server first");
+    assert!(blocks[0].script().contains("serve &"), "the tour starts the server first");
     let dir = directory_with_examples();
     let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
     let mut session = Session::start(dir.path(), &[("VEXIL_LISTEN", &listen)]);
@@ -288,7 +294,7 @@ fn the_readme_tour_answers_as_it_shows() {
 #[test]
 fn the_readme_flags_file_commands_answer_as_they_show() {
     let blocks = section_blocks(FILES_HEADING);
-    assert!(blocks.iter().any(|b| b.script.contains("vexil validate")), "the section validates the example");
+    assert!(blocks.iter().any(|b| b.script().contains("vexil validate")), "the section validates the example");
     let dir = directory_with_examples();
     let mut session = Session::start(dir.path(), &[]);
     session.send("shopt -s expand_aliases");
@@ -317,6 +323,7 @@ fn shown_lines_belong_to_the_commands_above_them() {
     let block = "a\nb \\\n  c\n# {\"n\": 1}\n#   more\nd\n# line\ne # inline\n";
     let segments = segments_of(block);
     let scripts: Vec<&str> = segments.iter().map(|s| s.script.as_str()).collect();
+    assert_eq!(Block { segments: segments_of(block) }.script(), block, "the segments make up the block");
     assert_eq!(scripts, ["a\nb \\\n  c\n# {\"n\": 1}\n#   more\n", "d\n# line\n", "e # inline\n"]);
     let counts: Vec<usize> = segments.iter().map(|s| s.expected.len()).collect();
     assert_eq!(counts, [2, 1, 0]);
