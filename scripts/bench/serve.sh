@@ -6,7 +6,8 @@
 # 1/32), DURATION (default 10s), BUILD_PROFILE (default profiling), VEXIL_BINARY (a vexil binary
 # to run instead of building one: an older build, for alternated runs of old and new),
 # ENVIRONMENTS (default 1: environments the server holds; the load goes to production, and
-# each other environment, bench_2 … bench_N, gets the benchmark's 100 flags too).
+# each other environment, bench_2 … bench_N, gets the benchmark's 100 flags too), SEED_DATA (a
+# data directory the server starts from, copied in first: a state saved by returning-users.sh).
 #
 # The `profiling` profile is the release build with line tables (root Cargo.toml): the same
 # optimised code users run, and `perf record -g -p $server` or callgrind can name its
@@ -68,6 +69,9 @@ start_server() {
     started_url="http://$address"
 }
 
+if [[ -n ${SEED_DATA:-} ]]; then
+    cp -a "$SEED_DATA" "$work/data"
+fi
 VEXIL_ADMIN_KEY="$key" start_server "$work/log" launch "$vexil" serve --listen 127.0.0.1:0 \
     --data-dir "$work/data" --workers "$workers" --log-level warn,vexil_server::server=info "$@"
 server=$started_pid
