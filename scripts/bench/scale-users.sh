@@ -29,10 +29,7 @@ watch_lag $!
 echo "   RSS after the new users: $(rss_mib) MiB"
 caught_up
 
-FIRST_USER=0 KNOWN_USERS="$half" connections="$connections" \
-    run "returning users drawn at random from the first $half, ${PACE_MS} ms between batches per connection" \
-    events-users.lua > "$work/run.txt" &
-watch_lag $!
+offer_uniform_returning "$half"
 caught_up
 
 FIRST_USER=0 KNOWN_USERS="$half" KNOWN_DRAW=zipf connections="$connections" \

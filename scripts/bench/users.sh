@@ -51,6 +51,7 @@ load_halves() {
     local half=$(($1 / 2))
     echo "== first half: $half users (server workers: $workers)"
     send_users 0 "$half"
+    local first_rss second_rss
     first_rss="$(rss_mib)"
     echo "   RSS after the first half: $first_rss MiB"
     echo "== second half: $half more users"
@@ -58,4 +59,14 @@ load_halves() {
     second_rss="$(rss_mib)"
     echo "   RSS after both halves: $second_rss MiB (growth over the second half: $(awk -v a="$first_rss" -v b="$second_rss" 'BEGIN {printf "%.1f", b - a}') MiB)"
     echo "   processed events: $(metric vexil_events_processed_total); state database: $(du -sh "$work/data/events" | cut -f1)"
+}
+
+# offer_uniform_returning KNOWN: returning users drawn at random from u0 … u<KNOWN - 1> for
+# DURATION (CONNECTIONS connections, default 5, each pausing PACE_MS after every answer), the lag
+# watched and the run summarised (watch_lag).
+offer_uniform_returning() {
+    FIRST_USER=0 KNOWN_USERS="$1" connections="${CONNECTIONS:-5}" \
+        run "returning users drawn at random from the first $1, ${PACE_MS} ms between batches per connection" \
+        events-users.lua > "$work/run.txt" &
+    watch_lag $!
 }
