@@ -71,6 +71,8 @@ start_server() {
 
 if [[ -n ${SEED_DATA:-} ]]; then
     cp -a "$SEED_DATA" "$work/data"
+    # Written back now, or the copy's gigabytes reach the disk during the run and take its share.
+    sync -f "$work/data"
 fi
 VEXIL_ADMIN_KEY="$key" start_server "$work/log" launch "$vexil" serve --listen 127.0.0.1:0 \
     --data-dir "$work/data" --workers "$workers" --log-level warn,vexil_server::server=info "$@"
