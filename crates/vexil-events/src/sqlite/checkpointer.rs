@@ -28,10 +28,18 @@ const GATHER: Duration = Duration::from_millis(100);
 /// processor's thread. At 64 MiB that came every half second with 20 M users known; 512 MiB
 /// makes it an eighth as often (returning users processed 13–18 % faster), for up to 512 MiB of
 /// WAL on disk.
-pub(super) const WAL_BOUND_BYTES: i64 = 512 * 1024 * 1024;
+const WAL_BOUND_BYTES: i64 = 512 * 1024 * 1024;
 
-/// [`WAL_BOUND_BYTES`] in pages of SQLite's default size, which the state database uses.
-pub(super) const WAL_BOUND_PAGES: i64 = WAL_BOUND_BYTES / 4096;
+/// Bounds the WAL of `conn`, the processor's connection, at [`WAL_BOUND_BYTES`] in pages of the
+/// database's own size (older state databases have larger pages than new ones).
+pub(super) fn bound_wal(conn: &Connection) -> Result<(), Error> {
+    let page_bytes: i64 = conn.pragma_query_value(None, "page_size", |row| row.get(0))?;
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_BOUND_BYTES / page_bytes)?;
+    // A WAL past the bound is cut back to it when it starts over, instead of keeping its largest
+    // size on disk for good.
+    conn.pragma_update(None, "journal_size_limit", WAL_BOUND_BYTES)?;
+    Ok(())
+}
 
 /// The checkpointer of one state database; stops (and is waited for) when dropped.
 pub(super) struct Checkpointer {
@@ -77,6 +85,25 @@ impl Drop for Checkpointer {
         self.committed.take();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The WAL's bound is the same number of bytes in a database of either page size.
+    #[test]
+    fn the_wal_is_bounded_in_bytes_whatever_the_page_size() {
+        let dir = tempfile::tempdir().unwrap();
+        for page_bytes in [2048_i64, 4096] {
+            let conn = Connection::open(dir.path().join(format!("{page_bytes}.sqlite"))).unwrap();
+            conn.pragma_update(None, "page_size", page_bytes).unwrap();
+            conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x);").unwrap();
+            bound_wal(&conn).unwrap();
+            let pages: i64 = conn.pragma_query_value(None, "wal_autocheckpoint", |r| r.get(0)).unwrap();
+            assert_eq!(pages * page_bytes, WAL_BOUND_BYTES, "{page_bytes}-byte pages");
         }
     }
 }
