@@ -1,16 +1,15 @@
 //! The embedded mode's processing state: one SQLite database (`<data dir>/events/state.sqlite`)
 //! for the file log's one partition, always leased to this process.
 
-use crate::aggregate::{AggregateKey, AggregateRow, Sums};
+use crate::aggregate::AggregateKey;
 use crate::archive::OpenFile;
-use crate::counters::{Counter, CounterKey, CounterRow, EventTotal, Window};
+use crate::counters::{Counter, CounterKey};
 use crate::enrich::UserState;
 use crate::error::Error;
 use crate::pipeline::StateCache;
 use crate::store::{Changes, Committed, Durability, Lease, PartitionStore, ProcessingBackend, Stats};
-use chrono::{DateTime, TimeZone, Utc};
 use hashbrown::hash_map::Entry;
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -70,15 +69,19 @@ impl SqliteBackend {
 }
 
 mod checkpointer;
+mod columns;
 mod counter_ids;
 mod journal;
 mod memberships;
+mod stats;
 mod upgrade;
 
 use checkpointer::Checkpointer;
+use columns::{counter_at, sums_at};
 use counter_ids::{ByAddress, CounterIds};
 use journal::UserJournal;
 use memberships::{add_memberships, day_of, Latest, LatestDay, LatestDays};
+pub use stats::SqliteStats;
 
 /// The page size of a state database made from now on.
 ///
@@ -403,101 +406,10 @@ impl PartitionStore for SqlitePartitionStore {
     }
 }
 
-/// n, Σx, Σx², Σy, Σy², Σxy from `row`, starting at column `first`.
-fn sums_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Sums> {
-    Ok(Sums {
-        n: row.get::<_, i64>(first)? as u64,
-        sum_x: row.get(first + 1)?,
-        sum_x2: row.get(first + 2)?,
-        sum_y: row.get(first + 3)?,
-        sum_y2: row.get(first + 4)?,
-        sum_xy: row.get(first + 5)?,
-    })
-}
-
-/// count, sum, unique users from `row`, starting at column `first`.
-fn counter_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Counter> {
-    Ok(Counter {
-        count: row.get::<_, i64>(first)? as u64,
-        sum: row.get(first + 1)?,
-        unique_users: row.get::<_, i64>(first + 2)? as u64,
-    })
-}
-
-/// Read access to an embedded state database (a read-only connection; the processor keeps
-/// writing beside it, WAL lets both go on).
-pub struct SqliteStats {
-    conn: Connection,
-}
-
-impl SqliteStats {
-    /// Opens the state database at `path` for reading.
-    pub fn open(path: &Path) -> Result<SqliteStats, Error> {
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-        Ok(SqliteStats { conn })
-    }
-}
-
-impl Stats for SqliteStats {
-    fn checkpoints(&self) -> Result<Vec<(u32, u64)>, Error> {
-        Ok(committed_offset(&self.conn)?.map(|offset| (LEASE.partition, offset)).into_iter().collect())
-    }
-
-    fn aggregates(&self, experiment: &str) -> Result<Vec<AggregateRow>, Error> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT experiment, variant, metric, n, sum_x, sum_x2, sum_y, sum_y2, sum_xy FROM aggregates
-             WHERE experiment = ?1 ORDER BY variant, metric",
-        )?;
-        let rows = stmt.query_map([experiment], |r| {
-            Ok(AggregateRow { experiment: r.get(0)?, variant: r.get(1)?, metric: r.get(2)?, sums: sums_at(r, 3)? })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    fn counters(
-        &self,
-        event: &str,
-        experiment: Option<&str>,
-        window: Window,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<Vec<CounterRow>, Error> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT start, event, experiment, variant, count, sum, users FROM counters
-             WHERE window = ?1 AND event = ?2 AND experiment = ?3 AND start >= ?4 AND start < ?5
-             ORDER BY start, variant",
-        )?;
-        let rows = stmt.query_map(
-            params![window.name(), event, experiment.unwrap_or(""), from.timestamp(), to.timestamp()],
-            |r| {
-                Ok(CounterRow {
-                    start: Utc.timestamp_opt(r.get(0)?, 0).single().unwrap_or_default(),
-                    event: r.get(1)?,
-                    experiment: r.get(2)?,
-                    variant: r.get(3)?,
-                    counter: counter_at(r, 4)?,
-                })
-            },
-        )?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    fn event_totals(&self, window: Window, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<EventTotal>, Error> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT event, SUM(count), SUM(sum) FROM counters
-             WHERE window = ?1 AND experiment = '' AND start >= ?2 AND start < ?3
-             GROUP BY event ORDER BY event",
-        )?;
-        let rows = stmt.query_map(params![window.name(), from.timestamp(), to.timestamp()], |r| {
-            Ok(EventTotal { event: r.get(0)?, count: r.get::<_, i64>(1)? as u64, sum: r.get(2)? })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-}
-
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+    use crate::counters::Window;
 
     pub(super) fn purchase(window: Window, start: i64, experiment: &str, variant: &str) -> CounterKey {
         CounterKey { window, start, event: "purchase".into(), experiment: experiment.into(), variant: variant.into() }
