@@ -32,7 +32,7 @@ half=$(($(cat "$state/users") / 2))
 export PACE_MS="${PACE_MS:-20}"
 processed_before="$(metric vexil_events_processed_total)"
 started_ns="$(date +%s%N)"
-offer_uniform_returning "$half"
+offer_returning "$half"
 awk -v a="$processed_before" -v b="$(metric vexil_events_processed_total)" -v s="$started_ns" -v e="$(date +%s%N)" \
     'BEGIN {printf "   processed events/s over the run: %.0f\n", (b - a) / ((e - s) / 1e9)}'
 report_machine

@@ -22,19 +22,15 @@ start_checkout
 load_halves "$users"
 
 export PACE_MS="${PACE_MS:-20}" FIRST_USER=2000000000 USERS_PER_THREAD=1000000000
-connections="${CONNECTIONS:-5}"
-connections="$connections" run "new users, 500-event batches, ${PACE_MS} ms between batches per connection" \
+connections="${CONNECTIONS:-5}" run "new users, 500-event batches, ${PACE_MS} ms between batches per connection" \
     events-users.lua > "$work/run.txt" &
 watch_lag $!
 echo "   RSS after the new users: $(rss_mib) MiB"
 caught_up
 
-offer_uniform_returning "$half"
+offer_returning "$half"
 caught_up
 
-FIRST_USER=0 KNOWN_USERS="$half" KNOWN_DRAW=zipf connections="$connections" \
-    run "returning users drawn by Zipf's law (exponent ${ZIPF_EXPONENT:-0.99}) from the first $half, ${PACE_MS} ms between batches per connection" \
-    events-users.lua > "$work/run.txt" &
-watch_lag $!
+offer_returning "$half" zipf
 echo "   RSS at the end: $(rss_mib) MiB"
 report_machine

@@ -61,12 +61,17 @@ load_halves() {
     echo "   processed events: $(metric vexil_events_processed_total); state database: $(du -sh "$work/data/events" | cut -f1)"
 }
 
-# offer_uniform_returning KNOWN: returning users drawn at random from u0 … u<KNOWN - 1> for
-# DURATION (CONNECTIONS connections, default 5, each pausing PACE_MS after every answer), the lag
-# watched and the run summarised (watch_lag).
-offer_uniform_returning() {
-    FIRST_USER=0 KNOWN_USERS="$1" connections="${CONNECTIONS:-5}" \
-        run "returning users drawn at random from the first $1, ${PACE_MS} ms between batches per connection" \
+# offer_returning KNOWN [DRAW]: returning users drawn from u0 … u<KNOWN - 1> for DURATION,
+# uniformly or, with DRAW zipf, by Zipf's law (ZIPF_EXPONENT, default 0.99), on CONNECTIONS
+# connections (default 5) each pausing PACE_MS after every answer; the lag watched and the run
+# summarised (watch_lag).
+offer_returning() {
+    local known="$1" draw="${2:-uniform}" how="at random"
+    if [[ $draw == zipf ]]; then
+        how="by Zipf's law (exponent ${ZIPF_EXPONENT:-0.99})"
+    fi
+    FIRST_USER=0 KNOWN_USERS="$known" KNOWN_DRAW="$draw" connections="${CONNECTIONS:-5}" \
+        run "returning users drawn $how from the first $known, ${PACE_MS} ms between batches per connection" \
         events-users.lua > "$work/run.txt" &
     watch_lag $!
 }
