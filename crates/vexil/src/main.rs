@@ -32,6 +32,8 @@ enum Command {
     Flags(commands::flags::Args),
     /// List, replay or purge the event pipeline's dead-letter queue.
     Dlq(commands::dlq::Args),
+    /// Write a data directory's event-processing state again in the current layout (server stopped).
+    RebuildState(commands::rebuild_state::Args),
     /// Create, list and revoke API keys.
     Keys(commands::keys::Args),
     /// Create, list and disable the people who sign in to the web console.
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => commands::serve::run(args),
         Command::Flags(args) => commands::flags::run(args),
         Command::Dlq(args) => commands::dlq::run(args),
+        Command::RebuildState(args) => commands::rebuild_state::run(args),
         Command::Keys(args) => commands::keys::run(args),
         Command::Users(args) => commands::users::run(args),
         Command::Power(args) => commands::power::run(args),

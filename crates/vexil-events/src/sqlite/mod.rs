@@ -44,6 +44,9 @@ CREATE TABLE IF NOT EXISTS archive_open (
     partition TEXT PRIMARY KEY, first_offset INTEGER NOT NULL, first_received INTEGER NOT NULL) WITHOUT ROWID;
 ";
 
+/// The state database's file name in the events directory of a data directory.
+pub const STATE_FILE: &str = "state.sqlite";
+
 /// The only partition of the embedded mode, never taken over.
 const LEASE: Lease = Lease { partition: 0, epoch: 0 };
 
@@ -73,6 +76,7 @@ mod columns;
 mod counter_ids;
 mod journal;
 mod memberships;
+mod rebuild;
 mod stats;
 mod upgrade;
 
@@ -81,6 +85,7 @@ use columns::{counter_at, sums_at};
 use counter_ids::{ByAddress, CounterIds};
 use journal::UserJournal;
 use memberships::{add_memberships, day_of, Latest, LatestDay, LatestDays};
+pub use rebuild::{rebuild, Rebuilt};
 pub use stats::SqliteStats;
 
 /// The page size of a state database made from now on.
@@ -541,6 +546,42 @@ pub(super) mod tests {
             assert_eq!(size, page_bytes, "{}", path.display());
             let read = backend.open(LEASE).unwrap().users(&["u1"]).unwrap();
             assert_eq!(read.get("u1"), Some(&state), "{}", path.display());
+        }
+    }
+
+    /// An older database rebuilt has the small pages, every user it had, and nothing left beside
+    /// it; a copy an interrupted rebuild left behind does not stop the next one.
+    #[test]
+    fn an_older_database_rebuilt_has_small_pages_and_the_same_users() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        Connection::open(&path).unwrap().execute_batch(SCHEMA).unwrap();
+        let states: Vec<(String, UserState)> = (0..500)
+            .map(|n| {
+                let assignment = crate::enrich::Assignment {
+                    experiment: "checkout".into(),
+                    variant: if n % 2 == 0 { "control" } else { "treatment" }.into(),
+                    first_exposure: n,
+                    values: vec![],
+                };
+                (format!("u{n}"), UserState { assignments: vec![assignment] })
+            })
+            .collect();
+        let users: Vec<(&str, &UserState)> = states.iter().map(|(id, state)| (id.as_str(), state)).collect();
+        commit_users(&mut *SqliteBackend::open(&path).unwrap().journaling(0).open(LEASE).unwrap(), &users, &[]);
+        std::fs::write(dir.path().join(format!("{STATE_FILE}.rebuilding")), b"left by an interrupted rebuild").unwrap();
+
+        let rebuilt = rebuild(&path).unwrap();
+        assert_eq!((rebuilt.page_bytes_before, rebuilt.page_bytes), (4096, PAGE_BYTES));
+        let mut left: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        assert_eq!(left, [STATE_FILE]);
+        let ids: Vec<&str> = users.iter().map(|(id, _)| *id).collect();
+        let read = SqliteBackend::open(&path).unwrap().open(LEASE).unwrap().users(&ids).unwrap();
+        assert_eq!(read.len(), users.len());
+        for (id, state) in users {
+            assert_eq!(read.get(id), Some(state), "{id}");
         }
     }
 }

@@ -311,7 +311,7 @@ impl Events {
         let processing: Arc<dyn ProcessingBackend> = match engines.processing {
             Some(processing) => processing,
             None => Arc::new(
-                SqliteBackend::open(dir.join("state.sqlite"))
+                SqliteBackend::open(dir.join(vexil_events::sqlite::STATE_FILE))
                     .map_err(|e| format!("cannot open the processing state in {}: {e}", dir.display()))?
                     .journaling(state_cache.users),
             ),

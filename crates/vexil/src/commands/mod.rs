@@ -11,6 +11,7 @@ pub mod hash;
 pub mod keys;
 pub mod power;
 pub mod promote;
+pub mod rebuild_state;
 pub mod results;
 pub mod rollout;
 pub mod serve;

@@ -4,10 +4,10 @@
 //! runs on the embedded store and on PostgreSQL.
 
 use crate::events::settle;
-use crate::harness::{eventually, Options, Server};
+use crate::harness::{eventually, vexil, Options, Server};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use vexil_store::testkit::postgres::fresh_database;
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pre-environment-events");
@@ -244,19 +244,7 @@ async fn a_stop_and_a_budget_in_staging_leave_production_untouched() {
 /// are production's, unchanged, and a new environment starts empty beside them.
 #[tokio::test]
 async fn event_data_written_before_environments_is_served_unchanged_as_production() {
-    let expected: Value =
-        serde_json::from_str(&std::fs::read_to_string(Path::new(FIXTURE).join("expected.json")).unwrap()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("data");
-    std::fs::create_dir_all(&data_dir).unwrap();
-    let unpacked = std::process::Command::new("tar")
-        .arg("-xzf")
-        .arg(Path::new(FIXTURE).join("data.tar.gz"))
-        .arg("-C")
-        .arg(&data_dir)
-        .status()
-        .unwrap();
-    assert!(unpacked.success());
+    let (_dir, data_dir, expected) = unpack_fixture();
     let options = Options::default;
     let admin = expected["keys"]["admin"].as_str().unwrap();
     let server = Server::start_in(&data_dir, options()).await;
@@ -298,6 +286,47 @@ async fn event_data_written_before_environments_is_served_unchanged_as_productio
         .collect();
     archived.sort();
     assert_eq!(json!(archived), expected["archive_files"], "production's archive files are where they were");
+}
+
+/// The fixture's data directory, unpacked into a temporary directory, and what it must serve.
+fn unpack_fixture() -> (tempfile::TempDir, PathBuf, Value) {
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(Path::new(FIXTURE).join("expected.json")).unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let unpacked = std::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(Path::new(FIXTURE).join("data.tar.gz"))
+        .arg("-C")
+        .arg(&data_dir)
+        .status()
+        .unwrap();
+    assert!(unpacked.success());
+    (dir, data_dir, expected)
+}
+
+/// `vexil rebuild-state` on the old vexil's data directory: refused while a server runs there;
+/// with the server stopped, the event-processing state gets the current small pages, and the
+/// directory serves what the old vexil did.
+#[tokio::test]
+async fn event_state_an_older_version_wrote_is_rebuilt_with_small_pages_and_serves_the_same() {
+    let (_dir, data_dir, expected) = unpack_fixture();
+    let rebuild_state =
+        || async { vexil().arg("rebuild-state").arg("--data-dir").arg(&data_dir).output().await.unwrap() };
+    let server = Server::start_in(&data_dir, Options::default()).await;
+    let refused = rebuild_state().await;
+    assert_eq!(refused.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("a server is running on"), "{message}");
+    assert!(server.stop().await);
+
+    let rebuilt = rebuild_state().await;
+    assert!(rebuilt.status.success(), "{}", String::from_utf8_lossy(&rebuilt.stderr));
+    let report: Value = serde_json::from_slice(&rebuilt.stdout).unwrap();
+    assert_eq!((&report["page_bytes_before"], &report["page_bytes"]), (&json!(4096), &json!(2048)), "{report}");
+    let server = Server::start_in(&data_dir, Options::default()).await;
+    serves_the_same(&server, "production", &expected).await;
 }
 
 /// Asserts that `server` answers in `env` what the old vexil answered from the fixture.

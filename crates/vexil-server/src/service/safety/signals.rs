@@ -68,7 +68,7 @@ impl PipelineSignals {
     /// The counters of environment `env` in an embedded data directory
     /// (`<data_dir>/events/state.sqlite`), for the CLI beside or without a server.
     pub fn embedded(data_dir: &std::path::Path, env: &str) -> PipelineSignals {
-        let path = data_dir.join("events").join("state.sqlite");
+        let path = data_dir.join("events").join(vexil_events::sqlite::STATE_FILE);
         PipelineSignals {
             env: environment::stored(env).map(str::to_owned),
             open: Box::new(move || {
