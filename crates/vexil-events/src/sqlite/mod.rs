@@ -584,4 +584,24 @@ pub(super) mod tests {
             assert_eq!(read.get(id), Some(state), "{id}");
         }
     }
+
+    /// A database another connection still has open is left as it was, with no copy beside it:
+    /// renaming a copy over it would leave that connection writing to a file no one reads.
+    #[test]
+    fn a_database_open_elsewhere_is_not_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        Connection::open(&path).unwrap().execute_batch(SCHEMA).unwrap();
+        let state = UserState { assignments: vec![] };
+        let backend = SqliteBackend::open(&path).unwrap().journaling(0);
+        let mut store = backend.open(LEASE).unwrap();
+        commit_users(&mut *store, &[("u1", &state)], &[]);
+
+        let refused = rebuild(&path).unwrap_err().to_string();
+        assert!(refused.contains("still in use"), "{refused}");
+        assert!(!dir.path().join(format!("{STATE_FILE}.rebuilding")).exists());
+        let size: i64 = Connection::open(&path).unwrap().pragma_query_value(None, "page_size", |r| r.get(0)).unwrap();
+        assert_eq!(size, 4096);
+        assert_eq!(store.users(&["u1"]).unwrap().get("u1"), Some(&state));
+    }
 }

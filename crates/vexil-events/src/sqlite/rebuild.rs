@@ -34,6 +34,27 @@ pub fn rebuild(path: &Path) -> Result<Rebuilt, Error> {
     // What an interrupted rebuild left behind; the database itself was not touched.
     remove_if_present(&copy)?;
     let bytes_before = bytes_with_wal(path)?;
+    let page_bytes_before = match write_copy(path, &copy) {
+        Ok(page_bytes_before) => page_bytes_before,
+        Err(e) => {
+            // A partial copy can be as large as the database, on a disk that may just have filled.
+            remove_if_present(&copy)?;
+            return Err(e);
+        }
+    };
+    std::fs::rename(&copy, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    let conn = open_db(path)?;
+    let page_bytes: i64 = conn.pragma_query_value(None, "page_size", |row| row.get(0))?;
+    drop(conn);
+    Ok(Rebuilt { page_bytes_before, page_bytes, bytes_before, bytes: bytes_with_wal(path)? })
+}
+
+/// Writes the database at `path` into `copy` in the current page size and syncs it, leaving
+/// `path` closed with no WAL beside it; the page size it had.
+fn write_copy(path: &Path, copy: &Path) -> Result<i64, Error> {
     // Opening brings an older layout up to date first; its page_size pragma sets the page size
     // VACUUM INTO gives the copy.
     let conn = open_db(path)?;
@@ -47,23 +68,14 @@ pub fn rebuild(path: &Path) -> Result<Rebuilt, Error> {
     conn.execute("VACUUM INTO ?1", [target])?;
     // Closing the last connection copies the WAL into the database and removes it.
     conn.close().map_err(|(_, e)| e)?;
-    let wal = sibling(path, "-wal");
-    if wal.exists() {
-        remove_if_present(&copy)?;
+    if sibling(path, "-wal").exists() {
         return Err(Error::Io(std::io::Error::other(format!(
             "{} is still in use (its write-ahead log remains); stop what uses it and try again",
             path.display()
         ))));
     }
-    File::open(&copy)?.sync_all()?;
-    std::fs::rename(&copy, path)?;
-    if let Some(dir) = path.parent() {
-        File::open(dir)?.sync_all()?;
-    }
-    let conn = open_db(path)?;
-    let page_bytes: i64 = conn.pragma_query_value(None, "page_size", |row| row.get(0))?;
-    drop(conn);
-    Ok(Rebuilt { page_bytes_before, page_bytes, bytes_before, bytes: bytes_with_wal(path)? })
+    File::open(copy)?.sync_all()?;
+    Ok(page_bytes_before)
 }
 
 /// `path` with `suffix` appended to its file name, as SQLite names a database's WAL.
