@@ -33,8 +33,7 @@ const WAL_BOUND_BYTES: i64 = 512 * 1024 * 1024;
 /// Bounds the WAL of `conn`, the processor's connection, at [`WAL_BOUND_BYTES`] in pages of the
 /// database's own size (older state databases have larger pages than new ones).
 pub(super) fn bound_wal(conn: &Connection) -> Result<(), Error> {
-    let page_bytes: i64 = conn.pragma_query_value(None, "page_size", |row| row.get(0))?;
-    conn.pragma_update(None, "wal_autocheckpoint", WAL_BOUND_BYTES / page_bytes)?;
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_BOUND_BYTES / super::page_bytes(conn)?)?;
     // A WAL past the bound is cut back to it when it starts over, instead of keeping its largest
     // size on disk for good.
     conn.pragma_update(None, "journal_size_limit", WAL_BOUND_BYTES)?;

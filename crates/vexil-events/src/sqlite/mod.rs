@@ -99,6 +99,11 @@ pub use stats::SqliteStats;
 /// pages: the database grew to nearly twice the size.
 const PAGE_BYTES: i64 = 2048;
 
+/// The page size of the database `conn` is open on.
+fn page_bytes(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "page_size", |row| row.get(0))
+}
+
 fn open_db(path: &Path) -> Result<Connection, Error> {
     let mut conn = Connection::open(path)?;
     // Takes effect only in a database with nothing in it yet: one made by an older version keeps
@@ -524,84 +529,41 @@ pub(super) mod tests {
         assert_eq!(known, expected);
     }
 
+    /// A database as an older version made it, on SQLite's default 4 KiB pages.
+    pub(super) fn older_database(path: &Path) {
+        Connection::open(path).unwrap().execute_batch(SCHEMA).unwrap();
+    }
+
+    /// A user assigned to `variant` of `checkout` at `first_exposure`.
+    pub(super) fn assigned(variant: &str, first_exposure: i64) -> UserState {
+        let assignment = crate::enrich::Assignment {
+            experiment: "checkout".into(),
+            variant: variant.into(),
+            first_exposure,
+            values: vec![],
+        };
+        UserState { assignments: vec![assignment] }
+    }
+
+    /// The page size of the database at `path`.
+    pub(super) fn page_bytes_of(path: &Path) -> i64 {
+        page_bytes(&Connection::open(path).unwrap()).unwrap()
+    }
+
     /// A new state database gets small pages. One that an older version made on SQLite's default
     /// pages keeps them and goes on storing and reading users.
     #[test]
     fn new_state_databases_have_small_pages_and_older_ones_keep_theirs() {
         let dir = tempfile::tempdir().unwrap();
         let older = dir.path().join("older.sqlite");
-        Connection::open(&older).unwrap().execute_batch(SCHEMA).unwrap();
-        let assignment = crate::enrich::Assignment {
-            experiment: "checkout".into(),
-            variant: "treatment".into(),
-            first_exposure: 7,
-            values: vec![],
-        };
-        let state = UserState { assignments: vec![assignment] };
+        older_database(&older);
+        let state = assigned("treatment", 7);
         for (path, page_bytes) in [(dir.path().join("new.sqlite"), PAGE_BYTES), (older, 4096)] {
             let backend = SqliteBackend::open(&path).unwrap().journaling(0);
             commit_users(&mut *backend.open(LEASE).unwrap(), &[("u1", &state)], &[]);
-            let size: i64 =
-                Connection::open(&path).unwrap().pragma_query_value(None, "page_size", |r| r.get(0)).unwrap();
-            assert_eq!(size, page_bytes, "{}", path.display());
+            assert_eq!(page_bytes_of(&path), page_bytes, "{}", path.display());
             let read = backend.open(LEASE).unwrap().users(&["u1"]).unwrap();
             assert_eq!(read.get("u1"), Some(&state), "{}", path.display());
         }
-    }
-
-    /// An older database rebuilt has the small pages, every user it had, and nothing left beside
-    /// it; a copy an interrupted rebuild left behind does not stop the next one.
-    #[test]
-    fn an_older_database_rebuilt_has_small_pages_and_the_same_users() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(STATE_FILE);
-        Connection::open(&path).unwrap().execute_batch(SCHEMA).unwrap();
-        let states: Vec<(String, UserState)> = (0..500)
-            .map(|n| {
-                let assignment = crate::enrich::Assignment {
-                    experiment: "checkout".into(),
-                    variant: if n % 2 == 0 { "control" } else { "treatment" }.into(),
-                    first_exposure: n,
-                    values: vec![],
-                };
-                (format!("u{n}"), UserState { assignments: vec![assignment] })
-            })
-            .collect();
-        let users: Vec<(&str, &UserState)> = states.iter().map(|(id, state)| (id.as_str(), state)).collect();
-        commit_users(&mut *SqliteBackend::open(&path).unwrap().journaling(0).open(LEASE).unwrap(), &users, &[]);
-        std::fs::write(dir.path().join(format!("{STATE_FILE}.rebuilding")), b"left by an interrupted rebuild").unwrap();
-
-        let rebuilt = rebuild(&path).unwrap();
-        assert_eq!((rebuilt.page_bytes_before, rebuilt.page_bytes), (4096, PAGE_BYTES));
-        let mut left: Vec<String> =
-            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-        left.sort();
-        assert_eq!(left, [STATE_FILE]);
-        let ids: Vec<&str> = users.iter().map(|(id, _)| *id).collect();
-        let read = SqliteBackend::open(&path).unwrap().open(LEASE).unwrap().users(&ids).unwrap();
-        assert_eq!(read.len(), users.len());
-        for (id, state) in users {
-            assert_eq!(read.get(id), Some(state), "{id}");
-        }
-    }
-
-    /// A database another connection still has open is left as it was, with no copy beside it:
-    /// renaming a copy over it would leave that connection writing to a file no one reads.
-    #[test]
-    fn a_database_open_elsewhere_is_not_rebuilt() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(STATE_FILE);
-        Connection::open(&path).unwrap().execute_batch(SCHEMA).unwrap();
-        let state = UserState { assignments: vec![] };
-        let backend = SqliteBackend::open(&path).unwrap().journaling(0);
-        let mut store = backend.open(LEASE).unwrap();
-        commit_users(&mut *store, &[("u1", &state)], &[]);
-
-        let refused = rebuild(&path).unwrap_err().to_string();
-        assert!(refused.contains("still in use"), "{refused}");
-        assert!(!dir.path().join(format!("{STATE_FILE}.rebuilding")).exists());
-        let size: i64 = Connection::open(&path).unwrap().pragma_query_value(None, "page_size", |r| r.get(0)).unwrap();
-        assert_eq!(size, 4096);
-        assert_eq!(store.users(&["u1"]).unwrap().get("u1"), Some(&state));
     }
 }

@@ -6,7 +6,7 @@
 //! packed, while no server runs on the data directory: the copy is made beside the database,
 //! synced, and then renamed over it, so an interrupted rebuild leaves the database as it was.
 
-use super::open_db;
+use super::{open_db, page_bytes};
 use crate::error::Error;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -46,9 +46,7 @@ pub fn rebuild(path: &Path) -> Result<Rebuilt, Error> {
     if let Some(dir) = path.parent() {
         File::open(dir)?.sync_all()?;
     }
-    let conn = open_db(path)?;
-    let page_bytes: i64 = conn.pragma_query_value(None, "page_size", |row| row.get(0))?;
-    drop(conn);
+    let page_bytes = page_bytes(&open_db(path)?)?;
     Ok(Rebuilt { page_bytes_before, page_bytes, bytes_before, bytes: bytes_with_wal(path)? })
 }
 
@@ -58,7 +56,7 @@ fn write_copy(path: &Path, copy: &Path) -> Result<i64, Error> {
     // Opening brings an older layout up to date first; its page_size pragma sets the page size
     // VACUUM INTO gives the copy.
     let conn = open_db(path)?;
-    let page_bytes_before: i64 = conn.pragma_query_value(None, "page_size", |row| row.get(0))?;
+    let page_bytes_before = page_bytes(&conn)?;
     let target = copy.to_str().ok_or_else(|| {
         Error::Io(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -95,4 +93,60 @@ fn remove_if_present(path: &Path) -> Result<(), Error> {
 fn bytes_with_wal(path: &Path) -> Result<u64, Error> {
     let wal = std::fs::metadata(sibling(path, "-wal")).map_or(0, |m| m.len());
     Ok(std::fs::metadata(path)?.len() + wal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enrich::UserState;
+    use crate::sqlite::tests::{assigned, commit_users, older_database, page_bytes_of};
+    use crate::sqlite::{SqliteBackend, LEASE, PAGE_BYTES, STATE_FILE};
+    use crate::store::ProcessingBackend;
+
+    /// An older database rebuilt has the small pages, every user it had, and nothing left beside
+    /// it; a copy an interrupted rebuild left behind does not stop the next one.
+    #[test]
+    fn an_older_database_rebuilt_has_small_pages_and_the_same_users() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        older_database(&path);
+        let states: Vec<(String, UserState)> = (0..500)
+            .map(|n| (format!("u{n}"), assigned(if n % 2 == 0 { "control" } else { "treatment" }, n)))
+            .collect();
+        let users: Vec<(&str, &UserState)> = states.iter().map(|(id, state)| (id.as_str(), state)).collect();
+        commit_users(&mut *SqliteBackend::open(&path).unwrap().journaling(0).open(LEASE).unwrap(), &users, &[]);
+        std::fs::write(dir.path().join(format!("{STATE_FILE}.rebuilding")), b"left by an interrupted rebuild").unwrap();
+
+        let rebuilt = rebuild(&path).unwrap();
+        assert_eq!((rebuilt.page_bytes_before, rebuilt.page_bytes), (4096, PAGE_BYTES));
+        let mut left: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        assert_eq!(left, [STATE_FILE]);
+        let ids: Vec<&str> = users.iter().map(|(id, _)| *id).collect();
+        let read = SqliteBackend::open(&path).unwrap().open(LEASE).unwrap().users(&ids).unwrap();
+        assert_eq!(read.len(), users.len());
+        for (id, state) in users {
+            assert_eq!(read.get(id), Some(state), "{id}");
+        }
+    }
+
+    /// A database another connection still has open is left as it was, with no copy beside it:
+    /// renaming a copy over it would leave that connection writing to a file no one reads.
+    #[test]
+    fn a_database_open_elsewhere_is_not_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        older_database(&path);
+        let state = UserState { assignments: vec![] };
+        let backend = SqliteBackend::open(&path).unwrap().journaling(0);
+        let mut store = backend.open(LEASE).unwrap();
+        commit_users(&mut *store, &[("u1", &state)], &[]);
+
+        let refused = rebuild(&path).unwrap_err().to_string();
+        assert!(refused.contains("still in use"), "{refused}");
+        assert!(!dir.path().join(format!("{STATE_FILE}.rebuilding")).exists());
+        assert_eq!(page_bytes_of(&path), 4096);
+        assert_eq!(store.users(&["u1"]).unwrap().get("u1"), Some(&state));
+    }
 }
