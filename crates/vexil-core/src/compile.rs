@@ -85,6 +85,12 @@ pub(crate) struct Compiled {
     pub(crate) segments: Vec<Segment>,
     /// Compiled segment conditions, for experiments' targeting.
     pub(crate) segment_matchers: FxHashMap<String, Arc<Matcher>>,
+    /// How many flags have prerequisites: with none, a write needs neither the positions of the
+    /// flags by key nor a look at any flag it does not change.
+    pub(crate) with_prerequisites: usize,
+    /// The positions of the flags that serve an experiment, ascending: the checks of the
+    /// experiments they serve need only these, not a look at every flag.
+    pub(crate) serving_experiments: Vec<usize>,
 }
 
 /// `broken_keys` name items that failed to decode: references to them are not reported again.
@@ -101,6 +107,8 @@ pub(crate) fn compile(doc: FlagsDocument, broken_keys: &[String]) -> Result<Comp
         segment_table.resolve(&s.key, &SEGMENTS.field(&s.key), &mut errors);
     }
 
+    let with_prerequisites = flags.iter().filter(|f| !f.prerequisites.is_empty()).count();
+    let serving_experiments = (0..flags.len()).filter(|&i| flags[i].serves_experiment()).collect();
     let sources: Vec<&Flag> = flags.iter().collect();
     let flag_index: HashMap<&str, usize> = flags.iter().enumerate().map(|(i, f)| (f.key.as_str(), i)).collect();
     check_prerequisite_graph(&sources, &flag_index, &mut errors);
@@ -120,7 +128,7 @@ pub(crate) fn compile(doc: FlagsDocument, broken_keys: &[String]) -> Result<Comp
     // into its compiled flag instead of being copied there.
     let flags =
         compiled.into_iter().zip(flags).map(|(with_source, source)| FlagEntry::new(with_source(source))).collect();
-    Ok(Compiled { flags, segments, segment_matchers })
+    Ok(Compiled { flags, segments, segment_matchers, with_prerequisites, serving_experiments })
 }
 
 /// A compiled set with some flags and segments replaced (`Some`) or removed (`None`), checked as
@@ -168,70 +176,84 @@ pub(crate) fn recompile(
         }
     }
 
-    // Merge the changes into the base flags, both in key order.
-    enum Slot<'a> {
-        Kept(&'a FlagEntry),
+    // Merge the changes into the base flags, both in key order. Each change's place is found by
+    // binary search and the flags between changes are taken as they are: reading every flag's
+    // key (a pointer to follow and a comparison each) cost more at 10,000 flags than compiling
+    // the flag written.
+    enum Slot {
+        /// The base flag at this position.
+        Kept(usize),
         New(Box<Flag>),
     }
     let mut keys_changed = false;
-    let mut slots: Vec<Slot<'_>> = Vec::with_capacity(base.flags.len() + flag_changes.len());
+    let mut with_prerequisites = base.with_prerequisites;
+    let mut slots: Vec<Slot> = Vec::with_capacity(base.flags.len() + flag_changes.len());
     let changed_flags: FxHashSet<String> = flag_changes.keys().cloned().collect();
-    // Compared through `peek`: `next_if` would move the peeked flag (a large value) out and back
-    // for every base flag, copying it 20,000 times for one write at 10,000 flags.
-    let mut changes = flag_changes.into_iter().peekable();
-    for entry in &base.flags {
-        let key = entry.compiled.source.key.as_str();
-        while changes.peek().is_some_and(|(k, _)| k.as_str() < key) {
-            let (_, change) = changes.next().expect("peeked");
-            keys_changed |= change.is_some();
-            slots.extend(change.map(|f| Slot::New(Box::new(f))));
+    // The base flags from here on are not placed yet.
+    let mut next = 0;
+    for (key, change) in flag_changes {
+        let at = next + base.flags[next..].partition_point(|entry| entry.compiled.source.key < key);
+        slots.extend((next..at).map(Slot::Kept));
+        let replaced = base.flags.get(at).filter(|entry| entry.compiled.source.key == key);
+        if let Some(old) = replaced {
+            with_prerequisites -= usize::from(!old.compiled.source.prerequisites.is_empty());
         }
-        if changes.peek().is_some_and(|(k, _)| k.as_str() == key) {
-            let (_, change) = changes.next().expect("peeked");
-            keys_changed |= change.is_none();
-            slots.extend(change.map(|f| Slot::New(Box::new(f))));
-        } else {
-            slots.push(Slot::Kept(entry));
+        next = at + usize::from(replaced.is_some());
+        keys_changed |= replaced.is_some() != change.is_some();
+        if let Some(flag) = change {
+            with_prerequisites += usize::from(!flag.prerequisites.is_empty());
+            slots.push(Slot::New(Box::new(flag)));
         }
     }
-    for (_, change) in changes {
-        keys_changed |= change.is_some();
-        slots.extend(change.map(|f| Slot::New(Box::new(f))));
-    }
+    slots.extend((next..base.flags.len()).map(Slot::Kept));
 
     let sources: Vec<&Flag> = slots
         .iter()
         .map(|slot| match slot {
-            Slot::Kept(entry) => &entry.compiled.source,
+            Slot::Kept(at) => &base.flags[*at].compiled.source,
             Slot::New(flag) => flag,
         })
         .collect();
     // Positions by key are needed only for prerequisites; most configurations have few or none.
     let mut flag_index: HashMap<&str, usize> = HashMap::new();
-    if sources.iter().any(|f| !f.prerequisites.is_empty()) {
+    if with_prerequisites > 0 {
         flag_index = sources.iter().enumerate().map(|(i, f)| (f.key.as_str(), i)).collect();
         check_prerequisite_graph(&sources, &flag_index, &mut errors);
     }
 
     let mut flags = Vec::with_capacity(slots.len());
-    for (slot, source) in slots.iter().zip(&sources) {
+    let mut serving_experiments = Vec::new();
+    // The base's positions of flags serving an experiment, walked beside the kept flags.
+    let mut base_serving = base.serving_experiments.iter().copied().peekable();
+    for (position, (slot, source)) in slots.iter().zip(&sources).enumerate() {
+        let serves = match slot {
+            Slot::Kept(at) => {
+                while base_serving.next_if(|serving| serving < at).is_some() {}
+                base_serving.next_if_eq(at).is_some()
+            }
+            Slot::New(flag) => flag.serves_experiment(),
+        };
+        if serves {
+            serving_experiments.push(position);
+        }
         let dirty = match slot {
             Slot::New(_) => true,
             Slot::Kept(_) => {
-                (!source.prerequisites.is_empty()
+                (with_prerequisites > 0
+                    && !source.prerequisites.is_empty()
                     && (keys_changed || source.prerequisites.iter().any(|p| changed_flags.contains(&p.flag))))
                     || (!dirty_segments.is_empty()
                         && source.rules.iter().any(|r| mentions_any(&r.when, &dirty_segments)))
             }
         };
         match slot {
-            Slot::Kept(entry) if !dirty => flags.push((*entry).clone()),
+            Slot::Kept(at) if !dirty => flags.push(base.flags[*at].clone()),
             _ => {
                 let mut flag_errors = ValidationErrors::default();
                 let result = compile_flag(source, &sources, &flag_index, &[], &mut segment_table, &mut flag_errors);
                 errors.extend_within(&join("flags", &source.key), flag_errors);
                 let stopped = match slot {
-                    Slot::Kept(entry) => entry.stopped,
+                    Slot::Kept(at) => base.flags[*at].stopped,
                     Slot::New(_) => false,
                 };
                 flags.extend(
@@ -243,7 +265,8 @@ pub(crate) fn recompile(
     let segment_matchers = segment_table.into_compiled();
     errors.into_result(())?;
     drop(sources);
-    Ok((Compiled { flags, segments, segment_matchers }, keys_changed))
+    let compiled = Compiled { flags, segments, segment_matchers, with_prerequisites, serving_experiments };
+    Ok((compiled, keys_changed))
 }
 
 /// Whether a condition refers to one of the segments `keys`.

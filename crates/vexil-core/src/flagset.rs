@@ -127,6 +127,8 @@ impl FlagSet {
             flags: Vec::new(),
             segments: Vec::new(),
             segment_matchers: FxHashMap::default(),
+            with_prerequisites: 0,
+            serving_experiments: Vec::new(),
         })
     }
 
@@ -145,6 +147,11 @@ impl FlagSet {
     /// The flags in key order.
     pub fn flags(&self) -> impl ExactSizeIterator<Item = &Flag> {
         self.compiled.flags.iter().map(|f| &f.compiled.source)
+    }
+
+    /// The flags that serve an experiment's variant in a rule or by default, in key order.
+    pub fn serving_experiments(&self) -> impl ExactSizeIterator<Item = &Flag> {
+        self.compiled.serving_experiments.iter().map(|&i| &self.compiled.flags[i].compiled.source)
     }
 
     /// The segments in key order.

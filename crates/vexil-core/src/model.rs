@@ -97,6 +97,13 @@ pub struct Rule {
     pub serve: Serve,
 }
 
+impl Flag {
+    /// Whether a rule or the default serves an experiment's variant.
+    pub fn serves_experiment(&self) -> bool {
+        self.rules.iter().map(|r| &r.serve).chain([&self.default]).any(|s| matches!(s, Serve::Experiment(_)))
+    }
+}
+
 /// What a rule or the default serves.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Serve {

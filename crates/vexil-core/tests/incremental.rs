@@ -1,7 +1,8 @@
 //! `FlagSet::with_changes` (the incremental recompile a write makes) against a full compile:
 //! random sequences of flag and segment writes and deletes, applied one batch at a time to the
 //! previous incremental set, must be accepted or refused exactly as a compile of the whole
-//! resulting configuration is, with the same problems, and evaluate the same for every flag.
+//! resulting configuration is, with the same problems, evaluate the same for every flag and list
+//! the same flags as serving experiments.
 
 mod common;
 use common::NOW;
@@ -36,6 +37,15 @@ fn condition() -> impl Strategy<Value = Value> {
     })
 }
 
+/// What a flag's default serves, or whether its first rule (if it has one) serves an experiment.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Serving {
+    Variant,
+    Split,
+    ExperimentByDefault,
+    ExperimentByRule,
+}
+
 fn flag(key: &'static str) -> impl Strategy<Value = Value> {
     let variants = prop_oneof![Just(vec!["x", "y"]), Just(vec!["x", "y", "z"]), Just(vec!["x", "z"])];
     (
@@ -43,19 +53,35 @@ fn flag(key: &'static str) -> impl Strategy<Value = Value> {
         any::<bool>(),
         prop::collection::vec(condition(), 0..3),
         prop::collection::vec((0..FLAGS.len(), prop::sample::select(vec!["x", "y", "z"])), 0..2),
-        any::<bool>(),
+        prop::sample::select(vec![
+            Serving::Variant,
+            Serving::Split,
+            Serving::ExperimentByDefault,
+            Serving::ExperimentByRule,
+        ]),
     )
-        .prop_map(move |(variants, enabled, rules, prerequisites, split)| {
+        .prop_map(move |(variants, enabled, rules, prerequisites, serving)| {
             let names: Map<String, Value> = variants.iter().map(|v| (v.to_string(), json!(v))).collect();
             let last = variants[variants.len() - 1];
             let rules: Vec<Value> = rules
                 .into_iter()
                 .enumerate()
-                .map(|(i, when)| json!({"id": format!("r{i}"), "when": when, "serve": {"variant": last}}))
+                .map(|(i, when)| {
+                    let serve = if i == 0 && serving == Serving::ExperimentByRule {
+                        json!({"experiment": "exp"})
+                    } else {
+                        json!({"variant": last})
+                    };
+                    json!({"id": format!("r{i}"), "when": when, "serve": serve})
+                })
                 .collect();
             let prerequisites: Vec<Value> =
                 prerequisites.into_iter().map(|(f, v)| json!({"flag": FLAGS[f], "variants": [v]})).collect();
-            let default = if split { json!({"split": {"x": 50, last: 50}}) } else { json!({"variant": "x"}) };
+            let default = match serving {
+                Serving::Split => json!({"split": {"x": 50, last: 50}}),
+                Serving::ExperimentByDefault => json!({"experiment": "exp"}),
+                Serving::Variant | Serving::ExperimentByRule => json!({"variant": "x"}),
+            };
             json!({"key": key, "type": "string", "enabled": enabled, "variants": names, "off_variant": "x",
                    "rules": rules, "prerequisites": prerequisites, "default": default})
         })
@@ -97,6 +123,11 @@ fn answers(set: &FlagSet) -> Vec<String> {
         }
     }
     out
+}
+
+/// The keys of the flags that serve an experiment, as the set lists them.
+fn serving_experiments(set: &FlagSet) -> Vec<&str> {
+    set.serving_experiments().map(|flag| flag.key.as_str()).collect()
 }
 
 fn sorted_problems(e: &vexil_core::ValidationErrors) -> Vec<String> {
@@ -142,6 +173,7 @@ proptest! {
                 (Ok(expected), Ok(incremental)) => {
                     prop_assert_eq!(answers(expected), answers(incremental));
                     prop_assert_eq!(expected.document(), incremental.document());
+                    prop_assert_eq!(serving_experiments(expected), serving_experiments(incremental));
                 }
                 (Err(expected), Err(incremental)) => {
                     prop_assert_eq!(sorted_problems(expected), sorted_problems(incremental));
@@ -156,6 +188,7 @@ proptest! {
         // The chain of incremental sets ends where a full compile of the final state does.
         let final_set = full(&flags, &segments).expect("only valid states were kept");
         prop_assert_eq!(answers(&final_set), answers(&live));
+        prop_assert_eq!(serving_experiments(&final_set), serving_experiments(&live));
     }
 }
 

@@ -48,9 +48,8 @@ pub fn compile<'a>(
             }
         }
     }
-    for flag in flags.flags() {
-        // Positions, not paths: a path is written only for a flag that serves an experiment (this
-        // runs over every flag on every configuration write).
+    for flag in flags.serving_experiments() {
+        // Positions, not paths: a path is written only for a rule that serves an experiment.
         let serves = flag.rules.iter().enumerate().map(|(i, r)| (Some(i), &r.serve));
         for (rule, serve) in serves.chain([(None, &flag.default)]) {
             let Serve::Experiment(key) = serve else { continue };
@@ -118,9 +117,7 @@ impl Experiments {
                 (compiled.experiment().key.clone(), Arc::new(LiveExperiment { id: id.into(), compiled }))
             })
             .collect();
-        let delegated = flags
-            .flags()
-            .any(|f| f.rules.iter().map(|r| &r.serve).chain([&f.default]).any(|s| matches!(s, Serve::Experiment(_))));
+        let delegated = flags.serving_experiments().len() > 0;
         Experiments { by_key, delegated }
     }
 
