@@ -1,6 +1,7 @@
-//! A flag write against the scale issue's target: a write recompiles only what it changes, so
-//! one flag written in a set of 10,000 typical flags costs about what it costs in a set of 10
-//! (the end-to-end figure, a write visible to evaluation over HTTP, is `scripts/bench/scale.sh`).
+//! Writes against the scale issue's target: a write recompiles only what it changes, so one
+//! flag written in a set of 10,000 typical flags costs about what it costs in a set of 10 (the
+//! end-to-end figure, a write visible to evaluation over HTTP, is `scripts/bench/scale.sh`). A
+//! flag created and a segment written are measured beside it: they do more, by their nature.
 //! The flags are those of `scripts/bench/scale.py generate`: overrides, a segment rule, two
 //! targeting rules (one serving a split) and a split default, over 100 segments.
 
@@ -58,6 +59,21 @@ fn bench(c: &mut Criterion) {
         let key = written["key"].as_str().unwrap().to_owned();
         c.bench_function(&format!("one flag's default written, {flags} flags"), |b| {
             b.iter(|| black_box(set.with_changes([(key.clone(), Some(written.clone()))], []).unwrap()))
+        });
+        // A new key moves the positions of the flags after it: the set's index by key is built
+        // again.
+        let created = typical_flag(flags, segments);
+        let new_key = created["key"].as_str().unwrap().to_owned();
+        c.bench_function(&format!("one flag created, {flags} flags"), |b| {
+            b.iter(|| black_box(set.with_changes([(new_key.clone(), Some(created.clone()))], []).unwrap()))
+        });
+        // A segment's flags (one in `segments` of them) are compiled again.
+        let mut segment_written = segment(0);
+        segment_written["when"]["any"][1]["values"] = json!(["staff_0_new"]);
+        c.bench_function(&format!("one segment written, {flags} flags"), |b| {
+            b.iter(|| {
+                black_box(set.with_changes([], [("segment_0".to_owned(), Some(segment_written.clone()))]).unwrap())
+            })
         });
     }
 }
