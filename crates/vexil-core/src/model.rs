@@ -98,9 +98,14 @@ pub struct Rule {
 }
 
 impl Flag {
+    /// What the flag can serve: each rule's serve in order, then the default.
+    pub fn serves(&self) -> impl Iterator<Item = &Serve> {
+        self.rules.iter().map(|r| &r.serve).chain([&self.default])
+    }
+
     /// Whether a rule or the default serves an experiment's variant.
     pub fn serves_experiment(&self) -> bool {
-        self.rules.iter().map(|r| &r.serve).chain([&self.default]).any(|s| matches!(s, Serve::Experiment(_)))
+        self.serves().any(|s| matches!(s, Serve::Experiment(_)))
     }
 }
 

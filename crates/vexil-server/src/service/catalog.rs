@@ -144,13 +144,8 @@ impl Catalog {
                         .chain(e.metrics.iter().filter_map(|m| m.filter.as_ref()))
                         .any(|c| mentions_segment(c, key))
                 }),
-                (EntityKind::Experiment, EntityKind::Flag) => decode_flag(&item.body).is_ok_and(|f| {
-                    f.rules
-                        .iter()
-                        .map(|r| &r.serve)
-                        .chain([&f.default])
-                        .any(|s| matches!(s, Serve::Experiment(k) if k == key))
-                }),
+                (EntityKind::Experiment, EntityKind::Flag) => decode_flag(&item.body)
+                    .is_ok_and(|f| f.serves().any(|s| matches!(s, Serve::Experiment(k) if k == key))),
                 _ => false,
             };
             if refers && !(kind == *item_kind && key == item_key) {
@@ -219,9 +214,7 @@ pub async fn referrers(env: &Environment, kind: EntityKind, key: &str) -> Result
     let flags = snapshot.flags.flags().filter(|f| match kind {
         EntityKind::Segment => f.rules.iter().any(|r| mentions_segment(&r.when, key)),
         EntityKind::Flag => f.key != key && f.prerequisites.iter().any(|p| p.flag == key),
-        EntityKind::Experiment => {
-            f.rules.iter().map(|r| &r.serve).chain([&f.default]).any(|s| matches!(s, Serve::Experiment(k) if k == key))
-        }
+        EntityKind::Experiment => f.serves().any(|s| matches!(s, Serve::Experiment(k) if k == key)),
         _ => false,
     });
     found.extend(flags.map(|f| (EntityKind::Flag, f.key.as_str())));

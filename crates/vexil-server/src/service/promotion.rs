@@ -183,7 +183,7 @@ fn references(entity: EntityKind, body: &serde_json::Value) -> BTreeSet<(EntityK
             for rule in &flag.rules {
                 segments_in(&rule.when, &mut segments);
             }
-            for serve in flag.rules.iter().map(|r| &r.serve).chain([&flag.default]) {
+            for serve in flag.serves() {
                 if let Serve::Experiment(key) = serve {
                     found.insert((EntityKind::Experiment, key.clone()));
                 }

@@ -134,7 +134,7 @@ pub fn preview(stop: &Stop, flags: &FlagSet) -> Preview {
     let covered: Vec<&Flag> = flags.flags().filter(|f| stop.covers(f)).collect();
     let experiments: BTreeSet<String> = covered
         .iter()
-        .flat_map(|f| f.rules.iter().map(|r| &r.serve).chain([&f.default]))
+        .flat_map(|f| f.serves())
         .filter_map(|serve| match serve {
             Serve::Experiment(key) => Some(key.clone()),
             _ => None,
