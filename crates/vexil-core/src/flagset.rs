@@ -180,6 +180,14 @@ impl FlagSet {
         self.compiled.serving_experiments.iter().map(|&i| &self.compiled.flags[i].compiled.source)
     }
 
+    /// The flags whose rules refer to segment `key` (directly, not through another segment), in
+    /// key order.
+    pub fn using_segment<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a Flag> {
+        let bit = compile::segment_bit(key);
+        let flags = self.compiled.flags.iter().filter(move |f| f.uses_any_segment(bit, &|segment| segment == key));
+        flags.map(|f| &f.compiled.source)
+    }
+
     /// The segments in key order.
     pub fn segments(&self) -> &[Segment] {
         &self.compiled.segments

@@ -107,6 +107,11 @@ impl Flag {
     pub fn serves_experiment(&self) -> bool {
         self.serves().any(|s| matches!(s, Serve::Experiment(_)))
     }
+
+    /// Whether a rule refers to segment `key` (directly, not through another segment).
+    pub fn uses_segment(&self, key: &str) -> bool {
+        self.rules.iter().any(|r| r.when.mentions_segment(key))
+    }
 }
 
 /// What a rule or the default serves.
@@ -209,6 +214,24 @@ pub enum Condition {
     Not(Box<Condition>),
     Segment(String),
     Compare(Comparison),
+}
+
+impl Condition {
+    /// Whether `found` holds for a segment this condition refers to (directly, not through
+    /// another segment), asked in the order they are written until one answers true.
+    pub fn any_segment<'a>(&'a self, found: &mut impl FnMut(&'a str) -> bool) -> bool {
+        match self {
+            Condition::Segment(key) => found(key),
+            Condition::All(items) | Condition::Any(items) => items.iter().any(|c| c.any_segment(found)),
+            Condition::Not(inner) => inner.any_segment(found),
+            Condition::Compare(_) => false,
+        }
+    }
+
+    /// Whether this condition refers to segment `key` (directly, not through another segment).
+    pub fn mentions_segment(&self, key: &str) -> bool {
+        self.any_segment(&mut |segment| segment == key)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -2,7 +2,7 @@
 //! random sequences of flag and segment writes and deletes, applied one batch at a time to the
 //! previous incremental set, must be accepted or refused exactly as a compile of the whole
 //! resulting configuration is, with the same problems, evaluate the same for every flag and list
-//! the same flags as serving experiments.
+//! the same flags as serving experiments and as using each segment.
 
 mod common;
 use common::NOW;
@@ -130,6 +130,11 @@ fn serving_experiments(set: &FlagSet) -> Vec<&str> {
     set.serving_experiments().map(|flag| flag.key.as_str()).collect()
 }
 
+/// For each segment key, the flags listed as using it.
+fn segment_users(set: &FlagSet) -> Vec<Vec<&str>> {
+    SEGMENTS.iter().map(|segment| set.using_segment(segment).map(|flag| flag.key.as_str()).collect()).collect()
+}
+
 fn sorted_problems(e: &vexil_core::ValidationErrors) -> Vec<String> {
     let mut problems: Vec<String> = e.iter().map(ToString::to_string).collect();
     problems.sort();
@@ -174,6 +179,7 @@ proptest! {
                     prop_assert_eq!(answers(expected), answers(incremental));
                     prop_assert_eq!(expected.document(), incremental.document());
                     prop_assert_eq!(serving_experiments(expected), serving_experiments(incremental));
+                    prop_assert_eq!(segment_users(expected), segment_users(incremental));
                 }
                 (Err(expected), Err(incremental)) => {
                     prop_assert_eq!(sorted_problems(expected), sorted_problems(incremental));
@@ -189,6 +195,7 @@ proptest! {
         let final_set = full(&flags, &segments).expect("only valid states were kept");
         prop_assert_eq!(answers(&final_set), answers(&live));
         prop_assert_eq!(serving_experiments(&final_set), serving_experiments(&live));
+        prop_assert_eq!(segment_users(&final_set), segment_users(&live));
     }
 }
 

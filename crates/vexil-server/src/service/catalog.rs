@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use vexil_core::decode::{decode_flag, decode_segment};
 use vexil_core::experiment::decode_experiment;
-use vexil_core::model::{Condition, Meta, Serve};
+use vexil_core::model::{Flag, Meta, Serve};
 use vexil_core::{FlagSet, ValidationError, ValidationErrors};
 use vexil_store::{ChangeMeta, EntityKind, Store, StoreError, Write};
 
@@ -129,11 +129,9 @@ impl Catalog {
         let mut found = Vec::new();
         for ((item_kind, item_key), item) in &self.items {
             let refers = match (kind, item_kind) {
-                (EntityKind::Segment, EntityKind::Flag) => {
-                    decode_flag(&item.body).is_ok_and(|f| f.rules.iter().any(|r| mentions_segment(&r.when, key)))
-                }
+                (EntityKind::Segment, EntityKind::Flag) => decode_flag(&item.body).is_ok_and(|f| f.uses_segment(key)),
                 (EntityKind::Segment, EntityKind::Segment) => {
-                    decode_segment(&item.body).is_ok_and(|s| mentions_segment(&s.when, key))
+                    decode_segment(&item.body).is_ok_and(|s| s.when.mentions_segment(key))
                 }
                 (EntityKind::Flag, EntityKind::Flag) => {
                     decode_flag(&item.body).is_ok_and(|f| f.prerequisites.iter().any(|p| p.flag == key))
@@ -142,7 +140,7 @@ impl Catalog {
                     e.targeting
                         .iter()
                         .chain(e.metrics.iter().filter_map(|m| m.filter.as_ref()))
-                        .any(|c| mentions_segment(c, key))
+                        .any(|c| c.mentions_segment(key))
                 }),
                 (EntityKind::Experiment, EntityKind::Flag) => decode_flag(&item.body)
                     .is_ok_and(|f| f.serves().any(|s| matches!(s, Serve::Experiment(k) if k == key))),
@@ -210,38 +208,34 @@ pub async fn referrers(env: &Environment, kind: EntityKind, key: &str) -> Result
     let Some(snapshot) = live(env).await else {
         return Ok(Catalog::load(env.store.as_ref()).await?.referrers(kind, key));
     };
-    let mut found: Vec<(EntityKind, &str)> = Vec::new();
-    let flags = snapshot.flags.flags().filter(|f| match kind {
-        EntityKind::Segment => f.rules.iter().any(|r| mentions_segment(&r.when, key)),
-        EntityKind::Flag => f.key != key && f.prerequisites.iter().any(|p| p.flag == key),
-        EntityKind::Experiment => f.serves().any(|s| matches!(s, Serve::Experiment(k) if k == key)),
-        _ => false,
-    });
-    found.extend(flags.map(|f| (EntityKind::Flag, f.key.as_str())));
+    let flags: Vec<&Flag> = match kind {
+        EntityKind::Segment => snapshot.flags.using_segment(key).collect(),
+        EntityKind::Flag => {
+            snapshot.flags.flags().filter(|f| f.key != key && f.prerequisites.iter().any(|p| p.flag == key)).collect()
+        }
+        EntityKind::Experiment => snapshot
+            .flags
+            .serving_experiments()
+            .filter(|f| f.serves().any(|s| matches!(s, Serve::Experiment(k) if k == key)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut found: Vec<(EntityKind, &str)> = flags.into_iter().map(|f| (EntityKind::Flag, f.key.as_str())).collect();
     if kind == EntityKind::Segment {
-        let segments = snapshot.flags.segments().iter().filter(|s| s.key != key && mentions_segment(&s.when, key));
+        let segments = snapshot.flags.segments().iter().filter(|s| s.key != key && s.when.mentions_segment(key));
         found.extend(segments.map(|s| (EntityKind::Segment, s.key.as_str())));
         let experiments = snapshot.experiment_documents().iter().filter(|d| {
             decode_experiment(&d.body).is_ok_and(|e| {
                 e.targeting
                     .iter()
                     .chain(e.metrics.iter().filter_map(|m| m.filter.as_ref()))
-                    .any(|c| mentions_segment(c, key))
+                    .any(|c| c.mentions_segment(key))
             })
         });
         found.extend(experiments.map(|d| (EntityKind::Experiment, d.key.as_str())));
     }
     found.sort();
     Ok(found.into_iter().map(|(kind, key)| format!("{kind} {key}")).collect())
-}
-
-fn mentions_segment(condition: &Condition, key: &str) -> bool {
-    match condition {
-        Condition::Segment(k) => k == key,
-        Condition::All(items) | Condition::Any(items) => items.iter().any(|c| mentions_segment(c, key)),
-        Condition::Not(inner) => mentions_segment(inner, key),
-        Condition::Compare(_) => false,
-    }
 }
 
 /// What an import did (or, on a dry run, would do) to one collection.
