@@ -1,7 +1,7 @@
 """Measurements of scripts/bench/scale.sh (standard library only).
 
 generate      prints a flags file of N typical flags over M segments
-writes        flag writes until visible to evaluation, on a running server
+writes        flag writes, then segment writes, until visible to evaluation, on a running server
 wait-loaded   waits until a running server's snapshot holds N flags
 restart       starts `vexil serve` on a data directory and measures start to /ready, RSS,
               first evaluations of every flag and the SDK document
@@ -100,6 +100,31 @@ def write_visible(url, key, writes):
     return times
 
 
+def segment_write_visible(url, key, writes):
+    """Switches `segment_1`'s list of user ids to and from one holding `writer` and times each
+    PUT until `flag_00001`'s rule on that segment (`internal`) decides, or stops deciding, its
+    evaluation for `writer`; returns the times in milliseconds."""
+    written = segment(1)
+    ids = written["when"]["any"][1]
+    times = []
+    for n in range(writes):
+        member = n % 2 == 0
+        ids["values"] = [f"staff_1_{k}" for k in range(5)] + (["writer"] if member else [])
+        start = time.perf_counter()
+        request("PUT", f"{url}/v1/admin/segments/segment_1", key, written)
+        while True:
+            _, _, body = request("POST", f"{url}/v1/flags/flag_00001/evaluate", key, {"user_id": "writer"})
+            if (json.loads(body).get("rule_id") == "internal") == member:
+                break
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def summary(times, what):
+    return (f"{what} median {statistics.median(times):.1f} ms, min {min(times):.1f}, max {max(times):.1f} "
+            f"({len(times)} writes)")
+
+
 def rss_mib(pid, field="VmRSS"):
     with open(f"/proc/{pid}/status") as status:
         for line in status:
@@ -158,9 +183,9 @@ def restart(args):
             print(f"== GET /v1/sdk/flags {headers or ''}: {len(body):,} bytes, Content-Encoding {encoding}, {ms:.1f} ms")
         print(f"== RSS after these requests {rss_mib(process.pid):.1f} MiB, "
               f"peak {rss_mib(process.pid, 'VmHWM'):.1f} MiB")
-        times = write_visible(url, args.key, args.writes)
-        print(f"== write visible, {args.flags} flags: median {statistics.median(times):.1f} ms, "
-              f"min {min(times):.1f}, max {max(times):.1f} ({len(times)} writes)")
+        print("== " + summary(write_visible(url, args.key, args.writes), f"write visible, {args.flags} flags:"))
+        print("== " + summary(segment_write_visible(url, args.key, args.writes),
+                              f"segment write visible, {args.flags} flags:"))
         print(f"== RSS after the writes {rss_mib(process.pid):.1f} MiB, peak {rss_mib(process.pid, 'VmHWM'):.1f} MiB")
     finally:
         process.terminate()
@@ -193,9 +218,8 @@ def main():
         json.dump({"flags": [typical_flag(i, args.segments) for i in range(args.flags)],
                    "segments": [segment(j) for j in range(args.segments)]}, sys.stdout)
     elif args.command == "writes":
-        times = write_visible(args.url, args.key, args.writes)
-        print(f"   median {statistics.median(times):.1f} ms, min {min(times):.1f}, max {max(times):.1f} "
-              f"({len(times)} writes)")
+        print("   " + summary(write_visible(args.url, args.key, args.writes), "flag:"))
+        print("   " + summary(segment_write_visible(args.url, args.key, args.writes), "segment:"))
     elif args.command == "wait-loaded":
         deadline = time.time() + 600
         while time.time() < deadline:

@@ -3,7 +3,9 @@
 # each — a segment rule, two targeting rules (one serving a split), overrides and a split
 # default — over SEGMENTS segments (default 100), and the figures of issue 14:
 #   - a flag write visible to evaluation (PUT, then evaluations until the new value is served),
-#     median of WRITES writes, on a 10-flag configuration and on the large one;
+#     median of WRITES writes, on a 10-flag configuration and on the large one; then the same
+#     for a segment write (one segment's list of user ids changed, until a flag using it answers
+#     by it);
 #   - start to `/ready` and RSS at ready, after a restart on the large configuration;
 #   - the first `POST /v1/evaluate` of every flag for a new context, then later ones;
 #   - the size of `GET /v1/sdk/flags`, plain and with `Accept-Encoding: gzip`.
@@ -21,7 +23,7 @@ segments="${SEGMENTS:-100}"
 writes="${WRITES:-21}"
 measure=(python3 "$root/scripts/bench/scale.py" --key "$key" --writes "$writes")
 
-echo "== write visible on a 10-flag configuration"
+echo "== writes visible on a 10-flag configuration"
 python3 "$root/scripts/bench/scale.py" generate --flags 10 --segments 2 > "$work/small.json"
 "$vexil" flags import "$work/small.json" --server "$url" --key "$key" > /dev/null
 "${measure[@]}" writes --url "$url"
