@@ -64,8 +64,7 @@ impl FlagEntry {
 
     /// Whether the flag's rules refer to one of the segments `keys`, whose bits are `bits`.
     pub(crate) fn uses_any_segment(&self, bits: u32, keys: &impl Fn(&str) -> bool) -> bool {
-        self.segments_mask & bits != 0
-            && self.compiled.source.rules.iter().any(|r| r.when.any_segment(&mut |segment| keys(segment)))
+        self.segments_mask & bits != 0 && self.compiled.source.any_segment(&mut |segment| keys(segment))
     }
 }
 
@@ -82,12 +81,10 @@ pub(crate) fn segment_bit(key: &str) -> u32 {
 
 fn segments_mask(flag: &Flag) -> u32 {
     let mut mask = 0;
-    for rule in &flag.rules {
-        rule.when.any_segment(&mut |segment| {
-            mask |= segment_bit(segment);
-            false
-        });
-    }
+    flag.any_segment(&mut |segment| {
+        mask |= segment_bit(segment);
+        false
+    });
     mask
 }
 

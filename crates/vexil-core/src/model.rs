@@ -108,9 +108,15 @@ impl Flag {
         self.serves().any(|s| matches!(s, Serve::Experiment(_)))
     }
 
+    /// Whether `found` holds for a segment a rule refers to (directly, not through another
+    /// segment), asked rule by rule in the order written until one answers true.
+    pub fn any_segment<'a>(&'a self, found: &mut impl FnMut(&'a str) -> bool) -> bool {
+        self.rules.iter().any(|r| r.when.any_segment(found))
+    }
+
     /// Whether a rule refers to segment `key` (directly, not through another segment).
     pub fn uses_segment(&self, key: &str) -> bool {
-        self.rules.iter().any(|r| r.when.mentions_segment(key))
+        self.any_segment(&mut |segment| segment == key)
     }
 }
 

@@ -13,7 +13,7 @@ use crate::service::changes::{self, Action, ApplyError, PlannedChange};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use vexil_core::decode::{decode_flag, decode_segment};
-use vexil_core::model::{Condition, Serve};
+use vexil_core::model::Serve;
 use vexil_store::{ChangeMeta, EntityKind, Store, StoreError};
 
 /// The versions a promotion expects the target to hold, by key: a version, or `null` for
@@ -176,13 +176,15 @@ async fn missing_dependencies(target: &dyn Store, changes: &[PlannedChange]) -> 
 /// target already).
 fn references(entity: EntityKind, body: &serde_json::Value) -> BTreeSet<(EntityKind, String)> {
     let mut found = BTreeSet::new();
-    let mut segments = Vec::new();
+    // Answers false, so that the walk goes on to every segment referred to.
+    let segment = |found: &mut BTreeSet<_>, key: &str| {
+        found.insert((EntityKind::Segment, key.to_owned()));
+        false
+    };
     match entity {
         EntityKind::Flag => {
             let Ok(flag) = decode_flag(body) else { return found };
-            for rule in &flag.rules {
-                segments_in(&rule.when, &mut segments);
-            }
+            flag.any_segment(&mut |key| segment(&mut found, key));
             for serve in flag.serves() {
                 if let Serve::Experiment(key) = serve {
                     found.insert((EntityKind::Experiment, key.clone()));
@@ -193,22 +195,12 @@ fn references(entity: EntityKind, body: &serde_json::Value) -> BTreeSet<(EntityK
             }
         }
         EntityKind::Segment => {
-            let Ok(segment) = decode_segment(body) else { return found };
-            segments_in(&segment.when, &mut segments);
+            let Ok(referring) = decode_segment(body) else { return found };
+            referring.when.any_segment(&mut |key| segment(&mut found, key));
         }
         _ => {}
     }
-    found.extend(segments.into_iter().map(|s| (EntityKind::Segment, s)));
     found
-}
-
-fn segments_in(condition: &Condition, found: &mut Vec<String>) {
-    match condition {
-        Condition::Segment(key) => found.push(key.clone()),
-        Condition::All(items) | Condition::Any(items) => items.iter().for_each(|c| segments_in(c, found)),
-        Condition::Not(inner) => segments_in(inner, found),
-        Condition::Compare(_) => {}
-    }
 }
 
 /// Whether the plan changes anything.
